@@ -1,0 +1,1 @@
+//! Placeholder crate: see ARCHITECTURE.md for what it will hold.

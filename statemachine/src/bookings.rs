@@ -1,0 +1,195 @@
+//! Bookings after confirmation: cancellation with a refund owed, refunds paid out, and the
+//! queries that read bookings and a customer's history.
+
+use crate::inventory::{validate_text, SeatState};
+use crate::limits::HISTORY_PAGE_MAX;
+use crate::outcome::{
+    BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundStatus, RefundView,
+    Rejection,
+};
+use crate::state::{
+    format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
+};
+use crate::StateMachine;
+
+impl StateMachine {
+    pub(crate) fn cancel_booking(
+        &mut self,
+        booking_id: &str,
+        reason: &str,
+    ) -> Result<Outcome, Rejection> {
+        validate_text("reason", reason)?;
+        let not_found = || Rejection::BookingNotFound {
+            booking_id: booking_id.to_string(),
+        };
+        let id = parse_id(BOOKING_ID_PREFIX, booking_id).ok_or_else(not_found)?;
+        let booking = self.bookings.get(&id).ok_or_else(not_found)?;
+        if booking.status != BookingStatus::Confirmed {
+            return Err(Rejection::BookingNotActive {
+                booking_id: booking_id.to_string(),
+            });
+        }
+        let now_ms = self.now_ms;
+        let booking = self.bookings.get_mut(&id).expect("booking exists");
+        booking.status = BookingStatus::Cancelled;
+        booking.cancelled_at_ms = Some(now_ms);
+        booking.cancel_reason = Some(reason.to_string());
+        let event = self
+            .events
+            .get_mut(&booking.event_id)
+            .expect("a booking's event exists");
+        for &position in &booking.seats {
+            debug_assert_eq!(event.seats[position as usize].state, SeatState::Booked(id));
+            event.set_seat_state(position, SeatState::Available);
+        }
+        for line in &booking.pools {
+            let pool = event
+                .pools
+                .get_mut(&line.pool_id)
+                .expect("a booked pool exists");
+            pool.booked -= u64::from(line.quantity);
+        }
+        event.version += 1;
+        let currency = event.currency.clone();
+        let booking = booking.clone();
+        self.emit(OutboxKind::BookingCancelled {
+            booking_id: booking_id.to_string(),
+            event_id: booking.event_id.clone(),
+            customer_id: booking.customer_id.clone(),
+            reason: reason.to_string(),
+        });
+        if booking.payment.amount > 0 {
+            let hold_id = format_id(HOLD_ID_PREFIX, booking.hold);
+            let refund = self.record_refund(&hold_id, Some(id), &booking.payment, currency);
+            let refund_id = parse_id(REFUND_ID_PREFIX, &refund.refund_id).expect("just formatted");
+            self.bookings.get_mut(&id).expect("booking exists").refund = Some(refund_id);
+        }
+        Ok(Outcome::BookingCancelled(self.booking_view(id)))
+    }
+
+    pub(crate) fn mark_refunded(&mut self, refund_id: &str) -> Result<Outcome, Rejection> {
+        let not_found = || Rejection::RefundNotFound {
+            refund_id: refund_id.to_string(),
+        };
+        let id = parse_id(REFUND_ID_PREFIX, refund_id).ok_or_else(not_found)?;
+        let now_ms = self.now_ms;
+        let refund = self.refunds.get_mut(&id).ok_or_else(not_found)?;
+        if refund.status != RefundStatus::Pending {
+            return Err(Rejection::RefundNotPending {
+                refund_id: refund_id.to_string(),
+            });
+        }
+        refund.status = RefundStatus::Refunded;
+        refund.refunded_at_ms = Some(now_ms);
+        self.emit(OutboxKind::RefundPaid {
+            refund_id: refund_id.to_string(),
+        });
+        Ok(Outcome::RefundMarked(
+            self.refund_view(id).expect("refund exists"),
+        ))
+    }
+
+    pub(crate) fn refund_view_of(&self, id: u64, refund: &Refund, hold_id: &str) -> RefundView {
+        RefundView {
+            refund_id: format_id(REFUND_ID_PREFIX, id),
+            status: refund.status,
+            hold_id: hold_id.to_string(),
+            booking_id: refund
+                .booking
+                .map(|booking| format_id(BOOKING_ID_PREFIX, booking)),
+            provider: refund.provider.clone(),
+            payment_id: refund.payment_id.clone(),
+            amount: refund.amount,
+            currency: refund.currency.clone(),
+            created_at_ms: refund.created_at_ms,
+            refunded_at_ms: refund.refunded_at_ms,
+        }
+    }
+
+    fn refund_view(&self, id: u64) -> Option<RefundView> {
+        let refund = self.refunds.get(&id)?;
+        Some(self.refund_view_of(id, refund, &format_id(HOLD_ID_PREFIX, refund.hold)))
+    }
+
+    /// A refund by id.
+    pub fn refund_by_id(&self, refund_id: &str) -> Option<RefundView> {
+        self.refund_view(parse_id(REFUND_ID_PREFIX, refund_id)?)
+    }
+
+    /// Refunds still to be paid out, oldest first, after `after` (a refund id), at most `limit`.
+    pub fn pending_refunds(&self, limit: usize) -> Vec<RefundView> {
+        self.refunds
+            .iter()
+            .filter(|(_, refund)| refund.status == RefundStatus::Pending)
+            .take(limit)
+            .filter_map(|(&id, _)| self.refund_view(id))
+            .collect()
+    }
+
+    pub(crate) fn booking_view(&self, id: u64) -> BookingView {
+        let booking = &self.bookings[&id];
+        let event = &self.events[&booking.event_id];
+        BookingView {
+            booking_id: format_id(BOOKING_ID_PREFIX, id),
+            hold_id: format_id(HOLD_ID_PREFIX, booking.hold),
+            status: booking.status,
+            event_id: booking.event_id.clone(),
+            customer_id: booking.customer_id.clone(),
+            seats: booking
+                .seats
+                .iter()
+                .map(|&p| event.seats[p as usize].id.to_string())
+                .collect(),
+            pools: booking.pools.clone(),
+            amount: booking.amount,
+            currency: event.currency.clone(),
+            payment: booking.payment.clone(),
+            created_at_ms: booking.created_at_ms,
+            cancelled_at_ms: booking.cancelled_at_ms,
+            cancel_reason: booking.cancel_reason.clone(),
+            refund: booking.refund.and_then(|refund| self.refund_view(refund)),
+        }
+    }
+
+    /// A booking by id.
+    pub fn booking_by_id(&self, booking_id: &str) -> Option<BookingView> {
+        let id = parse_id(BOOKING_ID_PREFIX, booking_id)?;
+        self.bookings
+            .contains_key(&id)
+            .then(|| self.booking_view(id))
+    }
+
+    /// A customer's bookings, newest first, after the booking `after`, at most `limit`
+    /// (capped at [`HISTORY_PAGE_MAX`]).
+    pub fn customer_bookings(
+        &self,
+        customer_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BookingPage {
+        let limit = limit.clamp(1, HISTORY_PAGE_MAX);
+        let ids: &[u64] = self
+            .customer_bookings
+            .get(customer_id)
+            .map_or(&[], Vec::as_slice);
+        // `ids` ascend; the page walks them backwards from just below `after`.
+        let end = match after.and_then(|after| parse_id(BOOKING_ID_PREFIX, after)) {
+            Some(after) => ids.partition_point(|&id| id < after),
+            None if after.is_some() => 0,
+            None => ids.len(),
+        };
+        let start = end.saturating_sub(limit);
+        let bookings: Vec<BookingView> = ids[start..end]
+            .iter()
+            .rev()
+            .map(|&id| self.booking_view(id))
+            .collect();
+        let next_after = (start > 0)
+            .then(|| bookings.last().map(|b| b.booking_id.clone()))
+            .flatten();
+        BookingPage {
+            bookings,
+            next_after,
+        }
+    }
+}

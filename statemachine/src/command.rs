@@ -1,0 +1,179 @@
+//! Commands: what a log entry asks the state machine to do. Every command travels inside an
+//! [`Entry`] that carries the leader's cluster time and the client's request id, so that
+//! applying it needs nothing from outside.
+
+use serde::{Deserialize, Serialize};
+
+/// One replicated log entry's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Cluster time stamped by the leader, in Unix milliseconds. The state machine uses
+    /// `max(previous time, time_ms)`, so a leader with a slow clock never moves time back.
+    pub time_ms: u64,
+    /// The client's request id (the idempotency key scoped by route), when it sent one.
+    pub request_id: Option<String>,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Every operation of the booking domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create an event with its initial inventory.
+    CreateEvent(CreateEvent),
+    /// Add seats to an event.
+    AddSeats {
+        event_id: String,
+        seats: Vec<SeatSpec>,
+        seat_blocks: Vec<SeatBlock>,
+    },
+    /// Add pools to an event.
+    AddPools {
+        event_id: String,
+        pools: Vec<PoolSpec>,
+    },
+    /// Change a pool's capacity (never below what is held and booked).
+    SetPoolCapacity {
+        event_id: String,
+        pool_id: String,
+        capacity: u64,
+    },
+    /// Remove a seat that is neither held nor booked.
+    RemoveSeat { event_id: String, seat_id: String },
+    /// Remove a pool that has nothing held or booked.
+    RemovePool { event_id: String, pool_id: String },
+    /// Take a set of items for one customer, all or nothing.
+    Hold(HoldRequest),
+    /// Push a hold's expiry later, within its maximum life.
+    ExtendHold { hold_id: String, ttl_seconds: u32 },
+    /// Release an active hold: its items become available again.
+    ReleaseHold { hold_id: String },
+    /// Turn a hold into a booking, recording the payment that was charged for it.
+    Confirm {
+        hold_id: String,
+        payment: PaymentRecord,
+    },
+    /// Cancel a confirmed booking: frees its items and records a refund owed.
+    CancelBooking { booking_id: String, reason: String },
+    /// Record that a refund owed has been paid out.
+    MarkRefunded { refund_id: String },
+    /// Free every active hold whose time has passed, at most `max_holds` of them.
+    ExpireHolds { max_holds: u32 },
+    /// Acknowledge outbox events up to and including `up_to`; they are trimmed.
+    AckOutbox { up_to: u64 },
+}
+
+/// Category of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Category {
+    Movie,
+    Event,
+    Hotel,
+    Appointment,
+    Other,
+}
+
+impl Category {
+    /// The lower-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Movie => "movie",
+            Category::Event => "event",
+            Category::Hotel => "hotel",
+            Category::Appointment => "appointment",
+            Category::Other => "other",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<Category> {
+        Some(match text {
+            "movie" => Category::Movie,
+            "event" => Category::Event,
+            "hotel" => Category::Hotel,
+            "appointment" => Category::Appointment,
+            "other" => Category::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// An event with its initial inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateEvent {
+    pub event_id: String,
+    pub name: String,
+    pub category: Category,
+    /// Start of the event in Unix milliseconds, if it has one.
+    pub starts_at_ms: Option<u64>,
+    /// ISO 4217 currency code, three upper-case letters.
+    pub currency: String,
+    pub seats: Vec<SeatSpec>,
+    pub seat_blocks: Vec<SeatBlock>,
+    pub pools: Vec<PoolSpec>,
+}
+
+/// One seat, listed by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatSpec {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub price: u64,
+}
+
+/// Rows of seats in one section, expanded to seat ids `SECTION-ROW-NUMBER`, numbers from 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatBlock {
+    pub section: String,
+    pub rows: Vec<String>,
+    pub seats_per_row: u32,
+    pub price: u64,
+}
+
+/// Fungible capacity: general admission, a room type for one night, an appointment slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    pub id: String,
+    pub capacity: u64,
+    pub price: u64,
+}
+
+/// A quantity taken from one pool.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PoolQuantity {
+    pub pool_id: String,
+    pub quantity: u32,
+}
+
+/// Seats chosen by the state machine instead of named by the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BestAvailable {
+    pub count: u32,
+    /// Only seats of this section, when given.
+    pub section: Option<String>,
+    /// When no row has `count` adjacent seats, take the best seats that are not adjacent
+    /// instead of refusing.
+    pub allow_split: bool,
+}
+
+/// A request to hold items.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRequest {
+    pub event_id: String,
+    pub customer_id: String,
+    pub seats: Vec<String>,
+    pub pools: Vec<PoolQuantity>,
+    pub best_available: Option<BestAvailable>,
+    /// Time to live in seconds; [`crate::limits::HOLD_TTL_SECONDS_DEFAULT`] when absent.
+    pub ttl_seconds: Option<u32>,
+}
+
+/// The payment charged before a confirm was proposed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub provider: String,
+    pub payment_id: String,
+    pub amount: u64,
+}

@@ -1,0 +1,625 @@
+//! Holds: taking items atomically for one customer, extending, releasing, confirming into a
+//! booking, and expiring by log time.
+
+use std::collections::HashSet;
+
+use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
+use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
+use crate::limits::*;
+use crate::outcome::{BookingStatus, RefundStatus};
+use crate::outcome::{HoldStatus, HoldView, OutboxKind, Outcome, PoolShortage, Rejection};
+use crate::state::{format_id, parse_id, Booking, Hold, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX};
+use crate::StateMachine;
+
+fn validate_ttl(ttl_seconds: u32) -> Result<u64, Rejection> {
+    if !(HOLD_TTL_SECONDS_MIN..=HOLD_TTL_SECONDS_MAX).contains(&ttl_seconds) {
+        return Err(Rejection::InvalidTtl { ttl_seconds });
+    }
+    Ok(u64::from(ttl_seconds) * 1000)
+}
+
+/// Checks the shape of a hold request, before anything is looked up.
+fn validate_hold_request(request: &HoldRequest) -> Result<u64, Rejection> {
+    validate_id("event_id", &request.event_id)?;
+    validate_id("customer_id", &request.customer_id)?;
+    let ttl_ms = validate_ttl(request.ttl_seconds.unwrap_or(HOLD_TTL_SECONDS_DEFAULT))?;
+    let best_count = request
+        .best_available
+        .as_ref()
+        .map_or(0, |best| u64::from(best.count));
+    let items = request.seats.len() as u64 + request.pools.len() as u64 + best_count;
+    if items > HOLD_ITEMS_MAX as u64 {
+        return Err(Rejection::TooManyItems {
+            items,
+            max: HOLD_ITEMS_MAX as u64,
+        });
+    }
+    if items == 0 && request.best_available.is_none() {
+        return Err(Rejection::invalid(
+            "seats",
+            "name at least one seat, pool or best_available",
+        ));
+    }
+    if let Some(best) = &request.best_available {
+        if best.count == 0 {
+            return Err(Rejection::InvalidQuantity {
+                field: "best_available.count".into(),
+                reason: format!("must be 1 to {HOLD_ITEMS_MAX}"),
+            });
+        }
+        if let Some(section) = &best.section {
+            validate_id("best_available.section", section)?;
+        }
+    }
+    let mut seen = HashSet::with_capacity(request.seats.len());
+    for seat in &request.seats {
+        validate_id("seats", seat)?;
+        if !seen.insert(seat.as_str()) {
+            return Err(Rejection::invalid(
+                "seats",
+                format!("seat {seat} is named twice"),
+            ));
+        }
+    }
+    let mut seen = HashSet::with_capacity(request.pools.len());
+    for line in &request.pools {
+        validate_id("pools.pool_id", &line.pool_id)?;
+        if line.quantity == 0 || line.quantity > HOLD_POOL_QUANTITY_MAX {
+            return Err(Rejection::InvalidQuantity {
+                field: "pools.quantity".into(),
+                reason: format!("must be 1 to {HOLD_POOL_QUANTITY_MAX}"),
+            });
+        }
+        if !seen.insert(line.pool_id.as_str()) {
+            return Err(Rejection::invalid(
+                "pools",
+                format!("pool {} is named twice", line.pool_id),
+            ));
+        }
+    }
+    Ok(ttl_ms)
+}
+
+/// Finds the named seats and checks that all are available.
+fn resolve_seats(event: &Event, names: &[String]) -> Result<Vec<u32>, Rejection> {
+    let mut positions = Vec::with_capacity(names.len());
+    let mut missing = Vec::new();
+    let mut taken = Vec::new();
+    for name in names {
+        match event.seat_position(name) {
+            None => missing.push(name.clone()),
+            Some(position) => {
+                if event.seats[position as usize].state != SeatState::Available {
+                    taken.push(name.clone());
+                }
+                positions.push(position);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Rejection::SeatNotFound {
+            seats: first_few(missing),
+        });
+    }
+    if !taken.is_empty() {
+        return Err(Rejection::SeatUnavailable {
+            seats: first_few(taken),
+        });
+    }
+    Ok(positions)
+}
+
+/// Checks that every pool line exists and has the quantity free.
+fn check_pools(event: &Event, lines: &[PoolQuantity]) -> Result<(), Rejection> {
+    let missing: Vec<String> = lines
+        .iter()
+        .filter(|line| !event.pools.contains_key(&line.pool_id))
+        .map(|line| line.pool_id.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Rejection::PoolNotFound {
+            pools: first_few(missing),
+        });
+    }
+    let short: Vec<PoolShortage> = lines
+        .iter()
+        .filter_map(|line| {
+            let available = event.pools[&line.pool_id].available();
+            (u64::from(line.quantity) > available).then(|| PoolShortage {
+                pool_id: line.pool_id.clone(),
+                requested: line.quantity,
+                available,
+            })
+        })
+        .collect();
+    if !short.is_empty() {
+        return Err(Rejection::PoolExhausted { pools: short });
+    }
+    Ok(())
+}
+
+/// A run of adjacent available seats in one row: `seats[start..end]` of the row's list.
+struct Placement {
+    row: usize,
+    start: usize,
+    orphan: bool,
+    distance_from_center: u64,
+}
+
+/// Chooses `best.count` seats next to each other in one row.
+///
+/// Rows are ranked in creation order (admins list the best rows first); within a row the
+/// block nearest the row's centre wins. A block that would leave a single empty seat beside
+/// it (an orphan nobody can buy with a friend) is taken only when no other block exists.
+fn choose_best_available(
+    event: &Event,
+    best: &BestAvailable,
+    excluded: &[u32],
+) -> Result<Vec<u32>, Rejection> {
+    let count = best.count as usize;
+    let free = |position: u32| {
+        event.seats[position as usize].state == SeatState::Available
+            && !excluded.contains(&position)
+    };
+    let mut fallback: Option<Placement> = None;
+    for (row_position, row) in event.rows.iter().enumerate() {
+        if best
+            .section
+            .as_deref()
+            .is_some_and(|section| *row.section != *section)
+        {
+            continue;
+        }
+        let numbers = |index: usize| event.seats[row.seats[index] as usize].number;
+        let row_center = match (row.seats.first(), row.seats.last()) {
+            (Some(&first), Some(&last)) => {
+                u64::from(event.seats[first as usize].number)
+                    + u64::from(event.seats[last as usize].number)
+            }
+            _ => continue,
+        };
+        let mut row_best: Option<Placement> = None;
+        let mut run_start = 0;
+        while run_start < row.seats.len() {
+            if !free(row.seats[run_start]) {
+                run_start += 1;
+                continue;
+            }
+            let mut run_end = run_start + 1;
+            while run_end < row.seats.len()
+                && free(row.seats[run_end])
+                && numbers(run_end) == numbers(run_end - 1) + 1
+            {
+                run_end += 1;
+            }
+            let run_length = run_end - run_start;
+            for start in run_start..=(run_end.saturating_sub(count)).max(run_start) {
+                if run_length < count {
+                    break;
+                }
+                let left_gap = start - run_start;
+                let right_gap = run_end - (start + count);
+                let block_center =
+                    u64::from(numbers(start)) + u64::from(numbers(start + count - 1));
+                let candidate = Placement {
+                    row: row_position,
+                    start,
+                    orphan: left_gap == 1 || right_gap == 1,
+                    distance_from_center: block_center.abs_diff(row_center),
+                };
+                let better = row_best.as_ref().is_none_or(|current| {
+                    (candidate.orphan, candidate.distance_from_center)
+                        < (current.orphan, current.distance_from_center)
+                });
+                if better {
+                    row_best = Some(candidate);
+                }
+            }
+            run_start = run_end;
+        }
+        match row_best {
+            Some(placement) if !placement.orphan => {
+                return Ok(take_placement(event, &placement, count))
+            }
+            Some(placement) if fallback.is_none() => fallback = Some(placement),
+            _ => {}
+        }
+    }
+    if let Some(placement) = fallback {
+        return Ok(take_placement(event, &placement, count));
+    }
+    if best.allow_split {
+        let chosen: Vec<u32> = event
+            .rows
+            .iter()
+            .filter(|row| {
+                best.section
+                    .as_deref()
+                    .is_none_or(|section| *row.section == *section)
+            })
+            .flat_map(|row| row.seats.iter().copied())
+            .filter(|&position| free(position))
+            .take(count)
+            .collect();
+        if chosen.len() == count {
+            return Ok(chosen);
+        }
+    }
+    Err(Rejection::NoAdjacentSeats {
+        count: best.count,
+        section: best.section.clone(),
+    })
+}
+
+fn take_placement(event: &Event, placement: &Placement, count: usize) -> Vec<u32> {
+    event.rows[placement.row].seats[placement.start..placement.start + count].to_vec()
+}
+
+impl StateMachine {
+    pub(crate) fn hold(&mut self, request: &HoldRequest) -> Result<Outcome, Rejection> {
+        let ttl_ms = validate_hold_request(request)?;
+        let holds_max = self.config.holds_per_customer_per_event_max;
+        let now_ms = self.now_ms;
+        let life_ms = self.config.hold_life_ms_max;
+        let event = self
+            .events
+            .get(&request.event_id)
+            .ok_or_else(|| Rejection::EventNotFound {
+                event_id: request.event_id.clone(),
+            })?;
+        let active = event
+            .customer_holds
+            .get(&request.customer_id)
+            .copied()
+            .unwrap_or(0);
+        if active >= holds_max {
+            return Err(Rejection::HoldLimitReached {
+                customer_id: request.customer_id.clone(),
+                max: holds_max,
+            });
+        }
+        let mut seats = resolve_seats(event, &request.seats)?;
+        check_pools(event, &request.pools)?;
+        if let Some(best) = &request.best_available {
+            let chosen = choose_best_available(event, best, &seats)?;
+            seats.extend(chosen);
+        }
+        let amount = seats
+            .iter()
+            .map(|&p| event.seats[p as usize].price)
+            .sum::<u64>()
+            + request
+                .pools
+                .iter()
+                .map(|line| event.pools[&line.pool_id].price * u64::from(line.quantity))
+                .sum::<u64>();
+
+        // Everything is checked: from here on the hold cannot fail.
+        self.last_hold += 1;
+        let hold_id = self.last_hold;
+        let event = self
+            .events
+            .get_mut(&request.event_id)
+            .expect("event checked above");
+        for &position in &seats {
+            event.set_seat_state(position, SeatState::Held(hold_id));
+        }
+        for line in &request.pools {
+            event
+                .pools
+                .get_mut(&line.pool_id)
+                .expect("pool checked above")
+                .held += u64::from(line.quantity);
+        }
+        event.version += 1;
+        *event
+            .customer_holds
+            .entry(request.customer_id.clone())
+            .or_default() += 1;
+        let life_ends_at_ms = now_ms.saturating_add(life_ms);
+        let hold = Hold {
+            event_id: request.event_id.clone(),
+            customer_id: request.customer_id.clone(),
+            seats,
+            pools: request.pools.clone(),
+            amount,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(ttl_ms).min(life_ends_at_ms),
+            life_ends_at_ms,
+            status: HoldStatus::Active,
+            ended_at_ms: None,
+            booking: None,
+        };
+        self.expiry_queue.insert((hold.expires_at_ms, hold_id));
+        let view = self.hold_view(hold_id, &hold);
+        self.holds.insert(hold_id, hold);
+        Ok(Outcome::Held(view))
+    }
+
+    /// Finds an active, unexpired hold.
+    fn live_hold(&self, hold_id: &str) -> Result<u64, Rejection> {
+        let not_found = || Rejection::HoldNotFound {
+            hold_id: hold_id.to_string(),
+        };
+        let id = parse_id(HOLD_ID_PREFIX, hold_id).ok_or_else(not_found)?;
+        let hold = self.holds.get(&id).ok_or_else(not_found)?;
+        if hold.status != HoldStatus::Active {
+            return Err(Rejection::HoldNotActive {
+                hold_id: hold_id.to_string(),
+                status: hold.status,
+            });
+        }
+        if self.now_ms >= hold.expires_at_ms {
+            return Err(Rejection::HoldExpired {
+                hold_id: hold_id.to_string(),
+                expired_at_ms: hold.expires_at_ms,
+            });
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn extend_hold(
+        &mut self,
+        hold_id: &str,
+        ttl_seconds: u32,
+    ) -> Result<Outcome, Rejection> {
+        let ttl_ms = validate_ttl(ttl_seconds)?;
+        let id = self.live_hold(hold_id)?;
+        let now_ms = self.now_ms;
+        let hold = self.holds.get_mut(&id).expect("live hold exists");
+        let expires_at_ms = now_ms
+            .saturating_add(ttl_ms)
+            .min(hold.life_ends_at_ms)
+            .max(hold.expires_at_ms);
+        self.expiry_queue.remove(&(hold.expires_at_ms, id));
+        hold.expires_at_ms = expires_at_ms;
+        self.expiry_queue.insert((expires_at_ms, id));
+        let hold = &self.holds[&id];
+        Ok(Outcome::Extended(self.hold_view(id, hold)))
+    }
+
+    /// Releases an active hold. A hold whose time has passed but that no expiry entry has
+    /// ended yet may still be released: its items are freed either way.
+    pub(crate) fn release_hold(&mut self, hold_id: &str) -> Result<Outcome, Rejection> {
+        let id = match self.live_hold(hold_id) {
+            Ok(id) => id,
+            Err(Rejection::HoldExpired { .. }) => {
+                parse_id(HOLD_ID_PREFIX, hold_id).expect("parsed before")
+            }
+            Err(rejection) => return Err(rejection),
+        };
+        self.end_hold(id, HoldStatus::Released, None);
+        let hold = &self.holds[&id];
+        Ok(Outcome::Released(self.hold_view(id, hold)))
+    }
+
+    /// Ends an active hold: frees its items (or books them, for a confirm) and updates every
+    /// index that tracks active holds.
+    fn end_hold(&mut self, id: u64, status: HoldStatus, booking: Option<u64>) {
+        let now_ms = self.now_ms;
+        let hold = self.holds.get_mut(&id).expect("hold exists");
+        debug_assert_eq!(hold.status, HoldStatus::Active);
+        hold.status = status;
+        hold.ended_at_ms = Some(now_ms);
+        hold.booking = booking;
+        self.expiry_queue.remove(&(hold.expires_at_ms, id));
+        self.ended_holds.insert((now_ms, id));
+        let event = self
+            .events
+            .get_mut(&hold.event_id)
+            .expect("a hold's event exists");
+        let seat_state = booking.map_or(SeatState::Available, SeatState::Booked);
+        for &position in &hold.seats {
+            debug_assert_eq!(event.seats[position as usize].state, SeatState::Held(id));
+            event.set_seat_state(position, seat_state);
+        }
+        for line in &hold.pools {
+            let pool = event
+                .pools
+                .get_mut(&line.pool_id)
+                .expect("a held pool exists");
+            pool.held -= u64::from(line.quantity);
+            if booking.is_some() {
+                pool.booked += u64::from(line.quantity);
+            }
+        }
+        event.version += 1;
+        let count = event
+            .customer_holds
+            .get_mut(&hold.customer_id)
+            .expect("counted when held");
+        *count -= 1;
+        if *count == 0 {
+            event.customer_holds.remove(&hold.customer_id);
+        }
+    }
+
+    /// Confirms a hold into a booking. A refused confirm whose payment was charged records a
+    /// refund owed in the same entry.
+    pub(crate) fn confirm(&mut self, hold_id: &str, payment: &PaymentRecord) -> Outcome {
+        match self.try_confirm(hold_id, payment) {
+            Ok(outcome) => outcome,
+            Err(rejection) if payment.amount > 0 && self.valid_payment(payment) => {
+                let hold = parse_id(HOLD_ID_PREFIX, hold_id);
+                let currency = hold
+                    .and_then(|id| self.holds.get(&id))
+                    .and_then(|hold| self.events.get(&hold.event_id))
+                    .map_or_else(String::new, |event| event.currency.clone());
+                let refund = self.record_refund(hold_id, None, payment, currency);
+                Outcome::ConfirmRefused { rejection, refund }
+            }
+            Err(rejection) => Outcome::Rejected(rejection),
+        }
+    }
+
+    fn valid_payment(&self, payment: &PaymentRecord) -> bool {
+        validate_text("payment.provider", &payment.provider).is_ok()
+            && validate_text("payment.payment_id", &payment.payment_id).is_ok()
+            && !payment.provider.is_empty()
+            && !payment.payment_id.is_empty()
+    }
+
+    fn try_confirm(
+        &mut self,
+        hold_id: &str,
+        payment: &PaymentRecord,
+    ) -> Result<Outcome, Rejection> {
+        if !self.valid_payment(payment) {
+            return Err(Rejection::invalid(
+                "payment",
+                "provider and payment_id must be 1 to 256 bytes",
+            ));
+        }
+        let id = self.live_hold(hold_id)?;
+        let hold = &self.holds[&id];
+        if payment.amount != hold.amount {
+            return Err(Rejection::PaymentAmountMismatch {
+                expected: hold.amount,
+                charged: payment.amount,
+            });
+        }
+        self.last_booking += 1;
+        let booking_id = self.last_booking;
+        let booking = Booking {
+            hold: id,
+            event_id: hold.event_id.clone(),
+            customer_id: hold.customer_id.clone(),
+            seats: hold.seats.clone(),
+            pools: hold.pools.clone(),
+            amount: hold.amount,
+            payment: payment.clone(),
+            created_at_ms: self.now_ms,
+            status: BookingStatus::Confirmed,
+            cancelled_at_ms: None,
+            cancel_reason: None,
+            refund: None,
+        };
+        self.end_hold(id, HoldStatus::Confirmed, Some(booking_id));
+        let currency = self.events[&booking.event_id].currency.clone();
+        self.emit(OutboxKind::BookingConfirmed {
+            booking_id: format_id(BOOKING_ID_PREFIX, booking_id),
+            hold_id: hold_id.to_string(),
+            event_id: booking.event_id.clone(),
+            customer_id: booking.customer_id.clone(),
+            amount: booking.amount,
+            currency,
+        });
+        self.customer_bookings
+            .entry(booking.customer_id.clone())
+            .or_default()
+            .push(booking_id);
+        self.bookings.insert(booking_id, booking);
+        Ok(Outcome::Confirmed(self.booking_view(booking_id)))
+    }
+
+    pub(crate) fn record_refund(
+        &mut self,
+        hold_id: &str,
+        booking: Option<u64>,
+        payment: &PaymentRecord,
+        currency: String,
+    ) -> crate::outcome::RefundView {
+        self.last_refund += 1;
+        let refund_id = self.last_refund;
+        let refund = Refund {
+            hold: parse_id(HOLD_ID_PREFIX, hold_id).unwrap_or(0),
+            booking,
+            provider: payment.provider.clone(),
+            payment_id: payment.payment_id.clone(),
+            amount: payment.amount,
+            currency,
+            created_at_ms: self.now_ms,
+            status: RefundStatus::Pending,
+            refunded_at_ms: None,
+        };
+        let view = self.refund_view_of(refund_id, &refund, hold_id);
+        self.emit(OutboxKind::RefundOwed {
+            refund_id: view.refund_id.clone(),
+            hold_id: hold_id.to_string(),
+            booking_id: view.booking_id.clone(),
+            amount: refund.amount,
+            currency: refund.currency.clone(),
+        });
+        self.refunds.insert(refund_id, refund);
+        view
+    }
+
+    pub(crate) fn expire_holds(&mut self, max_holds: u32) -> Result<Outcome, Rejection> {
+        if max_holds == 0 || max_holds > EXPIRE_HOLDS_PER_ENTRY_MAX {
+            return Err(Rejection::InvalidQuantity {
+                field: "max_holds".into(),
+                reason: format!("must be 1 to {EXPIRE_HOLDS_PER_ENTRY_MAX}"),
+            });
+        }
+        let mut hold_ids = Vec::new();
+        while hold_ids.len() < max_holds as usize {
+            let Some(&(expires_at_ms, id)) = self.expiry_queue.first() else {
+                break;
+            };
+            if expires_at_ms > self.now_ms {
+                break;
+            }
+            self.end_hold(id, HoldStatus::Expired, None);
+            let hold = &self.holds[&id];
+            let kind = OutboxKind::HoldExpired {
+                hold_id: format_id(HOLD_ID_PREFIX, id),
+                event_id: hold.event_id.clone(),
+                customer_id: hold.customer_id.clone(),
+            };
+            self.emit(kind);
+            hold_ids.push(format_id(HOLD_ID_PREFIX, id));
+        }
+        Ok(Outcome::HoldsExpired { hold_ids })
+    }
+
+    pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {
+        let event = &self.events[&hold.event_id];
+        HoldView {
+            hold_id: format_id(HOLD_ID_PREFIX, id),
+            status: hold.status,
+            event_id: hold.event_id.clone(),
+            customer_id: hold.customer_id.clone(),
+            seats: hold
+                .seats
+                .iter()
+                .map(|&p| event.seats[p as usize].id.to_string())
+                .collect(),
+            pools: hold.pools.clone(),
+            amount: hold.amount,
+            currency: event.currency.clone(),
+            created_at_ms: hold.created_at_ms,
+            expires_at_ms: hold.expires_at_ms,
+            life_ends_at_ms: hold.life_ends_at_ms,
+            booking_id: hold
+                .booking
+                .map(|booking| format_id(BOOKING_ID_PREFIX, booking)),
+        }
+    }
+
+    /// A hold, active or recently ended.
+    pub fn hold_by_id(&self, hold_id: &str) -> Option<HoldView> {
+        let id = parse_id(HOLD_ID_PREFIX, hold_id)?;
+        self.holds.get(&id).map(|hold| self.hold_view(id, hold))
+    }
+
+    /// The earliest expiry among active holds, for the leader's expiry ticker.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiry_queue
+            .first()
+            .map(|&(expires_at_ms, _)| expires_at_ms)
+    }
+
+    /// Active holds whose time has passed at `now_ms`, counted up to `limit`.
+    pub fn holds_due(&self, now_ms: u64, limit: usize) -> usize {
+        self.expiry_queue
+            .iter()
+            .take_while(|&&(at, _)| at <= now_ms)
+            .take(limit)
+            .count()
+    }
+
+    /// Active holds.
+    pub fn active_holds(&self) -> usize {
+        self.expiry_queue.len()
+    }
+}

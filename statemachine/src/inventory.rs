@@ -1,0 +1,693 @@
+//! Events and their inventory: seats (unique items) and pools (fungible capacity), with the
+//! admin commands that change them and the availability queries that read them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Category, CreateEvent, PoolSpec, SeatBlock, SeatSpec};
+use crate::limits::*;
+use crate::outcome::{
+    AvailabilityPage, EventChange, EventInfo, Outcome, PoolView, Rejection, SeatStatus, SeatView,
+    Summary,
+};
+use crate::StateMachine;
+
+/// What holds a seat. Removed seats keep their position so that positions never move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SeatState {
+    Available,
+    Held(u64),
+    Booked(u64),
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Seat {
+    pub id: Box<str>,
+    /// Position of the seat's row in [`Event::rows`].
+    pub row: u32,
+    pub number: u32,
+    pub price: u64,
+    pub state: SeatState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Row {
+    pub section: Box<str>,
+    pub name: Box<str>,
+    /// Positions of the row's seats, ordered by seat number.
+    pub seats: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub capacity: u64,
+    pub held: u64,
+    pub booked: u64,
+    pub price: u64,
+}
+
+impl Pool {
+    pub fn available(&self) -> u64 {
+        self.capacity - self.held - self.booked
+    }
+}
+
+/// Seat id → position, without storing the ids twice: a raw hash table of positions whose
+/// hashes are computed from the seat table. Lookup only; never iterated.
+#[derive(Clone, Default)]
+pub(crate) struct SeatIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl std::fmt::Debug for SeatIndex {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "SeatIndex({} seats)", self.table.len())
+    }
+}
+
+impl SeatIndex {
+    fn find(&self, seats: &[Seat], id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.table
+            .find(hash, |&position| &*seats[position as usize].id == id)
+            .copied()
+    }
+
+    fn insert(&mut self, seats: &[Seat], position: u32) {
+        let hash = self.hasher.hash_one(&*seats[position as usize].id);
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, position, |&other| {
+            hasher.hash_one(&*seats[other as usize].id)
+        });
+    }
+
+    fn reserve(&mut self, seats: &[Seat], additional: usize) {
+        let hasher = &self.hasher;
+        self.table.reserve(additional, |&other| {
+            hasher.hash_one(&*seats[other as usize].id)
+        });
+    }
+
+    fn remove(&mut self, seats: &[Seat], id: &str) {
+        let hash = self.hasher.hash_one(id);
+        if let Ok(entry) = self
+            .table
+            .find_entry(hash, |&position| &*seats[position as usize].id == id)
+        {
+            entry.remove();
+        }
+    }
+}
+
+/// One event: description, inventory and counters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub name: String,
+    pub category: Category,
+    pub starts_at_ms: Option<u64>,
+    pub currency: String,
+    /// Bumped by every change to the event; the ETag of its availability.
+    pub version: u64,
+    pub rows: Vec<Row>,
+    pub seats: Vec<Seat>,
+    pub pools: BTreeMap<String, Pool>,
+    #[serde(skip)]
+    pub index: SeatIndex,
+    #[serde(skip)]
+    pub summary: Summary,
+    /// Active holds per customer. Looked up, never iterated.
+    #[serde(skip)]
+    pub customer_holds: HashMap<String, u32>,
+}
+
+impl Event {
+    pub fn seat_position(&self, id: &str) -> Option<u32> {
+        self.index.find(&self.seats, id)
+    }
+
+    pub fn rebuild_derived(&mut self) {
+        self.index = SeatIndex::default();
+        self.index.reserve(&self.seats, self.seats.len());
+        self.summary = Summary::default();
+        self.customer_holds.clear();
+        for position in 0..self.seats.len() {
+            let state = self.seats[position].state;
+            if state != SeatState::Removed {
+                self.index.insert(&self.seats, position as u32);
+            }
+            self.count_seat(state, 1);
+        }
+    }
+
+    /// Adds (`sign = 1`) or removes (`sign = -1`) one seat in `state` from the summary.
+    pub fn count_seat(&mut self, state: SeatState, sign: i64) {
+        let apply = |counter: &mut u64| *counter = counter.wrapping_add_signed(sign);
+        match state {
+            SeatState::Removed => return,
+            SeatState::Available => apply(&mut self.summary.seats_available),
+            SeatState::Held(_) => apply(&mut self.summary.seats_held),
+            SeatState::Booked(_) => apply(&mut self.summary.seats_booked),
+        }
+        apply(&mut self.summary.seats_total);
+    }
+
+    /// Moves a seat to `state`, keeping the summary exact.
+    pub fn set_seat_state(&mut self, position: u32, state: SeatState) {
+        let old = self.seats[position as usize].state;
+        self.count_seat(old, -1);
+        self.count_seat(state, 1);
+        self.seats[position as usize].state = state;
+    }
+
+    pub fn seat_view(&self, position: u32) -> SeatView {
+        let seat = &self.seats[position as usize];
+        let row = &self.rows[seat.row as usize];
+        SeatView {
+            id: seat.id.to_string(),
+            section: row.section.to_string(),
+            row: row.name.to_string(),
+            number: seat.number,
+            price: seat.price,
+            status: match seat.state {
+                SeatState::Available | SeatState::Removed => SeatStatus::Available,
+                SeatState::Held(_) => SeatStatus::Held,
+                SeatState::Booked(_) => SeatStatus::Booked,
+            },
+        }
+    }
+
+    fn pool_views(&self) -> Vec<PoolView> {
+        self.pools
+            .iter()
+            .map(|(id, pool)| PoolView {
+                id: id.clone(),
+                capacity: pool.capacity,
+                available: pool.available(),
+                held: pool.held,
+                booked: pool.booked,
+                price: pool.price,
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > ID_BYTES_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("must be 1 to {ID_BYTES_MAX} bytes"),
+        ));
+    }
+    if id
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
+        return Err(Rejection::invalid(
+            field,
+            "must not contain spaces, control characters or '/'",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_text(field: &str, text: &str) -> Result<(), Rejection> {
+    if text.len() > TEXT_BYTES_MAX || text.chars().any(char::is_control) {
+        return Err(Rejection::invalid(
+            field,
+            format!("must be at most {TEXT_BYTES_MAX} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_price(field: &str, price: u64) -> Result<(), Rejection> {
+    if price > PRICE_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("must be at most {PRICE_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Seats to add, expanded from listed seats and seat blocks and checked against each other.
+struct NewSeats {
+    seats: Vec<SeatSpec>,
+}
+
+fn expand_seats(
+    listed: &[SeatSpec],
+    blocks: &[SeatBlock],
+    existing: usize,
+) -> Result<NewSeats, Rejection> {
+    if listed.len() > SEATS_PER_COMMAND_MAX {
+        return Err(Rejection::TooManyItems {
+            items: listed.len() as u64,
+            max: SEATS_PER_COMMAND_MAX as u64,
+        });
+    }
+    let mut total = existing as u64 + listed.len() as u64;
+    for block in blocks {
+        validate_id("seat_blocks.section", &block.section)?;
+        validate_price("seat_blocks.price", block.price)?;
+        if block.rows.is_empty() || block.rows.len() > SEAT_BLOCK_ROWS_MAX {
+            return Err(Rejection::invalid(
+                "seat_blocks.rows",
+                format!("must name 1 to {SEAT_BLOCK_ROWS_MAX} rows"),
+            ));
+        }
+        if block.seats_per_row == 0 || block.seats_per_row > SEAT_BLOCK_SEATS_PER_ROW_MAX {
+            return Err(Rejection::InvalidQuantity {
+                field: "seat_blocks.seats_per_row".into(),
+                reason: format!("must be 1 to {SEAT_BLOCK_SEATS_PER_ROW_MAX}"),
+            });
+        }
+        for row in &block.rows {
+            validate_id("seat_blocks.rows", row)?;
+        }
+        total += block.rows.len() as u64 * u64::from(block.seats_per_row);
+    }
+    if total > SEATS_PER_EVENT_MAX as u64 {
+        return Err(Rejection::TooManyItems {
+            items: total,
+            max: SEATS_PER_EVENT_MAX as u64,
+        });
+    }
+    let mut seats = Vec::with_capacity((total as usize).saturating_sub(existing));
+    for seat in listed {
+        validate_id("seats.id", &seat.id)?;
+        validate_id("seats.section", &seat.section)?;
+        validate_id("seats.row", &seat.row)?;
+        validate_price("seats.price", seat.price)?;
+        seats.push(seat.clone());
+    }
+    for block in blocks {
+        for row in &block.rows {
+            for number in 1..=block.seats_per_row {
+                let id = format!("{}-{}-{}", block.section, row, number);
+                validate_id("seat_blocks", &id)?;
+                seats.push(SeatSpec {
+                    id,
+                    section: block.section.clone(),
+                    row: row.clone(),
+                    number,
+                    price: block.price,
+                });
+            }
+        }
+    }
+    let mut seen = HashSet::with_capacity(seats.len());
+    let duplicates: Vec<String> = seats
+        .iter()
+        .filter(|seat| !seen.insert(seat.id.as_str()))
+        .map(|s| s.id.clone())
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(Rejection::ItemExists {
+            item_ids: first_few(duplicates),
+        });
+    }
+    Ok(NewSeats { seats })
+}
+
+fn validate_pools(pools: &[PoolSpec], existing: &BTreeMap<String, Pool>) -> Result<(), Rejection> {
+    if existing.len() + pools.len() > POOLS_PER_EVENT_MAX {
+        return Err(Rejection::TooManyItems {
+            items: (existing.len() + pools.len()) as u64,
+            max: POOLS_PER_EVENT_MAX as u64,
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut duplicates = Vec::new();
+    for pool in pools {
+        validate_id("pools.id", &pool.id)?;
+        validate_price("pools.price", pool.price)?;
+        if pool.capacity > POOL_CAPACITY_MAX {
+            return Err(Rejection::InvalidQuantity {
+                field: "pools.capacity".into(),
+                reason: format!("must be at most {POOL_CAPACITY_MAX}"),
+            });
+        }
+        if !seen.insert(pool.id.as_str()) || existing.contains_key(&pool.id) {
+            duplicates.push(pool.id.clone());
+        }
+    }
+    if !duplicates.is_empty() {
+        return Err(Rejection::ItemExists {
+            item_ids: first_few(duplicates),
+        });
+    }
+    Ok(())
+}
+
+/// Keeps rejection details small however many items were wrong.
+pub(crate) fn first_few(mut items: Vec<String>) -> Vec<String> {
+    items.truncate(20);
+    items
+}
+
+fn validate_currency(currency: &str) -> Result<(), Rejection> {
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Rejection::invalid(
+            "currency",
+            "must be an ISO 4217 code such as EUR",
+        ));
+    }
+    Ok(())
+}
+
+impl StateMachine {
+    pub(crate) fn event_mut(&mut self, event_id: &str) -> Result<&mut Event, Rejection> {
+        self.events
+            .get_mut(event_id)
+            .ok_or_else(|| Rejection::EventNotFound {
+                event_id: event_id.to_string(),
+            })
+    }
+
+    pub(crate) fn create_event(&mut self, create: &CreateEvent) -> Result<Outcome, Rejection> {
+        validate_id("event_id", &create.event_id)?;
+        validate_text("name", &create.name)?;
+        validate_currency(&create.currency)?;
+        if self.events.contains_key(&create.event_id) {
+            return Err(Rejection::EventExists {
+                event_id: create.event_id.clone(),
+            });
+        }
+        if self.events.len() >= EVENTS_MAX {
+            return Err(Rejection::LimitReached {
+                what: "events".into(),
+                max: EVENTS_MAX as u64,
+            });
+        }
+        let new_seats = expand_seats(&create.seats, &create.seat_blocks, 0)?;
+        validate_pools(&create.pools, &BTreeMap::new())?;
+
+        let mut event = Event {
+            name: create.name.clone(),
+            category: create.category,
+            starts_at_ms: create.starts_at_ms,
+            currency: create.currency.clone(),
+            version: 1,
+            rows: Vec::new(),
+            seats: Vec::new(),
+            pools: BTreeMap::new(),
+            index: SeatIndex::default(),
+            summary: Summary::default(),
+            customer_holds: HashMap::new(),
+        };
+        insert_seats(&mut event, new_seats);
+        insert_pools(&mut event, &create.pools);
+        self.events.insert(create.event_id.clone(), event);
+        Ok(Outcome::EventCreated(EventChange {
+            event_id: create.event_id.clone(),
+            version: 1,
+        }))
+    }
+
+    pub(crate) fn add_seats(
+        &mut self,
+        event_id: &str,
+        seats: &[SeatSpec],
+        blocks: &[SeatBlock],
+    ) -> Result<Outcome, Rejection> {
+        let event = self.event_mut(event_id)?;
+        if seats.is_empty() && blocks.is_empty() {
+            return Err(Rejection::invalid(
+                "seats",
+                "name at least one seat or seat block",
+            ));
+        }
+        let new_seats = expand_seats(seats, blocks, event.summary.seats_total as usize)?;
+        let existing: Vec<String> = new_seats
+            .seats
+            .iter()
+            .filter(|seat| event.seat_position(&seat.id).is_some())
+            .map(|seat| seat.id.clone())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Rejection::ItemExists {
+                item_ids: first_few(existing),
+            });
+        }
+        if event.seats.len() + new_seats.seats.len() > u32::MAX as usize {
+            return Err(Rejection::LimitReached {
+                what: "seat positions".into(),
+                max: u32::MAX.into(),
+            });
+        }
+        insert_seats(event, new_seats);
+        Ok(changed(event_id, event))
+    }
+
+    pub(crate) fn add_pools(
+        &mut self,
+        event_id: &str,
+        pools: &[PoolSpec],
+    ) -> Result<Outcome, Rejection> {
+        let event = self.event_mut(event_id)?;
+        if pools.is_empty() {
+            return Err(Rejection::invalid("pools", "name at least one pool"));
+        }
+        validate_pools(pools, &event.pools)?;
+        insert_pools(event, pools);
+        Ok(changed(event_id, event))
+    }
+
+    pub(crate) fn set_pool_capacity(
+        &mut self,
+        event_id: &str,
+        pool_id: &str,
+        capacity: u64,
+    ) -> Result<Outcome, Rejection> {
+        let event = self.event_mut(event_id)?;
+        let pool = event
+            .pools
+            .get_mut(pool_id)
+            .ok_or_else(|| Rejection::PoolNotFound {
+                pools: vec![pool_id.to_string()],
+            })?;
+        if capacity > POOL_CAPACITY_MAX {
+            return Err(Rejection::InvalidQuantity {
+                field: "capacity".into(),
+                reason: format!("must be at most {POOL_CAPACITY_MAX}"),
+            });
+        }
+        let in_use = pool.held + pool.booked;
+        if capacity < in_use {
+            return Err(Rejection::CapacityBelowUsage {
+                pool_id: pool_id.to_string(),
+                in_use,
+            });
+        }
+        pool.capacity = capacity;
+        Ok(changed(event_id, event))
+    }
+
+    pub(crate) fn remove_seat(
+        &mut self,
+        event_id: &str,
+        seat_id: &str,
+    ) -> Result<Outcome, Rejection> {
+        let event = self.event_mut(event_id)?;
+        let position = event
+            .seat_position(seat_id)
+            .ok_or_else(|| Rejection::SeatNotFound {
+                seats: vec![seat_id.to_string()],
+            })?;
+        if event.seats[position as usize].state != SeatState::Available {
+            return Err(Rejection::ItemInUse {
+                item_id: seat_id.to_string(),
+            });
+        }
+        event.index.remove(&event.seats, seat_id);
+        event.set_seat_state(position, SeatState::Removed);
+        Ok(changed(event_id, event))
+    }
+
+    pub(crate) fn remove_pool(
+        &mut self,
+        event_id: &str,
+        pool_id: &str,
+    ) -> Result<Outcome, Rejection> {
+        let event = self.event_mut(event_id)?;
+        let pool = event
+            .pools
+            .get(pool_id)
+            .ok_or_else(|| Rejection::PoolNotFound {
+                pools: vec![pool_id.to_string()],
+            })?;
+        if pool.held + pool.booked > 0 {
+            return Err(Rejection::ItemInUse {
+                item_id: pool_id.to_string(),
+            });
+        }
+        event.pools.remove(pool_id);
+        Ok(changed(event_id, event))
+    }
+
+    /// An event's description and counters.
+    pub fn event(&self, event_id: &str) -> Option<EventInfo> {
+        let event = self.events.get(event_id)?;
+        Some(EventInfo {
+            event_id: event_id.to_string(),
+            name: event.name.clone(),
+            category: event.category,
+            starts_at_ms: event.starts_at_ms,
+            currency: event.currency.clone(),
+            version: event.version,
+            summary: event.summary,
+            pools: event.pools.len() as u64,
+        })
+    }
+
+    /// Event ids in order, after `after`, at most `limit`.
+    pub fn event_ids(&self, after: Option<&str>, limit: usize) -> Vec<String> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_string()));
+        self.events
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// An event's seat counters and version, in constant time.
+    pub fn summary(&self, event_id: &str) -> Option<(Summary, u64)> {
+        self.events
+            .get(event_id)
+            .map(|event| (event.summary, event.version))
+    }
+
+    /// A page of an event's seats in creation order (optionally of one section) with all of
+    /// its pools. `after` is the last seat id of the previous page.
+    pub fn availability(
+        &self,
+        event_id: &str,
+        section: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AvailabilityPage, Rejection> {
+        let event = self
+            .events
+            .get(event_id)
+            .ok_or_else(|| Rejection::EventNotFound {
+                event_id: event_id.to_string(),
+            })?;
+        let limit = limit.clamp(1, AVAILABILITY_PAGE_SEATS_MAX);
+        let start = match after {
+            None => 0,
+            Some(after) => {
+                event
+                    .seat_position(after)
+                    .ok_or_else(|| Rejection::SeatNotFound {
+                        seats: vec![after.to_string()],
+                    })? as usize
+                    + 1
+            }
+        };
+        let mut seats = Vec::with_capacity(limit.min(event.seats.len()));
+        let mut next_after = None;
+        for (offset, seat) in event.seats[start..].iter().enumerate() {
+            if seat.state == SeatState::Removed
+                || section.is_some_and(|section| *event.rows[seat.row as usize].section != *section)
+            {
+                continue;
+            }
+            if seats.len() == limit {
+                next_after = seats.last().map(|seat: &SeatView| seat.id.clone());
+                break;
+            }
+            seats.push(event.seat_view((start + offset) as u32));
+        }
+        Ok(AvailabilityPage {
+            event_id: event_id.to_string(),
+            currency: event.currency.clone(),
+            version: event.version,
+            summary: event.summary,
+            seats,
+            pools: event.pool_views(),
+            next_after,
+        })
+    }
+}
+
+fn changed(event_id: &str, event: &mut Event) -> Outcome {
+    event.version += 1;
+    Outcome::InventoryChanged(EventChange {
+        event_id: event_id.to_string(),
+        version: event.version,
+    })
+}
+
+fn insert_seats(event: &mut Event, new_seats: NewSeats) {
+    let mut rows: HashMap<Box<str>, HashMap<Box<str>, u32>> = HashMap::new();
+    for (position, row) in event.rows.iter().enumerate() {
+        rows.entry(row.section.clone())
+            .or_default()
+            .insert(row.name.clone(), position as u32);
+    }
+    let mut touched_rows = Vec::new();
+    event.seats.reserve(new_seats.seats.len());
+    event.index.reserve(&event.seats, new_seats.seats.len());
+    for spec in new_seats.seats {
+        let known = rows
+            .get(spec.section.as_str())
+            .and_then(|names| names.get(spec.row.as_str()));
+        let row = match known {
+            Some(&row) => row,
+            None => {
+                let row = event.rows.len() as u32;
+                let section: Box<str> = spec.section.into();
+                let name: Box<str> = spec.row.into();
+                rows.entry(section.clone())
+                    .or_default()
+                    .insert(name.clone(), row);
+                event.rows.push(Row {
+                    section,
+                    name,
+                    seats: Vec::new(),
+                });
+                row
+            }
+        };
+        let position = event.seats.len() as u32;
+        event.seats.push(Seat {
+            id: spec.id.into_boxed_str(),
+            row,
+            number: spec.number,
+            price: spec.price,
+            state: SeatState::Available,
+        });
+        event.index.insert(&event.seats, position);
+        event.count_seat(SeatState::Available, 1);
+        event.rows[row as usize].seats.push(position);
+        touched_rows.push(row);
+    }
+    touched_rows.sort_unstable();
+    touched_rows.dedup();
+    for row in touched_rows {
+        let seats = &event.seats;
+        event.rows[row as usize]
+            .seats
+            .sort_by_key(|&position| (seats[position as usize].number, position));
+    }
+}
+
+fn insert_pools(event: &mut Event, pools: &[PoolSpec]) {
+    for pool in pools {
+        event.pools.insert(
+            pool.id.clone(),
+            Pool {
+                capacity: pool.capacity,
+                held: 0,
+                booked: 0,
+                price: pool.price,
+            },
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The booking domain of Holdfast: a pure, synchronous, deterministic state machine.
+//!
+//! Every replica applies the same log of [`Entry`] values with [`StateMachine::apply`] and
+//! ends in the same state, down to the bytes of [`StateMachine::snapshot_bytes`]. The crate
+//! does no I/O, reads no clock and draws no random numbers: time, ids and the client's
+//! request id arrive inside each entry.
+//!
+//! ```
+//! use holdfast_statemachine::*;
+//!
+//! let mut state = StateMachine::default();
+//! let create = CreateEvent {
+//!     event_id: "film".into(), name: "Film".into(), category: Category::Movie,
+//!     starts_at_ms: None, currency: "EUR".into(), seats: vec![],
+//!     seat_blocks: vec![SeatBlock { section: "A".into(), rows: vec!["1".into()], seats_per_row: 10, price: 900 }],
+//!     pools: vec![],
+//! };
+//! state.apply(&Entry { time_ms: 1_000, request_id: None, command: Command::CreateEvent(create) });
+//! let hold = HoldRequest {
+//!     event_id: "film".into(), customer_id: "c-1".into(), seats: vec!["A-1-5".into()],
+//!     pools: vec![], best_available: None, ttl_seconds: Some(60),
+//! };
+//! let outcome = state.apply(&Entry { time_ms: 2_000, request_id: Some("hold:k1".into()), command: Command::Hold(hold) });
+//! assert!(matches!(outcome, Outcome::Held(ref view) if view.amount == 900));
+//! ```
+
+mod bookings;
+mod command;
+mod holds;
+mod idempotency;
+mod invariants;
+mod inventory;
+pub mod limits;
+mod outbox;
+mod outcome;
+mod snapshot;
+mod state;
+
+pub use command::*;
+pub use invariants::InvariantViolation;
+pub use limits::Config;
+pub use outbox::OutboxStatus;
+pub use outcome::*;
+pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use state::StateMachine;

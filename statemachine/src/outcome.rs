@@ -1,0 +1,435 @@
+//! Outcomes: what applying an entry produced. Domain refusals (a seat is taken, a hold has
+//! expired) are values of [`Rejection`], not errors: they are replicated, remembered for
+//! idempotency and answered to the client like any other result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Category, PaymentRecord, PoolQuantity};
+
+/// The result of applying one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    EventCreated(EventChange),
+    InventoryChanged(EventChange),
+    Held(HoldView),
+    Extended(HoldView),
+    Released(HoldView),
+    Confirmed(BookingView),
+    BookingCancelled(BookingView),
+    RefundMarked(RefundView),
+    HoldsExpired {
+        hold_ids: Vec<String>,
+    },
+    OutboxAcknowledged {
+        acknowledged_up_to: u64,
+        remaining: u64,
+    },
+    Rejected(Rejection),
+    /// A confirm was refused after its payment had been charged: the refund that the
+    /// state machine recorded in the same entry, so a charge never stands without a booking.
+    ConfirmRefused {
+        rejection: Rejection,
+        refund: RefundView,
+    },
+}
+
+impl Outcome {
+    /// The refusal inside this outcome, if it is one.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            Outcome::Rejected(rejection) | Outcome::ConfirmRefused { rejection, .. } => {
+                Some(rejection)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the outcome is a success.
+    pub fn is_success(&self) -> bool {
+        self.rejection().is_none()
+    }
+}
+
+/// An event that was created or whose inventory changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventChange {
+    pub event_id: String,
+    pub version: u64,
+}
+
+/// Lifecycle of a hold. A hold leaves `Active` exactly once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldStatus {
+    Active,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    /// The wire name (`HELD` for an active hold).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Active => "HELD",
+            HoldStatus::Confirmed => "CONFIRMED",
+            HoldStatus::Released => "CANCELLED",
+            HoldStatus::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// A hold as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub hold_id: String,
+    pub status: HoldStatus,
+    pub event_id: String,
+    pub customer_id: String,
+    pub seats: Vec<String>,
+    pub pools: Vec<PoolQuantity>,
+    pub amount: u64,
+    pub currency: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// The latest `expires_at_ms` any extension may reach.
+    pub life_ends_at_ms: u64,
+    pub booking_id: Option<String>,
+}
+
+/// Lifecycle of a booking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled,
+}
+
+impl BookingStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Confirmed => "CONFIRMED",
+            BookingStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// A booking as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingView {
+    pub booking_id: String,
+    pub hold_id: String,
+    pub status: BookingStatus,
+    pub event_id: String,
+    pub customer_id: String,
+    pub seats: Vec<String>,
+    pub pools: Vec<PoolQuantity>,
+    pub amount: u64,
+    pub currency: String,
+    pub payment: PaymentRecord,
+    pub created_at_ms: u64,
+    pub cancelled_at_ms: Option<u64>,
+    pub cancel_reason: Option<String>,
+    pub refund: Option<RefundView>,
+}
+
+/// Whether a refund owed has been paid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundStatus {
+    Pending,
+    Refunded,
+}
+
+impl RefundStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "PENDING",
+            RefundStatus::Refunded => "REFUNDED",
+        }
+    }
+}
+
+/// A refund owed to a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundView {
+    pub refund_id: String,
+    pub status: RefundStatus,
+    pub hold_id: String,
+    pub booking_id: Option<String>,
+    pub provider: String,
+    pub payment_id: String,
+    pub amount: u64,
+    pub currency: String,
+    pub created_at_ms: u64,
+    pub refunded_at_ms: Option<u64>,
+}
+
+/// A pool that cannot give what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolShortage {
+    pub pool_id: String,
+    pub requested: u32,
+    pub available: u64,
+}
+
+/// A refusal. Each has a stable code ([`Rejection::code`]) that the HTTP edge maps to a
+/// status; none of them changes the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    InvalidField {
+        field: String,
+        reason: String,
+    },
+    InvalidQuantity {
+        field: String,
+        reason: String,
+    },
+    InvalidTtl {
+        ttl_seconds: u32,
+    },
+    TooManyItems {
+        items: u64,
+        max: u64,
+    },
+    EventNotFound {
+        event_id: String,
+    },
+    SeatNotFound {
+        seats: Vec<String>,
+    },
+    PoolNotFound {
+        pools: Vec<String>,
+    },
+    HoldNotFound {
+        hold_id: String,
+    },
+    BookingNotFound {
+        booking_id: String,
+    },
+    RefundNotFound {
+        refund_id: String,
+    },
+    SeatUnavailable {
+        seats: Vec<String>,
+    },
+    PoolExhausted {
+        pools: Vec<PoolShortage>,
+    },
+    NoAdjacentSeats {
+        count: u32,
+        section: Option<String>,
+    },
+    HoldNotActive {
+        hold_id: String,
+        status: HoldStatus,
+    },
+    HoldExpired {
+        hold_id: String,
+        expired_at_ms: u64,
+    },
+    HoldLimitReached {
+        customer_id: String,
+        max: u32,
+    },
+    BookingNotActive {
+        booking_id: String,
+    },
+    RefundNotPending {
+        refund_id: String,
+    },
+    PaymentAmountMismatch {
+        expected: u64,
+        charged: u64,
+    },
+    ItemInUse {
+        item_id: String,
+    },
+    ItemExists {
+        item_ids: Vec<String>,
+    },
+    CapacityBelowUsage {
+        pool_id: String,
+        in_use: u64,
+    },
+    EventExists {
+        event_id: String,
+    },
+    LimitReached {
+        what: String,
+        max: u64,
+    },
+    IdempotencyKeyReused {
+        request_id: String,
+    },
+    /// Every slot of the idempotency table holds a key inside its retention window.
+    IdempotencyTableFull {
+        entries: u64,
+    },
+}
+
+impl Rejection {
+    /// The stable code of this refusal, as the API names it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidField { .. } => "INVALID_FIELD",
+            Rejection::InvalidQuantity { .. } => "INVALID_QUANTITY",
+            Rejection::InvalidTtl { .. } => "INVALID_TTL",
+            Rejection::TooManyItems { .. } => "TOO_MANY_ITEMS",
+            Rejection::EventNotFound { .. } => "EVENT_NOT_FOUND",
+            Rejection::SeatNotFound { .. } => "SEAT_NOT_FOUND",
+            Rejection::PoolNotFound { .. } => "POOL_NOT_FOUND",
+            Rejection::HoldNotFound { .. } => "HOLD_NOT_FOUND",
+            Rejection::BookingNotFound { .. } => "BOOKING_NOT_FOUND",
+            Rejection::RefundNotFound { .. } => "REFUND_NOT_FOUND",
+            Rejection::SeatUnavailable { .. } => "SEAT_UNAVAILABLE",
+            Rejection::PoolExhausted { .. } => "POOL_EXHAUSTED",
+            Rejection::NoAdjacentSeats { .. } => "NO_ADJACENT_SEATS",
+            Rejection::HoldNotActive { .. } => "HOLD_NOT_ACTIVE",
+            Rejection::HoldExpired { .. } => "HOLD_EXPIRED",
+            Rejection::HoldLimitReached { .. } => "HOLD_LIMIT_REACHED",
+            Rejection::BookingNotActive { .. } => "BOOKING_NOT_ACTIVE",
+            Rejection::RefundNotPending { .. } => "REFUND_NOT_PENDING",
+            Rejection::PaymentAmountMismatch { .. } => "PAYMENT_AMOUNT_MISMATCH",
+            Rejection::ItemInUse { .. } => "ITEM_IN_USE",
+            Rejection::ItemExists { .. } => "ITEM_EXISTS",
+            Rejection::CapacityBelowUsage { .. } => "CAPACITY_BELOW_USAGE",
+            Rejection::EventExists { .. } => "EVENT_EXISTS",
+            Rejection::LimitReached { .. } => "LIMIT_REACHED",
+            Rejection::IdempotencyKeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
+            Rejection::IdempotencyTableFull { .. } => "OVERLOADED",
+        }
+    }
+
+    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Rejection {
+        Rejection::InvalidField {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One event's availability counters, kept up to date on every change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub seats_total: u64,
+    pub seats_available: u64,
+    pub seats_held: u64,
+    pub seats_booked: u64,
+}
+
+/// An event's description, without its inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    pub event_id: String,
+    pub name: String,
+    pub category: Category,
+    pub starts_at_ms: Option<u64>,
+    pub currency: String,
+    pub version: u64,
+    pub summary: Summary,
+    pub pools: u64,
+}
+
+/// What a seat is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Booked,
+}
+
+impl SeatStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatStatus::Available => "AVAILABLE",
+            SeatStatus::Held => "HELD",
+            SeatStatus::Booked => "BOOKED",
+        }
+    }
+}
+
+/// One seat in an availability listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatView {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub price: u64,
+    pub status: SeatStatus,
+}
+
+/// One pool in an availability listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    pub id: String,
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub booked: u64,
+    pub price: u64,
+}
+
+/// A page of an event's availability.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityPage {
+    pub event_id: String,
+    pub currency: String,
+    pub version: u64,
+    pub summary: Summary,
+    pub seats: Vec<SeatView>,
+    pub pools: Vec<PoolView>,
+    /// The seat id to pass as `after` for the next page, while more seats remain.
+    pub next_after: Option<String>,
+}
+
+/// A page of a customer's bookings, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingPage {
+    pub bookings: Vec<BookingView>,
+    pub next_after: Option<String>,
+}
+
+/// Something a consumer of the outbox is told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxKind {
+    BookingConfirmed {
+        booking_id: String,
+        hold_id: String,
+        event_id: String,
+        customer_id: String,
+        amount: u64,
+        currency: String,
+    },
+    BookingCancelled {
+        booking_id: String,
+        event_id: String,
+        customer_id: String,
+        reason: String,
+    },
+    HoldExpired {
+        hold_id: String,
+        event_id: String,
+        customer_id: String,
+    },
+    RefundOwed {
+        refund_id: String,
+        hold_id: String,
+        booking_id: Option<String>,
+        amount: u64,
+        currency: String,
+    },
+    RefundPaid {
+        refund_id: String,
+    },
+}
+
+/// One ordered outbox event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// Position in the outbox, starting at 1, never reused.
+    pub index: u64,
+    pub time_ms: u64,
+    pub kind: OutboxKind,
+}
