@@ -1,0 +1,370 @@
+//! The Raft log in RocksDB: vote, log entries, committed log id and last purged log id.
+//!
+//! Layout: column family `logs` maps the big-endian entry index to
+//! `[LOG_ENTRY_FORMAT_VERSION] ++ bincode(entry)`; column family `meta` holds `vote`,
+//! `committed` and `last_purged`, each `[LOG_ENTRY_FORMAT_VERSION] ++ json(value)`.
+//!
+//! **Invariant:** the vote and appended entries are fsynced (`WriteOptions::set_sync`)
+//! before `save_vote` returns or the append callback fires, so nothing is acknowledged to
+//! a peer or a client before it is durable.
+//! **Invariant:** the stored entries are one contiguous range `(last_purged, last]`:
+//! truncate deletes a suffix and purge deletes a prefix (recording `last_purged` in the
+//! same atomic, synced write batch), so neither leaves a hole.
+//! **Invariant:** all writes go through one mutex, in the order openraft issued them.
+
+// openraft's trait methods return its own `StorageError`, which is large; the helpers here
+// return the same type so errors pass through unchanged.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::types::{LogEntry, LogId, NodeId, StorageError, TypeConfig, Vote};
+
+/// Version of the encoding of every stored log entry and log metadata value.
+pub const LOG_ENTRY_FORMAT_VERSION: u8 = 1;
+
+const LOGS: &str = "logs";
+const META: &str = "meta";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+/// The RocksDB log store. Cloning it gives another handle on the same database (openraft
+/// uses clones as log readers).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    path: PathBuf,
+    /// Serialises every write, so the order on disk is the order openraft asked for.
+    write_lock: Mutex<()>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log database at `path`.
+    pub fn open(path: &Path) -> Result<LogStore, Error> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let families = [LOGS, META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .map_err(|error| Error::storage(path, error))?;
+        let store = LogStore {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_owned(),
+                write_lock: Mutex::new(()),
+            }),
+        };
+        // Decode what is there now, so a directory written by another format fails at
+        // start with a clear message rather than later inside Raft.
+        store.check_format()?;
+        Ok(store)
+    }
+
+    fn check_format(&self) -> Result<(), Error> {
+        let corrupt = |error: StorageError| Error::Corrupt {
+            what: format!("raft log at {}", self.inner.path.display()),
+            message: error.to_string(),
+        };
+        self.read_meta::<Vote>(KEY_VOTE).map_err(corrupt)?;
+        self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(corrupt)?;
+        self.last_entry_log_id().map_err(corrupt)?;
+        Ok(())
+    }
+
+    fn logs(&self) -> &rocksdb::ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(LOGS)
+            .expect("column family `logs` exists")
+    }
+
+    fn meta(&self) -> &rocksdb::ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(META)
+            .expect("column family `meta` exists")
+    }
+
+    fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .inner
+            .db
+            .get_cf(self.meta(), key)
+            .map_err(|error| read_error(ErrorSubject::Store, &error))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let body =
+            check_version(&bytes).map_err(|error| read_error(ErrorSubject::Store, &error))?;
+        let value = serde_json::from_slice(body)
+            .map_err(|error| read_error(ErrorSubject::Store, &error))?;
+        Ok(Some(value))
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let mut iterator = self.inner.db.iterator_cf(self.logs(), IteratorMode::End);
+        match iterator.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, value) = item.map_err(|error| read_error(ErrorSubject::Logs, &error))?;
+                Ok(Some(decode_entry(&value)?.log_id))
+            }
+        }
+    }
+
+    /// Runs `write` on a blocking thread under the write lock.
+    async fn write<F>(&self, write: F) -> Result<(), StorageError>
+    where
+        F: FnOnce(&Inner, &WriteOptions) -> Result<(), StorageError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _guard = inner.write_lock.lock().expect("log write lock poisoned");
+            let mut options = WriteOptions::default();
+            options.set_sync(true);
+            write(&inner, &options)
+        })
+        .await
+        .map_err(|error| write_error(ErrorSubject::Logs, &error))?
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn encode_versioned(body: Vec<u8>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(body.len() + 1);
+    bytes.push(LOG_ENTRY_FORMAT_VERSION);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_versioned(serde_json::to_vec(value).expect("log metadata serialises"))
+}
+
+fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, StorageError> {
+    let body = bincode::serde::encode_to_vec(entry, bincode::config::standard())
+        .map_err(|error| StorageIOError::write_log_entry(entry.log_id, AnyError::new(&error)))?;
+    Ok(encode_versioned(body))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stored value has format version {found}; this build reads version {LOG_ENTRY_FORMAT_VERSION}"
+)]
+struct UnknownVersion {
+    found: u8,
+}
+
+fn check_version(bytes: &[u8]) -> Result<&[u8], UnknownVersion> {
+    match bytes.split_first() {
+        Some((&LOG_ENTRY_FORMAT_VERSION, body)) => Ok(body),
+        Some((&found, _)) => Err(UnknownVersion { found }),
+        None => Err(UnknownVersion { found: 0 }),
+    }
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StorageError> {
+    let body = check_version(bytes).map_err(|error| read_error(ErrorSubject::Logs, &error))?;
+    let (entry, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|error| read_error(ErrorSubject::Logs, &error))?;
+    Ok(entry)
+}
+
+fn read_error<E: std::error::Error + 'static>(
+    subject: ErrorSubject<NodeId>,
+    error: &E,
+) -> StorageError {
+    StorageIOError::new(subject, ErrorVerb::Read, AnyError::new(error)).into()
+}
+
+fn write_error<E: std::error::Error + 'static>(
+    subject: ErrorSubject<NodeId>,
+    error: &E,
+) -> StorageError {
+    StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(error)).into()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&index) => index,
+            Bound::Excluded(&index) => index + 1,
+            Bound::Unbounded => 0,
+        };
+        let mode = IteratorMode::From(&index_key(start), Direction::Forward);
+        let mut entries = Vec::new();
+        for item in self.inner.db.iterator_cf(self.logs(), mode) {
+            let (key, value) = item.map_err(|error| read_error(ErrorSubject::Logs, &error))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().expect("8-byte log key"));
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode_entry(&value)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id = self.read_meta::<LogId>(KEY_LAST_PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let bytes = encode_meta(vote);
+        self.write(move |inner, options| {
+            let meta = inner
+                .db
+                .cf_handle(META)
+                .expect("column family `meta` exists");
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, KEY_VOTE, bytes);
+            inner
+                .db
+                .write_opt(batch, options)
+                .map_err(|error| write_error(ErrorSubject::Vote, &error))
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let bytes = encode_meta(&committed);
+        // The committed id is a hint for replay at restart: losing the latest one only
+        // means re-applying less on start, never applying something uncommitted. So it is
+        // written without its own fsync; the next synced write makes it durable, because
+        // RocksDB's write-ahead log is synced in order.
+        let inner = Arc::clone(&self.inner);
+        let _guard = inner.write_lock.lock().expect("log write lock poisoned");
+        inner
+            .db
+            .put_cf(self.meta(), KEY_COMMITTED, bytes)
+            .map_err(|error| write_error(ErrorSubject::Store, &error))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = LogEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        for entry in entries {
+            encoded.push((index_key(entry.log_id.index), encode_entry(&entry)?));
+        }
+        let result = self
+            .write(move |inner, options| {
+                let logs = inner
+                    .db
+                    .cf_handle(LOGS)
+                    .expect("column family `logs` exists");
+                let mut batch = WriteBatch::default();
+                for (key, value) in &encoded {
+                    batch.put_cf(logs, key, value);
+                }
+                inner
+                    .db
+                    .write_opt(batch, options)
+                    .map_err(|error| write_error(ErrorSubject::Logs, &error))
+            })
+            .await;
+        // The callback fires only now, after the synced write returned.
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(error) => callback.log_io_completed(Err(std::io::Error::other(error.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Deletes the suffix [log_id.index, end): what remains stays contiguous.
+        self.write(move |inner, options| {
+            let logs = inner
+                .db
+                .cf_handle(LOGS)
+                .expect("column family `logs` exists");
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(logs, index_key(log_id.index), index_key(u64::MAX));
+            batch.delete_cf(logs, index_key(u64::MAX));
+            inner
+                .db
+                .write_opt(batch, options)
+                .map_err(|error| write_error(ErrorSubject::Logs, &error))
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Records the new last purged id and deletes the prefix [0, log_id.index] in one
+        // atomic write: a crash leaves either both or neither.
+        let bytes = encode_meta(&log_id);
+        self.write(move |inner, options| {
+            let logs = inner
+                .db
+                .cf_handle(LOGS)
+                .expect("column family `logs` exists");
+            let meta = inner
+                .db
+                .cf_handle(META)
+                .expect("column family `meta` exists");
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, KEY_LAST_PURGED, bytes);
+            batch.delete_range_cf(
+                logs,
+                index_key(0),
+                index_key(log_id.index.saturating_add(1)),
+            );
+            inner
+                .db
+                .write_opt(batch, options)
+                .map_err(|error| write_error(ErrorSubject::Logs, &error))
+        })
+        .await
+    }
+}

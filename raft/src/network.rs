@@ -1,0 +1,345 @@
+//! The client side of node-to-node Raft RPC over tonic.
+//!
+//! **Invariant:** every RPC has a deadline (openraft's TTL for that RPC, capped by
+//! [`NetworkConfig::rpc_deadline_max`]), sent to the server as `grpc-timeout` and enforced
+//! locally as well.
+//! **Invariant:** a connection that timed out or failed is dropped and rebuilt on the next
+//! RPC, never reused: a stalled HTTP/2 connection would otherwise stall every RPC after it.
+//! Reconnects back off exponentially. HTTP/2 keepalive pings detect dead peers between RPCs.
+//! **Invariant:** a node never connects to itself (by id or by address).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_proto::raft::raft_service_client::RaftServiceClient;
+use holdfast_proto::raft::{RaftReply, RaftRequest};
+use holdfast_proto::RAFT_WIRE_FORMAT_VERSION;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::transport::Transport;
+use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Limits and timers of the Raft network.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Upper bound of any single RPC's deadline.
+    pub rpc_deadline_max: Duration,
+    /// Interval of HTTP/2 keepalive pings.
+    pub keepalive_interval: Duration,
+    /// A connection whose ping is not answered within this is closed.
+    pub keepalive_timeout: Duration,
+    /// First delay before reconnecting after a failed connect.
+    pub reconnect_backoff_min: Duration,
+    /// Largest delay between reconnect attempts.
+    pub reconnect_backoff_max: Duration,
+    /// Largest encoded or decoded gRPC message. Must exceed openraft's
+    /// `snapshot_max_chunk_size` and the largest AppendEntries payload.
+    pub message_bytes_max: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            connect_timeout: Duration::from_millis(1_000),
+            rpc_deadline_max: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(5),
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(2_000),
+            message_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+struct Shared {
+    node_id: NodeId,
+    node_address: String,
+    cluster_id: String,
+    config: NetworkConfig,
+    transport: Arc<dyn Transport>,
+}
+
+/// Creates one [`Connection`] per peer for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    shared: Arc<Shared>,
+}
+
+impl NetworkFactory {
+    /// A factory for node `node_id` (listening on `node_address`) of `cluster_id`.
+    pub fn new(
+        node_id: NodeId,
+        node_address: String,
+        cluster_id: String,
+        config: NetworkConfig,
+        transport: Arc<dyn Transport>,
+    ) -> NetworkFactory {
+        NetworkFactory {
+            shared: Arc::new(Shared {
+                node_id,
+                node_address,
+                cluster_id,
+                config,
+                transport,
+            }),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Connection {
+        Connection {
+            shared: Arc::clone(&self.shared),
+            target,
+            target_address: node.raft_addr.clone(),
+            client: None,
+            connect_failures: 0,
+            reconnect_at: None,
+        }
+    }
+}
+
+/// The connection to one peer, rebuilt after failures.
+pub struct Connection {
+    shared: Arc<Shared>,
+    target: NodeId,
+    target_address: String,
+    client: Option<RaftServiceClient<Channel>>,
+    connect_failures: u32,
+    reconnect_at: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("refusing to connect to itself ({0})")]
+    ConnectToSelf(String),
+    #[error("backing off before reconnecting to {0}")]
+    BackingOff(String),
+    #[error("cannot connect to {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("invalid peer address {address:?}: {message}")]
+    BadAddress { address: String, message: String },
+    #[error("rpc failed: {0}")]
+    Status(tonic::Status),
+    #[error("rpc timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("bad reply: {0}")]
+    Decode(String),
+}
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RpcKind {
+    fn openraft_type(self) -> RPCTypes {
+        match self {
+            RpcKind::AppendEntries => RPCTypes::AppendEntries,
+            RpcKind::Vote => RPCTypes::Vote,
+            RpcKind::InstallSnapshot => RPCTypes::InstallSnapshot,
+        }
+    }
+}
+
+impl Connection {
+    fn endpoint(&self) -> Result<Endpoint, CallError> {
+        let config = &self.shared.config;
+        let endpoint =
+            Endpoint::from_shared(format!("http://{}", self.target_address)).map_err(|error| {
+                CallError::BadAddress {
+                    address: self.target_address.clone(),
+                    message: error.to_string(),
+                }
+            })?;
+        Ok(endpoint
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.rpc_deadline_max)
+            .http2_keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true))
+    }
+
+    async fn client(&mut self) -> Result<RaftServiceClient<Channel>, CallError> {
+        if self.target == self.shared.node_id || self.target_address == self.shared.node_address {
+            return Err(CallError::ConnectToSelf(self.target_address.clone()));
+        }
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        if let Some(reconnect_at) = self.reconnect_at {
+            if Instant::now() < reconnect_at {
+                return Err(CallError::BackingOff(self.target_address.clone()));
+            }
+        }
+        let endpoint = self.endpoint()?;
+        match self.shared.transport.connect(endpoint).await {
+            Ok(channel) => {
+                let limit = self.shared.config.message_bytes_max;
+                let client = RaftServiceClient::new(channel)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit);
+                self.client = Some(client.clone());
+                self.connect_failures = 0;
+                self.reconnect_at = None;
+                Ok(client)
+            }
+            Err(error) => {
+                self.connect_failures = self.connect_failures.saturating_add(1);
+                self.reconnect_at = Some(Instant::now() + self.reconnect_delay());
+                Err(CallError::Connect {
+                    address: self.target_address.clone(),
+                    message: error.to_string(),
+                })
+            }
+        }
+    }
+
+    fn reconnect_delay(&self) -> Duration {
+        let config = &self.shared.config;
+        let exponent = self.connect_failures.saturating_sub(1).min(16);
+        config
+            .reconnect_backoff_min
+            .saturating_mul(1 << exponent)
+            .min(config.reconnect_backoff_max)
+    }
+
+    async fn call(
+        &mut self,
+        kind: RpcKind,
+        payload: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let mut client = self.client().await?;
+        let deadline = deadline.min(self.shared.config.rpc_deadline_max);
+        let mut request = tonic::Request::new(RaftRequest {
+            format_version: RAFT_WIRE_FORMAT_VERSION,
+            cluster_id: self.shared.cluster_id.clone(),
+            from_node_id: self.shared.node_id,
+            to_node_id: self.target,
+            payload,
+        });
+        request.set_timeout(deadline);
+        let call = async {
+            match kind {
+                RpcKind::AppendEntries => client.append_entries(request).await,
+                RpcKind::Vote => client.vote(request).await,
+                RpcKind::InstallSnapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(deadline, call).await {
+            Err(_) => {
+                // A stalled connection is rebuilt, not reused.
+                self.client = None;
+                return Err(CallError::Timeout(deadline));
+            }
+            Ok(Err(status)) => {
+                self.client = None;
+                return Err(CallError::Status(status));
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        decode_reply(reply)
+    }
+
+    async fn rpc<Request, Response, E>(
+        &mut self,
+        kind: RpcKind,
+        request: &Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Request: Serialize,
+        Response: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = bincode::serde::encode_to_vec(request, bincode::config::standard())
+            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let deadline = option.hard_ttl();
+        let reply = self
+            .call(kind, payload, deadline)
+            .await
+            .map_err(|error| match error {
+                CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                    action: kind.openraft_type(),
+                    id: self.shared.node_id,
+                    target: self.target,
+                    timeout,
+                }),
+                CallError::Decode(_) => RPCError::Network(NetworkError::new(&error)),
+                _ => RPCError::Unreachable(Unreachable::new(&error)),
+            })?;
+        let (result, _): (Result<Response, RaftError<NodeId, E>>, usize) =
+            bincode::serde::decode_from_slice(&reply, bincode::config::standard())
+                .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+    }
+}
+
+fn decode_reply(reply: RaftReply) -> Result<Vec<u8>, CallError> {
+    if reply.format_version != RAFT_WIRE_FORMAT_VERSION {
+        return Err(CallError::Decode(format!(
+            "reply has wire format version {}; this build reads version {RAFT_WIRE_FORMAT_VERSION}",
+            reply.format_version
+        )));
+    }
+    Ok(reply.payload)
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.rpc(RpcKind::AppendEntries, &request, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.rpc(RpcKind::InstallSnapshot, &request, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.rpc(RpcKind::Vote, &request, &option).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        // openraft waits this long between attempts to an unreachable peer.
+        let config = self.shared.config.clone();
+        openraft::network::Backoff::new((0u32..).map(move |attempt| {
+            config
+                .reconnect_backoff_min
+                .saturating_mul(1 << attempt.min(16))
+                .min(config.reconnect_backoff_max)
+        }))
+    }
+}

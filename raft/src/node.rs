@@ -1,0 +1,433 @@
+//! [`RaftNode`]: one Holdfast Raft member, with its stores, network and RPC server.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), holdfast_raft::Error> {
+//! use std::sync::Arc;
+//! use holdfast_raft::*;
+//!
+//! let config = RaftNodeConfig::new(1, "cluster-a", "/var/lib/holdfast".into(), NodeInfo {
+//!     raft_addr: "10.0.0.1:7101".into(), http_addr: "10.0.0.1:7001".into(), region: "eu".into(),
+//! });
+//! let node = RaftNode::open(config, Arc::new(TcpTransport)).await?;
+//! let listener = tokio::net::TcpListener::bind("10.0.0.1:7101").await.unwrap();
+//! node.serve_tcp(listener);
+//! // Once, on one node of a fresh cluster:
+//! node.initialize([(1, node.node_info().clone())].into()).await?;
+//! let result = node.propose(Batch::default()).await?;
+//! println!("committed at {} with {} outcomes", result.log_id.index, result.outcomes.len());
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use holdfast_statemachine::{Outcome, StateMachine};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+};
+use openraft::{RaftMetrics, SnapshotPolicy};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::data_dir::DataDir;
+use crate::error::Error;
+use crate::log_store::LogStore;
+use crate::network::{NetworkConfig, NetworkFactory};
+use crate::server::{serve_tcp, RaftGrpcService, ServerConfig};
+use crate::state_store::{AppliedState, StateMachineStore};
+use crate::transport::Transport;
+use crate::types::{Batch, HoldfastRaft, LogId, NodeId, NodeInfo};
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct RaftNodeConfig {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    /// This node's addresses; `raft_addr` is what peers dial and what it never dials.
+    pub node_info: NodeInfo,
+    /// openraft's timers, snapshot policy and batching limits.
+    pub raft: openraft::Config,
+    pub network: NetworkConfig,
+    pub server: ServerConfig,
+    /// Limits of the booking state machine, used when the node starts with no snapshot.
+    pub state_machine: holdfast_statemachine::Config,
+    /// How long [`RaftNode::ensure_linearizable`] may take before it answers `NO_QUORUM`.
+    pub linearizable_read_timeout: Duration,
+}
+
+impl RaftNodeConfig {
+    /// A configuration with Holdfast's defaults.
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: &str,
+        data_dir: PathBuf,
+        node_info: NodeInfo,
+    ) -> RaftNodeConfig {
+        RaftNodeConfig {
+            node_id,
+            cluster_id: cluster_id.to_owned(),
+            data_dir,
+            node_info,
+            raft: default_raft_config(cluster_id),
+            network: NetworkConfig::default(),
+            server: ServerConfig::default(),
+            state_machine: holdfast_statemachine::Config::default(),
+            linearizable_read_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// openraft settings for Holdfast: elections after 1–2 s without a leader, a snapshot every
+/// 10,000 entries, 1 MiB snapshot chunks.
+pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
+    openraft::Config {
+        cluster_name: cluster_id.to_owned(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
+        max_payload_entries: 256,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    }
+}
+
+/// What a committed [`Batch`] produced.
+#[derive(Clone, Debug)]
+pub struct ProposeResult {
+    /// The Raft entry that carried the batch.
+    pub log_id: LogId,
+    /// One outcome per entry of the batch, in order.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// One running Raft member.
+pub struct RaftNode {
+    raft: HoldfastRaft,
+    state: StateMachineStore,
+    data_dir: DataDir,
+    node_info: NodeInfo,
+    cluster_id: String,
+    message_bytes_max: usize,
+    server_config: ServerConfig,
+    linearizable_read_timeout: Duration,
+    stop_server: watch::Sender<bool>,
+    server: Mutex<Option<JoinHandle<Result<(), Error>>>>,
+}
+
+impl RaftNode {
+    /// Opens the data directory (checking that it belongs to this node and cluster),
+    /// restores the state from the last snapshot, and starts Raft, which replays the log
+    /// up to the committed index. Does not listen: see [`RaftNode::serve_tcp`] and
+    /// [`RaftNode::grpc_service`].
+    pub async fn open(
+        config: RaftNodeConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<RaftNode, Error> {
+        let message_bytes_max = config.network.message_bytes_max;
+        let chunk_bytes = config.raft.snapshot_max_chunk_size;
+        if chunk_bytes.saturating_mul(2) > message_bytes_max as u64 {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "snapshot_max_chunk_size {chunk_bytes} must be at most half of message_bytes_max {message_bytes_max}"
+                ),
+            });
+        }
+        let raft_config = config
+            .raft
+            .clone()
+            .validate()
+            .map_err(|error| Error::InvalidConfig {
+                message: error.to_string(),
+            })?;
+        let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        let (log_store, state) = {
+            let data_dir = data_dir.clone();
+            let initial = StateMachine::new(config.state_machine.clone());
+            tokio::task::spawn_blocking(move || {
+                let log_store = LogStore::open(&data_dir.log_path())?;
+                let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
+                Ok::<_, Error>((log_store, state))
+            })
+            .await
+            .map_err(|error| Error::storage(&config.data_dir, error))??
+        };
+        let network = NetworkFactory::new(
+            config.node_id,
+            config.node_info.raft_addr.clone(),
+            config.cluster_id.clone(),
+            config.network.clone(),
+            transport,
+        );
+        let raft = openraft::Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state.clone(),
+        )
+        .await
+        .map_err(|error| Error::Fatal {
+            message: error.to_string(),
+        })?;
+        let (stop_server, _) = watch::channel(false);
+        Ok(RaftNode {
+            raft,
+            state,
+            data_dir,
+            node_info: config.node_info,
+            cluster_id: config.cluster_id,
+            message_bytes_max,
+            server_config: config.server,
+            linearizable_read_timeout: config.linearizable_read_timeout,
+            stop_server,
+            server: Mutex::new(None),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.data_dir.node_id()
+    }
+
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.node_info
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The openraft handle, for anything this wrapper does not cover.
+    pub fn raft(&self) -> &HoldfastRaft {
+        &self.raft
+    }
+
+    /// The state machine store: local (possibly stale) reads go through
+    /// [`StateMachineStore::read`].
+    pub fn state(&self) -> &StateMachineStore {
+        &self.state
+    }
+
+    /// Runs `read` on the local state without any freshness guarantee.
+    pub fn read_stale<T>(&self, read: impl FnOnce(&AppliedState) -> T) -> T {
+        self.state.read(read)
+    }
+
+    /// Raft metrics: role, term, leader, last log and applied index, membership,
+    /// replication progress.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, NodeInfo>> {
+        self.raft.metrics()
+    }
+
+    /// The current leader as this node knows it.
+    pub fn leader(&self) -> Option<(NodeId, Option<NodeInfo>)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_id = metrics.current_leader?;
+        let info = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader_id)
+            .cloned();
+        Some((leader_id, info))
+    }
+
+    /// The tonic service for the Raft RPCs, to be added to a server of the caller's choice
+    /// (for example together with the Booking service).
+    pub fn grpc_service(
+        &self,
+    ) -> holdfast_proto::raft::raft_service_server::RaftServiceServer<RaftGrpcService> {
+        RaftGrpcService::new(self.raft.clone(), self.cluster_id.clone(), self.node_id())
+            .into_server(self.message_bytes_max)
+    }
+
+    /// Serves the Raft RPCs on `listener` in a background task until [`RaftNode::shutdown`].
+    pub fn serve_tcp(&self, listener: tokio::net::TcpListener) {
+        let mut stop = self.stop_server.subscribe();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let task = tokio::spawn(serve_tcp(
+            self.grpc_service(),
+            self.server_config.clone(),
+            listener,
+            shutdown,
+        ));
+        *self.server.lock().expect("server lock poisoned") = Some(task);
+    }
+
+    /// Makes the given nodes the first voters of a new cluster. Call once, on one node.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), Error> {
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|error| match error {
+                RaftError::APIError(InitializeError::NotAllowed(_)) => Error::AlreadyInitialized,
+                RaftError::APIError(InitializeError::NotInMembers(error)) => Error::InvalidConfig {
+                    message: error.to_string(),
+                },
+                RaftError::Fatal(fatal) => Error::Fatal {
+                    message: fatal.to_string(),
+                },
+            })
+    }
+
+    /// Commits `batch` through Raft (this node must be the leader) and returns its
+    /// outcomes once it is committed on a majority (each of which fsynced it) and applied
+    /// here.
+    pub async fn propose(&self, batch: Batch) -> Result<ProposeResult, Error> {
+        let response = self
+            .raft
+            .client_write(batch)
+            .await
+            .map_err(client_write_error)?;
+        Ok(ProposeResult {
+            log_id: response.log_id,
+            outcomes: response.data,
+        })
+    }
+
+    /// Confirms with a quorum that this node is still the leader and waits until it has
+    /// applied everything committed before the call: a read of the local state after it
+    /// returns is linearizable. Returns the read log id. Fails with [`Error::NotLeader`]
+    /// on a follower and [`Error::NoQuorum`] when a quorum does not answer in time.
+    pub async fn ensure_linearizable(&self) -> Result<Option<LogId>, Error> {
+        match tokio::time::timeout(
+            self.linearizable_read_timeout,
+            self.raft.ensure_linearizable(),
+        )
+        .await
+        {
+            Err(_) => Err(Error::NoQuorum {
+                message: format!(
+                    "leadership not confirmed within {:?}",
+                    self.linearizable_read_timeout
+                ),
+            }),
+            Ok(Ok(read_log_id)) => Ok(read_log_id),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                Err(not_leader(forward))
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)))) => {
+                Err(Error::NoQuorum {
+                    message: error.to_string(),
+                })
+            }
+            Ok(Err(RaftError::Fatal(fatal))) => Err(Error::Fatal {
+                message: fatal.to_string(),
+            }),
+        }
+    }
+
+    /// A linearizable read: [`RaftNode::ensure_linearizable`], then `read` on local state.
+    pub async fn read_linearizable<T>(
+        &self,
+        read: impl FnOnce(&AppliedState) -> T,
+    ) -> Result<T, Error> {
+        self.ensure_linearizable().await?;
+        Ok(self.state.read(read))
+    }
+
+    /// Waits until this node has applied at least `index` (read-your-writes with
+    /// `min_index`). Fails with `NO_QUORUM`-free [`Error::Fatal`] only if Raft stopped;
+    /// returns `false` when `timeout` passed first.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<bool, Error> {
+        let mut metrics = self.raft.metrics();
+        let reached = tokio::time::timeout(
+            timeout,
+            metrics.wait_for(|metrics| {
+                metrics
+                    .last_applied
+                    .is_some_and(|applied| applied.index >= index)
+            }),
+        )
+        .await;
+        match reached {
+            Err(_) => Ok(false),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(_)) => Err(Error::Fatal {
+                message: "raft stopped".into(),
+            }),
+        }
+    }
+
+    /// Adds a learner and, when `wait_caught_up`, returns once it has caught up with the
+    /// leader's log (or was sent a snapshot and applied it).
+    pub async fn add_learner(
+        &self,
+        node_id: NodeId,
+        info: NodeInfo,
+        wait_caught_up: bool,
+    ) -> Result<LogId, Error> {
+        let response = self
+            .raft
+            .add_learner(node_id, info, wait_caught_up)
+            .await
+            .map_err(client_write_error)?;
+        Ok(response.log_id)
+    }
+
+    /// Makes `voters` the voter set (through joint consensus). Nodes that leave the voter
+    /// set stay as learners when `keep_removed_as_learners`.
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        keep_removed_as_learners: bool,
+    ) -> Result<LogId, Error> {
+        let response = self
+            .raft
+            .change_membership(voters, keep_removed_as_learners)
+            .await
+            .map_err(client_write_error)?;
+        Ok(response.log_id)
+    }
+
+    /// Asks Raft to build a snapshot now (it purges the log behind it by its policy).
+    pub async fn trigger_snapshot(&self) -> Result<(), Error> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|fatal| Error::Fatal {
+                message: fatal.to_string(),
+            })
+    }
+
+    /// Stops the RPC server and Raft. Everything acknowledged is already durable, so this
+    /// only ends tasks.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let _ = self.stop_server.send(true);
+        let task = self.server.lock().expect("server lock poisoned").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.raft.shutdown().await.map_err(|error| Error::Fatal {
+            message: error.to_string(),
+        })
+    }
+}
+
+fn not_leader(forward: ForwardToLeader<NodeId, NodeInfo>) -> Error {
+    Error::NotLeader {
+        leader_id: forward.leader_id,
+        leader: forward.leader_node,
+    }
+}
+
+fn client_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Error {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => not_leader(forward),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            Error::MembershipRefused {
+                message: error.to_string(),
+            }
+        }
+        RaftError::Fatal(fatal) => Error::Fatal {
+            message: fatal.to_string(),
+        },
+    }
+}

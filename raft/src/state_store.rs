@@ -1,0 +1,464 @@
+//! The state machine store: the in-memory [`StateMachine`] with the log id it has applied
+//! up to and the membership it has seen, plus its snapshots on disk.
+//!
+//! Snapshot file (`snapshots/current.snapshot`):
+//!
+//! ```text
+//! b"HFRSNAP\0" | format version u32 LE | meta length u32 LE | meta (JSON) | state machine snapshot
+//! ```
+//!
+//! The state machine part is `StateMachine::write_snapshot`, which has its own magic and
+//! version. The whole file is what a leader streams to a follower, so the follower gets
+//! the metadata and checks the format before it installs anything.
+//!
+//! **How a snapshot avoids stopping apply:** `build_snapshot` holds the state lock only
+//! while it clones the state (an in-memory copy, far cheaper than encoding it), then
+//! encodes and fsyncs the clone on a blocking thread while apply goes on.
+//!
+//! **Invariant:** the snapshot on disk is replaced atomically: written to a temporary file,
+//! fsynced, renamed over `current.snapshot`, and the directory fsynced. A crash leaves the
+//! old snapshot or the new one, never a torn one.
+//! **Invariant:** the applied log id and membership live in the same struct as the state,
+//! under the same lock, so they never disagree with it. At start the store restores the
+//! last snapshot; openraft then re-applies the log from there up to the committed id.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use holdfast_statemachine::{Outcome, StateMachine};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use tokio::io::AsyncSeekExt;
+
+use crate::data_dir::sync_parent_dir;
+use crate::error::Error;
+use crate::types::{LogEntry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// Version of the snapshot file layout (header and metadata around the state).
+pub const SNAPSHOT_FILE_FORMAT_VERSION: u32 = 1;
+
+const SNAPSHOT_FILE_MAGIC: [u8; 8] = *b"HFRSNAP\0";
+const CURRENT_SNAPSHOT_FILE_NAME: &str = "current.snapshot";
+/// Snapshot metadata is a log id and a membership: small. A larger length means a corrupt
+/// or foreign file, refused before allocating.
+const SNAPSHOT_META_BYTES_MAX: u32 = 16 * 1024 * 1024;
+const SNAPSHOT_IO_BUFFER_BYTES: usize = 256 * 1024;
+
+/// The replicated state as of a log id.
+#[derive(Clone, Debug)]
+pub struct AppliedState {
+    /// The booking state machine.
+    pub machine: StateMachine,
+    /// The last log entry applied to `machine`.
+    pub last_applied: Option<LogId>,
+    /// The last membership applied.
+    pub last_membership: StoredMembership,
+}
+
+impl AppliedState {
+    fn new(machine: StateMachine) -> AppliedState {
+        AppliedState {
+            machine,
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    /// Index of the last applied entry, 0 before any.
+    pub fn applied_index(&self) -> u64 {
+        self.last_applied.map_or(0, |log_id| log_id.index)
+    }
+}
+
+/// Handle on the state machine store. Clones share the same state.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: RwLock<AppliedState>,
+    snapshot_dir: PathBuf,
+    /// Metadata of `current.snapshot`, if there is one.
+    current_snapshot: Mutex<Option<SnapshotMeta>>,
+    /// Serialises building and installing snapshot files.
+    snapshot_files: tokio::sync::Mutex<()>,
+    next_snapshot_sequence: AtomicU64,
+}
+
+impl StateMachineStore {
+    /// Opens the store over `snapshot_dir`, restoring the last snapshot if there is one;
+    /// `initial` is the state used when there is none.
+    pub fn open(snapshot_dir: &Path, initial: StateMachine) -> Result<StateMachineStore, Error> {
+        fs::create_dir_all(snapshot_dir).map_err(|error| Error::storage(snapshot_dir, error))?;
+        remove_temporary_files(snapshot_dir)?;
+        let current_path = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
+        let (state, current_snapshot) = if current_path.exists() {
+            let file = fs::File::open(&current_path)
+                .map_err(|error| Error::storage(&current_path, error))?;
+            let (meta, machine) = read_snapshot_file(file, &current_path)?;
+            let state = AppliedState {
+                machine,
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+            };
+            (state, Some(meta))
+        } else {
+            (AppliedState::new(initial), None)
+        };
+        Ok(StateMachineStore {
+            shared: Arc::new(Shared {
+                state: RwLock::new(state),
+                snapshot_dir: snapshot_dir.to_owned(),
+                current_snapshot: Mutex::new(current_snapshot),
+                snapshot_files: tokio::sync::Mutex::new(()),
+                next_snapshot_sequence: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Runs `read` on the current state. Keep it short: apply waits meanwhile.
+    pub fn read<T>(&self, read: impl FnOnce(&AppliedState) -> T) -> T {
+        let state = self.shared.state.read().expect("state lock poisoned");
+        read(&state)
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.read(AppliedState::applied_index)
+    }
+
+    /// The snapshot bytes of the state machine (not the file with its metadata): equal on
+    /// every replica that applied the same log.
+    pub fn state_snapshot_bytes(&self) -> Vec<u8> {
+        self.read(|state| state.machine.snapshot_bytes())
+    }
+
+    fn current_snapshot_path(&self) -> PathBuf {
+        self.shared.snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME)
+    }
+
+    fn next_sequence(&self) -> u64 {
+        self.shared
+            .next_snapshot_sequence
+            .fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn remove_temporary_files(snapshot_dir: &Path) -> Result<(), Error> {
+    let entries =
+        fs::read_dir(snapshot_dir).map_err(|error| Error::storage(snapshot_dir, error))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|error| Error::storage(snapshot_dir, error))?
+            .path();
+        if path.extension().is_some_and(|extension| extension == "tmp") {
+            fs::remove_file(&path).map_err(|error| Error::storage(&path, error))?;
+        }
+    }
+    Ok(())
+}
+
+fn snapshot_error(
+    meta: Option<&SnapshotMeta>,
+    verb: ErrorVerb,
+    error: impl std::fmt::Display,
+) -> StorageError {
+    let subject = match meta {
+        Some(meta) => ErrorSubject::Snapshot(Some(meta.signature())),
+        None => ErrorSubject::Snapshot(None),
+    };
+    StorageIOError::new(subject, verb, AnyError::error(error.to_string())).into()
+}
+
+fn write_snapshot_file(
+    path: &Path,
+    meta: &SnapshotMeta,
+    machine: &StateMachine,
+) -> Result<(), Error> {
+    let file = fs::File::create(path).map_err(|error| Error::storage(path, error))?;
+    let mut writer = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+    let meta_bytes = serde_json::to_vec(meta).expect("snapshot metadata serialises");
+    let meta_length = u32::try_from(meta_bytes.len()).expect("snapshot metadata below 4 GiB");
+    writer
+        .write_all(&SNAPSHOT_FILE_MAGIC)
+        .and_then(|()| writer.write_all(&SNAPSHOT_FILE_FORMAT_VERSION.to_le_bytes()))
+        .and_then(|()| writer.write_all(&meta_length.to_le_bytes()))
+        .and_then(|()| writer.write_all(&meta_bytes))
+        .map_err(|error| Error::storage(path, error))?;
+    machine
+        .write_snapshot(&mut writer)
+        .map_err(|error| Error::storage(path, error))?;
+    let file = writer
+        .into_inner()
+        .map_err(|error| Error::storage(path, error))?;
+    file.sync_all().map_err(|error| Error::storage(path, error))
+}
+
+fn read_snapshot_file(file: fs::File, path: &Path) -> Result<(SnapshotMeta, StateMachine), Error> {
+    let mut reader = BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+    let corrupt = |message: String| Error::Corrupt {
+        what: format!("snapshot {}", path.display()),
+        message,
+    };
+    let mut header = [0u8; 16];
+    reader
+        .read_exact(&mut header)
+        .map_err(|error| corrupt(format!("short header: {error}")))?;
+    if header[..8] != SNAPSHOT_FILE_MAGIC {
+        return Err(corrupt("not a Holdfast snapshot file".into()));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("four bytes"));
+    if version != SNAPSHOT_FILE_FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            what: format!("snapshot {}", path.display()),
+            found: version,
+            supported: SNAPSHOT_FILE_FORMAT_VERSION,
+        });
+    }
+    let meta_length = u32::from_le_bytes(header[12..16].try_into().expect("four bytes"));
+    if meta_length > SNAPSHOT_META_BYTES_MAX {
+        return Err(corrupt(format!("metadata of {meta_length} bytes")));
+    }
+    let mut meta_bytes = vec![0u8; meta_length as usize];
+    reader
+        .read_exact(&mut meta_bytes)
+        .map_err(|error| corrupt(format!("short metadata: {error}")))?;
+    let meta: SnapshotMeta = serde_json::from_slice(&meta_bytes)
+        .map_err(|error| corrupt(format!("metadata: {error}")))?;
+    let machine = StateMachine::read_snapshot(&mut reader).map_err(|error| match error {
+        holdfast_statemachine::SnapshotError::UnsupportedVersion { found, supported } => {
+            Error::UnsupportedFormat {
+                what: format!("state machine snapshot in {}", path.display()),
+                found,
+                supported,
+            }
+        }
+        other => corrupt(other.to_string()),
+    })?;
+    Ok((meta, machine))
+}
+
+/// Copies a received snapshot into a temporary file beside `current.snapshot`, fsyncs and
+/// decodes it, and only then renames it into place.
+fn persist_received_snapshot(
+    mut received: fs::File,
+    snapshot_dir: &Path,
+    sequence: u64,
+) -> Result<(SnapshotMeta, StateMachine), Error> {
+    let temporary = snapshot_dir.join(format!("installing-{sequence}.tmp"));
+    received
+        .seek(SeekFrom::Start(0))
+        .map_err(|error| Error::storage(&temporary, error))?;
+    let mut reader = BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, received);
+    let file = fs::File::create(&temporary).map_err(|error| Error::storage(&temporary, error))?;
+    let mut writer = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+    std::io::copy(&mut reader, &mut writer).map_err(|error| Error::storage(&temporary, error))?;
+    let file = writer
+        .into_inner()
+        .map_err(|error| Error::storage(&temporary, error))?;
+    file.sync_all()
+        .map_err(|error| Error::storage(&temporary, error))?;
+    drop(file);
+    let decoded = fs::File::open(&temporary)
+        .map_err(|error| Error::storage(&temporary, error))
+        .and_then(|file| read_snapshot_file(file, &temporary));
+    let (meta, machine) = match decoded {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
+    };
+    let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
+    fs::rename(&temporary, &current).map_err(|error| Error::storage(&current, error))?;
+    sync_parent_dir(&current)?;
+    Ok((meta, machine))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let _files = self.shared.snapshot_files.lock().await;
+        // The only time apply waits for a snapshot: while the state is cloned.
+        let state = self.read(AppliedState::clone);
+        let sequence = self.next_sequence();
+        let snapshot_id = match state.last_applied {
+            Some(log_id) => format!("{}-{}-{sequence}", log_id.leader_id.term, log_id.index),
+            None => format!("0-0-{sequence}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.last_membership.clone(),
+            snapshot_id,
+        };
+        let snapshot_dir = self.shared.snapshot_dir.clone();
+        let written_meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let temporary = snapshot_dir.join(format!("building-{sequence}.tmp"));
+            write_snapshot_file(&temporary, &written_meta, &state.machine)?;
+            let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
+            fs::rename(&temporary, &current).map_err(|error| Error::storage(&current, error))?;
+            sync_parent_dir(&current)
+        })
+        .await
+        .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?
+        .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?;
+        *self
+            .shared
+            .current_snapshot
+            .lock()
+            .expect("snapshot lock poisoned") = Some(meta.clone());
+        let file = tokio::fs::File::open(self.current_snapshot_path())
+            .await
+            .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Read, error))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok(self.read(|state| (state.last_applied, state.last_membership.clone())))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
+    where
+        I: IntoIterator<Item = LogEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut state = self.shared.state.write().expect("state lock poisoned");
+        let mut replies = Vec::new();
+        for entry in entries {
+            state.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => replies.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    let outcomes = batch
+                        .entries
+                        .iter()
+                        .map(|entry| state.machine.apply(entry))
+                        .collect();
+                    replies.push(outcomes);
+                }
+                EntryPayload::Membership(membership) => {
+                    state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    replies.push(Vec::new());
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        // The chunks go straight to disk, so receiving a snapshot takes bounded memory. The
+        // file is unlinked at once: it lives as long as its handle and a crash leaves
+        // nothing behind.
+        let path = self
+            .shared
+            .snapshot_dir
+            .join(format!("receiving-{}.tmp", self.next_sequence()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|error| snapshot_error(None, ErrorVerb::Write, error))?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|error| snapshot_error(None, ErrorVerb::Write, error))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let _files = self.shared.snapshot_files.lock().await;
+        snapshot
+            .flush_and_rewind()
+            .await
+            .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+        let received = snapshot.into_std().await;
+        let snapshot_dir = self.shared.snapshot_dir.clone();
+        let sequence = self.next_sequence();
+        let (file_meta, machine) = tokio::task::spawn_blocking(move || {
+            persist_received_snapshot(received, &snapshot_dir, sequence)
+        })
+        .await
+        .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?
+        .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(snapshot_error(
+                Some(meta),
+                ErrorVerb::Read,
+                format!(
+                    "snapshot file is for {:?}, the leader announced {:?}",
+                    file_meta.last_log_id, meta.last_log_id
+                ),
+            ));
+        }
+        {
+            let mut state = self.shared.state.write().expect("state lock poisoned");
+            *state = AppliedState {
+                machine,
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+            };
+        }
+        *self
+            .shared
+            .current_snapshot
+            .lock()
+            .expect("snapshot lock poisoned") = Some(meta.clone());
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let _files = self.shared.snapshot_files.lock().await;
+        let meta = self
+            .shared
+            .current_snapshot
+            .lock()
+            .expect("snapshot lock poisoned")
+            .clone();
+        let Some(meta) = meta else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.current_snapshot_path())
+            .await
+            .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Read, error))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Flushes buffered writes of a received snapshot and moves back to its start.
+trait FlushAndRewind {
+    async fn flush_and_rewind(&mut self) -> std::io::Result<()>;
+}
+
+impl FlushAndRewind for tokio::fs::File {
+    async fn flush_and_rewind(&mut self) -> std::io::Result<()> {
+        tokio::io::AsyncWriteExt::flush(self).await?;
+        self.seek(SeekFrom::Start(0)).await.map(|_| ())
+    }
+}

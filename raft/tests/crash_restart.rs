@@ -1,0 +1,141 @@
+//! Crash and restart: nodes are dropped without shutdown and reopened on their data
+//! directories. Every acknowledged entry is still there, and a restarted node catches up.
+
+use std::time::Duration;
+
+use holdfast_raft::testing::{workload, Cluster, ClusterOptions};
+use holdfast_raft::Batch;
+use holdfast_statemachine::Outcome;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Proposes holds `range` one batch of `batch_size` at a time and returns the acknowledged
+/// hold ids and the last acknowledged log index.
+async fn propose_holds(
+    cluster: &Cluster,
+    range: std::ops::Range<u64>,
+    batch_size: u64,
+) -> (Vec<String>, u64) {
+    let mut hold_ids = Vec::new();
+    let mut last_index = 0;
+    let mut sequence = range.start;
+    while sequence < range.end {
+        let end = (sequence + batch_size).min(range.end);
+        let batch = Batch {
+            entries: (sequence..end).map(workload::hold).collect(),
+        };
+        let result = cluster
+            .propose(batch, TIMEOUT)
+            .await
+            .expect("proposal commits");
+        for outcome in result.outcomes {
+            match outcome {
+                Outcome::Held(view) => hold_ids.push(view.hold_id),
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        last_index = result.log_id.index;
+        sequence = end;
+    }
+    (hold_ids, last_index)
+}
+
+fn assert_holds_present(cluster: &Cluster, hold_ids: &[String]) {
+    for node_id in cluster.live_ids() {
+        let node = cluster.node(node_id);
+        node.state().read(|state| {
+            for hold_id in hold_ids {
+                assert!(
+                    state.machine.hold_by_id(hold_id).is_some(),
+                    "node {node_id} lost acknowledged hold {hold_id}"
+                );
+            }
+        });
+    }
+}
+
+async fn assert_identical_state(cluster: &Cluster) {
+    // One more write, so every node's applied index has a common target.
+    let result = cluster
+        .propose(Batch::single(workload::hold(1_000_000)), TIMEOUT)
+        .await
+        .expect("final write");
+    cluster
+        .wait_all_applied(result.log_id.index, TIMEOUT)
+        .await
+        .expect("all nodes applied");
+    let reference = cluster
+        .node(cluster.live_ids()[0])
+        .state()
+        .state_snapshot_bytes();
+    for node_id in cluster.live_ids() {
+        assert!(
+            cluster.node(node_id).state().state_snapshot_bytes() == reference,
+            "node {node_id} differs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_entries_survive_crashes_and_restarted_nodes_catch_up() {
+    let mut cluster = Cluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster starts");
+    cluster
+        .propose(Batch::single(workload::create_event(1_000_000)), TIMEOUT)
+        .await
+        .expect("event created");
+    let (mut acknowledged, _) = propose_holds(&cluster, 0..300, 10).await;
+
+    // A follower crashes, the others go on, the follower comes back and catches up.
+    let leader = cluster.leader(TIMEOUT).await.expect("leader");
+    let follower = cluster
+        .live_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.crash(follower).await;
+    let (more, _) = propose_holds(&cluster, 300..500, 10).await;
+    acknowledged.extend(more);
+    cluster.restart(follower).await.expect("follower restarts");
+    assert_identical_state(&cluster).await;
+    assert_holds_present(&cluster, &acknowledged);
+
+    // Every node crashes at once (a power loss), then all restart on their directories.
+    let (more, last_acknowledged) = propose_holds(&cluster, 500..700, 10).await;
+    acknowledged.extend(more);
+    for node_id in cluster.live_ids() {
+        cluster.crash(node_id).await;
+    }
+    let mut logs_reaching_acknowledged = 0;
+    for node_id in 1..=3 {
+        let node = cluster.restart(node_id).await.expect("node restarts");
+        // Read from the reopened directory before any peer could have sent anything new.
+        let mut metrics = node.metrics();
+        let reported = tokio::time::timeout(
+            Duration::from_secs(5),
+            metrics.wait_for(|metrics| metrics.last_log_index.is_some()),
+        )
+        .await;
+        let last_log_index = match reported {
+            Ok(Ok(metrics)) => metrics.last_log_index.unwrap_or(0),
+            _ => 0,
+        };
+        if last_log_index >= last_acknowledged {
+            logs_reaching_acknowledged += 1;
+        }
+    }
+    // Acknowledged means fsynced on a majority: at least two of three logs reach it.
+    assert!(
+        logs_reaching_acknowledged >= 2,
+        "{logs_reaching_acknowledged} logs hold the last acknowledged entry"
+    );
+    cluster
+        .leader(TIMEOUT)
+        .await
+        .expect("a leader after restart");
+    assert_identical_state(&cluster).await;
+    assert_holds_present(&cluster, &acknowledged);
+
+    cluster.shutdown().await.expect("shutdown");
+}
