@@ -1,8 +1,6 @@
 //! Holds: taking items atomically for one customer, extending, releasing, confirming into a
 //! booking, and expiring by log time.
 
-use std::collections::HashSet;
-
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
 use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
 use crate::limits::*;
@@ -51,17 +49,15 @@ fn validate_hold_request(request: &HoldRequest) -> Result<u64, Rejection> {
             validate_id("best_available.section", section)?;
         }
     }
-    let mut seen = HashSet::with_capacity(request.seats.len());
     for seat in &request.seats {
         validate_id("seats", seat)?;
-        if !seen.insert(seat.as_str()) {
-            return Err(Rejection::invalid(
-                "seats",
-                format!("seat {seat} is named twice"),
-            ));
-        }
     }
-    let mut seen = HashSet::with_capacity(request.pools.len());
+    if let Some(seat) = first_duplicate(request.seats.iter().map(String::as_str)) {
+        return Err(Rejection::invalid(
+            "seats",
+            format!("seat {seat} is named twice"),
+        ));
+    }
     for line in &request.pools {
         validate_id("pools.pool_id", &line.pool_id)?;
         if line.quantity == 0 || line.quantity > HOLD_POOL_QUANTITY_MAX {
@@ -70,14 +66,26 @@ fn validate_hold_request(request: &HoldRequest) -> Result<u64, Rejection> {
                 reason: format!("must be 1 to {HOLD_POOL_QUANTITY_MAX}"),
             });
         }
-        if !seen.insert(line.pool_id.as_str()) {
-            return Err(Rejection::invalid(
-                "pools",
-                format!("pool {} is named twice", line.pool_id),
-            ));
-        }
+    }
+    if let Some(pool) = first_duplicate(request.pools.iter().map(|line| line.pool_id.as_str())) {
+        return Err(Rejection::invalid(
+            "pools",
+            format!("pool {pool} is named twice"),
+        ));
     }
     Ok(ttl_ms)
+}
+
+/// The first name that appears twice. Lists are at most [`HOLD_ITEMS_MAX`] long, so a
+/// quadratic scan without allocation beats hashing.
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    names.clone().enumerate().find_map(|(index, name)| {
+        names
+            .clone()
+            .take(index)
+            .any(|other| other == name)
+            .then_some(name)
+    })
 }
 
 /// Finds the named seats and checks that all are available.

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what building Holdfast needs on a fresh Debian machine, when it is missing:
+# a C/C++ toolchain and libclang (the rocksdb crate builds RocksDB's C++ with bindgen) and a
+# Rust toolchain new enough for tonic 0.14 and rocksdb. Safe to run any number of times.
+set -euo pipefail
+
+RUST_VERSION_MIN="1.85"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  if ((apt_updated == 0)); then
+    log "apt-get update"
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+version_at_least() { # version_at_least HAVE WANT
+  [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+rust_ok() {
+  command -v cargo >/dev/null 2>&1 || return 1
+  local have
+  have=$(rustc --version 2>/dev/null | awk '{print $2}')
+  [[ -n $have ]] && version_at_least "$have" "$RUST_VERSION_MIN"
+}
+
+if command -v apt-get >/dev/null 2>&1; then
+  apt_install build-essential pkg-config libclang-dev clang ca-certificates curl iproute2
+else
+  log "no apt-get: make sure a C++ compiler and libclang are installed"
+fi
+
+[[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"
+if ! rust_ok; then
+  if curl -fsS --max-time 10 https://sh.rustup.rs -o /tmp/rustup-init.sh 2>/dev/null; then
+    log "installing Rust with rustup"
+    sh /tmp/rustup-init.sh -y --profile minimal --component rustfmt,clippy >/dev/null
+    source "$HOME/.cargo/env"
+  else
+    log "rustup is not reachable: installing Debian's rustc-web and cargo-web"
+    apt_install rustc-web cargo-web
+  fi
+fi
+rust_ok || { log "a Rust toolchain >= $RUST_VERSION_MIN is required"; exit 1; }
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then rustup component add "$component" >/dev/null 2>&1 || true; fi
+  fi
+done
+log "ready: $(rustc --version)"

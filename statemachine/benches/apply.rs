@@ -1,0 +1,299 @@
+//! Single-threaded apply throughput of the booking state machine.
+//!
+//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N]`
+//!
+//! Reports holds, confirms and expiries applied per second, availability-summary latency
+//! (on a small and on the large event, to show it does not grow with the venue), and the
+//! snapshot size and build/restore time of the large event.
+
+use std::time::{Duration, Instant};
+
+use holdfast_statemachine::*;
+
+struct Options {
+    seats: u32,
+    holds: u32,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        seats: 1_000_000,
+        holds: 500_000,
+    };
+    let arguments: Vec<String> = std::env::args().collect();
+    let mut index = 1;
+    while index < arguments.len() {
+        let value = || arguments.get(index + 1).and_then(|v| v.parse().ok());
+        match arguments[index].as_str() {
+            "--seats" => options.seats = value().expect("--seats N"),
+            "--holds" => options.holds = value().expect("--holds N"),
+            _ => {} // `cargo bench` passes `--bench`.
+        }
+        index += 1;
+    }
+    options
+}
+
+fn venue(event_id: &str, seats: u32) -> Command {
+    let per_row = 1000.min(seats);
+    let rows = seats.div_ceil(per_row);
+    Command::CreateEvent(CreateEvent {
+        event_id: event_id.into(),
+        name: "Bench arena".into(),
+        category: Category::Event,
+        starts_at_ms: None,
+        currency: "EUR".into(),
+        seats: vec![],
+        seat_blocks: vec![SeatBlock {
+            section: "A".into(),
+            rows: (1..=rows).map(|r| r.to_string()).collect(),
+            seats_per_row: per_row,
+            price: 4500,
+        }],
+        pools: vec![PoolSpec {
+            id: "GA".into(),
+            capacity: 50_000,
+            price: 2500,
+        }],
+    })
+}
+
+/// A fixed permutation of seat numbers (xorshift), so holds touch the venue in random order.
+fn shuffled(count: u32, seats: u32) -> Vec<String> {
+    let per_row = 1000.min(seats);
+    let mut order: Vec<u32> = (0..seats).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order.truncate(count as usize);
+    order
+        .iter()
+        .map(|&s| format!("A-{}-{}", s / per_row + 1, s % per_row + 1))
+        .collect()
+}
+
+fn rate(count: u64, elapsed: Duration) -> String {
+    format!("{:>12.0}/s", count as f64 / elapsed.as_secs_f64())
+}
+
+fn main() {
+    let options = options();
+    let mut state = StateMachine::default();
+    let mut time_ms = 1_700_000_000_000u64;
+    let started = Instant::now();
+    assert!(state
+        .apply(&Entry {
+            time_ms,
+            request_id: None,
+            command: venue("arena", options.seats)
+        })
+        .is_success());
+    let create_elapsed = started.elapsed();
+    assert!(state
+        .apply(&Entry {
+            time_ms,
+            request_id: None,
+            command: venue("small", 1000)
+        })
+        .is_success());
+    println!(
+        "state machine apply benchmark: {} seats, {} holds",
+        options.seats, options.holds
+    );
+    println!(
+        "{:<44} {:>14}",
+        "create event (seat blocks)",
+        format!("{:.1} ms", create_elapsed.as_secs_f64() * 1e3)
+    );
+
+    let seat_ids = shuffled(options.holds, options.seats);
+    let entries: Vec<Entry> = seat_ids
+        .iter()
+        .enumerate()
+        .map(|(n, seat)| Entry {
+            time_ms,
+            request_id: Some(format!("hold:{n:016x}")),
+            command: Command::Hold(HoldRequest {
+                event_id: "arena".into(),
+                customer_id: format!("customer-{n}"),
+                seats: vec![seat.clone()],
+                pools: vec![],
+                best_available: None,
+                ttl_seconds: Some(600),
+            }),
+        })
+        .collect();
+    let (half_keyed, half_plain) = entries.split_at(entries.len() / 2);
+    let started = Instant::now();
+    let mut holds = Vec::with_capacity(entries.len());
+    for entry in half_keyed {
+        match state.apply(entry) {
+            Outcome::Held(view) => holds.push(view),
+            other => panic!("{other:?}"),
+        }
+    }
+    let keyed_elapsed = started.elapsed();
+    let plain: Vec<Entry> = half_plain
+        .iter()
+        .map(|e| Entry {
+            request_id: None,
+            ..e.clone()
+        })
+        .collect();
+    let started = Instant::now();
+    for entry in &plain {
+        match state.apply(entry) {
+            Outcome::Held(view) => holds.push(view),
+            other => panic!("{other:?}"),
+        }
+    }
+    let plain_elapsed = started.elapsed();
+    println!(
+        "{:<44} {:>14}",
+        "holds, single seat, with idempotency key",
+        rate(half_keyed.len() as u64, keyed_elapsed)
+    );
+    println!(
+        "{:<44} {:>14}",
+        "holds, single seat, without key",
+        rate(plain.len() as u64, plain_elapsed)
+    );
+
+    let conflict = Entry {
+        time_ms,
+        request_id: None,
+        command: entries[0].command.clone(),
+    };
+    let started = Instant::now();
+    let conflicts = 200_000u64;
+    for _ in 0..conflicts {
+        assert!(!state.apply(&conflict).is_success());
+    }
+    println!(
+        "{:<44} {:>14}",
+        "holds refused (seat taken)",
+        rate(conflicts, started.elapsed())
+    );
+
+    let confirms: Vec<Entry> = holds
+        .iter()
+        .step_by(2)
+        .map(|hold| Entry {
+            time_ms,
+            request_id: None,
+            command: Command::Confirm {
+                hold_id: hold.hold_id.clone(),
+                payment: PaymentRecord {
+                    provider: "sandbox".into(),
+                    payment_id: format!("pay-{}", hold.hold_id),
+                    amount: hold.amount,
+                },
+            },
+        })
+        .collect();
+    let started = Instant::now();
+    for entry in &confirms {
+        assert!(state.apply(entry).is_success());
+    }
+    println!(
+        "{:<44} {:>14}",
+        "confirms",
+        rate(confirms.len() as u64, started.elapsed())
+    );
+
+    let summary_calls = 2_000_000u32;
+    for event in ["small", "arena"] {
+        let started = Instant::now();
+        let mut sink = 0u64;
+        for _ in 0..summary_calls {
+            sink = sink.wrapping_add(
+                std::hint::black_box(&state)
+                    .summary(event)
+                    .unwrap()
+                    .0
+                    .seats_available,
+            );
+        }
+        let per_call = started.elapsed().as_nanos() as f64 / f64::from(summary_calls);
+        println!(
+            "{:<44} {:>14}",
+            format!("availability summary ({event} event)"),
+            format!("{per_call:.0} ns")
+        );
+        std::hint::black_box(sink);
+    }
+    let started = Instant::now();
+    let page = state.availability("arena", None, None, 5000).unwrap();
+    println!(
+        "{:<44} {:>14}",
+        "availability page of 5000 seats",
+        format!("{:.2} ms", started.elapsed().as_secs_f64() * 1e3)
+    );
+    assert_eq!(page.seats.len(), 5000);
+
+    let started = Instant::now();
+    let bytes = state.snapshot_bytes();
+    let snapshot_elapsed = started.elapsed();
+    let started = Instant::now();
+    let restored = StateMachine::from_snapshot_bytes(&bytes).unwrap();
+    let restore_elapsed = started.elapsed();
+    assert_eq!(restored.summary("arena"), state.summary("arena"));
+    println!(
+        "{:<44} {:>14}",
+        "snapshot size (incl. holds, bookings, keys)",
+        format!("{:.1} MB", bytes.len() as f64 / 1e6)
+    );
+    println!(
+        "{:<44} {:>14}",
+        "snapshot build",
+        format!("{:.0} ms", snapshot_elapsed.as_secs_f64() * 1e3)
+    );
+    println!(
+        "{:<44} {:>14}",
+        "snapshot restore (with invariant check)",
+        format!("{:.0} ms", restore_elapsed.as_secs_f64() * 1e3)
+    );
+    drop(restored);
+
+    time_ms += 601_000;
+    let expire = Entry {
+        time_ms,
+        request_id: None,
+        command: Command::ExpireHolds {
+            max_holds: limits::EXPIRE_HOLDS_PER_ENTRY_MAX,
+        },
+    };
+    let active = state.active_holds() as u64;
+    let started = Instant::now();
+    while state.active_holds() > 0 {
+        assert!(state.apply(&expire).is_success());
+    }
+    println!(
+        "{:<44} {:>14}",
+        "expiries (10,000 per entry)",
+        rate(active, started.elapsed())
+    );
+
+    let mut empty = StateMachine::default();
+    empty.apply(&Entry {
+        time_ms,
+        request_id: None,
+        command: venue("arena", options.seats),
+    });
+    let started = Instant::now();
+    let bytes = empty.snapshot_bytes();
+    println!(
+        "{:<44} {:>14}",
+        "snapshot of the bare event: size",
+        format!("{:.1} MB", bytes.len() as f64 / 1e6)
+    );
+    println!(
+        "{:<44} {:>14}",
+        "snapshot of the bare event: build",
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3)
+    );
+}

@@ -1,0 +1,1116 @@
+//! One test or more for every command and every rejection of the state machine.
+
+mod common;
+
+use common::*;
+use holdfast_statemachine::*;
+
+/// Applies `command` and asserts that it was refused with `expected` and changed nothing.
+fn assert_refused_unchanged(harness: &mut Harness, command: Command, expected: &str) {
+    let before = harness.state.snapshot_bytes();
+    let outcome = harness.run(command);
+    assert_eq!(code(&outcome), expected, "{outcome:?}");
+    assert_eq!(
+        before,
+        harness.state.snapshot_bytes(),
+        "a refused command changed the state"
+    );
+    harness.state.check_invariants().unwrap();
+}
+
+#[test]
+fn create_event_expands_seat_blocks_in_order() {
+    let harness = Harness::cinema();
+    let page = harness.state.availability("film", None, None, 100).unwrap();
+    assert_eq!(page.seats.len(), 20);
+    assert_eq!(page.seats[0].id, "S-A-1");
+    assert_eq!(page.seats[9].id, "S-A-10");
+    assert_eq!(page.seats[10].id, "S-B-1");
+    assert_eq!(page.seats[0].row, "A");
+    assert_eq!(
+        page.summary,
+        Summary {
+            seats_total: 20,
+            seats_available: 20,
+            seats_held: 0,
+            seats_booked: 0
+        }
+    );
+    assert_eq!(page.pools[0].available, 5);
+    assert_eq!(page.version, 1);
+}
+
+#[test]
+fn create_event_refusals() {
+    let mut harness = Harness::cinema();
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(cinema_event("film")),
+        "EVENT_EXISTS",
+    );
+    let mut bad_id = cinema_event("has space");
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(bad_id.clone()),
+        "INVALID_FIELD",
+    );
+    bad_id.event_id = "x".repeat(limits::ID_BYTES_MAX + 1);
+    assert_refused_unchanged(&mut harness, Command::CreateEvent(bad_id), "INVALID_FIELD");
+    let mut bad_currency = cinema_event("other");
+    bad_currency.currency = "eur".into();
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(bad_currency),
+        "INVALID_FIELD",
+    );
+    let mut duplicate_seat = cinema_event("other");
+    duplicate_seat.seats.push(SeatSpec {
+        id: "S-A-1".into(),
+        section: "S".into(),
+        row: "A".into(),
+        number: 1,
+        price: 1,
+    });
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(duplicate_seat),
+        "ITEM_EXISTS",
+    );
+    let mut duplicate_pool = cinema_event("other");
+    duplicate_pool.pools.push(duplicate_pool.pools[0].clone());
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(duplicate_pool),
+        "ITEM_EXISTS",
+    );
+    let mut too_big = cinema_event("other");
+    too_big.seat_blocks[0].seats_per_row = limits::SEAT_BLOCK_SEATS_PER_ROW_MAX + 1;
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(too_big),
+        "INVALID_QUANTITY",
+    );
+    let mut expensive = cinema_event("other");
+    expensive.pools[0].price = limits::PRICE_MAX + 1;
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CreateEvent(expensive),
+        "INVALID_FIELD",
+    );
+    let mut huge = cinema_event("other");
+    huge.seat_blocks = vec![SeatBlock {
+        section: "A".into(),
+        rows: (0..1000).map(|r| r.to_string()).collect(),
+        seats_per_row: 5000,
+        price: 1,
+    }];
+    assert_refused_unchanged(&mut harness, Command::CreateEvent(huge), "TOO_MANY_ITEMS");
+}
+
+#[test]
+fn a_million_seat_venue_is_one_small_command() {
+    let mut harness = Harness::new();
+    let venue = CreateEvent {
+        seat_blocks: vec![SeatBlock {
+            section: "F".into(),
+            rows: (1..=1000).map(|r| r.to_string()).collect(),
+            seats_per_row: 1000,
+            price: 5000,
+        }],
+        pools: vec![],
+        ..cinema_event("stadium")
+    };
+    assert!(harness.run(Command::CreateEvent(venue)).is_success());
+    let (summary, _) = harness.state.summary("stadium").unwrap();
+    assert_eq!(summary.seats_total, 1_000_000);
+    let page = harness
+        .state
+        .availability("stadium", None, Some("F-1000-999"), 10)
+        .unwrap();
+    assert_eq!(page.seats.len(), 1);
+    assert_eq!(page.seats[0].id, "F-1000-1000");
+    assert_eq!(page.next_after, None);
+}
+
+#[test]
+fn add_seats_and_pools() {
+    let mut harness = Harness::cinema();
+    let outcome = harness.run(Command::AddSeats {
+        event_id: "film".into(),
+        seats: vec![SeatSpec {
+            id: "VIP-1".into(),
+            section: "VIP".into(),
+            row: "1".into(),
+            number: 1,
+            price: 5000,
+        }],
+        seat_blocks: vec![SeatBlock {
+            section: "S".into(),
+            rows: vec!["C".into()],
+            seats_per_row: 5,
+            price: 800,
+        }],
+    });
+    assert_eq!(
+        outcome,
+        Outcome::InventoryChanged(EventChange {
+            event_id: "film".into(),
+            version: 2
+        })
+    );
+    assert_eq!(harness.summary().seats_total, 26);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AddSeats {
+            event_id: "film".into(),
+            seats: vec![],
+            seat_blocks: vec![SeatBlock {
+                section: "S".into(),
+                rows: vec!["A".into()],
+                seats_per_row: 1,
+                price: 1,
+            }],
+        },
+        "ITEM_EXISTS",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AddSeats {
+            event_id: "nope".into(),
+            seats: vec![],
+            seat_blocks: vec![],
+        },
+        "EVENT_NOT_FOUND",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AddSeats {
+            event_id: "film".into(),
+            seats: vec![],
+            seat_blocks: vec![],
+        },
+        "INVALID_FIELD",
+    );
+    let outcome = harness.run(Command::AddPools {
+        event_id: "film".into(),
+        pools: vec![PoolSpec {
+            id: "BALCONY".into(),
+            capacity: 10,
+            price: 100,
+        }],
+    });
+    assert!(outcome.is_success());
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AddPools {
+            event_id: "film".into(),
+            pools: vec![PoolSpec {
+                id: "GA".into(),
+                capacity: 1,
+                price: 1,
+            }],
+        },
+        "ITEM_EXISTS",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AddPools {
+            event_id: "film".into(),
+            pools: vec![],
+        },
+        "INVALID_FIELD",
+    );
+}
+
+#[test]
+fn pool_capacity_never_below_use() {
+    let mut harness = Harness::cinema();
+    assert!(harness.hold("c1", &[], &[("GA", 3)]).is_success());
+    let set = |capacity| Command::SetPoolCapacity {
+        event_id: "film".into(),
+        pool_id: "GA".into(),
+        capacity,
+    };
+    assert_refused_unchanged(&mut harness, set(2), "CAPACITY_BELOW_USAGE");
+    assert!(harness.run(set(3)).is_success());
+    assert_eq!(harness.pool("GA").available, 0);
+    assert!(harness.run(set(50)).is_success());
+    assert_eq!(harness.pool("GA").available, 47);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::SetPoolCapacity {
+            event_id: "film".into(),
+            pool_id: "X".into(),
+            capacity: 1,
+        },
+        "POOL_NOT_FOUND",
+    );
+}
+
+#[test]
+fn remove_items_refused_while_in_use() {
+    let mut harness = Harness::cinema();
+    harness.held("c1", &["S-A-1"]);
+    assert!(harness.hold("c1", &[], &[("GA", 1)]).is_success());
+    let remove_seat = |seat: &str| Command::RemoveSeat {
+        event_id: "film".into(),
+        seat_id: seat.into(),
+    };
+    assert_refused_unchanged(&mut harness, remove_seat("S-A-1"), "ITEM_IN_USE");
+    assert_refused_unchanged(
+        &mut harness,
+        Command::RemovePool {
+            event_id: "film".into(),
+            pool_id: "GA".into(),
+        },
+        "ITEM_IN_USE",
+    );
+    assert!(harness.run(remove_seat("S-A-2")).is_success());
+    assert_eq!(harness.summary().seats_total, 19);
+    assert_refused_unchanged(&mut harness, remove_seat("S-A-2"), "SEAT_NOT_FOUND");
+    assert_eq!(code(&harness.hold("c2", &["S-A-2"], &[])), "SEAT_NOT_FOUND");
+    // A removed seat id may be added again.
+    let outcome = harness.run(Command::AddSeats {
+        event_id: "film".into(),
+        seats: vec![SeatSpec {
+            id: "S-A-2".into(),
+            section: "S".into(),
+            row: "A".into(),
+            number: 2,
+            price: 900,
+        }],
+        seat_blocks: vec![],
+    });
+    assert!(outcome.is_success(), "{outcome:?}");
+    harness.held("c2", &["S-A-2"]);
+    harness.state.check_invariants().unwrap();
+}
+
+#[test]
+fn hold_takes_seats_and_pools_atomically() {
+    let mut harness = Harness::cinema();
+    let outcome = harness.hold("c1", &["S-A-1", "S-A-2"], &[("GA", 2)]);
+    let Outcome::Held(hold) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(hold.hold_id, "h_1");
+    assert_eq!(hold.status, HoldStatus::Active);
+    assert_eq!(hold.amount, 2 * 900 + 2 * 2500);
+    assert_eq!(hold.currency, "EUR");
+    assert_eq!(hold.expires_at_ms, START_MS + 600_000);
+    assert_eq!(hold.life_ends_at_ms, START_MS + 2 * 3600 * 1000);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Held);
+    assert_eq!(harness.summary().seats_held, 2);
+    assert_eq!(harness.pool("GA").held, 2);
+    // All or nothing: one taken seat refuses the whole hold.
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c2", &["S-A-3", "S-A-2"], &[])),
+        "SEAT_UNAVAILABLE",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c2", &["S-A-3"], &[("GA", 4)])),
+        "POOL_EXHAUSTED",
+    );
+    let outcome = harness.run(Command::Hold(hold_request("film", "c2", &["S-A-2"], &[])));
+    assert_eq!(
+        outcome,
+        Outcome::Rejected(Rejection::SeatUnavailable {
+            seats: vec!["S-A-2".into()]
+        })
+    );
+}
+
+#[test]
+fn hold_refusals() {
+    let mut harness = Harness::cinema();
+    let mut request = hold_request("film", "c1", &["S-A-1"], &[]);
+    request.ttl_seconds = Some(0);
+    assert_refused_unchanged(&mut harness, Command::Hold(request.clone()), "INVALID_TTL");
+    request.ttl_seconds = Some(7201);
+    assert_refused_unchanged(&mut harness, Command::Hold(request.clone()), "INVALID_TTL");
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("nope", "c1", &["S-A-1"], &[])),
+        "EVENT_NOT_FOUND",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &["S-Z-1"], &[])),
+        "SEAT_NOT_FOUND",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &[], &[("VIP", 1)])),
+        "POOL_NOT_FOUND",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &[], &[("GA", 0)])),
+        "INVALID_QUANTITY",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request(
+            "film",
+            "c1",
+            &[],
+            &[("GA", limits::HOLD_POOL_QUANTITY_MAX + 1)],
+        )),
+        "INVALID_QUANTITY",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &[], &[])),
+        "INVALID_FIELD",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &["S-A-1", "S-A-1"], &[])),
+        "INVALID_FIELD",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "", &["S-A-1"], &[])),
+        "INVALID_FIELD",
+    );
+    let many: Vec<String> = (0..=limits::HOLD_ITEMS_MAX)
+        .map(|i| format!("seat-{i}"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &many, &[])),
+        "TOO_MANY_ITEMS",
+    );
+}
+
+#[test]
+fn default_ttl_applies() {
+    let mut harness = Harness::cinema();
+    let mut request = hold_request("film", "c1", &["S-A-1"], &[]);
+    request.ttl_seconds = None;
+    let Outcome::Held(hold) = harness.run(Command::Hold(request)) else {
+        panic!()
+    };
+    assert_eq!(
+        hold.expires_at_ms,
+        START_MS + u64::from(limits::HOLD_TTL_SECONDS_DEFAULT) * 1000
+    );
+}
+
+#[test]
+fn holds_per_customer_per_event_are_limited() {
+    let mut harness = Harness::with_config(Config {
+        holds_per_customer_per_event_max: 2,
+        ..Config::default()
+    });
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    harness.held("c1", &["S-A-1"]);
+    let second = harness.held("c1", &["S-A-2"]);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::Hold(hold_request("film", "c1", &["S-A-3"], &[])),
+        "HOLD_LIMIT_REACHED",
+    );
+    harness.held("c2", &["S-A-3"]);
+    assert!(harness
+        .run(Command::ReleaseHold {
+            hold_id: second.hold_id
+        })
+        .is_success());
+    harness.held("c1", &["S-A-4"]);
+}
+
+#[test]
+fn extend_within_maximum_life() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    harness.advance(60_000);
+    let Outcome::Extended(extended) = harness.run(Command::ExtendHold {
+        hold_id: hold.hold_id.clone(),
+        ttl_seconds: 7200,
+    }) else {
+        panic!()
+    };
+    // 60 s + 7200 s would pass the 2 h life: capped.
+    assert_eq!(extended.expires_at_ms, hold.life_ends_at_ms);
+    // A shorter extension never shortens the hold.
+    let Outcome::Extended(again) = harness.run(Command::ExtendHold {
+        hold_id: hold.hold_id.clone(),
+        ttl_seconds: 1,
+    }) else {
+        panic!()
+    };
+    assert_eq!(again.expires_at_ms, hold.life_ends_at_ms);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExtendHold {
+            hold_id: hold.hold_id.clone(),
+            ttl_seconds: 0,
+        },
+        "INVALID_TTL",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExtendHold {
+            hold_id: "h_99".into(),
+            ttl_seconds: 10,
+        },
+        "HOLD_NOT_FOUND",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExtendHold {
+            hold_id: "h_01".into(),
+            ttl_seconds: 10,
+        },
+        "HOLD_NOT_FOUND",
+    );
+    harness.now_ms = hold.life_ends_at_ms;
+    let outcome = harness.run(Command::ExtendHold {
+        hold_id: hold.hold_id.clone(),
+        ttl_seconds: 10,
+    });
+    assert_eq!(code(&outcome), "HOLD_EXPIRED");
+    let other = harness.held("c2", &["S-A-2"]);
+    harness.run(Command::ReleaseHold {
+        hold_id: other.hold_id.clone(),
+    });
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExtendHold {
+            hold_id: other.hold_id,
+            ttl_seconds: 10,
+        },
+        "HOLD_NOT_ACTIVE",
+    );
+}
+
+#[test]
+fn release_frees_items_once() {
+    let mut harness = Harness::cinema();
+    let Outcome::Held(hold) = harness.hold("c1", &["S-A-1"], &[("GA", 2)]) else {
+        panic!()
+    };
+    let Outcome::Released(released) = harness.run(Command::ReleaseHold {
+        hold_id: hold.hold_id.clone(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(released.status, HoldStatus::Released);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Available);
+    assert_eq!(harness.pool("GA").held, 0);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ReleaseHold {
+            hold_id: hold.hold_id.clone(),
+        },
+        "HOLD_NOT_ACTIVE",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ReleaseHold {
+            hold_id: "h_x".into(),
+        },
+        "HOLD_NOT_FOUND",
+    );
+    assert_eq!(
+        harness.state.hold_by_id(&hold.hold_id).unwrap().status,
+        HoldStatus::Released
+    );
+}
+
+#[test]
+fn confirm_creates_a_booking() {
+    let mut harness = Harness::cinema();
+    let Outcome::Held(hold) = harness.hold("c1", &["S-A-1", "S-A-2"], &[("GA", 1)]) else {
+        panic!()
+    };
+    let Outcome::Confirmed(booking) = harness.confirm(&hold) else {
+        panic!()
+    };
+    assert_eq!(booking.booking_id, "b_1");
+    assert_eq!(booking.hold_id, hold.hold_id);
+    assert_eq!(booking.status, BookingStatus::Confirmed);
+    assert_eq!(booking.amount, hold.amount);
+    assert_eq!(booking.seats, vec!["S-A-1", "S-A-2"]);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Booked);
+    assert_eq!(harness.pool("GA").booked, 1);
+    assert_eq!(harness.pool("GA").held, 0);
+    assert_eq!(harness.summary().seats_booked, 2);
+    let stored = harness.state.hold_by_id(&hold.hold_id).unwrap();
+    assert_eq!(stored.status, HoldStatus::Confirmed);
+    assert_eq!(stored.booking_id.as_deref(), Some("b_1"));
+    assert_eq!(harness.state.booking_by_id("b_1").unwrap(), booking);
+}
+
+#[test]
+fn refused_confirm_with_a_charge_records_a_refund() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    assert!(harness.confirm(&hold).is_success());
+    // A second confirm (another charge) of the same hold: refused, and the charge refunded.
+    let Outcome::ConfirmRefused { rejection, refund } = harness.confirm(&hold) else {
+        panic!()
+    };
+    assert_eq!(rejection.code(), "HOLD_NOT_ACTIVE");
+    assert_eq!(refund.status, RefundStatus::Pending);
+    assert_eq!(refund.amount, 900);
+    assert_eq!(refund.currency, "EUR");
+    assert_eq!(
+        harness.state.refund_by_id(&refund.refund_id).unwrap(),
+        refund
+    );
+    // A confirm of an unknown hold also refunds.
+    let outcome = harness.run(Command::Confirm {
+        hold_id: "h_77".into(),
+        payment: payment(100),
+    });
+    assert_eq!(code(&outcome), "HOLD_NOT_FOUND");
+    assert!(matches!(outcome, Outcome::ConfirmRefused { .. }));
+    // A wrong amount is refused and refunded.
+    let other = harness.held("c2", &["S-A-2"]);
+    let outcome = harness.run(Command::Confirm {
+        hold_id: other.hold_id.clone(),
+        payment: payment(1),
+    });
+    assert_eq!(code(&outcome), "PAYMENT_AMOUNT_MISMATCH");
+    assert_eq!(harness.seat_status("S-A-2"), SeatStatus::Held);
+    assert_eq!(harness.state.pending_refunds(10).len(), 3);
+}
+
+#[test]
+fn confirm_after_expiry_is_refused_even_before_items_are_freed() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    harness.now_ms = hold.expires_at_ms - 1;
+    let early = harness.held("c9", &["S-B-1"]);
+    assert!(harness.confirm(&early).is_success());
+    harness.now_ms = hold.expires_at_ms;
+    let outcome = harness.confirm(&hold);
+    assert_eq!(code(&outcome), "HOLD_EXPIRED");
+    let Outcome::ConfirmRefused { refund, .. } = outcome else {
+        panic!()
+    };
+    assert_eq!(refund.amount, hold.amount);
+    // Nothing freed the items yet, but they are not booked either.
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Held);
+    let Outcome::HoldsExpired { hold_ids } = harness.run(Command::ExpireHolds { max_holds: 100 })
+    else {
+        panic!()
+    };
+    assert_eq!(hold_ids, vec![hold.hold_id.clone()]);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Available);
+    assert_eq!(
+        harness.state.hold_by_id(&hold.hold_id).unwrap().status,
+        HoldStatus::Expired
+    );
+}
+
+#[test]
+fn expiry_frees_only_due_holds_and_is_bounded() {
+    let mut harness = Harness::cinema();
+    let seats: Vec<String> = (1..=10).map(|n| format!("S-A-{n}")).collect();
+    for (index, seat) in seats.iter().enumerate() {
+        let mut request = hold_request("film", &format!("c{index}"), &[seat], &[]);
+        request.ttl_seconds = Some(10 + index as u32);
+        assert!(harness.run(Command::Hold(request)).is_success());
+    }
+    assert_eq!(harness.state.next_expiry_ms(), Some(START_MS + 10_000));
+    harness.advance(14_000);
+    assert_eq!(harness.state.holds_due(harness.now_ms, 100), 5);
+    let Outcome::HoldsExpired { hold_ids } = harness.run(Command::ExpireHolds { max_holds: 3 })
+    else {
+        panic!()
+    };
+    assert_eq!(hold_ids, vec!["h_1", "h_2", "h_3"]);
+    let Outcome::HoldsExpired { hold_ids } = harness.run(Command::ExpireHolds { max_holds: 100 })
+    else {
+        panic!()
+    };
+    assert_eq!(hold_ids, vec!["h_4", "h_5"]);
+    assert_eq!(harness.summary().seats_held, 5);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExpireHolds { max_holds: 0 },
+        "INVALID_QUANTITY",
+    );
+    assert_refused_unchanged(
+        &mut harness,
+        Command::ExpireHolds {
+            max_holds: limits::EXPIRE_HOLDS_PER_ENTRY_MAX + 1,
+        },
+        "INVALID_QUANTITY",
+    );
+}
+
+#[test]
+fn time_never_goes_backwards() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    harness.now_ms = hold.expires_at_ms + 1;
+    harness.run(Command::ExpireHolds { max_holds: 1 });
+    let late = harness.state.now_ms();
+    // A new leader with a slow clock stamps an earlier time: the state's time stays put.
+    harness.now_ms = START_MS;
+    let second = harness.held("c2", &["S-A-2"]);
+    assert_eq!(harness.state.now_ms(), late);
+    assert_eq!(second.created_at_ms, late);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Available);
+}
+
+#[test]
+fn cancel_booking_frees_items_and_owes_a_refund() {
+    let mut harness = Harness::cinema();
+    let Outcome::Held(hold) = harness.hold("c1", &["S-A-1"], &[("GA", 2)]) else {
+        panic!()
+    };
+    let Outcome::Confirmed(booking) = harness.confirm(&hold) else {
+        panic!()
+    };
+    let cancel = Command::CancelBooking {
+        booking_id: booking.booking_id.clone(),
+        reason: "sick".into(),
+    };
+    let Outcome::BookingCancelled(cancelled) = harness.run(cancel.clone()) else {
+        panic!()
+    };
+    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+    assert_eq!(cancelled.cancel_reason.as_deref(), Some("sick"));
+    let refund = cancelled
+        .refund
+        .clone()
+        .expect("a paid booking owes a refund");
+    assert_eq!(refund.amount, booking.amount);
+    assert_eq!(refund.status, RefundStatus::Pending);
+    assert_eq!(
+        refund.booking_id.as_deref(),
+        Some(booking.booking_id.as_str())
+    );
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Available);
+    assert_eq!(harness.pool("GA").booked, 0);
+    assert_refused_unchanged(&mut harness, cancel, "BOOKING_NOT_ACTIVE");
+    assert_refused_unchanged(
+        &mut harness,
+        Command::CancelBooking {
+            booking_id: "b_9".into(),
+            reason: String::new(),
+        },
+        "BOOKING_NOT_FOUND",
+    );
+    let mark = Command::MarkRefunded {
+        refund_id: refund.refund_id.clone(),
+    };
+    let Outcome::RefundMarked(paid) = harness.run(mark.clone()) else {
+        panic!()
+    };
+    assert_eq!(paid.status, RefundStatus::Refunded);
+    assert_eq!(
+        harness
+            .state
+            .booking_by_id(&booking.booking_id)
+            .unwrap()
+            .refund
+            .unwrap()
+            .status,
+        RefundStatus::Refunded
+    );
+    assert_refused_unchanged(&mut harness, mark, "REFUND_NOT_PENDING");
+    assert_refused_unchanged(
+        &mut harness,
+        Command::MarkRefunded {
+            refund_id: "r_42".into(),
+        },
+        "REFUND_NOT_FOUND",
+    );
+}
+
+#[test]
+fn idempotent_replay_returns_the_first_answer() {
+    let mut harness = Harness::cinema();
+    let command = Command::Hold(hold_request("film", "c1", &["S-A-1"], &[]));
+    let first = harness.run_keyed("hold:k1", command.clone());
+    harness.advance(1000);
+    let before = harness.state.snapshot_bytes();
+    let replay = harness.run_keyed("hold:k1", command.clone());
+    assert_eq!(first, replay);
+    assert_eq!(harness.summary().seats_held, 1);
+    // Only the clock moved: replays store nothing.
+    let _ = before;
+    // The same key with another command is refused.
+    let other = Command::Hold(hold_request("film", "c1", &["S-A-2"], &[]));
+    assert_eq!(
+        code(&harness.run_keyed("hold:k1", other)),
+        "IDEMPOTENCY_KEY_REUSED"
+    );
+    // A refusal is remembered too, even after the seat frees up.
+    let taken = harness.run_keyed(
+        "hold:k2",
+        Command::Hold(hold_request("film", "c2", &["S-A-1"], &[])),
+    );
+    assert_eq!(code(&taken), "SEAT_UNAVAILABLE");
+    let Outcome::Held(hold) = first else { panic!() };
+    harness.run(Command::ReleaseHold {
+        hold_id: hold.hold_id,
+    });
+    let again = harness.run_keyed(
+        "hold:k2",
+        Command::Hold(hold_request("film", "c2", &["S-A-1"], &[])),
+    );
+    assert_eq!(again, taken);
+    assert_eq!(harness.summary().seats_held, 0);
+}
+
+#[test]
+fn idempotency_keys_expire_after_retention_and_a_full_table_sheds_writes() {
+    let config = Config {
+        idempotency_entries_max: 2,
+        idempotency_retention_ms: 10_000,
+        ..Config::default()
+    };
+    let mut harness = Harness::with_config(config);
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    assert!(harness
+        .run_keyed(
+            "k1",
+            Command::Hold(hold_request("film", "c1", &["S-A-1"], &[]))
+        )
+        .is_success());
+    assert!(harness
+        .run_keyed(
+            "k2",
+            Command::Hold(hold_request("film", "c2", &["S-A-2"], &[]))
+        )
+        .is_success());
+    let before = harness.summary();
+    let shed = harness.run_keyed(
+        "k3",
+        Command::Hold(hold_request("film", "c3", &["S-A-3"], &[])),
+    );
+    assert_eq!(code(&shed), "OVERLOADED");
+    assert_eq!(harness.summary(), before, "a shed write must not apply");
+    // Writes without a key still go through.
+    harness.held("c4", &["S-A-4"]);
+    harness.advance(10_000);
+    // The old keys left their window: the table has room, and k1 is forgotten.
+    assert!(harness
+        .run_keyed(
+            "k3",
+            Command::Hold(hold_request("film", "c3", &["S-A-3"], &[]))
+        )
+        .is_success());
+    let reused = harness.run_keyed(
+        "k1",
+        Command::Hold(hold_request("film", "c1", &["S-A-1"], &[])),
+    );
+    assert_eq!(
+        code(&reused),
+        "SEAT_UNAVAILABLE",
+        "k1 was forgotten, so the hold was evaluated afresh"
+    );
+}
+
+#[test]
+fn outbox_orders_events_and_trims_on_acknowledgement() {
+    let mut harness = Harness::cinema();
+    let booking = harness.booked("c1", &["S-A-1"]);
+    let hold = harness.held("c2", &["S-A-2"]);
+    harness.now_ms = hold.expires_at_ms;
+    harness.run(Command::ExpireHolds { max_holds: 10 });
+    harness.run(Command::CancelBooking {
+        booking_id: booking.booking_id.clone(),
+        reason: "r".into(),
+    });
+    let events = harness.state.outbox_events(0, 100);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| match event.kind {
+            OutboxKind::BookingConfirmed { .. } => "confirmed",
+            OutboxKind::HoldExpired { .. } => "expired",
+            OutboxKind::BookingCancelled { .. } => "cancelled",
+            OutboxKind::RefundOwed { .. } => "refund",
+            OutboxKind::RefundPaid { .. } => "paid",
+        })
+        .collect();
+    assert_eq!(kinds, vec!["confirmed", "expired", "cancelled", "refund"]);
+    assert_eq!(
+        events.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    let Outcome::OutboxAcknowledged {
+        acknowledged_up_to,
+        remaining,
+    } = harness.run(Command::AckOutbox { up_to: 2 })
+    else {
+        panic!()
+    };
+    assert_eq!((acknowledged_up_to, remaining), (2, 2));
+    assert_eq!(harness.state.outbox_events(0, 100)[0].index, 3);
+    assert_refused_unchanged(
+        &mut harness,
+        Command::AckOutbox { up_to: 5 },
+        "INVALID_FIELD",
+    );
+}
+
+#[test]
+fn outbox_is_bounded() {
+    let mut harness = Harness::with_config(Config {
+        outbox_events_max: 3,
+        ..Config::default()
+    });
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    for n in 1..=5 {
+        harness.booked(&format!("c{n}"), &[&format!("S-A-{n}")]);
+    }
+    let status = harness.state.outbox_status();
+    assert_eq!(
+        (status.pending, status.last_index, status.dropped),
+        (3, 5, 2)
+    );
+    assert_eq!(harness.state.outbox_events(0, 10)[0].index, 3);
+}
+
+fn best(count: u32, section: Option<&str>, allow_split: bool) -> Command {
+    let mut request = hold_request("film", "c-best", &[], &[]);
+    request.best_available = Some(BestAvailable {
+        count,
+        section: section.map(Into::into),
+        allow_split,
+    });
+    Command::Hold(request)
+}
+
+#[test]
+fn best_available_holds_adjacent_seats_near_the_centre() {
+    let mut harness = Harness::cinema();
+    let Outcome::Held(hold) = harness.run(best(4, None, false)) else {
+        panic!()
+    };
+    assert_eq!(hold.seats, vec!["S-A-4", "S-A-5", "S-A-6", "S-A-7"]);
+}
+
+#[test]
+fn best_available_avoids_orphan_seats() {
+    let mut harness = Harness::cinema();
+    // Row A: seats 1..=4 free, 5 taken, 6..=10 free. Row B all free.
+    harness.held("c1", &["S-A-5"]);
+    let Outcome::Held(hold) = harness.run(best(3, None, false)) else {
+        panic!()
+    };
+    // 1-3 would orphan seat 4; 2-4 would orphan seat 1; 6-8 leaves 9-10 (a pair), 8-10 leaves 6-7.
+    // Closest to the centre without an orphan in row A: 6-8 (centre 7) vs 8-10 (centre 9).
+    assert_eq!(hold.seats, vec!["S-A-6", "S-A-7", "S-A-8"]);
+    // Only 9-10 and 1-4 left in row A; two seats: 1-2 and 3-4 leave no orphan, 9-10 none either.
+    let Outcome::Held(pair) = harness.run(best(2, None, false)) else {
+        panic!()
+    };
+    assert_eq!(pair.seats.len(), 2);
+    harness.state.check_invariants().unwrap();
+}
+
+#[test]
+fn best_available_refuses_or_splits_when_no_row_fits() {
+    let mut harness = Harness::cinema();
+    // Leave every row with at most 3 adjacent free seats.
+    harness.held("a", &["S-A-4", "S-A-8"]);
+    harness.held("b", &["S-B-4", "S-B-8"]);
+    let before = harness.state.snapshot_bytes();
+    let outcome = harness.run(best(4, None, false));
+    assert_eq!(code(&outcome), "NO_ADJACENT_SEATS");
+    assert_eq!(before, harness.state.snapshot_bytes());
+    let Outcome::Held(split) = harness.run(best(4, None, true)) else {
+        panic!()
+    };
+    assert_eq!(split.seats.len(), 4);
+    assert_eq!(
+        code(&harness.run(best(2, Some("NOPE"), false))),
+        "NO_ADJACENT_SEATS"
+    );
+    let Outcome::Held(sectioned) = harness.run(best(2, Some("S"), false)) else {
+        panic!()
+    };
+    assert_eq!(sectioned.seats.len(), 2);
+}
+
+#[test]
+fn availability_pages_and_sections() {
+    let mut harness = Harness::cinema();
+    harness.run(Command::AddSeats {
+        event_id: "film".into(),
+        seats: vec![],
+        seat_blocks: vec![SeatBlock {
+            section: "VIP".into(),
+            rows: vec!["1".into()],
+            seats_per_row: 3,
+            price: 5000,
+        }],
+    });
+    let first = harness.state.availability("film", None, None, 8).unwrap();
+    assert_eq!(first.seats.len(), 8);
+    assert_eq!(first.next_after.as_deref(), Some("S-A-8"));
+    let mut all = first.seats.clone();
+    let mut after = first.next_after;
+    while let Some(cursor) = after {
+        let page = harness
+            .state
+            .availability("film", None, Some(&cursor), 8)
+            .unwrap();
+        all.extend(page.seats);
+        after = page.next_after;
+    }
+    assert_eq!(all.len(), 23);
+    let vip = harness
+        .state
+        .availability("film", Some("VIP"), None, 2)
+        .unwrap();
+    assert_eq!(
+        vip.seats.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["VIP-1-1", "VIP-1-2"]
+    );
+    let rest = harness
+        .state
+        .availability("film", Some("VIP"), vip.next_after.as_deref(), 2)
+        .unwrap();
+    assert_eq!(rest.seats.len(), 1);
+    assert_eq!(rest.next_after, None);
+    assert_eq!(
+        harness
+            .state
+            .availability("nope", None, None, 1)
+            .unwrap_err()
+            .code(),
+        "EVENT_NOT_FOUND"
+    );
+    assert_eq!(
+        harness
+            .state
+            .availability("film", None, Some("zzz"), 1)
+            .unwrap_err()
+            .code(),
+        "SEAT_NOT_FOUND"
+    );
+}
+
+#[test]
+fn each_event_has_its_own_version() {
+    let mut harness = Harness::cinema();
+    harness.run(Command::CreateEvent(cinema_event("other")));
+    let (_, other_before) = harness.state.summary("other").unwrap();
+    let version = harness.version();
+    let hold = harness.held("c1", &["S-A-1"]);
+    assert_eq!(harness.version(), version + 1);
+    harness.confirm(&hold);
+    assert_eq!(harness.version(), version + 2);
+    assert_eq!(harness.state.summary("other").unwrap().1, other_before);
+    // Refusals bump nothing.
+    harness.hold("c2", &["S-A-1"], &[]);
+    assert_eq!(harness.version(), version + 2);
+}
+
+#[test]
+fn customer_history_is_newest_first_and_paged() {
+    let mut harness = Harness::cinema();
+    for n in 1..=5 {
+        harness.booked("alice", &[&format!("S-A-{n}")]);
+        harness.booked("bob", &[&format!("S-B-{n}")]);
+    }
+    let page = harness.state.customer_bookings("alice", None, 2);
+    let ids: Vec<_> = page
+        .bookings
+        .iter()
+        .map(|b| b.booking_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["b_9", "b_7"]);
+    assert_eq!(page.next_after.as_deref(), Some("b_7"));
+    let page = harness.state.customer_bookings("alice", Some("b_7"), 10);
+    let ids: Vec<_> = page
+        .bookings
+        .iter()
+        .map(|b| b.booking_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["b_5", "b_3", "b_1"]);
+    assert_eq!(page.next_after, None);
+    assert!(harness
+        .state
+        .customer_bookings("nobody", None, 10)
+        .bookings
+        .is_empty());
+}
+
+#[test]
+fn ended_holds_are_forgotten_after_their_retention() {
+    let mut harness = Harness::with_config(Config {
+        ended_hold_retention_ms: 5_000,
+        ..Config::default()
+    });
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    let hold = harness.held("c1", &["S-A-1"]);
+    harness.run(Command::ReleaseHold {
+        hold_id: hold.hold_id.clone(),
+    });
+    harness.advance(5_000);
+    harness.held("c1", &["S-A-2"]);
+    assert_eq!(harness.state.hold_by_id(&hold.hold_id), None);
+    harness.state.check_invariants().unwrap();
+}
+
+#[test]
+fn snapshots_round_trip_to_identical_bytes() {
+    let mut harness = Harness::cinema();
+    harness.booked("c1", &["S-A-1"]);
+    harness.run_keyed(
+        "k",
+        Command::Hold(hold_request("film", "c2", &["S-A-2"], &[("GA", 2)])),
+    );
+    let bytes = harness.state.snapshot_bytes();
+    let restored = StateMachine::from_snapshot_bytes(&bytes).unwrap();
+    assert_eq!(restored.snapshot_bytes(), bytes);
+    assert_eq!(restored.summary("film"), harness.state.summary("film"));
+    assert_eq!(restored.hold_by_id("h_2"), harness.state.hold_by_id("h_2"));
+    // The restored state remembers the request id.
+    let mut restored = restored;
+    let replay = restored.apply(&Entry {
+        time_ms: harness.now_ms,
+        request_id: Some("k".into()),
+        command: Command::Hold(hold_request("film", "c2", &["S-A-2"], &[("GA", 2)])),
+    });
+    assert!(matches!(replay, Outcome::Held(ref view) if view.hold_id == "h_2"));
+}
+
+#[test]
+fn snapshots_with_another_format_are_refused() {
+    let bytes = Harness::cinema().state.snapshot_bytes();
+    assert!(matches!(
+        StateMachine::from_snapshot_bytes(b"garbage!garbage"),
+        Err(SnapshotError::BadMagic)
+    ));
+    let mut future = bytes.clone();
+    future[8] = 99;
+    assert!(matches!(
+        StateMachine::from_snapshot_bytes(&future),
+        Err(SnapshotError::UnsupportedVersion {
+            found: 99,
+            supported: 1
+        })
+    ));
+    let truncated = &bytes[..bytes.len() / 2];
+    assert!(matches!(
+        StateMachine::from_snapshot_bytes(truncated),
+        Err(SnapshotError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn request_ids_are_bounded() {
+    let mut harness = Harness::cinema();
+    let long = "k".repeat(limits::REQUEST_ID_BYTES_MAX + 1);
+    let outcome = harness.run_keyed(
+        &long,
+        Command::Hold(hold_request("film", "c1", &["S-A-1"], &[])),
+    );
+    assert_eq!(code(&outcome), "INVALID_FIELD");
+    assert_eq!(harness.summary().seats_held, 0);
+}
