@@ -1,1 +1,31 @@
-//! Placeholder crate: see ARCHITECTURE.md for what it will hold.
+//! Black-box test support: starts real `holdfast serve` processes on 127.0.0.1 and talks to
+//! them over the HTTP API of `shared/API.md`, exactly as an application would.
+
+pub mod cluster;
+
+pub use cluster::{NodeHandle, ProcessCluster, Response};
+
+use serde_json::{json, Value};
+
+/// An event body for `POST /admin/events`: sections A and B of `rows` × `per_row` seats at
+/// 4500, and a general-admission pool `GA` of `pool_capacity` at 2500.
+pub fn event_body(event_id: &str, rows: usize, per_row: u32, pool_capacity: u64) -> Value {
+    let rows: Vec<String> = (1..=rows).map(|row| row.to_string()).collect();
+    json!({
+        "event_id": event_id,
+        "name": format!("Test event {event_id}"),
+        "category": "event",
+        "starts_at": "2030-01-01T20:00:00Z",
+        "currency": "EUR",
+        "seat_blocks": [
+            {"section": "A", "rows": rows, "seats_per_row": per_row, "price": 4500},
+            {"section": "B", "rows": rows, "seats_per_row": per_row, "price": 4500}
+        ],
+        "pools": [{"id": "GA", "capacity": pool_capacity, "price": 2500}]
+    })
+}
+
+/// A hold body for named seats.
+pub fn hold_body(event_id: &str, customer: &str, seats: &[&str], ttl_seconds: u64) -> Value {
+    json!({"event_id": event_id, "customer_id": customer, "seats": seats, "ttl_seconds": ttl_seconds})
+}

@@ -1,0 +1,356 @@
+//! A cluster of real `holdfast` processes, each with its own data directory and ports.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+/// How long a node may take to start answering, or a cluster to elect a leader.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-request timeout of the test client; requests to a dead node fail fast.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One node process and its addresses.
+pub struct NodeHandle {
+    pub id: u64,
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeHandle {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http_addr, path)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn member_json(&self) -> Value {
+        json!({"id": self.id, "raft_addr": self.raft_addr, "http_addr": self.http_addr, "region": "local"})
+    }
+}
+
+/// An HTTP answer: status, the headers the tests look at, and the JSON body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Response {
+    /// The error code of an error answer, or `""`.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    pub fn applied_index(&self) -> Option<u64> {
+        self.header("x-holdfast-applied-index")
+            .and_then(|value| value.parse().ok())
+    }
+}
+
+/// Real processes on 127.0.0.1. Dropping the cluster kills every process it started.
+pub struct ProcessCluster {
+    pub nodes: Vec<NodeHandle>,
+    pub client: reqwest::Client,
+    root: tempfile::TempDir,
+    binary: PathBuf,
+    next_id: u64,
+}
+
+/// The `holdfast` binary: `HOLDFAST_BIN`, else beside the test executable's target dir,
+/// built with cargo when missing.
+pub fn holdfast_binary() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("HOLDFAST_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let executable = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/holdfast
+    let profile_dir = executable.parent().and_then(Path::parent).ok_or_else(|| {
+        anyhow!(
+            "cannot locate the target directory from {}",
+            executable.display()
+        )
+    })?;
+    let binary = profile_dir.join("holdfast");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "holdfast-node", "--bin", "holdfast"])
+            .status()
+            .context("building holdfast")?;
+        if !status.success() {
+            bail!("cargo build of holdfast failed");
+        }
+    }
+    Ok(binary)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ProcessCluster {
+    /// Starts `count` nodes, initialises them as one cluster and waits for a leader.
+    pub async fn start(count: usize) -> Result<ProcessCluster> {
+        let mut cluster = ProcessCluster::new()?;
+        for _ in 0..count {
+            cluster.spawn_new_node()?;
+        }
+        for node in 0..count {
+            cluster.wait_healthy(node).await?;
+        }
+        let members: Vec<Value> = cluster.nodes.iter().map(NodeHandle::member_json).collect();
+        let init = cluster
+            .post(0, "/cluster/init", json!({ "members": members }), None)
+            .await?;
+        if init.status != 200 && init.status != 201 {
+            bail!("cluster init failed: {} {}", init.status, init.body);
+        }
+        cluster.wait_for_leader().await?;
+        Ok(cluster)
+    }
+
+    fn new() -> Result<ProcessCluster> {
+        Ok(ProcessCluster {
+            nodes: Vec::new(),
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()?,
+            root: tempfile::tempdir()?,
+            binary: holdfast_binary()?,
+            next_id: 1,
+        })
+    }
+
+    /// Starts a fresh node process that is not yet a member; returns its position.
+    pub fn spawn_new_node(&mut self) -> Result<usize> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let data_dir = self.root.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&data_dir)?;
+        self.nodes.push(NodeHandle {
+            id,
+            http_addr: format!("127.0.0.1:{}", free_port()?),
+            raft_addr: format!("127.0.0.1:{}", free_port()?),
+            data_dir,
+            child: None,
+        });
+        let position = self.nodes.len() - 1;
+        self.launch(position)?;
+        Ok(position)
+    }
+
+    fn launch(&mut self, position: usize) -> Result<()> {
+        let node = &mut self.nodes[position];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.with_extension("log"))?;
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .args(["--id", &node.id.to_string()])
+            .args(["--http-addr", &node.http_addr])
+            .args(["--raft-addr", &node.raft_addr])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("HOLDFAST_EXPIRY_INTERVAL_MS", "200")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// The last lines a node logged, for failure messages.
+    pub fn log_tail(&self, position: usize) -> String {
+        let path = self.nodes[position].data_dir.with_extension("log");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub async fn wait_healthy(&self, position: usize) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(response) = self.get(position, "/healthz").await {
+                if response.status == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} never became healthy:\n{}",
+                    self.nodes[position].id,
+                    self.log_tail(position)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every running node names the same leader; returns its position.
+    pub async fn wait_for_leader(&self) -> Result<usize> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(leader) = self.agreed_leader().await {
+                return Ok(leader);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no agreed leader within {STARTUP_TIMEOUT:?}:\n{}",
+                    self.log_tail(0)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn agreed_leader(&self) -> Option<usize> {
+        let mut leader = None;
+        for (position, node) in self.nodes.iter().enumerate() {
+            if !node.is_running() {
+                continue;
+            }
+            let status = self.get(position, "/cluster/status").await.ok()?;
+            let id = status.body["leader_id"].as_u64()?;
+            if leader.is_some_and(|known| known != id) {
+                return None;
+            }
+            leader = Some(id);
+        }
+        let id = leader?;
+        let position = self.nodes.iter().position(|node| node.id == id)?;
+        self.nodes[position].is_running().then_some(position)
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, position: usize) -> Option<u32> {
+        self.nodes[position].child.as_ref().map(Child::id)
+    }
+
+    /// Kills a node with SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self, position: usize) {
+        if let Some(mut child) = self.nodes[position].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops a node with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self, position: usize) -> Result<()> {
+        if let Some(mut child) = self.nodes[position].child.take() {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    bail!("node {} ignored SIGTERM for 30 s", self.nodes[position].id);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped or killed node again on the same data directory and ports.
+    pub async fn restart(&mut self, position: usize) -> Result<()> {
+        self.launch(position)?;
+        self.wait_healthy(position).await
+    }
+
+    pub async fn get(&self, position: usize, path: &str) -> Result<Response> {
+        let request = self.client.get(self.nodes[position].url(path));
+        send(request).await
+    }
+
+    pub async fn get_with(
+        &self,
+        position: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let mut request = self.client.get(self.nodes[position].url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        send(request).await
+    }
+
+    pub async fn post(
+        &self,
+        position: usize,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> Result<Response> {
+        let mut request = self.client.post(self.nodes[position].url(path)).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        send(request).await
+    }
+
+    pub async fn post_raw(&self, position: usize, path: &str, body: Vec<u8>) -> Result<Response> {
+        let request = self
+            .client
+            .post(self.nodes[position].url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        send(request).await
+    }
+
+    /// Positions of the nodes that are running.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&position| self.nodes[position].is_running())
+            .collect()
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<Response> {
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await?;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Ok(Response {
+        status,
+        body,
+        headers,
+    })
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for position in 0..self.nodes.len() {
+            self.kill(position);
+        }
+    }
+}
