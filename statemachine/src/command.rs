@@ -61,6 +61,8 @@ pub enum Command {
     ExpireHolds { max_holds: u32 },
     /// Acknowledge outbox events up to and including `up_to`; they are trimmed.
     AckOutbox { up_to: u64 },
+    /// Record that a Raft node id left the cluster, so that it is never used again.
+    RetireNode { node_id: u64 },
 }
 
 /// Category of an event.

@@ -24,6 +24,9 @@ pub enum Outcome {
         acknowledged_up_to: u64,
         remaining: u64,
     },
+    NodeRetired {
+        node_id: u64,
+    },
     Rejected(Rejection),
     /// A confirm was refused after its payment had been charged: the refund that the
     /// state machine recorded in the same entry, so a charge never stands without a booking.

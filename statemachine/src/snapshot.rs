@@ -4,7 +4,7 @@
 //! state in bincode's standard encoding. Every map is ordered, so the same state always
 //! gives the same bytes; derived indexes are not written and are rebuilt on restore.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -67,6 +67,7 @@ struct SnapshotRef<'a> {
     refunds: &'a BTreeMap<u64, Refund>,
     idempotency: RecordsRef<'a>,
     outbox: &'a Outbox,
+    retired_nodes: &'a BTreeSet<u64>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +83,7 @@ struct SnapshotOwned {
     refunds: BTreeMap<u64, Refund>,
     idempotency: Vec<Record>,
     outbox: Outbox,
+    retired_nodes: BTreeSet<u64>,
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -105,6 +107,7 @@ impl StateMachine {
             refunds: &self.refunds,
             idempotency: RecordsRef(&self.idempotency),
             outbox: &self.outbox,
+            retired_nodes: &self.retired_nodes,
         };
         bincode::serde::encode_into_std_write(&snapshot, &mut writer, bincode_config()).map_err(
             |error| match error {
@@ -153,6 +156,7 @@ impl StateMachine {
         state.refunds = snapshot.refunds;
         state.idempotency = IdempotencyTable::from_records(snapshot.idempotency);
         state.outbox = snapshot.outbox;
+        state.retired_nodes = snapshot.retired_nodes;
         state.rebuild_derived();
         state
             .check_invariants()

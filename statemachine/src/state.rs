@@ -94,6 +94,8 @@ pub struct StateMachine {
     pub(crate) refunds: BTreeMap<u64, Refund>,
     pub(crate) idempotency: IdempotencyTable,
     pub(crate) outbox: Outbox,
+    /// Raft node ids that left the cluster; they are never admitted again.
+    pub(crate) retired_nodes: BTreeSet<u64>,
     // Derived state below.
     /// Active holds by `(expires_at_ms, hold)`.
     pub(crate) expiry_queue: BTreeSet<(u64, u64)>,
@@ -124,6 +126,7 @@ impl StateMachine {
             refunds: BTreeMap::new(),
             idempotency: IdempotencyTable::default(),
             outbox: Outbox::default(),
+            retired_nodes: BTreeSet::new(),
             expiry_queue: BTreeSet::new(),
             ended_holds: BTreeSet::new(),
             customer_bookings: HashMap::new(),
@@ -133,6 +136,11 @@ impl StateMachine {
     /// The limits this state applies with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether a Raft node id was retired and may not join again.
+    pub fn is_node_retired(&self, node_id: u64) -> bool {
+        self.retired_nodes.contains(&node_id)
     }
 
     /// Cluster time as of the last applied entry, in Unix milliseconds.
@@ -208,6 +216,10 @@ impl StateMachine {
             Command::MarkRefunded { refund_id } => self.mark_refunded(refund_id),
             Command::ExpireHolds { max_holds } => self.expire_holds(*max_holds),
             Command::AckOutbox { up_to } => self.acknowledge_outbox(*up_to),
+            Command::RetireNode { node_id } => {
+                self.retired_nodes.insert(*node_id);
+                Ok(Outcome::NodeRetired { node_id: *node_id })
+            }
         };
         result.unwrap_or_else(Outcome::Rejected)
     }

@@ -1114,3 +1114,16 @@ fn request_ids_are_bounded() {
     assert_eq!(code(&outcome), "INVALID_FIELD");
     assert_eq!(harness.summary().seats_held, 0);
 }
+
+#[test]
+fn retired_node_ids_are_remembered_across_snapshots() {
+    let mut harness = Harness::cinema();
+    assert!(!harness.state.is_node_retired(3));
+    assert_eq!(
+        harness.run(Command::RetireNode { node_id: 3 }),
+        Outcome::NodeRetired { node_id: 3 }
+    );
+    let restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
+    assert!(restored.is_node_retired(3));
+    assert!(!restored.is_node_retired(4));
+}

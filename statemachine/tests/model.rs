@@ -327,7 +327,7 @@ impl Run {
         // Ops that apply an entry stamped with the leader's clock move the state's time.
         if !matches!(
             op,
-            Op::Advance { .. } | Op::ClockSkewBack { .. } | Op::Snapshot
+            Op::Advance { .. } | Op::ClockSkewBack { .. } | Op::Snapshot | Op::KeyedRetry { .. }
         ) {
             self.model.now = self.model.now.max(self.model.clock);
         }
@@ -443,6 +443,7 @@ impl Run {
                 let Some((key, command, first)) = self.keyed.get(*key).cloned() else {
                     return Ok(());
                 };
+                self.model.now = self.model.now.max(self.model.clock);
                 let replay = self.apply(Some(key), command);
                 prop_assert_eq!(replay, first, "a retried request must get its first answer");
                 return Ok(());
