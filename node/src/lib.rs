@@ -1,1 +1,38 @@
-//! Placeholder crate: see ARCHITECTURE.md for what it will hold.
+//! The Holdfast node: the HTTP API of API.md over a replication seam.
+//!
+//! - [`replica`]: the seam ([`Replica`]) between the HTTP edge and replication, plus the
+//!   cluster clock and the request-index table an implementation needs.
+//! - [`local`]: [`LocalReplica`], one in-process state machine (single-node dev mode and
+//!   tests; not replicated, not durable).
+//! - [`payment`]: the [`PaymentProvider`] seam and the [`SandboxProvider`].
+//! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
+//!   [`booking`], [`admin`] and [`cluster`]; JSON shapes in [`wire`]; edge validation in
+//!   [`validate`]; error mapping in [`error`].
+//! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus.
+//!
+//! **Invariant:** handlers never touch a state machine directly: reads go through
+//! [`replica::read`], writes through [`Replica::propose`].
+//! **Invariant:** input refused at the edge (400, 413) is never proposed, so it stores
+//! nothing, not even an idempotency record.
+
+pub mod admin;
+pub mod app;
+pub mod booking;
+pub mod cluster;
+pub mod error;
+pub mod expiry;
+pub mod extract;
+pub mod local;
+pub mod metrics;
+pub mod openapi;
+pub mod payment;
+pub mod reads;
+pub mod replica;
+pub mod validate;
+pub mod wire;
+
+pub use app::{router, run_http, shutdown_signal, AppState, HttpConfig};
+pub use error::ApiError;
+pub use local::{LocalReplica, LocalReplicaConfig};
+pub use payment::{PaymentProvider, SandboxProvider};
+pub use replica::{NodeError, Replica};

@@ -1,0 +1,336 @@
+//! The HTTP application: shared state, the router, per-request middleware (request id,
+//! `X-Holdfast-*` headers, status counters), answers with read metadata and ETags, and the
+//! serving loop with graceful shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Extension, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, BodyLimit, ADMIN_BODY_BYTES_MAX, BOOKING_BODY_BYTES_MAX};
+use crate::payment::PaymentProvider;
+use crate::replica::{self, ReadConsistency, ReadMeta, ReadRequest, Replica};
+use crate::{admin, booking, cluster, reads};
+
+/// `X-Holdfast-Applied-Index`.
+pub const APPLIED_INDEX_HEADER: HeaderName = HeaderName::from_static("x-holdfast-applied-index");
+/// `X-Holdfast-Node`.
+pub const NODE_HEADER: HeaderName = HeaderName::from_static("x-holdfast-node");
+/// `X-Holdfast-Leader`.
+pub const LEADER_HEADER: HeaderName = HeaderName::from_static("x-holdfast-leader");
+/// `X-Request-Id`.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest accepted client `X-Request-Id`; longer ones are replaced.
+pub const REQUEST_ID_CHARS_MAX: usize = 128;
+
+/// Settings of the HTTP edge.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Largest booking (and cluster) request body.
+    pub booking_body_bytes_max: usize,
+    /// Largest admin inventory request body.
+    pub admin_body_bytes_max: usize,
+    /// `max_staleness_ms` of a `bounded` read that does not name one.
+    pub max_staleness_ms_default: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            booking_body_bytes_max: BOOKING_BODY_BYTES_MAX,
+            admin_body_bytes_max: ADMIN_BODY_BYTES_MAX,
+            max_staleness_ms_default: 1_000,
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub replica: Arc<dyn Replica>,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub config: Arc<HttpConfig>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Shared state over a replica and a payment provider; installs the metrics recorder.
+    pub fn new(
+        replica: Arc<dyn Replica>,
+        payments: Arc<dyn PaymentProvider>,
+        config: HttpConfig,
+    ) -> AppState {
+        AppState {
+            replica,
+            payments,
+            config: Arc::new(config),
+            metrics: crate::metrics::install(),
+        }
+    }
+}
+
+/// The whole HTTP API of API.md over `state`.
+pub fn router(state: AppState) -> Router {
+    let booking_routes = Router::new()
+        .route("/booking/hold", post(booking::hold))
+        .route("/booking/extend", post(booking::extend))
+        .route("/booking/confirm", post(booking::confirm))
+        .route("/booking/cancel", post(booking::cancel))
+        .route("/cluster/init", post(cluster::initialize))
+        .route("/cluster/learners", post(cluster::add_learner))
+        .route("/cluster/membership", post(cluster::change_membership))
+        .layer(Extension(BodyLimit(state.config.booking_body_bytes_max)));
+    let admin_routes = Router::new()
+        .route("/admin/events", post(admin::create_event))
+        .route("/admin/events/{event_id}/seats", post(admin::add_seats))
+        .route("/admin/events/{event_id}/pools", post(admin::add_pools))
+        .route(
+            "/admin/events/{event_id}/pools/{pool_id}",
+            patch(admin::set_pool_capacity).delete(admin::remove_pool),
+        )
+        .route(
+            "/admin/events/{event_id}/seats/{seat_id}",
+            delete(admin::remove_seat),
+        )
+        .layer(Extension(BodyLimit(state.config.admin_body_bytes_max)));
+    let read_routes = Router::new()
+        .route("/availability", get(reads::availability))
+        .route("/holds/{hold_id}", get(reads::hold))
+        .route("/bookings/{booking_id}", get(reads::booking))
+        .route(
+            "/customers/{customer_id}/bookings",
+            get(reads::customer_bookings),
+        )
+        .route("/cluster/status", get(cluster::status))
+        .route("/cluster/nodes/{node_id}", delete(cluster::remove_node))
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz))
+        .route("/metrics", get(cluster::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json));
+    Router::new()
+        .merge(booking_routes)
+        .merge(admin_routes)
+        .merge(read_routes)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::route_not_found(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}
+
+static REQUEST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+fn new_request_id() -> String {
+    let sequence = REQUEST_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let seed = std::process::id() as u64 ^ crate::replica::wall_clock_ms().rotate_left(20);
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(&[seed.to_le_bytes(), sequence.to_le_bytes()].concat())
+    )
+}
+
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let acceptable = !value.is_empty()
+        && value.len() <= REQUEST_ID_CHARS_MAX
+        && value.bytes().all(|byte| (0x21..0x7f).contains(&byte));
+    acceptable.then(|| value.to_string())
+}
+
+/// Per request: a tracing span with the request id (the client's `X-Request-Id` or a new
+/// one, echoed back), the `X-Holdfast-*` headers on every answer, and a status counter.
+async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = client_request_id(request.headers()).unwrap_or_else(new_request_id);
+    let span = tracing::info_span!(
+        "http",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.in_scope(|| {
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), elapsed_ms, "answered");
+        } else {
+            tracing::debug!(status = status.as_u16(), elapsed_ms, "answered");
+        }
+    });
+    metrics::counter!(crate::metrics::HTTP_RESPONSES_TOTAL, "status" => status.as_str().to_string())
+        .increment(1);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if !headers.contains_key(NODE_HEADER) {
+        let ((), meta) = replica::read_now(&*state.replica, |_| ());
+        set_meta_headers(headers, &meta, !headers.contains_key(APPLIED_INDEX_HEADER));
+    }
+    response
+}
+
+/// Sets `X-Holdfast-Node`, `X-Holdfast-Leader` (when known) and, if asked,
+/// `X-Holdfast-Applied-Index`.
+pub fn set_meta_headers(headers: &mut HeaderMap, meta: &ReadMeta, applied_index: bool) {
+    headers.insert(NODE_HEADER, HeaderValue::from(meta.node_id));
+    if let Some(leader) = meta.leader_id {
+        headers.insert(LEADER_HEADER, HeaderValue::from(leader));
+    }
+    if applied_index {
+        headers.insert(APPLIED_INDEX_HEADER, HeaderValue::from(meta.applied_index));
+    }
+}
+
+/// Parses `consistency`, `max_staleness_ms` and `min_index`.
+pub fn read_request(query: &ApiQuery, config: &HttpConfig) -> Result<ReadRequest, ApiError> {
+    let consistency = match query.get("consistency") {
+        None | Some("stale") => ReadConsistency::Stale,
+        Some("bounded") => ReadConsistency::Bounded {
+            max_staleness_ms: query
+                .get_u64("max_staleness_ms")?
+                .unwrap_or(config.max_staleness_ms_default),
+        },
+        Some("linearizable") => ReadConsistency::Linearizable,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "consistency",
+                "must be stale, bounded or linearizable",
+            ))
+        }
+    };
+    Ok(ReadRequest {
+        consistency,
+        min_index: query.get_u64("min_index")?,
+    })
+}
+
+/// A strong ETag over `parts` (an event id and version, or a body), quoted.
+pub fn etag(parts: &[&[u8]]) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    format!("\"{:016x}\"", hasher.digest())
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// A read's answer: `304` when `If-None-Match` names `etag`, else `200` with `body`; both
+/// with the ETag and the read metadata headers.
+pub fn read_answer(
+    request_headers: &HeaderMap,
+    meta: &ReadMeta,
+    etag: &str,
+    body: &impl Serialize,
+) -> Response {
+    let mut response = if if_none_match(request_headers, etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_answer(StatusCode::OK, body)
+    };
+    let headers = response.headers_mut();
+    set_meta_headers(headers, meta, true);
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    response
+}
+
+/// A write's answer, with the index that produced it.
+pub fn write_answer(status: StatusCode, index: u64, body: &impl Serialize) -> Response {
+    let mut response = json_answer(status, body);
+    response
+        .headers_mut()
+        .insert(APPLIED_INDEX_HEADER, HeaderValue::from(index));
+    response
+}
+
+/// `body` as JSON.
+pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            ApiError::internal(format!("could not encode the answer: {error}")).into_response()
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
+/// finishes the requests in flight.
+pub async fn run_http(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,0 +1,203 @@
+//! Cluster operations (delegated to the [`crate::replica::Replica`] seam) and operations
+//! endpoints: health, readiness, metrics.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::{json_answer, AppState};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::replica::MemberSpec;
+use crate::wire::{
+    ClusterInitBody, ClusterStatusJson, ErrorBody, HealthJson, MemberBody, MembershipBody,
+};
+
+/// Members named in one cluster request at most.
+pub const CLUSTER_MEMBERS_MAX: usize = 100;
+
+fn status_answer(state: &AppState) -> Response {
+    json_answer(
+        StatusCode::OK,
+        &ClusterStatusJson::from(&state.replica.status()),
+    )
+}
+
+fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
+    if body.id == 0 {
+        return Err(ApiError::invalid_field("id", "node ids start at 1"));
+    }
+    for (field, value) in [
+        ("raft_addr", &body.raft_addr),
+        ("http_addr", &body.http_addr),
+    ] {
+        if value.is_empty() || value.len() > 256 {
+            return Err(ApiError::invalid_field(field, "must be host:port"));
+        }
+    }
+    crate::validate::text("region", &body.region)?;
+    Ok(MemberSpec {
+        id: body.id,
+        raft_addr: body.raft_addr,
+        http_addr: body.http_addr,
+        region: body.region,
+    })
+}
+
+/// The cluster as this node sees it.
+#[utoipa::path(
+    get, path = "/cluster/status", tag = "cluster",
+    responses((status = 200, description = "Status", body = ClusterStatusJson))
+)]
+pub async fn status(State(state): State<AppState>) -> Response {
+    status_answer(&state)
+}
+
+/// Initialises a fresh cluster with its first members.
+#[utoipa::path(
+    post, path = "/cluster/init", tag = "cluster",
+    request_body = ClusterInitBody,
+    responses(
+        (status = 200, description = "Initialised", body = ClusterStatusJson),
+        (status = 409, description = "ALREADY_INITIALIZED", body = ErrorBody),
+    )
+)]
+pub async fn initialize(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ClusterInitBody>,
+) -> Result<Response, ApiError> {
+    if body.members.is_empty() || body.members.len() > CLUSTER_MEMBERS_MAX {
+        return Err(ApiError::invalid_field(
+            "members",
+            format!("name 1 to {CLUSTER_MEMBERS_MAX} members"),
+        ));
+    }
+    let members = body
+        .members
+        .into_iter()
+        .map(member)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: BTreeSet<u64> = members.iter().map(|member| member.id).collect();
+    if ids.len() != members.len() {
+        return Err(ApiError::invalid_field(
+            "members",
+            "node ids must be unique",
+        ));
+    }
+    state.replica.initialize(members).await?;
+    Ok(status_answer(&state))
+}
+
+/// Adds a learner; returns once it has caught up.
+#[utoipa::path(
+    post, path = "/cluster/learners", tag = "cluster",
+    request_body = MemberBody,
+    responses(
+        (status = 200, description = "Added and caught up", body = ClusterStatusJson),
+        (status = 409, description = "MEMBERSHIP_REFUSED", body = ErrorBody),
+        (status = 503, description = "NO_LEADER", body = ErrorBody),
+    )
+)]
+pub async fn add_learner(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MemberBody>,
+) -> Result<Response, ApiError> {
+    let member = member(body)?;
+    state.replica.add_learner(member).await?;
+    Ok(status_answer(&state))
+}
+
+/// Makes `voters` the voter set.
+#[utoipa::path(
+    post, path = "/cluster/membership", tag = "cluster",
+    request_body = MembershipBody,
+    responses(
+        (status = 200, description = "Changed", body = ClusterStatusJson),
+        (status = 409, description = "MEMBERSHIP_REFUSED", body = ErrorBody),
+    )
+)]
+pub async fn change_membership(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MembershipBody>,
+) -> Result<Response, ApiError> {
+    let voters: BTreeSet<u64> = body.voters.iter().copied().collect();
+    if voters.is_empty() || voters.len() > CLUSTER_MEMBERS_MAX || voters.contains(&0) {
+        return Err(ApiError::invalid_field(
+            "voters",
+            format!("name 1 to {CLUSTER_MEMBERS_MAX} node ids, each at least 1"),
+        ));
+    }
+    state.replica.change_membership(voters).await?;
+    Ok(status_answer(&state))
+}
+
+/// Removes a node from the cluster.
+#[utoipa::path(
+    delete, path = "/cluster/nodes/{node_id}", tag = "cluster",
+    params(("node_id" = u64, Path, description = "The node")),
+    responses(
+        (status = 200, description = "Removed", body = ClusterStatusJson),
+        (status = 404, description = "NODE_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "MEMBERSHIP_REFUSED", body = ErrorBody),
+    )
+)]
+pub async fn remove_node(
+    State(state): State<AppState>,
+    ApiPath(node_id): ApiPath<u64>,
+) -> Result<Response, ApiError> {
+    state.replica.remove_node(node_id).await?;
+    Ok(status_answer(&state))
+}
+
+/// The process is up.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up", body = HealthJson))
+)]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    json_answer(
+        StatusCode::OK,
+        &HealthJson {
+            status: "ok",
+            node_id: state.replica.node_id(),
+        },
+    )
+}
+
+/// A leader is known and this node has caught up.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = HealthJson),
+        (status = 503, description = "NOT_READY, NO_LEADER", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.replica.readiness()?;
+    Ok(json_answer(
+        StatusCode::OK,
+        &HealthJson {
+            status: "ok",
+            node_id: state.replica.node_id(),
+        },
+    ))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let text = crate::metrics::render(&state.metrics, &*state.replica);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}

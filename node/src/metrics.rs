@@ -1,0 +1,141 @@
+//! Prometheus metrics through the `metrics` facade: booking outcomes (the design's success
+//! and failure rates), latency histograms, and gauges sampled when `/metrics` is scraped.
+//!
+//! The recorder is process-wide (the `metrics` facade has one global recorder), installed
+//! once by [`install`]; every router in the process renders the same registry.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::replica::{self, Replica};
+
+/// Holds by outcome (`held` or the lower-case rejection code).
+pub const HOLDS_TOTAL: &str = "holdfast_holds_total";
+/// Confirms by outcome (`confirmed`, `payment_declined`, `refunded_<code>`, ...).
+pub const CONFIRMS_TOTAL: &str = "holdfast_confirms_total";
+/// Cancels by kind (`hold`, `booking`) and outcome.
+pub const CANCELS_TOTAL: &str = "holdfast_cancels_total";
+/// Holds ended by expiry.
+pub const EXPIRIES_TOTAL: &str = "holdfast_expiries_total";
+/// Payment charges by outcome.
+pub const PAYMENTS_TOTAL: &str = "holdfast_payments_total";
+/// HTTP answers by status class.
+pub const HTTP_RESPONSES_TOTAL: &str = "holdfast_http_responses_total";
+/// Latency of `GET /availability`, seconds.
+pub const AVAILABILITY_SECONDS: &str = "holdfast_availability_seconds";
+/// Latency of `POST /booking/hold`, seconds.
+pub const HOLD_SECONDS: &str = "holdfast_hold_seconds";
+/// Latency of `POST /booking/confirm` (payment included), seconds.
+pub const CONFIRM_SECONDS: &str = "holdfast_confirm_seconds";
+/// Latency of the payment provider's charge, seconds.
+pub const PAYMENT_SECONDS: &str = "holdfast_payment_seconds";
+
+const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Events whose seat gauges a scrape reports at most (bounds the scrape's cost).
+pub const EVENTS_REPORTED_MAX: usize = 1_000;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS_SECONDS)
+                .expect("the latency buckets are not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's): then
+            // this registry stays empty but `/metrics` still answers.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(HOLDS_TOTAL, "Hold requests by outcome.");
+    metrics::describe_counter!(CONFIRMS_TOTAL, "Confirm requests by outcome.");
+    metrics::describe_counter!(CANCELS_TOTAL, "Cancel requests by kind and outcome.");
+    metrics::describe_counter!(EXPIRIES_TOTAL, "Holds ended by expiry.");
+    metrics::describe_counter!(PAYMENTS_TOTAL, "Payment charges by outcome.");
+    metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
+    metrics::describe_histogram!(
+        AVAILABILITY_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of availability reads."
+    );
+    metrics::describe_histogram!(HOLD_SECONDS, metrics::Unit::Seconds, "Latency of holds.");
+    metrics::describe_histogram!(
+        CONFIRM_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of confirms, payment included."
+    );
+    metrics::describe_histogram!(
+        PAYMENT_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of payment charges."
+    );
+}
+
+/// The outcome label of a rejection code: `SEAT_UNAVAILABLE` → `seat_unavailable`.
+pub fn outcome_label(code: &str) -> String {
+    code.to_ascii_lowercase()
+}
+
+/// Counts one booking outcome.
+pub fn count(name: &'static str, outcome: String) {
+    metrics::counter!(name, "outcome" => outcome).increment(1);
+}
+
+/// Counts one cancel of `kind` (`hold` or `booking`).
+pub fn count_cancel(kind: &'static str, outcome: String) {
+    metrics::counter!(CANCELS_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// Records the time since `started` into a latency histogram.
+pub fn observe(name: &'static str, started: Instant) {
+    metrics::histogram!(name).record(started.elapsed().as_secs_f64());
+}
+
+/// Samples gauges of the cluster and of event utilisation, then renders the registry.
+pub fn render(handle: &PrometheusHandle, replica: &dyn Replica) -> String {
+    let status = replica.status();
+    metrics::gauge!("holdfast_applied_index").set(status.applied_index as f64);
+    metrics::gauge!("holdfast_committed_index").set(status.committed_index as f64);
+    metrics::gauge!("holdfast_term").set(status.term as f64);
+    metrics::gauge!("holdfast_leader_id").set(status.leader_id.map_or(-1.0, |id| id as f64));
+    metrics::gauge!("holdfast_is_leader").set(f64::from(u8::from(
+        status.leader_id == Some(status.node_id),
+    )));
+    let (events, _) = replica::read_now(replica, |state| {
+        let ids = state.event_ids(None, EVENTS_REPORTED_MAX);
+        let summaries: Vec<_> = ids
+            .into_iter()
+            .filter_map(|id| state.summary(&id).map(|(summary, _)| (id, summary)))
+            .collect();
+        (summaries, state.active_holds())
+    });
+    let (summaries, active_holds) = events;
+    metrics::gauge!("holdfast_active_holds").set(active_holds as f64);
+    for (event_id, summary) in summaries {
+        let states = [
+            ("available", summary.seats_available),
+            ("held", summary.seats_held),
+            ("booked", summary.seats_booked),
+        ];
+        for (state, seats) in states {
+            metrics::gauge!("holdfast_event_seats", "event_id" => event_id.clone(), "state" => state)
+                .set(seats as f64);
+        }
+    }
+    handle.render()
+}

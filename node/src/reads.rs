@@ -1,0 +1,240 @@
+//! Reads: availability, hold and booking lookups, a customer's history. Every read honours
+//! `consistency`, `max_staleness_ms` and `min_index`, and answers with an ETag and the
+//! `X-Holdfast-*` headers.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use holdfast_statemachine::limits::{AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MAX};
+use holdfast_statemachine::Rejection;
+
+use crate::app::{etag, read_answer, read_request, AppState};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::metrics;
+use crate::replica;
+use crate::validate;
+use crate::wire::{AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson};
+
+/// Seats in an availability page when `limit` is not given.
+pub const AVAILABILITY_PAGE_SEATS_DEFAULT: usize = 1_000;
+/// Bookings in a history page when `limit` is not given.
+pub const HISTORY_PAGE_DEFAULT: usize = 20;
+
+/// `limit`: absent → `default`, 0 or garbage → 400, above `max` → `max`.
+fn page_limit(query: &ApiQuery, default: usize, max: usize) -> Result<usize, ApiError> {
+    match query.get_u64("limit")? {
+        None => Ok(default),
+        Some(0) => Err(ApiError::invalid_field(
+            "limit",
+            format!("must be 1 to {max}"),
+        )),
+        Some(limit) => Ok((limit as usize).min(max)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Summary,
+    Full,
+}
+
+/// An event's availability: counters, a page of seats, all pools.
+#[utoipa::path(
+    get, path = "/availability", tag = "reads",
+    params(
+        ("event_id" = String, Query, description = "The event"),
+        ("view" = Option<String>, Query, description = "summary | full (default full)"),
+        ("section" = Option<String>, Query, description = "Only seats of this section (full view)"),
+        ("limit" = Option<u64>, Query, description = "Seats per page, default 1000, at most 5000"),
+        ("after" = Option<String>, Query, description = "The previous page's next_after"),
+        ("consistency" = Option<String>, Query, description = "stale | bounded | linearizable (default stale)"),
+        ("max_staleness_ms" = Option<u64>, Query, description = "With bounded; default 1000"),
+        ("min_index" = Option<u64>, Query, description = "Wait until this index is applied"),
+        ("If-None-Match" = Option<String>, Header, description = "A previous ETag: 304 if unchanged"),
+    ),
+    responses(
+        (status = 200, description = "Availability", body = AvailabilityJson),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "INVALID_FIELD", body = ErrorBody),
+        (status = 404, description = "EVENT_NOT_FOUND, SEAT_NOT_FOUND (after)", body = ErrorBody),
+        (status = 503, description = "NO_QUORUM, INDEX_NOT_REACHED", body = ErrorBody),
+    )
+)]
+pub async fn availability(
+    State(state): State<AppState>,
+    query: ApiQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = availability_inner(&state, &query, &headers).await;
+    metrics::observe(metrics::AVAILABILITY_SECONDS, started);
+    result
+}
+
+async fn availability_inner(
+    state: &AppState,
+    query: &ApiQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let read_request = read_request(query, &state.config)?;
+    let event_id = query.require("event_id")?.to_string();
+    validate::id("event_id", &event_id)?;
+    let view = match query.get("view") {
+        None | Some("full") => View::Full,
+        Some("summary") => View::Summary,
+        Some(_) => return Err(ApiError::invalid_field("view", "must be summary or full")),
+    };
+    let section = query.get("section").map(str::to_string);
+    if let Some(section) = &section {
+        validate::id("section", section)?;
+    }
+    let after = query.get("after").map(str::to_string);
+    if let Some(after) = &after {
+        validate::id("after", after)?;
+    }
+    let limit = page_limit(
+        query,
+        AVAILABILITY_PAGE_SEATS_DEFAULT,
+        AVAILABILITY_PAGE_SEATS_MAX,
+    )?;
+    let (answer, meta) = replica::read(&*state.replica, read_request, |machine| {
+        let info = machine
+            .event(&event_id)
+            .ok_or_else(|| Rejection::EventNotFound {
+                event_id: event_id.clone(),
+            })?;
+        let page = match view {
+            // Pools are always listed whole; one seat is read and dropped.
+            View::Summary => machine.availability(&event_id, None, None, 1)?,
+            View::Full => {
+                machine.availability(&event_id, section.as_deref(), after.as_deref(), limit)?
+            }
+        };
+        Ok::<_, Rejection>((info, page))
+    })
+    .await?;
+    let (info, page) = answer.map_err(ApiError::from)?;
+    let body = AvailabilityJson::from_page(&info, &page, view == View::Full, meta.applied_index);
+    // The event's own version, plus what selects the page: unrelated writes leave it alone.
+    let view_name: &[u8] = if view == View::Full {
+        b"full"
+    } else {
+        b"summary"
+    };
+    let tag = etag(&[
+        event_id.as_bytes(),
+        &page.version.to_le_bytes(),
+        view_name,
+        section.as_deref().unwrap_or("").as_bytes(),
+        after.as_deref().unwrap_or("").as_bytes(),
+        &(limit as u64).to_le_bytes(),
+    ]);
+    Ok(read_answer(headers, &meta, &tag, &body))
+}
+
+/// A hold by id.
+#[utoipa::path(
+    get, path = "/holds/{hold_id}", tag = "reads",
+    params(("hold_id" = String, Path, description = "The hold")),
+    responses(
+        (status = 200, description = "The hold", body = HoldJson),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "HOLD_NOT_FOUND", body = ErrorBody),
+    )
+)]
+pub async fn hold(
+    State(state): State<AppState>,
+    ApiPath(hold_id): ApiPath<String>,
+    query: ApiQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let read_request = read_request(&query, &state.config)?;
+    let (hold, meta) = replica::read(&*state.replica, read_request, |machine| {
+        machine.hold_by_id(&hold_id)
+    })
+    .await?;
+    let hold = hold.ok_or_else(|| ApiError::from(Rejection::HoldNotFound { hold_id }))?;
+    let body = HoldJson::from_view(&hold, None);
+    Ok(content_answer(&headers, &meta, &body))
+}
+
+/// A booking by id.
+#[utoipa::path(
+    get, path = "/bookings/{booking_id}", tag = "reads",
+    params(("booking_id" = String, Path, description = "The booking")),
+    responses(
+        (status = 200, description = "The booking", body = BookingJson),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "BOOKING_NOT_FOUND", body = ErrorBody),
+    )
+)]
+pub async fn booking(
+    State(state): State<AppState>,
+    ApiPath(booking_id): ApiPath<String>,
+    query: ApiQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let read_request = read_request(&query, &state.config)?;
+    let (booking, meta) = replica::read(&*state.replica, read_request, |machine| {
+        machine.booking_by_id(&booking_id)
+    })
+    .await?;
+    let booking =
+        booking.ok_or_else(|| ApiError::from(Rejection::BookingNotFound { booking_id }))?;
+    let body = BookingJson::from_view(&booking, None);
+    Ok(content_answer(&headers, &meta, &body))
+}
+
+/// A customer's bookings, newest first.
+#[utoipa::path(
+    get, path = "/customers/{customer_id}/bookings", tag = "reads",
+    params(
+        ("customer_id" = String, Path, description = "The customer"),
+        ("limit" = Option<u64>, Query, description = "Bookings per page, default 20, at most 100"),
+        ("after" = Option<String>, Query, description = "The previous page's next_after"),
+    ),
+    responses(
+        (status = 200, description = "A page of bookings", body = BookingPageJson),
+        (status = 304, description = "Not modified"),
+    )
+)]
+pub async fn customer_bookings(
+    State(state): State<AppState>,
+    ApiPath(customer_id): ApiPath<String>,
+    query: ApiQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let read_request = read_request(&query, &state.config)?;
+    validate::id("customer_id", &customer_id)?;
+    let limit = page_limit(&query, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX)?;
+    let after = query.get("after").map(str::to_string);
+    let (page, meta) = replica::read(&*state.replica, read_request, |machine| {
+        machine.customer_bookings(&customer_id, after.as_deref(), limit)
+    })
+    .await?;
+    let body = BookingPageJson {
+        customer_id,
+        bookings: page
+            .bookings
+            .iter()
+            .map(|booking| BookingJson::from_view(booking, None))
+            .collect(),
+        next_after: page.next_after,
+    };
+    Ok(content_answer(&headers, &meta, &body))
+}
+
+/// A read whose ETag is a hash of its body (which holds no applied index, so unrelated
+/// writes leave it unchanged).
+fn content_answer(
+    headers: &HeaderMap,
+    meta: &replica::ReadMeta,
+    body: &impl serde::Serialize,
+) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let tag = etag(&[&bytes]);
+    read_answer(headers, meta, &tag, body)
+}

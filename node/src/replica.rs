@@ -1,0 +1,437 @@
+//! The replication seam: everything the HTTP edge needs from "the replicated state machine",
+//! and nothing about how it is replicated.
+//!
+//! The handlers only ever talk to a [`Replica`]. Today there is one implementation,
+//! [`crate::local::LocalReplica`] (one in-process state machine, no replication, no
+//! durability); the Raft-backed implementation plugs in behind the same trait without
+//! touching the handlers.
+//!
+//! Contract of an implementation, in short:
+//! - [`Replica::propose`] commits [`Proposal`]s in order and answers once they are applied
+//!   (on a follower it forwards to the leader), stamping each with cluster time
+//!   ([`ClusterClock`]); it answers one [`CommittedOutcome`] per proposal.
+//! - [`Replica::prepare_read`] makes the local state good enough for the asked
+//!   [`ReadRequest`] (or fails with `NO_QUORUM`, `INDEX_NOT_REACHED`, ...), then
+//!   [`Replica::with_state`] runs a short closure over the applied state.
+//! - Cluster operations answer [`NodeError`]s with stable codes.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use holdfast_statemachine::{Command, Outcome, StateMachine};
+
+/// Raft node ids (the same numbers `holdfast-raft` uses). Never reused within a cluster.
+pub type NodeId = u64;
+
+/// One command to commit, before the leader stamps it with cluster time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// `"<route>:<Idempotency-Key>"` when the client sent a key; `None` otherwise.
+    pub request_id: Option<String>,
+    /// What to do.
+    pub command: Command,
+}
+
+/// What one committed proposal produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOutcome {
+    /// The state machine's answer (a replay of the first answer for a known request id).
+    pub outcome: Outcome,
+    /// The log index that first produced this answer: the entry's own index, or, when the
+    /// state machine replayed a remembered request id, the index of the original entry
+    /// (see [`RequestIndexTable`]), so that a retried request gets an identical body.
+    pub index: u64,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Whatever this node has applied.
+    Stale,
+    /// This node's state, if it heard from the leader within `max_staleness_ms`; otherwise
+    /// the implementation catches up with (or forwards to) the leader first.
+    Bounded { max_staleness_ms: u64 },
+    /// Read-index through the leader: sees every write acknowledged before the read began.
+    /// Fails with [`NodeError::NoQuorum`] rather than answer stale data.
+    Linearizable,
+}
+
+/// A read's consistency requirements, parsed from the query string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub consistency: ReadConsistency,
+    /// Wait (bounded) until this node has applied at least this log index.
+    pub min_index: Option<u64>,
+}
+
+impl ReadRequest {
+    /// A `stale` read without `min_index`.
+    pub const STALE: ReadRequest = ReadRequest {
+        consistency: ReadConsistency::Stale,
+        min_index: None,
+    };
+    /// A `linearizable` read without `min_index`.
+    pub const LINEARIZABLE: ReadRequest = ReadRequest {
+        consistency: ReadConsistency::Linearizable,
+        min_index: None,
+    };
+}
+
+/// Where a read was served, for the `X-Holdfast-*` response headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadMeta {
+    pub applied_index: u64,
+    pub node_id: NodeId,
+    pub leader_id: Option<NodeId>,
+}
+
+/// This node's role in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    /// Not (yet) part of an initialised cluster.
+    Uninitialized,
+    Shutdown,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Uninitialized => "uninitialized",
+            Role::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A cluster member as operators name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub id: NodeId,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub region: String,
+}
+
+/// A member in the cluster status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub region: String,
+    pub voter: bool,
+}
+
+/// `GET /cluster/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub leader_id: Option<NodeId>,
+    pub term: u64,
+    pub role: Role,
+    pub applied_index: u64,
+    pub committed_index: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+/// System failures of the replication layer (domain refusals are [`Outcome`]s instead).
+/// Each has a stable code; [`crate::error::ApiError`] maps them to HTTP statuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// No leader is known: writes and linearizable reads cannot proceed.
+    #[error("no leader is known")]
+    NoLeader,
+    /// This node is not the leader and could not forward (a Raft-backed implementation
+    /// should forward writes itself; this is for when it cannot).
+    #[error("this node is not the leader (leader {leader_id:?})")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_http_addr: Option<String>,
+    },
+    /// Leadership could not be confirmed with a quorum in time.
+    #[error("no quorum: {message}")]
+    NoQuorum { message: String },
+    /// The node is starting, catching up, or stopping.
+    #[error("not ready: {message}")]
+    NotReady { message: String },
+    /// `min_index` was not applied within the wait.
+    #[error("index {min_index} not applied within the wait (applied {applied_index})")]
+    IndexNotReached { min_index: u64, applied_index: u64 },
+    /// The bounded proposal queue is full.
+    #[error("overloaded: {message}")]
+    Overloaded { message: String },
+    /// `POST /cluster/init` on a node that is already part of a cluster.
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+    /// A membership change that is invalid or would lose the majority.
+    #[error("membership change refused: {message}")]
+    MembershipRefused { message: String },
+    /// A node id that is not a member.
+    #[error("node {node_id} is not a member")]
+    NodeNotFound { node_id: NodeId },
+    /// A malformed cluster request.
+    #[error("invalid {field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    /// Anything else; the message is logged and shown.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl NodeError {
+    /// The stable wire code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NodeError::NoLeader | NodeError::NotLeader { .. } => "NO_LEADER",
+            NodeError::NoQuorum { .. } => "NO_QUORUM",
+            NodeError::NotReady { .. } => "NOT_READY",
+            NodeError::IndexNotReached { .. } => "INDEX_NOT_REACHED",
+            NodeError::Overloaded { .. } => "OVERLOADED",
+            NodeError::AlreadyInitialized => "ALREADY_INITIALIZED",
+            NodeError::MembershipRefused { .. } => "MEMBERSHIP_REFUSED",
+            NodeError::NodeNotFound { .. } => "NODE_NOT_FOUND",
+            NodeError::InvalidField { .. } => "INVALID_FIELD",
+            NodeError::Internal { .. } => "INTERNAL",
+        }
+    }
+}
+
+/// The replicated booking state machine, as the HTTP edge sees it.
+///
+/// Object safe (used as `Arc<dyn Replica>`); the generic convenience [`read`] is built on
+/// [`Replica::prepare_read`] + [`Replica::with_state`].
+#[async_trait]
+pub trait Replica: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> NodeId;
+
+    /// Commits `proposals` in order (one log entry or one batch, as the implementation
+    /// likes) and answers once they are applied on this node, one [`CommittedOutcome`] per
+    /// proposal, in order. The implementation stamps cluster time (see [`ClusterClock`]).
+    /// A follower forwards to the leader. Fails with [`NodeError::Overloaded`] when its
+    /// bounded queue is full and [`NodeError::NoLeader`] when there is no leader; either
+    /// way nothing was committed (a timeout after handing the entry to Raft is
+    /// [`NodeError::Internal`]: the outcome is unknown and a keyed retry is safe).
+    async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError>;
+
+    /// Waits until the local state satisfies `request` (read-index for `linearizable`,
+    /// freshness for `bounded`, `min_index`). Bounded in time.
+    async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError>;
+
+    /// Runs `read` over the applied state, with where it was served. Keep `read` short:
+    /// applying waits meanwhile. Never blocks on the network.
+    fn with_state(&self, read: &mut dyn FnMut(&StateMachine, ReadMeta));
+
+    /// The cluster as this node sees it.
+    fn status(&self) -> ClusterStatus;
+
+    /// `/readyz`: a leader is known and this node has caught up.
+    fn readiness(&self) -> Result<(), NodeError>;
+
+    /// `POST /cluster/init` on one node of a fresh cluster.
+    async fn initialize(&self, members: Vec<MemberSpec>) -> Result<(), NodeError>;
+
+    /// `POST /cluster/learners`: adds a learner and returns once it has caught up.
+    async fn add_learner(&self, member: MemberSpec) -> Result<(), NodeError>;
+
+    /// `POST /cluster/membership`: makes `voters` the voter set. Refuses sets that would
+    /// lose the majority or name unknown nodes.
+    async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), NodeError>;
+
+    /// `DELETE /cluster/nodes/{id}`: removes a node from the cluster (voter or learner).
+    async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError>;
+}
+
+/// Runs `read` over the state after [`Replica::prepare_read`]: the generic way to read.
+pub async fn read<T>(
+    replica: &dyn Replica,
+    request: ReadRequest,
+    read: impl FnOnce(&StateMachine) -> T,
+) -> Result<(T, ReadMeta), NodeError> {
+    replica.prepare_read(request).await?;
+    Ok(read_now(replica, read))
+}
+
+/// Runs `read` over the state as it is now (a `stale` read without waiting).
+pub fn read_now<T>(replica: &dyn Replica, read: impl FnOnce(&StateMachine) -> T) -> (T, ReadMeta) {
+    let mut read = Some(read);
+    let mut answer = None;
+    replica.with_state(&mut |state, meta| {
+        if let Some(read) = read.take() {
+            answer = Some((read(state), meta));
+        }
+    });
+    answer.expect("Replica::with_state must call its closure exactly once")
+}
+
+/// Commits one proposal: [`Replica::propose`] with a batch of one.
+pub async fn propose_one(
+    replica: &dyn Replica,
+    proposal: Proposal,
+) -> Result<CommittedOutcome, NodeError> {
+    let mut outcomes = replica.propose(vec![proposal]).await?;
+    match (outcomes.pop(), outcomes.is_empty()) {
+        (Some(outcome), true) => Ok(outcome),
+        _ => Err(NodeError::Internal {
+            message: "the replica answered a different number of outcomes than proposals".into(),
+        }),
+    }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// The leader's cluster clock: `max(wall clock, last stamped or applied time + monotonic
+/// time elapsed since)`, so that cluster time never stalls behind a slow wall clock and
+/// never goes backwards.
+#[derive(Debug)]
+pub struct ClusterClock {
+    last: Mutex<Option<(u64, Instant)>>,
+}
+
+impl Default for ClusterClock {
+    fn default() -> Self {
+        ClusterClock {
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl ClusterClock {
+    /// The time to stamp on the next entry, given the state machine's current time.
+    pub fn stamp(&self, applied_time_ms: u64) -> u64 {
+        self.stamp_with(wall_clock_ms(), Instant::now(), applied_time_ms)
+    }
+
+    /// [`ClusterClock::stamp`] with explicit clocks, for tests.
+    pub fn stamp_with(&self, wall_ms: u64, monotonic: Instant, applied_time_ms: u64) -> u64 {
+        let mut last = self.last.lock().expect("cluster clock lock poisoned");
+        let carried = last.map_or(0, |(time_ms, seen_at)| {
+            time_ms.saturating_add(monotonic.saturating_duration_since(seen_at).as_millis() as u64)
+        });
+        let time_ms = wall_ms.max(carried).max(applied_time_ms);
+        *last = Some((time_ms, monotonic));
+        time_ms
+    }
+}
+
+/// Remembers, per request id, the log index that first answered it, so that a replayed
+/// request (same idempotency key) reports the original index and its body is identical.
+///
+/// Derived, per-node state with the same retention as the state machine's idempotency
+/// table, bounded by `entries_max` (oldest forgotten first). If it forgets an id the
+/// state machine still remembers (after a restart or snapshot install), a replay reports
+/// its own index: the answer is still the original one, only `applied_index` differs.
+#[derive(Debug)]
+pub struct RequestIndexTable {
+    first_index: HashMap<String, u64>,
+    order: VecDeque<(u64, String)>,
+    retention_ms: u64,
+    entries_max: usize,
+}
+
+impl RequestIndexTable {
+    /// A table keeping ids for `retention_ms` of log time, at most `entries_max` of them.
+    pub fn new(retention_ms: u64, entries_max: usize) -> RequestIndexTable {
+        RequestIndexTable {
+            first_index: HashMap::new(),
+            order: VecDeque::new(),
+            retention_ms,
+            entries_max: entries_max.max(1),
+        }
+    }
+
+    /// Records that `request_id` was applied at `index` at log time `now_ms`, and returns
+    /// the index that first answered it.
+    pub fn record(&mut self, request_id: &str, index: u64, now_ms: u64) -> u64 {
+        while let Some((stored_at, _)) = self.order.front() {
+            if stored_at.saturating_add(self.retention_ms) > now_ms {
+                break;
+            }
+            self.forget_oldest();
+        }
+        if let Some(&first) = self.first_index.get(request_id) {
+            return first;
+        }
+        if self.order.len() >= self.entries_max {
+            self.forget_oldest();
+        }
+        self.first_index.insert(request_id.to_string(), index);
+        self.order.push_back((now_ms, request_id.to_string()));
+        index
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((_, id)) = self.order.pop_front() {
+            self.first_index.remove(&id);
+        }
+    }
+
+    /// Ids remembered now.
+    pub fn len(&self) -> usize {
+        self.first_index.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.first_index.is_empty()
+    }
+}
+
+/// How long [`crate::local::LocalReplica`] and the Raft-backed replica wait for `min_index`
+/// by default (API.md: 5 s).
+pub const MIN_INDEX_WAIT_DEFAULT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_clock_never_goes_back_and_never_stalls() {
+        let clock = ClusterClock::default();
+        let start = Instant::now();
+        assert_eq!(clock.stamp_with(1_000, start, 0), 1_000);
+        // The wall clock jumps back: time carries on from the last stamp.
+        assert_eq!(
+            clock.stamp_with(500, start + Duration::from_millis(10), 0),
+            1_010
+        );
+        // The applied time is ahead (another leader's clock was fast).
+        assert_eq!(
+            clock.stamp_with(500, start + Duration::from_millis(20), 5_000),
+            5_000
+        );
+        assert_eq!(
+            clock.stamp_with(9_000, start + Duration::from_millis(30), 5_000),
+            9_000
+        );
+    }
+
+    #[test]
+    fn request_index_table_reports_first_index_and_forgets_old_ids() {
+        let mut table = RequestIndexTable::new(1_000, 2);
+        assert_eq!(table.record("a", 1, 0), 1);
+        assert_eq!(table.record("a", 5, 10), 1);
+        assert_eq!(table.record("b", 6, 20), 6);
+        // Full: "a" is forgotten to make room.
+        assert_eq!(table.record("c", 7, 30), 7);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.record("a", 8, 40), 8);
+        // Retention passed for everything stored before 2_000 - 1_000.
+        assert_eq!(table.record("d", 9, 2_000), 9);
+        assert_eq!(table.len(), 1);
+    }
+}

@@ -1,0 +1,1197 @@
+//! The HTTP API of API.md, driven in process through the router over a `LocalReplica`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use holdfast_node::expiry::{expire_due_holds, ExpiryConfig};
+use holdfast_node::payment::{Charge, ChargeRequest, PaymentError};
+use holdfast_node::replica::read_now;
+use holdfast_node::{
+    router, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, PaymentProvider,
+    SandboxProvider,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+struct Node {
+    router: Router,
+    replica: Arc<LocalReplica>,
+    sandbox: Arc<SandboxProvider>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let replica = LocalReplica::shared(LocalReplicaConfig {
+            min_index_wait: Duration::from_millis(50),
+            ..LocalReplicaConfig::default()
+        });
+        let sandbox = Arc::new(SandboxProvider::default());
+        let router = router(AppState::new(
+            replica.clone(),
+            sandbox.clone(),
+            HttpConfig::default(),
+        ));
+        Node {
+            router,
+            replica,
+            sandbox,
+        }
+    }
+
+    /// Another router over the same replica with another payment provider.
+    fn with_payments(&self, payments: Arc<dyn PaymentProvider>) -> Router {
+        router(AppState::new(
+            self.replica.clone(),
+            payments,
+            HttpConfig::default(),
+        ))
+    }
+
+    async fn send(router: &Router, request: Request<Body>) -> Answer {
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        let body = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap_or(Value::Null)
+        };
+        Answer {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Node::send(&self.router, request.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Answer {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(key) = key {
+            headers.push(("idempotency-key", key));
+        }
+        self.raw(Method::POST, path, &headers, body.to_string().into_bytes())
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.raw(Method::GET, path, &[], Vec::new()).await
+    }
+
+    /// The whole replicated state and the applied index: equal before and after a request
+    /// means the request stored nothing.
+    fn state(&self) -> (Vec<u8>, u64) {
+        let (bytes, meta) = read_now(&*self.replica, |machine| machine.snapshot_bytes());
+        (bytes, meta.applied_index)
+    }
+
+    async fn create_event(&self, event_id: &str) {
+        let answer = self
+            .post(
+                "/admin/events",
+                None,
+                json!({
+                    "event_id": event_id, "name": "Film", "category": "movie",
+                    "starts_at": "2026-12-01T20:00:00Z", "currency": "EUR",
+                    "seats": [{"id": "A-1", "section": "A", "row": "A", "number": 1, "price": 4500},
+                              {"id": "A-2", "section": "A", "row": "A", "number": 2, "price": 4500}],
+                    "seat_blocks": [{"section": "B", "rows": ["1", "2"], "seats_per_row": 3, "price": 3000}],
+                    "pools": [{"id": "GA", "capacity": 5, "price": 2500}]
+                }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    }
+
+    async fn hold(&self, event_id: &str, seats: &[&str], key: Option<&str>) -> Answer {
+        self.post(
+            "/booking/hold",
+            key,
+            json!({"event_id": event_id, "customer_id": "c-42", "seats": seats}),
+        )
+        .await
+    }
+}
+
+fn error_shape_ok(answer: &Answer) {
+    let error = &answer.body["error"];
+    assert!(error["code"].is_string(), "no code in {}", answer.body);
+    assert!(
+        error["message"].is_string(),
+        "no message in {}",
+        answer.body
+    );
+    assert!(
+        error["details"].is_object(),
+        "no details in {}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn book_a_seat_from_availability_to_refund() {
+    let node = Node::new();
+    node.create_event("E").await;
+
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.status, StatusCode::OK);
+    assert_eq!(
+        summary.body["summary"],
+        json!({"seats_total": 8, "seats_available": 8, "seats_held": 0, "seats_booked": 0})
+    );
+    assert!(summary.body.get("seats").is_none());
+    assert_eq!(summary.body["pools"][0]["id"], "GA");
+    assert_eq!(summary.body["pools"][0]["currency"], "EUR");
+    assert_eq!(summary.body["starts_at"], "2026-12-01T20:00:00Z");
+    assert_eq!(summary.header("x-holdfast-node"), Some("1"));
+    assert_eq!(summary.header("x-holdfast-leader"), Some("1"));
+    assert_eq!(summary.header("x-holdfast-applied-index"), Some("1"));
+
+    // Page through the full view three seats at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &after {
+            None => "/availability?event_id=E&limit=3".to_string(),
+            Some(after) => format!("/availability?event_id=E&limit=3&after={after}"),
+        };
+        let page = node.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for seat in page.body["seats"].as_array().unwrap() {
+            assert_eq!(seat["status"], "AVAILABLE");
+            assert_eq!(seat["currency"], "EUR");
+            seen.push(seat["id"].as_str().unwrap().to_string());
+        }
+        match page.body.get("next_after") {
+            Some(next) => after = Some(next.as_str().unwrap().to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["A-1", "A-2", "B-1-1", "B-1-2", "B-1-3", "B-2-1", "B-2-2", "B-2-3"]
+    );
+    let section = node.get("/availability?event_id=E&section=A").await;
+    assert_eq!(section.body["seats"].as_array().unwrap().len(), 2);
+
+    let hold = node
+        .post(
+            "/booking/hold",
+            Some("hold-1"),
+            json!({"event_id": "E", "customer_id": "c-42", "seats": ["A-1", "A-2"],
+                   "pools": [{"pool_id": "GA", "quantity": 2}], "ttl_seconds": 600}),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    assert_eq!(hold.body["status"], "HELD");
+    assert_eq!(hold.body["amount"], 14000);
+    assert_eq!(hold.body["currency"], "EUR");
+    assert_eq!(
+        hold.body["pools"],
+        json!([{"pool_id": "GA", "quantity": 2}])
+    );
+    assert!(hold.body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(hold.body["applied_index"].as_u64().unwrap() >= 2);
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+    assert!(hold_id.starts_with("h_"));
+
+    let confirm = node
+        .post(
+            "/booking/confirm",
+            Some("confirm-1"),
+            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert_eq!(confirm.body["status"], "CONFIRMED");
+    assert_eq!(confirm.body["hold_id"], hold_id.as_str());
+    assert_eq!(confirm.body["amount"], 14000);
+    assert_eq!(confirm.body["currency"], "EUR");
+    assert!(confirm.body["payment_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("pay_"));
+    assert!(confirm.body["applied_index"].is_u64());
+    let booking_id = confirm.body["booking_id"].as_str().unwrap().to_string();
+
+    let booking = node.get(&format!("/bookings/{booking_id}")).await;
+    assert_eq!(booking.status, StatusCode::OK);
+    assert_eq!(booking.body["status"], "CONFIRMED");
+    assert_eq!(booking.body["seats"], json!(["A-1", "A-2"]));
+    let held = node.get(&format!("/holds/{hold_id}")).await;
+    assert_eq!(held.body["status"], "CONFIRMED");
+    assert_eq!(held.body["booking_id"], booking_id.as_str());
+
+    let full = node.get("/availability?event_id=E&limit=2").await;
+    assert_eq!(full.body["seats"][0]["status"], "BOOKED");
+    assert_eq!(full.body["summary"]["seats_booked"], 2);
+    assert_eq!(full.body["pools"][0]["booked"], 2);
+
+    let history = node.get("/customers/c-42/bookings").await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!(
+        history.body["bookings"][0]["booking_id"],
+        booking_id.as_str()
+    );
+    assert!(history.body.get("next_after").is_none());
+
+    let cancel = node
+        .post(
+            "/booking/cancel",
+            Some("cancel-1"),
+            json!({"booking_id": booking_id, "reason": "changed plans"}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    assert_eq!(cancel.body["status"], "CANCELLED");
+    assert_eq!(cancel.body["refund"]["status"], "PENDING");
+    assert_eq!(cancel.body["refund"]["amount"], 14000);
+
+    let after_cancel = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(after_cancel.body["summary"]["seats_available"], 8);
+    assert_eq!(after_cancel.body["pools"][0]["available"], 5);
+}
+
+#[tokio::test]
+async fn conflicting_holds_name_the_unavailable_items() {
+    let node = Node::new();
+    node.create_event("E").await;
+    assert_eq!(
+        node.hold("E", &["A-1"], None).await.status,
+        StatusCode::CREATED
+    );
+    let conflict = node.hold("E", &["A-1", "A-2"], None).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(conflict.code(), "SEAT_UNAVAILABLE");
+    assert_eq!(
+        conflict.body["error"]["details"]["unavailable"],
+        json!(["A-1"])
+    );
+    error_shape_ok(&conflict);
+    // All or nothing: A-2 was not taken.
+    let page = node.get("/availability?event_id=E&limit=2").await;
+    assert_eq!(page.body["seats"][1]["status"], "AVAILABLE");
+
+    let exhausted = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c-1", "pools": [{"pool_id": "GA", "quantity": 6}]}),
+        )
+        .await;
+    assert_eq!(exhausted.status, StatusCode::CONFLICT);
+    assert_eq!(exhausted.code(), "POOL_EXHAUSTED");
+    assert_eq!(
+        exhausted.body["error"]["details"]["unavailable"],
+        json!(["GA"])
+    );
+
+    let best = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c-1", "best_available": {"count": 3, "section": "B"}}),
+        )
+        .await;
+    assert_eq!(best.status, StatusCode::CREATED, "{}", best.body);
+    assert_eq!(best.body["seats"].as_array().unwrap().len(), 3);
+    let none_left = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c-2", "best_available": {"count": 4}}),
+        )
+        .await;
+    assert_eq!(none_left.status, StatusCode::CONFLICT);
+    assert_eq!(none_left.code(), "NO_ADJACENT_SEATS");
+}
+
+#[tokio::test]
+async fn a_declined_payment_leaves_the_hold_held() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let hold = node.hold("E", &["A-1"], None).await;
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+    let before = node.state();
+
+    let declined = node
+        .post(
+            "/booking/confirm",
+            Some("pay-1"),
+            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_declined"}}),
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(declined.code(), "PAYMENT_DECLINED");
+    error_shape_ok(&declined);
+    assert_eq!(node.state(), before, "a declined payment stores nothing");
+    assert_eq!(node.sandbox.charges_made(), 0);
+    assert_eq!(
+        node.get(&format!("/holds/{hold_id}")).await.body["status"],
+        "HELD"
+    );
+    let history = node.get("/customers/c-42/bookings").await;
+    assert_eq!(history.body["bookings"], json!([]));
+
+    let unknown_token = node
+        .post(
+            "/booking/confirm",
+            None,
+            json!({"hold_id": hold_id, "payment": {"token": "tok_unknown"}}),
+        )
+        .await;
+    assert_eq!(unknown_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown_token.code(), "INVALID_FIELD");
+    assert_eq!(
+        unknown_token.body["error"]["details"]["field"],
+        "payment.token"
+    );
+
+    // Declines are not remembered: the same key with a good card goes through.
+    let paid = node
+        .post(
+            "/booking/confirm",
+            Some("pay-1"),
+            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+
+    let again = node
+        .post(
+            "/booking/confirm",
+            Some("pay-2"),
+            json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.code(), "HOLD_NOT_ACTIVE");
+    assert_eq!(
+        node.sandbox.charges_made(),
+        1,
+        "no charge for a confirmed hold"
+    );
+
+    let missing = node
+        .post(
+            "/booking/confirm",
+            None,
+            json!({"hold_id": "h_999", "payment": {"token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "HOLD_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_retried_request_gets_the_first_answer() {
+    let node = Node::new();
+    node.create_event("E").await;
+
+    let first = node.hold("E", &["A-1"], Some("k-1")).await;
+    let state_after_first = node.state();
+    let again = node.hold("E", &["A-1"], Some("k-1")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!((again.status, &again.raw), (first.status, &first.raw));
+    let hold_id = first.body["hold_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        node.get("/availability?event_id=E&view=summary").await.body["summary"]["seats_held"],
+        1
+    );
+    assert_eq!(
+        state_after_first.1 + 1,
+        node.state().1,
+        "a replay is logged"
+    );
+
+    let reused = node.hold("E", &["A-2"], Some("k-1")).await;
+    assert_eq!(reused.status, StatusCode::CONFLICT);
+    assert_eq!(reused.code(), "IDEMPOTENCY_KEY_REUSED");
+
+    // Keys are scoped per route: the same key on another route is another request.
+    let extend = node
+        .post(
+            "/booking/extend",
+            Some("k-1"),
+            json!({"hold_id": hold_id, "ttl_seconds": 900}),
+        )
+        .await;
+    assert_eq!(extend.status, StatusCode::OK, "{}", extend.body);
+    assert!(extend.body["expires_at"].as_str() > first.body["expires_at"].as_str());
+
+    // A state machine refusal is remembered too.
+    let refused = node.hold("E", &["A-1"], Some("k-2")).await;
+    assert_eq!(refused.code(), "SEAT_UNAVAILABLE");
+    let release = node
+        .post("/booking/cancel", None, json!({"hold_id": hold_id}))
+        .await;
+    assert_eq!(release.status, StatusCode::OK);
+    assert_eq!(release.body["status"], "CANCELLED");
+    let refused_again = node.hold("E", &["A-1"], Some("k-2")).await;
+    assert_eq!(
+        (refused_again.status, &refused_again.raw),
+        (refused.status, &refused.raw)
+    );
+
+    // An answer given at the edge is not remembered: a corrected retry is served.
+    let before = node.state();
+    let bad = node
+        .post(
+            "/booking/hold",
+            Some("k-3"),
+            json!({"event_id": "E", "customer_id": "c-1", "pools": [{"pool_id": "GA", "quantity": 0}]}),
+        )
+        .await;
+    assert_eq!(bad.code(), "INVALID_QUANTITY");
+    assert_eq!(node.state(), before);
+    let good = node
+        .post(
+            "/booking/hold",
+            Some("k-3"),
+            json!({"event_id": "E", "customer_id": "c-1", "pools": [{"pool_id": "GA", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(good.status, StatusCode::CREATED, "{}", good.body);
+
+    // A retried confirm never charges twice.
+    let good_hold = good.body["hold_id"].as_str().unwrap();
+    let body = json!({"hold_id": good_hold, "payment": {"method": "card", "token": "tok_visa"}});
+    let confirm = node
+        .post("/booking/confirm", Some("c-1"), body.clone())
+        .await;
+    let confirm_again = node.post("/booking/confirm", Some("c-1"), body).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert_eq!(
+        (confirm_again.status, &confirm_again.raw),
+        (confirm.status, &confirm.raw)
+    );
+    assert_eq!(node.sandbox.charges_made(), 1);
+    let other_card = node
+        .post(
+            "/booking/confirm",
+            Some("c-1"),
+            json!({"hold_id": good_hold, "payment": {"token": "tok_declined"}}),
+        )
+        .await;
+    assert_eq!(other_card.code(), "IDEMPOTENCY_KEY_REUSED");
+
+    let long_key = "k".repeat(129);
+    let invalid_key = node.hold("E", &["A-2"], Some(&long_key)).await;
+    assert_eq!(invalid_key.status, StatusCode::BAD_REQUEST);
+    assert_eq!(invalid_key.code(), "INVALID_FIELD");
+    assert_eq!(
+        invalid_key.body["error"]["details"]["field"],
+        "Idempotency-Key"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_code_and_stores_nothing() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let before = node.state();
+
+    let cases: Vec<(Answer, StatusCode, &str)> = vec![
+        (
+            node.raw(Method::POST, "/booking/hold", &[], b"{\"event_id\": ".to_vec())
+                .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            node.raw(Method::POST, "/booking/hold", &[], Vec::new()).await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": 42, "seats": ["A-1"]}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post("/booking/hold", None, json!({"event_id": "E", "seats": ["A-1"]}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": "c", "pools": [{"pool_id": "GA", "quantity": 0}]}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUANTITY",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": "c", "best_available": {"count": 0}}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUANTITY",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": "c", "seats": ["A-1"], "ttl_seconds": 0}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_TTL",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": "c", "seats": (0..101).map(|n| format!("S-{n}")).collect::<Vec<_>>()}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "TOO_MANY_ITEMS",
+        ),
+        (
+            node.post(
+                "/booking/hold",
+                None,
+                json!({"event_id": "E", "customer_id": "c", "seats": ["A-1", "A-1"]}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post("/booking/hold", None, json!({"event_id": "E", "customer_id": "c"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post("/booking/cancel", None, json!({})).await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post(
+                "/admin/events",
+                None,
+                json!({"event_id": "F", "currency": "euro"}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.post(
+                "/admin/events",
+                None,
+                json!({"event_id": "F", "currency": "EUR", "starts_at": "next tuesday"}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.raw(Method::POST, "/booking/hold", &[], b"[1, 2]".to_vec())
+                .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            node.get("/availability").await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.get("/availability?event_id=E&limit=ten").await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.get("/availability?event_id=E&consistency=eventual").await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+        (
+            node.get("/no/such/route").await,
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+        ),
+        (
+            node.raw(Method::PUT, "/booking/hold", &[], Vec::new()).await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            node.get("/cluster/nodes/abc").await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            node.raw(Method::DELETE, "/cluster/nodes/abc", &[], Vec::new())
+                .await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+        ),
+    ];
+    for (index, (answer, status, code)) in cases.iter().enumerate() {
+        assert_eq!(answer.status, *status, "case {index}: {}", answer.body);
+        assert_eq!(answer.code(), *code, "case {index}: {}", answer.body);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "case {index}"
+        );
+        error_shape_ok(answer);
+    }
+    assert_eq!(cases[2].0.body["error"]["details"]["field"], "customer_id");
+    assert_eq!(cases[3].0.body["error"]["details"]["field"], "customer_id");
+    assert_eq!(
+        cases[4].0.body["error"]["details"]["field"],
+        "pools[0].quantity"
+    );
+    assert_eq!(node.state(), before, "bad input stored something");
+
+    // Refusals that need the state: nothing changes but the log position.
+    let unknown_event = node.hold("NOPE", &["A-1"], None).await;
+    assert_eq!(unknown_event.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown_event.code(), "EVENT_NOT_FOUND");
+    let unknown_seat = node.hold("E", &["Z-9"], None).await;
+    assert_eq!(unknown_seat.code(), "SEAT_NOT_FOUND");
+    let availability = node.get("/availability?event_id=NOPE").await;
+    assert_eq!(availability.status, StatusCode::NOT_FOUND);
+    assert_eq!(availability.code(), "EVENT_NOT_FOUND");
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.body["summary"]["seats_held"], 0);
+    assert_eq!(node.get("/holds/h_1").await.code(), "HOLD_NOT_FOUND");
+    assert_eq!(node.get("/bookings/b_1").await.code(), "BOOKING_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let before = node.state();
+
+    let padding = "x".repeat(65 * 1024);
+    let big = json!({"event_id": "E", "customer_id": "c", "seats": ["A-1"], "note": padding})
+        .to_string()
+        .into_bytes();
+    // With a Content-Length header ...
+    let length = big.len().to_string();
+    let declared = node
+        .raw(
+            Method::POST,
+            "/booking/hold",
+            &[("content-length", &length)],
+            big.clone(),
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.code(), "BODY_TOO_LARGE");
+    // ... and streamed without one.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(4096).map(|chunk| Ok(chunk.to_vec())).collect();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/booking/confirm")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let streamed = Node::send(&node.router, request).await;
+    assert_eq!(streamed.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(streamed.code(), "BODY_TOO_LARGE");
+    assert_eq!(node.state(), before);
+
+    // Admin routes take up to 4 MiB: a 1 MiB venue is fine, 5 MiB is not.
+    let seats: Vec<Value> = (0..16_000)
+        .map(|n| json!({"id": format!("S-{n}"), "section": "S", "row": format!("{}", n / 100), "number": n % 100 + 1, "price": 1000}))
+        .collect();
+    let venue = json!({"event_id": "BIG", "currency": "EUR", "seats": seats});
+    assert!(venue.to_string().len() > 1024 * 1024);
+    let created = node.post("/admin/events", None, venue).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let huge = json!({"event_id": "HUGE", "currency": "EUR", "name": "x".repeat(5 * 1024 * 1024)});
+    let refused = node.post("/admin/events", None, huge).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(refused.code(), "BODY_TOO_LARGE");
+}
+
+/// A provider that takes its time: the hold expires while the charge is in flight.
+struct SlowProvider {
+    inner: SandboxProvider,
+    delay: Duration,
+}
+
+#[async_trait]
+impl PaymentProvider for SlowProvider {
+    fn name(&self) -> &str {
+        "slow-sandbox"
+    }
+
+    async fn charge(&self, request: ChargeRequest) -> Result<Charge, PaymentError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.charge(request).await
+    }
+
+    async fn find_charge(&self, key: &str) -> Result<Option<Charge>, PaymentError> {
+        self.inner.find_charge(key).await
+    }
+}
+
+#[tokio::test]
+async fn expired_holds_cannot_be_confirmed_and_a_late_charge_is_refunded() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let short = |seat: &str| json!({"event_id": "E", "customer_id": "c-1", "seats": [seat], "ttl_seconds": 1});
+    let early = node.post("/booking/hold", None, short("A-1")).await;
+    let late = node.post("/booking/hold", None, short("A-2")).await;
+    let early_id = early.body["hold_id"].as_str().unwrap().to_string();
+    let late_id = late.body["hold_id"].as_str().unwrap().to_string();
+
+    // The charge outlives the hold: the confirm is refused and the refund recorded.
+    let slow = node.with_payments(Arc::new(SlowProvider {
+        inner: SandboxProvider::default(),
+        delay: Duration::from_millis(1_200),
+    }));
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/booking/confirm")
+        .header("idempotency-key", "late-1")
+        .body(Body::from(
+            json!({"hold_id": late_id, "payment": {"token": "tok_visa"}}).to_string(),
+        ))
+        .unwrap();
+    let refused = Node::send(&slow, request).await;
+    assert_eq!(refused.status, StatusCode::GONE, "{}", refused.body);
+    assert_eq!(refused.code(), "HOLD_EXPIRED");
+    let refund = &refused.body["error"]["details"]["refund"];
+    assert_eq!(refund["status"], "PENDING");
+    assert_eq!(refund["amount"], 4500);
+    assert_eq!(refund["provider"], "slow-sandbox");
+
+    // Past its time, a hold is refused before anything is charged.
+    let too_late = node
+        .post(
+            "/booking/confirm",
+            None,
+            json!({"hold_id": early_id, "payment": {"token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(too_late.status, StatusCode::GONE);
+    assert_eq!(too_late.code(), "HOLD_EXPIRED");
+    assert_eq!(node.sandbox.charges_made(), 0);
+
+    // The expiry ticker's step frees the items without client action.
+    let ended = expire_due_holds(&*node.replica, &ExpiryConfig::default())
+        .await
+        .unwrap();
+    assert!(ended >= 1);
+    assert_eq!(
+        node.get(&format!("/holds/{early_id}")).await.body["status"],
+        "EXPIRED"
+    );
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.body["summary"]["seats_available"], 8);
+    assert_eq!(
+        expire_due_holds(&*node.replica, &ExpiryConfig::default())
+            .await
+            .unwrap(),
+        0,
+        "nothing is proposed when no hold is due"
+    );
+}
+
+#[tokio::test]
+async fn etags_follow_the_event_version() {
+    let node = Node::new();
+    node.create_event("E").await;
+    node.create_event("OTHER").await;
+    let first = node.get("/availability?event_id=E").await;
+    let tag = first.header("etag").unwrap().to_string();
+    let cached = node
+        .raw(
+            Method::GET,
+            "/availability?event_id=E",
+            &[("if-none-match", &tag)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    assert!(cached.raw.is_empty());
+    assert_eq!(cached.header("etag"), Some(tag.as_str()));
+    assert!(cached.header("x-holdfast-applied-index").is_some());
+
+    // A write to another event leaves this one's tag alone.
+    assert_eq!(
+        node.hold("OTHER", &["A-1"], None).await.status,
+        StatusCode::CREATED
+    );
+    let unrelated = node
+        .raw(
+            Method::GET,
+            "/availability?event_id=E",
+            &[("if-none-match", &tag)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(unrelated.status, StatusCode::NOT_MODIFIED);
+
+    // Views and pages do not share a tag.
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_ne!(summary.header("etag"), Some(tag.as_str()));
+    let paged = node.get("/availability?event_id=E&limit=2").await;
+    assert_ne!(paged.header("etag"), Some(tag.as_str()));
+
+    // A write to this event changes it.
+    assert_eq!(
+        node.hold("E", &["A-1"], None).await.status,
+        StatusCode::CREATED
+    );
+    let changed = node
+        .raw(
+            Method::GET,
+            "/availability?event_id=E",
+            &[("if-none-match", &tag)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+
+    // Lookups are tagged by content.
+    let hold = node.get("/holds/h_2").await;
+    let hold_tag = hold.header("etag").unwrap().to_string();
+    let hold_cached = node
+        .raw(
+            Method::GET,
+            "/holds/h_2",
+            &[("if-none-match", &hold_tag)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(hold_cached.status, StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn read_levels_are_parsed_and_min_index_is_bounded() {
+    let node = Node::new();
+    node.create_event("E").await;
+    for query in [
+        "consistency=stale",
+        "consistency=bounded&max_staleness_ms=50",
+        "consistency=linearizable",
+        "min_index=1",
+    ] {
+        let answer = node.get(&format!("/availability?event_id=E&{query}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.body);
+    }
+    let waiting = node.get("/availability?event_id=E&min_index=99").await;
+    assert_eq!(waiting.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(waiting.code(), "INDEX_NOT_REACHED");
+    assert_eq!(waiting.header("retry-after"), Some("1"));
+    let negative = node.get("/availability?event_id=E&min_index=-1").await;
+    assert_eq!(negative.code(), "INVALID_FIELD");
+}
+
+#[tokio::test]
+async fn inventory_can_be_changed_but_not_under_a_hold() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let exists = node
+        .post(
+            "/admin/events",
+            None,
+            json!({"event_id": "E", "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(exists.status, StatusCode::CONFLICT);
+    assert_eq!(exists.code(), "EVENT_EXISTS");
+
+    let seats = node
+        .post(
+            "/admin/events/E/seats",
+            Some("seats-1"),
+            json!({"seat_blocks": [{"section": "C", "rows": ["1"], "seats_per_row": 2, "price": 100}]}),
+        )
+        .await;
+    assert_eq!(seats.status, StatusCode::OK, "{}", seats.body);
+    assert_eq!(seats.body["version"], 2);
+    let pools = node
+        .post(
+            "/admin/events/E/pools",
+            None,
+            json!({"pools": [{"id": "VIP", "capacity": 10, "price": 9000}]}),
+        )
+        .await;
+    assert_eq!(pools.status, StatusCode::OK, "{}", pools.body);
+    let duplicate = node
+        .post(
+            "/admin/events/E/pools",
+            None,
+            json!({"pools": [{"id": "VIP", "capacity": 10, "price": 9000}]}),
+        )
+        .await;
+    assert_eq!(duplicate.code(), "ITEM_EXISTS");
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+
+    let hold = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c", "seats": ["C-1-1"], "pools": [{"pool_id": "VIP", "quantity": 4}]}),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    let patch = node
+        .raw(
+            Method::PATCH,
+            "/admin/events/E/pools/VIP",
+            &[],
+            json!({"capacity": 3}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::CONFLICT);
+    assert_eq!(patch.code(), "CAPACITY_BELOW_USAGE");
+    let patch = node
+        .raw(
+            Method::PATCH,
+            "/admin/events/E/pools/VIP",
+            &[],
+            json!({"capacity": 20}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::OK, "{}", patch.body);
+
+    let in_use = node
+        .raw(
+            Method::DELETE,
+            "/admin/events/E/seats/C-1-1",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(in_use.status, StatusCode::CONFLICT);
+    assert_eq!(in_use.code(), "ITEM_IN_USE");
+    let pool_in_use = node
+        .raw(Method::DELETE, "/admin/events/E/pools/VIP", &[], Vec::new())
+        .await;
+    assert_eq!(pool_in_use.code(), "ITEM_IN_USE");
+    let removed = node
+        .raw(
+            Method::DELETE,
+            "/admin/events/E/seats/C-1-2",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    let removed_pool = node
+        .raw(Method::DELETE, "/admin/events/E/pools/GA", &[], Vec::new())
+        .await;
+    assert_eq!(removed_pool.status, StatusCode::OK, "{}", removed_pool.body);
+    let gone = node
+        .raw(Method::DELETE, "/admin/events/E/pools/GA", &[], Vec::new())
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.code(), "POOL_NOT_FOUND");
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.body["summary"]["seats_total"], 9);
+    assert_eq!(
+        summary.body["version"], 7,
+        "six inventory changes and a hold"
+    );
+}
+
+#[tokio::test]
+async fn cluster_operations_go_through_the_seam() {
+    let node = Node::new();
+    let status = node.get("/cluster/status").await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.body["node_id"], 1);
+    assert_eq!(status.body["leader_id"], 1);
+    assert_eq!(status.body["role"], "leader");
+    assert_eq!(status.body["members"][0]["voter"], true);
+
+    let init = node
+        .post(
+            "/cluster/init",
+            None,
+            json!({"members": [{"id": 1, "raft_addr": "127.0.0.1:7101", "http_addr": "127.0.0.1:7001", "region": "eu"}]}),
+        )
+        .await;
+    assert_eq!(init.status, StatusCode::CONFLICT);
+    assert_eq!(init.code(), "ALREADY_INITIALIZED");
+    let learner = node
+        .post(
+            "/cluster/learners",
+            None,
+            json!({"id": 4, "raft_addr": "127.0.0.1:7104", "http_addr": "127.0.0.1:7004"}),
+        )
+        .await;
+    assert_eq!(learner.code(), "MEMBERSHIP_REFUSED");
+    let membership = node
+        .post("/cluster/membership", None, json!({"voters": [1]}))
+        .await;
+    assert_eq!(membership.status, StatusCode::OK);
+    let empty = node
+        .post("/cluster/membership", None, json!({"voters": []}))
+        .await;
+    assert_eq!(empty.code(), "INVALID_FIELD");
+    let last_voter = node
+        .raw(Method::DELETE, "/cluster/nodes/1", &[], Vec::new())
+        .await;
+    assert_eq!(last_voter.code(), "MEMBERSHIP_REFUSED");
+    let unknown = node
+        .raw(Method::DELETE, "/cluster/nodes/9", &[], Vec::new())
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.code(), "NODE_NOT_FOUND");
+
+    assert_eq!(node.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(node.get("/readyz").await.body["status"], "ok");
+}
+
+#[tokio::test]
+async fn operations_endpoints_describe_the_node() {
+    let node = Node::new();
+    node.create_event("E").await;
+    node.hold("E", &["A-1"], None).await;
+    node.hold("E", &["A-1"], None).await;
+
+    let traced = node
+        .raw(
+            Method::GET,
+            "/healthz",
+            &[("x-request-id", "trace-me-1")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(traced.header("x-request-id"), Some("trace-me-1"));
+    assert!(node.get("/healthz").await.header("x-request-id").is_some());
+
+    let metrics = node.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8(metrics.raw).unwrap();
+    for needle in [
+        "holdfast_holds_total{outcome=\"held\"}",
+        "holdfast_holds_total{outcome=\"seat_unavailable\"}",
+        "holdfast_hold_seconds_bucket",
+        "holdfast_applied_index",
+        "holdfast_event_seats{",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+
+    let openapi = node.get("/openapi.json").await;
+    assert_eq!(openapi.status, StatusCode::OK);
+    assert!(openapi.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = openapi.body["paths"].as_object().unwrap();
+    for path in [
+        "/availability",
+        "/booking/hold",
+        "/booking/extend",
+        "/booking/confirm",
+        "/booking/cancel",
+        "/holds/{hold_id}",
+        "/bookings/{booking_id}",
+        "/customers/{customer_id}/bookings",
+        "/admin/events",
+        "/admin/events/{event_id}/seats",
+        "/admin/events/{event_id}/pools",
+        "/admin/events/{event_id}/pools/{pool_id}",
+        "/admin/events/{event_id}/seats/{seat_id}",
+        "/cluster/status",
+        "/cluster/init",
+        "/cluster/learners",
+        "/cluster/membership",
+        "/cluster/nodes/{node_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "openapi.json lacks {path}");
+    }
+    assert!(paths["/admin/events/{event_id}/pools/{pool_id}"]
+        .get("patch")
+        .is_some());
+}
+
+#[tokio::test]
+async fn serves_on_a_socket_and_shuts_down_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(holdfast_node::run_http(
+        node.router.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
