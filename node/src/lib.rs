@@ -10,6 +10,21 @@
 //!   [`validate`]; error mapping in [`error`].
 //! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus.
 //!
+//! Serving the API over a replica (here the single-node one):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use holdfast_node::{router, run_http, shutdown_signal, AppState, HttpConfig};
+//! use holdfast_node::{LocalReplica, LocalReplicaConfig, SandboxProvider};
+//!
+//! # async fn serve() -> std::io::Result<()> {
+//! let replica = LocalReplica::shared(LocalReplicaConfig::default());
+//! let state = AppState::new(replica, Arc::new(SandboxProvider::default()), HttpConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7001").await?;
+//! run_http(router(state), listener, shutdown_signal()).await
+//! # }
+//! ```
+//!
 //! **Invariant:** handlers never touch a state machine directly: reads go through
 //! [`replica::read`], writes through [`Replica::propose`].
 //! **Invariant:** input refused at the edge (400, 413) is never proposed, so it stores

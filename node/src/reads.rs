@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use holdfast_statemachine::limits::{AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MAX};
-use holdfast_statemachine::Rejection;
+use holdfast_statemachine::{HoldStatus, Rejection};
 
 use crate::app::{etag, read_answer, read_request, AppState};
 use crate::error::ApiError;
@@ -152,12 +152,18 @@ pub async fn hold(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let read_request = read_request(&query, &state.config)?;
-    let (hold, meta) = replica::read(&*state.replica, read_request, |machine| {
-        machine.hold_by_id(&hold_id)
+    let ((hold, now_ms), meta) = replica::read(&*state.replica, read_request, |machine| {
+        (machine.hold_by_id(&hold_id), machine.now_ms())
     })
     .await?;
     let hold = hold.ok_or_else(|| ApiError::from(Rejection::HoldNotFound { hold_id }))?;
-    let body = HoldJson::from_view(&hold, None);
+    let mut body = HoldJson::from_view(&hold, None);
+    // A hold whose time has passed can no longer be confirmed, even before the leader's
+    // expiry entry frees its items: say so rather than show HELD.
+    let now_ms = now_ms.max(replica::wall_clock_ms());
+    if hold.status == HoldStatus::Active && hold.expires_at_ms <= now_ms {
+        body.status = HoldStatus::Expired.as_str();
+    }
     Ok(content_answer(&headers, &meta, &body))
 }
 

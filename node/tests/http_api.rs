@@ -816,7 +816,12 @@ async fn expired_holds_cannot_be_confirmed_and_a_late_charge_is_refunded() {
     assert_eq!(refund["amount"], 4500);
     assert_eq!(refund["provider"], "slow-sandbox");
 
-    // Past its time, a hold is refused before anything is charged.
+    // Past its time, a hold shows as expired even before its items are freed ...
+    assert_eq!(
+        node.get(&format!("/holds/{early_id}")).await.body["status"],
+        "EXPIRED"
+    );
+    // ... and is refused before anything is charged.
     let too_late = node
         .post(
             "/booking/confirm",
