@@ -1200,3 +1200,122 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_holds_on_one_seat_have_one_winner() {
+    let node = Arc::new(Node::new());
+    node.create_event("E").await;
+    let mut tasks = Vec::new();
+    for client in 0..50 {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("client-{client}");
+            node.hold("E", &["B-1-2"], Some(&key)).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, lost), (1, 49), "{statuses:?}");
+}
+
+/// A small deterministic generator, so that a failure replays.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Mangles a valid body: truncation, byte flips, type swaps, junk.
+fn mangle(random: &mut XorShift, valid: &str) -> Vec<u8> {
+    let mut bytes = valid.as_bytes().to_vec();
+    match random.below(5) {
+        0 => bytes.truncate(random.below(bytes.len().max(1))),
+        1 => {
+            for _ in 0..1 + random.below(4) {
+                let at = random.below(bytes.len());
+                let alphabet = b"{}[]\":,0-9eE\\ nulltrue\x00\xff";
+                bytes[at] = alphabet[random.below(alphabet.len())];
+            }
+        }
+        2 => {
+            let text = valid
+                .replacen("\"E\"", "12", 1)
+                .replacen("600", "\"600\"", 1)
+                .replacen('2', "-2", 1);
+            bytes = text.into_bytes();
+        }
+        3 => bytes = (0..random.below(64)).map(|_| random.next() as u8).collect(),
+        _ => {
+            let text = valid.replacen(':', ": {\"nested\": [1, {}]}, \"x\":", 1);
+            bytes = text.into_bytes();
+        }
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn mangled_bodies_get_json_errors_and_never_break_the_node() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let routes: [(&str, Method, String); 7] = [
+        (
+            "/booking/hold",
+            Method::POST,
+            json!({"event_id": "E", "customer_id": "c", "seats": ["A-1"], "pools": [{"pool_id": "GA", "quantity": 2}], "ttl_seconds": 600}).to_string(),
+        ),
+        ("/booking/extend", Method::POST, json!({"hold_id": "h_1", "ttl_seconds": 600}).to_string()),
+        (
+            "/booking/confirm",
+            Method::POST,
+            json!({"hold_id": "h_1", "payment": {"method": "card", "token": "tok_visa"}}).to_string(),
+        ),
+        ("/booking/cancel", Method::POST, json!({"hold_id": "h_1"}).to_string()),
+        (
+            "/admin/events",
+            Method::POST,
+            json!({"event_id": "F", "currency": "EUR", "seat_blocks": [{"section": "A", "rows": ["1"], "seats_per_row": 2, "price": 1}]}).to_string(),
+        ),
+        ("/admin/events/E/pools/GA", Method::PATCH, json!({"capacity": 7}).to_string()),
+        ("/cluster/membership", Method::POST, json!({"voters": [1]}).to_string()),
+    ];
+    let mut random = XorShift(0x5eed_1234_abcd_0001);
+    for round in 0..60 {
+        for (path, method, valid) in &routes {
+            let body = mangle(&mut random, valid);
+            let answer = node.raw(method.clone(), path, &[], body.clone()).await;
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !answer.status.is_server_error(),
+                "round {round} {path} {text:?}: {} {}",
+                answer.status,
+                answer.body
+            );
+            if !answer.status.is_success() {
+                assert_eq!(answer.header("content-type"), Some("application/json"));
+                error_shape_ok(&answer);
+            }
+        }
+    }
+    assert_eq!(node.get("/healthz").await.status, StatusCode::OK);
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.status, StatusCode::OK);
+}
