@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::auth::{authorize, AuthKeys};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, BodyLimit, ADMIN_BODY_BYTES_MAX, BOOKING_BODY_BYTES_MAX};
 use crate::payment::PaymentProvider;
@@ -43,6 +44,8 @@ pub struct HttpConfig {
     pub admin_body_bytes_max: usize,
     /// `max_staleness_ms` of a `bounded` read that does not name one.
     pub max_staleness_ms_default: u64,
+    /// Bearer keys; `None` leaves the API open (see [`crate::auth`]).
+    pub auth_keys: Option<Arc<AuthKeys>>,
 }
 
 impl Default for HttpConfig {
@@ -51,6 +54,7 @@ impl Default for HttpConfig {
             booking_body_bytes_max: BOOKING_BODY_BYTES_MAX,
             admin_body_bytes_max: ADMIN_BODY_BYTES_MAX,
             max_staleness_ms_default: 1_000,
+            auth_keys: None,
         }
     }
 }
@@ -124,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .merge(read_routes)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The last layer is the outermost: refusals by `authorize` get a request id too.
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,

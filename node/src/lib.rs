@@ -8,7 +8,8 @@
 //! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
 //!   [`booking`], [`admin`] and [`cluster`]; JSON shapes in [`wire`]; edge validation in
 //!   [`validate`]; error mapping in [`error`].
-//! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus.
+//! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus. [`auth`]: bearer
+//!   keys by role.
 //!
 //! Serving the API over a replica (here the single-node one):
 //!
@@ -32,6 +33,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod booking;
 pub mod cluster;
 pub mod error;

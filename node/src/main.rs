@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use holdfast_node::auth::AuthKeys;
 use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
 use holdfast_node::{
     router, run_http, shutdown_signal, AppState, HttpConfig, LocalReplica, LocalReplicaConfig,
@@ -60,7 +61,8 @@ struct ServeArgs {
     /// Data directory (Raft-backed mode).
     #[arg(long, env = "HOLDFAST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// API keys file; without one the API is open.
+    /// Bearer keys file (`ROLE KEY` per line; roles customer, admin, operator); without
+    /// one the API is open.
     #[arg(long, env = "HOLDFAST_AUTH_KEYS")]
     auth_keys: Option<PathBuf>,
     /// How often the leader looks for holds that are due to expire, in milliseconds.
@@ -99,17 +101,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              (or HOLDFAST_SINGLE_NODE=true) to run one in-memory node"
         );
     }
-    if let Some(path) = &args.auth_keys {
-        bail!(
-            "--auth-keys {} was given, but authentication is not implemented yet; refusing to \
-             start an open API that was meant to be closed",
-            path.display()
-        );
-    }
+    let auth_keys = match &args.auth_keys {
+        Some(path) => {
+            let keys = AuthKeys::load(path)?;
+            tracing::info!(keys = keys.len(), file = %path.display(), "authentication is on");
+            Some(Arc::new(keys))
+        }
+        None => {
+            tracing::warn!("authentication is off: no --auth-keys file was given, the API is open");
+            None
+        }
+    };
     if args.raft_addr.is_some() || args.data_dir.is_some() {
         tracing::warn!("--raft-addr and --data-dir are ignored in single-node mode");
     }
-    tracing::warn!("authentication is off: no --auth-keys file was given, the API is open");
     tracing::warn!(
         "single-node mode: the state lives in memory only, is not replicated and is lost on exit"
     );
@@ -128,7 +133,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(
         replica.clone(),
         Arc::new(SandboxProvider::default()),
-        HttpConfig::default(),
+        HttpConfig {
+            auth_keys,
+            ..HttpConfig::default()
+        },
     );
     let (stop_ticker, ticker_stopped) = watch::channel(false);
     let expiry = ExpiryConfig {

@@ -42,16 +42,16 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
+        Node::with_config(HttpConfig::default())
+    }
+
+    fn with_config(config: HttpConfig) -> Node {
         let replica = LocalReplica::shared(LocalReplicaConfig {
             min_index_wait: Duration::from_millis(50),
             ..LocalReplicaConfig::default()
         });
         let sandbox = Arc::new(SandboxProvider::default());
-        let router = router(AppState::new(
-            replica.clone(),
-            sandbox.clone(),
-            HttpConfig::default(),
-        ));
+        let router = router(AppState::new(replica.clone(), sandbox.clone(), config));
         Node {
             router,
             replica,
@@ -1318,4 +1318,127 @@ async fn mangled_bodies_get_json_errors_and_never_break_the_node() {
     assert_eq!(node.get("/healthz").await.status, StatusCode::OK);
     let summary = node.get("/availability?event_id=E&view=summary").await;
     assert_eq!(summary.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_file_switches_authentication_on() {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "customer customer-key-0001\nadmin admin-key-000000001\noperator operator-key-00001\n",
+    )
+    .unwrap();
+    let node = Node::with_config(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        ..HttpConfig::default()
+    });
+    let call = |method: Method, path: &'static str, key: Option<&'static str>, body: Value| {
+        let node = &node;
+        async move {
+            let bearer = key.map(|key| format!("Bearer {key}"));
+            let mut headers = Vec::new();
+            if let Some(bearer) = &bearer {
+                headers.push(("authorization", bearer.as_str()));
+            }
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            };
+            node.raw(method, path, &headers, body).await
+        }
+    };
+
+    let anonymous = call(Method::GET, "/availability?event_id=E", None, Value::Null).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.code(), "UNAUTHENTICATED");
+    assert!(anonymous.header("www-authenticate").is_some());
+    assert!(anonymous.header("x-request-id").is_some());
+    error_shape_ok(&anonymous);
+    let unknown = call(
+        Method::GET,
+        "/availability?event_id=E",
+        Some("guessed-key-00000"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(unknown.code(), "UNAUTHENTICATED");
+    assert_eq!(
+        call(Method::GET, "/healthz", None, Value::Null)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(Method::GET, "/openapi.json", None, Value::Null)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let event = json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 5, "price": 100}]});
+    let customer_admin = call(
+        Method::POST,
+        "/admin/events",
+        Some("customer-key-0001"),
+        event.clone(),
+    )
+    .await;
+    assert_eq!(customer_admin.status, StatusCode::FORBIDDEN);
+    assert_eq!(customer_admin.code(), "FORBIDDEN");
+    let created = call(
+        Method::POST,
+        "/admin/events",
+        Some("admin-key-000000001"),
+        event,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let read = call(
+        Method::GET,
+        "/availability?event_id=E",
+        Some("customer-key-0001"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let hold = call(
+        Method::POST,
+        "/booking/hold",
+        Some("customer-key-0001"),
+        json!({"event_id": "E", "customer_id": "c", "pools": [{"pool_id": "GA", "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+
+    let admin_cluster = call(
+        Method::GET,
+        "/cluster/status",
+        Some("admin-key-000000001"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(admin_cluster.code(), "FORBIDDEN");
+    let operator_cluster = call(
+        Method::GET,
+        "/cluster/status",
+        Some("operator-key-00001"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(operator_cluster.status, StatusCode::OK);
+    let metrics = call(
+        Method::GET,
+        "/metrics",
+        Some("customer-key-0001"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(metrics.status, StatusCode::FORBIDDEN);
+    let operator_booking = call(
+        Method::GET,
+        "/availability?event_id=E",
+        Some("operator-key-00001"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(operator_booking.status, StatusCode::OK);
 }
