@@ -1,7 +1,15 @@
 //! `holdfast`: the Holdfast node binary. A thin shell over the `holdfast_node` library.
+//!
+//! - `holdfast serve`: one node. With `--data-dir` and `--raft-addr` it is a Raft member
+//!   persisted in RocksDB (a fresh node waits to be initialised or added; a node with data
+//!   resumes by itself); with `--single-node` it is one in-memory node for experiments.
+//!   Every flag can also come from a `HOLDFAST_*` environment variable or from the TOML
+//!   file named by `--config` (keys are the flag names with underscores); flags and
+//!   environment win over the file.
+//! - `holdfast dev`: a local cluster with demo data, the README's main job.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +17,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use holdfast_node::auth::AuthKeys;
 use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
+use holdfast_node::replica::{MemberSpec, Proposal};
+use holdfast_node::runtime::{self, NodeConfig, RunningNode};
 use holdfast_node::{
     router, run_http, shutdown_signal, AppState, HttpConfig, LocalReplica, LocalReplicaConfig,
-    Replica, SandboxProvider,
+    NodeError, Replica, SandboxProvider,
 };
+use serde::Deserialize;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -38,52 +49,144 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs a node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Runs a local cluster with demo data (each node with its own RocksDB directory).
+    Dev(DevArgs),
 }
 
-#[derive(clap::Args, Debug)]
+/// Flags of `holdfast serve`. Every one is optional here so that the config file can fill
+/// what the command line and the environment leave out; defaults apply last.
+#[derive(clap::Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ServeArgs {
-    /// This node's id (never reused within a cluster).
-    #[arg(long, env = "HOLDFAST_ID", default_value_t = 1)]
-    id: u64,
-    /// Address of the HTTP API.
-    #[arg(long, env = "HOLDFAST_HTTP_ADDR", default_value = "127.0.0.1:7001")]
-    http_addr: SocketAddr,
-    /// Region or zone label.
-    #[arg(long, env = "HOLDFAST_REGION", default_value = "local")]
-    region: String,
-    /// Run one in-memory node without Raft: not replicated, not durable (development).
-    #[arg(long, env = "HOLDFAST_SINGLE_NODE")]
-    single_node: bool,
-    /// Address of the node-to-node Raft listener (Raft-backed mode).
+    /// TOML file with any of these settings (keys are the flag names with underscores).
+    #[arg(long, env = "HOLDFAST_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// This node's id (never reused within a cluster) [default: 1].
+    #[arg(long, env = "HOLDFAST_ID")]
+    id: Option<u64>,
+    /// Address of the HTTP API [default: 127.0.0.1:7001].
+    #[arg(long, env = "HOLDFAST_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Address of the node-to-node Raft listener [default: 127.0.0.1:7101].
     #[arg(long, env = "HOLDFAST_RAFT_ADDR")]
     raft_addr: Option<SocketAddr>,
-    /// Data directory (Raft-backed mode).
+    /// HTTP address told to other nodes, when it differs from --http-addr.
+    #[arg(long, env = "HOLDFAST_ADVERTISE_HTTP_ADDR")]
+    advertise_http_addr: Option<String>,
+    /// Raft address told to other nodes, when it differs from --raft-addr.
+    #[arg(long, env = "HOLDFAST_ADVERTISE_RAFT_ADDR")]
+    advertise_raft_addr: Option<String>,
+    /// Data directory (RocksDB log, snapshots, node identity).
     #[arg(long, env = "HOLDFAST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Cluster id, recorded in the data directory [default: holdfast].
+    #[arg(long, env = "HOLDFAST_CLUSTER_ID")]
+    cluster_id: Option<String>,
+    /// Region or zone label [default: local].
+    #[arg(long, env = "HOLDFAST_REGION")]
+    region: Option<String>,
+    /// Run one in-memory node without Raft: not replicated, not durable (experiments).
+    #[arg(long, env = "HOLDFAST_SINGLE_NODE")]
+    #[serde(default)]
+    single_node: bool,
     /// Bearer keys file (`ROLE KEY` per line; roles customer, admin, operator); without
     /// one the API is open.
     #[arg(long, env = "HOLDFAST_AUTH_KEYS")]
     auth_keys: Option<PathBuf>,
-    /// How often the leader looks for holds that are due to expire, in milliseconds.
-    #[arg(
-        long,
-        env = "HOLDFAST_EXPIRY_CHECK_INTERVAL_MS",
-        default_value_t = 1_000
-    )]
-    expiry_check_interval_ms: u64,
-    /// Holds ended by one expiry entry at most.
-    #[arg(
-        long,
-        env = "HOLDFAST_EXPIRY_HOLDS_PER_ENTRY_MAX",
-        default_value_t = 1_000
-    )]
-    expiry_holds_per_entry_max: u32,
+    /// How often the leader looks for holds that are due to expire, in ms [default: 1000].
+    #[arg(long, env = "HOLDFAST_EXPIRY_CHECK_INTERVAL_MS")]
+    expiry_check_interval_ms: Option<u64>,
+    /// Holds ended by one expiry entry at most [default: 1000].
+    #[arg(long, env = "HOLDFAST_EXPIRY_HOLDS_PER_ENTRY_MAX")]
+    expiry_holds_per_entry_max: Option<u32>,
+    /// Proposals waiting at once before the node answers 503 OVERLOADED [default: 16384].
+    #[arg(long, env = "HOLDFAST_PROPOSALS_QUEUED_MAX")]
+    proposals_queued_max: Option<usize>,
+    /// Client commands committed in one Raft entry at most [default: 512].
+    #[arg(long, env = "HOLDFAST_BATCH_ENTRIES_MAX")]
+    batch_entries_max: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Fills what the command line and environment left out from the config file.
+    fn merge_file(mut self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        let file: ServeArgs = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
+        }
+        fill!(
+            id,
+            http_addr,
+            raft_addr,
+            advertise_http_addr,
+            advertise_raft_addr,
+            data_dir,
+            cluster_id,
+            region,
+            auth_keys,
+            expiry_check_interval_ms,
+            expiry_holds_per_entry_max,
+            proposals_queued_max,
+            batch_entries_max
+        );
+        self.single_node |= file.single_node;
+        Ok(self)
+    }
+
+    fn expiry(&self) -> ExpiryConfig {
+        ExpiryConfig {
+            check_interval: Duration::from_millis(
+                self.expiry_check_interval_ms.unwrap_or(1_000).max(1),
+            ),
+            holds_per_entry_max: self.expiry_holds_per_entry_max.unwrap_or(1_000).max(1),
+        }
+    }
+
+    fn http_config(&self) -> anyhow::Result<HttpConfig> {
+        let auth_keys = match &self.auth_keys {
+            Some(path) => {
+                let keys = AuthKeys::load(path)?;
+                tracing::info!(keys = keys.len(), file = %path.display(), "authentication is on");
+                Some(Arc::new(keys))
+            }
+            None => {
+                tracing::warn!(
+                    "authentication is off: no --auth-keys file was given, the API is open"
+                );
+                None
+            }
+        };
+        Ok(HttpConfig {
+            auth_keys,
+            ..HttpConfig::default()
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    /// Nodes in the local cluster.
+    #[arg(long, env = "HOLDFAST_DEV_NODES", default_value_t = 3)]
+    nodes: u64,
+    /// Node N listens for HTTP on BASE+N and for Raft on BASE+100+N.
+    #[arg(long, env = "HOLDFAST_DEV_BASE_PORT", default_value_t = 7000)]
+    base_port: u16,
+    /// Where the nodes keep their data; a second run resumes it.
+    #[arg(long, env = "HOLDFAST_DEV_DATA_DIR", default_value = ".holdfast-dev")]
+    data_dir: PathBuf,
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -94,57 +197,81 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {address}"))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.single_node {
-        bail!(
-            "the Raft-backed node is not available in this build yet: pass --single-node \
-             (or HOLDFAST_SINGLE_NODE=true) to run one in-memory node"
-        );
+    let args = args.merge_file()?;
+    if args.single_node {
+        return serve_single_node(args).await;
     }
-    let auth_keys = match &args.auth_keys {
-        Some(path) => {
-            let keys = AuthKeys::load(path)?;
-            tracing::info!(keys = keys.len(), file = %path.display(), "authentication is on");
-            Some(Arc::new(keys))
-        }
-        None => {
-            tracing::warn!("authentication is off: no --auth-keys file was given, the API is open");
-            None
-        }
+    let Some(data_dir) = args.data_dir.clone() else {
+        bail!("--data-dir is required (or --single-node for an in-memory node without Raft)");
     };
+    let http_addr = args
+        .http_addr
+        .unwrap_or_else(|| "127.0.0.1:7001".parse().expect("valid address"));
+    let raft_addr = args
+        .raft_addr
+        .unwrap_or_else(|| "127.0.0.1:7101".parse().expect("valid address"));
+    let mut config = NodeConfig::new(
+        args.id.unwrap_or(1),
+        args.cluster_id.as_deref().unwrap_or("holdfast"),
+        data_dir,
+    );
+    config.region = args.region.clone().unwrap_or_else(|| "local".into());
+    config.advertised_http_addr = args.advertise_http_addr.clone();
+    config.advertised_raft_addr = args.advertise_raft_addr.clone();
+    config.http = args.http_config()?;
+    config.expiry = args.expiry();
+    if let Some(queued) = args.proposals_queued_max {
+        config.replica.proposals_queued_max = queued.max(1);
+    }
+    if let Some(batch) = args.batch_entries_max {
+        config.replica.batch_entries_max = batch.max(1);
+    }
+    let http_listener = bind(http_addr, "HTTP").await?;
+    let raft_listener = bind(raft_addr, "Raft").await?;
+    let node = runtime::start(config, http_listener, raft_listener)
+        .await
+        .context("the node could not start")?;
+    tracing::info!(http = %format!("http://{}", node.http_addr), raft = %node.raft_addr, "holdfast is serving");
+    shutdown_signal().await;
+    node.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn serve_single_node(args: ServeArgs) -> anyhow::Result<()> {
     if args.raft_addr.is_some() || args.data_dir.is_some() {
         tracing::warn!("--raft-addr and --data-dir are ignored in single-node mode");
     }
     tracing::warn!(
         "single-node mode: the state lives in memory only, is not replicated and is lost on exit"
     );
-
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let http_addr = args
+        .http_addr
+        .unwrap_or_else(|| "127.0.0.1:7001".parse().expect("valid address"));
+    let listener = bind(http_addr, "HTTP").await?;
     let local_addr = listener.local_addr()?;
     let replica = LocalReplica::shared(LocalReplicaConfig {
-        node_id: args.id,
+        node_id: args.id.unwrap_or(1),
         http_addr: local_addr.to_string(),
-        region: args.region,
+        region: args.region.clone().unwrap_or_else(|| "local".into()),
         ..LocalReplicaConfig::default()
     });
     let replica: Arc<dyn Replica> = replica;
     let state = AppState::new(
         replica.clone(),
         Arc::new(SandboxProvider::default()),
-        HttpConfig {
-            auth_keys,
-            ..HttpConfig::default()
-        },
+        args.http_config()?,
     );
     let (stop_ticker, ticker_stopped) = watch::channel(false);
-    let expiry = ExpiryConfig {
-        check_interval: Duration::from_millis(args.expiry_check_interval_ms.max(1)),
-        holds_per_entry_max: args.expiry_holds_per_entry_max.max(1),
-    };
-    let ticker = tokio::spawn(run_expiry_ticker(replica, expiry, ticker_stopped));
-    tracing::info!(node_id = args.id, http = %format!("http://{local_addr}"), "holdfast is serving");
+    let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
+    tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
     run_http(router(state), listener, shutdown_signal())
         .await
         .context("the HTTP server failed")?;
@@ -154,11 +281,152 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn dev_addresses(args: &DevArgs, id: u64) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let port = |offset: u64| -> anyhow::Result<u16> {
+        u16::try_from(u64::from(args.base_port) + offset)
+            .context("--base-port leaves no room for the node ports")
+    };
+    Ok((
+        SocketAddr::from(([127, 0, 0, 1], port(id)?)),
+        SocketAddr::from(([127, 0, 0, 1], port(100 + id)?)),
+    ))
+}
+
+async fn start_dev_node(args: &DevArgs, id: u64, data_dir: &Path) -> anyhow::Result<RunningNode> {
+    let (http_addr, raft_addr) = dev_addresses(args, id)?;
+    let mut config = NodeConfig::new(id, "holdfast-dev", data_dir.join(format!("node-{id}")));
+    config.region = format!("dev-{}", (id - 1) % 3 + 1);
+    let http_listener = bind(http_addr, "HTTP").await?;
+    let raft_listener = bind(raft_addr, "Raft").await?;
+    runtime::start(config, http_listener, raft_listener)
+        .await
+        .with_context(|| format!("node {id} could not start"))
+}
+
+async fn wait_for_leader(node: &RunningNode) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if node.replica.status().leader_id.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no leader was elected within 30 s")
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 9 {
+        bail!("--nodes must be 1 to 9");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let mut nodes = Vec::new();
+    for id in 1..=args.nodes {
+        nodes.push(start_dev_node(&args, id, &data_dir).await?);
+    }
+    let first = &nodes[0];
+    let members: Vec<MemberSpec> = nodes
+        .iter()
+        .enumerate()
+        .map(|(position, node)| MemberSpec {
+            id: position as u64 + 1,
+            raft_addr: node.raft_addr.to_string(),
+            http_addr: node.http_addr.to_string(),
+            region: format!("dev-{}", position % 3 + 1),
+        })
+        .collect();
+    match first.replica.initialize(members).await {
+        Ok(()) => tracing::info!("initialised a new cluster of {} nodes", args.nodes),
+        Err(NodeError::AlreadyInitialized) => {
+            tracing::info!("resuming the cluster in {}", data_dir.display())
+        }
+        Err(error) => bail!("cannot initialise the cluster: {error}"),
+    }
+    wait_for_leader(first).await?;
+    load_demo_data(first).await?;
+
+    let http = |id: usize| format!("http://{}", nodes[id].http_addr);
+    println!();
+    println!(
+        "Holdfast dev cluster: {} nodes, data in {}",
+        args.nodes,
+        data_dir.display()
+    );
+    for (position, node) in nodes.iter().enumerate() {
+        println!(
+            "  node {}  http://{}  (raft {})",
+            position + 1,
+            node.http_addr,
+            node.raft_addr
+        );
+    }
+    let any = http(nodes.len() - 1);
+    println!();
+    println!("Try:");
+    println!("  curl -s '{any}/availability?event_id=cinema-dune&view=summary'");
+    println!("  curl -s '{any}/availability?event_id=cinema-dune&section=PREMIUM&limit=5'");
+    println!("  curl -s -X POST {any}/booking/hold -H 'Idempotency-Key: demo-1' -H 'content-type: application/json' \\");
+    println!("       -d '{{\"event_id\":\"cinema-dune\",\"customer_id\":\"c-42\",\"best_available\":{{\"count\":2,\"section\":\"STALLS\"}}}}'");
+    println!("  curl -s -X POST {any}/booking/confirm -H 'Idempotency-Key: demo-2' -H 'content-type: application/json' \\");
+    println!("       -d '{{\"hold_id\":\"h_1\",\"payment\":{{\"method\":\"card\",\"token\":\"tok_visa\"}}}}'");
+    println!("  curl -s -X POST {any}/booking/hold -H 'content-type: application/json' \\");
+    println!("       -d '{{\"event_id\":\"concert-aurora\",\"customer_id\":\"c-7\",\"pools\":[{{\"pool_id\":\"GA\",\"quantity\":2}}]}}'");
+    println!("  curl -s {}/cluster/status", http(0));
+    println!("  curl -s {}/metrics | grep holdfast_", http(0));
+    println!();
+    println!("Ctrl-C stops the cluster; running this again resumes the same data.");
+
+    shutdown_signal().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    println!("stopped cleanly");
+    Ok(())
+}
+
+/// Creates the demo events unless they exist (keyed, so a rerun is a no-op).
+async fn load_demo_data(node: &RunningNode) -> anyhow::Result<()> {
+    let today_ms = holdfast_node::replica::wall_clock_ms();
+    for command in holdfast_node::demo::demo_commands(today_ms) {
+        let holdfast_statemachine::Command::CreateEvent(create) = &command else {
+            continue;
+        };
+        let event_id = create.event_id.clone();
+        let proposal = Proposal {
+            request_id: Some(format!("demo:{event_id}")),
+            command,
+        };
+        let mut attempts = 0;
+        loop {
+            match holdfast_node::replica::propose_one(&node.replica, proposal.clone()).await {
+                Ok(committed) => {
+                    match committed.outcome.rejection() {
+                        None => tracing::info!(%event_id, "demo event created"),
+                        Some(rejection) if rejection.code() == "EVENT_EXISTS" => {}
+                        Some(rejection) => {
+                            bail!("demo event {event_id} refused: {}", rejection.code())
+                        }
+                    }
+                    break;
+                }
+                Err(error) if attempts < 50 => {
+                    attempts += 1;
+                    tracing::debug!(%error, "retrying the demo data");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => bail!("cannot load the demo data: {error}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
+        Command::Dev(args) => dev(args).await,
     }
 }

@@ -171,7 +171,7 @@ impl ProcessCluster {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .env("HOLDFAST_EXPIRY_INTERVAL_MS", "200")
+            .env("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS", "200")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1,0 +1,911 @@
+//! [`RaftReplica`]: the [`Replica`] seam over a [`RaftNode`]: group commit on the leader,
+//! write forwarding from followers, the read levels of API.md, and cluster operations.
+//!
+//! Writes. Every proposal enters one bounded queue (admission control: a full queue answers
+//! `OVERLOADED` at once). One batcher task drains the queue: it takes whatever is waiting,
+//! up to [`RaftReplicaConfig::batch_entries_max`] entries, and commits them as one Raft
+//! entry (one log append, one fsync, one replication round for many client commands),
+//! with a bounded number of batches in flight so that Raft pipelines them. On the leader the
+//! batch is stamped with cluster time and proposed; on a follower it is forwarded to the
+//! leader's peer gRPC service, which stamps and proposes it. Outcomes go back to each
+//! caller in order.
+//!
+//! Reads. `stale` reads the local state. `linearizable` confirms leadership with a quorum
+//! (read index) — on the leader directly, on a follower through the leader's `ReadIndex`
+//! RPC — and then waits until the local node has applied that index. `bounded` reads
+//! locally when this node heard from the leader within `max_staleness_ms` (a follower
+//! counts the last AppendEntries it received; the leader its last quorum acknowledgement),
+//! and otherwise takes the linearizable path. `min_index` waits, bounded, for that index.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use holdfast_proto::booking::booking_service_client::BookingServiceClient;
+use holdfast_proto::booking::{
+    AddLearnerRequest, ChangeMembershipRequest, ProposeRequest, ProposedCommand, ReadIndexRequest,
+    RemoveNodeRequest,
+};
+use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
+use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
+use holdfast_statemachine::{Command, Entry, Outcome, StateMachine};
+use openraft::{ChangeMembers, ServerState};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::replica::{
+    ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus, NodeError, NodeId,
+    Proposal, ReadConsistency, ReadMeta, ReadRequest, Replica, RequestIndexTable, Role,
+    MIN_INDEX_WAIT_DEFAULT,
+};
+
+/// Settings of a [`RaftReplica`].
+#[derive(Clone, Debug)]
+pub struct RaftReplicaConfig {
+    /// Proposals waiting for the batcher at once; more are shed with `503 OVERLOADED`.
+    pub proposals_queued_max: usize,
+    /// State machine entries in one Raft entry at most.
+    pub batch_entries_max: usize,
+    /// Raft entries proposed and not yet committed at once.
+    pub batches_in_flight_max: usize,
+    /// Deadline of a forwarded write or read-index request to the leader.
+    pub forward_timeout: Duration,
+    /// How long a follower waits to apply a write it forwarded before answering anyway.
+    pub forwarded_apply_wait: Duration,
+    /// How long a read waits for `min_index` (API.md: 5 s).
+    pub min_index_wait: Duration,
+    /// How long a linearizable read may take to confirm leadership (API.md: 2 s).
+    pub linearizable_timeout: Duration,
+    /// How long `POST /cluster/learners` waits for the learner to catch up.
+    pub learner_catch_up_timeout: Duration,
+    /// A voter whose replicated index is this far behind the leader's counts as unhealthy
+    /// when checking that a membership change keeps a working majority.
+    pub healthy_lag_entries_max: u64,
+    /// Request ids whose first log index is remembered (see [`RequestIndexTable`]).
+    pub request_index_entries_max: usize,
+    /// Retention of that table, in log milliseconds.
+    pub request_index_retention_ms: u64,
+    /// Largest gRPC message between nodes.
+    pub message_bytes_max: usize,
+}
+
+impl Default for RaftReplicaConfig {
+    fn default() -> Self {
+        RaftReplicaConfig {
+            proposals_queued_max: 16_384,
+            batch_entries_max: 512,
+            batches_in_flight_max: 16,
+            forward_timeout: Duration::from_secs(5),
+            forwarded_apply_wait: Duration::from_secs(2),
+            min_index_wait: MIN_INDEX_WAIT_DEFAULT,
+            linearizable_timeout: Duration::from_secs(2),
+            learner_catch_up_timeout: Duration::from_secs(120),
+            healthy_lag_entries_max: 10_000,
+            request_index_entries_max: 1_000_000,
+            request_index_retention_ms: 15 * 60 * 1000,
+            message_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Proposals of one caller, waiting for the batcher.
+struct Pending {
+    proposals: Vec<Proposal>,
+    reply: oneshot::Sender<Result<Vec<CommittedOutcome>, NodeError>>,
+}
+
+/// When this node last heard from a leader, in milliseconds since `epoch`. Updated by the
+/// peer gRPC server on every AppendEntries it receives (heartbeats included).
+#[derive(Debug)]
+pub struct LeaderContact {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl LeaderContact {
+    /// Records contact now.
+    pub fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last contact, if there was one.
+    pub fn age_ms(&self) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        (last != u64::MAX).then(|| (self.epoch.elapsed().as_millis() as u64).saturating_sub(last))
+    }
+}
+
+/// The Raft-backed replica.
+#[derive(Clone)]
+pub struct RaftReplica {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Arc<RaftNode>,
+    transport: Arc<dyn Transport>,
+    config: RaftReplicaConfig,
+    clock: ClusterClock,
+    queue: mpsc::Sender<Pending>,
+    request_index: Mutex<RequestIndexTable>,
+    leader_client: Mutex<Option<(NodeId, BookingServiceClient<Channel>)>>,
+    contact: Arc<LeaderContact>,
+}
+
+impl RaftReplica {
+    /// Wraps a started [`RaftNode`] and starts the batcher task.
+    pub fn new(
+        node: Arc<RaftNode>,
+        transport: Arc<dyn Transport>,
+        config: RaftReplicaConfig,
+        contact: Arc<LeaderContact>,
+    ) -> RaftReplica {
+        let (queue, receiver) = mpsc::channel(config.proposals_queued_max.max(1));
+        let request_index = RequestIndexTable::new(
+            config.request_index_retention_ms,
+            config.request_index_entries_max,
+        );
+        let inner = Arc::new(Inner {
+            node,
+            transport,
+            clock: ClusterClock::default(),
+            queue,
+            request_index: Mutex::new(request_index),
+            leader_client: Mutex::new(None),
+            contact,
+            config,
+        });
+        tokio::spawn(run_batcher(Arc::downgrade(&inner), receiver));
+        RaftReplica { inner }
+    }
+
+    /// The Raft node underneath.
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.inner.node
+    }
+
+    /// Commits a batch that a follower forwarded. Only the leader does this; anywhere else
+    /// it fails with `NO_LEADER` rather than forward again (no forwarding loops).
+    pub async fn commit_forwarded(
+        &self,
+        proposals: Vec<Proposal>,
+    ) -> Result<(u64, Vec<Outcome>), NodeError> {
+        self.inner.commit_as_leader(proposals).await
+    }
+
+    /// The read index for a follower's linearizable read: confirms leadership with a
+    /// quorum and answers the index the follower must apply before reading.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        self.inner.leader_read_index().await
+    }
+
+    /// Leader-side `POST /cluster/learners` (a follower forwards here).
+    pub async fn leader_add_learner(&self, member: MemberSpec) -> Result<(), NodeError> {
+        self.inner.leader_add_learner(member).await
+    }
+
+    /// Leader-side `POST /cluster/membership`.
+    pub async fn leader_change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+    ) -> Result<(), NodeError> {
+        self.inner.leader_change_membership(voters).await
+    }
+
+    /// Leader-side `DELETE /cluster/nodes/{id}`.
+    pub async fn leader_remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
+        self.inner.leader_remove_node(node_id).await
+    }
+}
+
+async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
+    let in_flight = match inner.upgrade() {
+        Some(inner) => Arc::new(Semaphore::new(inner.config.batches_in_flight_max.max(1))),
+        None => return,
+    };
+    while let Some(first) = receiver.recv().await {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let batch_max = strong.config.batch_entries_max.max(1);
+        let mut entries = first.proposals.len();
+        let mut group = vec![first];
+        while entries < batch_max {
+            match receiver.try_recv() {
+                Ok(pending) => {
+                    entries += pending.proposals.len();
+                    group.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            strong.commit_group(group).await;
+            drop(permit);
+        });
+    }
+}
+
+fn raft_error(error: holdfast_raft::Error) -> NodeError {
+    use holdfast_raft::Error;
+    match error {
+        Error::NotLeader { leader_id, leader } => NodeError::NotLeader {
+            leader_id,
+            leader_http_addr: leader.map(|info| info.http_addr),
+        },
+        Error::NoQuorum { message } => NodeError::NoQuorum { message },
+        Error::AlreadyInitialized => NodeError::AlreadyInitialized,
+        Error::MembershipRefused { message } => NodeError::MembershipRefused { message },
+        other => NodeError::Internal {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Turns a forwarding failure (transport or deadline) into the answer the client gets: the
+/// write may or may not have committed, so a keyed retry is the safe next step.
+fn forward_status(status: tonic::Status) -> NodeError {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            NodeError::NoLeader
+        }
+        _ => NodeError::Internal {
+            message: format!("forwarding to the leader failed: {status}"),
+        },
+    }
+}
+
+/// Maps an error code sent back by the leader's peer service.
+pub(crate) fn error_from_code(code: &str, message: String) -> NodeError {
+    match code {
+        "NO_LEADER" => NodeError::NoLeader,
+        "NO_QUORUM" => NodeError::NoQuorum { message },
+        "OVERLOADED" => NodeError::Overloaded { message },
+        "NOT_READY" => NodeError::NotReady { message },
+        "ALREADY_INITIALIZED" => NodeError::AlreadyInitialized,
+        "MEMBERSHIP_REFUSED" => NodeError::MembershipRefused { message },
+        "INVALID_FIELD" => NodeError::InvalidField {
+            field: "request".into(),
+            reason: message,
+        },
+        _ => NodeError::Internal { message },
+    }
+}
+
+pub(crate) fn encode_command(command: &Command) -> Vec<u8> {
+    bincode::serde::encode_to_vec(command, bincode::config::standard())
+        .expect("encoding a command into memory cannot fail")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, NodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|error| NodeError::Internal {
+            message: format!("undecodable peer message: {error}"),
+        })
+}
+
+pub(crate) fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
+    bincode::serde::encode_to_vec(outcome, bincode::config::standard())
+        .expect("encoding an outcome into memory cannot fail")
+}
+
+impl Inner {
+    fn node_id(&self) -> NodeId {
+        self.node.node_id()
+    }
+
+    fn is_leader(&self) -> bool {
+        let metrics = self.node.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(metrics.id) && metrics.state == ServerState::Leader
+    }
+
+    fn leader_id(&self) -> Option<NodeId> {
+        self.node.metrics().borrow().current_leader
+    }
+
+    async fn commit_group(&self, group: Vec<Pending>) {
+        let proposals: Vec<Proposal> = group
+            .iter()
+            .flat_map(|p| p.proposals.iter().cloned())
+            .collect();
+        let result = if self.is_leader() {
+            self.commit_as_leader(proposals).await
+        } else {
+            self.forward(proposals).await
+        };
+        match result {
+            Ok((index, outcomes)) => {
+                let now_ms = self.node.read_stale(|state| state.machine.now_ms());
+                let mut outcomes = outcomes.into_iter();
+                let mut table = self
+                    .request_index
+                    .lock()
+                    .expect("request index lock poisoned");
+                for pending in group {
+                    let answers: Vec<CommittedOutcome> = pending
+                        .proposals
+                        .iter()
+                        .map(|proposal| {
+                            let outcome = outcomes.next().expect("one outcome per proposal");
+                            let index = match &proposal.request_id {
+                                Some(id) => table.record(id, index, now_ms),
+                                None => index,
+                            };
+                            CommittedOutcome { outcome, index }
+                        })
+                        .collect();
+                    let _ = pending.reply.send(Ok(answers));
+                }
+            }
+            Err(error) => {
+                for pending in group {
+                    let _ = pending.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Stamps and proposes a batch on this node, which must be the leader.
+    async fn commit_as_leader(
+        &self,
+        proposals: Vec<Proposal>,
+    ) -> Result<(u64, Vec<Outcome>), NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        let applied_time_ms = self.node.read_stale(|state| state.machine.now_ms());
+        let time_ms = self.clock.stamp(applied_time_ms);
+        let count = proposals.len();
+        let entries = proposals
+            .into_iter()
+            .map(|proposal| Entry {
+                time_ms,
+                request_id: proposal.request_id,
+                command: proposal.command,
+            })
+            .collect();
+        let result =
+            self.node
+                .propose(Batch { entries })
+                .await
+                .map_err(|error| match raft_error(error) {
+                    NodeError::NotLeader { .. } => NodeError::NoLeader,
+                    other => other,
+                })?;
+        if result.outcomes.len() != count {
+            return Err(NodeError::Internal {
+                message: "the state machine answered a different number of outcomes".into(),
+            });
+        }
+        Ok((result.log_id.index, result.outcomes))
+    }
+
+    /// A gRPC client to the current leader's peer service, cached until it fails.
+    async fn leader_client(&self) -> Result<BookingServiceClient<Channel>, NodeError> {
+        let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
+        if leader_id == self.node_id() {
+            return Err(NodeError::NoLeader);
+        }
+        {
+            let cached = self
+                .leader_client
+                .lock()
+                .expect("leader client lock poisoned");
+            if let Some((id, client)) = cached.as_ref() {
+                if *id == leader_id {
+                    return Ok(client.clone());
+                }
+            }
+        }
+        let info = info.ok_or(NodeError::NoLeader)?;
+        let endpoint = Endpoint::from_shared(format!("http://{}", info.raft_addr))
+            .map_err(|error| NodeError::Internal {
+                message: error.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(self.config.forward_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        let channel = self.transport.connect(endpoint).await.map_err(|error| {
+            tracing::debug!(%error, leader_id, "cannot reach the leader");
+            NodeError::NoLeader
+        })?;
+        let client = BookingServiceClient::new(channel)
+            .max_decoding_message_size(self.config.message_bytes_max)
+            .max_encoding_message_size(self.config.message_bytes_max);
+        *self
+            .leader_client
+            .lock()
+            .expect("leader client lock poisoned") = Some((leader_id, client.clone()));
+        Ok(client)
+    }
+
+    fn forget_leader_client(&self) {
+        *self
+            .leader_client
+            .lock()
+            .expect("leader client lock poisoned") = None;
+    }
+
+    /// Sends a batch to the leader and waits (bounded) until this node applied it.
+    async fn forward(&self, proposals: Vec<Proposal>) -> Result<(u64, Vec<Outcome>), NodeError> {
+        let mut client = self.leader_client().await?;
+        let request = ProposeRequest {
+            format_version: PROPOSE_WIRE_FORMAT_VERSION,
+            commands: proposals
+                .iter()
+                .map(|proposal| ProposedCommand {
+                    request_id: proposal.request_id.clone(),
+                    command: encode_command(&proposal.command),
+                })
+                .collect(),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.config.forward_timeout);
+        let response = match client.propose(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                self.forget_leader_client();
+                return Err(forward_status(status));
+            }
+        };
+        if let Some(error) = response.error {
+            return Err(error_from_code(&error.code, error.message));
+        }
+        if response.outcomes.len() != proposals.len() {
+            return Err(NodeError::Internal {
+                message: "the leader answered a different number of outcomes".into(),
+            });
+        }
+        let outcomes = response
+            .outcomes
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<Outcome>, _>>()?;
+        // Read-your-writes on this node: wait (bounded) until it applied the entry too.
+        let _ = self
+            .node
+            .wait_applied(response.log_index, self.config.forwarded_apply_wait)
+            .await;
+        Ok((response.log_index, outcomes))
+    }
+
+    async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        let read_log_id = self.node.ensure_linearizable().await.map_err(raft_error)?;
+        let applied = self.node.state().applied_index();
+        Ok(read_log_id.map_or(applied, |log_id| log_id.index.max(applied)))
+    }
+
+    async fn linearizable(&self) -> Result<(), NodeError> {
+        let deadline = self.config.linearizable_timeout;
+        let read_index = if self.is_leader() {
+            self.leader_read_index().await?
+        } else {
+            let mut client = self
+                .leader_client()
+                .await
+                .map_err(|_| NodeError::NoQuorum {
+                    message: "no leader is reachable to confirm the read".into(),
+                })?;
+            let mut request = tonic::Request::new(ReadIndexRequest {});
+            request.set_timeout(deadline);
+            let response = match client.read_index(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => {
+                    self.forget_leader_client();
+                    return Err(NodeError::NoQuorum {
+                        message: format!(
+                            "the leader did not confirm the read: {}",
+                            status.message()
+                        ),
+                    });
+                }
+            };
+            if let Some(error) = response.error {
+                return Err(NodeError::NoQuorum {
+                    message: error.message,
+                });
+            }
+            self.contact.touch();
+            response.read_index
+        };
+        if !self
+            .node
+            .wait_applied(read_index, deadline)
+            .await
+            .map_err(raft_error)?
+        {
+            return Err(NodeError::NoQuorum {
+                message: format!(
+                    "this node did not apply the read index {read_index} within {deadline:?}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn heard_from_leader_within(&self, max_staleness_ms: u64) -> bool {
+        if self.is_leader() {
+            let metrics = self.node.metrics();
+            let quorum_ack = metrics.borrow().millis_since_quorum_ack;
+            return quorum_ack.is_some_and(|age| age <= max_staleness_ms);
+        }
+        self.leader_id().is_some()
+            && self
+                .contact
+                .age_ms()
+                .is_some_and(|age| age <= max_staleness_ms)
+    }
+
+    fn retired(&self, node_id: NodeId) -> bool {
+        self.node
+            .read_stale(|state| state.machine.is_node_retired(node_id))
+    }
+
+    async fn leader_add_learner(&self, member: MemberSpec) -> Result<(), NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        if self.retired(member.id) {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "node id {} was removed before; ids are never reused",
+                    member.id
+                ),
+            });
+        }
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        if let Some(existing) = membership.membership().get_node(&member.id) {
+            if existing.raft_addr != member.raft_addr {
+                return Err(NodeError::MembershipRefused {
+                    message: format!(
+                        "node {} is already a member at {}",
+                        member.id, existing.raft_addr
+                    ),
+                });
+            }
+        }
+        let info = NodeInfo {
+            raft_addr: member.raft_addr,
+            http_addr: member.http_addr,
+            region: member.region,
+        };
+        match tokio::time::timeout(
+            self.config.learner_catch_up_timeout,
+            self.node.add_learner(member.id, info, true),
+        )
+        .await
+        {
+            Ok(result) => result.map(|_| ()).map_err(raft_error),
+            Err(_) => Err(NodeError::NotReady {
+                message: format!(
+                    "learner {} was added but did not catch up within {:?}",
+                    member.id, self.config.learner_catch_up_timeout
+                ),
+            }),
+        }
+    }
+
+    /// Voters whose replication is close to the leader's log (the leader counts itself).
+    fn healthy_voters(&self) -> BTreeSet<NodeId> {
+        let metrics = self.node.metrics().borrow().clone();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let mut healthy = BTreeSet::from([metrics.id]);
+        if let Some(replication) = &metrics.replication {
+            for (id, matched) in replication {
+                let matched = matched.map_or(0, |log_id| log_id.index);
+                if last.saturating_sub(matched) <= self.config.healthy_lag_entries_max {
+                    healthy.insert(*id);
+                }
+            }
+        }
+        healthy
+    }
+
+    async fn leader_change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        if voters.is_empty() {
+            return Err(NodeError::InvalidField {
+                field: "voters".into(),
+                reason: "must name at least one node".into(),
+            });
+        }
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        let known: BTreeSet<NodeId> = membership.membership().nodes().map(|(id, _)| *id).collect();
+        if let Some(unknown) = voters.iter().find(|id| !known.contains(id)) {
+            return Err(NodeError::MembershipRefused {
+                message: format!("node {unknown} is not a member; add it as a learner first"),
+            });
+        }
+        let healthy = self.healthy_voters();
+        let healthy_new = voters.iter().filter(|id| healthy.contains(id)).count();
+        if healthy_new * 2 <= voters.len() {
+            return Err(NodeError::MembershipRefused {
+                message: format!("only {healthy_new} of the {} new voters are caught up: the change would lose the majority", voters.len()),
+            });
+        }
+        self.node
+            .change_membership(voters, true)
+            .await
+            .map(|_| ())
+            .map_err(raft_error)
+    }
+
+    async fn leader_remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.get_node(&node_id).is_none() {
+            return Err(NodeError::NodeNotFound { node_id });
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.contains(&node_id) {
+            let remaining: BTreeSet<NodeId> =
+                voters.iter().copied().filter(|id| *id != node_id).collect();
+            self.leader_change_membership(remaining).await?;
+        }
+        let remove = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
+        self.node
+            .raft()
+            .change_membership(remove, false)
+            .await
+            .map_err(|error| NodeError::MembershipRefused {
+                message: error.to_string(),
+            })?;
+        // Remember the id so it is never admitted again.
+        self.commit_as_leader(vec![Proposal {
+            request_id: None,
+            command: Command::RetireNode { node_id },
+        }])
+        .await?;
+        Ok(())
+    }
+}
+
+/// The commit index as the leader knows it: the highest index a majority of voters has
+/// matched. A follower reports 0 here (openraft 0.9 does not publish a follower's commit
+/// index), and the caller raises it to the applied index.
+fn committed_index(
+    metrics: &openraft::RaftMetrics<NodeId, NodeInfo>,
+    voters: &BTreeSet<NodeId>,
+) -> u64 {
+    let Some(replication) = &metrics.replication else {
+        return 0;
+    };
+    let mut matched: Vec<u64> = voters
+        .iter()
+        .map(|id| {
+            if *id == metrics.id {
+                metrics.last_log_index.unwrap_or(0)
+            } else {
+                replication
+                    .get(id)
+                    .copied()
+                    .flatten()
+                    .map_or(0, |log_id| log_id.index)
+            }
+        })
+        .collect();
+    if matched.is_empty() {
+        return 0;
+    }
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched[matched.len() / 2]
+}
+
+#[async_trait]
+impl Replica for RaftReplica {
+    fn node_id(&self) -> NodeId {
+        self.inner.node_id()
+    }
+
+    async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {
+        if proposals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .try_send(Pending { proposals, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => NodeError::Overloaded {
+                    message: format!(
+                        "{} proposals are waiting",
+                        self.inner.config.proposals_queued_max
+                    ),
+                },
+                mpsc::error::TrySendError::Closed(_) => NodeError::NotReady {
+                    message: "the node is shutting down".into(),
+                },
+            })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(NodeError::Internal {
+                message: "the batcher stopped".into(),
+            })
+        })
+    }
+
+    async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError> {
+        match request.consistency {
+            ReadConsistency::Stale => {}
+            ReadConsistency::Linearizable => self.inner.linearizable().await?,
+            ReadConsistency::Bounded { max_staleness_ms } => {
+                if !self.inner.heard_from_leader_within(max_staleness_ms) {
+                    self.inner.linearizable().await?;
+                }
+            }
+        }
+        if let Some(min_index) = request.min_index {
+            let reached = self
+                .inner
+                .node
+                .wait_applied(min_index, self.inner.config.min_index_wait)
+                .await
+                .map_err(raft_error)?;
+            if !reached {
+                return Err(NodeError::IndexNotReached {
+                    min_index,
+                    applied_index: self.inner.node.state().applied_index(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn with_state(&self, read: &mut dyn FnMut(&StateMachine, ReadMeta)) {
+        let node_id = self.inner.node_id();
+        let leader_id = self.inner.leader_id();
+        self.inner.node.read_stale(|state| {
+            read(
+                &state.machine,
+                ReadMeta {
+                    applied_index: state.applied_index(),
+                    node_id,
+                    leader_id,
+                },
+            )
+        });
+    }
+
+    fn status(&self) -> ClusterStatus {
+        let metrics = self.inner.node.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members: Vec<MemberStatus> = membership
+            .nodes()
+            .map(|(id, info)| MemberStatus {
+                id: *id,
+                raft_addr: info.raft_addr.clone(),
+                http_addr: info.http_addr.clone(),
+                region: info.region.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let role = match metrics.state {
+            _ if members.is_empty() => Role::Uninitialized,
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Shutdown,
+        };
+        let applied_index = metrics.last_applied.map_or(0, |log_id| log_id.index);
+        ClusterStatus {
+            node_id: metrics.id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            role,
+            applied_index,
+            committed_index: committed_index(&metrics, &voters).max(applied_index),
+            members,
+        }
+    }
+
+    fn readiness(&self) -> Result<(), NodeError> {
+        let metrics = self.inner.node.metrics().borrow().clone();
+        if metrics.current_leader.is_none() {
+            return Err(NodeError::NoLeader);
+        }
+        let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
+        let last = metrics.last_log_index.unwrap_or(0);
+        if last.saturating_sub(applied) > 1_000 {
+            return Err(NodeError::NotReady {
+                message: format!("catching up: applied {applied} of {last}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn initialize(&self, members: Vec<MemberSpec>) -> Result<(), NodeError> {
+        if members.is_empty() {
+            return Err(NodeError::InvalidField {
+                field: "members".into(),
+                reason: "must name at least one node".into(),
+            });
+        }
+        let members: BTreeMap<NodeId, NodeInfo> = members
+            .into_iter()
+            .map(|member| {
+                (
+                    member.id,
+                    NodeInfo {
+                        raft_addr: member.raft_addr,
+                        http_addr: member.http_addr,
+                        region: member.region,
+                    },
+                )
+            })
+            .collect();
+        if !members.contains_key(&self.inner.node_id()) {
+            return Err(NodeError::InvalidField {
+                field: "members".into(),
+                reason: format!("must include this node ({})", self.inner.node_id()),
+            });
+        }
+        self.inner
+            .node
+            .initialize(members)
+            .await
+            .map_err(raft_error)
+    }
+
+    async fn add_learner(&self, member: MemberSpec) -> Result<(), NodeError> {
+        if self.inner.is_leader() {
+            return self.inner.leader_add_learner(member).await;
+        }
+        let mut client = self.inner.leader_client().await?;
+        let request = AddLearnerRequest {
+            learner: Some(crate::peer::member_to_proto(&member)),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.inner.config.learner_catch_up_timeout);
+        crate::peer::cluster_change_answer(client.add_learner(request).await)
+    }
+
+    async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), NodeError> {
+        if self.inner.is_leader() {
+            return self.inner.leader_change_membership(voters).await;
+        }
+        let mut client = self.inner.leader_client().await?;
+        let request = ChangeMembershipRequest {
+            voters: voters.into_iter().collect(),
+        };
+        crate::peer::cluster_change_answer(client.change_membership(request).await)
+    }
+
+    async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
+        if self.inner.is_leader() {
+            return self.inner.leader_remove_node(node_id).await;
+        }
+        let mut client = self.inner.leader_client().await?;
+        crate::peer::cluster_change_answer(
+            client.remove_node(RemoveNodeRequest { id: node_id }).await,
+        )
+    }
+}

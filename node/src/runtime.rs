@@ -1,0 +1,185 @@
+//! Starting and stopping a whole Raft-backed node: the Raft member with its stores, the
+//! peer gRPC listener, the HTTP API and the expiry ticker. `holdfast serve` runs one;
+//! `holdfast dev` runs several in one process, each with its own data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use holdfast_raft::{NodeInfo, RaftNode, RaftNodeConfig, TcpTransport, Transport};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::expiry::{run_expiry_ticker, ExpiryConfig};
+use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
+use crate::replica::Replica;
+use crate::{router, run_http, AppState, HttpConfig, SandboxProvider};
+
+/// Everything a Raft-backed node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    pub region: String,
+    /// The HTTP address other nodes and clients are told (defaults to the bound address).
+    pub advertised_http_addr: Option<String>,
+    /// The Raft address other nodes dial (defaults to the bound address).
+    pub advertised_raft_addr: Option<String>,
+    pub http: HttpConfig,
+    pub expiry: ExpiryConfig,
+    pub replica: RaftReplicaConfig,
+    /// openraft's settings; `None` for Holdfast's defaults.
+    pub raft: Option<openraft::Config>,
+}
+
+impl NodeConfig {
+    /// Defaults for one node.
+    pub fn new(node_id: u64, cluster_id: &str, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            cluster_id: cluster_id.to_string(),
+            data_dir,
+            region: "local".into(),
+            advertised_http_addr: None,
+            advertised_raft_addr: None,
+            http: HttpConfig::default(),
+            expiry: ExpiryConfig::default(),
+            replica: RaftReplicaConfig::default(),
+            raft: None,
+        }
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Raft(#[from] holdfast_raft::Error),
+    #[error("cannot read the address of a listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A node that is running. Stop it with [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub replica: RaftReplica,
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    node: Arc<RaftNode>,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    peers: JoinHandle<Result<(), tonic::transport::Error>>,
+    ticker: JoinHandle<()>,
+}
+
+/// Opens the node's data directory and starts serving on the two listeners.
+pub async fn start(
+    config: NodeConfig,
+    http_listener: TcpListener,
+    raft_listener: TcpListener,
+) -> Result<RunningNode, StartError> {
+    let http_addr = http_listener.local_addr()?;
+    let raft_addr = raft_listener.local_addr()?;
+    let info = NodeInfo {
+        raft_addr: config
+            .advertised_raft_addr
+            .clone()
+            .unwrap_or_else(|| raft_addr.to_string()),
+        http_addr: config
+            .advertised_http_addr
+            .clone()
+            .unwrap_or_else(|| http_addr.to_string()),
+        region: config.region.clone(),
+    };
+    let mut raft_config = RaftNodeConfig::new(
+        config.node_id,
+        &config.cluster_id,
+        config.data_dir.clone(),
+        info,
+    );
+    if let Some(raft) = config.raft.clone() {
+        raft_config.raft = raft;
+    }
+    raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
+    let message_bytes_max = raft_config.network.message_bytes_max;
+    let transport: Arc<dyn Transport> = Arc::new(TcpTransport);
+    let node = Arc::new(RaftNode::open(raft_config, transport.clone()).await?);
+    let contact = Arc::new(LeaderContact::default());
+    let replica = RaftReplica::new(
+        node.clone(),
+        transport,
+        config.replica.clone(),
+        contact.clone(),
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
+    let peers = {
+        let node = node.clone();
+        let replica = replica.clone();
+        let shutdown = stop_signal(stopped.clone());
+        tokio::spawn(async move {
+            crate::peer::serve_peers(
+                &node,
+                replica,
+                contact,
+                message_bytes_max,
+                incoming,
+                shutdown,
+            )
+            .await
+        })
+    };
+    let shared: Arc<dyn Replica> = Arc::new(replica.clone());
+    let ticker = tokio::spawn(run_expiry_ticker(
+        shared.clone(),
+        config.expiry.clone(),
+        stopped.clone(),
+    ));
+    let state = AppState::new(
+        shared,
+        Arc::new(SandboxProvider::default()),
+        config.http.clone(),
+    );
+    let http = tokio::spawn(run_http(router(state), http_listener, stop_signal(stopped)));
+    tracing::info!(node_id = config.node_id, http = %http_addr, raft = %raft_addr, "node started");
+    Ok(RunningNode {
+        replica,
+        http_addr,
+        raft_addr,
+        node,
+        stop,
+        http,
+        peers,
+        ticker,
+    })
+}
+
+impl RunningNode {
+    /// The Raft member.
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.node
+    }
+
+    /// Stops accepting requests, finishes those in flight, stops the ticker and Raft, and
+    /// closes the stores. Everything acknowledged was fsynced before it was acknowledged.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Ok(Err(error)) = self.http.await {
+            tracing::warn!(%error, "the HTTP server stopped with an error");
+        }
+        let _ = self.ticker.await;
+        if let Err(error) = self.node.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+        if let Ok(Err(error)) = self.peers.await {
+            tracing::warn!(%error, "the peer listener stopped with an error");
+        }
+        tracing::info!(node_id = self.node.node_id(), "node stopped");
+    }
+}
