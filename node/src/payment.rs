@@ -76,14 +76,20 @@ pub trait PaymentProvider: Send + Sync + 'static {
 pub const SANDBOX_TOKEN_SUCCESS: &str = "tok_visa";
 /// The sandbox token that is always declined.
 pub const SANDBOX_TOKEN_DECLINED: &str = "tok_declined";
+/// Prefix of sandbox tokens that succeed after a delay: `tok_visa_delay_<ms>`, at most
+/// [`SANDBOX_DELAY_MS_MAX`]. Lets tests put time between the charge and the confirm.
+pub const SANDBOX_TOKEN_DELAY_PREFIX: &str = "tok_visa_delay_";
+/// Longest delay a `tok_visa_delay_<ms>` token may ask for.
+pub const SANDBOX_DELAY_MS_MAX: u64 = 10_000;
 /// Keyed charges the sandbox remembers by default.
 pub const SANDBOX_CHARGES_REMEMBERED_DEFAULT: usize = 100_000;
 
-/// The development provider: `tok_visa` succeeds, `tok_declined` is declined, any other
-/// token is invalid. Keeps a bounded in-memory map of idempotency key → charge (oldest
-/// forgotten first), so a retried confirm on the same node never charges twice. The map is
-/// per process: a retry on another node, or after a restart, is charged again with a new
-/// payment id — acceptable for a sandbox, and why real providers keep keys server-side.
+/// The development provider: `tok_visa` succeeds, `tok_visa_delay_<ms>` succeeds after a
+/// delay, `tok_declined` is declined, any other token is invalid. Keeps a bounded in-memory
+/// map of idempotency key → charge (oldest forgotten first), so a retried confirm on the
+/// same node never charges twice. Like a real provider, which keeps keys server-side, a
+/// keyed charge's payment id is derived from the key alone, so a retry through another node
+/// (or after a restart) names the same charge and the replayed booking refers to it.
 pub struct SandboxProvider {
     charges: Mutex<KeyedCharges>,
     charges_remembered_max: usize,
@@ -123,11 +129,13 @@ impl SandboxProvider {
 
     fn new_payment_id(&self, request: &ChargeRequest) -> String {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        let seed = match &request.idempotency_key {
-            Some(key) => xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
-            None => self.instance,
-        };
-        format!("pay_sbx_{:016x}{sequence}", seed ^ self.instance)
+        match &request.idempotency_key {
+            Some(key) => format!(
+                "pay_sbx_{:016x}",
+                xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+            ),
+            None => format!("pay_sbx_{:016x}{sequence}", self.instance),
+        }
     }
 
     fn check_instrument(request: &ChargeRequest) -> Result<(), PaymentError> {
@@ -136,6 +144,17 @@ impl SandboxProvider {
                 field: "payment.method".into(),
                 reason: "the sandbox accepts only \"card\"".into(),
             });
+        }
+        if let Some(delay) = request.token.strip_prefix(SANDBOX_TOKEN_DELAY_PREFIX) {
+            return match delay.parse::<u64>() {
+                Ok(delay_ms) if delay_ms <= SANDBOX_DELAY_MS_MAX => Ok(()),
+                _ => Err(PaymentError::InvalidInstrument {
+                    field: "payment.token".into(),
+                    reason: format!(
+                        "{SANDBOX_TOKEN_DELAY_PREFIX}<ms> takes 0 to {SANDBOX_DELAY_MS_MAX} ms"
+                    ),
+                }),
+            };
         }
         match request.token.as_str() {
             SANDBOX_TOKEN_SUCCESS => Ok(()),
@@ -159,6 +178,16 @@ impl PaymentProvider for SandboxProvider {
     }
 
     async fn charge(&self, request: ChargeRequest) -> Result<Charge, PaymentError> {
+        if let Some(delay_ms) = request
+            .token
+            .strip_prefix(SANDBOX_TOKEN_DELAY_PREFIX)
+            .and_then(|delay| delay.parse::<u64>().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                delay_ms.min(SANDBOX_DELAY_MS_MAX),
+            ))
+            .await;
+        }
         let Some(key) = request.idempotency_key.clone() else {
             SandboxProvider::check_instrument(&request)?;
             return Ok(Charge {

@@ -351,6 +351,15 @@ impl StateMachine {
         };
         let id = parse_id(HOLD_ID_PREFIX, hold_id).ok_or_else(not_found)?;
         let hold = self.holds.get(&id).ok_or_else(not_found)?;
+        // An expired hold answers HOLD_EXPIRED whether or not an expiry entry ended it yet.
+        if hold.status == HoldStatus::Expired
+            || (hold.status == HoldStatus::Active && self.now_ms >= hold.expires_at_ms)
+        {
+            return Err(Rejection::HoldExpired {
+                hold_id: hold_id.to_string(),
+                expired_at_ms: hold.expires_at_ms,
+            });
+        }
         if hold.status != HoldStatus::Active {
             return Err(Rejection::HoldNotActive {
                 hold_id: hold_id.to_string(),
@@ -391,8 +400,13 @@ impl StateMachine {
     pub(crate) fn release_hold(&mut self, hold_id: &str) -> Result<Outcome, Rejection> {
         let id = match self.live_hold(hold_id) {
             Ok(id) => id,
-            Err(Rejection::HoldExpired { .. }) => {
-                parse_id(HOLD_ID_PREFIX, hold_id).expect("parsed before")
+            // Due but not yet ended by an expiry entry: releasing frees the items all the same.
+            Err(rejection @ Rejection::HoldExpired { .. }) => {
+                let id = parse_id(HOLD_ID_PREFIX, hold_id).expect("parsed before");
+                if self.holds[&id].status != HoldStatus::Active {
+                    return Err(rejection);
+                }
+                id
             }
             Err(rejection) => return Err(rejection),
         };

@@ -607,6 +607,17 @@ fn confirm_after_expiry_is_refused_even_before_items_are_freed() {
         harness.state.hold_by_id(&hold.hold_id).unwrap().status,
         HoldStatus::Expired
     );
+    // After the expiry entry the answer is the same: the hold expired.
+    assert_eq!(code(&harness.confirm(&hold)), "HOLD_EXPIRED");
+    let extend = Command::ExtendHold {
+        hold_id: hold.hold_id.clone(),
+        ttl_seconds: 60,
+    };
+    assert_refused_unchanged(&mut harness, extend, "HOLD_EXPIRED");
+    let release = Command::ReleaseHold {
+        hold_id: hold.hold_id.clone(),
+    };
+    assert_refused_unchanged(&mut harness, release, "HOLD_EXPIRED");
 }
 
 #[test]

@@ -86,6 +86,7 @@ struct HoldModel {
     expires_at: u64,
     life_ends_at: u64,
     active: bool,
+    expired: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +165,7 @@ impl Model {
             expires_at: (self.now + u64::from(ttl_seconds) * 1000).min(life_ends_at),
             life_ends_at,
             active: true,
+            expired: false,
         });
         "OK"
     }
@@ -184,11 +186,12 @@ impl Model {
         let Some(model) = self.holds.get(hold) else {
             return Err("HOLD_NOT_FOUND");
         };
+        // An expired hold answers HOLD_EXPIRED whether or not an expiry entry ended it.
+        if model.expired || (model.active && self.now >= model.expires_at) {
+            return Err("HOLD_EXPIRED");
+        }
         if !model.active {
             return Err("HOLD_NOT_ACTIVE");
-        }
-        if self.now >= model.expires_at {
-            return Err("HOLD_EXPIRED");
         }
         Ok(())
     }
@@ -206,12 +209,12 @@ impl Model {
 
     fn release(&mut self, hold: usize) -> &'static str {
         match self.live(hold) {
-            Ok(()) | Err("HOLD_EXPIRED") => {
-                self.end_hold(hold, None);
-                "OK"
-            }
-            Err(code) => code,
+            Ok(()) => {}
+            Err("HOLD_EXPIRED") if self.holds[hold].active => {}
+            Err(code) => return code,
         }
+        self.end_hold(hold, None);
+        "OK"
     }
 
     fn confirm(&mut self, hold: usize, amount: u64) -> &'static str {
@@ -252,6 +255,7 @@ impl Model {
             .collect();
         for hold in due {
             self.end_hold(hold, None);
+            self.holds[hold].expired = true;
         }
         "OK"
     }

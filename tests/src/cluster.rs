@@ -71,9 +71,19 @@ pub struct ProcessCluster {
     next_id: u64,
 }
 
-/// The `holdfast` binary: `HOLDFAST_BIN`, else beside the test executable's target dir,
-/// built with cargo when missing.
+/// The `holdfast` binary: `HOLDFAST_BIN`, else the one in the test executable's target
+/// directory, brought up to date with cargo once per test process (so a test never runs
+/// a stale node).
 pub fn holdfast_binary() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_holdfast().map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(|error| anyhow!(error))
+}
+
+fn build_holdfast() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("HOLDFAST_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -85,18 +95,27 @@ pub fn holdfast_binary() -> Result<PathBuf> {
             executable.display()
         )
     })?;
-    let binary = profile_dir.join("holdfast");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "holdfast-node", "--bin", "holdfast"])
-            .status()
-            .context("building holdfast")?;
-        if !status.success() {
-            bail!("cargo build of holdfast failed");
-        }
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "holdfast-node",
+        "--bin",
+        "holdfast",
+    ]);
+    if release {
+        build.arg("--release");
     }
-    Ok(binary)
+    let status = build.status().context("building holdfast")?;
+    if !status.success() {
+        bail!("cargo build of holdfast failed");
+    }
+    Ok(profile_dir.join("holdfast"))
 }
 
 fn free_port() -> Result<u16> {

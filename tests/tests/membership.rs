@@ -1,0 +1,100 @@
+//! Add a fourth node as a learner, promote it, remove an old voter; the new node serves reads.
+
+use holdfast_tests::{event_body, ProcessCluster};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_promote_remove() -> anyhow::Result<()> {
+    let mut cluster = ProcessCluster::start(3).await?;
+    assert_eq!(
+        cluster
+            .post(0, "/admin/events", event_body("grow", 2, 10, 10), None)
+            .await?
+            .status,
+        201
+    );
+
+    let new = cluster.spawn_new_node()?;
+    cluster.wait_healthy(new).await?;
+    let node = &cluster.nodes[new];
+    let learner = json!({"id": node.id, "raft_addr": node.raft_addr, "http_addr": node.http_addr, "region": "local"});
+    let added = cluster.post(0, "/cluster/learners", learner, None).await?;
+    assert_eq!(added.status, 200, "{:?}", added.body);
+
+    let promoted = cluster
+        .post(
+            1,
+            "/cluster/membership",
+            json!({"voters": [1, 2, 3, 4]}),
+            None,
+        )
+        .await?;
+    assert_eq!(promoted.status, 200, "{:?}", promoted.body);
+
+    // Remove a voter that is not the leader, so the test does not depend on re-election.
+    let leader = cluster.wait_for_leader().await?;
+    let victim = (0..3).find(|&position| position != leader).unwrap();
+    let victim_id = cluster.nodes[victim].id;
+    let removed = cluster
+        .client
+        .delete(cluster.nodes[leader].url(&format!("/cluster/nodes/{victim_id}")))
+        .send()
+        .await?;
+    assert_eq!(removed.status().as_u16(), 200);
+    cluster.stop(victim)?;
+
+    let status = cluster.get(new, "/cluster/status").await?;
+    let members = status.body["members"].as_array().unwrap();
+    assert!(
+        members
+            .iter()
+            .any(|m| m["id"] == cluster.nodes[new].id && m["voter"] == true),
+        "{:?}",
+        status.body
+    );
+    assert!(
+        !members.iter().any(|m| m["id"] == victim_id),
+        "{:?}",
+        status.body
+    );
+
+    let page = cluster
+        .get(
+            new,
+            "/availability?event_id=grow&view=summary&consistency=linearizable",
+        )
+        .await?;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["summary"]["seats_total"], 40);
+    let stale = cluster
+        .get(new, "/availability?event_id=grow&view=summary")
+        .await?;
+    assert_eq!(stale.status, 200);
+
+    // Refused: voters that are not members, an empty voter set, and a removed id.
+    let unknown = cluster
+        .post(leader, "/cluster/membership", json!({"voters": [99]}), None)
+        .await?;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (409, "MEMBERSHIP_REFUSED"),
+        "{:?}",
+        unknown.body
+    );
+    let empty = cluster
+        .post(leader, "/cluster/membership", json!({"voters": []}), None)
+        .await?;
+    assert_eq!(empty.status, 400, "{:?}", empty.body);
+    let victim = &cluster.nodes[victim];
+    let again = json!({"id": victim_id, "raft_addr": victim.raft_addr, "http_addr": victim.http_addr, "region": "local"});
+    let reused = cluster
+        .post(leader, "/cluster/learners", again, None)
+        .await?;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (409, "MEMBERSHIP_REFUSED"),
+        "{:?}",
+        reused.body
+    );
+    Ok(())
+}

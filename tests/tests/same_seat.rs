@@ -1,0 +1,48 @@
+//! Fifty clients race for one seat through random nodes: exactly one wins.
+
+use futures::future::join_all;
+use holdfast_tests::{event_body, hold_body, ProcessCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_one_seat_exactly_one_hold() -> anyhow::Result<()> {
+    let cluster = ProcessCluster::start(3).await?;
+    let created = cluster
+        .post(0, "/admin/events", event_body("race", 2, 10, 10), None)
+        .await?;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+
+    let attempts = (0..50).map(|client| {
+        let cluster = &cluster;
+        async move {
+            let node = client % 3;
+            let body = hold_body("race", &format!("c-{client}"), &["A-1-5"], 600);
+            cluster
+                .post(node, "/booking/hold", body, Some(&format!("race-{client}")))
+                .await
+        }
+    });
+    let answers = join_all(attempts).await;
+    let mut won = 0;
+    for answer in answers {
+        let answer = answer?;
+        match answer.status {
+            201 => won += 1,
+            409 => assert_eq!(answer.code(), "SEAT_UNAVAILABLE", "{:?}", answer.body),
+            other => panic!("unexpected answer {other}: {:?}", answer.body),
+        }
+    }
+    assert_eq!(won, 1, "exactly one client holds the seat");
+
+    // Every node agrees once it has applied everything the leader has.
+    for node in 0..3 {
+        let status = cluster
+            .get(
+                node,
+                "/availability?event_id=race&view=summary&consistency=linearizable",
+            )
+            .await?;
+        assert_eq!(status.status, 200, "{:?}", status.body);
+        assert_eq!(status.body["summary"]["seats_held"], 1);
+    }
+    Ok(())
+}
