@@ -221,6 +221,8 @@ pub trait Replica: Send + Sync + 'static {
     /// bounded queue is full and [`NodeError::NoLeader`] when there is no leader; either
     /// way nothing was committed (a timeout after handing the entry to Raft is
     /// [`NodeError::Internal`]: the outcome is unknown and a keyed retry is safe).
+    /// Must be bounded in time: the HTTP edge puts no timeout of its own around it,
+    /// because dropping a confirm between charge and commit is worse than waiting.
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError>;
 
     /// Waits until the local state satisfies `request` (read-index for `linearizable`,
