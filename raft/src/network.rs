@@ -343,3 +343,69 @@ impl RaftNetwork<TypeConfig> for Connection {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::ConnectFuture;
+
+    struct RefusingTransport;
+
+    impl Transport for RefusingTransport {
+        fn connect(&self, _endpoint: Endpoint) -> ConnectFuture {
+            panic!("no connection may be attempted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_never_connects_to_itself() {
+        let address = "127.0.0.1:7101".to_owned();
+        let mut factory = NetworkFactory::new(
+            1,
+            address.clone(),
+            "cluster".into(),
+            NetworkConfig::default(),
+            Arc::new(RefusingTransport),
+        );
+        let own_info = NodeInfo {
+            raft_addr: address.clone(),
+            ..NodeInfo::default()
+        };
+        let other_id_same_address = NodeInfo {
+            raft_addr: address,
+            ..NodeInfo::default()
+        };
+        for (target, info) in [(1, own_info), (2, other_id_same_address)] {
+            let mut connection = factory.new_client(target, &info).await;
+            let request = VoteRequest::new(openraft::Vote::new(1, 1), None);
+            let option = RPCOption::new(Duration::from_millis(100));
+            let error = connection.vote(request, option).await.unwrap_err();
+            assert!(matches!(error, RPCError::Unreachable(_)), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reconnects_back_off() {
+        let mut factory = NetworkFactory::new(
+            1,
+            "127.0.0.1:7101".into(),
+            "cluster".into(),
+            NetworkConfig::default(),
+            Arc::new(crate::transport::TcpTransport),
+        );
+        // Port 1 on loopback refuses connections.
+        let info = NodeInfo {
+            raft_addr: "127.0.0.1:1".into(),
+            ..NodeInfo::default()
+        };
+        let mut connection = factory.new_client(2, &info).await;
+        let Err(first) = connection.client().await else {
+            panic!("connection to a closed port succeeded");
+        };
+        assert!(matches!(first, CallError::Connect { .. }), "{first}");
+        let Err(second) = connection.client().await else {
+            panic!("reconnected without backing off");
+        };
+        assert!(matches!(second, CallError::BackingOff(_)), "{second}");
+    }
+}

@@ -332,8 +332,8 @@ impl RaftNode {
     }
 
     /// Waits until this node has applied at least `index` (read-your-writes with
-    /// `min_index`). Fails with `NO_QUORUM`-free [`Error::Fatal`] only if Raft stopped;
-    /// returns `false` when `timeout` passed first.
+    /// `min_index`). Returns `false` when `timeout` passed first, and fails with
+    /// [`Error::Fatal`] only if Raft stopped.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<bool, Error> {
         let mut metrics = self.raft.metrics();
         let reached = tokio::time::timeout(

@@ -462,3 +462,43 @@ impl FlushAndRewind for tokio::fs::File {
         self.seek(SeekFrom::Start(0)).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_file_of_an_unknown_format_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut bytes = SNAPSHOT_FILE_MAGIC.to_vec();
+        bytes.extend_from_slice(&7u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        fs::write(directory.path().join(CURRENT_SNAPSHOT_FILE_NAME), bytes).unwrap();
+        let error = StateMachineStore::open(directory.path(), StateMachine::default())
+            .err()
+            .expect("refused");
+        assert_eq!(error.code(), "UNSUPPORTED_FORMAT");
+    }
+
+    #[tokio::test]
+    async fn a_built_snapshot_is_restored_at_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+        let batch = crate::types::Batch::single(crate::testing::workload::create_event(10));
+        store
+            .apply([LogEntry {
+                log_id,
+                payload: EntryPayload::Normal(batch),
+            }])
+            .await
+            .unwrap();
+        let snapshot = store.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id));
+        let expected = store.state_snapshot_bytes();
+        drop(store);
+        let reopened = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
+        assert_eq!(reopened.applied_index(), 1);
+        assert!(reopened.state_snapshot_bytes() == expected);
+    }
+}
