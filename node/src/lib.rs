@@ -40,6 +40,7 @@ pub mod demo;
 pub mod error;
 pub mod expiry;
 pub mod extract;
+pub mod faults;
 pub mod local;
 pub mod metrics;
 pub mod openapi;

@@ -52,6 +52,9 @@ pub struct RaftReplicaConfig {
     pub batches_in_flight_max: usize,
     /// Deadline of a forwarded write or read-index request to the leader.
     pub forward_timeout: Duration,
+    /// How long the leader waits for a batch to commit before answering that its outcome
+    /// is unknown (`NO_QUORUM`; a retry with the same idempotency key is safe).
+    pub commit_timeout: Duration,
     /// How long a follower waits to apply a write it forwarded before answering anyway.
     pub forwarded_apply_wait: Duration,
     /// How long a read waits for `min_index` (API.md: 5 s).
@@ -77,7 +80,8 @@ impl Default for RaftReplicaConfig {
             proposals_queued_max: 16_384,
             batch_entries_max: 512,
             batches_in_flight_max: 16,
-            forward_timeout: Duration::from_secs(5),
+            forward_timeout: Duration::from_secs(8),
+            commit_timeout: Duration::from_secs(5),
             forwarded_apply_wait: Duration::from_secs(2),
             min_index_wait: MIN_INDEX_WAIT_DEFAULT,
             linearizable_timeout: Duration::from_secs(2),
@@ -381,14 +385,21 @@ impl Inner {
                 command: proposal.command,
             })
             .collect();
-        let result =
-            self.node
-                .propose(Batch { entries })
-                .await
-                .map_err(|error| match raft_error(error) {
-                    NodeError::NotLeader { .. } => NodeError::NoLeader,
-                    other => other,
-                })?;
+        let commit = self.node.propose(Batch { entries });
+        let result = match tokio::time::timeout(self.config.commit_timeout, commit).await {
+            Ok(result) => result.map_err(|error| match raft_error(error) {
+                NodeError::NotLeader { .. } => NodeError::NoLeader,
+                other => other,
+            })?,
+            Err(_) => {
+                return Err(NodeError::NoQuorum {
+                    message: format!(
+                        "the write was not committed within {:?}; its outcome is unknown: retry with the same Idempotency-Key",
+                        self.config.commit_timeout
+                    ),
+                })
+            }
+        };
         if result.outcomes.len() != count {
             return Err(NodeError::Internal {
                 message: "the state machine answered a different number of outcomes".into(),

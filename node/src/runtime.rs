@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use holdfast_raft::{NodeInfo, RaftNode, RaftNodeConfig, TcpTransport, Transport};
+use futures::StreamExt;
+use holdfast_raft::{NodeInfo, RaftNode, RaftNodeConfig, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::expiry::{run_expiry_ticker, ExpiryConfig};
+use crate::faults::{
+    fault_routes, test_faults_enabled, FaultSwitch, SwitchedStream, SwitchedTransport,
+};
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
 use crate::replica::Replica;
 use crate::{router, run_http, AppState, HttpConfig, SandboxProvider};
@@ -103,7 +107,8 @@ pub async fn start(
     }
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
     let message_bytes_max = raft_config.network.message_bytes_max;
-    let transport: Arc<dyn Transport> = Arc::new(TcpTransport);
+    let switch = Arc::new(FaultSwitch::default());
+    let transport: Arc<dyn Transport> = Arc::new(SwitchedTransport::new(switch.clone()));
     let node = Arc::new(RaftNode::open(raft_config, transport.clone()).await?);
     let contact = Arc::new(LeaderContact::default());
     let replica = RaftReplica::new(
@@ -119,6 +124,10 @@ pub async fn start(
     };
     let incoming =
         tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
+    let incoming = {
+        let switch = switch.clone();
+        incoming.map(move |stream| stream.map(|stream| SwitchedStream::new(stream, switch.clone())))
+    };
     let peers = {
         let node = node.clone();
         let replica = replica.clone();
@@ -146,7 +155,14 @@ pub async fn start(
         Arc::new(SandboxProvider::default()),
         config.http.clone(),
     );
-    let http = tokio::spawn(run_http(router(state), http_listener, stop_signal(stopped)));
+    let mut routes = router(state);
+    if test_faults_enabled() {
+        tracing::warn!(
+            "HOLDFAST_TEST_FAULTS is set: POST /debug/faults can cut this node off its peers"
+        );
+        routes = fault_routes(switch).merge(routes);
+    }
+    let http = tokio::spawn(run_http(routes, http_listener, stop_signal(stopped)));
     tracing::info!(node_id = config.node_id, http = %http_addr, raft = %raft_addr, "node started");
     Ok(RunningNode {
         replica,

@@ -191,6 +191,7 @@ impl ProcessCluster {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS", "200")
+            .env("HOLDFAST_TEST_FAULTS", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -370,6 +371,56 @@ impl Drop for ProcessCluster {
     fn drop(&mut self) {
         for position in 0..self.nodes.len() {
             self.kill(position);
+        }
+    }
+}
+
+impl ProcessCluster {
+    /// Cuts a node off from its peers (or reconnects it) through its test-only fault
+    /// switch; its HTTP API keeps answering.
+    pub async fn set_isolated(&self, position: usize, isolated: bool) -> Result<()> {
+        let answer = self
+            .post(
+                position,
+                "/debug/faults",
+                serde_json::json!({ "isolated": isolated }),
+                None,
+            )
+            .await?;
+        if answer.status != 200 {
+            bail!("fault switch refused: {} {}", answer.status, answer.body);
+        }
+        Ok(())
+    }
+
+    /// Waits until the running nodes other than `except` agree on a leader that is not
+    /// `except`; returns its position.
+    pub async fn wait_for_leader_without(&self, except: usize) -> Result<usize> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let mut leaders = Vec::new();
+            for position in self
+                .running()
+                .into_iter()
+                .filter(|&position| position != except)
+            {
+                if let Ok(status) = self.get(position, "/cluster/status").await {
+                    leaders.push(status.body["leader_id"].as_u64());
+                }
+            }
+            if let Some(Some(id)) = leaders.first().copied() {
+                let agreed = leaders.iter().all(|leader| *leader == Some(id));
+                let position = self.nodes.iter().position(|node| node.id == id);
+                if let (true, Some(position)) = (agreed, position) {
+                    if position != except {
+                        return Ok(position);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the other nodes elected no new leader within {STARTUP_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -1,0 +1,168 @@
+//! A fault switch in the node-to-node network: while it is on, every peer connection of
+//! this node (Raft RPCs, forwarded writes and reads, in both directions) fails, as if the
+//! node were cut off by a partition, while its HTTP API keeps answering clients.
+//!
+//! Production always runs with the switch off; the cost is one atomic load per socket
+//! poll. Tests flip it through `POST /debug/faults`, a route that exists only when the
+//! node is started with `HOLDFAST_TEST_FAULTS=1`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use holdfast_raft::transport::{ConnectFuture, Transport};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::Uri;
+
+/// Whether this node is cut off from its peers.
+#[derive(Debug, Default)]
+pub struct FaultSwitch {
+    isolated: AtomicBool,
+}
+
+impl FaultSwitch {
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
+    }
+
+    pub fn set_isolated(&self, isolated: bool) {
+        self.isolated.store(isolated, Ordering::Relaxed);
+    }
+}
+
+fn cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "peer link cut by the fault switch",
+    )
+}
+
+/// A peer socket that fails while the switch is on.
+pub struct SwitchedStream {
+    stream: TcpStream,
+    switch: Arc<FaultSwitch>,
+}
+
+impl SwitchedStream {
+    pub fn new(stream: TcpStream, switch: Arc<FaultSwitch>) -> SwitchedStream {
+        SwitchedStream { stream, switch }
+    }
+}
+
+impl AsyncRead for SwitchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.switch.is_isolated() {
+            return Poll::Ready(Err(cut()));
+        }
+        Pin::new(&mut self.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for SwitchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.switch.is_isolated() {
+            return Poll::Ready(Err(cut()));
+        }
+        Pin::new(&mut self.stream).poll_write(context, bytes)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
+    }
+}
+
+impl Connected for SwitchedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// TCP to peers through the fault switch.
+#[derive(Clone, Debug)]
+pub struct SwitchedTransport {
+    switch: Arc<FaultSwitch>,
+}
+
+impl SwitchedTransport {
+    pub fn new(switch: Arc<FaultSwitch>) -> SwitchedTransport {
+        SwitchedTransport { switch }
+    }
+}
+
+impl Transport for SwitchedTransport {
+    fn connect(&self, endpoint: tonic::transport::Endpoint) -> ConnectFuture {
+        let switch = self.switch.clone();
+        Box::pin(async move {
+            let connector = tower::service_fn(move |uri: Uri| {
+                let switch = switch.clone();
+                async move {
+                    if switch.is_isolated() {
+                        return Err(cut());
+                    }
+                    let host = uri
+                        .host()
+                        .unwrap_or("127.0.0.1")
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string();
+                    let port = uri.port_u16().unwrap_or(80);
+                    let stream = TcpStream::connect((host.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok::<_, io::Error>(TokioIo::new(SwitchedStream::new(stream, switch)))
+                }
+            });
+            endpoint.connect_with_connector(connector).await
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct FaultRequest {
+    isolated: bool,
+}
+
+async fn set_faults(
+    State(switch): State<Arc<FaultSwitch>>,
+    Json(request): Json<FaultRequest>,
+) -> Json<FaultRequest> {
+    switch.set_isolated(request.isolated);
+    tracing::warn!(isolated = request.isolated, "fault switch changed");
+    Json(FaultRequest {
+        isolated: switch.is_isolated(),
+    })
+}
+
+/// `POST /debug/faults {"isolated": true|false}`, for tests only.
+pub fn fault_routes(switch: Arc<FaultSwitch>) -> Router {
+    Router::new()
+        .route("/debug/faults", post(set_faults))
+        .with_state(switch)
+}
+
+/// Whether the test-only fault routes are enabled (`HOLDFAST_TEST_FAULTS=1`).
+pub fn test_faults_enabled() -> bool {
+    std::env::var("HOLDFAST_TEST_FAULTS").is_ok_and(|value| value == "1" || value == "true")
+}
