@@ -7,9 +7,8 @@
 //!
 //! Each proposer sends one hold and waits for its answer before sending the next. Two modes
 //! are measured:
-//! - `raw`: every command is its own Raft entry (`Batch` of one). openraft 0.9's core
-//!   waits for each append's fsync before it handles the next, so this measures one
-//!   commit round trip per command.
+//! - `raw`: every command is its own Raft entry (`Batch` of one); openraft itself gathers
+//!   the entries that queue up while an append is being fsynced into its next append.
 //! - `grouped`: a group-commit stage (what `holdfast-node` is meant to do) gathers the
 //!   commands waiting at that moment, up to 256, into one `Batch`, so one fsync per node
 //!   commits many commands. A "commit" is still one command answered.
