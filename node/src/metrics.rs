@@ -116,6 +116,10 @@ pub fn render(handle: &PrometheusHandle, replica: &dyn Replica) -> String {
     metrics::gauge!("holdfast_is_leader").set(f64::from(u8::from(
         status.leader_id == Some(status.node_id),
     )));
+    for (follower, lag) in replica.replication_lag() {
+        metrics::gauge!("holdfast_replication_lag_entries", "follower" => follower.to_string())
+            .set(lag as f64);
+    }
     let (events, _) = replica::read_now(replica, |state| {
         let ids = state.event_ids(None, EVENTS_REPORTED_MAX);
         let summaries: Vec<_> = ids

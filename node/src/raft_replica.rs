@@ -838,6 +838,24 @@ impl Replica for RaftReplica {
         }
     }
 
+    fn replication_lag(&self) -> Vec<(NodeId, u64)> {
+        let metrics = self.inner.node.metrics().borrow().clone();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let Some(replication) = &metrics.replication else {
+            return Vec::new();
+        };
+        replication
+            .iter()
+            .filter(|(id, _)| **id != metrics.id)
+            .map(|(id, matched)| {
+                (
+                    *id,
+                    last.saturating_sub(matched.map_or(0, |log_id| log_id.index)),
+                )
+            })
+            .collect()
+    }
+
     fn readiness(&self) -> Result<(), NodeError> {
         let metrics = self.inner.node.metrics().borrow().clone();
         if metrics.current_leader.is_none() {

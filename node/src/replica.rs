@@ -236,6 +236,12 @@ pub trait Replica: Send + Sync + 'static {
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
 
+    /// On the leader: how many log entries each follower and learner is behind, by node id.
+    /// Empty elsewhere, and for replicas without followers.
+    fn replication_lag(&self) -> Vec<(NodeId, u64)> {
+        Vec::new()
+    }
+
     /// `/readyz`: a leader is known and this node has caught up.
     fn readiness(&self) -> Result<(), NodeError>;
 

@@ -44,5 +44,21 @@ async fn fifty_clients_one_seat_exactly_one_hold() -> anyhow::Result<()> {
         assert_eq!(status.status, 200, "{:?}", status.body);
         assert_eq!(status.body["summary"]["seats_held"], 1);
     }
+
+    // The leader's metrics count the outcomes and report each follower's replication lag.
+    let leader = cluster.wait_for_leader().await?;
+    let metrics = cluster
+        .client
+        .get(cluster.nodes[leader].url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(metrics.contains("holdfast_holds_total"), "{metrics}");
+    assert!(
+        metrics.contains("holdfast_replication_lag_entries"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("holdfast_term"), "{metrics}");
     Ok(())
 }
