@@ -124,13 +124,28 @@ pub fn render(handle: &PrometheusHandle, replica: &dyn Replica) -> String {
         let ids = state.event_ids(None, EVENTS_REPORTED_MAX);
         let summaries: Vec<_> = ids
             .into_iter()
-            .filter_map(|id| state.summary(&id).map(|(summary, _)| (id, summary)))
+            .filter_map(|id| {
+                let (summary, _) = state.summary(&id)?;
+                let pools = state.availability(&id, None, None, 1).ok()?.pools;
+                let (held, booked, available) = pools.iter().fold((0, 0, 0), |(h, b, a), pool| {
+                    (h + pool.held, b + pool.booked, a + pool.available)
+                });
+                Some((
+                    id,
+                    summary,
+                    [("available", available), ("held", held), ("booked", booked)],
+                ))
+            })
             .collect();
         (summaries, state.active_holds())
     });
     let (summaries, active_holds) = events;
     metrics::gauge!("holdfast_active_holds").set(active_holds as f64);
-    for (event_id, summary) in summaries {
+    for (event_id, summary, pool_units) in summaries {
+        for (state, units) in pool_units {
+            metrics::gauge!("holdfast_event_pool_units", "event_id" => event_id.clone(), "state" => state)
+                .set(units as f64);
+        }
         let states = [
             ("available", summary.seats_available),
             ("held", summary.seats_held),

@@ -60,5 +60,9 @@ async fn fifty_clients_one_seat_exactly_one_hold() -> anyhow::Result<()> {
         "{metrics}"
     );
     assert!(metrics.contains("holdfast_term"), "{metrics}");
+    assert!(
+        metrics.contains("holdfast_event_pool_units{event_id=\"race\",state=\"available\"} 10"),
+        "{metrics}"
+    );
     Ok(())
 }
