@@ -392,6 +392,12 @@ async fn load_demo_data(node: &RunningNode) -> anyhow::Result<()> {
             continue;
         };
         let event_id = create.event_id.clone();
+        let (exists, _) = holdfast_node::replica::read_now(&node.replica, |state| {
+            state.event(&event_id).is_some()
+        });
+        if exists {
+            continue;
+        }
         let proposal = Proposal {
             request_id: Some(format!("demo:{event_id}")),
             command,
