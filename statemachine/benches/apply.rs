@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use holdfast_statemachine::*;
 
+/// The allocator the `holdfast` binary uses, so the figures match what the node does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     seats: u32,
     holds: u32,
