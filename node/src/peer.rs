@@ -16,7 +16,7 @@ use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::RaftNode;
 use tonic::{Request, Response, Status};
 
-use crate::raft_replica::{decode, encode_outcome, error_from_code, LeaderContact, RaftReplica};
+use crate::raft_replica::{decode, encode_outcome, LeaderContact, RaftReplica};
 use crate::replica::{ClusterStatus, MemberSpec, NodeError, Proposal, Replica};
 
 /// The peer booking service of one node.
@@ -92,7 +92,7 @@ pub(crate) fn cluster_change_answer(
     match answer {
         Ok(response) => match response.into_inner().error {
             None => Ok(()),
-            Some(error) => Err(error_from_code(&error.code, error.message)),
+            Some(error) => Err(NodeError::from_code(&error.code, error.message)),
         },
         Err(status) => Err(NodeError::Internal {
             message: format!("forwarding to the leader failed: {status}"),

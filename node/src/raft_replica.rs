@@ -274,23 +274,6 @@ fn forward_status(status: tonic::Status) -> NodeError {
     }
 }
 
-/// Maps an error code sent back by the leader's peer service.
-pub(crate) fn error_from_code(code: &str, message: String) -> NodeError {
-    match code {
-        "NO_LEADER" => NodeError::NoLeader,
-        "NO_QUORUM" => NodeError::NoQuorum { message },
-        "OVERLOADED" => NodeError::Overloaded { message },
-        "NOT_READY" => NodeError::NotReady { message },
-        "ALREADY_INITIALIZED" => NodeError::AlreadyInitialized,
-        "MEMBERSHIP_REFUSED" => NodeError::MembershipRefused { message },
-        "INVALID_FIELD" => NodeError::InvalidField {
-            field: "request".into(),
-            reason: message,
-        },
-        _ => NodeError::Internal { message },
-    }
-}
-
 pub(crate) fn encode_command(command: &Command) -> Vec<u8> {
     bincode::serde::encode_to_vec(command, bincode::config::standard())
         .expect("encoding a command into memory cannot fail")
@@ -480,7 +463,7 @@ impl Inner {
             }
         };
         if let Some(error) = response.error {
-            return Err(error_from_code(&error.code, error.message));
+            return Err(NodeError::from_code(&error.code, error.message));
         }
         if response.outcomes.len() != proposals.len() {
             return Err(NodeError::Internal {

@@ -188,6 +188,24 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// The error a peer reported by its code (the inverse of [`NodeError::code`] for the
+    /// codes a leader sends back to a forwarding follower); unknown codes are internal.
+    pub fn from_code(code: &str, message: String) -> NodeError {
+        match code {
+            "NO_LEADER" => NodeError::NoLeader,
+            "NO_QUORUM" => NodeError::NoQuorum { message },
+            "OVERLOADED" => NodeError::Overloaded { message },
+            "NOT_READY" => NodeError::NotReady { message },
+            "ALREADY_INITIALIZED" => NodeError::AlreadyInitialized,
+            "MEMBERSHIP_REFUSED" => NodeError::MembershipRefused { message },
+            "INVALID_FIELD" => NodeError::InvalidField {
+                field: "request".into(),
+                reason: message,
+            },
+            _ => NodeError::Internal { message },
+        }
+    }
+
     /// The stable wire code.
     pub fn code(&self) -> &'static str {
         match self {
