@@ -376,6 +376,19 @@ impl Drop for ProcessCluster {
 }
 
 impl ProcessCluster {
+    /// Creates an event through `POST /admin/events` and requires `201 Created`.
+    pub async fn create_event(&self, position: usize, body: serde_json::Value) -> Result<()> {
+        let created = self.post(position, "/admin/events", body, None).await?;
+        if created.status != 201 {
+            bail!(
+                "event creation answered {}: {}",
+                created.status,
+                created.body
+            );
+        }
+        Ok(())
+    }
+
     /// Cuts a node off from its peers (or reconnects it) through its test-only fault
     /// switch; its HTTP API keeps answering.
     pub async fn set_isolated(&self, position: usize, isolated: bool) -> Result<()> {

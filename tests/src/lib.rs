@@ -29,3 +29,18 @@ pub fn event_body(event_id: &str, rows: usize, per_row: u32, pool_capacity: u64)
 pub fn hold_body(event_id: &str, customer: &str, seats: &[&str], ttl_seconds: u64) -> Value {
     json!({"event_id": event_id, "customer_id": customer, "seats": seats, "ttl_seconds": ttl_seconds})
 }
+
+/// A confirm body paying with a sandbox card token.
+pub fn confirm_body(hold_id: &str, token: &str) -> Value {
+    json!({"hold_id": hold_id, "payment": {"method": "card", "token": token}})
+}
+
+/// The status of one seat in a full availability page, if the page lists it.
+pub fn seat_status(page: &Value, seat: &str) -> Option<String> {
+    page["seats"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["id"] == seat)
+        .and_then(|entry| entry["status"].as_str())
+        .map(str::to_string)
+}

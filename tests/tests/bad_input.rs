@@ -6,13 +6,9 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
     let cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("bad", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("bad", 1, 10, 10))
+        .await?;
     let before = cluster
         .get(0, "/availability?event_id=bad&consistency=linearizable")
         .await?;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use holdfast_tests::{event_body, hold_body, ProcessCluster};
+use holdfast_tests::{event_body, hold_body, seat_status, ProcessCluster};
 
 async fn wait_seat_status(
     cluster: &ProcessCluster,
@@ -17,13 +17,7 @@ async fn wait_seat_status(
             .get(node, "/availability?event_id=exp&consistency=linearizable")
             .await;
         if let Ok(page) = page {
-            let status = page.body["seats"].as_array().and_then(|seats| {
-                seats
-                    .iter()
-                    .find(|s| s["id"] == seat)
-                    .map(|s| s["status"].as_str().unwrap_or("").to_string())
-            });
-            if status.as_deref() == Some(want) {
+            if seat_status(&page.body, seat).as_deref() == Some(want) {
                 return Ok(());
             }
         }
@@ -35,13 +29,9 @@ async fn wait_seat_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_expire_without_client_action_even_after_a_leader_change() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("exp", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("exp", 1, 10, 10))
+        .await?;
 
     let hold = cluster
         .post(

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use holdfast_tests::{event_body, hold_body, ProcessCluster};
-use serde_json::{json, Value};
+use holdfast_tests::{confirm_body, event_body, hold_body, ProcessCluster};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 const CLIENTS: usize = 8;
@@ -50,8 +50,7 @@ async fn buyer(
         // Retry the confirm with the same key through other nodes until it has an answer.
         for retry in 0..20 {
             let node = (node + retry) % 3;
-            let body =
-                json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_visa"}});
+            let body = confirm_body(&hold_id, "tok_visa");
             match cluster
                 .post(node, "/booking/confirm", body, Some(&format!("{key}-c")))
                 .await

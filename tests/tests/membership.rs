@@ -6,13 +6,9 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_promote_remove() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("grow", 2, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("grow", 2, 10, 10))
+        .await?;
 
     let new = cluster.spawn_new_node()?;
     cluster.wait_healthy(new).await?;

@@ -10,13 +10,9 @@ use holdfast_tests::{event_body, hold_body, ProcessCluster};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_read_through_a_partitioned_leader_is_refused() -> anyhow::Result<()> {
     let cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("part", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("part", 1, 10, 10))
+        .await?;
     let old_leader = cluster.wait_for_leader().await?;
 
     cluster.set_isolated(old_leader, true).await?;

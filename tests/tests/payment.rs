@@ -3,19 +3,14 @@
 
 use std::time::Duration;
 
-use holdfast_tests::{event_body, hold_body, ProcessCluster};
-use serde_json::json;
+use holdfast_tests::{confirm_body, event_body, hold_body, seat_status, ProcessCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_and_late_payments() -> anyhow::Result<()> {
     let cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("pay", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("pay", 1, 10, 10))
+        .await?;
 
     let hold = cluster
         .post(
@@ -30,7 +25,7 @@ async fn declined_and_late_payments() -> anyhow::Result<()> {
         .post(
             2,
             "/booking/confirm",
-            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_declined"}}),
+            confirm_body(&hold_id, "tok_declined"),
             Some("d1"),
         )
         .await?;
@@ -60,7 +55,12 @@ async fn declined_and_late_payments() -> anyhow::Result<()> {
         .await?;
     let short_id = short.body["hold_id"].as_str().unwrap().to_string();
     let late = cluster
-        .post(0, "/booking/confirm", json!({"hold_id": short_id, "payment": {"method": "card", "token": "tok_visa_delay_2500"}}), Some("l1"))
+        .post(
+            0,
+            "/booking/confirm",
+            confirm_body(&short_id, "tok_visa_delay_2500"),
+            Some("l1"),
+        )
         .await?;
     assert_eq!(late.status, 410, "{:?}", late.body);
     assert_eq!(late.code(), "HOLD_EXPIRED");
@@ -72,13 +72,7 @@ async fn declined_and_late_payments() -> anyhow::Result<()> {
     let page = cluster
         .get(2, "/availability?event_id=pay&consistency=linearizable")
         .await?;
-    let seat = page.body["seats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "A-1-2")
-        .unwrap()
-        .clone();
-    assert_eq!(seat["status"], "AVAILABLE", "{:?}", page.body);
+    let status = seat_status(&page.body, "A-1-2").expect("the page lists the seat");
+    assert_eq!(status, "AVAILABLE", "{:?}", page.body);
     Ok(())
 }

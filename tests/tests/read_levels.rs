@@ -1,17 +1,13 @@
 //! Read levels: a `min_index` read on a follower sees the write just made on the leader.
 
-use holdfast_tests::{event_body, hold_body, ProcessCluster};
+use holdfast_tests::{event_body, hold_body, seat_status, ProcessCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_index_read_on_a_follower_sees_the_write() -> anyhow::Result<()> {
     let cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("ryw", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("ryw", 1, 10, 10))
+        .await?;
     let leader = cluster.wait_for_leader().await?;
     let follower = (0..3).find(|&node| node != leader).unwrap();
     for round in 0..5 {
@@ -36,13 +32,7 @@ async fn min_index_read_on_a_follower_sees_the_write() -> anyhow::Result<()> {
             .await?;
         assert_eq!(read.status, 200, "{:?}", read.body);
         assert!(read.applied_index().unwrap() >= index);
-        let status = read.body["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == seat.as_str())
-            .unwrap()["status"]
-            .clone();
+        let status = seat_status(&read.body, &seat).expect("the page lists the seat");
         assert_eq!(status, "HELD");
     }
     // An index far ahead is refused within the bounded wait, not answered stale.

@@ -1,18 +1,13 @@
 //! Stop every node with SIGTERM, start them again: the state is intact.
 
-use holdfast_tests::{event_body, hold_body, ProcessCluster};
-use serde_json::json;
+use holdfast_tests::{confirm_body, event_body, hold_body, ProcessCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_all_and_restart_keeps_state() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start(3).await?;
-    assert_eq!(
-        cluster
-            .post(0, "/admin/events", event_body("keep", 1, 10, 10), None)
-            .await?
-            .status,
-        201
-    );
+    cluster
+        .create_event(0, event_body("keep", 1, 10, 10))
+        .await?;
     let hold = cluster
         .post(
             1,
@@ -27,7 +22,7 @@ async fn stop_all_and_restart_keeps_state() -> anyhow::Result<()> {
         .post(
             2,
             "/booking/confirm",
-            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_visa"}}),
+            confirm_body(&hold_id, "tok_visa"),
             Some("c1"),
         )
         .await?;
