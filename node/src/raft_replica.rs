@@ -916,8 +916,18 @@ impl Replica for RaftReplica {
             return self.inner.leader_remove_node(node_id).await;
         }
         let mut client = self.inner.leader_client().await?;
-        crate::peer::cluster_change_answer(
-            client.remove_node(RemoveNodeRequest { id: node_id }).await,
-        )
+        let answer = client.remove_node(RemoveNodeRequest { id: node_id }).await;
+        // The leader's NODE_NOT_FOUND names this id: keep it a 404, not an internal error.
+        if let Ok(response) = &answer {
+            if response
+                .get_ref()
+                .error
+                .as_ref()
+                .is_some_and(|error| error.code == "NODE_NOT_FOUND")
+            {
+                return Err(NodeError::NodeNotFound { node_id });
+            }
+        }
+        crate::peer::cluster_change_answer(answer)
     }
 }

@@ -67,6 +67,17 @@ async fn add_promote_remove() -> anyhow::Result<()> {
         .await?;
     assert_eq!(stale.status, 200);
 
+    // Removing an unknown node through a follower is a 404, as on the leader.
+    let follower = (0..cluster.nodes.len())
+        .find(|&position| position != leader && position != victim)
+        .unwrap();
+    let unknown_node = cluster
+        .client
+        .delete(cluster.nodes[follower].url("/cluster/nodes/99"))
+        .send()
+        .await?;
+    assert_eq!(unknown_node.status().as_u16(), 404);
+
     // Refused: voters that are not members, an empty voter set, and a removed id.
     let unknown = cluster
         .post(leader, "/cluster/membership", json!({"voters": [99]}), None)
