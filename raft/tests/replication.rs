@@ -1,5 +1,10 @@
 //! Three nodes over loopback gRPC: a leader is elected, 10,000 commands replicate, and
 //! every node ends with the same state, byte for byte.
+//!
+//! Leadership may move while the proposers run (a loaded CI machine can starve heartbeats
+//! past the election timeout), so proposals go through [`Cluster::propose`], which follows
+//! the leader, and every hold carries a request id: a retry of a proposal that did commit
+//! is answered from the idempotency table instead of holding twice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,9 +25,8 @@ async fn ten_thousand_commands_replicate_to_identical_state() {
             .await
             .expect("cluster starts"),
     );
-    let leader = cluster.node(cluster.leader(TIMEOUT).await.expect("leader"));
-    let created = leader
-        .propose(Batch::single(workload::create_event(COMMANDS * 2)))
+    let created = cluster
+        .propose(Batch::single(workload::create_event(COMMANDS * 2)), TIMEOUT)
         .await
         .expect("event created");
     assert!(matches!(created.outcomes[..], [Outcome::EventCreated(_)]));
@@ -31,7 +35,7 @@ async fn ten_thousand_commands_replicate_to_identical_state() {
     let last_index = Arc::new(AtomicU64::new(0));
     let mut proposers = Vec::new();
     for _ in 0..PROPOSERS {
-        let leader = Arc::clone(&leader);
+        let cluster = Arc::clone(&cluster);
         let next = Arc::clone(&next);
         let last_index = Arc::clone(&last_index);
         proposers.push(tokio::spawn(async move {
@@ -40,8 +44,10 @@ async fn ten_thousand_commands_replicate_to_identical_state() {
                 if sequence >= COMMANDS {
                     return;
                 }
-                let result = leader
-                    .propose(Batch::single(workload::hold(sequence)))
+                let mut entry = workload::hold(sequence);
+                entry.request_id = Some(format!("hold-{sequence}"));
+                let result = cluster
+                    .propose(Batch::single(entry), TIMEOUT)
                     .await
                     .expect("proposal commits");
                 assert!(
@@ -62,6 +68,7 @@ async fn ten_thousand_commands_replicate_to_identical_state() {
         .wait_all_applied(last_index, TIMEOUT)
         .await
         .expect("all applied");
+    let leader = cluster.node(cluster.leader(TIMEOUT).await.expect("leader"));
     let expected = leader.state().state_snapshot_bytes();
     assert_eq!(
         leader.state().read(|state| state.machine.active_holds()),
