@@ -303,11 +303,15 @@ pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Response {
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
 /// finishes the requests in flight.
-pub async fn run_http(
+pub async fn run_http<Listener>(
     router: Router,
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    Listener: axum::serve::Listener,
+    Listener::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -201,21 +201,33 @@ async fn confirm_inner(
 
     // Read the hold through the leader: a follower that has not applied it yet must not
     // answer HOLD_NOT_FOUND.
-    let (hold, now_ms) = replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
-        (machine.hold_by_id(&body.hold_id), machine.now_ms())
-    })
-    .await
-    .map(|(answer, _)| answer)?;
-    let now_ms = now_ms.max(replica::wall_clock_ms());
+    let (hold, now_ms, remembered) =
+        replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
+            let remembered = request_id
+                .as_deref()
+                .is_some_and(|request_id| machine.remembers_request(request_id));
+            (
+                machine.hold_by_id(&body.hold_id),
+                machine.now_ms(),
+                remembered,
+            )
+        })
+        .await
+        .map(|(answer, _)| answer)?;
+    let now_ms = now_ms.max(state.replica.cluster_time_ms());
 
     // A retry of a request that was already charged skips the early checks: the
     // provider gives back the same charge and the state machine the first answer (or, if
-    // the first attempt never reached it, a refund for the charge).
+    // the first attempt never reached it, a refund for the charge). The charge may have
+    // been made through another node (the first attempt's), whose provider client this
+    // node does not share: then the replicated idempotency table says the confirm was
+    // committed, and charging again with the same key gets the same charge back from the
+    // provider.
     let prior_charge = match &request_id {
         Some(request_id) => state.payments.find_charge(request_id).await?,
         None => None,
     };
-    if prior_charge.is_none() {
+    if prior_charge.is_none() && !remembered {
         check_confirmable(&body.hold_id, hold.as_ref(), now_ms)?;
     }
     let (amount, currency) = match (&hold, &prior_charge) {
@@ -232,7 +244,7 @@ async fn confirm_inner(
     };
     let charge = charge(
         state,
-        prior_charge.is_some(),
+        prior_charge.is_some() || remembered,
         ChargeRequest {
             idempotency_key: request_id.clone(),
             hold_id: body.hold_id.clone(),

@@ -37,8 +37,9 @@ pub async fn expire_due_holds(
     let max_holds = config
         .holds_per_entry_max
         .clamp(1, holdfast_statemachine::limits::EXPIRE_HOLDS_PER_ENTRY_MAX);
+    let cluster_ms = replica.cluster_time_ms();
     let (due, meta) = replica::read_now(replica, |machine| {
-        let now_ms = machine.now_ms().max(replica::wall_clock_ms());
+        let now_ms = machine.now_ms().max(cluster_ms);
         machine.holds_due(now_ms, max_holds as usize)
     });
     if due == 0 || meta.leader_id != Some(meta.node_id) {

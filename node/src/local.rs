@@ -15,8 +15,9 @@ use holdfast_statemachine::{Config, Entry, StateMachine};
 use tokio::sync::{watch, Semaphore};
 
 use crate::replica::{
-    ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus, NodeError, NodeId,
-    Proposal, ReadMeta, ReadRequest, Replica, RequestIndexTable, Role, MIN_INDEX_WAIT_DEFAULT,
+    AppliedTime, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
+    NodeError, NodeId, Proposal, ReadMeta, ReadRequest, Replica, RequestIndexTable, Role,
+    MIN_INDEX_WAIT_DEFAULT,
 };
 
 /// Settings of a [`LocalReplica`].
@@ -105,7 +106,10 @@ impl LocalReplica {
         let applied = &mut *applied;
         let mut answers = Vec::with_capacity(proposals.len());
         for proposal in proposals {
-            let time_ms = self.clock.stamp(applied.machine.now_ms());
+            let time_ms = self.clock.stamp(AppliedTime {
+                time_ms: applied.machine.now_ms(),
+                applied_at: None,
+            });
             let entry = Entry {
                 time_ms,
                 request_id: proposal.request_id,

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use holdfast_proto::booking::booking_service_client::BookingServiceClient;
@@ -33,12 +33,13 @@ use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
 use holdfast_statemachine::{Command, Entry, Outcome, StateMachine};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::replica::{
-    ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus, NodeError, NodeId,
-    Proposal, ReadConsistency, ReadMeta, ReadRequest, Replica, RequestIndexTable, Role,
-    MIN_INDEX_WAIT_DEFAULT,
+    AppliedTime, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
+    NodeError, NodeId, Proposal, ReadConsistency, ReadMeta, ReadRequest, Replica,
+    RequestIndexTable, Role, MIN_INDEX_WAIT_DEFAULT,
 };
 
 /// Settings of a [`RaftReplica`].
@@ -155,6 +156,7 @@ impl RaftReplica {
         transport: Arc<dyn Transport>,
         config: RaftReplicaConfig,
         contact: Arc<LeaderContact>,
+        clock: ClusterClock,
     ) -> RaftReplica {
         let (queue, receiver) = mpsc::channel(config.proposals_queued_max.max(1));
         let request_index = RequestIndexTable::new(
@@ -164,7 +166,7 @@ impl RaftReplica {
         let inner = Arc::new(Inner {
             node,
             transport,
-            clock: ClusterClock::default(),
+            clock,
             queue,
             request_index: Mutex::new(request_index),
             leader_client: Mutex::new(None),
@@ -307,6 +309,13 @@ impl Inner {
         self.node.metrics().borrow().current_leader
     }
 
+    fn applied_time(&self) -> AppliedTime {
+        self.node.read_stale(|state| AppliedTime {
+            time_ms: state.machine.now_ms(),
+            applied_at: state.applied_at,
+        })
+    }
+
     async fn commit_group(&self, group: Vec<Pending>) {
         let proposals: Vec<Proposal> = group
             .iter()
@@ -357,8 +366,7 @@ impl Inner {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
-        let applied_time_ms = self.node.read_stale(|state| state.machine.now_ms());
-        let time_ms = self.clock.stamp(applied_time_ms);
+        let time_ms = self.clock.stamp(self.applied_time());
         let count = proposals.len();
         let entries = proposals
             .into_iter()
@@ -717,6 +725,10 @@ fn committed_index(
 impl Replica for RaftReplica {
     fn node_id(&self) -> NodeId {
         self.inner.node_id()
+    }
+
+    fn cluster_time_ms(&self) -> u64 {
+        self.inner.clock.now_ms(self.inner.applied_time())
     }
 
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {

@@ -160,7 +160,7 @@ pub async fn hold(
     let mut body = HoldJson::from_view(&hold, None);
     // A hold whose time has passed can no longer be confirmed, even before the leader's
     // expiry entry frees its items: say so rather than show HELD.
-    let now_ms = now_ms.max(replica::wall_clock_ms());
+    let now_ms = now_ms.max(state.replica.cluster_time_ms());
     if hold.status == HoldStatus::Active && hold.expires_at_ms <= now_ms {
         body.status = HoldStatus::Expired.as_str();
     }

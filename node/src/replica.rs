@@ -16,8 +16,11 @@
 //! - Cluster operations answer [`NodeError`]s with stable codes.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use holdfast_statemachine::{Command, Outcome, StateMachine};
@@ -275,6 +278,15 @@ pub trait Replica: Send + Sync + 'static {
 
     /// `DELETE /cluster/nodes/{id}`: removes a node from the cluster (voter or learner).
     async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError>;
+
+    /// Cluster time as this node would stamp it now (see [`ClusterClock::now_ms`]), in
+    /// milliseconds since the Unix epoch: what the expiry ticker compares due holds with.
+    /// By default the system clock, never behind the applied time.
+    fn cluster_time_ms(&self) -> u64 {
+        let mut applied_ms = 0;
+        self.with_state(&mut |machine, _| applied_ms = machine.now_ms());
+        wall_clock_ms().max(applied_ms)
+    }
 }
 
 /// Runs `read` over the state after [`Replica::prepare_read`]: the generic way to read.
@@ -313,45 +325,122 @@ pub async fn propose_one(
     }
 }
 
-/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+/// Milliseconds since the Unix epoch by the system clock (0 if the clock is before 1970).
 pub fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-/// The leader's cluster clock: `max(wall clock, last stamped or applied time + monotonic
-/// time elapsed since)`, so that cluster time never stalls behind a slow wall clock and
-/// never goes backwards.
+/// Where a node reads the wall clock. The seam exists for simulations, which give every
+/// host its own clock (turmoil's simulated time plus an offset that the fault schedule
+/// moves); a node in production uses [`SystemClock`]. Monotonic time is always
+/// `tokio::time::Instant`, which a simulation drives as well.
+pub trait WallClock: Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        wall_clock_ms()
+    }
+}
+
+/// Test-only ways to break the cluster clock, so that the simulations can prove their
+/// checkers notice (see `holdfast-sim`). All off by default; nothing in production sets
+/// them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockFaults {
+    /// Stamp entries with the local wall clock alone, forgetting the last stamp and the
+    /// monotonic time since: a leader whose clock steps back then stalls cluster time,
+    /// and holds outlive their time to live.
+    pub local_wall_clock_only: bool,
+}
+
+/// The last state machine time a node applied, and when it applied it (by the monotonic
+/// clock), if it knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedTime {
+    pub time_ms: u64,
+    pub applied_at: Option<Instant>,
+}
+
+/// The leader's cluster clock: the largest of its wall clock, its last stamp plus the
+/// monotonic time since, and the last applied time plus the monotonic time since it was
+/// applied. Cluster time therefore never stalls behind a slow wall clock (not even across
+/// a leader change: a new leader carries on from what it applied), and never goes
+/// backwards.
 #[derive(Debug)]
 pub struct ClusterClock {
+    wall: Arc<dyn WallClock>,
+    faults: ClockFaults,
     last: Mutex<Option<(u64, Instant)>>,
 }
 
 impl Default for ClusterClock {
     fn default() -> Self {
-        ClusterClock {
-            last: Mutex::new(None),
-        }
+        ClusterClock::new(Arc::new(SystemClock), ClockFaults::default())
     }
 }
 
 impl ClusterClock {
-    /// The time to stamp on the next entry, given the state machine's current time.
-    pub fn stamp(&self, applied_time_ms: u64) -> u64 {
-        self.stamp_with(wall_clock_ms(), Instant::now(), applied_time_ms)
+    /// A cluster clock over `wall`.
+    pub fn new(wall: Arc<dyn WallClock>, faults: ClockFaults) -> ClusterClock {
+        ClusterClock {
+            wall,
+            faults,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The wall clock underneath, in milliseconds since the Unix epoch.
+    pub fn wall_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+
+    /// Cluster time now, without stamping anything: what the expiry ticker compares due
+    /// holds with.
+    pub fn now_ms(&self, applied: AppliedTime) -> u64 {
+        let last = *self.last.lock().expect("cluster clock lock poisoned");
+        cluster_time(self.wall.now_ms(), Instant::now(), last, applied)
+    }
+
+    /// The time to stamp on the next entry.
+    pub fn stamp(&self, applied: AppliedTime) -> u64 {
+        if self.faults.local_wall_clock_only {
+            return self.wall.now_ms();
+        }
+        self.stamp_with(self.wall.now_ms(), Instant::now(), applied)
     }
 
     /// [`ClusterClock::stamp`] with explicit clocks, for tests.
-    pub fn stamp_with(&self, wall_ms: u64, monotonic: Instant, applied_time_ms: u64) -> u64 {
+    pub fn stamp_with(&self, wall_ms: u64, monotonic: Instant, applied: AppliedTime) -> u64 {
         let mut last = self.last.lock().expect("cluster clock lock poisoned");
-        let carried = last.map_or(0, |(time_ms, seen_at)| {
-            time_ms.saturating_add(monotonic.saturating_duration_since(seen_at).as_millis() as u64)
-        });
-        let time_ms = wall_ms.max(carried).max(applied_time_ms);
+        let time_ms = cluster_time(wall_ms, monotonic, *last, applied);
         *last = Some((time_ms, monotonic));
         time_ms
     }
+}
+
+fn cluster_time(
+    wall_ms: u64,
+    monotonic: Instant,
+    last: Option<(u64, Instant)>,
+    applied: AppliedTime,
+) -> u64 {
+    let since = |time_ms: u64, seen_at: Instant| {
+        time_ms.saturating_add(monotonic.saturating_duration_since(seen_at).as_millis() as u64)
+    };
+    let carried = last.map_or(0, |(time_ms, seen_at)| since(time_ms, seen_at));
+    let applied_carried = applied.applied_at.map_or(applied.time_ms, |applied_at| {
+        since(applied.time_ms, applied_at)
+    });
+    wall_ms.max(carried).max(applied_carried)
 }
 
 /// Remembers, per request id, the log index that first answered it, so that a replayed
@@ -429,21 +518,53 @@ mod tests {
     fn cluster_clock_never_goes_back_and_never_stalls() {
         let clock = ClusterClock::default();
         let start = Instant::now();
-        assert_eq!(clock.stamp_with(1_000, start, 0), 1_000);
+        let applied = |time_ms| AppliedTime {
+            time_ms,
+            applied_at: None,
+        };
+        assert_eq!(clock.stamp_with(1_000, start, applied(0)), 1_000);
         // The wall clock jumps back: time carries on from the last stamp.
         assert_eq!(
-            clock.stamp_with(500, start + Duration::from_millis(10), 0),
+            clock.stamp_with(500, start + Duration::from_millis(10), applied(0)),
             1_010
         );
         // The applied time is ahead (another leader's clock was fast).
         assert_eq!(
-            clock.stamp_with(500, start + Duration::from_millis(20), 5_000),
+            clock.stamp_with(500, start + Duration::from_millis(20), applied(5_000)),
             5_000
         );
         assert_eq!(
-            clock.stamp_with(9_000, start + Duration::from_millis(30), 5_000),
+            clock.stamp_with(9_000, start + Duration::from_millis(30), applied(5_000)),
             9_000
         );
+    }
+
+    #[test]
+    fn a_new_leader_carries_on_from_the_applied_time_plus_the_time_since() {
+        // This node never stamped; it applied time 10_000 at `start`, and its own wall
+        // clock is a minute slow. Three seconds later (an election) it leads.
+        let clock = ClusterClock::default();
+        let start = Instant::now();
+        let applied = AppliedTime {
+            time_ms: 100_000,
+            applied_at: Some(start),
+        };
+        let later = start + Duration::from_secs(3);
+        assert_eq!(clock.stamp_with(100_000 - 60_000, later, applied), 103_000);
+    }
+
+    #[test]
+    fn the_local_wall_clock_fault_stalls_behind_a_slow_clock() {
+        let faults = ClockFaults {
+            local_wall_clock_only: true,
+        };
+        let clock = ClusterClock::new(Arc::new(SystemClock), faults);
+        let applied = AppliedTime {
+            time_ms: u64::MAX / 2,
+            applied_at: Some(Instant::now()),
+        };
+        assert!(clock.stamp(applied) < applied.time_ms);
+        assert!(ClusterClock::default().stamp(applied) >= applied.time_ms);
     }
 
     #[test]

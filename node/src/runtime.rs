@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use holdfast_raft::{NodeInfo, RaftNode, RaftNodeConfig, Transport};
+use holdfast_raft::{MemoryDisk, NodeInfo, RaftNode, RaftNodeConfig, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +17,7 @@ use crate::faults::{
     fault_routes, test_faults_enabled, FaultSwitch, SwitchedStream, SwitchedTransport,
 };
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
-use crate::replica::Replica;
+use crate::replica::{ClockFaults, ClusterClock, Replica, SystemClock, WallClock};
 use crate::{router, run_http, AppState, HttpConfig, SandboxProvider};
 
 /// Everything a Raft-backed node needs to start.
@@ -36,6 +36,10 @@ pub struct NodeConfig {
     pub replica: RaftReplicaConfig,
     /// openraft's settings; `None` for Holdfast's defaults.
     pub raft: Option<openraft::Config>,
+    /// Test-only clock faults (all off by default); see [`ClockFaults`].
+    pub clock_faults: ClockFaults,
+    /// The state machine's limits for a new cluster (a restored snapshot brings its own).
+    pub state_machine: holdfast_statemachine::Config,
 }
 
 impl NodeConfig {
@@ -52,6 +56,8 @@ impl NodeConfig {
             expiry: ExpiryConfig::default(),
             replica: RaftReplicaConfig::default(),
             raft: None,
+            clock_faults: ClockFaults::default(),
+            state_machine: holdfast_statemachine::Config::default(),
         }
     }
 }
@@ -77,7 +83,32 @@ pub struct RunningNode {
     ticker: JoinHandle<()>,
 }
 
-/// Opens the node's data directory and starts serving on the two listeners.
+/// What a node talks through, besides its data directory: the two listeners, the way it
+/// dials peers and its wall clock. [`start`] builds it over the operating system's TCP and
+/// clock; a simulation (`holdfast-sim`) builds it over turmoil's network and its own clocks
+/// and runs exactly the same node.
+pub struct NodeIo<HttpListener, RaftIncoming> {
+    /// Accepts HTTP API connections.
+    pub http_listener: HttpListener,
+    /// The address `http_listener` is bound to.
+    pub http_addr: SocketAddr,
+    /// Accepted peer connections (Raft RPC and the peer booking service).
+    pub raft_incoming: RaftIncoming,
+    /// The address the peer listener is bound to.
+    pub raft_addr: SocketAddr,
+    /// How this node dials its peers.
+    pub transport: Arc<dyn Transport>,
+    /// The wall clock the leader stamps cluster time from.
+    pub clock: Arc<dyn WallClock>,
+    /// Simulations only: keep the log and snapshots on this in-memory disk instead of in
+    /// the data directory. See `holdfast_raft::memory`.
+    pub memory_disk: Option<MemoryDisk>,
+    /// Routes served before the API's (the test-only fault switch).
+    pub extra_routes: Option<axum::Router>,
+}
+
+/// Opens the node's data directory and starts serving on the two listeners, over the
+/// operating system's TCP and clock.
 pub async fn start(
     config: NodeConfig,
     http_listener: TcpListener,
@@ -85,6 +116,60 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let http_addr = http_listener.local_addr()?;
     let raft_addr = raft_listener.local_addr()?;
+    let switch = Arc::new(FaultSwitch::default());
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
+    let raft_incoming = {
+        let switch = switch.clone();
+        incoming.map(move |stream| stream.map(|stream| SwitchedStream::new(stream, switch.clone())))
+    };
+    let extra_routes = test_faults_enabled().then(|| {
+        tracing::warn!(
+            "HOLDFAST_TEST_FAULTS is set: POST /debug/faults can cut this node off its peers"
+        );
+        fault_routes(switch.clone())
+    });
+    let io = NodeIo {
+        http_listener,
+        http_addr,
+        raft_incoming,
+        raft_addr,
+        transport: Arc::new(SwitchedTransport::new(switch)),
+        clock: Arc::new(SystemClock),
+        memory_disk: None,
+        extra_routes,
+    };
+    start_with(config, io).await
+}
+
+/// Starts a node over the given [`NodeIo`]: the Raft member with its stores, the peer
+/// listener, the HTTP API and the expiry ticker.
+pub async fn start_with<HttpListener, RaftIncoming, Io, IoError>(
+    config: NodeConfig,
+    io: NodeIo<HttpListener, RaftIncoming>,
+) -> Result<RunningNode, StartError>
+where
+    HttpListener: axum::serve::Listener,
+    HttpListener::Addr: std::fmt::Debug,
+    RaftIncoming: futures::Stream<Item = Result<Io, IoError>> + Send + 'static,
+    Io: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let NodeIo {
+        http_listener,
+        http_addr,
+        raft_incoming,
+        raft_addr,
+        transport,
+        clock,
+        memory_disk,
+        extra_routes,
+    } = io;
     let info = NodeInfo {
         raft_addr: config
             .advertised_raft_addr
@@ -106,9 +191,9 @@ pub async fn start(
         raft_config.raft = raft;
     }
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
+    raft_config.memory_disk = memory_disk;
+    raft_config.state_machine = config.state_machine.clone();
     let message_bytes_max = raft_config.network.message_bytes_max;
-    let switch = Arc::new(FaultSwitch::default());
-    let transport: Arc<dyn Transport> = Arc::new(SwitchedTransport::new(switch.clone()));
     let node = Arc::new(RaftNode::open(raft_config, transport.clone()).await?);
     let contact = Arc::new(LeaderContact::default());
     let replica = RaftReplica::new(
@@ -116,17 +201,12 @@ pub async fn start(
         transport,
         config.replica.clone(),
         contact.clone(),
+        ClusterClock::new(clock, config.clock_faults),
     );
 
     let (stop, stopped) = watch::channel(false);
     let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
-    let incoming = {
-        let switch = switch.clone();
-        incoming.map(move |stream| stream.map(|stream| SwitchedStream::new(stream, switch.clone())))
     };
     let peers = {
         let node = node.clone();
@@ -138,7 +218,7 @@ pub async fn start(
                 replica,
                 contact,
                 message_bytes_max,
-                incoming,
+                raft_incoming,
                 shutdown,
             )
             .await
@@ -156,11 +236,8 @@ pub async fn start(
         config.http.clone(),
     );
     let mut routes = router(state);
-    if test_faults_enabled() {
-        tracing::warn!(
-            "HOLDFAST_TEST_FAULTS is set: POST /debug/faults can cut this node off its peers"
-        );
-        routes = fault_routes(switch).merge(routes);
+    if let Some(extra_routes) = extra_routes {
+        routes = extra_routes.merge(routes);
     }
     let http = tokio::spawn(run_http(routes, http_listener, stop_signal(stopped)));
     tracing::info!(node_id = config.node_id, http = %http_addr, raft = %raft_addr, "node started");

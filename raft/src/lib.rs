@@ -11,6 +11,9 @@
 //!   fsynced before it is acknowledged.
 //! - [`state_store`]: the in-memory state machine, its applied log id and membership, and
 //!   its snapshots on disk.
+//! - [`memory`]: an in-memory disk with the same durability contract, for simulations
+//!   (it can lose unsynced writes in a simulated power loss).
+//! - [`runtime`]: openraft's runtime (tokio) with a random generator a simulation seeds.
 //! - [`network`] and [`server`]: node-to-node RPC over tonic, behind the [`transport`] seam.
 //! - [`node`]: [`RaftNode`], which ties them together and is what `holdfast-node` uses.
 //! - [`testing`]: an in-process cluster over loopback gRPC, for tests and benchmarks.
@@ -20,8 +23,10 @@
 pub mod data_dir;
 pub mod error;
 pub mod log_store;
+pub mod memory;
 pub mod network;
 pub mod node;
+pub mod runtime;
 pub mod server;
 pub mod state_store;
 pub mod testing;
@@ -31,6 +36,7 @@ pub mod types;
 pub use data_dir::{DataDir, DATA_DIR_FORMAT_VERSION};
 pub use error::Error;
 pub use log_store::{LogStore, LOG_ENTRY_FORMAT_VERSION};
+pub use memory::{MemoryDisk, MemoryLogStore};
 pub use network::{NetworkConfig, NetworkFactory};
 pub use node::{ProposeResult, RaftNode, RaftNodeConfig};
 pub use state_store::{AppliedState, StateMachineStore, SNAPSHOT_FILE_FORMAT_VERSION};

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::data_dir::DataDir;
 use crate::error::Error;
 use crate::log_store::LogStore;
+use crate::memory::MemoryDisk;
 use crate::network::{NetworkConfig, NetworkFactory};
 use crate::server::{serve_tcp, RaftGrpcService, ServerConfig};
 use crate::state_store::{AppliedState, StateMachineStore};
@@ -56,6 +57,9 @@ pub struct RaftNodeConfig {
     pub state_machine: holdfast_statemachine::Config,
     /// How long [`RaftNode::ensure_linearizable`] may take before it answers `NO_QUORUM`.
     pub linearizable_read_timeout: Duration,
+    /// Simulations only: keep the log and snapshots on this in-memory disk instead of in
+    /// `data_dir` (which is then not touched). See [`crate::memory`].
+    pub memory_disk: Option<MemoryDisk>,
 }
 
 impl RaftNodeConfig {
@@ -76,6 +80,7 @@ impl RaftNodeConfig {
             server: ServerConfig::default(),
             state_machine: holdfast_statemachine::Config::default(),
             linearizable_read_timeout: Duration::from_secs(2),
+            memory_disk: None,
         }
     }
 }
@@ -109,7 +114,7 @@ pub struct ProposeResult {
 pub struct RaftNode {
     raft: HoldfastRaft,
     state: StateMachineStore,
-    data_dir: DataDir,
+    node_id: NodeId,
     node_info: NodeInfo,
     cluster_id: String,
     message_bytes_max: usize,
@@ -144,18 +149,7 @@ impl RaftNode {
             .map_err(|error| Error::InvalidConfig {
                 message: error.to_string(),
             })?;
-        let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-        let (log_store, state) = {
-            let data_dir = data_dir.clone();
-            let initial = StateMachine::new(config.state_machine.clone());
-            tokio::task::spawn_blocking(move || {
-                let log_store = LogStore::open(&data_dir.log_path())?;
-                let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
-                Ok::<_, Error>((log_store, state))
-            })
-            .await
-            .map_err(|error| Error::storage(&config.data_dir, error))??
-        };
+        let initial = StateMachine::new(config.state_machine.clone());
         let network = NetworkFactory::new(
             config.node_id,
             config.node_info.raft_addr.clone(),
@@ -163,22 +157,50 @@ impl RaftNode {
             config.network.clone(),
             transport,
         );
-        let raft = openraft::Raft::new(
-            config.node_id,
-            Arc::new(raft_config),
-            network,
-            log_store,
-            state.clone(),
-        )
-        .await
-        .map_err(|error| Error::Fatal {
+        let raft_config = Arc::new(raft_config);
+        let fatal = |error: openraft::error::Fatal<NodeId>| Error::Fatal {
             message: error.to_string(),
-        })?;
+        };
+        let (raft, state) = match &config.memory_disk {
+            Some(disk) => {
+                let state = StateMachineStore::open_in_memory(disk, initial)?;
+                let raft = openraft::Raft::new(
+                    config.node_id,
+                    raft_config,
+                    network,
+                    disk.log_store(),
+                    state.clone(),
+                )
+                .await
+                .map_err(fatal)?;
+                (raft, state)
+            }
+            None => {
+                let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+                let (log_store, state) = tokio::task::spawn_blocking(move || {
+                    let log_store = LogStore::open(&data_dir.log_path())?;
+                    let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
+                    Ok::<_, Error>((log_store, state))
+                })
+                .await
+                .map_err(|error| Error::storage(&config.data_dir, error))??;
+                let raft = openraft::Raft::new(
+                    config.node_id,
+                    raft_config,
+                    network,
+                    log_store,
+                    state.clone(),
+                )
+                .await
+                .map_err(fatal)?;
+                (raft, state)
+            }
+        };
         let (stop_server, _) = watch::channel(false);
         Ok(RaftNode {
             raft,
             state,
-            data_dir,
+            node_id: config.node_id,
             node_info: config.node_info,
             cluster_id: config.cluster_id,
             message_bytes_max,
@@ -190,7 +212,7 @@ impl RaftNode {
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.data_dir.node_id()
+        self.node_id
     }
 
     pub fn node_info(&self) -> &NodeInfo {

@@ -18,6 +18,9 @@
 //! **Invariant:** the snapshot on disk is replaced atomically: written to a temporary file,
 //! fsynced, renamed over `current.snapshot`, and the directory fsynced. A crash leaves the
 //! old snapshot or the new one, never a torn one.
+//! In a simulation the snapshot lives on a [`MemoryDisk`] instead of in files, with the
+//! same contract (replaced atomically, synced) and no blocking thread.
+//!
 //! **Invariant:** the applied log id and membership live in the same struct as the state,
 //! under the same lock, so they never disagree with it. At start the store restores the
 //! last snapshot; openraft then re-applies the log from there up to the committed id.
@@ -38,7 +41,10 @@ use tokio::io::AsyncSeekExt;
 
 use crate::data_dir::sync_parent_dir;
 use crate::error::Error;
-use crate::types::{LogEntry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::memory::MemoryDisk;
+use crate::types::{
+    LogEntry, LogId, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// Version of the snapshot file layout (header and metadata around the state).
 pub const SNAPSHOT_FILE_FORMAT_VERSION: u32 = 1;
@@ -59,6 +65,11 @@ pub struct AppliedState {
     pub last_applied: Option<LogId>,
     /// The last membership applied.
     pub last_membership: StoredMembership,
+    /// When (by this process's monotonic clock) the last entry that carried state machine
+    /// commands was applied here; `None` until one is. A new leader carries cluster time
+    /// on from the applied time plus the time elapsed since (see `holdfast-node`'s
+    /// `ClusterClock`), so that time does not fall back by the election gap.
+    pub applied_at: Option<tokio::time::Instant>,
 }
 
 impl AppliedState {
@@ -67,6 +78,7 @@ impl AppliedState {
             machine,
             last_applied: None,
             last_membership: StoredMembership::default(),
+            applied_at: None,
         }
     }
 
@@ -82,9 +94,17 @@ pub struct StateMachineStore {
     shared: Arc<Shared>,
 }
 
+/// Where the snapshot is kept.
+enum Place {
+    /// `current.snapshot` in this directory.
+    Files(PathBuf),
+    /// A simulation's in-memory disk.
+    Memory(MemoryDisk),
+}
+
 struct Shared {
     state: RwLock<AppliedState>,
-    snapshot_dir: PathBuf,
+    place: Place,
     /// Metadata of `current.snapshot`, if there is one.
     current_snapshot: Mutex<Option<SnapshotMeta>>,
     /// Serialises building and installing snapshot files.
@@ -102,25 +122,64 @@ impl StateMachineStore {
         let (state, current_snapshot) = if current_path.exists() {
             let file = fs::File::open(&current_path)
                 .map_err(|error| Error::storage(&current_path, error))?;
-            let (meta, machine) = read_snapshot_file(file, &current_path)?;
+            let (meta, machine) = read_snapshot(file, &current_path.display().to_string())?;
             let state = AppliedState {
                 machine,
                 last_applied: meta.last_log_id,
                 last_membership: meta.last_membership.clone(),
+                applied_at: None,
             };
             (state, Some(meta))
         } else {
             (AppliedState::new(initial), None)
         };
-        Ok(StateMachineStore {
+        Ok(StateMachineStore::with(
+            Place::Files(snapshot_dir.to_owned()),
+            state,
+            current_snapshot,
+        ))
+    }
+
+    /// Opens the store over a simulation's in-memory disk, restoring its snapshot if there
+    /// is one.
+    pub fn open_in_memory(
+        disk: &MemoryDisk,
+        initial: StateMachine,
+    ) -> Result<StateMachineStore, Error> {
+        let (state, current_snapshot) = match disk.snapshot() {
+            Some((_, bytes)) => {
+                let (meta, machine) = read_snapshot(bytes.as_slice(), "in-memory snapshot")?;
+                let state = AppliedState {
+                    machine,
+                    last_applied: meta.last_log_id,
+                    last_membership: meta.last_membership.clone(),
+                    applied_at: None,
+                };
+                (state, Some(meta))
+            }
+            None => (AppliedState::new(initial), None),
+        };
+        Ok(StateMachineStore::with(
+            Place::Memory(disk.clone()),
+            state,
+            current_snapshot,
+        ))
+    }
+
+    fn with(
+        place: Place,
+        state: AppliedState,
+        current_snapshot: Option<SnapshotMeta>,
+    ) -> StateMachineStore {
+        StateMachineStore {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
-                snapshot_dir: snapshot_dir.to_owned(),
+                place,
                 current_snapshot: Mutex::new(current_snapshot),
                 snapshot_files: tokio::sync::Mutex::new(()),
                 next_snapshot_sequence: AtomicU64::new(1),
             }),
-        })
+        }
     }
 
     /// Runs `read` on the current state. Keep it short: apply waits meanwhile.
@@ -140,8 +199,22 @@ impl StateMachineStore {
         self.read(|state| state.machine.snapshot_bytes())
     }
 
-    fn current_snapshot_path(&self) -> PathBuf {
-        self.shared.snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME)
+    /// Opens the current snapshot for reading, as openraft streams it to a follower.
+    async fn open_current(&self, meta: &SnapshotMeta) -> Result<SnapshotData, StorageError> {
+        match &self.shared.place {
+            Place::Files(snapshot_dir) => {
+                let file = tokio::fs::File::open(snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME))
+                    .await
+                    .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+                Ok(SnapshotData::File(file))
+            }
+            Place::Memory(disk) => {
+                let (_, bytes) = disk.snapshot().ok_or_else(|| {
+                    snapshot_error(Some(meta), ErrorVerb::Read, "the snapshot is gone")
+                })?;
+                Ok(SnapshotData::Memory(std::io::Cursor::new(bytes.to_vec())))
+            }
+        }
     }
 
     fn next_sequence(&self) -> u64 {
@@ -177,6 +250,24 @@ fn snapshot_error(
     StorageIOError::new(subject, verb, AnyError::error(error.to_string())).into()
 }
 
+/// Writes the snapshot file layout (header, metadata, state machine) to `writer`.
+fn encode_snapshot(
+    writer: &mut impl Write,
+    meta: &SnapshotMeta,
+    machine: &StateMachine,
+) -> std::io::Result<()> {
+    let meta_bytes = serde_json::to_vec(meta).expect("snapshot metadata serialises");
+    let meta_length = u32::try_from(meta_bytes.len()).expect("snapshot metadata below 4 GiB");
+    writer.write_all(&SNAPSHOT_FILE_MAGIC)?;
+    writer.write_all(&SNAPSHOT_FILE_FORMAT_VERSION.to_le_bytes())?;
+    writer.write_all(&meta_length.to_le_bytes())?;
+    writer.write_all(&meta_bytes)?;
+    machine.write_snapshot(writer).map_err(|error| match error {
+        holdfast_statemachine::SnapshotError::Io(error) => error,
+        other => std::io::Error::other(other.to_string()),
+    })
+}
+
 fn write_snapshot_file(
     path: &Path,
     meta: &SnapshotMeta,
@@ -184,27 +275,18 @@ fn write_snapshot_file(
 ) -> Result<(), Error> {
     let file = fs::File::create(path).map_err(|error| Error::storage(path, error))?;
     let mut writer = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
-    let meta_bytes = serde_json::to_vec(meta).expect("snapshot metadata serialises");
-    let meta_length = u32::try_from(meta_bytes.len()).expect("snapshot metadata below 4 GiB");
-    writer
-        .write_all(&SNAPSHOT_FILE_MAGIC)
-        .and_then(|()| writer.write_all(&SNAPSHOT_FILE_FORMAT_VERSION.to_le_bytes()))
-        .and_then(|()| writer.write_all(&meta_length.to_le_bytes()))
-        .and_then(|()| writer.write_all(&meta_bytes))
-        .map_err(|error| Error::storage(path, error))?;
-    machine
-        .write_snapshot(&mut writer)
-        .map_err(|error| Error::storage(path, error))?;
+    encode_snapshot(&mut writer, meta, machine).map_err(|error| Error::storage(path, error))?;
     let file = writer
         .into_inner()
         .map_err(|error| Error::storage(path, error))?;
     file.sync_all().map_err(|error| Error::storage(path, error))
 }
 
-fn read_snapshot_file(file: fs::File, path: &Path) -> Result<(SnapshotMeta, StateMachine), Error> {
-    let mut reader = BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+/// Reads and checks a snapshot file's layout; `what` names it in errors.
+fn read_snapshot(source: impl Read, what: &str) -> Result<(SnapshotMeta, StateMachine), Error> {
+    let mut reader = BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, source);
     let corrupt = |message: String| Error::Corrupt {
-        what: format!("snapshot {}", path.display()),
+        what: format!("snapshot {what}"),
         message,
     };
     let mut header = [0u8; 16];
@@ -217,7 +299,7 @@ fn read_snapshot_file(file: fs::File, path: &Path) -> Result<(SnapshotMeta, Stat
     let version = u32::from_le_bytes(header[8..12].try_into().expect("four bytes"));
     if version != SNAPSHOT_FILE_FORMAT_VERSION {
         return Err(Error::UnsupportedFormat {
-            what: format!("snapshot {}", path.display()),
+            what: format!("snapshot {what}"),
             found: version,
             supported: SNAPSHOT_FILE_FORMAT_VERSION,
         });
@@ -235,7 +317,7 @@ fn read_snapshot_file(file: fs::File, path: &Path) -> Result<(SnapshotMeta, Stat
     let machine = StateMachine::read_snapshot(&mut reader).map_err(|error| match error {
         holdfast_statemachine::SnapshotError::UnsupportedVersion { found, supported } => {
             Error::UnsupportedFormat {
-                what: format!("state machine snapshot in {}", path.display()),
+                what: format!("state machine snapshot in {what}"),
                 found,
                 supported,
             }
@@ -268,7 +350,7 @@ fn persist_received_snapshot(
     drop(file);
     let decoded = fs::File::open(&temporary)
         .map_err(|error| Error::storage(&temporary, error))
-        .and_then(|file| read_snapshot_file(file, &temporary));
+        .and_then(|file| read_snapshot(file, &temporary.display().to_string()));
     let (meta, machine) = match decoded {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -297,29 +379,38 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: state.last_membership.clone(),
             snapshot_id,
         };
-        let snapshot_dir = self.shared.snapshot_dir.clone();
-        let written_meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            let temporary = snapshot_dir.join(format!("building-{sequence}.tmp"));
-            write_snapshot_file(&temporary, &written_meta, &state.machine)?;
-            let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
-            fs::rename(&temporary, &current).map_err(|error| Error::storage(&current, error))?;
-            sync_parent_dir(&current)
-        })
-        .await
-        .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?
-        .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?;
+        match &self.shared.place {
+            Place::Files(snapshot_dir) => {
+                let snapshot_dir = snapshot_dir.clone();
+                let written_meta = meta.clone();
+                tokio::task::spawn_blocking(move || {
+                    let temporary = snapshot_dir.join(format!("building-{sequence}.tmp"));
+                    write_snapshot_file(&temporary, &written_meta, &state.machine)?;
+                    let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
+                    fs::rename(&temporary, &current)
+                        .map_err(|error| Error::storage(&current, error))?;
+                    sync_parent_dir(&current)
+                })
+                .await
+                .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?
+                .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?;
+            }
+            Place::Memory(disk) => {
+                let mut bytes = Vec::new();
+                encode_snapshot(&mut bytes, &meta, &state.machine)
+                    .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, error))?;
+                disk.put_snapshot(meta.clone(), bytes);
+            }
+        }
         *self
             .shared
             .current_snapshot
             .lock()
             .expect("snapshot lock poisoned") = Some(meta.clone());
-        let file = tokio::fs::File::open(self.current_snapshot_path())
-            .await
-            .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Read, error))?;
+        let data = self.open_current(&meta).await?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -343,6 +434,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             match entry.payload {
                 EntryPayload::Blank => replies.push(Vec::new()),
                 EntryPayload::Normal(batch) => {
+                    state.applied_at = Some(tokio::time::Instant::now());
                     let outcomes = batch
                         .entries
                         .iter()
@@ -363,14 +455,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        let snapshot_dir = match &self.shared.place {
+            Place::Files(snapshot_dir) => snapshot_dir,
+            Place::Memory(_) => {
+                return Ok(Box::new(SnapshotData::Memory(std::io::Cursor::new(
+                    Vec::new(),
+                ))))
+            }
+        };
         // The chunks go straight to disk, so receiving a snapshot takes bounded memory. The
         // file is unlinked at once: it lives as long as its handle and a crash leaves
         // nothing behind.
-        let path = self
-            .shared
-            .snapshot_dir
-            .join(format!("receiving-{}.tmp", self.next_sequence()));
+        let path = snapshot_dir.join(format!("receiving-{}.tmp", self.next_sequence()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -382,28 +479,45 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::fs::remove_file(&path)
             .await
             .map_err(|error| snapshot_error(None, ErrorVerb::Write, error))?;
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotData::File(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        mut snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let _files = self.shared.snapshot_files.lock().await;
-        snapshot
-            .flush_and_rewind()
-            .await
-            .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
-        let received = snapshot.into_std().await;
-        let snapshot_dir = self.shared.snapshot_dir.clone();
-        let sequence = self.next_sequence();
-        let (file_meta, machine) = tokio::task::spawn_blocking(move || {
-            persist_received_snapshot(received, &snapshot_dir, sequence)
-        })
-        .await
-        .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?
-        .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?;
+        let (file_meta, machine) = match (*snapshot, &self.shared.place) {
+            (SnapshotData::File(mut file), Place::Files(snapshot_dir)) => {
+                file.flush_and_rewind()
+                    .await
+                    .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+                let received = file.into_std().await;
+                let snapshot_dir = snapshot_dir.clone();
+                let sequence = self.next_sequence();
+                tokio::task::spawn_blocking(move || {
+                    persist_received_snapshot(received, &snapshot_dir, sequence)
+                })
+                .await
+                .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?
+                .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?
+            }
+            (SnapshotData::Memory(cursor), Place::Memory(disk)) => {
+                let bytes = cursor.into_inner();
+                let decoded = read_snapshot(bytes.as_slice(), "received in memory")
+                    .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+                disk.put_snapshot(decoded.0.clone(), bytes);
+                decoded
+            }
+            _ => {
+                return Err(snapshot_error(
+                    Some(meta),
+                    ErrorVerb::Write,
+                    "received snapshot data does not match the store's kind",
+                ))
+            }
+        };
         if file_meta.last_log_id != meta.last_log_id {
             return Err(snapshot_error(
                 Some(meta),
@@ -420,6 +534,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 machine,
                 last_applied: meta.last_log_id,
                 last_membership: meta.last_membership.clone(),
+                applied_at: None,
             };
         }
         *self
@@ -441,12 +556,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(meta) = meta else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(self.current_snapshot_path())
-            .await
-            .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Read, error))?;
+        let data = self.open_current(&meta).await?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(data),
         }))
     }
 }

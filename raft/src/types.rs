@@ -1,6 +1,8 @@
 //! The openraft type configuration of Holdfast.
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use holdfast_statemachine::{Entry, Outcome};
 use serde::{Deserialize, Serialize};
@@ -62,10 +64,77 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = SnapshotData,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::runtime::HoldfastRuntime,
 );
+
+/// A snapshot as openraft streams it: a file on disk, or bytes in memory in a simulation
+/// (see [`crate::memory`]).
+#[derive(Debug)]
+pub enum SnapshotData {
+    File(tokio::fs::File),
+    Memory(std::io::Cursor<Vec<u8>>),
+}
+
+impl tokio::io::AsyncRead for SnapshotData {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_read(context, buffer),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).poll_read(context, buffer),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SnapshotData {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_write(context, buffer),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_flush(context),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).poll_flush(context),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_shutdown(context),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).poll_shutdown(context),
+        }
+    }
+}
+
+impl tokio::io::AsyncSeek for SnapshotData {
+    fn start_seek(self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).start_seek(position),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).start_seek(position),
+        }
+    }
+
+    fn poll_complete(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<u64>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_complete(context),
+            SnapshotData::Memory(cursor) => Pin::new(cursor).poll_complete(context),
+        }
+    }
+}
 
 /// The Raft handle of a Holdfast node.
 pub type HoldfastRaft = openraft::Raft<TypeConfig>;

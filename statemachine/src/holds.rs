@@ -88,8 +88,13 @@ fn first_duplicate<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<&
     })
 }
 
-/// Finds the named seats and checks that all are available.
-fn resolve_seats(event: &Event, names: &[String]) -> Result<Vec<u32>, Rejection> {
+/// Finds the named seats and checks that all are available (unless the test-only fault
+/// `skip_seat_check` says not to).
+fn resolve_seats(
+    event: &Event,
+    names: &[String],
+    check_available: bool,
+) -> Result<Vec<u32>, Rejection> {
     let mut positions = Vec::with_capacity(names.len());
     let mut missing = Vec::new();
     let mut taken = Vec::new();
@@ -97,7 +102,7 @@ fn resolve_seats(event: &Event, names: &[String]) -> Result<Vec<u32>, Rejection>
         match event.seat_position(name) {
             None => missing.push(name.clone()),
             Some(position) => {
-                if event.seats[position as usize].state != SeatState::Available {
+                if check_available && event.seats[position as usize].state != SeatState::Available {
                     taken.push(name.clone());
                 }
                 positions.push(position);
@@ -269,6 +274,7 @@ impl StateMachine {
         let holds_max = self.config.holds_per_customer_per_event_max;
         let now_ms = self.now_ms;
         let life_ms = self.config.hold_life_ms_max;
+        let check_seats = !self.config.faults.skip_seat_check;
         let event = self
             .events
             .get(&request.event_id)
@@ -286,7 +292,7 @@ impl StateMachine {
                 max: holds_max,
             });
         }
-        let mut seats = resolve_seats(event, &request.seats)?;
+        let mut seats = resolve_seats(event, &request.seats, check_seats)?;
         check_pools(event, &request.pools)?;
         if let Some(best) = &request.best_available {
             let chosen = choose_best_available(event, best, &seats)?;

@@ -48,6 +48,10 @@ impl IdempotencyTable {
         self.records.len()
     }
 
+    pub fn contains(&self, request_id: &str) -> bool {
+        self.index.contains_key(request_id)
+    }
+
     pub fn lookup(&self, request_id: &str, fingerprint: u64) -> Lookup<'_> {
         let Some(&position) = self.index.get(request_id) else {
             return Lookup::Absent;

@@ -38,7 +38,7 @@ mod state;
 
 pub use command::*;
 pub use invariants::InvariantViolation;
-pub use limits::Config;
+pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;
 pub use outcome::*;
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};

@@ -58,6 +58,18 @@ pub struct Config {
     pub outbox_events_max: usize,
     /// How long ended holds stay readable, in log milliseconds.
     pub ended_hold_retention_ms: u64,
+    /// Test-only breakage, off by default and never serialised (a snapshot always restores
+    /// a correct machine). See [`Faults`].
+    #[serde(skip)]
+    pub faults: Faults,
+}
+
+/// Test-only ways to break the state machine, so that the simulations (`holdfast-sim`)
+/// can prove that their checkers notice a double booking. Nothing in production sets them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Hold named seats without checking that they are available.
+    pub skip_seat_check: bool,
 }
 
 impl Default for Config {
@@ -69,6 +81,7 @@ impl Default for Config {
             idempotency_entries_max: 2_000_000,
             outbox_events_max: 1_000_000,
             ended_hold_retention_ms: 60 * 60 * 1000,
+            faults: Faults::default(),
         }
     }
 }

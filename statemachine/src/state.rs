@@ -143,6 +143,12 @@ impl StateMachine {
         self.retired_nodes.contains(&node_id)
     }
 
+    /// Whether the answer to `request_id` is remembered: applying a command with it again
+    /// replays that answer and changes nothing.
+    pub fn remembers_request(&self, request_id: &str) -> bool {
+        self.idempotency.contains(request_id)
+    }
+
     /// Cluster time as of the last applied entry, in Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.now_ms

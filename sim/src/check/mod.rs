@@ -1,0 +1,78 @@
+//! The checkers: each takes what a run recorded (the client history, the replicas' states,
+//! the leadership timeline) and reports violations. One module per property.
+
+pub mod convergence;
+pub mod durability;
+pub mod expiry;
+pub mod invariants;
+pub mod linearizability;
+pub mod liveness;
+
+use holdfast_statemachine::StateMachine;
+use serde::Serialize;
+
+/// What one checker concluded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CheckOutcome {
+    pub name: &'static str,
+    /// How many things it checked (calls, states, bookings, ...).
+    pub checked: usize,
+    /// What it found wrong, described; empty when the property holds.
+    pub violations: Vec<String>,
+}
+
+impl CheckOutcome {
+    pub fn new(name: &'static str) -> CheckOutcome {
+        CheckOutcome {
+            name,
+            ..CheckOutcome::default()
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// Records a violation, keeping at most a few of them (the first are the useful ones).
+    pub fn violation(&mut self, description: String) {
+        const KEPT_MAX: usize = 8;
+        if self.violations.len() < KEPT_MAX {
+            self.violations.push(description);
+        }
+    }
+}
+
+/// One replica's state at the end of a run.
+#[derive(Clone, Debug)]
+pub struct ReplicaState {
+    pub node_id: u64,
+    pub applied_index: u64,
+    pub machine: StateMachine,
+}
+
+/// Who led, as seen by sampling every node between steps: one entry per change.
+#[derive(Clone, Debug, Default)]
+pub struct LeadershipTimeline {
+    /// (sim time in microseconds, term, leader id) whenever the highest term seen or its
+    /// leader changed.
+    pub changes: Vec<(u64, u64, Option<u64>)>,
+}
+
+impl LeadershipTimeline {
+    /// Records what the nodes report now: the highest term any running node is in, and the
+    /// leader of that term if one is known.
+    pub fn observe(&mut self, at_micros: u64, term: u64, leader: Option<u64>) {
+        if self.changes.last().map(|&(_, term, leader)| (term, leader)) != Some((term, leader)) {
+            self.changes.push((at_micros, term, leader));
+        }
+    }
+
+    /// Whether one leader, in one term, led throughout `[from, to]` (microseconds).
+    pub fn one_leader_throughout(&self, from: u64, to: u64) -> bool {
+        let Some(start) = self.changes.iter().rposition(|&(at, _, _)| at <= from) else {
+            return false;
+        };
+        let (_, _, leader) = self.changes[start];
+        leader.is_some() && self.changes[start + 1..].iter().all(|&(at, _, _)| at > to)
+    }
+}

@@ -1,0 +1,429 @@
+//! The fault schedule of a run: what goes wrong, when, drawn from the seed.
+//!
+//! A [`Scenario`] names a family of faults; [`plan`] turns a scenario and a seed into a
+//! time-ordered list of [`Action`]s that the harness carries out between simulation steps.
+//! Every plan ends with [`Action::Heal`] at [`Timeline::heal_ms`]: links repaired, latency
+//! and loss back to normal, crashed nodes restarted. Clock offsets stay (skew is a state,
+//! not an outage).
+
+use std::fmt;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// Families of faults. A seed picks one (see [`Scenario::for_seed`]) unless one is forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Scenario {
+    /// Leader isolation, minority and majority partitions, one-way partitions, flapping
+    /// links.
+    Partitions,
+    /// Message delay and loss (loss breaks TCP connections in turmoil).
+    DelayAndLoss,
+    /// Crash and restart of random nodes, the leader included, in the middle of confirms.
+    Crashes,
+    /// Crashes where the host loses power: writes not yet synced are gone.
+    PowerLoss,
+    /// Skewed clocks, and clocks stepped back and forward, with leader changes.
+    ClockSkew,
+    /// A learner added and promoted, a voter removed, under load.
+    Membership,
+    /// A node down for most of the run while the log is compacted: it must catch up by
+    /// snapshot.
+    SnapshotCatchUp,
+    /// Five nodes in three regions (2-2-1), 30–80 ms between regions; a whole region is
+    /// lost and comes back.
+    RegionLoss,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Partitions,
+        Scenario::DelayAndLoss,
+        Scenario::Crashes,
+        Scenario::PowerLoss,
+        Scenario::ClockSkew,
+        Scenario::Membership,
+        Scenario::SnapshotCatchUp,
+        Scenario::RegionLoss,
+    ];
+
+    /// The scenario a seed runs when none is forced: they take turns.
+    pub fn for_seed(seed: u64) -> Scenario {
+        Scenario::ALL[(seed % Scenario::ALL.len() as u64) as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Partitions => "partitions",
+            Scenario::DelayAndLoss => "delay-and-loss",
+            Scenario::Crashes => "crashes",
+            Scenario::PowerLoss => "power-loss",
+            Scenario::ClockSkew => "clock-skew",
+            Scenario::Membership => "membership",
+            Scenario::SnapshotCatchUp => "snapshot-catch-up",
+            Scenario::RegionLoss => "region-loss",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+    }
+
+    /// The hosts of the topology: (node id, region), and how many are voters at init.
+    pub fn topology(self) -> Topology {
+        match self {
+            Scenario::RegionLoss => Topology {
+                nodes: vec![(1, 1), (2, 1), (3, 2), (4, 2), (5, 3)],
+                initial_voters: 5,
+            },
+            // n4 starts empty and joins as a learner.
+            Scenario::Membership => Topology {
+                nodes: vec![(1, 1), (2, 1), (3, 1), (4, 1)],
+                initial_voters: 3,
+            },
+            _ => Topology {
+                nodes: vec![(1, 1), (2, 1), (3, 1)],
+                initial_voters: 3,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// The hosts of a run.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// (node id, region number), in id order.
+    pub nodes: Vec<(u64, u32)>,
+    /// The first this many nodes are the voters `POST /cluster/init` names; the rest wait
+    /// to be added.
+    pub initial_voters: usize,
+}
+
+impl Topology {
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub fn region_of(&self, id: u64) -> u32 {
+        self.nodes
+            .iter()
+            .find(|(node, _)| *node == id)
+            .map_or(0, |(_, region)| *region)
+    }
+}
+
+/// Which node an action is aimed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Target {
+    /// The node that leads when the action runs (any node if none does).
+    Leader,
+    /// A follower at that time.
+    Follower,
+    Node(u64),
+}
+
+/// One thing the harness does to the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Action {
+    /// Cuts `target` off from every other node (clients still reach it).
+    Isolate(Target),
+    /// Splits the nodes in two: these and the rest.
+    Partition(Vec<u64>),
+    /// Drops everything `from` sends to `to`; the other direction still works.
+    PartitionOneWay { from: Target, to: Target },
+    /// Repairs every link between nodes.
+    RepairAll,
+    /// Upper bound of the random latency of every link.
+    MaxLatency { ms: u64 },
+    /// Probability that a message is lost (which breaks its TCP connection).
+    Loss { rate: f64 },
+    /// Kills the node's process; with `power_loss`, unsynced writes are gone too.
+    Crash { target: Target, power_loss: bool },
+    /// Kills every node at once, losing unsynced writes: a whole-cluster power failure.
+    PowerFailureAll,
+    /// Kills every node of a region.
+    CrashRegion(u32),
+    /// Starts a crashed node again on its disk.
+    Restart(u64),
+    /// Restarts every crashed node.
+    RestartAll,
+    /// Sets a node's clock offset.
+    ClockOffset { target: Target, offset_ms: i64 },
+    /// Adds the node as a learner (waits until it caught up) and then makes it a voter.
+    AddVoter(u64),
+    /// Removes a voter from the cluster.
+    RemoveVoter(Target),
+    /// Network back to normal and every crashed node restarted.
+    Heal,
+}
+
+/// A scheduled action.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scheduled {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+/// When the phases of a run happen, in simulated milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeline {
+    /// Faults start (the cluster is up and the event exists well before).
+    pub faults_from_ms: u64,
+    /// Everything is healed.
+    pub heal_ms: u64,
+    /// Clients start no new calls.
+    pub stop_ms: u64,
+    /// The run gives up waiting for the replicas to converge.
+    pub give_up_ms: u64,
+    /// Latency bound of a link in normal operation.
+    pub normal_latency_ms: u64,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            faults_from_ms: 4_000,
+            heal_ms: 16_000,
+            stop_ms: 20_000,
+            give_up_ms: 60_000,
+            normal_latency_ms: 5,
+        }
+    }
+}
+
+/// The fault schedule for `scenario` and `seed`, ordered by time.
+pub fn plan(scenario: Scenario, seed: u64, timeline: &Timeline) -> Vec<Scheduled> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x5EED);
+    let topology = scenario.topology();
+    let ids = topology.ids();
+    let voters: Vec<u64> = ids[..topology.initial_voters].to_vec();
+    let mut plan = Vec::new();
+    let window = timeline.faults_from_ms..timeline.heal_ms - 1_500;
+    let at = |rng: &mut StdRng| rng.gen_range(window.clone());
+    match scenario {
+        Scenario::Partitions => {
+            for _ in 0..rng.gen_range(3..6) {
+                let start = at(&mut rng);
+                let length = rng.gen_range(800..4_000);
+                let action = match rng.gen_range(0..4) {
+                    0 => Action::Isolate(Target::Leader),
+                    1 => {
+                        let mut side = voters.clone();
+                        side.shuffle(&mut rng);
+                        side.truncate(1);
+                        Action::Partition(side)
+                    }
+                    2 => Action::PartitionOneWay {
+                        from: Target::Leader,
+                        to: Target::Follower,
+                    },
+                    _ => Action::PartitionOneWay {
+                        from: Target::Follower,
+                        to: Target::Leader,
+                    },
+                };
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action,
+                });
+                plan.push(Scheduled {
+                    at_ms: start + length,
+                    action: Action::RepairAll,
+                });
+            }
+            // A flapping link: cut and repaired every few hundred milliseconds.
+            let start = at(&mut rng);
+            let mut pair = voters.clone();
+            pair.shuffle(&mut rng);
+            let mut time = start;
+            for _ in 0..rng.gen_range(4..10) {
+                plan.push(Scheduled {
+                    at_ms: time,
+                    action: Action::Partition(vec![pair[0]]),
+                });
+                time += rng.gen_range(100..600);
+                plan.push(Scheduled {
+                    at_ms: time,
+                    action: Action::RepairAll,
+                });
+                time += rng.gen_range(100..600);
+            }
+        }
+        Scenario::DelayAndLoss => {
+            for _ in 0..rng.gen_range(2..5) {
+                let start = at(&mut rng);
+                let length = rng.gen_range(1_000..3_000);
+                let action = if rng.gen_bool(0.5) {
+                    Action::MaxLatency {
+                        ms: rng.gen_range(50..600),
+                    }
+                } else {
+                    Action::Loss {
+                        rate: rng.gen_range(0.005..0.05),
+                    }
+                };
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action,
+                });
+                plan.push(Scheduled {
+                    at_ms: start + length,
+                    action: Action::MaxLatency {
+                        ms: timeline.normal_latency_ms,
+                    },
+                });
+                plan.push(Scheduled {
+                    at_ms: start + length,
+                    action: Action::Loss { rate: 0.0 },
+                });
+            }
+        }
+        Scenario::Crashes | Scenario::PowerLoss => {
+            let power_loss = scenario == Scenario::PowerLoss;
+            for _ in 0..rng.gen_range(2..5) {
+                let start = at(&mut rng);
+                let target = if rng.gen_bool(0.5) {
+                    Target::Leader
+                } else {
+                    Target::Node(voters[rng.gen_range(0..voters.len())])
+                };
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action: Action::Crash { target, power_loss },
+                });
+                plan.push(Scheduled {
+                    at_ms: start + rng.gen_range(300..3_000),
+                    action: Action::RestartAll,
+                });
+            }
+            if power_loss {
+                let start = at(&mut rng);
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action: Action::PowerFailureAll,
+                });
+                plan.push(Scheduled {
+                    at_ms: start + rng.gen_range(200..1_500),
+                    action: Action::RestartAll,
+                });
+            }
+        }
+        Scenario::ClockSkew => {
+            for &id in &ids {
+                plan.push(Scheduled {
+                    at_ms: 0,
+                    action: Action::ClockOffset {
+                        target: Target::Node(id),
+                        offset_ms: rng.gen_range(-1_500..1_500),
+                    },
+                });
+            }
+            for _ in 0..rng.gen_range(2..4) {
+                let start = at(&mut rng);
+                let offset_ms = if rng.gen_bool(0.6) {
+                    -rng.gen_range(5_000..60_000)
+                } else {
+                    rng.gen_range(500..1_500)
+                };
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action: Action::ClockOffset {
+                        target: Target::Leader,
+                        offset_ms,
+                    },
+                });
+                // Force a leader change now and then, so that a node with a stepped
+                // clock takes over.
+                if rng.gen_bool(0.5) {
+                    plan.push(Scheduled {
+                        at_ms: start + 200,
+                        action: Action::Isolate(Target::Leader),
+                    });
+                    plan.push(Scheduled {
+                        at_ms: start + rng.gen_range(2_500..4_000),
+                        action: Action::RepairAll,
+                    });
+                }
+            }
+        }
+        Scenario::Membership => {
+            let learner = ids[topology.initial_voters];
+            plan.push(Scheduled {
+                at_ms: at(&mut rng),
+                action: Action::AddVoter(learner),
+            });
+            let remove_at = timeline.heal_ms - rng.gen_range(2_000..5_000);
+            let removed = if rng.gen_bool(0.5) {
+                Target::Leader
+            } else {
+                Target::Follower
+            };
+            plan.push(Scheduled {
+                at_ms: remove_at,
+                action: Action::RemoveVoter(removed),
+            });
+            let start = at(&mut rng);
+            plan.push(Scheduled {
+                at_ms: start,
+                action: Action::Crash {
+                    target: Target::Follower,
+                    power_loss: false,
+                },
+            });
+            plan.push(Scheduled {
+                at_ms: start + rng.gen_range(500..2_000),
+                action: Action::RestartAll,
+            });
+        }
+        Scenario::SnapshotCatchUp => {
+            let down = voters[rng.gen_range(0..voters.len())];
+            plan.push(Scheduled {
+                at_ms: timeline.faults_from_ms,
+                action: Action::Crash {
+                    target: Target::Node(down),
+                    power_loss: false,
+                },
+            });
+            // The others keep taking writes (and compacting their logs) until the heal.
+        }
+        Scenario::RegionLoss => {
+            let start = at(&mut rng);
+            let region = rng.gen_range(1..=3);
+            plan.push(Scheduled {
+                at_ms: start,
+                action: Action::CrashRegion(region),
+            });
+            plan.push(Scheduled {
+                at_ms: start + rng.gen_range(2_000..6_000),
+                action: Action::RestartAll,
+            });
+            if rng.gen_bool(0.5) {
+                let start = at(&mut rng);
+                plan.push(Scheduled {
+                    at_ms: start,
+                    action: Action::Isolate(Target::Leader),
+                });
+                plan.push(Scheduled {
+                    at_ms: start + rng.gen_range(1_000..3_000),
+                    action: Action::RepairAll,
+                });
+            }
+        }
+    }
+    plan.push(Scheduled {
+        at_ms: timeline.heal_ms,
+        action: Action::Heal,
+    });
+    plan.sort_by_key(|scheduled| scheduled.at_ms);
+    plan
+}

@@ -1,0 +1,121 @@
+//! The simulations as tests: a few hundred seeds across every scenario must pass, a seed must
+//! replay exactly, and each test-only breakage must be caught within a few seeds.
+//!
+//! `HOLDFAST_SIM_SEEDS` sets how many seeds the seed tests run in all (default 200, spread
+//! over four tests so that they use both cores); `holdfast-sim --seeds 10000` is the soak.
+
+use holdfast_sim::{run, Breakage, RunConfig, RunReport, Scenario};
+
+const SEED_SHARDS: u64 = 4;
+
+fn seeds_total() -> u64 {
+    std::env::var("HOLDFAST_SIM_SEEDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200)
+}
+
+fn describe(report: &RunReport) -> String {
+    format!(
+        "seed {} ({}) failed; replay with `cargo run -p holdfast-sim -- --seed {}`:\n  {}",
+        report.seed,
+        report.scenario,
+        report.seed,
+        report.failures().join("\n  ")
+    )
+}
+
+fn run_shard(shard: u64) {
+    let mut failures = Vec::new();
+    let mut seed = shard;
+    while seed < seeds_total() {
+        let report = run(&RunConfig::new(seed));
+        if !report.passed() {
+            failures.push(describe(&report));
+        }
+        seed += SEED_SHARDS;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn seeds_shard_0() {
+    run_shard(0);
+}
+
+#[test]
+fn seeds_shard_1() {
+    run_shard(1);
+}
+
+#[test]
+fn seeds_shard_2() {
+    run_shard(2);
+}
+
+#[test]
+fn seeds_shard_3() {
+    run_shard(3);
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    for seed in [5, 11] {
+        let first = run(&RunConfig::new(seed));
+        let second = run(&RunConfig::new(seed));
+        assert!(first.ops > 100, "seed {seed} made only {} calls", first.ops);
+        assert_eq!(
+            first.trace_hash, second.trace_hash,
+            "seed {seed} ran differently twice"
+        );
+    }
+}
+
+/// Runs seeds `0..seeds_max` of `scenario` with `breakage` until one fails, and returns
+/// that report.
+fn first_caught(scenario: Scenario, breakage: Breakage, seeds_max: u64) -> Option<RunReport> {
+    (0..seeds_max).find_map(|seed| {
+        let report = run(&RunConfig {
+            scenario: Some(scenario),
+            breakage,
+            ..RunConfig::new(seed)
+        });
+        (!report.passed()).then_some(report)
+    })
+}
+
+fn failed_check(report: &RunReport, name_part: &str) -> bool {
+    report
+        .checks
+        .iter()
+        .any(|check| check.name.contains(name_part) && !check.passed())
+}
+
+#[test]
+fn a_skipped_seat_check_is_caught_within_three_seeds() {
+    let report = first_caught(Scenario::Partitions, Breakage::SkipSeatCheck, 3)
+        .expect("holding taken seats went unnoticed for 3 seeds");
+    assert!(
+        failed_check(&report, "double booking") || failed_check(&report, "linearizable"),
+        "caught, but not as a double booking: {:?}",
+        report.failures()
+    );
+}
+
+#[test]
+fn skipped_fsyncs_are_caught_within_three_seeds() {
+    let report = first_caught(Scenario::PowerLoss, Breakage::SkipFsync, 3)
+        .expect("losing unsynced writes went unnoticed for 3 seeds");
+    assert!(!report.failures().is_empty());
+}
+
+#[test]
+fn a_leader_reading_expiry_from_its_local_clock_is_caught_within_three_seeds() {
+    let report = first_caught(Scenario::ClockSkew, Breakage::LocalClock, 3)
+        .expect("stamping time from the local clock went unnoticed for 3 seeds");
+    assert!(
+        failed_check(&report, "expired"),
+        "caught, but not as a confirm of an expired hold: {:?}",
+        report.failures()
+    );
+}
