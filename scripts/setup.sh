@@ -52,14 +52,22 @@ if ! rust_ok; then
     sh /tmp/rustup-init.sh -y --profile minimal --component rustfmt,clippy >/dev/null
     source "$HOME/.cargo/env"
   else
-    log "rustup is not reachable: installing Debian's rustc-web and cargo-web"
-    apt_install rustc-web cargo-web
+    log "rustup is not reachable: installing Debian's rustc-web, cargo-web, rustfmt and clippy"
+    apt_install rustc-web cargo-web rustfmt-web rust-web-clippy
   fi
 fi
 rust_ok || { log "a Rust toolchain >= $RUST_VERSION_MIN is required"; exit 1; }
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
-    if command -v rustup >/dev/null 2>&1; then rustup component add "$component" >/dev/null 2>&1 || true; fi
+    if command -v rustup >/dev/null 2>&1; then
+      rustup component add "$component" >/dev/null 2>&1 || true
+    elif command -v apt-get >/dev/null 2>&1; then
+      case "$component" in
+        rustfmt) apt_install rustfmt-web ;;
+        clippy) apt_install rust-web-clippy ;;
+      esac
+    fi
   fi
+  cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || { log "cargo ${component/rustfmt/fmt} is missing"; exit 1; }
 done
 log "ready: $(rustc --version)"

@@ -82,6 +82,16 @@ impl AppliedState {
         }
     }
 
+    /// The state a snapshot restores.
+    fn restored(machine: StateMachine, meta: &SnapshotMeta) -> AppliedState {
+        AppliedState {
+            machine,
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            applied_at: None,
+        }
+    }
+
     /// Index of the last applied entry, 0 before any.
     pub fn applied_index(&self) -> u64 {
         self.last_applied.map_or(0, |log_id| log_id.index)
@@ -123,12 +133,7 @@ impl StateMachineStore {
             let file = fs::File::open(&current_path)
                 .map_err(|error| Error::storage(&current_path, error))?;
             let (meta, machine) = read_snapshot(file, &current_path.display().to_string())?;
-            let state = AppliedState {
-                machine,
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                applied_at: None,
-            };
+            let state = AppliedState::restored(machine, &meta);
             (state, Some(meta))
         } else {
             (AppliedState::new(initial), None)
@@ -149,12 +154,7 @@ impl StateMachineStore {
         let (state, current_snapshot) = match disk.snapshot() {
             Some((_, bytes)) => {
                 let (meta, machine) = read_snapshot(bytes.as_slice(), "in-memory snapshot")?;
-                let state = AppliedState {
-                    machine,
-                    last_applied: meta.last_log_id,
-                    last_membership: meta.last_membership.clone(),
-                    applied_at: None,
-                };
+                let state = AppliedState::restored(machine, &meta);
                 (state, Some(meta))
             }
             None => (AppliedState::new(initial), None),
@@ -530,12 +530,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         {
             let mut state = self.shared.state.write().expect("state lock poisoned");
-            *state = AppliedState {
-                machine,
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                applied_at: None,
-            };
+            *state = AppliedState::restored(machine, meta);
         }
         *self
             .shared

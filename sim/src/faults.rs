@@ -192,9 +192,9 @@ pub struct Timeline {
 impl Default for Timeline {
     fn default() -> Self {
         Timeline {
-            faults_from_ms: 4_000,
-            heal_ms: 16_000,
-            stop_ms: 20_000,
+            faults_from_ms: 3_000,
+            heal_ms: 12_000,
+            stop_ms: 14_000,
             give_up_ms: 60_000,
             normal_latency_ms: 5,
         }

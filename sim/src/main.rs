@@ -140,8 +140,8 @@ fn print_report(report: &RunReport) {
         report.sim_ms,
         report.trace_hash
     );
-    for (fault, count) in &report.faults {
-        println!("  fault {fault}: {count}");
+    for (at_ms, action) in &report.fault_log {
+        println!("  at {at_ms:>6} ms: {action}");
     }
     for check in &report.checks {
         println!(

@@ -101,6 +101,8 @@ pub struct RunReport {
     pub breakage: Breakage,
     /// Actions carried out, by kind.
     pub faults: BTreeMap<&'static str, usize>,
+    /// Every action carried out: (sim milliseconds, what).
+    pub fault_log: Vec<(u64, String)>,
     pub checks: Vec<CheckOutcome>,
     /// Client calls recorded, and how many of them got no definite answer.
     pub ops: usize,
@@ -176,6 +178,9 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_millis(SIM_EPOCH_MS))
         .simulation_duration(Duration::from_millis(timeline.give_up_ms + 10_000))
+        // Two milliseconds a step: fine enough for 1–5 ms links, 250 ms heartbeats and 1–2 s
+        // election timeouts, and half the cost of turmoil's default of one.
+        .tick_duration(Duration::from_millis(2))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(timeline.normal_latency_ms))
         .build();
@@ -308,7 +313,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
             .sample(replica.node_id, sim_ms, &replica.machine);
     }
     let history = shared.history.borrow().clone();
-    let members = world.members.borrow().len();
+    let members = harness.members().len();
     let linearizable = linearizability_outcome(&history);
     let mut checks = vec![
         harness.invariants.outcome.clone(),
@@ -338,6 +343,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         scenario,
         breakage: config.breakage,
         faults: harness.faults,
+        fault_log: harness.fault_log,
         checks,
         ops: history.ops.len(),
         unknown_ops: history
@@ -829,14 +835,35 @@ impl Harness {
     /// The running members' states, if they all applied the same index.
     fn converged(&mut self, sim: &mut turmoil::Sim<'_>) -> Option<Vec<ReplicaState>> {
         let states = self.states(sim);
-        let members = self.world.members.borrow().len();
+        let members = self.members().len();
         let first = states.first()?.applied_index;
         (states.len() == members && states.iter().all(|state| state.applied_index == first))
             .then_some(states)
     }
 
+    /// The cluster's members (voters and learners) by the membership the most advanced
+    /// running node applied: what the cluster itself says, whatever the operator heard back
+    /// (a removal whose answer was lost still removed the node).
+    fn members(&self) -> BTreeSet<u64> {
+        let registry = self.world.registry.borrow();
+        registry
+            .iter()
+            .filter(|(id, _)| !self.crashed.contains(id))
+            .map(|(_, replica)| replica.node().metrics().borrow().clone())
+            .max_by_key(|metrics| metrics.last_applied.map(|log_id| log_id.index))
+            .map(|metrics| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_else(|| self.world.members.borrow().clone())
+    }
+
     fn states(&mut self, _sim: &mut turmoil::Sim<'_>) -> Vec<ReplicaState> {
-        let members = self.world.members.borrow().clone();
+        let members = self.members();
         let registry = self.world.registry.borrow();
         registry
             .iter()

@@ -14,6 +14,9 @@ use crate::history::{Call, History, OpResult};
 
 use super::{CheckOutcome, LeadershipTimeline, ReplicaState};
 
+/// Twice the harness's sampling interval, and some.
+const SAMPLING_MARGIN_MICROS: u64 = 50_000;
+
 pub fn check(
     history: &History,
     replicas: &[ReplicaState],
@@ -60,8 +63,12 @@ pub fn check(
         let Some(&(held_at, ttl_seconds)) = holds.get(hold_id) else {
             continue;
         };
+        // The timeline is sampled every few milliseconds: leave a margin either side, so
+        // that a leader change just before a sample is not missed.
         let completed = op.completed.unwrap_or(u64::MAX);
-        if !timeline.one_leader_throughout(held_at, completed) {
+        let from = held_at.saturating_sub(SAMPLING_MARGIN_MICROS);
+        let to = completed.saturating_add(SAMPLING_MARGIN_MICROS);
+        if !timeline.one_leader_throughout(from, to) {
             continue;
         }
         outcome.checked += 1;
@@ -75,4 +82,85 @@ pub fn check(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Call;
+
+    fn history_with_confirm_after(delay_micros: u64) -> History {
+        let mut history = History::default();
+        let hold = history.invoke(
+            0,
+            1,
+            0,
+            Call::Hold {
+                event_id: "sim".into(),
+                seats: vec!["X-1".into()],
+                pools: Vec::new(),
+                ttl_seconds: 2,
+            },
+        );
+        history.complete(
+            hold,
+            10_000,
+            OpResult::Held {
+                hold_id: "h_1".into(),
+                expires_at_ms: 0,
+            },
+        );
+        let confirm = history.invoke(
+            0,
+            1,
+            10_000 + delay_micros,
+            Call::Confirm {
+                hold_id: "h_1".into(),
+            },
+        );
+        history.complete(
+            confirm,
+            20_000 + delay_micros,
+            OpResult::Confirmed {
+                booking_id: "b_1".into(),
+            },
+        );
+        history
+    }
+
+    fn steady_leader() -> LeadershipTimeline {
+        let mut timeline = LeadershipTimeline::default();
+        timeline.observe(0, 1, Some(1));
+        timeline
+    }
+
+    #[test]
+    fn a_confirm_within_the_ttl_passes() {
+        let outcome = check(
+            &history_with_confirm_after(1_000_000),
+            &[],
+            &steady_leader(),
+        );
+        assert!(outcome.passed(), "{:?}", outcome.violations);
+        assert_eq!(outcome.checked, 1);
+    }
+
+    #[test]
+    fn a_confirm_invoked_after_the_ttl_under_one_leader_is_a_violation() {
+        let outcome = check(
+            &history_with_confirm_after(2_500_000),
+            &[],
+            &steady_leader(),
+        );
+        assert_eq!(outcome.violations.len(), 1, "{:?}", outcome.violations);
+    }
+
+    #[test]
+    fn a_late_confirm_across_a_leader_change_is_not_judged() {
+        let mut timeline = steady_leader();
+        timeline.observe(1_000_000, 2, Some(2));
+        let outcome = check(&history_with_confirm_after(2_500_000), &[], &timeline);
+        assert!(outcome.passed());
+        assert_eq!(outcome.checked, 0);
+    }
 }

@@ -76,3 +76,29 @@ impl LeadershipTimeline {
         leader.is_some() && self.changes[start + 1..].iter().all(|&(at, _, _)| at > to)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_leader_throughout_needs_a_known_leader_and_no_change() {
+        let mut timeline = LeadershipTimeline::default();
+        timeline.observe(0, 1, None);
+        timeline.observe(1_000, 1, Some(2));
+        timeline.observe(1_010, 1, Some(2));
+        timeline.observe(5_000, 2, None);
+        timeline.observe(6_000, 2, Some(3));
+        assert_eq!(timeline.changes.len(), 4);
+        assert!(
+            !timeline.one_leader_throughout(500, 2_000),
+            "no leader at 500"
+        );
+        assert!(timeline.one_leader_throughout(1_000, 4_999));
+        assert!(
+            !timeline.one_leader_throughout(1_000, 5_000),
+            "term 2 began at 5000"
+        );
+        assert!(timeline.one_leader_throughout(6_500, u64::MAX));
+    }
+}
