@@ -100,14 +100,11 @@ fn build_holdfast() -> Result<PathBuf> {
         .is_some_and(|name| name == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "holdfast-node",
-        "--bin",
-        "holdfast",
-    ]);
+    // The same selection as `cargo test --workspace` (every package, test targets and so
+    // dev-dependencies): selecting one package or one binary resolves the dependencies'
+    // features differently and would build a second copy of everything, RocksDB's C++
+    // included, instead of finding the binary that the test build already made.
+    build.args(["build", "--quiet", "--workspace", "--tests"]);
     if release {
         build.arg("--release");
     }
