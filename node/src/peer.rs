@@ -316,6 +316,28 @@ where
     }
 }
 
+/// A socket the peer listener can serve: what tonic's server needs of a connection. TCP
+/// in production (through the fault switch), turmoil's TCP in the simulations.
+pub trait PeerConnection:
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<T> PeerConnection for T where
+    T: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// Serves the Raft RPCs and the peer booking service on `incoming` until `shutdown`.
 pub async fn serve_peers<Incoming, Io, IoError>(
     node: &RaftNode,
@@ -327,12 +349,7 @@ pub async fn serve_peers<Incoming, Io, IoError>(
 ) -> Result<(), tonic::transport::Error>
 where
     Incoming: futures::Stream<Item = Result<Io, IoError>> + Send + 'static,
-    Io: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
+    Io: PeerConnection,
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let peer = BookingServiceServer::new(PeerService::new(replica))

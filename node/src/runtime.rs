@@ -152,12 +152,7 @@ where
     HttpListener: axum::serve::Listener,
     HttpListener::Addr: std::fmt::Debug,
     RaftIncoming: futures::Stream<Item = Result<Io, IoError>> + Send + 'static,
-    Io: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
+    Io: crate::peer::PeerConnection,
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let NodeIo {

@@ -8,13 +8,16 @@
 
 use std::fmt;
 
+use clap::ValueEnum;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 /// Families of faults. A seed picks one (see [`Scenario::for_seed`]) unless one is forced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+///
+/// The command-line names (`--scenario`) are the variants in kebab case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ValueEnum)]
 pub enum Scenario {
     /// Leader isolation, minority and majority partitions, one-way partitions, flapping
     /// links.
@@ -38,39 +41,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
-        Scenario::Partitions,
-        Scenario::DelayAndLoss,
-        Scenario::Crashes,
-        Scenario::PowerLoss,
-        Scenario::ClockSkew,
-        Scenario::Membership,
-        Scenario::SnapshotCatchUp,
-        Scenario::RegionLoss,
-    ];
-
     /// The scenario a seed runs when none is forced: they take turns.
     pub fn for_seed(seed: u64) -> Scenario {
-        Scenario::ALL[(seed % Scenario::ALL.len() as u64) as usize]
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Partitions => "partitions",
-            Scenario::DelayAndLoss => "delay-and-loss",
-            Scenario::Crashes => "crashes",
-            Scenario::PowerLoss => "power-loss",
-            Scenario::ClockSkew => "clock-skew",
-            Scenario::Membership => "membership",
-            Scenario::SnapshotCatchUp => "snapshot-catch-up",
-            Scenario::RegionLoss => "region-loss",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Scenario> {
-        Scenario::ALL
-            .into_iter()
-            .find(|scenario| scenario.name() == name)
+        let all = Scenario::value_variants();
+        all[(seed % all.len() as u64) as usize]
     }
 
     /// The hosts of the topology: (node id, region), and how many are voters at init.
@@ -95,8 +69,19 @@ impl Scenario {
 
 impl fmt::Display for Scenario {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.name())
+        write_value_name(self, formatter)
     }
+}
+
+/// Writes a command-line value's name (for [`fmt::Display`]).
+pub(crate) fn write_value_name(
+    value: &impl ValueEnum,
+    formatter: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    let name = value
+        .to_possible_value()
+        .expect("every variant has a command-line name");
+    formatter.write_str(name.get_name())
 }
 
 /// The hosts of a run.
@@ -153,8 +138,6 @@ pub enum Action {
     PowerFailureAll,
     /// Kills every node of a region.
     CrashRegion(u32),
-    /// Starts a crashed node again on its disk.
-    Restart(u64),
     /// Restarts every crashed node.
     RestartAll,
     /// Sets a node's clock offset.

@@ -27,14 +27,12 @@ struct Args {
     seeds: Option<u64>,
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
-    /// Force a scenario instead of the seed's own (one of: partitions, delay-and-loss,
-    /// crashes, power-loss, clock-skew, membership, snapshot-catch-up, region-loss).
-    #[arg(long)]
-    scenario: Option<String>,
-    /// Break the system on purpose, to see the checkers catch it (skip-seat-check,
-    /// skip-fsync, local-clock).
-    #[arg(long = "break", default_value = "none")]
-    breakage: String,
+    /// Force a scenario instead of the seed's own.
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+    /// Break the system on purpose, to see the checkers catch it.
+    #[arg(long = "break", value_enum, default_value_t = Breakage::None)]
+    breakage: Breakage,
     /// Simulated customers.
     #[arg(long, default_value_t = 6)]
     clients: usize,
@@ -45,15 +43,7 @@ struct Args {
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    let scenario = match &args.scenario {
-        Some(name) => Some(
-            Scenario::from_name(name)
-                .ok_or_else(|| anyhow::anyhow!("unknown scenario {name:?}"))?,
-        ),
-        None => None,
-    };
-    let breakage = Breakage::from_name(&args.breakage)
-        .ok_or_else(|| anyhow::anyhow!("unknown breakage {:?}", args.breakage))?;
+    let (scenario, breakage) = (args.scenario, args.breakage);
     let config_for = |seed| RunConfig {
         scenario,
         breakage,
@@ -91,14 +81,13 @@ fn main() -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "seed {seed} FAILED ({}): replay with `holdfast-sim --seed {seed}{}{}`",
                     report.scenario,
-                    args.scenario
-                        .as_ref()
+                    scenario
                         .map(|name| format!(" --scenario {name}"))
                         .unwrap_or_default(),
                     if breakage == Breakage::None {
                         String::new()
                     } else {
-                        format!(" --break {}", breakage.name())
+                        format!(" --break {breakage}")
                     }
                 );
                 for line in report.failures().iter().take(5) {
@@ -133,7 +122,7 @@ fn print_report(report: &RunReport) {
         "seed {} scenario {} break {}: {} ({} calls, {} unknown, {} ms simulated, trace {:016x})",
         report.seed,
         report.scenario,
-        report.breakage.name(),
+        report.breakage,
         if report.passed() { "PASSED" } else { "FAILED" },
         report.ops,
         report.unknown_ops,
@@ -195,7 +184,7 @@ impl Summary {
     fn print(&self) {
         println!("\n{:<22} {:>6} {:>7}", "scenario", "runs", "passed");
         for (scenario, (runs, passed)) in &self.runs {
-            println!("{:<22} {:>6} {:>7}", scenario.name(), runs, passed);
+            println!("{:<22} {:>6} {:>7}", scenario.to_string(), runs, passed);
         }
         println!("\n{:<22} {:>8}", "fault injected", "count");
         for (fault, count) in &self.faults {

@@ -27,8 +27,9 @@ use crate::history::Call;
 use crate::net::{peer_incoming, HttpListener, SimTransport};
 use crate::workload::{self, Customer, Shared};
 
-/// A test-only way to break the system, to prove that the checkers catch it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// A test-only way to break the system, to prove that the checkers catch it. The
+/// command-line names (`--break`) are the variants in kebab case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 pub enum Breakage {
     /// The real system.
     None,
@@ -40,27 +41,9 @@ pub enum Breakage {
     LocalClock,
 }
 
-impl Breakage {
-    pub const ALL: [Breakage; 4] = [
-        Breakage::None,
-        Breakage::SkipSeatCheck,
-        Breakage::SkipFsync,
-        Breakage::LocalClock,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Breakage::None => "none",
-            Breakage::SkipSeatCheck => "skip-seat-check",
-            Breakage::SkipFsync => "skip-fsync",
-            Breakage::LocalClock => "local-clock",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Breakage> {
-        Breakage::ALL
-            .into_iter()
-            .find(|breakage| breakage.name() == name)
+impl std::fmt::Display for Breakage {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        faults::write_value_name(self, formatter)
     }
 }
 
@@ -282,7 +265,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         harness.apply_due(&mut sim, now_ms);
         if now_ms >= last_sample_ms + 10 {
             last_sample_ms = now_ms;
-            harness.sample(&mut sim, now_ms);
+            harness.sample(now_ms);
         }
         let finished = match sim.step() {
             Ok(finished) => finished,
@@ -292,7 +275,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
             }
         };
         if finished && now_ms >= timeline.stop_ms {
-            if let Some(states) = harness.converged(&mut sim) {
+            if let Some(states) = harness.converged() {
                 converged = Some(states);
                 break;
             }
@@ -305,7 +288,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
     let did_converge = converged.is_some();
     let replicas = match converged {
         Some(replicas) => replicas,
-        None => harness.states(&mut sim),
+        None => harness.states(),
     };
     for replica in &replicas {
         harness
@@ -756,12 +739,6 @@ impl Harness {
                 }
                 self.count(now_ms, "region lost", format!("region r{region} lost"));
             }
-            Action::Restart(id) => {
-                if self.crashed.remove(&id) {
-                    sim.bounce(host_name(id));
-                    self.fault_log.push((now_ms, format!("restart n{id}")));
-                }
-            }
             Action::RestartAll => {
                 self.fault_log
                     .push((now_ms, format!("restart {:?}", self.crashed)));
@@ -806,7 +783,7 @@ impl Harness {
     }
 
     /// Between steps: who leads, and the invariants of every running replica.
-    fn sample(&mut self, _sim: &mut turmoil::Sim<'_>, now_ms: u64) {
+    fn sample(&mut self, now_ms: u64) {
         let registry = self.world.registry.borrow();
         let mut highest: Option<(u64, Option<u64>)> = None;
         for (id, replica) in registry.iter() {
@@ -833,8 +810,8 @@ impl Harness {
     }
 
     /// The running members' states, if they all applied the same index.
-    fn converged(&mut self, sim: &mut turmoil::Sim<'_>) -> Option<Vec<ReplicaState>> {
-        let states = self.states(sim);
+    fn converged(&self) -> Option<Vec<ReplicaState>> {
+        let states = self.states();
         let members = self.members().len();
         let first = states.first()?.applied_index;
         (states.len() == members && states.iter().all(|state| state.applied_index == first))
@@ -862,7 +839,7 @@ impl Harness {
             .unwrap_or_else(|| self.world.members.borrow().clone())
     }
 
-    fn states(&mut self, _sim: &mut turmoil::Sim<'_>) -> Vec<ReplicaState> {
+    fn states(&self) -> Vec<ReplicaState> {
         let members = self.members();
         let registry = self.world.registry.borrow();
         registry

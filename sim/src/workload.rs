@@ -215,17 +215,19 @@ impl Customer {
             "pools": pools.iter().map(|(id, quantity)| json!({"pool_id": id, "quantity": quantity})).collect::<Vec<_>>(),
             "ttl_seconds": ttl_seconds,
         });
-        let op = self.invoke(
+        let call = Call::Hold {
+            event_id: EVENT_ID.into(),
+            seats,
+            pools,
+            ttl_seconds,
+        };
+        self.recorded_write(
             &host,
-            Call::Hold {
-                event_id: EVENT_ID.into(),
-                seats,
-                pools,
-                ttl_seconds,
-            },
-        );
-        let result = match self.write(&host, "/booking/hold", &body).await {
-            Some(answer) if answer.status == 201 => {
+            call,
+            "/booking/hold",
+            &body,
+            201,
+            |customer, answer| {
                 let hold_id = answer.body["hold_id"]
                     .as_str()
                     .unwrap_or_default()
@@ -234,7 +236,7 @@ impl Customer {
                     .as_str()
                     .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
                     .map_or(0, |time| time.timestamp_millis() as u64);
-                self.holds.push(MyHold {
+                customer.holds.push(MyHold {
                     hold_id: hold_id.clone(),
                     ttl_seconds,
                     expiring,
@@ -243,7 +245,26 @@ impl Customer {
                     hold_id,
                     expires_at_ms,
                 }
-            }
+            },
+        )
+        .await;
+    }
+
+    /// Records `call`, sends it as a keyed write to `host` (see [`Customer::write`]) and
+    /// records its result: what `accepted` makes of an answer with the `accepted_status`,
+    /// the rejection for any other definite answer, `Unknown` without one.
+    async fn recorded_write(
+        &mut self,
+        host: &str,
+        call: Call,
+        path: &str,
+        body: &Value,
+        accepted_status: u16,
+        accepted: impl FnOnce(&mut Customer, &Answer) -> OpResult,
+    ) {
+        let op = self.invoke(host, call);
+        let result = match self.write(host, path, body).await {
+            Some(answer) if answer.status == accepted_status => accepted(self, &answer),
             Some(answer) => rejected(&answer),
             None => OpResult::Unknown,
         };
@@ -270,25 +291,25 @@ impl Customer {
         let host = self.pick_host();
         let body =
             json!({"hold_id": hold.hold_id, "payment": {"method": "card", "token": "tok_visa"}});
-        let op = self.invoke(
+        let call = Call::Confirm {
+            hold_id: hold.hold_id,
+        };
+        self.recorded_write(
             &host,
-            Call::Confirm {
-                hold_id: hold.hold_id.clone(),
-            },
-        );
-        let result = match self.write(&host, "/booking/confirm", &body).await {
-            Some(answer) if answer.status == 200 => {
+            call,
+            "/booking/confirm",
+            &body,
+            200,
+            |customer, answer| {
                 let booking_id = answer.body["booking_id"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                self.bookings.push(booking_id.clone());
+                customer.bookings.push(booking_id.clone());
                 OpResult::Confirmed { booking_id }
-            }
-            Some(answer) => rejected(&answer),
-            None => OpResult::Unknown,
-        };
-        self.complete(op, result);
+            },
+        )
+        .await;
     }
 
     async fn release(&mut self) {
@@ -296,19 +317,14 @@ impl Customer {
             return;
         };
         let host = self.pick_host();
-        let op = self.invoke(
-            &host,
-            Call::Release {
-                hold_id: hold.hold_id.clone(),
-            },
-        );
         let body = json!({"hold_id": hold.hold_id});
-        let result = match self.write(&host, "/booking/cancel", &body).await {
-            Some(answer) if answer.status == 200 => OpResult::Released,
-            Some(answer) => rejected(&answer),
-            None => OpResult::Unknown,
+        let call = Call::Release {
+            hold_id: hold.hold_id,
         };
-        self.complete(op, result);
+        self.recorded_write(&host, call, "/booking/cancel", &body, 200, |_, _| {
+            OpResult::Released
+        })
+        .await;
     }
 
     async fn cancel(&mut self) {
@@ -318,19 +334,12 @@ impl Customer {
         let position = self.rng.gen_range(0..self.bookings.len());
         let booking_id = self.bookings.swap_remove(position);
         let host = self.pick_host();
-        let op = self.invoke(
-            &host,
-            Call::Cancel {
-                booking_id: booking_id.clone(),
-            },
-        );
         let body = json!({"booking_id": booking_id, "reason": "simulated"});
-        let result = match self.write(&host, "/booking/cancel", &body).await {
-            Some(answer) if answer.status == 200 => OpResult::Cancelled,
-            Some(answer) => rejected(&answer),
-            None => OpResult::Unknown,
-        };
-        self.complete(op, result);
+        let call = Call::Cancel { booking_id };
+        self.recorded_write(&host, call, "/booking/cancel", &body, 200, |_, _| {
+            OpResult::Cancelled
+        })
+        .await;
     }
 
     /// Reads the whole event once and records one seat read per checked seat, all with the
