@@ -18,6 +18,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::auth::{authorize, AuthKeys};
+use crate::charges::ChargeResolver;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, BodyLimit, ADMIN_BODY_BYTES_MAX, BOOKING_BODY_BYTES_MAX};
 use crate::payment::PaymentProvider;
@@ -46,6 +47,9 @@ pub struct HttpConfig {
     pub max_staleness_ms_default: u64,
     /// Bearer keys; `None` leaves the API open (see [`crate::auth`]).
     pub auth_keys: Option<Arc<AuthKeys>>,
+    /// Confirms at once between their charge and their answer (see [`crate::charges`]);
+    /// beyond it a confirm is refused with `503 OVERLOADED` before anything is charged.
+    pub charges_in_flight_max: usize,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +59,7 @@ impl Default for HttpConfig {
             admin_body_bytes_max: ADMIN_BODY_BYTES_MAX,
             max_staleness_ms_default: 1_000,
             auth_keys: None,
+            charges_in_flight_max: crate::charges::CHARGES_IN_FLIGHT_MAX_DEFAULT,
         }
     }
 }
@@ -64,6 +69,8 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub replica: Arc<dyn Replica>,
     pub payments: Arc<dyn PaymentProvider>,
+    /// Takes over charges whose confirm got no answer.
+    pub charges: ChargeResolver,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
 }
@@ -76,6 +83,7 @@ impl AppState {
         config: HttpConfig,
     ) -> AppState {
         AppState {
+            charges: ChargeResolver::new(replica.clone(), config.charges_in_flight_max),
             replica,
             payments,
             config: Arc::new(config),

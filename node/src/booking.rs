@@ -9,6 +9,7 @@ use holdfast_statemachine::{Command, HoldStatus, HoldView, Outcome, PaymentRecor
 use serde_json::json;
 
 use crate::app::{write_answer, AppState};
+use crate::charges;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdempotencyKey};
 use crate::metrics::{self, outcome_label};
@@ -242,6 +243,9 @@ async fn confirm_inner(
             ))
         }
     };
+    // A slot before the charge: from here until the state machine answers, the charge is
+    // this node's to account for (see `crate::charges`).
+    let slot = state.charges.reserve()?;
     let charge = charge(
         state,
         prior_charge.is_some() || remembered,
@@ -256,17 +260,38 @@ async fn confirm_inner(
     )
     .await?;
 
-    let command = Command::Confirm {
-        hold_id: body.hold_id,
-        payment: PaymentRecord {
-            provider: state.payments.name().to_string(),
-            payment_id: charge.payment_id.clone(),
-            amount: charge.amount,
+    // Without a client key the confirm still gets a request id, named after its charge
+    // (a scope no client key can produce), so that it can be proposed again safely.
+    let request_id =
+        request_id.unwrap_or_else(|| format!("{CHARGE_REQUEST_SCOPE}{}", charge.payment_id));
+    let proposal = Proposal {
+        request_id: Some(request_id),
+        command: Command::Confirm {
+            hold_id: body.hold_id,
+            payment: PaymentRecord {
+                provider: state.payments.name().to_string(),
+                payment_id: charge.payment_id.clone(),
+                amount: charge.amount,
+            },
         },
     };
-    let committed = propose(state, request_id, command)
-        .await
-        .map_err(|error| charged_but_not_committed(error, &charge))?;
+    let committed = match replica::propose_one(&*state.replica, proposal.clone()).await {
+        Ok(committed) if charges::is_answer(&committed) => committed,
+        Ok(committed) => {
+            let error = unexpected(&committed.outcome);
+            state
+                .charges
+                .hand_over(slot, proposal, charge.payment_id.clone());
+            return Err(charged_but_not_committed(error, &charge));
+        }
+        Err(error) => {
+            state
+                .charges
+                .hand_over(slot, proposal, charge.payment_id.clone());
+            return Err(charged_but_not_committed(error.into(), &charge));
+        }
+    };
+    drop(slot);
     match &committed.outcome {
         Outcome::Confirmed(view) => Ok(write_answer(
             StatusCode::OK,
@@ -303,15 +328,21 @@ async fn charge(
     Ok(charged?)
 }
 
-/// The charge succeeded but the confirm could not be committed (no leader, overload): the
-/// client must retry with the same Idempotency-Key, which reuses the charge.
+/// Scope of the request id a confirm without an Idempotency-Key gets: client keys are
+/// always scoped `confirm:`, so these never meet one.
+pub const CHARGE_REQUEST_SCOPE: &str = "charge:";
+
+/// The charge succeeded but the confirm got no answer (no leader, overload, a commit that
+/// timed out): the node keeps proposing it until it books or records the refund
+/// (`crate::charges`); a retry with the same Idempotency-Key reuses the charge and gets
+/// that answer.
 fn charged_but_not_committed(mut api_error: ApiError, charge: &Charge) -> ApiError {
-    tracing::warn!(payment_id = %charge.payment_id, code = api_error.code, "charged but the confirm was not committed");
     if let Some(details) = api_error.details.as_object_mut() {
         details.insert("payment_id".into(), json!(charge.payment_id));
+        details.insert("confirm".into(), json!("PENDING"));
         details.insert(
             "retry".into(),
-            json!("retry with the same Idempotency-Key: the charge is reused, never repeated"),
+            json!("the node keeps proposing this confirm until it books or records a refund; retry with the same Idempotency-Key to learn which (the charge is reused, never repeated)"),
         );
     }
     api_error

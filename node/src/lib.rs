@@ -35,6 +35,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod booking;
+pub mod charges;
 pub mod cluster;
 pub mod demo;
 pub mod error;

@@ -23,6 +23,9 @@ pub const EXPIRIES_TOTAL: &str = "holdfast_expiries_total";
 pub const PAYMENTS_TOTAL: &str = "holdfast_payments_total";
 /// HTTP answers by status class.
 pub const HTTP_RESPONSES_TOTAL: &str = "holdfast_http_responses_total";
+/// Charges whose confirm got no answer yet and is being proposed again (see
+/// [`crate::charges`]).
+pub const CHARGES_UNRESOLVED: &str = "holdfast_charges_unresolved";
 /// Latency of `GET /availability`, seconds.
 pub const AVAILABILITY_SECONDS: &str = "holdfast_availability_seconds";
 /// Latency of `POST /booking/hold`, seconds.
@@ -38,6 +41,11 @@ const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
 
 /// Events whose seat gauges a scrape reports at most (bounds the scrape's cost).
 pub const EVENTS_REPORTED_MAX: usize = 1_000;
+
+/// Sets the gauge of charges whose confirm has no answer yet.
+pub fn set_charges_unresolved(count: u64) {
+    metrics::gauge!(CHARGES_UNRESOLVED).set(count as f64);
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -68,6 +76,10 @@ fn describe() {
     metrics::describe_counter!(EXPIRIES_TOTAL, "Holds ended by expiry.");
     metrics::describe_counter!(PAYMENTS_TOTAL, "Payment charges by outcome.");
     metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
+    metrics::describe_gauge!(
+        CHARGES_UNRESOLVED,
+        "Charges made whose confirm has no answer yet (being proposed again)."
+    );
     metrics::describe_histogram!(
         AVAILABILITY_SECONDS,
         metrics::Unit::Seconds,

@@ -9,11 +9,15 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use holdfast_node::expiry::{expire_due_holds, ExpiryConfig};
 use holdfast_node::payment::{Charge, ChargeRequest, PaymentError};
-use holdfast_node::replica::read_now;
+use holdfast_node::replica::{
+    read_now, ClusterStatus, CommittedOutcome, MemberSpec, NodeError, NodeId, Proposal, ReadMeta,
+    ReadRequest, Replica,
+};
 use holdfast_node::{
     router, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, PaymentProvider,
     SandboxProvider,
 };
+use holdfast_statemachine::StateMachine;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -46,12 +50,22 @@ impl Node {
     }
 
     fn with_config(config: HttpConfig) -> Node {
+        Node::over(config, |replica| replica)
+    }
+
+    /// A node whose handlers reach the replica through `wrap` (fault injection); the test
+    /// still reads the state from the replica itself.
+    fn over(config: HttpConfig, wrap: impl FnOnce(Arc<dyn Replica>) -> Arc<dyn Replica>) -> Node {
         let replica = LocalReplica::shared(LocalReplicaConfig {
             min_index_wait: Duration::from_millis(50),
             ..LocalReplicaConfig::default()
         });
         let sandbox = Arc::new(SandboxProvider::default());
-        let router = router(AppState::new(replica.clone(), sandbox.clone(), config));
+        let router = router(AppState::new(
+            wrap(replica.clone()),
+            sandbox.clone(),
+            config,
+        ));
         Node {
             router,
             replica,
@@ -1441,4 +1455,212 @@ async fn keys_file_switches_authentication_on() {
     )
     .await;
     assert_eq!(operator_booking.status, StatusCode::OK);
+}
+
+/// A replica whose proposals fail with `NO_LEADER` while it is switched off: the window
+/// between a charge and its commit.
+struct Unreachable {
+    inner: Arc<dyn Replica>,
+    off: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Replica for Unreachable {
+    fn node_id(&self) -> NodeId {
+        self.inner.node_id()
+    }
+    async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {
+        if self.off.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(NodeError::NoLeader);
+        }
+        self.inner.propose(proposals).await
+    }
+    async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError> {
+        self.inner.prepare_read(request).await
+    }
+    fn with_state(&self, read: &mut dyn FnMut(&StateMachine, ReadMeta)) {
+        self.inner.with_state(read)
+    }
+    fn status(&self) -> ClusterStatus {
+        self.inner.status()
+    }
+    fn readiness(&self) -> Result<(), NodeError> {
+        self.inner.readiness()
+    }
+    async fn initialize(&self, members: Vec<MemberSpec>) -> Result<(), NodeError> {
+        self.inner.initialize(members).await
+    }
+    async fn add_learner(&self, member: MemberSpec) -> Result<(), NodeError> {
+        self.inner.add_learner(member).await
+    }
+    async fn change_membership(
+        &self,
+        voters: std::collections::BTreeSet<NodeId>,
+    ) -> Result<(), NodeError> {
+        self.inner.change_membership(voters).await
+    }
+    async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
+        self.inner.remove_node(node_id).await
+    }
+}
+
+fn unreachable_node(config: HttpConfig) -> (Node, Arc<std::sync::atomic::AtomicBool>) {
+    let off = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = off.clone();
+    let node = Node::over(config, move |inner| {
+        Arc::new(Unreachable { inner, off: switch })
+    });
+    (node, off)
+}
+
+async fn wait_hold_status(node: &Node, hold_id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let hold = node.get(&format!("/holds/{hold_id}")).await;
+        if hold.body["status"] == status {
+            return hold.body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("hold {hold_id} never became {status}");
+}
+
+#[tokio::test]
+async fn a_charge_whose_confirm_gets_no_answer_is_still_booked() {
+    let (node, off) = unreachable_node(HttpConfig::default());
+    node.create_event("E").await;
+    let hold = node.hold("E", &["A-1"], None).await;
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+
+    // No leader between the charge and the commit; the client sends no key and will
+    // never retry.
+    off.store(true, std::sync::atomic::Ordering::SeqCst);
+    let confirm = node
+        .post(
+            "/booking/confirm",
+            None,
+            json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(
+        confirm.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        confirm.body
+    );
+    assert_eq!(confirm.code(), "NO_LEADER");
+    assert_eq!(confirm.body["error"]["details"]["confirm"], "PENDING");
+    let payment_id = confirm.body["error"]["details"]["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(node.sandbox.charges_made(), 1);
+    assert_eq!(
+        node.get(&format!("/holds/{hold_id}")).await.body["status"],
+        "HELD"
+    );
+
+    // The leader is back: the node's own retry books the charge.
+    off.store(false, std::sync::atomic::Ordering::SeqCst);
+    let held = wait_hold_status(&node, &hold_id, "CONFIRMED").await;
+    let booking_id = held["booking_id"].as_str().expect("a booking id");
+    let booking = node.get(&format!("/bookings/{booking_id}")).await;
+    assert_eq!(booking.body["payment_id"], payment_id.as_str());
+    assert_eq!(node.sandbox.charges_made(), 1, "charged once");
+}
+
+#[tokio::test]
+async fn a_charge_outliving_its_hold_without_an_answer_is_refunded() {
+    let (node, off) = unreachable_node(HttpConfig::default());
+    node.create_event("E").await;
+    let hold = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c-1", "seats": ["A-2"], "ttl_seconds": 1}),
+        )
+        .await;
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+
+    off.store(true, std::sync::atomic::Ordering::SeqCst);
+    let body = json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}});
+    let confirm = node
+        .post("/booking/confirm", Some("k-late"), body.clone())
+        .await;
+    assert_eq!(
+        confirm.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        confirm.body
+    );
+    let payment_id = confirm.body["error"]["details"]["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The leader comes back only after the hold has ended.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    off.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let mut refunds = Vec::new();
+    for _ in 0..200 {
+        refunds = read_now(&*node.replica, |machine| machine.pending_refunds(10)).0;
+        if !refunds.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(refunds.len(), 1, "the charge is recorded as a refund owed");
+    assert_eq!(refunds[0].payment_id, payment_id);
+    assert_eq!(refunds[0].amount, 4500);
+    assert_ne!(
+        node.get(&format!("/holds/{hold_id}")).await.body["status"],
+        "CONFIRMED"
+    );
+
+    // The client's retry learns the outcome, and nothing is charged again.
+    let retried = node.post("/booking/confirm", Some("k-late"), body).await;
+    assert_eq!(retried.status, StatusCode::GONE, "{}", retried.body);
+    assert_eq!(
+        retried.body["error"]["details"]["refund"]["payment_id"],
+        payment_id.as_str()
+    );
+    assert_eq!(node.sandbox.charges_made(), 1);
+}
+
+#[tokio::test]
+async fn confirms_beyond_the_unresolved_charge_bound_are_refused_before_charging() {
+    let (node, off) = unreachable_node(HttpConfig {
+        charges_in_flight_max: 1,
+        ..HttpConfig::default()
+    });
+    node.create_event("E").await;
+    let first = node.hold("E", &["A-1"], None).await;
+    let second = node.hold("E", &["A-2"], None).await;
+    off.store(true, std::sync::atomic::Ordering::SeqCst);
+    let confirm =
+        |hold: &Answer| json!({"hold_id": hold.body["hold_id"], "payment": {"token": "tok_visa"}});
+    let pending = node.post("/booking/confirm", None, confirm(&first)).await;
+    assert_eq!(pending.code(), "NO_LEADER");
+    let refused = node.post("/booking/confirm", None, confirm(&second)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.code(), "OVERLOADED");
+    assert!(refused.body["error"]["details"].get("payment_id").is_none());
+    assert_eq!(
+        node.sandbox.charges_made(),
+        1,
+        "the refused confirm charged nothing"
+    );
+
+    // Once the first charge is accounted for, its slot is free again.
+    off.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_hold_status(&node, first.body["hold_id"].as_str().unwrap(), "CONFIRMED").await;
+    let mut answer = None;
+    for _ in 0..200 {
+        let confirmed = node.post("/booking/confirm", None, confirm(&second)).await;
+        if confirmed.code() != "OVERLOADED" {
+            answer = Some(confirmed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(answer.expect("a slot frees up").status, StatusCode::OK);
 }

@@ -1,0 +1,158 @@
+//! Charges between the provider and the log: a charge never stands without a booking.
+//!
+//! The confirm handler charges first and proposes the `Confirm` second. When that proposal
+//! does not come back with an answer — no leader, a full queue, a commit that timed out, a
+//! full idempotency table — the charge is already made and the client may never retry.
+//! [`ChargeResolver`] takes such a charge over: it keeps proposing the very same proposal
+//! (same request id, same payment record) with capped backoff until the state machine
+//! answers. The state machine resolves a hold at most once and remembers the request id, so
+//! a repeat is harmless; its answer is either the booking or, when the hold ended
+//! meanwhile, a `ConfirmRefused` with the refund owed recorded — both account for the
+//! charge. A client retry with the same Idempotency-Key meanwhile gets the same answer.
+//!
+//! **Bounded.** A confirm takes a slot ([`ChargeResolver::reserve`]) before it charges and
+//! holds it until its charge is accounted for; with every slot taken a new confirm is
+//! refused with `503 OVERLOADED` before anything is charged. A slot costs one proposal.
+//!
+//! What this does not cover: a node that dies while it holds an unresolved charge. The
+//! charge is logged (`payment_id`, `request_id`) when it is handed over and again at
+//! shutdown; reconciling the provider's charges against bookings and refunds is the
+//! provider integration's job (a real provider lists charges with their metadata).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_statemachine::{Outcome, Rejection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::replica::{self, CommittedOutcome, NodeError, Proposal, Replica};
+
+/// Confirms at once between charge and answer, by default.
+pub const CHARGES_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
+/// First wait before a handed-over proposal is tried again.
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between tries.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Charges made whose confirm has not been answered yet; see the module documentation.
+#[derive(Clone)]
+pub struct ChargeResolver {
+    replica: Arc<dyn Replica>,
+    slots: Arc<Semaphore>,
+    unresolved: Arc<AtomicU64>,
+}
+
+/// A reserved slot: held from before the charge until the charge is accounted for.
+pub struct ChargeSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ChargeResolver {
+    /// A resolver over `replica` with `in_flight_max` slots.
+    pub fn new(replica: Arc<dyn Replica>, in_flight_max: usize) -> ChargeResolver {
+        ChargeResolver {
+            replica,
+            slots: Arc::new(Semaphore::new(in_flight_max.max(1))),
+            unresolved: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A slot for one confirm, or `OVERLOADED` (nothing is charged then).
+    pub fn reserve(&self) -> Result<ChargeSlot, NodeError> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(ChargeSlot { _permit: permit }),
+            Err(_) => Err(NodeError::Overloaded {
+                message: "too many confirms are between charge and commit; retry shortly".into(),
+            }),
+        }
+    }
+
+    /// Charges handed over and not yet accounted for.
+    pub fn unresolved(&self) -> u64 {
+        self.unresolved.load(Ordering::Relaxed)
+    }
+
+    /// Takes over a charged proposal that got no answer: proposes it again until the state
+    /// machine answers, then releases `slot`. Returns at once.
+    pub fn hand_over(&self, slot: ChargeSlot, proposal: Proposal, payment_id: String) {
+        tracing::warn!(
+            %payment_id,
+            request_id = proposal.request_id.as_deref().unwrap_or(""),
+            "charged but the confirm got no answer; proposing it again until it does"
+        );
+        self.unresolved.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::set_charges_unresolved(self.unresolved());
+        let resolver = self.clone();
+        tokio::spawn(async move {
+            let guard = Unresolved {
+                resolver: resolver.clone(),
+                payment_id,
+                done: false,
+            };
+            resolver.resolve(proposal, guard).await;
+            drop(slot);
+        });
+    }
+
+    async fn resolve(&self, proposal: Proposal, mut guard: Unresolved) {
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        let mut attempts: u64 = 0;
+        loop {
+            tokio::time::sleep(backoff).await;
+            attempts += 1;
+            match replica::propose_one(&*self.replica, proposal.clone()).await {
+                Ok(committed) if is_answer(&committed) => {
+                    tracing::info!(
+                        payment_id = %guard.payment_id,
+                        attempts,
+                        outcome = outcome_name(&committed.outcome),
+                        index = committed.index,
+                        "charge accounted for"
+                    );
+                    guard.done = true;
+                    return;
+                }
+                Ok(_) | Err(_) => backoff = (backoff * 2).min(RETRY_BACKOFF_MAX),
+            }
+        }
+    }
+}
+
+/// Whether a committed outcome accounts for the charge (anything but a table that turned
+/// the request away before applying it).
+pub fn is_answer(committed: &CommittedOutcome) -> bool {
+    !matches!(
+        committed.outcome,
+        Outcome::Rejected(Rejection::IdempotencyTableFull { .. })
+    )
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Confirmed(_) => "confirmed",
+        Outcome::ConfirmRefused { .. } => "refund recorded",
+        _ => "rejected",
+    }
+}
+
+/// Keeps the unresolved count true, and names a charge still unresolved when its task is
+/// dropped (the node is stopping).
+struct Unresolved {
+    resolver: ChargeResolver,
+    payment_id: String,
+    done: bool,
+}
+
+impl Drop for Unresolved {
+    fn drop(&mut self) {
+        let left = self.resolver.unresolved.fetch_sub(1, Ordering::Relaxed) - 1;
+        crate::metrics::set_charges_unresolved(left);
+        if !self.done {
+            tracing::error!(
+                payment_id = %self.payment_id,
+                "stopping with a charge whose confirm never got an answer: reconcile it with the provider"
+            );
+        }
+    }
+}
