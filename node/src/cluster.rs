@@ -13,6 +13,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::replica::MemberSpec;
 use crate::wire::{
     ClusterInitBody, ClusterStatusJson, ErrorBody, HealthJson, MemberBody, MembershipBody,
+    SnapshotJson,
 };
 
 /// Members named in one cluster request at most.
@@ -44,6 +45,27 @@ fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
         http_addr: body.http_addr,
         region: body.region,
     })
+}
+
+/// Builds a snapshot of this node's state now (the log behind it is then purged by the
+/// retention policy); answers once it is persisted.
+#[utoipa::path(
+    post, path = "/cluster/snapshot", tag = "cluster",
+    responses(
+        (status = 200, description = "Snapshot persisted", body = SnapshotJson),
+        (status = 400, description = "INVALID_FIELD: this node keeps no snapshots", body = ErrorBody),
+    )
+)]
+pub async fn snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let taken = state.replica.snapshot_now().await?;
+    Ok(json_answer(
+        StatusCode::OK,
+        &SnapshotJson {
+            node_id: state.replica.node_id(),
+            snapshot_index: taken.index,
+            build_ms: taken.build.as_secs_f64() * 1e3,
+        },
+    ))
 }
 
 /// The cluster as this node sees it.

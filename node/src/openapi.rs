@@ -31,6 +31,7 @@ use crate::wire;
         crate::admin::remove_seat,
         crate::admin::remove_pool,
         crate::cluster::status,
+        crate::cluster::snapshot,
         crate::cluster::initialize,
         crate::cluster::add_learner,
         crate::cluster::change_membership,
@@ -73,6 +74,7 @@ use crate::wire;
         wire::ClusterStatusJson,
         wire::MemberJson,
         wire::HealthJson,
+        wire::SnapshotJson,
     ))
 )]
 pub struct ApiDoc;

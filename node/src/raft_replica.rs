@@ -39,8 +39,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::replica::{
     AppliedTime, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
     NodeError, NodeId, Proposal, ReadConsistency, ReadMeta, ReadRequest, Replica,
-    RequestIndexTable, Role, MIN_INDEX_WAIT_DEFAULT,
+    RequestIndexTable, Role, SnapshotTaken, MIN_INDEX_WAIT_DEFAULT,
 };
+
+/// Longest wait for a snapshot asked for through `POST /cluster/snapshot`.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Settings of a [`RaftReplica`].
 #[derive(Clone, Debug)]
@@ -921,6 +924,18 @@ impl Replica for RaftReplica {
             voters: voters.into_iter().collect(),
         };
         crate::peer::cluster_change_answer(client.change_membership(request).await)
+    }
+
+    async fn snapshot_now(&self) -> Result<SnapshotTaken, NodeError> {
+        let (index, build) = self
+            .inner
+            .node
+            .snapshot_now(SNAPSHOT_TIMEOUT)
+            .await
+            .map_err(|error| NodeError::Internal {
+                message: error.to_string(),
+            })?;
+        Ok(SnapshotTaken { index, build })
     }
 
     async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {

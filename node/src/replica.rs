@@ -147,6 +147,15 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// A snapshot built on request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotTaken {
+    /// The last log index it covers.
+    pub index: u64,
+    /// From the request to the snapshot being persisted.
+    pub build: Duration,
+}
+
 /// System failures of the replication layer (domain refusals are [`Outcome`]s instead).
 /// Each has a stable code; [`crate::error::ApiError`] maps them to HTTP statuses.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -278,6 +287,15 @@ pub trait Replica: Send + Sync + 'static {
 
     /// `DELETE /cluster/nodes/{id}`: removes a node from the cluster (voter or learner).
     async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError>;
+
+    /// `POST /cluster/snapshot`: builds a snapshot of this node's applied state now and
+    /// answers once it is persisted. Replicas without snapshots refuse.
+    async fn snapshot_now(&self) -> Result<SnapshotTaken, NodeError> {
+        Err(NodeError::InvalidField {
+            field: "node".into(),
+            reason: "this node keeps no snapshots (it is not replicated)".into(),
+        })
+    }
 
     /// Cluster time as this node would stamp it now (see [`ClusterClock::now_ms`]), in
     /// milliseconds since the Unix epoch: what the expiry ticker compares due holds with.

@@ -561,6 +561,16 @@ impl From<&MemberStatus> for MemberJson {
     }
 }
 
+/// `POST /cluster/snapshot`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SnapshotJson {
+    pub node_id: u64,
+    /// The last log index the snapshot covers.
+    pub snapshot_index: u64,
+    /// From the request until the snapshot was persisted, ms.
+    pub build_ms: f64,
+}
+
 /// `/healthz` and `/readyz`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HealthJson {

@@ -418,6 +418,46 @@ impl RaftNode {
             })
     }
 
+    /// Builds a snapshot of everything applied so far and waits, at most `timeout`, until
+    /// it is persisted; returns the index it covers and how long it took.
+    pub async fn snapshot_now(&self, timeout: Duration) -> Result<(u64, Duration), Error> {
+        let started = tokio::time::Instant::now();
+        let mut metrics = self.raft.metrics();
+        let applied = metrics
+            .borrow()
+            .last_applied
+            .map_or(0, |log_id| log_id.index);
+        self.trigger_snapshot().await?;
+        let covered = |metrics: &RaftMetrics<NodeId, NodeInfo>| {
+            metrics
+                .snapshot
+                .is_some_and(|log_id| log_id.index >= applied)
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if covered(&metrics.borrow_and_update()) {
+                    return Ok(());
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(Error::Fatal {
+                        message: "raft stopped while building the snapshot".into(),
+                    });
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Fatal {
+                    message: format!("the snapshot was not built within {timeout:?}"),
+                })
+            }
+        }
+        let index = metrics.borrow().snapshot.map_or(0, |log_id| log_id.index);
+        Ok((index, started.elapsed()))
+    }
+
     /// Stops the RPC server and Raft. Everything acknowledged is already durable, so this
     /// only ends tasks.
     pub async fn shutdown(&self) -> Result<(), Error> {

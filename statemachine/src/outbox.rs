@@ -12,7 +12,10 @@ use crate::StateMachine;
 ///
 /// The queue is bounded by [`crate::Config::outbox_events_max`]: when a consumer falls that
 /// far behind, the oldest events are dropped and counted in `dropped` rather than refusing
-/// bookings. A consumer sees the gap in the indexes.
+/// bookings. A consumer sees the gap in the indexes. The outbox notifies; it is not the
+/// record of money owed: refunds stay in the refunds table (`pending_refunds`) until they
+/// are marked done, whatever the outbox dropped, so a consumer that lost events re-reads
+/// that table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Outbox {
     pub events: VecDeque<OutboxEvent>,

@@ -1138,3 +1138,79 @@ fn retired_node_ids_are_remembered_across_snapshots() {
     assert!(restored.is_node_retired(3));
     assert!(!restored.is_node_retired(4));
 }
+
+#[test]
+fn refunds_owed_outlive_an_overflowing_outbox() {
+    // The outbox is a notification queue with a bound: a consumer that far behind loses
+    // the oldest notifications (counted in `dropped`), never a booking. The money owed is
+    // kept in the refunds table, which only marking the refund done empties.
+    let mut harness = Harness::with_config(Config {
+        outbox_events_max: 2,
+        ..Config::default()
+    });
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    let mut booking_ids = Vec::new();
+    for n in 1..=4 {
+        booking_ids.push(
+            harness
+                .booked(&format!("c{n}"), &[&format!("S-A-{n}")])
+                .booking_id,
+        );
+    }
+    for booking_id in &booking_ids {
+        let outcome = harness.run(Command::CancelBooking {
+            booking_id: booking_id.clone(),
+            reason: "changed plans".into(),
+        });
+        assert_eq!(code(&outcome), "OK", "{outcome:?}");
+    }
+    let status = harness.state.outbox_status();
+    assert_eq!(status.pending, 2);
+    assert!(status.dropped >= 6, "{status:?}");
+    let refunds = harness.state.pending_refunds(10);
+    assert_eq!(refunds.len(), 4, "every refund owed is still listed");
+    for booking_id in &booking_ids {
+        assert!(refunds
+            .iter()
+            .any(|refund| refund.booking_id.as_deref() == Some(booking_id.as_str())));
+    }
+    harness.state.check_invariants().unwrap();
+}
+
+#[test]
+fn events_beyond_the_limit_are_refused() {
+    let mut harness = Harness::new();
+    let tiny = |n: usize| CreateEvent {
+        event_id: format!("e{n}"),
+        name: "Slot".into(),
+        category: Category::Appointment,
+        starts_at_ms: None,
+        currency: "EUR".into(),
+        seats: vec![],
+        seat_blocks: vec![],
+        pools: vec![PoolSpec {
+            id: "P".into(),
+            capacity: 1,
+            price: 100,
+        }],
+    };
+    for n in 0..limits::EVENTS_MAX {
+        let outcome = harness.run(Command::CreateEvent(tiny(n)));
+        assert!(outcome.is_success(), "{outcome:?}");
+    }
+    let before = harness.state.snapshot_bytes();
+    let outcome = harness.run(Command::CreateEvent(tiny(limits::EVENTS_MAX)));
+    assert_eq!(code(&outcome), "LIMIT_REACHED", "{outcome:?}");
+    assert_eq!(
+        outcome.rejection(),
+        Some(&Rejection::LimitReached {
+            what: "events".into(),
+            max: limits::EVENTS_MAX as u64
+        })
+    );
+    assert_eq!(
+        before,
+        harness.state.snapshot_bytes(),
+        "the refusal stored nothing"
+    );
+}

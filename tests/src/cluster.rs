@@ -69,6 +69,32 @@ pub struct ProcessCluster {
     root: tempfile::TempDir,
     binary: PathBuf,
     next_id: u64,
+    launch: Launch,
+}
+
+/// How node processes are started.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// `RUST_LOG` of the nodes.
+    pub log_filter: String,
+    /// Turns the test-only fault switch (`/debug/faults`) on.
+    pub test_faults: bool,
+    /// More environment for every node (`HOLDFAST_*` settings).
+    pub env: Vec<(String, String)>,
+    /// Where the data directories go (a temporary directory inside it).
+    pub root_in: Option<PathBuf>,
+}
+
+impl Default for Launch {
+    /// What the black-box tests use: info logs, the fault switch on, a fast expiry check.
+    fn default() -> Self {
+        Launch {
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            test_faults: true,
+            env: vec![("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS".into(), "200".into())],
+            root_in: None,
+        }
+    }
 }
 
 /// The `holdfast` binary: `HOLDFAST_BIN`, else the one in the test executable's target
@@ -88,6 +114,14 @@ fn build_holdfast() -> Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let executable = std::env::current_exe()?;
+    // A binary of this crate (holdfast-bench) sits next to `holdfast` in target/<profile>/.
+    if let Some(sibling) = executable.parent().map(|dir| dir.join("holdfast")) {
+        if sibling.is_file()
+            && executable.parent().and_then(Path::file_name) != Some("deps".as_ref())
+        {
+            return Ok(sibling);
+        }
+    }
     // target/<profile>/deps/<test> → target/<profile>/holdfast
     let profile_dir = executable.parent().and_then(Path::parent).ok_or_else(|| {
         anyhow!(
@@ -122,7 +156,12 @@ fn free_port() -> Result<u16> {
 impl ProcessCluster {
     /// Starts `count` nodes, initialises them as one cluster and waits for a leader.
     pub async fn start(count: usize) -> Result<ProcessCluster> {
-        let mut cluster = ProcessCluster::new()?;
+        ProcessCluster::start_with(count, Launch::default()).await
+    }
+
+    /// [`ProcessCluster::start`] with nodes started as `launch` says.
+    pub async fn start_with(count: usize, launch: Launch) -> Result<ProcessCluster> {
+        let mut cluster = ProcessCluster::new(launch)?;
         for _ in 0..count {
             cluster.spawn_new_node()?;
         }
@@ -140,15 +179,23 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
-    fn new() -> Result<ProcessCluster> {
+    fn new(launch: Launch) -> Result<ProcessCluster> {
+        let root = match &launch.root_in {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                tempfile::tempdir_in(dir)?
+            }
+            None => tempfile::tempdir()?,
+        };
         Ok(ProcessCluster {
             nodes: Vec::new(),
             client: reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .build()?,
-            root: tempfile::tempdir()?,
+            root,
             binary: holdfast_binary()?,
             next_id: 1,
+            launch,
         })
     }
 
@@ -176,19 +223,20 @@ impl ProcessCluster {
             .create(true)
             .append(true)
             .open(node.data_dir.with_extension("log"))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("serve")
             .args(["--id", &node.id.to_string()])
             .args(["--http-addr", &node.http_addr])
             .args(["--raft-addr", &node.raft_addr])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS", "200")
-            .env("HOLDFAST_TEST_FAULTS", "1")
+            .env("RUST_LOG", &self.launch.log_filter)
+            .envs(self.launch.env.iter().map(|(name, value)| (name, value)));
+        if self.launch.test_faults {
+            command.env("HOLDFAST_TEST_FAULTS", "1");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

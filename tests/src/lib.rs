@@ -1,9 +1,10 @@
 //! Black-box test support: starts real `holdfast serve` processes on 127.0.0.1 and talks to
 //! them over the HTTP API of `shared/API.md`, exactly as an application would.
 
+pub mod bench;
 pub mod cluster;
 
-pub use cluster::{NodeHandle, ProcessCluster, Response};
+pub use cluster::{Launch, NodeHandle, ProcessCluster, Response};
 
 use serde_json::{json, Value};
 
