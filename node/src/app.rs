@@ -64,13 +64,26 @@ impl Default for HttpConfig {
     }
 }
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares: one reference count per request, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The shared parts of [`AppState`].
+pub struct Shared {
     pub replica: Arc<dyn Replica>,
     pub payments: Arc<dyn PaymentProvider>,
     /// Takes over charges whose confirm got no answer.
     pub charges: ChargeResolver,
+    /// Serialised availability pages per event version.
+    pub availability_cache: crate::reads::AvailabilityCache,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
 }
@@ -82,13 +95,14 @@ impl AppState {
         payments: Arc<dyn PaymentProvider>,
         config: HttpConfig,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             charges: ChargeResolver::new(replica.clone(), config.charges_in_flight_max),
+            availability_cache: crate::reads::AvailabilityCache::default(),
             replica,
             payments,
             config: Arc::new(config),
             metrics: crate::metrics::install(),
-        }
+        }))
     }
 }
 

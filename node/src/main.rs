@@ -60,6 +60,9 @@ enum Command {
     Dev(DevArgs),
 }
 
+/// The cluster id of a fresh node started without `--cluster-id`.
+const DEFAULT_CLUSTER_ID: &str = "holdfast";
+
 /// Flags of `holdfast serve`. Every one is optional here so that the config file can fill
 /// what the command line and the environment leave out; defaults apply last.
 #[derive(clap::Args, Debug, Default, Deserialize)]
@@ -87,7 +90,9 @@ struct ServeArgs {
     /// Data directory (RocksDB log, snapshots, node identity).
     #[arg(long, env = "HOLDFAST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Cluster id, recorded in the data directory [default: holdfast].
+    /// Cluster id, recorded in the data directory at first start [default: the recorded
+    /// one, else holdfast]. Nodes of one cluster must agree; a node refuses a directory of
+    /// another cluster.
     #[arg(long, env = "HOLDFAST_CLUSTER_ID")]
     cluster_id: Option<String>,
     /// Region or zone label [default: local].
@@ -113,6 +118,10 @@ struct ServeArgs {
     /// Client commands committed in one Raft entry at most [default: 512].
     #[arg(long, env = "HOLDFAST_BATCH_ENTRIES_MAX")]
     batch_entries_max: Option<usize>,
+    /// Raft entries of client commands proposed and not yet committed at once; while they
+    /// commit, new commands gather into the next entry [default: 2].
+    #[arg(long, env = "HOLDFAST_BATCHES_IN_FLIGHT_MAX")]
+    batches_in_flight_max: Option<usize>,
 }
 
 impl ServeArgs {
@@ -141,7 +150,8 @@ impl ServeArgs {
             expiry_check_interval_ms,
             expiry_holds_per_entry_max,
             proposals_queued_max,
-            batch_entries_max
+            batch_entries_max,
+            batches_in_flight_max
         );
         self.single_node |= file.single_node;
         Ok(self)
@@ -223,11 +233,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let raft_addr = args
         .raft_addr
         .unwrap_or_else(|| "127.0.0.1:7101".parse().expect("valid address"));
-    let mut config = NodeConfig::new(
-        args.id.unwrap_or(1),
-        args.cluster_id.as_deref().unwrap_or("holdfast"),
-        data_dir,
-    );
+    // Without --cluster-id a node resumes the cluster its directory records; a fresh one
+    // takes the default.
+    let cluster_id = match &args.cluster_id {
+        Some(cluster_id) => cluster_id.clone(),
+        None => holdfast_raft::DataDir::recorded_cluster_id(&data_dir)
+            .context("cannot read the data directory")?
+            .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string()),
+    };
+    let mut config = NodeConfig::new(args.id.unwrap_or(1), &cluster_id, data_dir);
     config.region = args.region.clone().unwrap_or_else(|| "local".into());
     config.advertised_http_addr = args.advertise_http_addr.clone();
     config.advertised_raft_addr = args.advertise_raft_addr.clone();
@@ -238,6 +252,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(batch) = args.batch_entries_max {
         config.replica.batch_entries_max = batch.max(1);
+    }
+    if let Some(in_flight) = args.batches_in_flight_max {
+        config.replica.batches_in_flight_max = in_flight.max(1);
     }
     let http_listener = bind(http_addr, "HTTP").await?;
     let raft_listener = bind(raft_addr, "Raft").await?;

@@ -25,8 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use holdfast_proto::booking::booking_service_client::BookingServiceClient;
 use holdfast_proto::booking::{
-    AddLearnerRequest, ChangeMembershipRequest, ProposeRequest, ProposedCommand, ReadIndexRequest,
-    RemoveNodeRequest,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ProposeRequest,
+    ProposedCommand, ReadIndexRequest, RemoveNodeRequest,
 };
 use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
@@ -42,6 +42,9 @@ use crate::replica::{
     RequestIndexTable, Role, SnapshotTaken, MIN_INDEX_WAIT_DEFAULT,
 };
 
+/// How long a membership change waits for a new voter to answer its probe.
+const MEMBER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Longest wait for a snapshot asked for through `POST /cluster/snapshot`.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -52,8 +55,13 @@ pub struct RaftReplicaConfig {
     pub proposals_queued_max: usize,
     /// State machine entries in one Raft entry at most.
     pub batch_entries_max: usize,
-    /// Raft entries proposed and not yet committed at once.
+    /// Raft entries proposed and not yet committed at once. Small on purpose: while they
+    /// commit, new commands gather into the next entry, so one entry (one append, one
+    /// fsync per node, one replication round) carries many commands.
     pub batches_in_flight_max: usize,
+    /// Batches a follower has forwarded to the leader and not yet had answered, at once.
+    /// Larger than `batches_in_flight_max`: the leader coalesces them into its own entries.
+    pub forwards_in_flight_max: usize,
     /// Deadline of a forwarded write or read-index request to the leader.
     pub forward_timeout: Duration,
     /// How long the leader waits for a batch to commit before answering that its outcome
@@ -83,7 +91,8 @@ impl Default for RaftReplicaConfig {
         RaftReplicaConfig {
             proposals_queued_max: 16_384,
             batch_entries_max: 512,
-            batches_in_flight_max: 16,
+            batches_in_flight_max: 2,
+            forwards_in_flight_max: 8,
             forward_timeout: Duration::from_secs(8),
             commit_timeout: Duration::from_secs(5),
             forwarded_apply_wait: Duration::from_secs(2),
@@ -102,6 +111,9 @@ impl Default for RaftReplicaConfig {
 struct Pending {
     proposals: Vec<Proposal>,
     reply: oneshot::Sender<Result<Vec<CommittedOutcome>, NodeError>>,
+    /// Forwarded by a follower: committed only while this node leads, never forwarded
+    /// again (no forwarding loops).
+    forwarded: bool,
 }
 
 /// When this node last heard from a leader, in milliseconds since `epoch`. Updated by the
@@ -150,6 +162,8 @@ struct Inner {
     request_index: Mutex<RequestIndexTable>,
     leader_client: Mutex<Option<(NodeId, BookingServiceClient<Channel>)>>,
     contact: Arc<LeaderContact>,
+    /// The last read-index confirmation: when it started and what it answered.
+    read_confirmation: tokio::sync::Mutex<Option<(Instant, Result<u64, NodeError>)>>,
 }
 
 impl RaftReplica {
@@ -174,6 +188,7 @@ impl RaftReplica {
             request_index: Mutex::new(request_index),
             leader_client: Mutex::new(None),
             contact,
+            read_confirmation: tokio::sync::Mutex::new(None),
             config,
         });
         tokio::spawn(run_batcher(Arc::downgrade(&inner), receiver));
@@ -187,11 +202,24 @@ impl RaftReplica {
 
     /// Commits a batch that a follower forwarded. Only the leader does this; anywhere else
     /// it fails with `NO_LEADER` rather than forward again (no forwarding loops).
+    ///
+    /// The batch joins this node's own bounded queue (full → `OVERLOADED`), so the leader
+    /// coalesces forwarded batches with its own commands into few Raft entries. Answers the
+    /// highest log index among the outcomes (the entry the follower must apply) and the
+    /// outcomes in order.
     pub async fn commit_forwarded(
         &self,
         proposals: Vec<Proposal>,
     ) -> Result<(u64, Vec<Outcome>), NodeError> {
-        self.inner.commit_as_leader(proposals).await
+        if !self.inner.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        let answers = self.inner.submit(proposals, true).await?;
+        let index = answers.iter().map(|answer| answer.index).max().unwrap_or(0);
+        Ok((
+            index,
+            answers.into_iter().map(|answer| answer.outcome).collect(),
+        ))
     }
 
     /// The read index for a follower's linearizable read: confirms leadership with a
@@ -220,8 +248,11 @@ impl RaftReplica {
 }
 
 async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
-    let in_flight = match inner.upgrade() {
-        Some(inner) => Arc::new(Semaphore::new(inner.config.batches_in_flight_max.max(1))),
+    let (in_flight, forwards_in_flight) = match inner.upgrade() {
+        Some(inner) => (
+            Arc::new(Semaphore::new(inner.config.batches_in_flight_max.max(1))),
+            Arc::new(Semaphore::new(inner.config.forwards_in_flight_max.max(1))),
+        ),
         None => return,
     };
     while let Some(first) = receiver.recv().await {
@@ -240,7 +271,12 @@ async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        let slots = if strong.is_leader() {
+            &in_flight
+        } else {
+            &forwards_in_flight
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         tokio::spawn(async move {
@@ -319,12 +355,25 @@ impl Inner {
         })
     }
 
-    async fn commit_group(&self, group: Vec<Pending>) {
+    async fn commit_group(&self, mut group: Vec<Pending>) {
+        let leader = self.is_leader();
+        if !leader {
+            // Batches forwarded to this node while it led are not forwarded again.
+            let (forwarded, own): (Vec<Pending>, Vec<Pending>) =
+                group.into_iter().partition(|pending| pending.forwarded);
+            for pending in forwarded {
+                let _ = pending.reply.send(Err(NodeError::NoLeader));
+            }
+            group = own;
+            if group.is_empty() {
+                return;
+            }
+        }
         let proposals: Vec<Proposal> = group
             .iter()
             .flat_map(|p| p.proposals.iter().cloned())
             .collect();
-        let result = if self.is_leader() {
+        let result = if leader {
             self.commit_as_leader(proposals).await
         } else {
             self.forward(proposals).await
@@ -359,6 +408,37 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Puts proposals into the bounded queue for the batcher and waits for their answers.
+    async fn submit(
+        &self,
+        proposals: Vec<Proposal>,
+        forwarded: bool,
+    ) -> Result<Vec<CommittedOutcome>, NodeError> {
+        if proposals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Pending {
+                proposals,
+                reply,
+                forwarded,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => NodeError::Overloaded {
+                    message: format!("{} proposals are waiting", self.config.proposals_queued_max),
+                },
+                mpsc::error::TrySendError::Closed(_) => NodeError::NotReady {
+                    message: "the node is shutting down".into(),
+                },
+            })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(NodeError::Internal {
+                message: "the batcher stopped".into(),
+            })
+        })
     }
 
     /// Stamps and proposes a batch on this node, which must be the leader.
@@ -494,7 +574,26 @@ impl Inner {
         Ok((response.log_index, outcomes))
     }
 
+    /// The read index for linearizable reads, confirmed with a quorum. Concurrent reads
+    /// share confirmations: a read waits for the running one to finish and then uses the
+    /// next one that started after it arrived (never one that started before: that one
+    /// may predate a write the read must see), so a burst of reads costs one quorum round
+    /// trip instead of one each. A failed confirmation is shared the same way.
     async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        let arrived = Instant::now();
+        let mut last = self.read_confirmation.lock().await;
+        if let Some((started, answer)) = &*last {
+            if *started >= arrived {
+                return answer.clone();
+            }
+        }
+        let started = Instant::now();
+        let answer = self.confirm_read_index().await;
+        *last = Some((started, answer.clone()));
+        answer
+    }
+
+    async fn confirm_read_index(&self) -> Result<u64, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -597,13 +696,36 @@ impl Inner {
             http_addr: member.http_addr,
             region: member.region,
         };
-        match tokio::time::timeout(
-            self.config.learner_catch_up_timeout,
-            self.node.add_learner(member.id, info, true),
-        )
-        .await
-        {
-            Ok(result) => result.map(|_| ()).map_err(raft_error),
+        let learner = member.id;
+        let caught_up = async {
+            let log_id = self
+                .node
+                .add_learner(learner, info, true)
+                .await
+                .map_err(raft_error)?;
+            // openraft answers once the membership entry is committed; the learner has
+            // caught up when the leader has replicated to it everything up to that entry
+            // (by snapshot install when the log behind it is purged).
+            let mut metrics = self.node.metrics();
+            loop {
+                let matched = metrics
+                    .borrow_and_update()
+                    .replication
+                    .as_ref()
+                    .and_then(|replication| replication.get(&learner).copied().flatten())
+                    .map_or(0, |matched| matched.index);
+                if matched >= log_id.index {
+                    return Ok(());
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(NodeError::NotReady {
+                        message: "raft stopped while the learner caught up".into(),
+                    });
+                }
+            }
+        };
+        match tokio::time::timeout(self.config.learner_catch_up_timeout, caught_up).await {
+            Ok(result) => result,
             Err(_) => Err(NodeError::NotReady {
                 message: format!(
                     "learner {} was added but did not catch up within {:?}",
@@ -629,6 +751,28 @@ impl Inner {
         healthy
     }
 
+    /// Whether member `node_id` answers a status request over the peer network within
+    /// [`MEMBER_PROBE_TIMEOUT`].
+    async fn answers_probe(&self, node_id: NodeId) -> bool {
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        let Some(info) = membership.membership().get_node(&node_id).cloned() else {
+            return false;
+        };
+        let probe = async {
+            let endpoint = Endpoint::from_shared(format!("http://{}", info.raft_addr))
+                .ok()?
+                .connect_timeout(MEMBER_PROBE_TIMEOUT)
+                .timeout(MEMBER_PROBE_TIMEOUT);
+            let channel = self.transport.connect(endpoint).await.ok()?;
+            let mut client = BookingServiceClient::new(channel);
+            client.cluster_status(ClusterStatusRequest {}).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(MEMBER_PROBE_TIMEOUT, probe).await,
+            Ok(Some(_))
+        )
+    }
+
     async fn leader_change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
@@ -646,7 +790,18 @@ impl Inner {
                 message: format!("node {unknown} is not a member; add it as a learner first"),
             });
         }
-        let healthy = self.healthy_voters();
+        let mut healthy = self.healthy_voters();
+        // Caught up is not enough: a node that died a moment ago still looks caught up.
+        // Every other new voter must answer a status probe now.
+        let probes = voters
+            .iter()
+            .filter(|id| **id != self.node_id() && healthy.contains(id))
+            .map(|&id| async move { (id, self.answers_probe(id).await) });
+        for (id, answered) in futures::future::join_all(probes).await {
+            if !answered {
+                healthy.remove(&id);
+            }
+        }
         let healthy_new = voters.iter().filter(|id| healthy.contains(id)).count();
         if healthy_new * 2 <= voters.len() {
             return Err(NodeError::MembershipRefused {
@@ -735,29 +890,7 @@ impl Replica for RaftReplica {
     }
 
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {
-        if proposals.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .queue
-            .try_send(Pending { proposals, reply })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => NodeError::Overloaded {
-                    message: format!(
-                        "{} proposals are waiting",
-                        self.inner.config.proposals_queued_max
-                    ),
-                },
-                mpsc::error::TrySendError::Closed(_) => NodeError::NotReady {
-                    message: "the node is shutting down".into(),
-                },
-            })?;
-        answer.await.unwrap_or_else(|_| {
-            Err(NodeError::Internal {
-                message: "the batcher stopped".into(),
-            })
-        })
+        self.inner.submit(proposals, false).await
     }
 
     async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError> {

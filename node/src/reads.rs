@@ -16,7 +16,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::metrics;
 use crate::replica;
 use crate::validate;
-use crate::wire::{AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson};
+use crate::wire::{AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson, SeatsJson};
 
 /// Seats in an availability page when `limit` is not given.
 pub const AVAILABILITY_PAGE_SEATS_DEFAULT: usize = 1_000;
@@ -32,6 +32,59 @@ fn page_limit(query: &ApiQuery, default: usize, max: usize) -> Result<usize, Api
             format!("must be 1 to {max}"),
         )),
         Some(limit) => Ok((limit as usize).min(max)),
+    }
+}
+
+/// Serialised bytes the availability cache keeps at most; a full cache starts over.
+pub const CACHED_PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Serialised seat pages of the full availability view, each valid for one version of its
+/// event: a popular section is serialised once per change of its event instead of once per
+/// read. Every change to an event bumps its version, so a hit is always current; reads of
+/// other events never invalidate it.
+#[derive(Default)]
+pub struct AvailabilityCache {
+    pages: std::sync::Mutex<CachedPages>,
+}
+
+#[derive(Default)]
+struct CachedPages {
+    by_key: std::collections::HashMap<PageKey, (u64, SeatsJson, Option<String>)>,
+    bytes: usize,
+}
+
+/// What selects a page.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    event_id: String,
+    section: Option<String>,
+    after: Option<String>,
+    limit: usize,
+}
+
+impl AvailabilityCache {
+    fn get(&self, key: &PageKey, version: u64) -> Option<(SeatsJson, Option<String>)> {
+        let pages = self.pages.lock().expect("availability cache lock");
+        match pages.by_key.get(key) {
+            Some((cached, seats, next)) if *cached == version => {
+                Some((seats.clone(), next.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    fn insert(&self, key: PageKey, version: u64, (seats, next): (SeatsJson, Option<String>)) {
+        let mut pages = self.pages.lock().expect("availability cache lock");
+        let added = seats.len() + key.event_id.len();
+        if let Some((_, old, _)) = pages.by_key.remove(&key) {
+            pages.bytes -= old.len() + key.event_id.len();
+        }
+        if pages.bytes + added > CACHED_PAGE_BYTES_MAX {
+            pages.by_key.clear();
+            pages.bytes = 0;
+        }
+        pages.bytes += added;
+        pages.by_key.insert(key, (version, seats, next));
     }
 }
 
@@ -100,24 +153,37 @@ async fn availability_inner(
         AVAILABILITY_PAGE_SEATS_DEFAULT,
         AVAILABILITY_PAGE_SEATS_MAX,
     )?;
+    let key = PageKey {
+        event_id: event_id.clone(),
+        section: section.clone(),
+        after: after.clone(),
+        limit,
+    };
     let (answer, meta) = replica::read(&*state.replica, read_request, |machine| {
         let info = machine
             .event(&event_id)
             .ok_or_else(|| Rejection::EventNotFound {
                 event_id: event_id.clone(),
             })?;
-        let page = match view {
-            // Pools are always listed whole; one seat is read and dropped.
-            View::Summary => machine.availability(&event_id, None, None, 1)?,
-            View::Full => {
-                machine.availability(&event_id, section.as_deref(), after.as_deref(), limit)?
-            }
-        };
-        Ok::<_, Rejection>((info, page))
+        // Pools are always listed whole; one seat is read and dropped.
+        let summary = || machine.availability(&event_id, None, None, 1);
+        if view == View::Summary {
+            return Ok::<_, Rejection>((info, summary()?, None));
+        }
+        let version = machine.summary(&event_id).map_or(0, |(_, version)| version);
+        if let Some(seats) = state.availability_cache.get(&key, version) {
+            return Ok((info, summary()?, Some(seats)));
+        }
+        let page = machine.availability(&event_id, section.as_deref(), after.as_deref(), limit)?;
+        let seats = (SeatsJson::from_page(&page), page.next_after.clone());
+        state
+            .availability_cache
+            .insert(key.clone(), page.version, seats.clone());
+        Ok((info, page, Some(seats)))
     })
     .await?;
-    let (info, page) = answer.map_err(ApiError::from)?;
-    let body = AvailabilityJson::from_page(&info, &page, view == View::Full, meta.applied_index);
+    let (info, page, seats) = answer.map_err(ApiError::from)?;
+    let body = AvailabilityJson::from_page(&info, &page, seats, meta.applied_index);
     // The event's own version, plus what selects the page: unrelated writes leave it alone.
     let view_name: &[u8] = if view == View::Full {
         b"full"

@@ -456,21 +456,60 @@ pub struct AvailabilityJson {
     pub version: u64,
     pub applied_index: u64,
     pub summary: SummaryJson,
-    /// Absent with `view=summary`.
+    /// Absent with `view=summary`. Serialised once per event version (see
+    /// [`crate::reads::AvailabilityCache`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seats: Option<Vec<SeatJson>>,
+    #[schema(value_type = Option<Vec<SeatJson>>)]
+    pub seats: Option<SeatsJson>,
     pub pools: Vec<PoolJson>,
     /// Pass as `after` for the next page; present while more seats remain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
 }
 
+/// A page of seats already serialised as a JSON array, shared between answers.
+#[derive(Clone, Debug)]
+pub struct SeatsJson(std::sync::Arc<Box<serde_json::value::RawValue>>);
+
+impl SeatsJson {
+    /// The seats of `page` as JSON.
+    pub fn from_page(page: &AvailabilityPage) -> SeatsJson {
+        let currency = page.currency.as_str();
+        let seats: Vec<SeatJson> = page
+            .seats
+            .iter()
+            .map(|seat| SeatJson::from_view(seat, currency))
+            .collect();
+        let json = serde_json::value::to_raw_value(&seats).expect("seats serialise");
+        SeatsJson(std::sync::Arc::new(json))
+    }
+}
+
+impl SeatsJson {
+    /// Serialised length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    /// Whether the serialisation is empty (never: an empty page is `[]`).
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+}
+
+impl Serialize for SeatsJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 impl AvailabilityJson {
-    /// An availability answer; `with_seats` is false for the summary view.
+    /// An availability answer: `seats` (with the page's `next_after`) for the full view,
+    /// `None` for the summary view.
     pub fn from_page(
         info: &EventInfo,
         page: &AvailabilityPage,
-        with_seats: bool,
+        seats: Option<(SeatsJson, Option<String>)>,
         applied_index: u64,
     ) -> AvailabilityJson {
         let currency = page.currency.as_str();
@@ -483,22 +522,13 @@ impl AvailabilityJson {
             version: page.version,
             applied_index,
             summary: page.summary.into(),
-            seats: with_seats.then(|| {
-                page.seats
-                    .iter()
-                    .map(|seat| SeatJson::from_view(seat, currency))
-                    .collect()
-            }),
             pools: page
                 .pools
                 .iter()
                 .map(|pool| PoolJson::from_view(pool, currency))
                 .collect(),
-            next_after: if with_seats {
-                page.next_after.clone()
-            } else {
-                None
-            },
+            next_after: seats.as_ref().and_then(|(_, next)| next.clone()),
+            seats: seats.map(|(seats, _)| seats),
         }
     }
 }

@@ -74,6 +74,19 @@ impl DataDir {
         })
     }
 
+    /// The cluster id recorded in the directory at `path`, if it was ever opened (so a node
+    /// restarted without `--cluster-id` resumes its own cluster). Errors as [`DataDir::open`]
+    /// for a meta file it cannot read.
+    pub fn recorded_cluster_id(path: &Path) -> Result<Option<String>, Error> {
+        let meta_path = path.join(META_FILE_NAME);
+        if !meta_path.exists() {
+            return Ok(None);
+        }
+        let text =
+            fs::read_to_string(&meta_path).map_err(|error| Error::storage(&meta_path, error))?;
+        Ok(Some(parse_meta(&meta_path, &text)?.cluster_id))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

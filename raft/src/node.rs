@@ -376,8 +376,10 @@ impl RaftNode {
         }
     }
 
-    /// Adds a learner and, when `wait_caught_up`, returns once it has caught up with the
-    /// leader's log (or was sent a snapshot and applied it).
+    /// Adds a learner. With `wait_caught_up` openraft answers once the membership entry is
+    /// committed, which is not yet the learner having caught up: callers that need that
+    /// wait for the leader's replication metrics to show the learner at the returned index
+    /// (as `holdfast-node` does).
     pub async fn add_learner(
         &self,
         node_id: NodeId,

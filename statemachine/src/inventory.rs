@@ -122,6 +122,9 @@ pub(crate) struct Event {
     /// Active holds per customer. Looked up, never iterated.
     #[serde(skip)]
     pub customer_holds: HashMap<String, u32>,
+    /// The rows of each section, in creation order. Looked up, never iterated.
+    #[serde(skip)]
+    pub section_rows: HashMap<Box<str>, Vec<u32>>,
 }
 
 impl Event {
@@ -134,6 +137,13 @@ impl Event {
         self.index.reserve(&self.seats, self.seats.len());
         self.summary = Summary::default();
         self.customer_holds.clear();
+        self.section_rows.clear();
+        for (position, row) in self.rows.iter().enumerate() {
+            self.section_rows
+                .entry(row.section.clone())
+                .or_default()
+                .push(position as u32);
+        }
         for position in 0..self.seats.len() {
             let state = self.seats[position].state;
             if state != SeatState::Removed {
@@ -399,6 +409,7 @@ impl StateMachine {
             index: SeatIndex::default(),
             summary: Summary::default(),
             customer_holds: HashMap::new(),
+            section_rows: HashMap::new(),
         };
         insert_seats(&mut event, new_seats);
         insert_pools(&mut event, &create.pools);
@@ -592,17 +603,35 @@ impl StateMachine {
         };
         let mut seats = Vec::with_capacity(limit.min(event.seats.len()));
         let mut next_after = None;
-        for (offset, seat) in event.seats[start..].iter().enumerate() {
-            if seat.state == SeatState::Removed
-                || section.is_some_and(|section| *event.rows[seat.row as usize].section != *section)
-            {
+        // One section: only its rows' seats are visited (in position order), not every
+        // seat of the event, so a section page of a 1,000,000-seat venue stays cheap.
+        let section_positions: Option<Vec<u32>> = section.map(|section| {
+            let rows = event
+                .section_rows
+                .get(section)
+                .map_or(&[][..], Vec::as_slice);
+            let mut positions: Vec<u32> = rows
+                .iter()
+                .flat_map(|&row| event.rows[row as usize].seats.iter().copied())
+                .filter(|&position| position as usize >= start)
+                .collect();
+            positions.sort_unstable();
+            positions
+        });
+        let all_positions = start as u32..event.seats.len() as u32;
+        let positions: Box<dyn Iterator<Item = u32>> = match &section_positions {
+            Some(positions) => Box::new(positions.iter().copied()),
+            None => Box::new(all_positions),
+        };
+        for position in positions {
+            if event.seats[position as usize].state == SeatState::Removed {
                 continue;
             }
             if seats.len() == limit {
                 next_after = seats.last().map(|seat: &SeatView| seat.id.clone());
                 break;
             }
-            seats.push(event.seat_view((start + offset) as u32));
+            seats.push(event.seat_view(position));
         }
         Ok(AvailabilityPage {
             event_id: event_id.to_string(),
@@ -644,6 +673,11 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
                 let row = event.rows.len() as u32;
                 let section: Box<str> = spec.section.into();
                 let name: Box<str> = spec.row.into();
+                event
+                    .section_rows
+                    .entry(section.clone())
+                    .or_default()
+                    .push(row);
                 rows.entry(section.clone())
                     .or_default()
                     .insert(name.clone(), row);

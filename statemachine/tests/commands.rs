@@ -1214,3 +1214,57 @@ fn events_beyond_the_limit_are_refused() {
         "the refusal stored nothing"
     );
 }
+
+#[test]
+fn section_pages_follow_creation_order_across_interleaved_additions() {
+    let mut harness = Harness::cinema();
+    // Section S (rows A, B) exists; add T, then more of S, then a seat of T, and remove one.
+    let block = |section: &str, row: &str| SeatBlock {
+        section: section.into(),
+        rows: vec![row.into()],
+        seats_per_row: 3,
+        price: 900,
+    };
+    for (section, row) in [("T", "1"), ("S", "C"), ("T", "2")] {
+        let outcome = harness.run(Command::AddSeats {
+            event_id: "film".into(),
+            seats: vec![],
+            seat_blocks: vec![block(section, row)],
+        });
+        assert_eq!(code(&outcome), "OK", "{outcome:?}");
+    }
+    let removed = harness.run(Command::RemoveSeat {
+        event_id: "film".into(),
+        seat_id: "S-B-4".into(),
+    });
+    assert_eq!(code(&removed), "OK", "{removed:?}");
+
+    for section in ["S", "T"] {
+        // What a scan of every seat in creation order gives.
+        let everything = harness
+            .state
+            .availability("film", None, None, 5_000)
+            .unwrap();
+        let expected: Vec<String> = everything
+            .seats
+            .iter()
+            .filter(|seat| seat.section == section)
+            .map(|seat| seat.id.clone())
+            .collect();
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = harness
+                .state
+                .availability("film", Some(section), after.as_deref(), 4)
+                .unwrap();
+            paged.extend(page.seats.iter().map(|seat| seat.id.clone()));
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, expected, "section {section}");
+        assert!(!paged.contains(&"S-B-4".to_string()));
+    }
+}

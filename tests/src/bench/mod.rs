@@ -119,6 +119,10 @@ pub struct Options {
     /// More settings for the local nodes, `NAME=VALUE` (e.g. HOLDFAST_BATCH_ENTRIES_MAX=256).
     #[arg(long = "node-env", value_delimiter = ',')]
     pub node_env: Vec<String>,
+    /// Send every request to the leader of the local cluster (no forwarding by followers),
+    /// to see what forwarding costs.
+    #[arg(long)]
+    pub leader_only: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -142,6 +146,10 @@ pub async fn main(options: Options) -> Result<()> {
             None
         };
         let urls = match &cluster {
+            Some(cluster) if options.leader_only => {
+                let leader = cluster.wait_for_leader().await?;
+                vec![format!("http://{}", cluster.nodes[leader].http_addr)]
+            }
             Some(cluster) => cluster
                 .nodes
                 .iter()
@@ -365,14 +373,34 @@ async fn catch_up(
         .json(&member)
         .send()
         .await?;
-    let catch_up_ms = started.elapsed().as_secs_f64() * 1e3;
-    if !added.status().is_success() {
-        bail!(
-            "adding the learner answered {}: {}",
-            added.status(),
-            added.text().await?
-        );
+    let added_ms = started.elapsed().as_secs_f64() * 1e3;
+    let added_status = added.status();
+    let added_body = added.text().await?;
+    if !added_status.is_success() {
+        bail!("adding the learner answered {added_status}: {added_body}");
     }
+    // Caught up: the new node has applied what the leader had applied when it was added.
+    let target = cluster.get(leader, "/cluster/status").await?.body["applied_index"]
+        .as_u64()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = cluster.get(position, "/cluster/status").await?;
+        if status.body["applied_index"].as_u64().unwrap_or(0) >= target {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the new node did not catch up within 300 s: {}",
+                status.body
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let catch_up_ms = started.elapsed().as_secs_f64() * 1e3;
+    report
+        .extra
+        .insert("add_learner_answer".into(), json!(added_body));
     let leader_summary = cluster
         .get(
             leader,
@@ -394,10 +422,13 @@ async fn catch_up(
     let mut check = check;
     if leader_summary.body["summary"] != learner_summary.body["summary"] {
         check.problems.push(format!(
-            "the new node's summary {} differs from the leader's {}",
-            learner_summary.body["summary"], leader_summary.body["summary"]
+            "the new node's summary ({} {}) differs from the leader's {}",
+            learner_summary.status, learner_summary.body, leader_summary.body["summary"]
         ));
     }
+    report
+        .extra
+        .insert("add_learner_answered_ms".into(), json!(added_ms));
     report
         .extra
         .insert("new_node_caught_up_ms".into(), json!(catch_up_ms));
