@@ -48,3 +48,45 @@ async fn min_index_read_on_a_follower_sees_the_write() -> anyhow::Result<()> {
     assert!(ahead.header("retry-after").is_some());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_reads_are_served_by_a_fresh_follower_and_refused_by_a_cut_off_one(
+) -> anyhow::Result<()> {
+    let cluster = ProcessCluster::start(3).await?;
+    cluster
+        .create_event(0, event_body("fresh", 1, 10, 10))
+        .await?;
+    let leader = cluster.wait_for_leader().await?;
+    let follower = (0..3).find(|&node| node != leader).unwrap();
+    let follower_id = cluster.nodes[follower].id.to_string();
+    let bounded = "/availability?event_id=fresh&view=summary&consistency=bounded&max_staleness_ms=500";
+
+    // In contact with the leader: the follower answers itself.
+    let read = cluster.get(follower, bounded).await?;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    assert_eq!(read.header("x-holdfast-node"), Some(follower_id.as_str()));
+
+    // Cut off for longer than the bound: no stale answer at the bounded level, while a
+    // stale read still answers from what the node has.
+    cluster.set_isolated(follower, true).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let refused = cluster.get(follower, bounded).await?;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.code(), "NO_QUORUM", "{:?}", refused.body);
+    let stale = cluster
+        .get(follower, "/availability?event_id=fresh&view=summary&consistency=stale")
+        .await?;
+    assert_eq!(stale.status, 200);
+
+    cluster.set_isolated(follower, false).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let read = cluster.get(follower, bounded).await?;
+        if read.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never fresh again: {:?}", read.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
