@@ -59,7 +59,8 @@ async fn bounded_reads_are_served_by_a_fresh_follower_and_refused_by_a_cut_off_o
     let leader = cluster.wait_for_leader().await?;
     let follower = (0..3).find(|&node| node != leader).unwrap();
     let follower_id = cluster.nodes[follower].id.to_string();
-    let bounded = "/availability?event_id=fresh&view=summary&consistency=bounded&max_staleness_ms=500";
+    let bounded =
+        "/availability?event_id=fresh&view=summary&consistency=bounded&max_staleness_ms=500";
 
     // In contact with the leader: the follower answers itself.
     let read = cluster.get(follower, bounded).await?;
@@ -74,7 +75,10 @@ async fn bounded_reads_are_served_by_a_fresh_follower_and_refused_by_a_cut_off_o
     assert_eq!(refused.status, 503, "{:?}", refused.body);
     assert_eq!(refused.code(), "NO_QUORUM", "{:?}", refused.body);
     let stale = cluster
-        .get(follower, "/availability?event_id=fresh&view=summary&consistency=stale")
+        .get(
+            follower,
+            "/availability?event_id=fresh&view=summary&consistency=stale",
+        )
         .await?;
     assert_eq!(stale.status, 200);
 
@@ -85,7 +89,11 @@ async fn bounded_reads_are_served_by_a_fresh_follower_and_refused_by_a_cut_off_o
         if read.status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never fresh again: {:?}", read.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never fresh again: {:?}",
+            read.body
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     Ok(())

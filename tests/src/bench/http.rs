@@ -59,6 +59,21 @@ impl Http {
         (client + sequence as usize) % self.nodes.len()
     }
 
+    /// `POST /booking/hold` with `body`: the answer, and how it ended (`201` is ok).
+    pub async fn hold(
+        &self,
+        node: usize,
+        key: Option<&str>,
+        body: String,
+    ) -> (Result<Answer, Class>, Class) {
+        let answer = self.post(node, "/booking/hold", key, body).await;
+        let class = match &answer {
+            Ok(answer) => answer.class(201),
+            Err(class) => class.clone(),
+        };
+        (answer, class)
+    }
+
     pub async fn get(&self, node: usize, path_and_query: &str) -> Result<Answer, Class> {
         let request = self
             .client

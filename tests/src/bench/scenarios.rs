@@ -95,6 +95,29 @@ fn record(recorder: &Mutex<Recorder>, run: &Run, kind: OpKind, started: Instant,
     run.tick();
 }
 
+/// Confirms the hold of a successful hold `answer` with the sandbox's good card, recorded
+/// as a `confirm` request; returns how it ended.
+async fn confirm(
+    http: &Http,
+    node: usize,
+    key: &str,
+    answer: Result<super::http::Answer, Class>,
+    recorder: &Mutex<Recorder>,
+    run: &Run,
+) -> Class {
+    let hold_id = answer
+        .map(|answer| answer.json()["hold_id"].clone())
+        .unwrap_or(Value::Null);
+    let body = json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}).to_string();
+    let started = Instant::now();
+    let class = match http.post(node, "/booking/confirm", Some(key), body).await {
+        Ok(answer) => answer.class(200),
+        Err(class) => class,
+    };
+    record(recorder, run, OpKind::Confirm, started, class.clone());
+    class
+}
+
 /// Single-seat holds on one venue, hot and random seats, a share of them confirmed.
 pub struct FlashSale {
     pub http: Http,
@@ -164,14 +187,7 @@ impl FlashSale {
         let key = self
             .keys
             .then(|| format!("{}h{client}-{sequence}", self.tag));
-        let answer = self
-            .http
-            .post(node, "/booking/hold", key.as_deref(), body)
-            .await;
-        let class = match &answer {
-            Ok(answer) => answer.class(201),
-            Err(class) => class.clone(),
-        };
+        let (answer, class) = self.http.hold(node, key.as_deref(), body).await;
         let held = class == Class::Ok;
         if held {
             self.held[seat as usize].fetch_add(1, Ordering::Relaxed);
@@ -182,24 +198,10 @@ impl FlashSale {
         if !held || rand::random::<f64>() >= self.confirm_ratio {
             return;
         }
-        let hold_id = answer
-            .map(|answer| answer.json()["hold_id"].clone())
-            .unwrap_or(Value::Null);
-        let body = json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}).to_string();
         let key = format!("{}c{client}-{sequence}", self.tag);
-        let confirm_started = Instant::now();
-        let class = match self
-            .http
-            .post(node, "/booking/confirm", Some(&key), body)
-            .await
-        {
-            Ok(answer) => answer.class(200),
-            Err(class) => class,
-        };
-        if class == Class::Ok {
+        if confirm(&self.http, node, &key, answer, recorder, run).await == Class::Ok {
             self.confirmed.fetch_add(1, Ordering::Relaxed);
         }
-        record(recorder, run, OpKind::Confirm, confirm_started, class);
     }
 
     /// Seats held more than once by the clients' account, and seats held at all.
@@ -560,14 +562,7 @@ impl Workload for Hotel {
         let key = self
             .keys
             .then(|| format!("{}h{client}-{sequence}", self.tag));
-        let answer = self
-            .http
-            .post(node, "/booking/hold", key.as_deref(), body)
-            .await;
-        let class = match &answer {
-            Ok(answer) => answer.class(201),
-            Err(class) => class.clone(),
-        };
+        let (answer, class) = self.http.hold(node, key.as_deref(), body).await;
         match class {
             Class::Ok => {
                 for night in first..first + stay {
@@ -585,20 +580,7 @@ impl Workload for Hotel {
         if !held || rand::random::<f64>() >= self.confirm_ratio {
             return;
         }
-        let hold_id = answer
-            .map(|answer| answer.json()["hold_id"].clone())
-            .unwrap_or(Value::Null);
-        let body = json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}).to_string();
         let key = format!("{}c{client}-{sequence}", self.tag);
-        let confirm_started = Instant::now();
-        let class = match self
-            .http
-            .post(node, "/booking/confirm", Some(&key), body)
-            .await
-        {
-            Ok(answer) => answer.class(200),
-            Err(class) => class,
-        };
-        record(&recorder, &run, OpKind::Confirm, confirm_started, class);
+        confirm(&self.http, node, &key, answer, &recorder, &run).await;
     }
 }
