@@ -384,6 +384,120 @@ mod tests {
         }
     }
 
+    /// A peer whose first AppendEntries never answers (a stalled connection); later calls
+    /// answer at once.
+    struct StallingPeer {
+        calls: std::sync::atomic::AtomicU32,
+    }
+
+    #[tonic::async_trait]
+    impl holdfast_proto::raft::raft_service_server::RaftService for StallingPeer {
+        async fn append_entries(
+            &self,
+            _: tonic::Request<RaftRequest>,
+        ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                std::future::pending::<()>().await;
+            }
+            Err(tonic::Status::unavailable("answered"))
+        }
+        async fn vote(
+            &self,
+            _: tonic::Request<RaftRequest>,
+        ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+            Err(tonic::Status::unavailable("answered"))
+        }
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<RaftRequest>,
+        ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+            Err(tonic::Status::unavailable("answered"))
+        }
+    }
+
+    /// TCP, counting the connections it opens.
+    #[derive(Default)]
+    struct CountingTransport {
+        connects: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl Transport for CountingTransport {
+        fn connect(&self, endpoint: Endpoint) -> ConnectFuture {
+            self.connects
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { endpoint.connect().await })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_rpc_ends_at_its_deadline_and_the_connection_is_rebuilt() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let peer = StallingPeer {
+            calls: std::sync::atomic::AtomicU32::new(0),
+        };
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    holdfast_proto::raft::raft_service_server::RaftServiceServer::new(peer),
+                )
+                .serve_with_incoming(incoming),
+        );
+        let transport = CountingTransport::default();
+        let connects = Arc::clone(&transport.connects);
+        let config = NetworkConfig {
+            rpc_deadline_max: Duration::from_millis(300),
+            ..NetworkConfig::default()
+        };
+        let mut factory = NetworkFactory::new(
+            1,
+            "127.0.0.1:7101".into(),
+            "cluster".into(),
+            config,
+            Arc::new(transport),
+        );
+        let info = NodeInfo {
+            raft_addr: address,
+            ..NodeInfo::default()
+        };
+        let mut connection = factory.new_client(2, &info).await;
+
+        // The stalled call asks for 60 s and ends with a timeout at the cap, 300 ms (the
+        // test's outer bound only guards against hanging); its connection is dropped.
+        let stalled = tokio::time::timeout(
+            Duration::from_secs(30),
+            connection.call(RpcKind::AppendEntries, Vec::new(), Duration::from_secs(60)),
+        )
+        .await
+        .expect("the RPC deadline ends the call");
+        // Whichever fires first at the cap: the local deadline or the channel's own
+        // timeout (also set to the cap, and answered as a cancelled status).
+        let ended_at_deadline = match &stalled {
+            Err(CallError::Timeout(deadline)) => *deadline == Duration::from_millis(300),
+            Err(CallError::Status(status)) => matches!(
+                status.code(),
+                tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+            ),
+            _ => false,
+        };
+        assert!(ended_at_deadline, "{stalled:?}");
+        assert!(
+            connection.client.is_none(),
+            "a stalled connection is not kept"
+        );
+
+        // The next call opens a new connection and reaches the peer.
+        let next = connection
+            .call(RpcKind::AppendEntries, Vec::new(), Duration::from_secs(5))
+            .await;
+        assert!(
+            matches!(next, Err(CallError::Status(ref status)) if status.message() == "answered"),
+            "{next:?}"
+        );
+        assert_eq!(connects.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn reconnects_back_off() {
         let mut factory = NetworkFactory::new(
