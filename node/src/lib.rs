@@ -42,6 +42,7 @@ pub mod error;
 pub mod expiry;
 pub mod extract;
 pub mod faults;
+pub mod grpc;
 pub mod local;
 pub mod metrics;
 pub mod openapi;

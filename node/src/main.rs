@@ -295,9 +295,13 @@ async fn serve_single_node(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_ticker, ticker_stopped) = watch::channel(false);
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
-    run_http(router(state), listener, shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    run_http(
+        holdfast_node::grpc::with_grpc(router(state)),
+        listener,
+        shutdown_signal(),
+    )
+    .await
+    .context("the HTTP server failed")?;
     let _ = stop_ticker.send(true);
     ticker.await.context("the expiry ticker panicked")?;
     tracing::info!("stopped cleanly");

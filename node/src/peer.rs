@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use holdfast_proto::booking::booking_service_server::{BookingService, BookingServiceServer};
+use holdfast_proto::booking::peer_service_server::{PeerService as PeerRpc, PeerServiceServer};
 use holdfast_proto::booking::*;
 use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::RaftNode;
@@ -100,10 +100,8 @@ pub(crate) fn cluster_change_answer(
     }
 }
 
-const NOT_SERVED: &str = "this gRPC method is not served yet; use the HTTP API of API.md";
-
 #[tonic::async_trait]
-impl BookingService for PeerService {
+impl PeerRpc for PeerService {
     async fn propose(
         &self,
         request: Request<ProposeRequest>,
@@ -158,46 +156,6 @@ impl BookingService for PeerService {
             },
         };
         Ok(Response::new(answer))
-    }
-
-    async fn get_availability(
-        &self,
-        _: Request<AvailabilityRequest>,
-    ) -> Result<Response<AvailabilityResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn create_hold(&self, _: Request<HoldRequest>) -> Result<Response<HoldResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn extend_hold(
-        &self,
-        _: Request<ExtendRequest>,
-    ) -> Result<Response<HoldResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn confirm(
-        &self,
-        _: Request<ConfirmRequest>,
-    ) -> Result<Response<BookingResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn cancel(&self, _: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn get_hold(&self, _: Request<GetHoldRequest>) -> Result<Response<HoldResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
-    }
-
-    async fn get_booking(
-        &self,
-        _: Request<GetBookingRequest>,
-    ) -> Result<Response<BookingResponse>, Status> {
-        Err(Status::unimplemented(NOT_SERVED))
     }
 
     async fn cluster_status(
@@ -352,7 +310,7 @@ where
     Io: PeerConnection,
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let peer = BookingServiceServer::new(PeerService::new(replica))
+    let peer = PeerServiceServer::new(PeerService::new(replica))
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
     tonic::transport::Server::builder()

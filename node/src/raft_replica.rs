@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holdfast_proto::booking::booking_service_client::BookingServiceClient;
+use holdfast_proto::booking::peer_service_client::PeerServiceClient;
 use holdfast_proto::booking::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ProposeRequest,
     ProposedCommand, ReadIndexRequest, RemoveNodeRequest,
@@ -160,7 +160,7 @@ struct Inner {
     clock: ClusterClock,
     queue: mpsc::Sender<Pending>,
     request_index: Mutex<RequestIndexTable>,
-    leader_client: Mutex<Option<(NodeId, BookingServiceClient<Channel>)>>,
+    leader_client: Mutex<Option<(NodeId, PeerServiceClient<Channel>)>>,
     contact: Arc<LeaderContact>,
     /// The last read-index confirmation: when it started and what it answered.
     read_confirmation: tokio::sync::Mutex<Option<(Instant, Result<u64, NodeError>)>>,
@@ -483,7 +483,7 @@ impl Inner {
     }
 
     /// A gRPC client to the current leader's peer service, cached until it fails.
-    async fn leader_client(&self) -> Result<BookingServiceClient<Channel>, NodeError> {
+    async fn leader_client(&self) -> Result<PeerServiceClient<Channel>, NodeError> {
         let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
         if leader_id == self.node_id() {
             return Err(NodeError::NoLeader);
@@ -514,7 +514,7 @@ impl Inner {
             tracing::debug!(%error, leader_id, "cannot reach the leader");
             NodeError::NoLeader
         })?;
-        let client = BookingServiceClient::new(channel)
+        let client = PeerServiceClient::new(channel)
             .max_decoding_message_size(self.config.message_bytes_max)
             .max_encoding_message_size(self.config.message_bytes_max);
         *self
@@ -764,7 +764,7 @@ impl Inner {
                 .connect_timeout(MEMBER_PROBE_TIMEOUT)
                 .timeout(MEMBER_PROBE_TIMEOUT);
             let channel = self.transport.connect(endpoint).await.ok()?;
-            let mut client = BookingServiceClient::new(channel);
+            let mut client = PeerServiceClient::new(channel);
             client.cluster_status(ClusterStatusRequest {}).await.ok()
         };
         matches!(

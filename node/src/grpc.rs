@@ -1,0 +1,369 @@
+//! The client-facing gRPC `BookingService` (`proto/holdfast/booking.proto`), served on the
+//! HTTP port next to the JSON API.
+//!
+//! Each call is answered by the HTTP API itself: the request message (whose fields are
+//! named as API.md's JSON) becomes the JSON request of the matching route, which runs
+//! through the same router — authentication, validation, idempotency, payment, metrics —
+//! and the JSON answer becomes the reply message. The two APIs therefore cannot drift
+//! apart. A JSON error becomes a gRPC status whose metadata carries API.md's code
+//! (`holdfast-error-code`) and details (`holdfast-error-details`); the `x-holdfast-*` read
+//! headers, `etag` and `retry-after` are copied into the reply's metadata.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use holdfast_proto::booking::booking_service_server::{BookingService, BookingServiceServer};
+use holdfast_proto::booking::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Response, Status};
+use tower::ServiceExt;
+
+/// Largest JSON answer taken from the router (a full availability page is far below it).
+const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The gRPC booking service over an HTTP API router.
+#[derive(Clone)]
+pub struct GrpcBooking {
+    router: Router,
+}
+
+/// `router` (the HTTP API of [`crate::router`]) with the gRPC booking service added under
+/// `/holdfast.booking.v1.BookingService/`.
+pub fn with_grpc(router: Router) -> Router {
+    let service = BookingServiceServer::new(GrpcBooking {
+        router: router.clone(),
+    });
+    let path = format!(
+        "/{}/{{*method}}",
+        <BookingServiceServer<GrpcBooking> as tonic::server::NamedService>::NAME
+    );
+    router.route_service(&path, service)
+}
+
+/// A request of the HTTP API built from a gRPC call.
+struct Call<'a> {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<String>,
+    metadata: &'a MetadataMap,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: String, metadata: &'a MetadataMap) -> Call<'a> {
+        Call {
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+            idempotency_key: None,
+            metadata,
+        }
+    }
+
+    /// A POST whose body is `message` as JSON, without its `idempotency_key` (sent as the
+    /// header instead).
+    fn post(
+        path: &str,
+        message: &impl Serialize,
+        idempotency_key: Option<String>,
+        metadata: &'a MetadataMap,
+    ) -> Result<Call<'a>, Status> {
+        let mut body = serde_json::to_value(message)
+            .map_err(|error| Status::internal(format!("cannot encode the request: {error}")))?;
+        if let Some(object) = body.as_object_mut() {
+            object.remove("idempotency_key");
+        }
+        Ok(Call {
+            method: Method::POST,
+            path: path.to_string(),
+            query: Vec::new(),
+            body: Some(body),
+            idempotency_key,
+            metadata,
+        })
+    }
+
+    fn read(mut self, read: Option<Read>) -> Call<'a> {
+        let read = read.unwrap_or_default();
+        if let Some(consistency) = read.consistency {
+            self.query.push(("consistency", consistency));
+        }
+        if let Some(staleness) = read.max_staleness_ms {
+            self.query.push(("max_staleness_ms", staleness.to_string()));
+        }
+        if let Some(index) = read.min_index {
+            self.query.push(("min_index", index.to_string()));
+        }
+        self
+    }
+
+    fn param(mut self, name: &'static str, value: Option<impl ToString>) -> Call<'a> {
+        if let Some(value) = value {
+            self.query.push((name, value.to_string()));
+        }
+        self
+    }
+
+    /// Runs the call through the router; the JSON answer as `T`.
+    async fn answer<T: DeserializeOwned>(self, router: &Router) -> Result<Response<T>, Status> {
+        let (json, metadata) = self.send(router).await?;
+        let message = serde_json::from_value(json)
+            .map_err(|error| Status::internal(format!("cannot decode the answer: {error}")))?;
+        let mut response = Response::new(message);
+        *response.metadata_mut() = metadata;
+        Ok(response)
+    }
+
+    async fn send(self, router: &Router) -> Result<(serde_json::Value, MetadataMap), Status> {
+        let mut uri = self.path;
+        if !self.query.is_empty() {
+            let query = serde_urlencoded::to_string(&self.query)
+                .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            uri = format!("{uri}?{query}");
+        }
+        let mut request = Request::builder().method(self.method).uri(uri);
+        if let Some(key) = &self.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        for name in ["authorization", "x-request-id"] {
+            if let Some(value) = self
+                .metadata
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+            {
+                request = request.header(name, value);
+            }
+        }
+        let body = match self.body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let request = request
+            .body(body)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let response = router
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?;
+        let status = response.status();
+        let mut metadata = MetadataMap::new();
+        for (name, value) in response.headers() {
+            let name = name.as_str();
+            if name.starts_with("x-holdfast-") || name == "etag" || name == "retry-after" {
+                if let (Ok(key), Ok(value)) = (
+                    tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+                    MetadataValue::try_from(value.as_bytes()),
+                ) {
+                    metadata.insert(key, value);
+                }
+            }
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), ANSWER_BYTES_MAX)
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if status.is_success() {
+            return Ok((json, metadata));
+        }
+        Err(error_status(status, &json, metadata))
+    }
+}
+
+/// The gRPC status of an HTTP error answer in API.md's error shape.
+fn error_status(status: StatusCode, json: &serde_json::Value, metadata: MetadataMap) -> Status {
+    let code = json["error"]["code"].as_str().unwrap_or("INTERNAL");
+    let message = json["error"]["message"].as_str().unwrap_or("");
+    let grpc = match status.as_u16() {
+        400 | 413 | 422 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        402 | 409 | 410 => Code::FailedPrecondition,
+        429 | 503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Internal,
+    };
+    let mut grpc_status = Status::with_metadata(grpc, format!("{code}: {message}"), metadata);
+    let details = json["error"]["details"].to_string();
+    if let Ok(value) = MetadataValue::try_from(code) {
+        grpc_status
+            .metadata_mut()
+            .insert("holdfast-error-code", value);
+    }
+    if let Ok(value) = MetadataValue::try_from(details.as_str()) {
+        grpc_status
+            .metadata_mut()
+            .insert("holdfast-error-details", value);
+    }
+    grpc_status
+}
+
+/// One path segment, percent-encoded.
+fn segment(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[tonic::async_trait]
+impl BookingService for GrpcBooking {
+    async fn get_availability(
+        &self,
+        request: tonic::Request<AvailabilityRequest>,
+    ) -> Result<Response<Availability>, Status> {
+        let metadata = request.metadata().clone();
+        let message = request.into_inner();
+        Call::get("/availability".into(), &metadata)
+            .param("event_id", Some(&message.event_id))
+            .param("view", message.view.as_ref())
+            .param("section", message.section.as_ref())
+            .param("limit", message.limit)
+            .param("after", message.after.as_ref())
+            .read(message.read)
+            .answer(&self.router)
+            .await
+    }
+
+    async fn create_hold(
+        &self,
+        request: tonic::Request<HoldRequest>,
+    ) -> Result<Response<Hold>, Status> {
+        let message = request.get_ref();
+        Call::post(
+            "/booking/hold",
+            message,
+            message.idempotency_key.clone(),
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn extend_hold(
+        &self,
+        request: tonic::Request<ExtendRequest>,
+    ) -> Result<Response<Hold>, Status> {
+        let message = request.get_ref();
+        Call::post(
+            "/booking/extend",
+            message,
+            message.idempotency_key.clone(),
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn confirm(
+        &self,
+        request: tonic::Request<ConfirmRequest>,
+    ) -> Result<Response<Booking>, Status> {
+        let message = request.get_ref();
+        Call::post(
+            "/booking/confirm",
+            message,
+            message.idempotency_key.clone(),
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn cancel(
+        &self,
+        request: tonic::Request<CancelRequest>,
+    ) -> Result<Response<Cancelled>, Status> {
+        let message = request.get_ref();
+        let call = Call::post(
+            "/booking/cancel",
+            message,
+            message.idempotency_key.clone(),
+            request.metadata(),
+        )?;
+        let (json, metadata) = call.send(&self.router).await?;
+        // A cancelled booking names its payment; a released hold does not.
+        let decode = |error: serde_json::Error| Status::internal(error.to_string());
+        let cancelled = if json.get("payment_id").is_some() {
+            Cancelled {
+                hold: None,
+                booking: Some(serde_json::from_value(json).map_err(decode)?),
+            }
+        } else {
+            Cancelled {
+                hold: Some(serde_json::from_value(json).map_err(decode)?),
+                booking: None,
+            }
+        };
+        let mut response = Response::new(cancelled);
+        *response.metadata_mut() = metadata;
+        Ok(response)
+    }
+
+    async fn get_hold(
+        &self,
+        request: tonic::Request<GetHoldRequest>,
+    ) -> Result<Response<Hold>, Status> {
+        let metadata = request.metadata().clone();
+        let message = request.into_inner();
+        Call::get(format!("/holds/{}", segment(&message.hold_id)), &metadata)
+            .read(message.read)
+            .answer(&self.router)
+            .await
+    }
+
+    async fn get_booking(
+        &self,
+        request: tonic::Request<GetBookingRequest>,
+    ) -> Result<Response<Booking>, Status> {
+        let metadata = request.metadata().clone();
+        let message = request.into_inner();
+        Call::get(
+            format!("/bookings/{}", segment(&message.booking_id)),
+            &metadata,
+        )
+        .read(message.read)
+        .answer(&self.router)
+        .await
+    }
+
+    async fn customer_bookings(
+        &self,
+        request: tonic::Request<CustomerBookingsRequest>,
+    ) -> Result<Response<BookingPage>, Status> {
+        let metadata = request.metadata().clone();
+        let message = request.into_inner();
+        Call::get(
+            format!("/customers/{}/bookings", segment(&message.customer_id)),
+            &metadata,
+        )
+        .param("limit", message.limit)
+        .param("after", message.after.as_ref())
+        .read(message.read)
+        .answer(&self.router)
+        .await
+    }
+
+    async fn ready(
+        &self,
+        request: tonic::Request<HealthRequest>,
+    ) -> Result<Response<Health>, Status> {
+        let metadata = request.metadata().clone();
+        Call::get("/readyz".into(), &metadata)
+            .answer(&self.router)
+            .await
+    }
+}

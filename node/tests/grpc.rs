@@ -1,0 +1,241 @@
+//! The client-facing gRPC booking service, served on the HTTP port: the same operations,
+//! answers and error codes as the JSON API, over a real socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_node::grpc::with_grpc;
+use holdfast_node::SandboxProvider;
+use holdfast_node::{router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig};
+use holdfast_proto::booking::booking_service_client::BookingServiceClient;
+use holdfast_proto::booking::*;
+use tonic::Code;
+
+async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let replica = LocalReplica::shared(LocalReplicaConfig {
+        min_index_wait: Duration::from_millis(50),
+        ..LocalReplicaConfig::default()
+    });
+    let state = AppState::new(
+        replica,
+        Arc::new(SandboxProvider::default()),
+        HttpConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run_http(with_grpc(router(state)), listener, async {
+        let _ = stopped.await;
+    }));
+    (address, stop)
+}
+
+fn error_code(status: &tonic::Status) -> &str {
+    status
+        .metadata()
+        .get("holdfast-error-code")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn book_a_seat_over_grpc() {
+    let (address, _stop) = serve().await;
+    // Inventory through the JSON API on the same port.
+    let created = reqwest_like_post(
+        &address,
+        "/admin/events",
+        r#"{"event_id":"E","name":"Film","category":"movie","currency":"EUR",
+            "seat_blocks":[{"section":"A","rows":["1"],"seats_per_row":4,"price":4500}]}"#,
+    )
+    .await;
+    assert_eq!(created, 201);
+
+    let mut client = BookingServiceClient::connect(address.clone())
+        .await
+        .unwrap();
+    let hold = client
+        .create_hold(HoldRequest {
+            idempotency_key: Some("g-hold-1".into()),
+            event_id: "E".into(),
+            customer_id: "c-1".into(),
+            seats: vec!["A-1-1".into(), "A-1-2".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(hold.metadata().get("x-holdfast-applied-index").is_some());
+    let hold = hold.into_inner();
+    assert_eq!(hold.status, "HELD");
+    assert_eq!(hold.amount, 9000);
+    assert_eq!(hold.seats, ["A-1-1", "A-1-2"]);
+
+    // The same key again: the first answer, not a second hold.
+    let again = client
+        .create_hold(HoldRequest {
+            idempotency_key: Some("g-hold-1".into()),
+            event_id: "E".into(),
+            customer_id: "c-1".into(),
+            seats: vec!["A-1-1".into(), "A-1-2".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.hold_id, hold.hold_id);
+
+    // A taken seat: FAILED_PRECONDITION with API.md's code.
+    let taken = client
+        .create_hold(HoldRequest {
+            event_id: "E".into(),
+            customer_id: "c-2".into(),
+            seats: vec!["A-1-2".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::FailedPrecondition);
+    assert_eq!(error_code(&taken), "SEAT_UNAVAILABLE");
+    assert!(taken
+        .metadata()
+        .get("holdfast-error-details")
+        .and_then(|details| details.to_str().ok())
+        .is_some_and(|details| details.contains("A-1-2")));
+
+    // Bad input: INVALID_ARGUMENT, nothing stored.
+    let zero = client
+        .create_hold(HoldRequest {
+            event_id: "E".into(),
+            customer_id: "c-3".into(),
+            pools: vec![PoolQuantity {
+                pool_id: "GA".into(),
+                quantity: 0,
+            }],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(zero.code(), Code::InvalidArgument, "{zero:?}");
+
+    let booking = client
+        .confirm(ConfirmRequest {
+            idempotency_key: Some("g-confirm-1".into()),
+            hold_id: hold.hold_id.clone(),
+            payment: Some(Payment {
+                method: None,
+                token: "tok_visa".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(booking.status, "CONFIRMED");
+    assert!(booking.payment_id.starts_with("pay_"));
+
+    let declined_hold = client
+        .create_hold(HoldRequest {
+            event_id: "E".into(),
+            customer_id: "c-4".into(),
+            seats: vec!["A-1-3".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let declined = client
+        .confirm(ConfirmRequest {
+            idempotency_key: None,
+            hold_id: declined_hold.hold_id.clone(),
+            payment: Some(Payment {
+                method: None,
+                token: "tok_declined".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&declined), "PAYMENT_DECLINED");
+
+    let availability = client
+        .get_availability(AvailabilityRequest {
+            event_id: "E".into(),
+            read: Some(Read {
+                consistency: Some("linearizable".into()),
+                ..Read::default()
+            }),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let summary = availability.summary.unwrap();
+    assert_eq!((summary.seats_booked, summary.seats_held), (2, 1));
+    let statuses: Vec<&str> = availability
+        .seats
+        .iter()
+        .map(|seat| seat.status.as_str())
+        .collect();
+    assert_eq!(statuses, ["BOOKED", "BOOKED", "HELD", "AVAILABLE"]);
+
+    let history = client
+        .customer_bookings(CustomerBookingsRequest {
+            customer_id: "c-1".into(),
+            ..CustomerBookingsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.bookings.len(), 1);
+    assert_eq!(history.bookings[0].booking_id, booking.booking_id);
+
+    let cancelled = client
+        .cancel(CancelRequest {
+            booking_id: Some(booking.booking_id.clone()),
+            reason: Some("plans changed".into()),
+            ..CancelRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cancelled = cancelled.booking.expect("a cancelled booking");
+    assert_eq!(cancelled.status, "CANCELLED");
+    assert_eq!(cancelled.refund.expect("a refund owed").status, "PENDING");
+
+    let released = client
+        .cancel(CancelRequest {
+            hold_id: Some(declined_hold.hold_id.clone()),
+            ..CancelRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.hold.expect("a released hold").status, "CANCELLED");
+
+    let missing = client
+        .get_booking(GetBookingRequest {
+            booking_id: "b_999".into(),
+            read: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(error_code(&missing), "BOOKING_NOT_FOUND");
+
+    let ready = client.ready(HealthRequest {}).await.unwrap().into_inner();
+    assert_eq!(ready.status, "ok");
+}
+
+/// A JSON POST over HTTP/1.1 on the same port; returns the status.
+async fn reqwest_like_post(base: &str, path: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
