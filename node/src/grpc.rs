@@ -12,7 +12,9 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use holdfast_proto::booking::admin_service_server::{AdminService, AdminServiceServer};
 use holdfast_proto::booking::booking_service_server::{BookingService, BookingServiceServer};
+use holdfast_proto::booking::cluster_service_server::{ClusterService, ClusterServiceServer};
 use holdfast_proto::booking::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,11 +37,26 @@ pub fn with_grpc(router: Router) -> Router {
     let service = BookingServiceServer::new(GrpcBooking {
         router: router.clone(),
     });
-    let path = format!(
-        "/{}/{{*method}}",
-        <BookingServiceServer<GrpcBooking> as tonic::server::NamedService>::NAME
-    );
-    router.route_service(&path, service)
+    let grpc = GrpcBooking {
+        router: router.clone(),
+    };
+    let admin = AdminServiceServer::new(grpc.clone());
+    let cluster = ClusterServiceServer::new(grpc);
+    router
+        .route_service(
+            &service_path::<BookingServiceServer<GrpcBooking>>(),
+            service,
+        )
+        .route_service(&service_path::<AdminServiceServer<GrpcBooking>>(), admin)
+        .route_service(
+            &service_path::<ClusterServiceServer<GrpcBooking>>(),
+            cluster,
+        )
+}
+
+/// The route of every method of a gRPC service.
+fn service_path<S: tonic::server::NamedService>() -> String {
+    format!("/{}/{{*method}}", S::NAME)
 }
 
 /// A request of the HTTP API built from a gRPC call.
@@ -72,19 +89,47 @@ impl<'a> Call<'a> {
         idempotency_key: Option<String>,
         metadata: &'a MetadataMap,
     ) -> Result<Call<'a>, Status> {
+        Call::with_body(Method::POST, path.to_string(), message, &[], metadata)
+            .map(|call| call.key(idempotency_key))
+    }
+
+    /// A call whose body is `message` as JSON, without `idempotency_key` (a header) and
+    /// the fields in `path_fields` (already in the path).
+    fn with_body(
+        method: Method,
+        path: String,
+        message: &impl Serialize,
+        path_fields: &[&str],
+        metadata: &'a MetadataMap,
+    ) -> Result<Call<'a>, Status> {
         let mut body = serde_json::to_value(message)
             .map_err(|error| Status::internal(format!("cannot encode the request: {error}")))?;
         if let Some(object) = body.as_object_mut() {
             object.remove("idempotency_key");
+            for field in path_fields {
+                object.remove(*field);
+            }
         }
         Ok(Call {
-            method: Method::POST,
-            path: path.to_string(),
+            method,
+            path,
             query: Vec::new(),
             body: Some(body),
-            idempotency_key,
+            idempotency_key: None,
             metadata,
         })
+    }
+
+    fn key(mut self, idempotency_key: Option<String>) -> Call<'a> {
+        self.idempotency_key = idempotency_key;
+        self
+    }
+
+    fn bodiless(method: Method, path: String, metadata: &'a MetadataMap) -> Call<'a> {
+        Call {
+            method,
+            ..Call::get(path, metadata)
+        }
     }
 
     fn read(mut self, read: Option<Read>) -> Call<'a> {
@@ -365,5 +410,167 @@ impl BookingService for GrpcBooking {
         Call::get("/readyz".into(), &metadata)
             .answer(&self.router)
             .await
+    }
+}
+
+fn event_path(event_id: &str, rest: &str) -> String {
+    format!("/admin/events/{}{rest}", segment(event_id))
+}
+
+#[tonic::async_trait]
+impl AdminService for GrpcBooking {
+    async fn create_event(
+        &self,
+        request: tonic::Request<CreateEventRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        Call::post("/admin/events", request.get_ref(), None, request.metadata())?
+            .answer(&self.router)
+            .await
+    }
+
+    async fn add_seats(
+        &self,
+        request: tonic::Request<AddSeatsRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        let message = request.get_ref();
+        let path = event_path(&message.event_id, "/seats");
+        Call::with_body(
+            Method::POST,
+            path,
+            message,
+            &["event_id"],
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn add_pools(
+        &self,
+        request: tonic::Request<AddPoolsRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        let message = request.get_ref();
+        let path = event_path(&message.event_id, "/pools");
+        Call::with_body(
+            Method::POST,
+            path,
+            message,
+            &["event_id"],
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn set_pool_capacity(
+        &self,
+        request: tonic::Request<SetPoolCapacityRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        let message = request.get_ref();
+        let path = event_path(
+            &message.event_id,
+            &format!("/pools/{}", segment(&message.pool_id)),
+        );
+        let fields = ["event_id", "pool_id"];
+        Call::with_body(Method::PATCH, path, message, &fields, request.metadata())?
+            .answer(&self.router)
+            .await
+    }
+
+    async fn remove_seat(
+        &self,
+        request: tonic::Request<RemoveSeatRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        let message = request.get_ref();
+        let path = event_path(
+            &message.event_id,
+            &format!("/seats/{}", segment(&message.seat_id)),
+        );
+        Call::bodiless(Method::DELETE, path, request.metadata())
+            .answer(&self.router)
+            .await
+    }
+
+    async fn remove_pool(
+        &self,
+        request: tonic::Request<RemovePoolRequest>,
+    ) -> Result<Response<EventChange>, Status> {
+        let message = request.get_ref();
+        let path = event_path(
+            &message.event_id,
+            &format!("/pools/{}", segment(&message.pool_id)),
+        );
+        Call::bodiless(Method::DELETE, path, request.metadata())
+            .answer(&self.router)
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for GrpcBooking {
+    async fn status(
+        &self,
+        request: tonic::Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        Call::get("/cluster/status".into(), request.metadata())
+            .answer(&self.router)
+            .await
+    }
+
+    async fn init(
+        &self,
+        request: tonic::Request<InitRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        Call::post("/cluster/init", request.get_ref(), None, request.metadata())?
+            .answer(&self.router)
+            .await
+    }
+
+    async fn add_learner(
+        &self,
+        request: tonic::Request<AddLearnerRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let learner = request.get_ref().learner.clone().unwrap_or_default();
+        Call::post("/cluster/learners", &learner, None, request.metadata())?
+            .answer(&self.router)
+            .await
+    }
+
+    async fn change_membership(
+        &self,
+        request: tonic::Request<ChangeMembershipRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        Call::post(
+            "/cluster/membership",
+            request.get_ref(),
+            None,
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        request: tonic::Request<RemoveNodeRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let path = format!("/cluster/nodes/{}", request.get_ref().id);
+        Call::bodiless(Method::DELETE, path, request.metadata())
+            .answer(&self.router)
+            .await
+    }
+
+    async fn snapshot(
+        &self,
+        request: tonic::Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotTaken>, Status> {
+        Call::post(
+            "/cluster/snapshot",
+            request.get_ref(),
+            None,
+            request.metadata(),
+        )?
+        .answer(&self.router)
+        .await
     }
 }

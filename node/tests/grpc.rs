@@ -7,7 +7,9 @@ use std::time::Duration;
 use holdfast_node::grpc::with_grpc;
 use holdfast_node::SandboxProvider;
 use holdfast_node::{router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig};
+use holdfast_proto::booking::admin_service_client::AdminServiceClient;
 use holdfast_proto::booking::booking_service_client::BookingServiceClient;
+use holdfast_proto::booking::cluster_service_client::ClusterServiceClient;
 use holdfast_proto::booking::*;
 use tonic::Code;
 
@@ -238,4 +240,121 @@ async fn reqwest_like_post(base: &str, path: &str, body: &str) -> u16 {
     stream.read_to_end(&mut answer).await.unwrap();
     let text = String::from_utf8_lossy(&answer);
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn inventory_and_cluster_calls_over_grpc() {
+    let (address, _stop) = serve().await;
+    let mut admin = AdminServiceClient::connect(address.clone()).await.unwrap();
+    let created = admin
+        .create_event(CreateEventRequest {
+            event_id: "H".into(),
+            name: "Harbour hotel".into(),
+            category: Some("hotel".into()),
+            currency: "EUR".into(),
+            pools: vec![PoolSpec {
+                id: "DBL-N1".into(),
+                capacity: 10,
+                price: 12000,
+            }],
+            ..CreateEventRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((created.event_id.as_str(), created.version), ("H", 1));
+    let added = admin
+        .add_pools(AddPoolsRequest {
+            event_id: "H".into(),
+            pools: vec![PoolSpec {
+                id: "DBL-N2".into(),
+                capacity: 10,
+                price: 12000,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.version, 2);
+    let seats = admin
+        .add_seats(AddSeatsRequest {
+            event_id: "H".into(),
+            seat_blocks: vec![SeatBlock {
+                section: "S".into(),
+                rows: vec!["1".into()],
+                seats_per_row: 2,
+                price: 100,
+            }],
+            ..AddSeatsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seats.version, 3);
+    let resized = admin
+        .set_pool_capacity(SetPoolCapacityRequest {
+            event_id: "H".into(),
+            pool_id: "DBL-N2".into(),
+            capacity: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resized.version, 4);
+    admin
+        .remove_seat(RemoveSeatRequest {
+            event_id: "H".into(),
+            seat_id: "S-1-2".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .remove_pool(RemovePoolRequest {
+            event_id: "H".into(),
+            pool_id: "DBL-N1".into(),
+        })
+        .await
+        .unwrap();
+    let duplicate = admin
+        .create_event(CreateEventRequest {
+            event_id: "H".into(),
+            name: "Again".into(),
+            currency: "EUR".into(),
+            ..CreateEventRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&duplicate), "EVENT_EXISTS");
+
+    let mut booking = BookingServiceClient::connect(address.clone())
+        .await
+        .unwrap();
+    let availability = booking
+        .get_availability(AvailabilityRequest {
+            event_id: "H".into(),
+            view: Some("summary".into()),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pools: Vec<(String, u64)> = availability
+        .pools
+        .iter()
+        .map(|pool| (pool.id.clone(), pool.capacity))
+        .collect();
+    assert_eq!(pools, [("DBL-N2".to_string(), 4)]);
+    assert_eq!(availability.summary.unwrap().seats_total, 1);
+
+    let mut cluster = ClusterServiceClient::connect(address).await.unwrap();
+    let status = cluster
+        .status(ClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((status.node_id, status.role.as_str()), (1, "leader"));
+    // The in-memory node keeps no snapshots, and says so with API.md's code.
+    let snapshot = cluster.snapshot(SnapshotRequest {}).await.unwrap_err();
+    assert_eq!(snapshot.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&snapshot), "INVALID_FIELD");
 }

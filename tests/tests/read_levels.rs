@@ -62,6 +62,22 @@ async fn bounded_reads_are_served_by_a_fresh_follower_and_refused_by_a_cut_off_o
     let bounded =
         "/availability?event_id=fresh&view=summary&consistency=bounded&max_staleness_ms=500";
 
+    // Bounded staleness is about contact with the leader, not read-your-writes: wait until
+    // the follower has applied the event before reading it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while cluster
+        .get(follower, "/availability?event_id=fresh&view=summary")
+        .await?
+        .status
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never applied the event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // In contact with the leader: the follower answers itself.
     let read = cluster.get(follower, bounded).await?;
     assert_eq!(read.status, 200, "{:?}", read.body);
