@@ -82,16 +82,11 @@ impl KindStats {
 #[derive(Default)]
 pub struct Recorder {
     pub kinds: BTreeMap<OpKind, KindStats>,
-    /// Requests recorded (after the warm-up).
-    recording: bool,
 }
 
 impl Recorder {
     /// Records one request that took `latency` (from its intended start in open loop).
     pub fn record(&mut self, kind: OpKind, latency: Duration, class: Class) {
-        if !self.recording {
-            return;
-        }
         let stats = self.kinds.entry(kind).or_insert_with(KindStats::new);
         let micros = (latency.as_micros() as u64).clamp(1, LATENCY_US_MAX);
         stats
@@ -253,7 +248,6 @@ async fn closed_client<W: Workload>(workload: Arc<W>, client: usize, run: Arc<Ru
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let mut sequence = 0;
     while !run.stopping() {
-        sync_recording(&recorder, &run);
         workload
             .clone()
             .step(
@@ -286,7 +280,6 @@ async fn open_dispatcher<W: Workload>(
         if intended > now {
             tokio::time::sleep(intended - now).await;
         }
-        sync_recording(&recorder, &run);
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
@@ -306,12 +299,6 @@ async fn open_dispatcher<W: Workload>(
     // Wait for the requests under way.
     let _ = slots.acquire_many(in_flight_max.max(1) as u32).await;
     merge_into_totals(&recorder, &run);
-}
-
-fn sync_recording(recorder: &Mutex<Recorder>, run: &Run) {
-    let recording = run.recording();
-    let mut recorder = recorder.lock().expect("recorder lock");
-    recorder.recording = recording;
 }
 
 fn merge_into_totals(recorder: &Mutex<Recorder>, run: &Run) {

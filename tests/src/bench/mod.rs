@@ -137,7 +137,6 @@ pub async fn main(options: Options) -> Result<()> {
     } else {
         vec![options.endpoints.len()]
     };
-    let mut phase_index = 0;
     for &nodes in &node_counts {
         let mut cluster = if options.endpoints.is_empty() {
             eprintln!("starting a local cluster of {nodes} node(s) ...");
@@ -165,25 +164,14 @@ pub async fn main(options: Options) -> Result<()> {
                     let Some(cluster) = cluster.as_mut() else {
                         bail!("catch-up starts its own cluster; it cannot use --endpoints");
                     };
-                    vec![catch_up(&options, cluster, &http, seats, phase_index).await?]
+                    vec![catch_up(&options, cluster, &http, seats).await?]
                 }
-                _ => {
-                    run_phases(
-                        &options,
-                        &http,
-                        cluster.as_ref(),
-                        nodes,
-                        seats,
-                        &mut phase_index,
-                    )
-                    .await?
-                }
+                _ => run_phases(&options, &http, cluster.as_ref(), nodes, seats).await?,
             };
             for report in phases {
                 report.print_one();
                 reports.push(report);
             }
-            phase_index += 1;
         }
         drop(cluster);
     }
@@ -246,19 +234,17 @@ async fn run_phases(
     cluster: Option<&ProcessCluster>,
     nodes: usize,
     seats: u64,
-    phase_index: &mut usize,
 ) -> Result<Vec<PhaseReport>> {
     let venue = Venue::new(seats);
     let mut reports = Vec::new();
     let base = |clients: usize| PhaseReport::new(options, nodes, venue.seats, clients);
     // Browse reads one venue through every phase.
-    let browse_event = format!("browse-{}", scenarios::run_tag(*phase_index));
+    let browse_event = format!("browse-{}", scenarios::run_tag());
     if options.scenario == Scenario::Browse {
         scenarios::create_venue(http, &browse_event, venue).await?;
     }
     for &clients in &options.clients {
-        *phase_index += 1;
-        let tag = scenarios::run_tag(*phase_index);
+        let tag = scenarios::run_tag();
         let label = format!(
             "{:?} n={nodes} seats={} c={clients}",
             options.scenario, venue.seats
@@ -324,10 +310,9 @@ async fn catch_up(
     cluster: &mut ProcessCluster,
     http: &Http,
     seats: u64,
-    phase_index: usize,
 ) -> Result<PhaseReport> {
     let venue = Venue::new(seats);
-    let tag = scenarios::run_tag(phase_index);
+    let tag = scenarios::run_tag();
     let event_id = format!("flash-{tag}");
     let created = Instant::now();
     scenarios::create_venue(http, &event_id, venue).await?;
@@ -401,24 +386,9 @@ async fn catch_up(
     report
         .extra
         .insert("add_learner_answer".into(), json!(added_body));
-    let leader_summary = cluster
-        .get(
-            leader,
-            &format!(
-                "/availability?event_id={}&view=summary&consistency=linearizable",
-                sale.event_id
-            ),
-        )
-        .await?;
-    let learner_summary = cluster
-        .get(
-            position,
-            &format!(
-                "/availability?event_id={}&view=summary&consistency=linearizable",
-                sale.event_id
-            ),
-        )
-        .await?;
+    let summary_query = scenarios::linearizable_summary_query(&sale.event_id);
+    let leader_summary = cluster.get(leader, &summary_query).await?;
+    let learner_summary = cluster.get(position, &summary_query).await?;
     let mut check = check;
     if leader_summary.body["summary"] != learner_summary.body["summary"] {
         check.problems.push(format!(

@@ -79,19 +79,24 @@ async fn create_event(http: &Http, body: Value) -> Result<()> {
     Ok(())
 }
 
-/// Request-id prefix unique to one phase of one benchmark process.
-pub fn run_tag(phase: usize) -> String {
+/// A prefix for event ids and request ids, unique to each call in this process and to this
+/// process among runs against the same cluster.
+pub fn run_tag() -> String {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
-    format!("{nonce:x}p{phase}")
+    format!("{nonce:x}p{}", CALLS.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Records a finished request, unless the run is still warming up.
 fn record(recorder: &Mutex<Recorder>, run: &Run, kind: OpKind, started: Instant, class: Class) {
-    recorder
-        .lock()
-        .expect("recorder lock")
-        .record(kind, started.elapsed(), class);
+    if run.recording() {
+        recorder
+            .lock()
+            .expect("recorder lock")
+            .record(kind, started.elapsed(), class);
+    }
     run.tick();
 }
 
@@ -233,8 +238,9 @@ impl FlashSale {
         }
         let mut counts = Vec::new();
         for node in 0..self.http.nodes.len() {
-            match summary(&self.http, node, &self.event_id).await {
-                Ok(summary) => {
+            match linearizable_summary(&self.http, node, &self.event_id).await {
+                Ok(answer) => {
+                    let summary = &answer["summary"];
                     let taken = summary["seats_held"].as_u64().unwrap_or(0)
                         + summary["seats_booked"].as_u64().unwrap_or(0);
                     counts.push(taken);
@@ -274,19 +280,22 @@ impl Workload for FlashSale {
     }
 }
 
-/// The summary of an event on one node, read linearizably (sees every acknowledged write).
-async fn summary(http: &Http, node: usize, event_id: &str) -> Result<Value> {
+/// The query of an event's summary view, read linearizably (sees every acknowledged
+/// write).
+pub fn linearizable_summary_query(event_id: &str) -> String {
+    read_query(event_id, View::Summary, Level::Linearizable, 1, 0)
+}
+
+/// The summary view of an event on one node (counts and pools), read linearizably.
+async fn linearizable_summary(http: &Http, node: usize, event_id: &str) -> Result<Value> {
     let answer = http
-        .get(
-            node,
-            &format!("/availability?event_id={event_id}&view=summary&consistency=linearizable"),
-        )
+        .get(node, &linearizable_summary_query(event_id))
         .await
         .map_err(|class| anyhow::anyhow!("summary read failed: {class:?}"))?;
     if answer.status != 200 {
         bail!("summary read answered {}", answer.status);
     }
-    Ok(answer.json()["summary"].clone())
+    Ok(answer.json())
 }
 
 /// The outcome of an end-of-run check.
@@ -500,14 +509,10 @@ impl Hotel {
         let mut problems = Vec::new();
         let mut totals = Vec::new();
         for node in 0..self.http.nodes.len() {
-            let query = format!(
-                "/availability?event_id={}&view=summary&consistency=linearizable",
-                self.event_id
-            );
-            let pools = match self.http.get(node, &query).await {
-                Ok(answer) if answer.status == 200 => answer.json()["pools"].clone(),
-                _ => {
-                    problems.push(format!("node {}: the summary read failed", node + 1));
+            let pools = match linearizable_summary(&self.http, node, &self.event_id).await {
+                Ok(answer) => answer["pools"].clone(),
+                Err(error) => {
+                    problems.push(format!("node {}: {error}", node + 1));
                     continue;
                 }
             };
