@@ -275,20 +275,17 @@ async fn confirm_inner(
             },
         },
     };
-    let committed = match replica::propose_one(&*state.replica, proposal.clone()).await {
-        Ok(committed) if charges::is_answer(&committed) => committed,
-        Ok(committed) => {
-            let error = unexpected(&committed.outcome);
-            state
-                .charges
-                .hand_over(slot, proposal, charge.payment_id.clone());
-            return Err(charged_but_not_committed(error, &charge));
-        }
+    let answered = match replica::propose_one(&*state.replica, proposal.clone()).await {
+        Ok(committed) if charges::is_answer(&committed) => Ok(committed),
+        Ok(committed) => Err(unexpected(&committed.outcome)),
+        Err(error) => Err(ApiError::from(error)),
+    };
+    let committed = match answered {
+        Ok(committed) => committed,
         Err(error) => {
-            state
-                .charges
-                .hand_over(slot, proposal, charge.payment_id.clone());
-            return Err(charged_but_not_committed(error.into(), &charge));
+            let payment_id = charge.payment_id.clone();
+            state.charges.hand_over(slot, proposal, payment_id);
+            return Err(charged_but_not_committed(error, &charge));
         }
     };
     drop(slot);

@@ -36,7 +36,6 @@ const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Charges made whose confirm has not been answered yet; see the module documentation.
-#[derive(Clone)]
 pub struct ChargeResolver {
     replica: Arc<dyn Replica>,
     slots: Arc<Semaphore>,
@@ -68,11 +67,6 @@ impl ChargeResolver {
         }
     }
 
-    /// Charges handed over and not yet accounted for.
-    pub fn unresolved(&self) -> u64 {
-        self.unresolved.load(Ordering::Relaxed)
-    }
-
     /// Takes over a charged proposal that got no answer: proposes it again until the state
     /// machine answers, then releases `slot`. Returns at once.
     pub fn hand_over(&self, slot: ChargeSlot, proposal: Proposal, payment_id: String) {
@@ -81,40 +75,35 @@ impl ChargeResolver {
             request_id = proposal.request_id.as_deref().unwrap_or(""),
             "charged but the confirm got no answer; proposing it again until it does"
         );
-        self.unresolved.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::set_charges_unresolved(self.unresolved());
-        let resolver = self.clone();
+        let unresolved = Unresolved::count(Arc::clone(&self.unresolved), payment_id);
+        let replica = Arc::clone(&self.replica);
         tokio::spawn(async move {
-            let guard = Unresolved {
-                resolver: resolver.clone(),
-                payment_id,
-                done: false,
-            };
-            resolver.resolve(proposal, guard).await;
+            resolve(&*replica, proposal, &unresolved.payment_id).await;
+            unresolved.resolved();
             drop(slot);
         });
     }
+}
 
-    async fn resolve(&self, proposal: Proposal, mut guard: Unresolved) {
-        let mut backoff = RETRY_BACKOFF_FIRST;
-        let mut attempts: u64 = 0;
-        loop {
-            tokio::time::sleep(backoff).await;
-            attempts += 1;
-            match replica::propose_one(&*self.replica, proposal.clone()).await {
-                Ok(committed) if is_answer(&committed) => {
-                    tracing::info!(
-                        payment_id = %guard.payment_id,
-                        attempts,
-                        outcome = outcome_name(&committed.outcome),
-                        index = committed.index,
-                        "charge accounted for"
-                    );
-                    guard.done = true;
-                    return;
-                }
-                Ok(_) | Err(_) => backoff = (backoff * 2).min(RETRY_BACKOFF_MAX),
+/// Proposes `proposal` again, with capped backoff, until the state machine answers it.
+async fn resolve(replica: &dyn Replica, proposal: Proposal, payment_id: &str) {
+    let mut backoff = RETRY_BACKOFF_FIRST;
+    let mut attempts: u64 = 0;
+    loop {
+        tokio::time::sleep(backoff).await;
+        attempts += 1;
+        match replica::propose_one(replica, proposal.clone()).await {
+            Ok(committed) if is_answer(&committed) => {
+                tracing::info!(
+                    %payment_id,
+                    attempts,
+                    outcome = outcome_name(&committed.outcome),
+                    index = committed.index,
+                    "charge accounted for"
+                );
+                return;
             }
+            Ok(_) | Err(_) => backoff = (backoff * 2).min(RETRY_BACKOFF_MAX),
         }
     }
 }
@@ -136,17 +125,36 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Keeps the unresolved count true, and names a charge still unresolved when its task is
-/// dropped (the node is stopping).
+/// One charge in the unresolved count for as long as it lives; names the charge if it is
+/// dropped unresolved (the node is stopping).
 struct Unresolved {
-    resolver: ChargeResolver,
+    count: Arc<AtomicU64>,
     payment_id: String,
     done: bool,
 }
 
+impl Unresolved {
+    fn count(count: Arc<AtomicU64>, payment_id: String) -> Unresolved {
+        let now = count.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::set_charges_unresolved(now);
+        Unresolved {
+            count,
+            payment_id,
+            done: false,
+        }
+    }
+}
+
+impl Unresolved {
+    /// The charge is accounted for: it leaves the count quietly.
+    fn resolved(mut self) {
+        self.done = true;
+    }
+}
+
 impl Drop for Unresolved {
     fn drop(&mut self) {
-        let left = self.resolver.unresolved.fetch_sub(1, Ordering::Relaxed) - 1;
+        let left = self.count.fetch_sub(1, Ordering::Relaxed) - 1;
         crate::metrics::set_charges_unresolved(left);
         if !self.done {
             tracing::error!(

@@ -70,9 +70,9 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn get(path: String, metadata: &'a MetadataMap) -> Call<'a> {
+    fn new(method: Method, path: String, metadata: &'a MetadataMap) -> Call<'a> {
         Call {
-            method: Method::GET,
+            method,
             path,
             query: Vec::new(),
             body: None,
@@ -81,27 +81,13 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// A POST whose body is `message` as JSON, without its `idempotency_key` (sent as the
-    /// header instead).
-    fn post(
-        path: &str,
-        message: &impl Serialize,
-        idempotency_key: Option<String>,
-        metadata: &'a MetadataMap,
-    ) -> Result<Call<'a>, Status> {
-        Call::with_body(Method::POST, path.to_string(), message, &[], metadata)
-            .map(|call| call.key(idempotency_key))
+    fn get(path: String, metadata: &'a MetadataMap) -> Call<'a> {
+        Call::new(Method::GET, path, metadata)
     }
 
-    /// A call whose body is `message` as JSON, without `idempotency_key` (a header) and
-    /// the fields in `path_fields` (already in the path).
-    fn with_body(
-        method: Method,
-        path: String,
-        message: &impl Serialize,
-        path_fields: &[&str],
-        metadata: &'a MetadataMap,
-    ) -> Result<Call<'a>, Status> {
+    /// `message` as the JSON body, without `idempotency_key` (sent as the header, see
+    /// [`Call::key`]) and the fields in `path_fields` (already in the path).
+    fn json(mut self, message: &impl Serialize, path_fields: &[&str]) -> Result<Call<'a>, Status> {
         let mut body = serde_json::to_value(message)
             .map_err(|error| Status::internal(format!("cannot encode the request: {error}")))?;
         if let Some(object) = body.as_object_mut() {
@@ -110,32 +96,21 @@ impl<'a> Call<'a> {
                 object.remove(*field);
             }
         }
-        Ok(Call {
-            method,
-            path,
-            query: Vec::new(),
-            body: Some(body),
-            idempotency_key: None,
-            metadata,
-        })
+        self.body = Some(body);
+        Ok(self)
     }
 
-    fn key(mut self, idempotency_key: Option<String>) -> Call<'a> {
-        self.idempotency_key = idempotency_key;
+    fn key(mut self, idempotency_key: Option<&String>) -> Call<'a> {
+        self.idempotency_key = idempotency_key.cloned();
         self
     }
 
-    fn bodiless(method: Method, path: String, metadata: &'a MetadataMap) -> Call<'a> {
-        Call {
-            method,
-            ..Call::get(path, metadata)
-        }
-    }
-
-    fn read(mut self, read: Option<Read>) -> Call<'a> {
-        let read = read.unwrap_or_default();
-        if let Some(consistency) = read.consistency {
-            self.query.push(("consistency", consistency));
+    fn read(mut self, read: Option<&Read>) -> Call<'a> {
+        let Some(read) = read else {
+            return self;
+        };
+        if let Some(consistency) = &read.consistency {
+            self.query.push(("consistency", consistency.clone()));
         }
         if let Some(staleness) = read.max_staleness_ms {
             self.query.push(("max_staleness_ms", staleness.to_string()));
@@ -251,17 +226,31 @@ fn error_status(status: StatusCode, json: &serde_json::Value, metadata: Metadata
     grpc_status
 }
 
-/// One path segment, percent-encoded.
+/// One path segment, percent-encoded (everything but RFC 3986's unreserved characters).
 fn segment(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, RESERVED).to_string()
+}
+
+impl GrpcBooking {
+    /// A POST of `message` to `path` with its idempotency key, answered as `T`.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        message: &impl Serialize,
+        key: Option<&String>,
+        metadata: &MetadataMap,
+    ) -> Result<Response<T>, Status> {
+        Call::new(Method::POST, path.to_string(), metadata)
+            .json(message, &[])?
+            .key(key)
+            .answer(&self.router)
+            .await
     }
-    encoded
 }
 
 #[tonic::async_trait]
@@ -270,15 +259,14 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<AvailabilityRequest>,
     ) -> Result<Response<Availability>, Status> {
-        let metadata = request.metadata().clone();
-        let message = request.into_inner();
-        Call::get("/availability".into(), &metadata)
+        let message = request.get_ref();
+        Call::get("/availability".into(), request.metadata())
             .param("event_id", Some(&message.event_id))
             .param("view", message.view.as_ref())
             .param("section", message.section.as_ref())
             .param("limit", message.limit)
             .param("after", message.after.as_ref())
-            .read(message.read)
+            .read(message.read.as_ref())
             .answer(&self.router)
             .await
     }
@@ -288,14 +276,9 @@ impl BookingService for GrpcBooking {
         request: tonic::Request<HoldRequest>,
     ) -> Result<Response<Hold>, Status> {
         let message = request.get_ref();
-        Call::post(
-            "/booking/hold",
-            message,
-            message.idempotency_key.clone(),
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        let key = message.idempotency_key.as_ref();
+        self.post("/booking/hold", message, key, request.metadata())
+            .await
     }
 
     async fn extend_hold(
@@ -303,14 +286,9 @@ impl BookingService for GrpcBooking {
         request: tonic::Request<ExtendRequest>,
     ) -> Result<Response<Hold>, Status> {
         let message = request.get_ref();
-        Call::post(
-            "/booking/extend",
-            message,
-            message.idempotency_key.clone(),
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        let key = message.idempotency_key.as_ref();
+        self.post("/booking/extend", message, key, request.metadata())
+            .await
     }
 
     async fn confirm(
@@ -318,14 +296,9 @@ impl BookingService for GrpcBooking {
         request: tonic::Request<ConfirmRequest>,
     ) -> Result<Response<Booking>, Status> {
         let message = request.get_ref();
-        Call::post(
-            "/booking/confirm",
-            message,
-            message.idempotency_key.clone(),
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        let key = message.idempotency_key.as_ref();
+        self.post("/booking/confirm", message, key, request.metadata())
+            .await
     }
 
     async fn cancel(
@@ -333,13 +306,12 @@ impl BookingService for GrpcBooking {
         request: tonic::Request<CancelRequest>,
     ) -> Result<Response<Cancelled>, Status> {
         let message = request.get_ref();
-        let call = Call::post(
-            "/booking/cancel",
-            message,
-            message.idempotency_key.clone(),
-            request.metadata(),
-        )?;
-        let (json, metadata) = call.send(&self.router).await?;
+        let (json, metadata) =
+            Call::new(Method::POST, "/booking/cancel".into(), request.metadata())
+                .json(message, &[])?
+                .key(message.idempotency_key.as_ref())
+                .send(&self.router)
+                .await?;
         // A cancelled booking names its payment; a released hold does not.
         let decode = |error: serde_json::Error| Status::internal(error.to_string());
         let cancelled = if json.get("payment_id").is_some() {
@@ -362,10 +334,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<GetHoldRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let metadata = request.metadata().clone();
-        let message = request.into_inner();
-        Call::get(format!("/holds/{}", segment(&message.hold_id)), &metadata)
-            .read(message.read)
+        let message = request.get_ref();
+        let path = format!("/holds/{}", segment(&message.hold_id));
+        Call::get(path, request.metadata())
+            .read(message.read.as_ref())
             .answer(&self.router)
             .await
     }
@@ -374,45 +346,39 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<GetBookingRequest>,
     ) -> Result<Response<Booking>, Status> {
-        let metadata = request.metadata().clone();
-        let message = request.into_inner();
-        Call::get(
-            format!("/bookings/{}", segment(&message.booking_id)),
-            &metadata,
-        )
-        .read(message.read)
-        .answer(&self.router)
-        .await
+        let message = request.get_ref();
+        let path = format!("/bookings/{}", segment(&message.booking_id));
+        Call::get(path, request.metadata())
+            .read(message.read.as_ref())
+            .answer(&self.router)
+            .await
     }
 
     async fn customer_bookings(
         &self,
         request: tonic::Request<CustomerBookingsRequest>,
     ) -> Result<Response<BookingPage>, Status> {
-        let metadata = request.metadata().clone();
-        let message = request.into_inner();
-        Call::get(
-            format!("/customers/{}/bookings", segment(&message.customer_id)),
-            &metadata,
-        )
-        .param("limit", message.limit)
-        .param("after", message.after.as_ref())
-        .read(message.read)
-        .answer(&self.router)
-        .await
+        let message = request.get_ref();
+        let path = format!("/customers/{}/bookings", segment(&message.customer_id));
+        Call::get(path, request.metadata())
+            .param("limit", message.limit)
+            .param("after", message.after.as_ref())
+            .read(message.read.as_ref())
+            .answer(&self.router)
+            .await
     }
 
     async fn ready(
         &self,
         request: tonic::Request<HealthRequest>,
     ) -> Result<Response<Health>, Status> {
-        let metadata = request.metadata().clone();
-        Call::get("/readyz".into(), &metadata)
+        Call::get("/readyz".into(), request.metadata())
             .answer(&self.router)
             .await
     }
 }
 
+/// `/admin/events/{event_id}` followed by `rest`.
 fn event_path(event_id: &str, rest: &str) -> String {
     format!("/admin/events/{}{rest}", segment(event_id))
 }
@@ -423,8 +389,7 @@ impl AdminService for GrpcBooking {
         &self,
         request: tonic::Request<CreateEventRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        Call::post("/admin/events", request.get_ref(), None, request.metadata())?
-            .answer(&self.router)
+        self.post("/admin/events", request.get_ref(), None, request.metadata())
             .await
     }
 
@@ -434,15 +399,10 @@ impl AdminService for GrpcBooking {
     ) -> Result<Response<EventChange>, Status> {
         let message = request.get_ref();
         let path = event_path(&message.event_id, "/seats");
-        Call::with_body(
-            Method::POST,
-            path,
-            message,
-            &["event_id"],
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        Call::new(Method::POST, path, request.metadata())
+            .json(message, &["event_id"])?
+            .answer(&self.router)
+            .await
     }
 
     async fn add_pools(
@@ -451,15 +411,10 @@ impl AdminService for GrpcBooking {
     ) -> Result<Response<EventChange>, Status> {
         let message = request.get_ref();
         let path = event_path(&message.event_id, "/pools");
-        Call::with_body(
-            Method::POST,
-            path,
-            message,
-            &["event_id"],
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        Call::new(Method::POST, path, request.metadata())
+            .json(message, &["event_id"])?
+            .answer(&self.router)
+            .await
     }
 
     async fn set_pool_capacity(
@@ -467,14 +422,15 @@ impl AdminService for GrpcBooking {
         request: tonic::Request<SetPoolCapacityRequest>,
     ) -> Result<Response<EventChange>, Status> {
         let message = request.get_ref();
-        let path = event_path(
-            &message.event_id,
-            &format!("/pools/{}", segment(&message.pool_id)),
-        );
-        let fields = ["event_id", "pool_id"];
-        Call::with_body(Method::PATCH, path, message, &fields, request.metadata())?
-            .answer(&self.router)
-            .await
+        let pool = format!("/pools/{}", segment(&message.pool_id));
+        Call::new(
+            Method::PATCH,
+            event_path(&message.event_id, &pool),
+            request.metadata(),
+        )
+        .json(message, &["event_id", "pool_id"])?
+        .answer(&self.router)
+        .await
     }
 
     async fn remove_seat(
@@ -482,13 +438,14 @@ impl AdminService for GrpcBooking {
         request: tonic::Request<RemoveSeatRequest>,
     ) -> Result<Response<EventChange>, Status> {
         let message = request.get_ref();
-        let path = event_path(
-            &message.event_id,
-            &format!("/seats/{}", segment(&message.seat_id)),
-        );
-        Call::bodiless(Method::DELETE, path, request.metadata())
-            .answer(&self.router)
-            .await
+        let seat = format!("/seats/{}", segment(&message.seat_id));
+        Call::new(
+            Method::DELETE,
+            event_path(&message.event_id, &seat),
+            request.metadata(),
+        )
+        .answer(&self.router)
+        .await
     }
 
     async fn remove_pool(
@@ -496,13 +453,14 @@ impl AdminService for GrpcBooking {
         request: tonic::Request<RemovePoolRequest>,
     ) -> Result<Response<EventChange>, Status> {
         let message = request.get_ref();
-        let path = event_path(
-            &message.event_id,
-            &format!("/pools/{}", segment(&message.pool_id)),
-        );
-        Call::bodiless(Method::DELETE, path, request.metadata())
-            .answer(&self.router)
-            .await
+        let pool = format!("/pools/{}", segment(&message.pool_id));
+        Call::new(
+            Method::DELETE,
+            event_path(&message.event_id, &pool),
+            request.metadata(),
+        )
+        .answer(&self.router)
+        .await
     }
 }
 
@@ -521,8 +479,7 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<InitRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        Call::post("/cluster/init", request.get_ref(), None, request.metadata())?
-            .answer(&self.router)
+        self.post("/cluster/init", request.get_ref(), None, request.metadata())
             .await
     }
 
@@ -531,8 +488,7 @@ impl ClusterService for GrpcBooking {
         request: tonic::Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let learner = request.get_ref().learner.clone().unwrap_or_default();
-        Call::post("/cluster/learners", &learner, None, request.metadata())?
-            .answer(&self.router)
+        self.post("/cluster/learners", &learner, None, request.metadata())
             .await
     }
 
@@ -540,14 +496,9 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        Call::post(
-            "/cluster/membership",
-            request.get_ref(),
-            None,
-            request.metadata(),
-        )?
-        .answer(&self.router)
-        .await
+        let message = request.get_ref();
+        self.post("/cluster/membership", message, None, request.metadata())
+            .await
     }
 
     async fn remove_node(
@@ -555,7 +506,7 @@ impl ClusterService for GrpcBooking {
         request: tonic::Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let path = format!("/cluster/nodes/{}", request.get_ref().id);
-        Call::bodiless(Method::DELETE, path, request.metadata())
+        Call::new(Method::DELETE, path, request.metadata())
             .answer(&self.router)
             .await
     }
@@ -564,13 +515,12 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotTaken>, Status> {
-        Call::post(
+        self.post(
             "/cluster/snapshot",
             request.get_ref(),
             None,
             request.metadata(),
-        )?
-        .answer(&self.router)
+        )
         .await
     }
 }

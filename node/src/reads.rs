@@ -153,12 +153,6 @@ async fn availability_inner(
         AVAILABILITY_PAGE_SEATS_DEFAULT,
         AVAILABILITY_PAGE_SEATS_MAX,
     )?;
-    let key = PageKey {
-        event_id: event_id.clone(),
-        section: section.clone(),
-        after: after.clone(),
-        limit,
-    };
     let (answer, meta) = replica::read(&*state.replica, read_request, |machine| {
         let info = machine
             .event(&event_id)
@@ -171,6 +165,12 @@ async fn availability_inner(
             return Ok::<_, Rejection>((info, summary()?, None));
         }
         let version = machine.summary(&event_id).map_or(0, |(_, version)| version);
+        let key = PageKey {
+            event_id: event_id.clone(),
+            section: section.clone(),
+            after: after.clone(),
+            limit,
+        };
         if let Some(seats) = state.availability_cache.get(&key, version) {
             return Ok((info, summary()?, Some(seats)));
         }
@@ -178,7 +178,7 @@ async fn availability_inner(
         let seats = (SeatsJson::from_page(&page), page.next_after.clone());
         state
             .availability_cache
-            .insert(key.clone(), page.version, seats.clone());
+            .insert(key, page.version, seats.clone());
         Ok((info, page, Some(seats)))
     })
     .await?;
