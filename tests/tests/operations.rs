@@ -85,6 +85,21 @@ async fn without_a_leader_writes_answer_no_leader_with_retry_after() -> anyhow::
     let other = (0..3)
         .find(|&position| position != leader && position != survivor)
         .unwrap();
+    // The survivor must have the event before the others go, or its summary below has
+    // nothing to show.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster
+        .get(survivor, "/availability?event_id=lone&view=summary")
+        .await?
+        .status
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never applied the event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.kill(leader);
     cluster.kill(other);
 
