@@ -42,6 +42,14 @@ use crate::replica::{
     RequestIndexTable, Role, SnapshotTaken, MIN_INDEX_WAIT_DEFAULT,
 };
 
+/// The peer service of the node at `raft_addr`: connect within a second (or `timeout`, if
+/// shorter), every call within `timeout`.
+fn peer_endpoint(raft_addr: &str, timeout: Duration) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{raft_addr}"))?
+        .connect_timeout(timeout.min(Duration::from_secs(1)))
+        .timeout(timeout))
+}
+
 /// How long a membership change waits for a new voter to answer its probe.
 const MEMBER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -500,12 +508,10 @@ impl Inner {
             }
         }
         let info = info.ok_or(NodeError::NoLeader)?;
-        let endpoint = Endpoint::from_shared(format!("http://{}", info.raft_addr))
+        let endpoint = peer_endpoint(&info.raft_addr, self.config.forward_timeout)
             .map_err(|error| NodeError::Internal {
                 message: error.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(self.config.forward_timeout)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
@@ -759,10 +765,7 @@ impl Inner {
             return false;
         };
         let probe = async {
-            let endpoint = Endpoint::from_shared(format!("http://{}", info.raft_addr))
-                .ok()?
-                .connect_timeout(MEMBER_PROBE_TIMEOUT)
-                .timeout(MEMBER_PROBE_TIMEOUT);
+            let endpoint = peer_endpoint(&info.raft_addr, MEMBER_PROBE_TIMEOUT).ok()?;
             let channel = self.transport.connect(endpoint).await.ok()?;
             let mut client = PeerServiceClient::new(channel);
             client.cluster_status(ClusterStatusRequest {}).await.ok()

@@ -483,9 +483,7 @@ impl SeatsJson {
         let json = serde_json::value::to_raw_value(&seats).expect("seats serialise");
         SeatsJson(std::sync::Arc::new(json))
     }
-}
 
-impl SeatsJson {
     /// Serialised length in bytes.
     pub fn len(&self) -> usize {
         self.0.get().len()

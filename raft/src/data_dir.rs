@@ -52,10 +52,7 @@ impl DataDir {
         }
         fs::create_dir_all(path).map_err(|error| Error::storage(path, error))?;
         let meta_path = path.join(META_FILE_NAME);
-        if meta_path.exists() {
-            let text = fs::read_to_string(&meta_path)
-                .map_err(|error| Error::storage(&meta_path, error))?;
-            let meta = parse_meta(&meta_path, &text)?;
+        if let Some(meta) = read_meta(&meta_path)? {
             check_meta(path, &meta, cluster_id, node_id)?;
         } else {
             let meta = MetaFile {
@@ -78,13 +75,7 @@ impl DataDir {
     /// restarted without `--cluster-id` resumes its own cluster). Errors as [`DataDir::open`]
     /// for a meta file it cannot read.
     pub fn recorded_cluster_id(path: &Path) -> Result<Option<String>, Error> {
-        let meta_path = path.join(META_FILE_NAME);
-        if !meta_path.exists() {
-            return Ok(None);
-        }
-        let text =
-            fs::read_to_string(&meta_path).map_err(|error| Error::storage(&meta_path, error))?;
-        Ok(Some(parse_meta(&meta_path, &text)?.cluster_id))
+        Ok(read_meta(&path.join(META_FILE_NAME))?.map(|meta| meta.cluster_id))
     }
 
     pub fn path(&self) -> &Path {
@@ -108,6 +99,15 @@ impl DataDir {
     pub fn snapshot_dir(&self) -> PathBuf {
         self.path.join("snapshots")
     }
+}
+
+/// The meta file at `meta_path`, or `None` when the directory was never opened.
+fn read_meta(meta_path: &Path) -> Result<Option<MetaFile>, Error> {
+    if !meta_path.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(meta_path).map_err(|error| Error::storage(meta_path, error))?;
+    parse_meta(meta_path, &text).map(Some)
 }
 
 fn parse_meta(meta_path: &Path, text: &str) -> Result<MetaFile, Error> {

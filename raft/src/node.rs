@@ -435,27 +435,20 @@ impl RaftNode {
                 .snapshot
                 .is_some_and(|log_id| log_id.index >= applied)
         };
-        let waited = tokio::time::timeout(timeout, async {
-            loop {
-                if covered(&metrics.borrow_and_update()) {
-                    return Ok(());
-                }
+        tokio::time::timeout(timeout, async {
+            while !covered(&metrics.borrow_and_update()) {
                 if metrics.changed().await.is_err() {
                     return Err(Error::Fatal {
                         message: "raft stopped while building the snapshot".into(),
                     });
                 }
             }
+            Ok(())
         })
-        .await;
-        match waited {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::Fatal {
-                    message: format!("the snapshot was not built within {timeout:?}"),
-                })
-            }
-        }
+        .await
+        .map_err(|_| Error::Fatal {
+            message: format!("the snapshot was not built within {timeout:?}"),
+        })??;
         let index = metrics.borrow().snapshot.map_or(0, |log_id| log_id.index);
         Ok((index, started.elapsed()))
     }
