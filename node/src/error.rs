@@ -24,6 +24,9 @@ pub struct ApiError {
     /// Always a JSON object.
     pub details: Value,
     pub retry_after_seconds: Option<u64>,
+    /// Answer with `Connection: close` (HTTP/1 only): the request body was left unread, so
+    /// the connection cannot carry another request.
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -35,6 +38,7 @@ impl ApiError {
             message: message.into(),
             details: json!({}),
             retry_after_seconds: None,
+            close_connection: false,
         }
     }
 
@@ -47,6 +51,12 @@ impl ApiError {
     /// Adds `Retry-After`.
     pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after_seconds = Some(seconds);
+        self
+    }
+
+    /// Adds `Connection: close`, for an answer given before the request body was read.
+    pub fn closing_connection(mut self) -> ApiError {
+        self.close_connection = true;
         self
     }
 
@@ -127,6 +137,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = self.retry_after_seconds;
+        let close_connection = self.close_connection;
         // A struct keeps the fields in API.md's order: code, message, details.
         let body = ErrorBody {
             error: ErrorJson {
@@ -140,6 +151,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if close_connection {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

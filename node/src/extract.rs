@@ -3,8 +3,8 @@
 //! query strings and the `Idempotency-Key` header.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
@@ -40,18 +40,26 @@ where
             .extensions()
             .get::<BodyLimit>()
             .map_or(BOOKING_BODY_BYTES_MAX, |limit| limit.0);
+        // An HTTP/1 connection whose request body is left unread is closed by hyper after
+        // the answer; `Connection: close` tells the client not to send the next request on
+        // it. (HTTP/2 resets only the stream, and forbids the header.)
+        let too_large = if request.version() <= Version::HTTP_11 {
+            ApiError::body_too_large(limit).closing_connection()
+        } else {
+            ApiError::body_too_large(limit)
+        };
         let declared_length = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         if declared_length.is_some_and(|length| length > limit as u64) {
-            return Err(ApiError::body_too_large(limit));
+            return Err(too_large);
         }
         let bytes = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(ApiError::body_too_large(limit))
+                return Err(too_large)
             }
             Err(error) => {
                 return Err(ApiError::invalid_json(format!(

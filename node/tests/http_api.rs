@@ -750,6 +750,8 @@ async fn bodies_over_the_limit_are_refused() {
         .await;
     assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(declared.code(), "BODY_TOO_LARGE");
+    // The body is left unread, so the connection cannot be reused.
+    assert_eq!(declared.header("connection"), Some("close"));
     // ... and streamed without one.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         big.chunks(4096).map(|chunk| Ok(chunk.to_vec())).collect();

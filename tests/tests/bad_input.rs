@@ -22,6 +22,9 @@ async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
         "{:?}",
         answer.body
     );
+    // The unread body ends the connection; the client is told so, and its next request
+    // (below, on the same client) goes over a new one.
+    assert_eq!(answer.header("connection"), Some("close"));
 
     let answer = cluster
         .post_raw(1, "/booking/hold", b"{\"event_id\": ".to_vec())
