@@ -1,7 +1,7 @@
 //! The state machine must stay pure: no async runtime, no clock, no randomness, no I/O.
 //! This test reads the crate's dependency tree and its sources and fails on any of them.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Crates whose presence means a runtime, a clock or randomness.
@@ -39,6 +39,14 @@ const FORBIDDEN_SOURCE: &[&str] = &[
     "eprintln!",
 ];
 
+/// The crate's directory as `cargo test` reports it when it runs the test, not as it was
+/// when the binary was compiled: a build directory shared between clones may hand this
+/// binary to a clone at another path.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 #[test]
 fn statemachine_depends_on_no_runtime_clock_or_randomness_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -54,7 +62,7 @@ fn statemachine_depends_on_no_runtime_clock_or_randomness_crate() {
             "--format",
             "{p}",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .expect("cargo tree runs");
     assert!(
@@ -81,7 +89,7 @@ fn statemachine_depends_on_no_runtime_clock_or_randomness_crate() {
 
 #[test]
 fn statemachine_sources_read_no_clock_and_do_no_io() {
-    let source_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let source_dir = manifest_dir().join("src");
     let mut checked = 0;
     for entry in std::fs::read_dir(&source_dir).unwrap() {
         let path = entry.unwrap().path();
