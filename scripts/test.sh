@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+# CI keeps its build directory between runs (see .ci/run); incremental caches there only
+# pile up, one set per changed crate and run (19 GB after a few weeks), and a run compiles
+# each changed crate once anyway.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,6 +1,8 @@
 //! Single-threaded apply throughput of the booking state machine.
 //!
-//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N]`
+//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --holds-only]`
+//!
+//! `--holds-only` stops after the hold phases, for profiling them (`perf record`).
 //!
 //! Reports holds, confirms and expiries applied per second, availability-summary latency
 //! (on a small and on the large event, to show it does not grow with the venue), and the
@@ -17,12 +19,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Options {
     seats: u32,
     holds: u32,
+    holds_only: bool,
 }
 
 fn options() -> Options {
     let mut options = Options {
         seats: 1_000_000,
         holds: 500_000,
+        holds_only: false,
     };
     let arguments: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -31,6 +35,7 @@ fn options() -> Options {
         match arguments[index].as_str() {
             "--seats" => options.seats = value().expect("--seats N"),
             "--holds" => options.holds = value().expect("--holds N"),
+            "--holds-only" => options.holds_only = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
         index += 1;
@@ -78,6 +83,13 @@ fn shuffled(count: u32, seats: u32) -> Vec<String> {
         .iter()
         .map(|&s| format!("A-{}-{}", s / per_row + 1, s % per_row + 1))
         .collect()
+}
+
+/// Resident memory of this process (Linux), for the state's growth per hold.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 fn rate(count: u64, elapsed: Duration) -> String {
@@ -132,15 +144,6 @@ fn main() {
         })
         .collect();
     let (half_keyed, half_plain) = entries.split_at(entries.len() / 2);
-    let started = Instant::now();
-    let mut holds = Vec::with_capacity(entries.len());
-    for entry in half_keyed {
-        match state.apply(entry) {
-            Outcome::Held(view) => holds.push(view),
-            other => panic!("{other:?}"),
-        }
-    }
-    let keyed_elapsed = started.elapsed();
     let plain: Vec<Entry> = half_plain
         .iter()
         .map(|e| Entry {
@@ -148,14 +151,28 @@ fn main() {
             ..e.clone()
         })
         .collect();
+    // The answers the confirms below need, allocated up front so that the growth measured
+    // across the hold phases is the state's.
+    let mut holds: Vec<(String, u64)> = Vec::with_capacity(entries.len());
+    let resident_before = resident_bytes();
+    let started = Instant::now();
+    for entry in half_keyed {
+        match state.apply(entry) {
+            Outcome::Held(view) => holds.push((view.hold_id, view.amount)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let keyed_elapsed = started.elapsed();
+    let resident_keyed = resident_bytes();
     let started = Instant::now();
     for entry in &plain {
         match state.apply(entry) {
-            Outcome::Held(view) => holds.push(view),
+            Outcome::Held(view) => holds.push((view.hold_id, view.amount)),
             other => panic!("{other:?}"),
         }
     }
     let plain_elapsed = started.elapsed();
+    let resident_plain = resident_bytes();
     println!(
         "{:<44} {:>14}",
         "holds, single seat, with idempotency key",
@@ -166,6 +183,26 @@ fn main() {
         "holds, single seat, without key",
         rate(plain.len() as u64, plain_elapsed)
     );
+    if let (Some(before), Some(keyed), Some(after)) =
+        (resident_before, resident_keyed, resident_plain)
+    {
+        let per_hold = |from: u64, to: u64, count: usize| {
+            format!("{:.0} B", to.saturating_sub(from) as f64 / count as f64)
+        };
+        println!(
+            "{:<44} {:>14}",
+            "resident memory per hold, with key",
+            per_hold(before, keyed, half_keyed.len())
+        );
+        println!(
+            "{:<44} {:>14}",
+            "resident memory per hold, without key",
+            per_hold(keyed, after, plain.len())
+        );
+    }
+    if options.holds_only {
+        return;
+    }
 
     let conflict = Entry {
         time_ms,
@@ -186,15 +223,15 @@ fn main() {
     let confirms: Vec<Entry> = holds
         .iter()
         .step_by(2)
-        .map(|hold| Entry {
+        .map(|(hold_id, amount)| Entry {
             time_ms,
             request_id: None,
             command: Command::Confirm {
-                hold_id: hold.hold_id.clone(),
+                hold_id: hold_id.clone(),
                 payment: PaymentRecord {
                     provider: "sandbox".into(),
-                    payment_id: format!("pay-{}", hold.hold_id),
-                    amount: hold.amount,
+                    payment_id: format!("pay-{hold_id}"),
+                    amount: *amount,
                 },
             },
         })

@@ -37,7 +37,7 @@ impl StateMachine {
         booking.cancel_reason = Some(reason.to_string());
         let event = self
             .events
-            .get_mut(&booking.event_id)
+            .get_mut(&*booking.event_id)
             .expect("a booking's event exists");
         for &position in &booking.seats {
             // See `end_hold`: under the test-only fault the checkers must notice, not this.
@@ -59,8 +59,8 @@ impl StateMachine {
         let booking = booking.clone();
         self.emit(OutboxKind::BookingCancelled {
             booking_id: booking_id.to_string(),
-            event_id: booking.event_id.clone(),
-            customer_id: booking.customer_id.clone(),
+            event_id: booking.event_id.to_string(),
+            customer_id: booking.customer_id.to_string(),
             reason: reason.to_string(),
         });
         if booking.payment.amount > 0 {
@@ -127,19 +127,19 @@ impl StateMachine {
             .iter()
             .filter(|(_, refund)| refund.status == RefundStatus::Pending)
             .take(limit)
-            .filter_map(|(&id, _)| self.refund_view(id))
+            .filter_map(|(id, _)| self.refund_view(id))
             .collect()
     }
 
     pub(crate) fn booking_view(&self, id: u64) -> BookingView {
         let booking = &self.bookings[&id];
-        let event = &self.events[&booking.event_id];
+        let event = &self.events[&*booking.event_id];
         BookingView {
             booking_id: format_id(BOOKING_ID_PREFIX, id),
             hold_id: format_id(HOLD_ID_PREFIX, booking.hold),
             status: booking.status,
-            event_id: booking.event_id.clone(),
-            customer_id: booking.customer_id.clone(),
+            event_id: booking.event_id.to_string(),
+            customer_id: booking.customer_id.to_string(),
             seats: booking
                 .seats
                 .iter()

@@ -281,11 +281,10 @@ impl StateMachine {
             .ok_or_else(|| Rejection::EventNotFound {
                 event_id: request.event_id.clone(),
             })?;
+        let customer_hash = event.customer_holds.hash(&request.customer_id);
         let active = event
             .customer_holds
-            .get(&request.customer_id)
-            .copied()
-            .unwrap_or(0);
+            .count(customer_hash, &request.customer_id);
         if active >= holds_max {
             return Err(Rejection::HoldLimitReached {
                 customer_id: request.customer_id.clone(),
@@ -326,14 +325,13 @@ impl StateMachine {
                 .held += u64::from(line.quantity);
         }
         event.version += 1;
-        *event
+        let customer_id = event
             .customer_holds
-            .entry(request.customer_id.clone())
-            .or_default() += 1;
+            .add(customer_hash, &request.customer_id);
         let life_ends_at_ms = now_ms.saturating_add(life_ms);
         let hold = Hold {
-            event_id: request.event_id.clone(),
-            customer_id: request.customer_id.clone(),
+            event_id: event.id.clone(),
+            customer_id,
             seats,
             pools: request.pools.clone(),
             amount,
@@ -435,7 +433,7 @@ impl StateMachine {
         self.ended_holds.insert((now_ms, id));
         let event = self
             .events
-            .get_mut(&hold.event_id)
+            .get_mut(&*hold.event_id)
             .expect("a hold's event exists");
         let seat_state = booking.map_or(SeatState::Available, SeatState::Booked);
         for &position in &hold.seats {
@@ -458,14 +456,7 @@ impl StateMachine {
             }
         }
         event.version += 1;
-        let count = event
-            .customer_holds
-            .get_mut(&hold.customer_id)
-            .expect("counted when held");
-        *count -= 1;
-        if *count == 0 {
-            event.customer_holds.remove(&hold.customer_id);
-        }
+        event.customer_holds.remove_one(&hold.customer_id);
     }
 
     /// Confirms a hold into a booking. A refused confirm whose payment was charged records a
@@ -477,7 +468,7 @@ impl StateMachine {
                 let hold = parse_id(HOLD_ID_PREFIX, hold_id);
                 let currency = hold
                     .and_then(|id| self.holds.get(&id))
-                    .and_then(|hold| self.events.get(&hold.event_id))
+                    .and_then(|hold| self.events.get(&*hold.event_id))
                     .map_or_else(String::new, |event| event.currency.clone());
                 let refund = self.record_refund(hold_id, None, payment, currency);
                 Outcome::ConfirmRefused { rejection, refund }
@@ -529,12 +520,12 @@ impl StateMachine {
             refund: None,
         };
         self.end_hold(id, HoldStatus::Confirmed, Some(booking_id));
-        let currency = self.events[&booking.event_id].currency.clone();
+        let currency = self.events[&*booking.event_id].currency.clone();
         self.emit(OutboxKind::BookingConfirmed {
             booking_id: format_id(BOOKING_ID_PREFIX, booking_id),
             hold_id: hold_id.to_string(),
-            event_id: booking.event_id.clone(),
-            customer_id: booking.customer_id.clone(),
+            event_id: booking.event_id.to_string(),
+            customer_id: booking.customer_id.to_string(),
             amount: booking.amount,
             currency,
         });
@@ -597,8 +588,8 @@ impl StateMachine {
             let hold = &self.holds[&id];
             let kind = OutboxKind::HoldExpired {
                 hold_id: format_id(HOLD_ID_PREFIX, id),
-                event_id: hold.event_id.clone(),
-                customer_id: hold.customer_id.clone(),
+                event_id: hold.event_id.to_string(),
+                customer_id: hold.customer_id.to_string(),
             };
             self.emit(kind);
             hold_ids.push(format_id(HOLD_ID_PREFIX, id));
@@ -607,12 +598,12 @@ impl StateMachine {
     }
 
     pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {
-        let event = &self.events[&hold.event_id];
+        let event = &self.events[&*hold.event_id];
         HoldView {
             hold_id: format_id(HOLD_ID_PREFIX, id),
             status: hold.status,
-            event_id: hold.event_id.clone(),
-            customer_id: hold.customer_id.clone(),
+            event_id: hold.event_id.to_string(),
+            customer_id: hold.customer_id.to_string(),
             seats: hold
                 .seats
                 .iter()

@@ -1,46 +1,136 @@
 //! The idempotency table: the outcome of every request id, remembered for a retention window
 //! of log time. A key inside its window is never evicted; when the table is full of live keys
 //! the state machine sheds new keyed writes instead (see [`crate::StateMachine::apply`]).
+//!
+//! The table is on the hot path of every keyed write and holds up to
+//! [`crate::Config::idempotency_entries_max`] records, so each record is compact: the request
+//! id stored once (the lookup index holds positions, not a second copy of the id) and the
+//! outcome kept in its bincode encoding, one allocation of a hundred-odd bytes instead of a
+//! tree of strings. The outcome is decoded only when a retry replays it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
-use serde::{Deserialize, Serialize};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::Command;
 use crate::outcome::Outcome;
 
-/// A stable 64-bit fingerprint of a command: xxh3 over its canonical bincode encoding, so
-/// every replica and every binary version computes the same value.
-pub(crate) fn fingerprint(command: &Command) -> u64 {
-    let bytes = bincode::serde::encode_to_vec(command, bincode::config::standard())
-        .expect("encoding a command into memory cannot fail");
-    xxhash_rust::xxh3::xxh3_64(&bytes)
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Encodes `value` into `scratch` (cleared first) in bincode's standard encoding.
+fn encode_into<T: Serialize>(value: &T, scratch: &mut Vec<u8>) {
+    scratch.clear();
+    bincode::serde::encode_into_std_write(value, scratch, bincode_config())
+        .expect("encoding into memory cannot fail");
+}
+
+/// A stable 64-bit fingerprint of a command: xxh3 over its canonical bincode encoding, so
+/// every replica and every binary version computes the same value. `scratch` is a buffer
+/// reused between calls.
+pub(crate) fn fingerprint(command: &Command, scratch: &mut Vec<u8>) -> u64 {
+    encode_into(command, scratch);
+    xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+/// One remembered answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
-    pub request_id: String,
+    pub request_id: Box<str>,
     pub fingerprint: u64,
     pub stored_at_ms: u64,
-    pub outcome: Outcome,
+    /// The outcome in bincode's standard encoding (deterministic, so equal outcomes give
+    /// equal bytes).
+    outcome: Box<[u8]>,
+}
+
+impl Record {
+    pub fn outcome(&self) -> Outcome {
+        bincode::serde::decode_from_slice(&self.outcome, bincode_config())
+            .expect("the table encoded this outcome itself")
+            .0
+    }
+}
+
+/// A record as snapshots hold it: the outcome as a value, so the snapshot format does not
+/// depend on how the table keeps it in memory.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    request_id: &'a str,
+    fingerprint: u64,
+    stored_at_ms: u64,
+    outcome: Outcome,
+}
+
+#[derive(Deserialize)]
+struct RecordOwned {
+    request_id: String,
+    fingerprint: u64,
+    stored_at_ms: u64,
+    outcome: Outcome,
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RecordRef {
+            request_id: &self.request_id,
+            fingerprint: self.fingerprint,
+            stored_at_ms: self.stored_at_ms,
+            outcome: self.outcome(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
+        let record = RecordOwned::deserialize(deserializer)?;
+        let mut scratch = Vec::new();
+        encode_into(&record.outcome, &mut scratch);
+        Ok(Record {
+            request_id: record.request_id.into_boxed_str(),
+            fingerprint: record.fingerprint,
+            stored_at_ms: record.stored_at_ms,
+            outcome: scratch.into_boxed_slice(),
+        })
+    }
 }
 
 pub(crate) enum Lookup<'a> {
     Absent,
-    Replay(&'a Outcome),
+    /// The same command was applied under this id: replay [`Record::outcome`].
+    Replay(&'a Record),
     Conflict,
 }
 
 /// Records in log order, plus a lookup index into them.
 ///
 /// `records` is a queue in insertion order, which is also `stored_at_ms` order because log
-/// time never goes backwards; `index` maps a request id to its record's absolute position
-/// (`first_position` is the absolute position of `records[0]`).
-#[derive(Clone, Debug, Default)]
+/// time never goes backwards; `index` holds each record's absolute position
+/// (`first_position` is the absolute position of `records[0]`), hashed by its request id.
+/// The index is looked up, never iterated, so its hasher's per-process seed cannot reach
+/// any outcome.
+#[derive(Clone, Default)]
 pub(crate) struct IdempotencyTable {
     records: VecDeque<Record>,
     first_position: u64,
-    index: HashMap<String, u64>,
+    index: HashTable<u64>,
+    hasher: DefaultHashBuilder,
+    /// Reused encoding buffer (fingerprints and outcomes); not state.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for IdempotencyTable {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("IdempotencyTable")
+            .field("records", &self.records)
+            .field("first_position", &self.first_position)
+            .finish_non_exhaustive()
+    }
 }
 
 impl IdempotencyTable {
@@ -48,30 +138,56 @@ impl IdempotencyTable {
         self.records.len()
     }
 
+    fn position_of(&self, request_id: &str) -> Option<u64> {
+        let hash = self.hasher.hash_one(request_id);
+        let (records, first) = (&self.records, self.first_position);
+        self.index
+            .find(hash, |&position| {
+                *records[(position - first) as usize].request_id == *request_id
+            })
+            .copied()
+    }
+
     pub fn contains(&self, request_id: &str) -> bool {
-        self.index.contains_key(request_id)
+        self.position_of(request_id).is_some()
+    }
+
+    /// The fingerprint of `command` (see [`fingerprint`]), computed in the table's buffer.
+    pub fn fingerprint(&mut self, command: &Command) -> u64 {
+        fingerprint(command, &mut self.scratch)
     }
 
     pub fn lookup(&self, request_id: &str, fingerprint: u64) -> Lookup<'_> {
-        let Some(&position) = self.index.get(request_id) else {
+        let Some(position) = self.position_of(request_id) else {
             return Lookup::Absent;
         };
         let record = &self.records[(position - self.first_position) as usize];
         if record.fingerprint == fingerprint {
-            Lookup::Replay(&record.outcome)
+            Lookup::Replay(record)
         } else {
             Lookup::Conflict
         }
     }
 
-    pub fn insert(&mut self, request_id: &str, fingerprint: u64, now_ms: u64, outcome: Outcome) {
-        let position = self.first_position + self.records.len() as u64;
-        self.index.insert(request_id.to_string(), position);
-        self.records.push_back(Record {
-            request_id: request_id.to_string(),
+    /// Remembers `outcome` for a request id that is not in the table.
+    pub fn insert(&mut self, request_id: &str, fingerprint: u64, now_ms: u64, outcome: &Outcome) {
+        encode_into(outcome, &mut self.scratch);
+        let record = Record {
+            request_id: request_id.into(),
             fingerprint,
             stored_at_ms: now_ms,
-            outcome,
+            outcome: Box::from(&self.scratch[..]),
+        };
+        self.push(record);
+    }
+
+    fn push(&mut self, record: Record) {
+        let position = self.first_position + self.records.len() as u64;
+        let hash = self.hasher.hash_one(&*record.request_id);
+        self.records.push_back(record);
+        let (records, first, hasher) = (&self.records, self.first_position, &self.hasher);
+        self.index.insert_unique(hash, position, |&other| {
+            hasher.hash_one(&*records[(other - first) as usize].request_id)
         });
     }
 
@@ -81,8 +197,12 @@ impl IdempotencyTable {
             if front.stored_at_ms.saturating_add(retention_ms) > now_ms {
                 return;
             }
-            let record = self.records.pop_front().expect("front exists");
-            self.index.remove(&record.request_id);
+            let hash = self.hasher.hash_one(&*front.request_id);
+            let position = self.first_position;
+            if let Ok(entry) = self.index.find_entry(hash, |&other| other == position) {
+                entry.remove();
+            }
+            self.records.pop_front();
             self.first_position += 1;
         }
     }
@@ -93,11 +213,91 @@ impl IdempotencyTable {
 
     pub fn from_records(records: Vec<Record>) -> IdempotencyTable {
         let mut table = IdempotencyTable::default();
+        table.records.reserve(records.len());
+        table.index.reserve(records.len(), |_| 0);
         for record in records {
-            let position = table.records.len() as u64;
-            table.index.insert(record.request_id.clone(), position);
-            table.records.push_back(record);
+            table.push(record);
         }
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::HoldRequest;
+    use crate::outcome::Rejection;
+
+    fn hold(customer: &str) -> Command {
+        Command::Hold(HoldRequest {
+            event_id: "E".into(),
+            customer_id: customer.into(),
+            seats: vec!["A-1".into()],
+            pools: vec![],
+            best_available: None,
+            ttl_seconds: Some(60),
+        })
+    }
+
+    #[test]
+    fn the_fingerprint_is_xxh3_of_the_standard_encoding() {
+        let command = hold("c");
+        let bytes = bincode::serde::encode_to_vec(&command, bincode_config()).unwrap();
+        let mut scratch = vec![0xff; 3];
+        assert_eq!(
+            fingerprint(&command, &mut scratch),
+            xxhash_rust::xxh3::xxh3_64(&bytes)
+        );
+        assert_ne!(
+            fingerprint(&hold("d"), &mut scratch),
+            fingerprint(&command, &mut scratch)
+        );
+    }
+
+    #[test]
+    fn records_replay_their_outcome_and_survive_eviction_of_older_ones() {
+        let mut table = IdempotencyTable::default();
+        let outcome = |n: u64| Outcome::Rejected(Rejection::IdempotencyTableFull { entries: n });
+        for n in 0..100u64 {
+            table.insert(&format!("k{n}"), n, n * 10, &outcome(n));
+        }
+        table.evict_expired(500, 100); // forgets stored_at <= 400, i.e. k0..=k40
+        assert_eq!(table.len(), 59);
+        assert!(!table.contains("k40"));
+        for n in 41..100u64 {
+            let key = format!("k{n}");
+            assert!(
+                matches!(table.lookup(&key, n), Lookup::Replay(found) if found.outcome() == outcome(n))
+            );
+            assert!(matches!(table.lookup(&key, n + 1), Lookup::Conflict));
+        }
+        let restored = IdempotencyTable::from_records(table.records().cloned().collect());
+        assert_eq!(restored.len(), 59);
+        assert!(
+            matches!(restored.lookup("k99", 99), Lookup::Replay(found) if found.outcome() == outcome(99))
+        );
+        assert!(matches!(restored.lookup("k40", 40), Lookup::Absent));
+    }
+
+    #[test]
+    fn a_record_serialises_as_its_outcome_value() {
+        let mut table = IdempotencyTable::default();
+        let outcome = Outcome::NodeRetired { node_id: 7 };
+        table.insert("k", 1, 2, &outcome);
+        let record = table.records().next().unwrap();
+        let as_value = RecordRef {
+            request_id: "k",
+            fingerprint: 1,
+            stored_at_ms: 2,
+            outcome: outcome.clone(),
+        };
+        let record_bytes = bincode::serde::encode_to_vec(record, bincode_config()).unwrap();
+        assert_eq!(
+            record_bytes,
+            bincode::serde::encode_to_vec(&as_value, bincode_config()).unwrap()
+        );
+        let (back, _): (Record, usize) =
+            bincode::serde::decode_from_slice(&record_bytes, bincode_config()).unwrap();
+        assert_eq!(&back, record);
     }
 }

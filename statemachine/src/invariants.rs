@@ -31,8 +31,8 @@ impl StateMachine {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut pool_use: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
         let mut active_holds = 0usize;
-        for (&id, hold) in &self.holds {
-            let Some(event) = self.events.get(&hold.event_id) else {
+        for (id, hold) in self.holds.iter() {
+            let Some(event) = self.events.get(&*hold.event_id) else {
                 return Err(InvariantViolation(format!(
                     "hold {id} names a missing event"
                 )));
@@ -72,11 +72,11 @@ impl StateMachine {
             "expiry queue has {} entries for {active_holds} active holds",
             self.expiry_queue.len()
         );
-        for (&id, booking) in &self.bookings {
+        for (id, booking) in self.bookings.iter() {
             if booking.status != BookingStatus::Confirmed {
                 continue;
             }
-            let event = &self.events[&booking.event_id];
+            let event = &self.events[&*booking.event_id];
             for &position in &booking.seats {
                 let state = event.seats.get(position as usize).map(|seat| seat.state);
                 ensure!(
@@ -103,7 +103,7 @@ impl StateMachine {
                         let owner = self.holds.get(&hold);
                         ensure!(
                             owner.is_some_and(
-                                |h| h.status == HoldStatus::Active && h.event_id == *event_id
+                                |h| h.status == HoldStatus::Active && *h.event_id == **event_id
                             ),
                             "seat {} is held by hold {hold}, which is not active",
                             seat.id
@@ -113,9 +113,8 @@ impl StateMachine {
                         recount.seats_booked += 1;
                         let owner = self.bookings.get(&booking);
                         ensure!(
-                            owner
-                                .is_some_and(|b| b.status == BookingStatus::Confirmed
-                                    && b.event_id == *event_id),
+                            owner.is_some_and(|b| b.status == BookingStatus::Confirmed
+                                && *b.event_id == **event_id),
                             "seat {} is booked by booking {booking}, which is not confirmed",
                             seat.id
                         );
@@ -138,13 +137,11 @@ impl StateMachine {
                     "pool {event_id}/{pool_id} is over capacity"
                 );
             }
-            for count in event.customer_holds.values() {
-                customer_holds += u64::from(*count);
-            }
+            customer_holds += event.customer_holds.total();
             let active_here = self
                 .holds
                 .values()
-                .filter(|h| h.status == HoldStatus::Active && h.event_id == *event_id)
+                .filter(|h| h.status == HoldStatus::Active && *h.event_id == **event_id)
                 .count() as u64;
             ensure!(customer_holds == active_here, "event {event_id} counts {customer_holds} customer holds for {active_here} active holds");
         }

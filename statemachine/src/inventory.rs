@@ -1,8 +1,12 @@
 //! Events and their inventory: seats (unique items) and pools (fungible capacity), with the
 //! admin commands that change them and the availability queries that read them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use hashbrown::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +29,10 @@ pub(crate) enum SeatState {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Seat {
-    pub id: Box<str>,
+    /// Inline when short (up to 24 bytes, which seat ids almost always are): a seat lookup
+    /// compares the id in the seat itself instead of following a pointer to the heap, and a
+    /// million-seat venue is not a million small allocations.
+    pub id: CompactString,
     /// Position of the seat's row in [`Event::rows`].
     pub row: u32,
     pub number: u32,
@@ -60,7 +67,7 @@ impl Pool {
 #[derive(Clone, Default)]
 pub(crate) struct SeatIndex {
     table: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl std::fmt::Debug for SeatIndex {
@@ -103,9 +110,91 @@ impl SeatIndex {
     }
 }
 
+/// Active holds per customer of one event, for the per-customer limit. Keyed by the shared
+/// customer id that the holds themselves carry. A hold looks its customer up once: the hash
+/// is computed once and handed to the later update.
+#[derive(Clone, Default)]
+pub(crate) struct CustomerHolds {
+    table: hashbrown::HashTable<(Arc<str>, u32)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for CustomerHolds {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "CustomerHolds({} customers)", self.table.len())
+    }
+}
+
+impl CustomerHolds {
+    pub fn hash(&self, customer_id: &str) -> u64 {
+        self.hasher.hash_one(customer_id)
+    }
+
+    /// Active holds of the customer whose id hashes to `hash`.
+    pub fn count(&self, hash: u64, customer_id: &str) -> u32 {
+        self.table
+            .find(hash, |(id, _)| **id == *customer_id)
+            .map_or(0, |(_, count)| *count)
+    }
+
+    /// Counts one more hold and returns the shared id for it.
+    pub fn add(&mut self, hash: u64, customer_id: &str) -> Arc<str> {
+        self.add_with(hash, customer_id, || Arc::from(customer_id))
+    }
+
+    /// Counts one more hold of a customer whose shared id the hold already has.
+    pub fn add_shared(&mut self, customer_id: &Arc<str>) {
+        let hash = self.hash(customer_id);
+        self.add_with(hash, customer_id, || customer_id.clone());
+    }
+
+    fn add_with(
+        &mut self,
+        hash: u64,
+        customer_id: &str,
+        shared: impl FnOnce() -> Arc<str>,
+    ) -> Arc<str> {
+        if let Some((id, count)) = self.table.find_mut(hash, |(id, _)| **id == *customer_id) {
+            *count += 1;
+            return id.clone();
+        }
+        let id = shared();
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, (id.clone(), 1), |(other, _)| {
+                hasher.hash_one(&**other)
+            });
+        id
+    }
+
+    /// Counts one hold fewer; a customer with none left is forgotten.
+    pub fn remove_one(&mut self, customer_id: &str) {
+        let hash = self.hash(customer_id);
+        let Ok(mut entry) = self.table.find_entry(hash, |(id, _)| **id == *customer_id) else {
+            debug_assert!(false, "a hold's customer is counted");
+            return;
+        };
+        entry.get_mut().1 -= 1;
+        if entry.get().1 == 0 {
+            entry.remove();
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.table.iter().map(|(_, count)| u64::from(*count)).sum()
+    }
+
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+}
+
 /// One event: description, inventory and counters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Event {
+    /// The event's id (its key in [`StateMachine::events`]), shared by its holds.
+    #[serde(skip)]
+    pub id: Arc<str>,
     pub name: String,
     pub category: Category,
     pub starts_at_ms: Option<u64>,
@@ -121,7 +210,7 @@ pub(crate) struct Event {
     pub summary: Summary,
     /// Active holds per customer. Looked up, never iterated.
     #[serde(skip)]
-    pub customer_holds: HashMap<String, u32>,
+    pub customer_holds: CustomerHolds,
     /// The rows of each section, in creation order. Looked up, never iterated.
     #[serde(skip)]
     pub section_rows: HashMap<Box<str>, Vec<u32>>,
@@ -316,6 +405,7 @@ fn expand_seats(
         .filter(|seat| !seen.insert(seat.id.as_str()))
         .map(|s| s.id.clone())
         .collect();
+    drop(seen);
     if !duplicates.is_empty() {
         return Err(Rejection::ItemExists {
             item_ids: first_few(duplicates),
@@ -398,6 +488,7 @@ impl StateMachine {
         validate_pools(&create.pools, &BTreeMap::new())?;
 
         let mut event = Event {
+            id: Arc::from(create.event_id.as_str()),
             name: create.name.clone(),
             category: create.category,
             starts_at_ms: create.starts_at_ms,
@@ -408,7 +499,7 @@ impl StateMachine {
             pools: BTreeMap::new(),
             index: SeatIndex::default(),
             summary: Summary::default(),
-            customer_holds: HashMap::new(),
+            customer_holds: CustomerHolds::default(),
             section_rows: HashMap::new(),
         };
         insert_seats(&mut event, new_seats);
@@ -691,7 +782,7 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
         };
         let position = event.seats.len() as u32;
         event.seats.push(Seat {
-            id: spec.id.into_boxed_str(),
+            id: CompactString::from(spec.id),
             row,
             number: spec.number,
             price: spec.price,

@@ -28,6 +28,7 @@ mod bookings;
 mod command;
 mod holds;
 mod idempotency;
+mod idmap;
 mod invariants;
 mod inventory;
 pub mod limits;

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::idempotency::{IdempotencyTable, Record};
+use crate::idmap::IdMap;
 use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
@@ -62,9 +63,9 @@ struct SnapshotRef<'a> {
     last_booking: u64,
     last_refund: u64,
     events: &'a BTreeMap<String, Event>,
-    holds: &'a BTreeMap<u64, Hold>,
-    bookings: &'a BTreeMap<u64, Booking>,
-    refunds: &'a BTreeMap<u64, Refund>,
+    holds: &'a IdMap<Hold>,
+    bookings: &'a IdMap<Booking>,
+    refunds: &'a IdMap<Refund>,
     idempotency: RecordsRef<'a>,
     outbox: &'a Outbox,
     retired_nodes: &'a BTreeSet<u64>,
@@ -78,9 +79,9 @@ struct SnapshotOwned {
     last_booking: u64,
     last_refund: u64,
     events: BTreeMap<String, Event>,
-    holds: BTreeMap<u64, Hold>,
-    bookings: BTreeMap<u64, Booking>,
-    refunds: BTreeMap<u64, Refund>,
+    holds: IdMap<Hold>,
+    bookings: IdMap<Booking>,
+    refunds: IdMap<Refund>,
     idempotency: Vec<Record>,
     outbox: Outbox,
     retired_nodes: BTreeSet<u64>,

@@ -1,12 +1,16 @@
 //! The replicated state and the one entry point that changes it: [`StateMachine::apply`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::PoolQuantity;
 use crate::command::{Command, Entry};
 use crate::idempotency::{IdempotencyTable, Lookup};
+use crate::idmap::IdMap;
 use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
@@ -16,8 +20,15 @@ pub(crate) const HOLD_ID_PREFIX: &str = "h_";
 pub(crate) const BOOKING_ID_PREFIX: &str = "b_";
 pub(crate) const REFUND_ID_PREFIX: &str = "r_";
 
+/// `prefix` followed by `sequence` in decimal (without the formatting machinery: every hold
+/// answer builds one).
 pub(crate) fn format_id(prefix: &str, sequence: u64) -> String {
-    format!("{prefix}{sequence}")
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(sequence);
+    let mut id = String::with_capacity(prefix.len() + digits.len());
+    id.push_str(prefix);
+    id.push_str(digits);
+    id
 }
 
 pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
@@ -29,11 +40,29 @@ pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// An id shared by the records that name it (a customer's holds and bookings, an event's
+/// holds), so a hold clones no strings. Serialised as a plain string.
+pub(crate) mod shared_id {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
+}
+
 /// A hold: items taken for one customer until it is confirmed, released or expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hold {
-    pub event_id: String,
-    pub customer_id: String,
+    #[serde(with = "shared_id")]
+    pub event_id: Arc<str>,
+    #[serde(with = "shared_id")]
+    pub customer_id: Arc<str>,
     /// Positions of the held seats in the event's seat table.
     pub seats: Vec<u32>,
     pub pools: Vec<PoolQuantity>,
@@ -50,8 +79,10 @@ pub(crate) struct Hold {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Booking {
     pub hold: u64,
-    pub event_id: String,
-    pub customer_id: String,
+    #[serde(with = "shared_id")]
+    pub event_id: Arc<str>,
+    #[serde(with = "shared_id")]
+    pub customer_id: Arc<str>,
     pub seats: Vec<u32>,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
@@ -89,9 +120,9 @@ pub struct StateMachine {
     pub(crate) last_booking: u64,
     pub(crate) last_refund: u64,
     pub(crate) events: BTreeMap<String, Event>,
-    pub(crate) holds: BTreeMap<u64, Hold>,
-    pub(crate) bookings: BTreeMap<u64, Booking>,
-    pub(crate) refunds: BTreeMap<u64, Refund>,
+    pub(crate) holds: IdMap<Hold>,
+    pub(crate) bookings: IdMap<Booking>,
+    pub(crate) refunds: IdMap<Refund>,
     pub(crate) idempotency: IdempotencyTable,
     pub(crate) outbox: Outbox,
     /// Raft node ids that left the cluster; they are never admitted again.
@@ -102,7 +133,7 @@ pub struct StateMachine {
     /// Ended holds by `(ended_at_ms, hold)`, pruned after their retention.
     pub(crate) ended_holds: BTreeSet<(u64, u64)>,
     /// Bookings of each customer in ascending id order. Looked up, never iterated.
-    pub(crate) customer_bookings: HashMap<String, Vec<u64>>,
+    pub(crate) customer_bookings: HashMap<Arc<str>, Vec<u64>>,
 }
 
 impl Default for StateMachine {
@@ -121,9 +152,9 @@ impl StateMachine {
             last_booking: 0,
             last_refund: 0,
             events: BTreeMap::new(),
-            holds: BTreeMap::new(),
-            bookings: BTreeMap::new(),
-            refunds: BTreeMap::new(),
+            holds: IdMap::default(),
+            bookings: IdMap::default(),
+            refunds: IdMap::default(),
             idempotency: IdempotencyTable::default(),
             outbox: Outbox::default(),
             retired_nodes: BTreeSet::new(),
@@ -165,9 +196,9 @@ impl StateMachine {
         let Some(request_id) = entry.request_id.as_deref() else {
             return self.execute(&entry.command);
         };
-        let fingerprint = crate::idempotency::fingerprint(&entry.command);
+        let fingerprint = self.idempotency.fingerprint(&entry.command);
         match self.idempotency.lookup(request_id, fingerprint) {
-            Lookup::Replay(outcome) => return outcome.clone(),
+            Lookup::Replay(record) => return record.outcome(),
             Lookup::Conflict => {
                 return Outcome::Rejected(Rejection::IdempotencyKeyReused {
                     request_id: request_id.to_string(),
@@ -189,7 +220,7 @@ impl StateMachine {
         }
         let outcome = self.execute(&entry.command);
         self.idempotency
-            .insert(request_id, fingerprint, self.now_ms, outcome.clone());
+            .insert(request_id, fingerprint, self.now_ms, &outcome);
         outcome
     }
 
@@ -249,18 +280,16 @@ impl StateMachine {
     pub(crate) fn rebuild_derived(&mut self) {
         self.expiry_queue.clear();
         self.ended_holds.clear();
-        for event in self.events.values_mut() {
+        for (id, event) in self.events.iter_mut() {
+            event.id = Arc::from(id.as_str());
             event.rebuild_derived();
         }
-        for (&id, hold) in &self.holds {
+        for (id, hold) in self.holds.iter() {
             match hold.ended_at_ms {
                 None => {
                     self.expiry_queue.insert((hold.expires_at_ms, id));
-                    if let Some(event) = self.events.get_mut(&hold.event_id) {
-                        *event
-                            .customer_holds
-                            .entry(hold.customer_id.clone())
-                            .or_default() += 1;
+                    if let Some(event) = self.events.get_mut(&*hold.event_id) {
+                        event.customer_holds.add_shared(&hold.customer_id);
                     }
                 }
                 Some(ended_at) => {
@@ -269,7 +298,7 @@ impl StateMachine {
             }
         }
         self.customer_bookings.clear();
-        for (&id, booking) in &self.bookings {
+        for (id, booking) in self.bookings.iter() {
             self.customer_bookings
                 .entry(booking.customer_id.clone())
                 .or_default()
