@@ -48,6 +48,11 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// The outcome in bincode's standard encoding.
+    pub fn encoded_outcome(&self) -> &[u8] {
+        &self.outcome
+    }
+
     pub fn outcome(&self) -> Outcome {
         bincode::serde::decode_from_slice(&self.outcome, bincode_config())
             .expect("the table encoded this outcome itself")

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::idempotency::{IdempotencyTable, Record};
 use crate::idmap::IdMap;
@@ -47,14 +47,40 @@ impl SnapshotError {
     }
 }
 
+/// The state before the idempotency records, in snapshot order.
+#[derive(Serialize)]
+struct HeadRef<'a> {
+    config: &'a Config,
+    now_ms: u64,
+    last_hold: u64,
+    last_booking: u64,
+    last_refund: u64,
+    events: &'a BTreeMap<String, Event>,
+    holds: &'a IdMap<Hold>,
+    bookings: &'a IdMap<Booking>,
+    refunds: &'a IdMap<Refund>,
+}
+
+/// The state after the idempotency records.
+#[derive(Serialize)]
+struct TailRef<'a> {
+    outbox: &'a Outbox,
+    retired_nodes: &'a BTreeSet<u64>,
+}
+
+/// The whole snapshot as one serde value: what [`StateMachine::write_snapshot`] writes
+/// piece by piece, kept to check that the two agree byte for byte.
+#[cfg(test)]
 struct RecordsRef<'a>(&'a IdempotencyTable);
 
+#[cfg(test)]
 impl Serialize for RecordsRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.records())
     }
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     config: &'a Config,
@@ -91,12 +117,28 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+fn encode<T: Serialize, W: Write>(value: &T, writer: &mut W) -> Result<(), SnapshotError> {
+    bincode::serde::encode_into_std_write(value, writer, bincode_config())
+        .map(|_| ())
+        .map_err(|error| match error {
+            bincode::error::EncodeError::Io { inner, .. } => SnapshotError::Io(inner),
+            other => SnapshotError::Corrupt(other.to_string()),
+        })
+}
+
 impl StateMachine {
     /// Writes the whole state to `writer`.
+    ///
+    /// bincode frames nothing: a struct is its fields one after another, a sequence its
+    /// length then its elements. So the snapshot is written in pieces — the fields before
+    /// the idempotency records, each record with its outcome copied as the encoded bytes
+    /// the table keeps, the fields after — and the bytes equal those of the whole state
+    /// encoded as one value (`SnapshotRef`, checked by a test), without decoding a single
+    /// remembered outcome.
     pub fn write_snapshot<W: Write>(&self, mut writer: W) -> Result<(), SnapshotError> {
         writer.write_all(&SNAPSHOT_MAGIC)?;
         writer.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())?;
-        let snapshot = SnapshotRef {
+        let head = HeadRef {
             config: &self.config,
             now_ms: self.now_ms,
             last_hold: self.last_hold,
@@ -106,17 +148,21 @@ impl StateMachine {
             holds: &self.holds,
             bookings: &self.bookings,
             refunds: &self.refunds,
-            idempotency: RecordsRef(&self.idempotency),
+        };
+        encode(&head, &mut writer)?;
+        encode(&(self.idempotency.len() as u64), &mut writer)?;
+        for record in self.idempotency.records() {
+            encode(
+                &(&*record.request_id, record.fingerprint, record.stored_at_ms),
+                &mut writer,
+            )?;
+            writer.write_all(record.encoded_outcome())?;
+        }
+        let tail = TailRef {
             outbox: &self.outbox,
             retired_nodes: &self.retired_nodes,
         };
-        bincode::serde::encode_into_std_write(&snapshot, &mut writer, bincode_config()).map_err(
-            |error| match error {
-                bincode::error::EncodeError::Io { inner, .. } => SnapshotError::Io(inner),
-                other => SnapshotError::Corrupt(other.to_string()),
-            },
-        )?;
-        Ok(())
+        encode(&tail, &mut writer)
     }
 
     /// The whole state as bytes.
@@ -168,5 +214,76 @@ impl StateMachine {
     /// Restores a state from bytes.
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<StateMachine, SnapshotError> {
         StateMachine::read_snapshot(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Category, Command};
+    use crate::command::{CreateEvent, Entry, HoldRequest, PoolSpec, SeatBlock};
+
+    #[test]
+    fn the_snapshot_written_in_pieces_equals_the_state_encoded_as_one_value() {
+        let mut state = StateMachine::default();
+        let create = Command::CreateEvent(CreateEvent {
+            event_id: "E".into(),
+            name: "E".into(),
+            category: Category::Event,
+            starts_at_ms: None,
+            currency: "EUR".into(),
+            seats: vec![],
+            seat_blocks: vec![SeatBlock {
+                section: "A".into(),
+                rows: vec!["1".into(), "2".into()],
+                seats_per_row: 10,
+                price: 100,
+            }],
+            pools: vec![PoolSpec {
+                id: "GA".into(),
+                capacity: 10,
+                price: 50,
+            }],
+        });
+        state.apply(&Entry {
+            time_ms: 1,
+            request_id: Some("create".into()),
+            command: create,
+        });
+        for n in 1..=10u32 {
+            state.apply(&Entry {
+                time_ms: 1 + u64::from(n),
+                request_id: (n % 2 == 0).then(|| format!("hold-{n}")),
+                command: Command::Hold(HoldRequest {
+                    event_id: "E".into(),
+                    customer_id: format!("c{n}"),
+                    seats: vec![format!("A-1-{n}")],
+                    pools: vec![],
+                    best_available: None,
+                    ttl_seconds: Some(60),
+                }),
+            });
+        }
+        let whole = SnapshotRef {
+            config: &state.config,
+            now_ms: state.now_ms,
+            last_hold: state.last_hold,
+            last_booking: state.last_booking,
+            last_refund: state.last_refund,
+            events: &state.events,
+            holds: &state.holds,
+            bookings: &state.bookings,
+            refunds: &state.refunds,
+            idempotency: RecordsRef(&state.idempotency),
+            outbox: &state.outbox,
+            retired_nodes: &state.retired_nodes,
+        };
+        let mut expected = SNAPSHOT_MAGIC.to_vec();
+        expected.extend(SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        expected.extend(bincode::serde::encode_to_vec(&whole, bincode_config()).unwrap());
+        assert_eq!(state.idempotency.len(), 6);
+        assert_eq!(state.snapshot_bytes(), expected);
+        let restored = StateMachine::from_snapshot_bytes(&expected).unwrap();
+        assert_eq!(restored.snapshot_bytes(), expected);
     }
 }
