@@ -68,8 +68,10 @@ struct TailRef<'a> {
     retired_nodes: &'a BTreeSet<u64>,
 }
 
-/// The whole snapshot as one serde value: what [`StateMachine::write_snapshot`] writes
-/// piece by piece, kept to check that the two agree byte for byte.
+/// The idempotency records as one serde sequence: with [`HeadRef`] before it and
+/// [`TailRef`] after it, the snapshot as one value, which [`StateMachine::write_snapshot`]
+/// must equal byte for byte (bincode encodes a tuple as its elements one after another,
+/// exactly as it does a struct's fields).
 #[cfg(test)]
 struct RecordsRef<'a>(&'a IdempotencyTable);
 
@@ -78,23 +80,6 @@ impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.records())
     }
-}
-
-#[cfg(test)]
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    config: &'a Config,
-    now_ms: u64,
-    last_hold: u64,
-    last_booking: u64,
-    last_refund: u64,
-    events: &'a BTreeMap<String, Event>,
-    holds: &'a IdMap<Hold>,
-    bookings: &'a IdMap<Booking>,
-    refunds: &'a IdMap<Refund>,
-    idempotency: RecordsRef<'a>,
-    outbox: &'a Outbox,
-    retired_nodes: &'a BTreeSet<u64>,
 }
 
 #[derive(Deserialize)]
@@ -133,12 +118,25 @@ impl StateMachine {
     /// length then its elements. So the snapshot is written in pieces — the fields before
     /// the idempotency records, each record with its outcome copied as the encoded bytes
     /// the table keeps, the fields after — and the bytes equal those of the whole state
-    /// encoded as one value (`SnapshotRef`, checked by a test), without decoding a single
+    /// encoded as one value (checked by a test), without decoding a single
     /// remembered outcome.
     pub fn write_snapshot<W: Write>(&self, mut writer: W) -> Result<(), SnapshotError> {
         writer.write_all(&SNAPSHOT_MAGIC)?;
         writer.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())?;
-        let head = HeadRef {
+        encode(&self.snapshot_head(), &mut writer)?;
+        encode(&(self.idempotency.len() as u64), &mut writer)?;
+        for record in self.idempotency.records() {
+            encode(
+                &(&*record.request_id, record.fingerprint, record.stored_at_ms),
+                &mut writer,
+            )?;
+            writer.write_all(record.encoded_outcome())?;
+        }
+        encode(&self.snapshot_tail(), &mut writer)
+    }
+
+    fn snapshot_head(&self) -> HeadRef<'_> {
+        HeadRef {
             config: &self.config,
             now_ms: self.now_ms,
             last_hold: self.last_hold,
@@ -148,21 +146,14 @@ impl StateMachine {
             holds: &self.holds,
             bookings: &self.bookings,
             refunds: &self.refunds,
-        };
-        encode(&head, &mut writer)?;
-        encode(&(self.idempotency.len() as u64), &mut writer)?;
-        for record in self.idempotency.records() {
-            encode(
-                &(&*record.request_id, record.fingerprint, record.stored_at_ms),
-                &mut writer,
-            )?;
-            writer.write_all(record.encoded_outcome())?;
         }
-        let tail = TailRef {
+    }
+
+    fn snapshot_tail(&self) -> TailRef<'_> {
+        TailRef {
             outbox: &self.outbox,
             retired_nodes: &self.retired_nodes,
-        };
-        encode(&tail, &mut writer)
+        }
     }
 
     /// The whole state as bytes.
@@ -264,20 +255,11 @@ mod tests {
                 }),
             });
         }
-        let whole = SnapshotRef {
-            config: &state.config,
-            now_ms: state.now_ms,
-            last_hold: state.last_hold,
-            last_booking: state.last_booking,
-            last_refund: state.last_refund,
-            events: &state.events,
-            holds: &state.holds,
-            bookings: &state.bookings,
-            refunds: &state.refunds,
-            idempotency: RecordsRef(&state.idempotency),
-            outbox: &state.outbox,
-            retired_nodes: &state.retired_nodes,
-        };
+        let whole = (
+            state.snapshot_head(),
+            RecordsRef(&state.idempotency),
+            state.snapshot_tail(),
+        );
         let mut expected = SNAPSHOT_MAGIC.to_vec();
         expected.extend(SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         expected.extend(bincode::serde::encode_to_vec(&whole, bincode_config()).unwrap());
