@@ -340,30 +340,55 @@ where
         .await
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is installed. A signal that
+/// arrives while the node is still starting is kept, and answered with a clean shutdown once
+/// [`ShutdownSignal::recv`] is awaited, instead of killing the process halfway through its
+/// start (the default action of both signals). Install it first thing in `main`.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Starts catching the signals. Needs a tokio runtime.
+    pub fn install() -> std::io::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
+    }
+
+    /// Waits for the first signal caught since [`ShutdownSignal::install`].
+    pub async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("Ctrl-C: shutting down"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, catching them from its first poll on; a process that must
+/// not die to a signal during its start installs a [`ShutdownSignal`] first instead.
+pub async fn shutdown_signal() {
+    match ShutdownSignal::install() {
+        Ok(signal) => signal.recv().await,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for shutdown signals");
+            std::future::pending::<()>().await
+        }
     }
 }

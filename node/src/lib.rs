@@ -55,7 +55,7 @@ pub mod runtime;
 pub mod validate;
 pub mod wire;
 
-pub use app::{router, run_http, shutdown_signal, AppState, HttpConfig};
+pub use app::{router, run_http, shutdown_signal, AppState, HttpConfig, ShutdownSignal};
 pub use error::ApiError;
 pub use local::{LocalReplica, LocalReplicaConfig};
 pub use payment::{PaymentProvider, SandboxProvider};

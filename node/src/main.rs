@@ -20,8 +20,8 @@ use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
 use holdfast_node::replica::{MemberSpec, Proposal};
 use holdfast_node::runtime::{self, NodeConfig, RunningNode};
 use holdfast_node::{
-    router, run_http, shutdown_signal, AppState, HttpConfig, LocalReplica, LocalReplicaConfig,
-    NodeError, Replica, SandboxProvider,
+    router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, NodeError, Replica,
+    SandboxProvider, ShutdownSignal,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -219,10 +219,10 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::Tcp
         .with_context(|| format!("cannot listen for {what} on {address}"))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     let args = args.merge_file()?;
     if args.single_node {
-        return serve_single_node(args).await;
+        return serve_single_node(args, signal).await;
     }
     let Some(data_dir) = args.data_dir.clone() else {
         bail!("--data-dir is required (or --single-node for an in-memory node without Raft)");
@@ -262,13 +262,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("the node could not start")?;
     tracing::info!(http = %format!("http://{}", node.http_addr), raft = %node.raft_addr, "holdfast is serving");
-    shutdown_signal().await;
+    signal.recv().await;
     node.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-async fn serve_single_node(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     if args.raft_addr.is_some() || args.data_dir.is_some() {
         tracing::warn!("--raft-addr and --data-dir are ignored in single-node mode");
     }
@@ -298,7 +298,7 @@ async fn serve_single_node(args: ServeArgs) -> anyhow::Result<()> {
     run_http(
         holdfast_node::grpc::with_grpc(router(state)),
         listener,
-        shutdown_signal(),
+        signal.recv(),
     )
     .await
     .context("the HTTP server failed")?;
@@ -340,7 +340,7 @@ async fn wait_for_leader(node: &RunningNode) -> anyhow::Result<()> {
     bail!("no leader was elected within 30 s")
 }
 
-async fn dev(args: DevArgs) -> anyhow::Result<()> {
+async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 9 {
         bail!("--nodes must be 1 to 9");
     }
@@ -403,7 +403,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!();
     println!("Ctrl-C stops the cluster; running this again resumes the same data.");
 
-    shutdown_signal().await;
+    signal.recv().await;
     for node in nodes {
         node.shutdown().await;
     }
@@ -458,8 +458,10 @@ async fn load_demo_data(node: &RunningNode) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Caught from here on, so a Ctrl-C or SIGTERM during the start is a clean stop too.
+    let signal = ShutdownSignal::install().context("cannot listen for Ctrl-C and SIGTERM")?;
     match cli.command {
-        Command::Serve(args) => serve(*args).await,
-        Command::Dev(args) => dev(args).await,
+        Command::Serve(args) => serve(*args, signal).await,
+        Command::Dev(args) => dev(args, signal).await,
     }
 }
