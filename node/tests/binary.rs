@@ -57,11 +57,12 @@ fn serve_single_node_from_the_environment_and_stop_on_sigterm() {
     let status = http_get(&address, "/cluster/status");
     assert!(status.contains("\"role\":\"leader\""), "{status}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    // A signal sent directly: a minimal Debian has no `kill` binary (procps).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "holdfast exited with {exit}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
