@@ -43,10 +43,14 @@ where
         // An HTTP/1 connection whose request body is left unread is closed by hyper after
         // the answer; `Connection: close` tells the client not to send the next request on
         // it. (HTTP/2 resets only the stream, and forbids the header.)
-        let too_large = if request.version() <= Version::HTTP_11 {
-            ApiError::body_too_large(limit).closing_connection()
-        } else {
-            ApiError::body_too_large(limit)
+        let http1 = request.version() <= Version::HTTP_11;
+        let too_large = || {
+            let error = ApiError::body_too_large(limit);
+            if http1 {
+                error.closing_connection()
+            } else {
+                error
+            }
         };
         let declared_length = request
             .headers()
@@ -54,12 +58,12 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         if declared_length.is_some_and(|length| length > limit as u64) {
-            return Err(too_large);
+            return Err(too_large());
         }
         let bytes = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(too_large)
+                return Err(too_large())
             }
             Err(error) => {
                 return Err(ApiError::invalid_json(format!(
