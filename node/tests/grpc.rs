@@ -56,16 +56,14 @@ async fn book_a_seat_over_grpc() {
     let mut client = BookingServiceClient::connect(address.clone())
         .await
         .unwrap();
-    let hold = client
-        .create_hold(HoldRequest {
-            idempotency_key: Some("g-hold-1".into()),
-            event_id: "E".into(),
-            customer_id: "c-1".into(),
-            seats: vec!["A-1-1".into(), "A-1-2".into()],
-            ..HoldRequest::default()
-        })
-        .await
-        .unwrap();
+    let keyed_hold = || HoldRequest {
+        idempotency_key: Some("g-hold-1".into()),
+        event_id: "E".into(),
+        customer_id: "c-1".into(),
+        seats: vec!["A-1-1".into(), "A-1-2".into()],
+        ..HoldRequest::default()
+    };
+    let hold = client.create_hold(keyed_hold()).await.unwrap();
     assert!(hold.metadata().get("x-holdfast-applied-index").is_some());
     let hold = hold.into_inner();
     assert_eq!(hold.status, "HELD");
@@ -73,17 +71,7 @@ async fn book_a_seat_over_grpc() {
     assert_eq!(hold.seats, ["A-1-1", "A-1-2"]);
 
     // The same key again: the first answer, not a second hold.
-    let again = client
-        .create_hold(HoldRequest {
-            idempotency_key: Some("g-hold-1".into()),
-            event_id: "E".into(),
-            customer_id: "c-1".into(),
-            seats: vec!["A-1-1".into(), "A-1-2".into()],
-            ..HoldRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = client.create_hold(keyed_hold()).await.unwrap().into_inner();
     assert_eq!(again.hold_id, hold.hold_id);
 
     // A taken seat: FAILED_PRECONDITION with API.md's code.

@@ -154,25 +154,19 @@ async fn a_membership_change_that_would_lose_the_majority_is_refused() -> anyhow
         cluster.nodes[up].id,
     );
 
-    // The leader and a dead node as the only voters: one of two alive, no majority.
-    let refused = cluster
-        .post(
+    let change_voters = |voters: [u64; 2]| {
+        cluster.post(
             leader,
             "/cluster/membership",
-            json!({"voters": [leader_id, down_id]}),
+            json!({ "voters": voters }),
             None,
         )
-        .await?;
+    };
+    // The leader and a dead node as the only voters: one of two alive, no majority.
+    let refused = change_voters([leader_id, down_id]).await?;
     assert_eq!(refused.status, 409, "{:?}", refused.body);
     assert_eq!(refused.code(), "MEMBERSHIP_REFUSED");
-    let unknown = cluster
-        .post(
-            leader,
-            "/cluster/membership",
-            json!({"voters": [leader_id, 99]}),
-            None,
-        )
-        .await?;
+    let unknown = change_voters([leader_id, 99]).await?;
     assert_eq!(unknown.code(), "MEMBERSHIP_REFUSED", "{:?}", unknown.body);
 
     // The voters are unchanged, and the two live nodes are a valid set.
@@ -184,14 +178,7 @@ async fn a_membership_change_that_would_lose_the_majority_is_refused() -> anyhow
         .filter(|member| member["voter"] == true)
         .count();
     assert_eq!(voters, 3, "{:?}", status.body);
-    let shrunk = cluster
-        .post(
-            leader,
-            "/cluster/membership",
-            json!({"voters": [leader_id, up_id]}),
-            None,
-        )
-        .await?;
+    let shrunk = change_voters([leader_id, up_id]).await?;
     assert_eq!(shrunk.status, 200, "{:?}", shrunk.body);
     Ok(())
 }
