@@ -232,7 +232,7 @@ async fn confirm_inner(
         check_confirmable(&body.hold_id, hold.as_ref(), now_ms)?;
     }
     let (amount, currency) = match (&hold, &prior_charge) {
-        (Some(hold), _) => (hold.amount, hold.currency.clone()),
+        (Some(hold), _) => (hold.amount, hold.currency.to_string()),
         (None, Some(charge)) => (charge.amount, charge.currency.clone()),
         // `check_confirmable` answers 404 for a missing hold without a prior charge.
         (None, None) => {

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use holdfast_statemachine::{
-    AvailabilityPage, BookingView, EventInfo, HoldView, PoolQuantity, PoolView, RefundView,
-    SeatView, Summary,
+    AvailabilityPage, BookingView, CompactString, EventInfo, HoldView, PoolQuantity, PoolView,
+    RefundView, SeatView, Summary,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -237,21 +237,27 @@ fn pool_lines(pools: &[PoolQuantity]) -> Vec<PoolQuantityJson> {
 /// A hold.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HoldJson {
-    pub hold_id: String,
+    #[schema(value_type = String)]
+    pub hold_id: CompactString,
     /// `HELD`, `CONFIRMED`, `CANCELLED` or `EXPIRED`.
     pub status: &'static str,
-    pub event_id: String,
-    pub customer_id: String,
-    pub seats: Vec<String>,
+    #[schema(value_type = String)]
+    pub event_id: CompactString,
+    #[schema(value_type = String)]
+    pub customer_id: CompactString,
+    #[schema(value_type = Vec<String>)]
+    pub seats: Vec<CompactString>,
     pub pools: Vec<PoolQuantityJson>,
     pub amount: u64,
-    pub currency: String,
+    #[schema(value_type = String)]
+    pub currency: CompactString,
     pub created_at: String,
     pub expires_at: String,
     /// The latest `expires_at` extensions may reach.
     pub max_expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub booking_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub booking_id: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_index: Option<u64>,
 }
@@ -315,16 +321,22 @@ impl RefundJson {
 /// A booking.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct BookingJson {
-    pub booking_id: String,
-    pub hold_id: String,
+    #[schema(value_type = String)]
+    pub booking_id: CompactString,
+    #[schema(value_type = String)]
+    pub hold_id: CompactString,
     /// `CONFIRMED` or `CANCELLED`.
     pub status: &'static str,
-    pub event_id: String,
-    pub customer_id: String,
-    pub seats: Vec<String>,
+    #[schema(value_type = String)]
+    pub event_id: CompactString,
+    #[schema(value_type = String)]
+    pub customer_id: CompactString,
+    #[schema(value_type = Vec<String>)]
+    pub seats: Vec<CompactString>,
     pub pools: Vec<PoolQuantityJson>,
     pub amount: u64,
-    pub currency: String,
+    #[schema(value_type = String)]
+    pub currency: CompactString,
     pub payment_id: String,
     pub payment_provider: String,
     pub created_at: String,

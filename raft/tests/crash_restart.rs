@@ -30,7 +30,7 @@ async fn propose_holds(
             .expect("proposal commits");
         for outcome in result.outcomes {
             match outcome {
-                Outcome::Held(view) => hold_ids.push(view.hold_id),
+                Outcome::Held(view) => hold_ids.push(view.hold_id.to_string()),
                 other => panic!("unexpected outcome {other:?}"),
             }
         }

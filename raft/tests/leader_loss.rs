@@ -43,7 +43,7 @@ async fn proposer(
                         .hold_ids
                         .lock()
                         .unwrap()
-                        .push(view.hold_id.clone());
+                        .push(view.hold_id.to_string());
                     acknowledged.count.fetch_add(1, Ordering::Relaxed);
                 }
                 other => panic!("unexpected outcome {other:?}"),

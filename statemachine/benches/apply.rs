@@ -1,6 +1,6 @@
 //! Single-threaded apply throughput of the booking state machine.
 //!
-//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --holds-only]`
+//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --keyed N --holds-only]`
 //!
 //! `--holds-only` stops after the hold phases, for profiling them (`perf record`).
 //!
@@ -19,6 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Options {
     seats: u32,
     holds: u32,
+    /// Holds with an idempotency key, the first phase; the rest have none.
+    keyed: Option<u32>,
     holds_only: bool,
 }
 
@@ -26,6 +28,7 @@ fn options() -> Options {
     let mut options = Options {
         seats: 1_000_000,
         holds: 500_000,
+        keyed: None,
         holds_only: false,
     };
     let arguments: Vec<String> = std::env::args().collect();
@@ -35,6 +38,7 @@ fn options() -> Options {
         match arguments[index].as_str() {
             "--seats" => options.seats = value().expect("--seats N"),
             "--holds" => options.holds = value().expect("--holds N"),
+            "--keyed" => options.keyed = Some(value().expect("--keyed N")),
             "--holds-only" => options.holds_only = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
@@ -92,6 +96,33 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Commands per Raft entry in the node (its default `HOLDFAST_BATCH_ENTRIES_MAX`).
+const BATCH: usize = 512;
+
+/// Applies `entries` the way a node does: a batch at a time, each batch made just before it
+/// is applied (a node decodes an entry from its log right before applying it, so its commands
+/// are fresh in the cache). Only the applying is timed; `answer` sees every outcome, inside
+/// the timing.
+fn apply_batched(
+    state: &mut StateMachine,
+    count: usize,
+    mut entry: impl FnMut(usize) -> Entry,
+    mut answer: impl FnMut(Outcome),
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    let mut batch = Vec::with_capacity(BATCH);
+    for start in (0..count).step_by(BATCH) {
+        batch.extend((start..count.min(start + BATCH)).map(&mut entry));
+        let started = Instant::now();
+        for entry in &batch {
+            answer(state.apply(entry));
+        }
+        elapsed += started.elapsed();
+        batch.clear();
+    }
+    elapsed
+}
+
 fn rate(count: u64, elapsed: Duration) -> String {
     format!("{:>12.0}/s", count as f64 / elapsed.as_secs_f64())
 }
@@ -127,61 +158,56 @@ fn main() {
     );
 
     let seat_ids = shuffled(options.holds, options.seats);
-    let entries: Vec<Entry> = seat_ids
-        .iter()
-        .enumerate()
-        .map(|(n, seat)| Entry {
-            time_ms,
-            request_id: Some(format!("hold:{n:016x}")),
-            command: Command::Hold(HoldRequest {
-                event_id: "arena".into(),
-                customer_id: format!("customer-{n}"),
-                seats: vec![seat.clone()],
-                pools: vec![],
-                best_available: None,
-                ttl_seconds: Some(600),
-            }),
-        })
-        .collect();
-    let (half_keyed, half_plain) = entries.split_at(entries.len() / 2);
-    let plain: Vec<Entry> = half_plain
-        .iter()
-        .map(|e| Entry {
-            request_id: None,
-            ..e.clone()
-        })
-        .collect();
+    // Hold `n`: seat `n` of the shuffled venue for a new customer, with or without a key.
+    let hold_entry = |n: usize, keyed: bool| Entry {
+        time_ms,
+        request_id: keyed.then(|| format!("hold:{n:016x}")),
+        command: Command::Hold(HoldRequest {
+            event_id: "arena".into(),
+            customer_id: format!("customer-{n}"),
+            seats: vec![seat_ids[n].clone()],
+            pools: vec![],
+            best_available: None,
+            ttl_seconds: Some(600),
+        }),
+    };
+    let keyed_count = options.keyed.map_or(seat_ids.len() / 2, |keyed| {
+        (keyed as usize).min(seat_ids.len())
+    });
+    let plain_count = seat_ids.len() - keyed_count;
     // The answers the confirms below need, allocated up front so that the growth measured
     // across the hold phases is the state's.
-    let mut holds: Vec<(String, u64)> = Vec::with_capacity(entries.len());
+    let mut holds: Vec<(CompactString, u64)> = Vec::with_capacity(seat_ids.len());
     let resident_before = resident_bytes();
-    let started = Instant::now();
-    for entry in half_keyed {
-        match state.apply(entry) {
+    let keyed_elapsed = apply_batched(
+        &mut state,
+        keyed_count,
+        |n| hold_entry(n, true),
+        |outcome| match outcome {
             Outcome::Held(view) => holds.push((view.hold_id, view.amount)),
             other => panic!("{other:?}"),
-        }
-    }
-    let keyed_elapsed = started.elapsed();
+        },
+    );
     let resident_keyed = resident_bytes();
-    let started = Instant::now();
-    for entry in &plain {
-        match state.apply(entry) {
+    let plain_elapsed = apply_batched(
+        &mut state,
+        plain_count,
+        |n| hold_entry(keyed_count + n, false),
+        |outcome| match outcome {
             Outcome::Held(view) => holds.push((view.hold_id, view.amount)),
             other => panic!("{other:?}"),
-        }
-    }
-    let plain_elapsed = started.elapsed();
+        },
+    );
     let resident_plain = resident_bytes();
     println!(
         "{:<44} {:>14}",
         "holds, single seat, with idempotency key",
-        rate(half_keyed.len() as u64, keyed_elapsed)
+        rate(keyed_count as u64, keyed_elapsed)
     );
     println!(
         "{:<44} {:>14}",
         "holds, single seat, without key",
-        rate(plain.len() as u64, plain_elapsed)
+        rate(plain_count as u64, plain_elapsed)
     );
     if let (Some(before), Some(keyed), Some(after)) =
         (resident_before, resident_keyed, resident_plain)
@@ -192,12 +218,12 @@ fn main() {
         println!(
             "{:<44} {:>14}",
             "resident memory per hold, with key",
-            per_hold(before, keyed, half_keyed.len())
+            per_hold(before, keyed, keyed_count)
         );
         println!(
             "{:<44} {:>14}",
             "resident memory per hold, without key",
-            per_hold(keyed, after, plain.len())
+            per_hold(keyed, after, plain_count)
         );
     }
     if options.holds_only {
@@ -207,7 +233,7 @@ fn main() {
     let conflict = Entry {
         time_ms,
         request_id: None,
-        command: entries[0].command.clone(),
+        command: hold_entry(0, false).command,
     };
     let started = Instant::now();
     let conflicts = 200_000u64;
@@ -223,40 +249,41 @@ fn main() {
     // The same refusal over every held seat in random order: each lookup misses the caches,
     // as a successful hold's does, so this is what finding the customer and the seat costs
     // before anything is written.
-    let started = Instant::now();
-    for entry in &plain {
-        assert!(!state.apply(entry).is_success());
-    }
+    let refused_elapsed = apply_batched(
+        &mut state,
+        plain_count,
+        |n| hold_entry(keyed_count + n, false),
+        |outcome| assert!(!outcome.is_success()),
+    );
     println!(
         "{:<44} {:>14}",
         "holds refused (random seats, all taken)",
-        rate(plain.len() as u64, started.elapsed())
+        rate(plain_count as u64, refused_elapsed)
     );
 
-    let confirms: Vec<Entry> = holds
-        .iter()
-        .step_by(2)
-        .map(|(hold_id, amount)| Entry {
+    let confirm_entry = |n: usize| {
+        let (hold_id, amount) = &holds[2 * n];
+        Entry {
             time_ms,
             request_id: None,
             command: Command::Confirm {
-                hold_id: hold_id.clone(),
+                hold_id: hold_id.to_string(),
                 payment: PaymentRecord {
                     provider: "sandbox".into(),
                     payment_id: format!("pay-{hold_id}"),
                     amount: *amount,
                 },
             },
-        })
-        .collect();
-    let started = Instant::now();
-    for entry in &confirms {
-        assert!(state.apply(entry).is_success());
-    }
+        }
+    };
+    let confirm_count = holds.len().div_ceil(2);
+    let confirm_elapsed = apply_batched(&mut state, confirm_count, confirm_entry, |outcome| {
+        assert!(outcome.is_success())
+    });
     println!(
         "{:<44} {:>14}",
         "confirms",
-        rate(confirms.len() as u64, started.elapsed())
+        rate(confirm_count as u64, confirm_elapsed)
     );
 
     let summary_calls = 2_000_000u32;

@@ -7,8 +7,10 @@ use crate::outcome::{
     BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundStatus, RefundView,
     Rejection,
 };
+use compact_str::CompactString;
+
 use crate::state::{
-    format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
+    compact_id, format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
 };
 use crate::StateMachine;
 
@@ -59,8 +61,8 @@ impl StateMachine {
         let booking = booking.clone();
         self.emit(OutboxKind::BookingCancelled {
             booking_id: booking_id.to_string(),
-            event_id: booking.event_id.to_string(),
-            customer_id: booking.customer_id.to_string(),
+            event_id: String::from(&*booking.event_id),
+            customer_id: String::from(&*booking.customer_id),
             reason: reason.to_string(),
         });
         if booking.payment.amount > 0 {
@@ -135,19 +137,19 @@ impl StateMachine {
         let booking = &self.bookings[&id];
         let event = &self.events[&*booking.event_id];
         BookingView {
-            booking_id: format_id(BOOKING_ID_PREFIX, id),
-            hold_id: format_id(HOLD_ID_PREFIX, booking.hold),
+            booking_id: compact_id(BOOKING_ID_PREFIX, id),
+            hold_id: compact_id(HOLD_ID_PREFIX, booking.hold),
             status: booking.status,
-            event_id: booking.event_id.to_string(),
-            customer_id: booking.customer_id.to_string(),
+            event_id: CompactString::from(&*booking.event_id),
+            customer_id: CompactString::from(&*booking.customer_id),
             seats: booking
                 .seats
                 .iter()
-                .map(|&p| event.seats[p as usize].id.to_string())
+                .map(|&p| event.seats[p as usize].id.clone())
                 .collect(),
             pools: booking.pools.clone(),
             amount: booking.amount,
-            currency: event.currency.clone(),
+            currency: CompactString::from(event.currency.as_str()),
             payment: booking.payment.clone(),
             created_at_ms: booking.created_at_ms,
             cancelled_at_ms: booking.cancelled_at_ms,
@@ -190,7 +192,7 @@ impl StateMachine {
             .map(|&id| self.booking_view(id))
             .collect();
         let next_after = (start > 0)
-            .then(|| bookings.last().map(|b| b.booking_id.clone()))
+            .then(|| bookings.last().map(|b| b.booking_id.to_string()))
             .flatten();
         BookingPage {
             bookings,

@@ -1,12 +1,17 @@
 //! Holds: taking items atomically for one customer, extending, releasing, confirming into a
 //! booking, and expiring by log time.
 
+use compact_str::CompactString;
+
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
 use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
 use crate::limits::*;
 use crate::outcome::{BookingStatus, RefundStatus};
 use crate::outcome::{HoldStatus, HoldView, OutboxKind, Outcome, PoolShortage, Rejection};
-use crate::state::{format_id, parse_id, Booking, Hold, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX};
+use crate::state::{
+    compact_id, format_id, parse_id, Booking, Hold, Positions, Refund, BOOKING_ID_PREFIX,
+    HOLD_ID_PREFIX,
+};
 use crate::StateMachine;
 
 fn validate_ttl(ttl_seconds: u32) -> Result<u64, Rejection> {
@@ -94,8 +99,8 @@ fn resolve_seats(
     event: &Event,
     names: &[String],
     check_available: bool,
-) -> Result<Vec<u32>, Rejection> {
-    let mut positions = Vec::with_capacity(names.len());
+) -> Result<Positions, Rejection> {
+    let mut positions = Positions::with_capacity(names.len());
     let mut missing = Vec::new();
     let mut taken = Vec::new();
     for name in names {
@@ -124,6 +129,9 @@ fn resolve_seats(
 
 /// Checks that every pool line exists and has the quantity free.
 fn check_pools(event: &Event, lines: &[PoolQuantity]) -> Result<(), Rejection> {
+    if lines.is_empty() {
+        return Ok(());
+    }
     let missing: Vec<String> = lines
         .iter()
         .filter(|line| !event.pools.contains_key(&line.pool_id))
@@ -268,16 +276,45 @@ fn take_placement(event: &Event, placement: &Placement, count: usize) -> Vec<u32
     event.rows[placement.row].seats[placement.start..placement.start + count].to_vec()
 }
 
+/// The answer about `hold` (id `id`) of `event`.
+fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
+    HoldView {
+        hold_id: compact_id(HOLD_ID_PREFIX, id),
+        status: hold.status,
+        event_id: CompactString::from(&*hold.event_id),
+        customer_id: CompactString::from(&*hold.customer_id),
+        seats: hold
+            .seats
+            .iter()
+            .map(|&p| event.seats[p as usize].id.clone())
+            .collect(),
+        pools: hold.pools.clone(),
+        amount: hold.amount,
+        currency: CompactString::from(event.currency.as_str()),
+        created_at_ms: hold.created_at_ms,
+        expires_at_ms: hold.expires_at_ms,
+        life_ends_at_ms: hold.life_ends_at_ms,
+        booking_id: hold
+            .booking
+            .map(|booking| compact_id(BOOKING_ID_PREFIX, booking)),
+    }
+}
+
 impl StateMachine {
     pub(crate) fn hold(&mut self, request: &HoldRequest) -> Result<Outcome, Rejection> {
         let ttl_ms = validate_hold_request(request)?;
-        let holds_max = self.config.holds_per_customer_per_event_max;
-        let now_ms = self.now_ms;
-        let life_ms = self.config.hold_life_ms_max;
-        let check_seats = !self.config.faults.skip_seat_check;
-        let event = self
-            .events
-            .get(&request.event_id)
+        let StateMachine {
+            config,
+            now_ms,
+            last_hold,
+            events,
+            holds,
+            expiry_queue,
+            ..
+        } = self;
+        let holds_max = config.holds_per_customer_per_event_max;
+        let event = events
+            .get_mut(&request.event_id)
             .ok_or_else(|| Rejection::EventNotFound {
                 event_id: request.event_id.clone(),
             })?;
@@ -291,6 +328,7 @@ impl StateMachine {
                 max: holds_max,
             });
         }
+        let check_seats = !config.faults.skip_seat_check;
         let mut seats = resolve_seats(event, &request.seats, check_seats)?;
         check_pools(event, &request.pools)?;
         if let Some(best) = &request.best_available {
@@ -308,12 +346,8 @@ impl StateMachine {
                 .sum::<u64>();
 
         // Everything is checked: from here on the hold cannot fail.
-        self.last_hold += 1;
-        let hold_id = self.last_hold;
-        let event = self
-            .events
-            .get_mut(&request.event_id)
-            .expect("event checked above");
+        *last_hold += 1;
+        let hold_id = *last_hold;
         for &position in &seats {
             event.set_seat_state(position, SeatState::Held(hold_id));
         }
@@ -328,7 +362,8 @@ impl StateMachine {
         let customer_id = event
             .customer_holds
             .add(customer_hash, &request.customer_id);
-        let life_ends_at_ms = now_ms.saturating_add(life_ms);
+        let now_ms = *now_ms;
+        let life_ends_at_ms = now_ms.saturating_add(config.hold_life_ms_max);
         let hold = Hold {
             event_id: event.id.clone(),
             customer_id,
@@ -342,9 +377,9 @@ impl StateMachine {
             ended_at_ms: None,
             booking: None,
         };
-        self.expiry_queue.insert((hold.expires_at_ms, hold_id));
-        let view = self.hold_view(hold_id, &hold);
-        self.holds.insert(hold_id, hold);
+        expiry_queue.insert(hold.expires_at_ms, hold_id);
+        let view = hold_view(event, hold_id, &hold);
+        holds.insert(hold_id, hold);
         Ok(Outcome::Held(view))
     }
 
@@ -392,9 +427,9 @@ impl StateMachine {
             .saturating_add(ttl_ms)
             .min(hold.life_ends_at_ms)
             .max(hold.expires_at_ms);
-        self.expiry_queue.remove(&(hold.expires_at_ms, id));
+        self.expiry_queue.remove(hold.expires_at_ms, id);
         hold.expires_at_ms = expires_at_ms;
-        self.expiry_queue.insert((expires_at_ms, id));
+        self.expiry_queue.insert(expires_at_ms, id);
         let hold = &self.holds[&id];
         Ok(Outcome::Extended(self.hold_view(id, hold)))
     }
@@ -429,8 +464,8 @@ impl StateMachine {
         hold.status = status;
         hold.ended_at_ms = Some(now_ms);
         hold.booking = booking;
-        self.expiry_queue.remove(&(hold.expires_at_ms, id));
-        self.ended_holds.insert((now_ms, id));
+        self.expiry_queue.remove(hold.expires_at_ms, id);
+        self.ended_holds.insert(now_ms, id);
         let event = self
             .events
             .get_mut(&*hold.event_id)
@@ -524,8 +559,8 @@ impl StateMachine {
         self.emit(OutboxKind::BookingConfirmed {
             booking_id: format_id(BOOKING_ID_PREFIX, booking_id),
             hold_id: hold_id.to_string(),
-            event_id: booking.event_id.to_string(),
-            customer_id: booking.customer_id.to_string(),
+            event_id: String::from(&*booking.event_id),
+            customer_id: String::from(&*booking.customer_id),
             amount: booking.amount,
             currency,
         });
@@ -578,7 +613,7 @@ impl StateMachine {
         }
         let mut hold_ids = Vec::new();
         while hold_ids.len() < max_holds as usize {
-            let Some(&(expires_at_ms, id)) = self.expiry_queue.first() else {
+            let Some((expires_at_ms, id)) = self.expiry_queue.first() else {
                 break;
             };
             if expires_at_ms > self.now_ms {
@@ -588,8 +623,8 @@ impl StateMachine {
             let hold = &self.holds[&id];
             let kind = OutboxKind::HoldExpired {
                 hold_id: format_id(HOLD_ID_PREFIX, id),
-                event_id: hold.event_id.to_string(),
-                customer_id: hold.customer_id.to_string(),
+                event_id: String::from(&*hold.event_id),
+                customer_id: String::from(&*hold.customer_id),
             };
             self.emit(kind);
             hold_ids.push(format_id(HOLD_ID_PREFIX, id));
@@ -598,27 +633,7 @@ impl StateMachine {
     }
 
     pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {
-        let event = &self.events[&*hold.event_id];
-        HoldView {
-            hold_id: format_id(HOLD_ID_PREFIX, id),
-            status: hold.status,
-            event_id: hold.event_id.to_string(),
-            customer_id: hold.customer_id.to_string(),
-            seats: hold
-                .seats
-                .iter()
-                .map(|&p| event.seats[p as usize].id.to_string())
-                .collect(),
-            pools: hold.pools.clone(),
-            amount: hold.amount,
-            currency: event.currency.clone(),
-            created_at_ms: hold.created_at_ms,
-            expires_at_ms: hold.expires_at_ms,
-            life_ends_at_ms: hold.life_ends_at_ms,
-            booking_id: hold
-                .booking
-                .map(|booking| format_id(BOOKING_ID_PREFIX, booking)),
-        }
+        hold_view(&self.events[&*hold.event_id], id, hold)
     }
 
     /// A hold, active or recently ended.
@@ -631,14 +646,14 @@ impl StateMachine {
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.expiry_queue
             .first()
-            .map(|&(expires_at_ms, _)| expires_at_ms)
+            .map(|(expires_at_ms, _)| expires_at_ms)
     }
 
     /// Active holds whose time has passed at `now_ms`, counted up to `limit`.
     pub fn holds_due(&self, now_ms: u64, limit: usize) -> usize {
         self.expiry_queue
             .iter()
-            .take_while(|&&(at, _)| at <= now_ms)
+            .take_while(|&(at, _)| at <= now_ms)
             .take(limit)
             .count()
     }

@@ -97,12 +97,15 @@ impl<T> IdMap<T> {
             self.chunks.push_back(Chunk::new());
         }
         let chunk = &mut self.chunks[offset / CHUNK];
-        let previous = chunk.slots[offset % CHUNK].replace(value);
-        if previous.is_none() {
-            chunk.used += 1;
-            self.len += 1;
+        let slot = &mut chunk.slots[offset % CHUNK];
+        if slot.is_some() {
+            return slot.replace(value);
         }
-        previous
+        // Written without reading the empty slot back out (the usual case: a new id).
+        *slot = Some(value);
+        chunk.used += 1;
+        self.len += 1;
+        None
     }
 
     pub fn remove(&mut self, id: &u64) -> Option<T> {

@@ -46,7 +46,7 @@ impl StateMachine {
             }
             active_holds += 1;
             ensure!(
-                self.expiry_queue.contains(&(hold.expires_at_ms, id)),
+                self.expiry_queue.contains(hold.expires_at_ms, id),
                 "active hold {id} is not in the expiry queue"
             );
             ensure!(

@@ -112,11 +112,19 @@ impl SeatIndex {
 
 /// Active holds per customer of one event, for the per-customer limit. Keyed by the shared
 /// customer id that the holds themselves carry. A hold looks its customer up once: the hash
-/// is computed once and handed to the later update.
+/// is computed once and handed to the later update. Each entry keeps its hash, so growing
+/// the table does not reread every customer's id.
 #[derive(Clone, Default)]
 pub(crate) struct CustomerHolds {
-    table: hashbrown::HashTable<(Arc<str>, u32)>,
+    table: hashbrown::HashTable<CustomerEntry>,
     hasher: hashbrown::DefaultHashBuilder,
+}
+
+#[derive(Clone)]
+struct CustomerEntry {
+    id: Arc<str>,
+    hash: u64,
+    holds: u32,
 }
 
 impl std::fmt::Debug for CustomerHolds {
@@ -133,8 +141,8 @@ impl CustomerHolds {
     /// Active holds of the customer whose id hashes to `hash`.
     pub fn count(&self, hash: u64, customer_id: &str) -> u32 {
         self.table
-            .find(hash, |(id, _)| **id == *customer_id)
-            .map_or(0, |(_, count)| *count)
+            .find(hash, |entry| *entry.id == *customer_id)
+            .map_or(0, |entry| entry.holds)
     }
 
     /// Counts one more hold and returns the shared id for it.
@@ -154,34 +162,38 @@ impl CustomerHolds {
         customer_id: &str,
         shared: impl FnOnce() -> Arc<str>,
     ) -> Arc<str> {
-        if let Some((id, count)) = self.table.find_mut(hash, |(id, _)| **id == *customer_id) {
-            *count += 1;
-            return id.clone();
+        if let Some(entry) = self.table.find_mut(hash, |entry| *entry.id == *customer_id) {
+            entry.holds += 1;
+            return entry.id.clone();
         }
         let id = shared();
-        let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, (id.clone(), 1), |(other, _)| {
-                hasher.hash_one(&**other)
-            });
+        let entry = CustomerEntry {
+            id: id.clone(),
+            hash,
+            holds: 1,
+        };
+        self.table.insert_unique(hash, entry, |entry| entry.hash);
         id
     }
 
     /// Counts one hold fewer; a customer with none left is forgotten.
     pub fn remove_one(&mut self, customer_id: &str) {
         let hash = self.hash(customer_id);
-        let Ok(mut entry) = self.table.find_entry(hash, |(id, _)| **id == *customer_id) else {
+        let Ok(mut entry) = self
+            .table
+            .find_entry(hash, |entry| *entry.id == *customer_id)
+        else {
             debug_assert!(false, "a hold's customer is counted");
             return;
         };
-        entry.get_mut().1 -= 1;
-        if entry.get().1 == 0 {
+        entry.get_mut().holds -= 1;
+        if entry.get().holds == 0 {
             entry.remove();
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.table.iter().map(|(_, count)| u64::from(*count)).sum()
+        self.table.iter().map(|entry| u64::from(entry.holds)).sum()
     }
 
     pub fn clear(&mut self) {
@@ -266,9 +278,9 @@ impl Event {
         let seat = &self.seats[position as usize];
         let row = &self.rows[seat.row as usize];
         SeatView {
-            id: seat.id.to_string(),
-            section: row.section.to_string(),
-            row: row.name.to_string(),
+            id: String::from(&*seat.id),
+            section: String::from(&*row.section),
+            row: String::from(&*row.name),
             number: seat.number,
             price: seat.price,
             status: match seat.state {
@@ -301,10 +313,17 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), Rejection> {
             format!("must be 1 to {ID_BYTES_MAX} bytes"),
         ));
     }
-    if id
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
-    {
+    // Printable ASCII without space and '/' (nearly every id) passes in one branch-free pass
+    // over the bytes; anything else is checked char by char, for Unicode's control and
+    // space characters.
+    let printable = id.bytes().fold(true, |printable, b| {
+        printable & (b.wrapping_sub(b'!') <= b'~' - b'!') & (b != b'/')
+    });
+    let forbidden = !printable
+        && id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/');
+    if forbidden {
         return Err(Rejection::invalid(
             field,
             "must not contain spaces, control characters or '/'",

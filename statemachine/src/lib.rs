@@ -36,8 +36,11 @@ mod outbox;
 mod outcome;
 mod snapshot;
 mod state;
+mod timequeue;
 
 pub use command::*;
+/// The string type of ids in answers ([`HoldView`], [`BookingView`]).
+pub use compact_str::CompactString;
 pub use invariants::InvariantViolation;
 pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;

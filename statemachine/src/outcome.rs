@@ -2,6 +2,7 @@
 //! expired) are values of [`Rejection`], not errors: they are replicated, remembered for
 //! idempotency and answered to the client like any other result.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Category, PaymentRecord, PoolQuantity};
@@ -83,20 +84,23 @@ impl HoldStatus {
 
 /// A hold as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Ids are [`CompactString`]s: inline up to 24 bytes, so building the answer to a hold
+/// allocates only its seat list. They serialise as plain strings.
 pub struct HoldView {
-    pub hold_id: String,
+    pub hold_id: CompactString,
     pub status: HoldStatus,
-    pub event_id: String,
-    pub customer_id: String,
-    pub seats: Vec<String>,
+    pub event_id: CompactString,
+    pub customer_id: CompactString,
+    pub seats: Vec<CompactString>,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
-    pub currency: String,
+    pub currency: CompactString,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     /// The latest `expires_at_ms` any extension may reach.
     pub life_ends_at_ms: u64,
-    pub booking_id: Option<String>,
+    pub booking_id: Option<CompactString>,
 }
 
 /// Lifecycle of a booking.
@@ -118,16 +122,18 @@ impl BookingStatus {
 
 /// A booking as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Ids are [`CompactString`]s, as in [`HoldView`].
 pub struct BookingView {
-    pub booking_id: String,
-    pub hold_id: String,
+    pub booking_id: CompactString,
+    pub hold_id: CompactString,
     pub status: BookingStatus,
-    pub event_id: String,
-    pub customer_id: String,
-    pub seats: Vec<String>,
+    pub event_id: CompactString,
+    pub customer_id: CompactString,
+    pub seats: Vec<CompactString>,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
-    pub currency: String,
+    pub currency: CompactString,
     pub payment: PaymentRecord,
     pub created_at_ms: u64,
     pub cancelled_at_ms: Option<u64>,

@@ -15,6 +15,7 @@ use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
 use crate::outcome::{BookingStatus, HoldStatus, Outcome, RefundStatus, Rejection};
+use crate::timequeue::TimeQueue;
 
 pub(crate) const HOLD_ID_PREFIX: &str = "h_";
 pub(crate) const BOOKING_ID_PREFIX: &str = "b_";
@@ -28,6 +29,13 @@ pub(crate) fn format_id(prefix: &str, sequence: u64) -> String {
     let mut id = String::with_capacity(prefix.len() + digits.len());
     id.push_str(prefix);
     id.push_str(digits);
+    id
+}
+
+/// [`format_id`] for the answers to holds and confirms: inline, without an allocation.
+pub(crate) fn compact_id(prefix: &'static str, sequence: u64) -> compact_str::CompactString {
+    let mut id = compact_str::CompactString::const_new(prefix);
+    id.push_str(itoa::Buffer::new().format(sequence));
     id
 }
 
@@ -56,6 +64,11 @@ pub(crate) mod shared_id {
     }
 }
 
+/// Positions of seats in an event's seat table: inline for up to four (almost every hold),
+/// so a hold's seat list is not an allocation of its own. Serialised as a sequence, like a
+/// `Vec`.
+pub(crate) type Positions = smallvec::SmallVec<[u32; 4]>;
+
 /// A hold: items taken for one customer until it is confirmed, released or expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hold {
@@ -64,7 +77,7 @@ pub(crate) struct Hold {
     #[serde(with = "shared_id")]
     pub customer_id: Arc<str>,
     /// Positions of the held seats in the event's seat table.
-    pub seats: Vec<u32>,
+    pub seats: Positions,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
     pub created_at_ms: u64,
@@ -83,7 +96,7 @@ pub(crate) struct Booking {
     pub event_id: Arc<str>,
     #[serde(with = "shared_id")]
     pub customer_id: Arc<str>,
-    pub seats: Vec<u32>,
+    pub seats: Positions,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
     pub payment: crate::command::PaymentRecord,
@@ -129,9 +142,9 @@ pub struct StateMachine {
     pub(crate) retired_nodes: BTreeSet<u64>,
     // Derived state below.
     /// Active holds by `(expires_at_ms, hold)`.
-    pub(crate) expiry_queue: BTreeSet<(u64, u64)>,
+    pub(crate) expiry_queue: TimeQueue,
     /// Ended holds by `(ended_at_ms, hold)`, pruned after their retention.
-    pub(crate) ended_holds: BTreeSet<(u64, u64)>,
+    pub(crate) ended_holds: TimeQueue,
     /// Bookings of each customer in ascending id order. Looked up, never iterated.
     pub(crate) customer_bookings: HashMap<Arc<str>, Vec<u64>>,
 }
@@ -158,8 +171,8 @@ impl StateMachine {
             idempotency: IdempotencyTable::default(),
             outbox: Outbox::default(),
             retired_nodes: BTreeSet::new(),
-            expiry_queue: BTreeSet::new(),
-            ended_holds: BTreeSet::new(),
+            expiry_queue: TimeQueue::default(),
+            ended_holds: TimeQueue::default(),
             customer_bookings: HashMap::new(),
         }
     }
@@ -265,7 +278,7 @@ impl StateMachine {
     fn prune_ended_holds(&mut self) {
         let retention = self.config.ended_hold_retention_ms;
         for _ in 0..crate::limits::ENDED_HOLDS_PRUNED_PER_ENTRY_MAX {
-            let Some(&(ended_at, hold)) = self.ended_holds.first() else {
+            let Some((ended_at, hold)) = self.ended_holds.first() else {
                 return;
             };
             if ended_at.saturating_add(retention) > self.now_ms {
@@ -287,13 +300,13 @@ impl StateMachine {
         for (id, hold) in self.holds.iter() {
             match hold.ended_at_ms {
                 None => {
-                    self.expiry_queue.insert((hold.expires_at_ms, id));
+                    self.expiry_queue.insert(hold.expires_at_ms, id);
                     if let Some(event) = self.events.get_mut(&*hold.event_id) {
                         event.customer_holds.add_shared(&hold.customer_id);
                     }
                 }
                 Some(ended_at) => {
-                    self.ended_holds.insert((ended_at, id));
+                    self.ended_holds.insert(ended_at, id);
                 }
             }
         }

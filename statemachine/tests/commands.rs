@@ -417,7 +417,7 @@ fn holds_per_customer_per_event_are_limited() {
     harness.held("c2", &["S-A-3"]);
     assert!(harness
         .run(Command::ReleaseHold {
-            hold_id: second.hold_id
+            hold_id: second.hold_id.to_string()
         })
         .is_success());
     harness.held("c1", &["S-A-4"]);
@@ -429,7 +429,7 @@ fn extend_within_maximum_life() {
     let hold = harness.held("c1", &["S-A-1"]);
     harness.advance(60_000);
     let Outcome::Extended(extended) = harness.run(Command::ExtendHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
         ttl_seconds: 7200,
     }) else {
         panic!()
@@ -438,7 +438,7 @@ fn extend_within_maximum_life() {
     assert_eq!(extended.expires_at_ms, hold.life_ends_at_ms);
     // A shorter extension never shortens the hold.
     let Outcome::Extended(again) = harness.run(Command::ExtendHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
         ttl_seconds: 1,
     }) else {
         panic!()
@@ -447,7 +447,7 @@ fn extend_within_maximum_life() {
     assert_refused_unchanged(
         &mut harness,
         Command::ExtendHold {
-            hold_id: hold.hold_id.clone(),
+            hold_id: hold.hold_id.to_string(),
             ttl_seconds: 0,
         },
         "INVALID_TTL",
@@ -470,18 +470,18 @@ fn extend_within_maximum_life() {
     );
     harness.now_ms = hold.life_ends_at_ms;
     let outcome = harness.run(Command::ExtendHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
         ttl_seconds: 10,
     });
     assert_eq!(code(&outcome), "HOLD_EXPIRED");
     let other = harness.held("c2", &["S-A-2"]);
     harness.run(Command::ReleaseHold {
-        hold_id: other.hold_id.clone(),
+        hold_id: other.hold_id.to_string(),
     });
     assert_refused_unchanged(
         &mut harness,
         Command::ExtendHold {
-            hold_id: other.hold_id,
+            hold_id: other.hold_id.to_string(),
             ttl_seconds: 10,
         },
         "HOLD_NOT_ACTIVE",
@@ -495,7 +495,7 @@ fn release_frees_items_once() {
         panic!()
     };
     let Outcome::Released(released) = harness.run(Command::ReleaseHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
     }) else {
         panic!()
     };
@@ -505,7 +505,7 @@ fn release_frees_items_once() {
     assert_refused_unchanged(
         &mut harness,
         Command::ReleaseHold {
-            hold_id: hold.hold_id.clone(),
+            hold_id: hold.hold_id.to_string(),
         },
         "HOLD_NOT_ACTIVE",
     );
@@ -573,7 +573,7 @@ fn refused_confirm_with_a_charge_records_a_refund() {
     // A wrong amount is refused and refunded.
     let other = harness.held("c2", &["S-A-2"]);
     let outcome = harness.run(Command::Confirm {
-        hold_id: other.hold_id.clone(),
+        hold_id: other.hold_id.to_string(),
         payment: payment(1),
     });
     assert_eq!(code(&outcome), "PAYMENT_AMOUNT_MISMATCH");
@@ -610,12 +610,12 @@ fn confirm_after_expiry_is_refused_even_before_items_are_freed() {
     // After the expiry entry the answer is the same: the hold expired.
     assert_eq!(code(&harness.confirm(&hold)), "HOLD_EXPIRED");
     let extend = Command::ExtendHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
         ttl_seconds: 60,
     };
     assert_refused_unchanged(&mut harness, extend, "HOLD_EXPIRED");
     let release = Command::ReleaseHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
     };
     assert_refused_unchanged(&mut harness, release, "HOLD_EXPIRED");
 }
@@ -682,7 +682,7 @@ fn cancel_booking_frees_items_and_owes_a_refund() {
         panic!()
     };
     let cancel = Command::CancelBooking {
-        booking_id: booking.booking_id.clone(),
+        booking_id: booking.booking_id.to_string(),
         reason: "sick".into(),
     };
     let Outcome::BookingCancelled(cancelled) = harness.run(cancel.clone()) else {
@@ -764,7 +764,7 @@ fn idempotent_replay_returns_the_first_answer() {
     assert_eq!(code(&taken), "SEAT_UNAVAILABLE");
     let Outcome::Held(hold) = first else { panic!() };
     harness.run(Command::ReleaseHold {
-        hold_id: hold.hold_id,
+        hold_id: hold.hold_id.to_string(),
     });
     let again = harness.run_keyed(
         "hold:k2",
@@ -831,7 +831,7 @@ fn outbox_orders_events_and_trims_on_acknowledgement() {
     harness.now_ms = hold.expires_at_ms;
     harness.run(Command::ExpireHolds { max_holds: 10 });
     harness.run(Command::CancelBooking {
-        booking_id: booking.booking_id.clone(),
+        booking_id: booking.booking_id.to_string(),
         reason: "r".into(),
     });
     let events = harness.state.outbox_events(0, 100);
@@ -1060,7 +1060,7 @@ fn ended_holds_are_forgotten_after_their_retention() {
     harness.run(Command::CreateEvent(cinema_event("film")));
     let hold = harness.held("c1", &["S-A-1"]);
     harness.run(Command::ReleaseHold {
-        hold_id: hold.hold_id.clone(),
+        hold_id: hold.hold_id.to_string(),
     });
     harness.advance(5_000);
     harness.held("c1", &["S-A-2"]);
@@ -1159,7 +1159,7 @@ fn refunds_owed_outlive_an_overflowing_outbox() {
     }
     for booking_id in &booking_ids {
         let outcome = harness.run(Command::CancelBooking {
-            booking_id: booking_id.clone(),
+            booking_id: booking_id.to_string(),
             reason: "changed plans".into(),
         });
         assert_eq!(code(&outcome), "OK", "{outcome:?}");

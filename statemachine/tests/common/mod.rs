@@ -69,7 +69,7 @@ impl Harness {
 
     pub fn confirm(&mut self, hold: &HoldView) -> Outcome {
         self.run(Command::Confirm {
-            hold_id: hold.hold_id.clone(),
+            hold_id: hold.hold_id.to_string(),
             payment: payment(hold.amount),
         })
     }
