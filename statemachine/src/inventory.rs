@@ -110,6 +110,112 @@ impl SeatIndex {
     }
 }
 
+/// A shortcut to the seats made by seat blocks, which are most seats of a large venue.
+///
+/// A block's seat is named `{section}-{row}-{number}`, and a block lays each row's seats out
+/// at consecutive positions in number order. For such a row, a seat's position is the row's
+/// first position plus the seat's distance from the row's first number: found by a lookup in
+/// the small, cache-resident table of rows and one read of the seat itself, where the
+/// [`SeatIndex`] probes a table as large as the venue. Every answer is checked against the
+/// seat's own id (ids are unique within an event), and anything not found this way (listed
+/// seats, rows that are not one run, removed seats) is looked up in the [`SeatIndex`].
+#[derive(Clone, Default)]
+pub(crate) struct RowIndex {
+    /// `(row position, hash)`, hashed by the row's `{section}-{name}`, the part of a block
+    /// seat's id before its number.
+    table: hashbrown::HashTable<(u32, u64)>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Per row: `(first number, first position)` when its seats are numbered and placed
+    /// consecutively.
+    runs: Vec<Option<(u32, u32)>>,
+}
+
+impl std::fmt::Debug for RowIndex {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "RowIndex({} rows)", self.table.len())
+    }
+}
+
+/// Whether `prefix` is `{section}-{name}`.
+fn names_row(prefix: &str, row: &Row) -> bool {
+    let (section, name) = (row.section.as_bytes(), row.name.as_bytes());
+    let prefix = prefix.as_bytes();
+    prefix.len() == section.len() + 1 + name.len()
+        && prefix.starts_with(section)
+        && prefix[section.len()] == b'-'
+        && prefix.ends_with(name)
+}
+
+impl RowIndex {
+    /// Takes in rows that are new or gained seats (`touched`, ascending).
+    fn refresh(&mut self, rows: &[Row], seats: &[Seat], touched: &[u32]) {
+        for &row in touched {
+            let position = row as usize;
+            if position >= self.runs.len() {
+                self.runs.resize(position + 1, None);
+                let prefix = format!("{}-{}", rows[position].section, rows[position].name);
+                let hash = self.hasher.hash_one(prefix.as_str());
+                self.table
+                    .insert_unique(hash, (row, hash), |&(_, hash)| hash);
+            }
+            self.runs[position] = run_of(&rows[position], seats);
+        }
+    }
+
+    fn rebuild(&mut self, rows: &[Row], seats: &[Seat]) {
+        self.table.clear();
+        self.runs.clear();
+        let all: Vec<u32> = (0..rows.len() as u32).collect();
+        self.refresh(rows, seats, &all);
+    }
+
+    /// The position of the block seat named `id`, if it is one.
+    fn find(&self, rows: &[Row], seats: &[Seat], id: &str) -> Option<u32> {
+        // `{prefix}-{number}`, the number at most nine digits (so it fits a u32).
+        let bytes = id.as_bytes();
+        let digits = bytes
+            .iter()
+            .rev()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 9 || digits >= bytes.len() {
+            return None;
+        }
+        let dash = bytes.len() - digits - 1;
+        if bytes[dash] != b'-' {
+            return None;
+        }
+        let number = bytes[dash + 1..]
+            .iter()
+            .fold(0u32, |number, digit| number * 10 + u32::from(digit - b'0'));
+        let prefix = &id[..dash];
+        let hash = self.hasher.hash_one(prefix);
+        let &(row, _) = self
+            .table
+            .find(hash, |&(row, _)| names_row(prefix, &rows[row as usize]))?;
+        let (first_number, first_position) = self.runs[row as usize]?;
+        let offset = number.checked_sub(first_number)?;
+        if offset as usize >= rows[row as usize].seats.len() {
+            return None;
+        }
+        let position = first_position + offset;
+        let seat = &seats[position as usize];
+        (*seat.id == *id && seat.state != SeatState::Removed).then_some(position)
+    }
+}
+
+/// `(first number, first position)` of a row whose seats are numbered and placed
+/// consecutively.
+fn run_of(row: &Row, seats: &[Seat]) -> Option<(u32, u32)> {
+    let &first = row.seats.first()?;
+    let first_number = seats[first as usize].number;
+    let consecutive = row.seats.iter().enumerate().all(|(offset, &position)| {
+        position == first + offset as u32
+            && seats[position as usize].number == first_number.wrapping_add(offset as u32)
+    });
+    consecutive.then_some((first_number, first))
+}
+
 /// Active holds per customer of one event, for the per-customer limit. Keyed by the shared
 /// customer id that the holds themselves carry. A hold looks its customer up once: the hash
 /// is computed once and handed to the later update. Each entry keeps its hash, so growing
@@ -219,6 +325,8 @@ pub(crate) struct Event {
     #[serde(skip)]
     pub index: SeatIndex,
     #[serde(skip)]
+    pub row_index: RowIndex,
+    #[serde(skip)]
     pub summary: Summary,
     /// Active holds per customer. Looked up, never iterated.
     #[serde(skip)]
@@ -230,7 +338,9 @@ pub(crate) struct Event {
 
 impl Event {
     pub fn seat_position(&self, id: &str) -> Option<u32> {
-        self.index.find(&self.seats, id)
+        self.row_index
+            .find(&self.rows, &self.seats, id)
+            .or_else(|| self.index.find(&self.seats, id))
     }
 
     pub fn rebuild_derived(&mut self) {
@@ -252,6 +362,7 @@ impl Event {
             }
             self.count_seat(state, 1);
         }
+        self.row_index.rebuild(&self.rows, &self.seats);
     }
 
     /// Adds (`sign = 1`) or removes (`sign = -1`) one seat in `state` from the summary.
@@ -517,6 +628,7 @@ impl StateMachine {
             seats: Vec::new(),
             pools: BTreeMap::new(),
             index: SeatIndex::default(),
+            row_index: RowIndex::default(),
             summary: Summary::default(),
             customer_holds: CustomerHolds::default(),
             section_rows: HashMap::new(),
@@ -814,12 +926,15 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
     }
     touched_rows.sort_unstable();
     touched_rows.dedup();
-    for row in touched_rows {
+    for &row in &touched_rows {
         let seats = &event.seats;
         event.rows[row as usize]
             .seats
             .sort_by_key(|&position| (seats[position as usize].number, position));
     }
+    event
+        .row_index
+        .refresh(&event.rows, &event.seats, &touched_rows);
 }
 
 fn insert_pools(event: &mut Event, pools: &[PoolSpec]) {
@@ -832,6 +947,134 @@ fn insert_pools(event: &mut Event, pools: &[PoolSpec]) {
                 booked: 0,
                 price: pool.price,
             },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, Entry};
+    use crate::StateMachine;
+
+    fn apply(state: &mut StateMachine, command: Command) {
+        let outcome = state.apply(&Entry {
+            time_ms: 1,
+            request_id: None,
+            command,
+        });
+        assert!(outcome.is_success(), "{outcome:?}");
+    }
+
+    fn block(section: &str, rows: &[&str], seats_per_row: u32) -> SeatBlock {
+        SeatBlock {
+            section: section.into(),
+            rows: rows.iter().map(|row| row.to_string()).collect(),
+            seats_per_row,
+            price: 100,
+        }
+    }
+
+    fn listed(id: &str, section: &str, row: &str, number: u32) -> SeatSpec {
+        SeatSpec {
+            id: id.into(),
+            section: section.into(),
+            row: row.into(),
+            number,
+            price: 100,
+        }
+    }
+
+    /// The row shortcut and the full index agree on every name: each seat, each removed
+    /// seat, and names that look like block seats but are not.
+    fn assert_lookups_agree(event: &Event, extra_names: &[&str]) {
+        let names = event
+            .seats
+            .iter()
+            .map(|seat| seat.id.to_string())
+            .chain(extra_names.iter().map(|name| name.to_string()));
+        for name in names {
+            assert_eq!(
+                event.seat_position(&name),
+                event.index.find(&event.seats, &name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_row_shortcut_finds_what_the_seat_index_finds() {
+        let mut state = StateMachine::default();
+        apply(
+            &mut state,
+            Command::CreateEvent(CreateEvent {
+                event_id: "e".into(),
+                name: "E".into(),
+                category: Category::Event,
+                starts_at_ms: None,
+                currency: "EUR".into(),
+                // A listed seat named like a block seat of another row, and a row whose
+                // seats are listed with a gap in their numbers.
+                seats: vec![
+                    listed("A-1-9", "B", "7", 1),
+                    listed("C-1-1", "C", "1", 1),
+                    listed("C-1-3", "C", "1", 3),
+                ],
+                seat_blocks: vec![block("A", &["1", "2"], 5), block("A-x", &["y-1"], 3)],
+                pools: vec![],
+            }),
+        );
+        let extras = [
+            "A-1-0",
+            "A-1-6",
+            "A-1-99999999999",
+            "A-3-1",
+            "A-1-",
+            "-1-1",
+            "A1",
+            "C-1-2",
+        ];
+        assert_lookups_agree(&state.events["e"], &extras);
+        // Rows B-7, C-1 (a gap), A-1, A-2 and A-x/y-1, in the order their seats came.
+        assert_eq!(
+            state.events["e"].row_index.runs,
+            [
+                Some((1, 0)),
+                None,
+                Some((1, 3)),
+                Some((1, 8)),
+                Some((1, 13))
+            ]
+        );
+
+        // Seats added to a block row after the fact, and a removed seat.
+        apply(
+            &mut state,
+            Command::AddSeats {
+                event_id: "e".into(),
+                seats: vec![listed("A-1-6", "A", "1", 6)],
+                seat_blocks: vec![block("D", &["1"], 2)],
+            },
+        );
+        apply(
+            &mut state,
+            Command::RemoveSeat {
+                event_id: "e".into(),
+                seat_id: "A-2-3".into(),
+            },
+        );
+        assert_lookups_agree(&state.events["e"], &extras);
+        assert_eq!(state.events["e"].seat_position("A-2-3"), None);
+        let runs = &state.events["e"].row_index.runs;
+        assert_eq!(runs[2], None, "A-1-6 sits apart from the rest of its row");
+        assert_eq!(runs[5], Some((1, 17)), "the new row D-1");
+
+        // And after a snapshot restore.
+        let restored = StateMachine::from_snapshot_bytes(&state.snapshot_bytes()).unwrap();
+        assert_lookups_agree(&restored.events["e"], &extras);
+        assert_eq!(
+            restored.events["e"].row_index.runs,
+            state.events["e"].row_index.runs
         );
     }
 }
