@@ -71,7 +71,7 @@ impl StateMachine {
             let refund_id = parse_id(REFUND_ID_PREFIX, &refund.refund_id).expect("just formatted");
             self.bookings.get_mut(&id).expect("booking exists").refund = Some(refund_id);
         }
-        Ok(Outcome::BookingCancelled(self.booking_view(id)))
+        Ok(Outcome::BookingCancelled(Box::new(self.booking_view(id))))
     }
 
     pub(crate) fn mark_refunded(&mut self, refund_id: &str) -> Result<Outcome, Rejection> {

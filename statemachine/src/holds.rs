@@ -276,6 +276,16 @@ fn take_placement(event: &Event, placement: &Placement, count: usize) -> Vec<u32
     event.rows[placement.row].seats[placement.start..placement.start + count].to_vec()
 }
 
+/// A hold's pool lines, copied. Nearly every hold of seats has none, and `Vec::clone` of an
+/// empty list is not free.
+fn clone_lines(lines: &[PoolQuantity]) -> Vec<PoolQuantity> {
+    if lines.is_empty() {
+        Vec::new()
+    } else {
+        lines.to_vec()
+    }
+}
+
 /// The answer about `hold` (id `id`) of `event`.
 fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
     HoldView {
@@ -288,7 +298,7 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
             .iter()
             .map(|&p| event.seats[p as usize].id.clone())
             .collect(),
-        pools: hold.pools.clone(),
+        pools: clone_lines(&hold.pools),
         amount: hold.amount,
         currency: CompactString::from(event.currency.as_str()),
         created_at_ms: hold.created_at_ms,
@@ -368,7 +378,7 @@ impl StateMachine {
             event_id: event.id.clone(),
             customer_id,
             seats,
-            pools: request.pools.clone(),
+            pools: clone_lines(&request.pools),
             amount,
             created_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_ms).min(life_ends_at_ms),
@@ -569,7 +579,7 @@ impl StateMachine {
             .or_default()
             .push(booking_id);
         self.bookings.insert(booking_id, booking);
-        Ok(Outcome::Confirmed(self.booking_view(booking_id)))
+        Ok(Outcome::Confirmed(Box::new(self.booking_view(booking_id))))
     }
 
     pub(crate) fn record_refund(

@@ -417,24 +417,46 @@ impl Event {
     }
 }
 
+/// Bytes an id may hold without a closer look: printable ASCII except `/`.
+const PLAIN_ID_BYTE: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut byte = b'!';
+    while byte <= b'~' {
+        plain[byte as usize] = byte != b'/';
+        byte += 1;
+    }
+    plain
+};
+
+/// Checks an id: 1 to [`ID_BYTES_MAX`] bytes, no space, control character or `/`. Every id
+/// of every command passes here, so the common case (printable ASCII) is one table lookup a
+/// byte; the rest is left to [`check_id_closely`].
+#[inline]
 pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty()
+        || id.len() > ID_BYTES_MAX
+        || !id.bytes().all(|byte| PLAIN_ID_BYTE[byte as usize])
+    {
+        return check_id_closely(field, id);
+    }
+    Ok(())
+}
+
+/// [`validate_id`] for an id that is empty, too long or not plain ASCII: Unicode letters
+/// pass, Unicode spaces and control characters do not.
+#[cold]
+#[inline(never)]
+fn check_id_closely(field: &str, id: &str) -> Result<(), Rejection> {
     if id.is_empty() || id.len() > ID_BYTES_MAX {
         return Err(Rejection::invalid(
             field,
             format!("must be 1 to {ID_BYTES_MAX} bytes"),
         ));
     }
-    // Printable ASCII without space and '/' (nearly every id) passes in one branch-free pass
-    // over the bytes; anything else is checked char by char, for Unicode's control and
-    // space characters.
-    let printable = id.bytes().fold(true, |printable, b| {
-        printable & (b.wrapping_sub(b'!') <= b'~' - b'!') & (b != b'/')
-    });
-    let forbidden = !printable
-        && id
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '/');
-    if forbidden {
+    if id
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
         return Err(Rejection::invalid(
             field,
             "must not contain spaces, control characters or '/'",

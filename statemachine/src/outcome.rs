@@ -15,8 +15,10 @@ pub enum Outcome {
     Held(HoldView),
     Extended(HoldView),
     Released(HoldView),
-    Confirmed(BookingView),
-    BookingCancelled(BookingView),
+    /// Boxed, as is every booking answer: a booking is more than twice the size of the
+    /// next largest answer, and every outcome is moved a few times on its way out.
+    Confirmed(Box<BookingView>),
+    BookingCancelled(Box<BookingView>),
     RefundMarked(RefundView),
     HoldsExpired {
         hold_ids: Vec<String>,

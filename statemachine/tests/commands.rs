@@ -543,7 +543,7 @@ fn confirm_creates_a_booking() {
     let stored = harness.state.hold_by_id(&hold.hold_id).unwrap();
     assert_eq!(stored.status, HoldStatus::Confirmed);
     assert_eq!(stored.booking_id.as_deref(), Some("b_1"));
-    assert_eq!(harness.state.booking_by_id("b_1").unwrap(), booking);
+    assert_eq!(harness.state.booking_by_id("b_1").unwrap(), *booking);
 }
 
 #[test]

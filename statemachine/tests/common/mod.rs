@@ -77,7 +77,7 @@ impl Harness {
     pub fn booked(&mut self, customer: &str, seats: &[&str]) -> BookingView {
         let hold = self.held(customer, seats);
         match self.confirm(&hold) {
-            Outcome::Confirmed(view) => view,
+            Outcome::Confirmed(view) => *view,
             other => panic!("expected a booking, got {other:?}"),
         }
     }
