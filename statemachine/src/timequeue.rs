@@ -66,6 +66,12 @@ impl TimeQueue {
     /// Removes `(time_ms, hold)`; false if it was not there.
     pub fn remove(&mut self, time_ms: u64, hold: u64) -> bool {
         let key = (time_ms, hold);
+        // The earliest key (an expiry, the oldest ended hold) without a search.
+        if self.run.front() == Some(&key) {
+            self.run.pop_front();
+            self.drop_dead_front();
+            return true;
+        }
         let Some(index) = self.find_in_run(key) else {
             return self.others.remove(&key);
         };
