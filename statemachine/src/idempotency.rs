@@ -43,8 +43,25 @@ fn encode_into<T: Serialize>(value: &T, scratch: &mut Vec<u8>) {
 /// every replica and every binary version computes the same value. `scratch` is a buffer
 /// reused between calls.
 pub(crate) fn fingerprint(command: &Command, scratch: &mut Vec<u8>) -> u64 {
-    encode_into(command, scratch);
+    match command {
+        Command::Hold(request) => {
+            scratch.clear();
+            crate::fastcode::hold_command(request, scratch);
+        }
+        command => encode_into(command, scratch),
+    }
     xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+/// Encodes `outcome` into `scratch` (cleared first) in bincode's standard encoding.
+fn encode_outcome(outcome: &Outcome, scratch: &mut Vec<u8>) {
+    match outcome {
+        Outcome::Held(view) => {
+            scratch.clear();
+            crate::fastcode::held(view, scratch);
+        }
+        outcome => encode_into(outcome, scratch),
+    }
 }
 
 /// One remembered answer.
@@ -187,7 +204,7 @@ impl IdempotencyTable {
 
     /// Remembers `outcome` for a request id that is not in the table.
     pub fn insert(&mut self, request_id: &str, fingerprint: u64, now_ms: u64, outcome: &Outcome) {
-        encode_into(outcome, &mut self.scratch);
+        encode_outcome(outcome, &mut self.scratch);
         let record = Record {
             request_id: request_id.into(),
             fingerprint,

@@ -26,6 +26,7 @@
 
 mod bookings;
 mod command;
+mod fastcode;
 mod holds;
 mod idempotency;
 mod idmap;
