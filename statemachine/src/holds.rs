@@ -83,7 +83,10 @@ fn validate_hold_request(request: &HoldRequest) -> Result<u64, Rejection> {
 
 /// The first name that appears twice. Lists are at most [`HOLD_ITEMS_MAX`] long, so a
 /// quadratic scan without allocation beats hashing.
-fn first_duplicate<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<&'a str> {
+fn first_duplicate<'a>(names: impl ExactSizeIterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    if names.len() < 2 {
+        return None;
+    }
     names.clone().enumerate().find_map(|(index, name)| {
         names
             .clone()

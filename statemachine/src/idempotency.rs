@@ -132,8 +132,14 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
+/// Where a request id that is not in the table goes (its hash, computed once).
+pub(crate) struct Vacancy {
+    hash: u64,
+}
+
 pub(crate) enum Lookup<'a> {
-    Absent,
+    /// Not in the table: [`IdempotencyTable::insert`] it with this vacancy.
+    Absent(Vacancy),
     /// The same command was applied under this id: replay [`Record::outcome`].
     Replay(&'a Record),
     Conflict,
@@ -150,7 +156,9 @@ pub(crate) enum Lookup<'a> {
 pub(crate) struct IdempotencyTable {
     records: VecDeque<Record>,
     first_position: u64,
-    index: HashTable<u64>,
+    /// `(position, hash)`: growing the index rehashes from the hashes kept here, without
+    /// reading every record's id.
+    index: HashTable<(u64, u64)>,
     hasher: DefaultHashBuilder,
     /// Reused encoding buffer (fingerprints and outcomes); not state.
     scratch: Vec<u8>,
@@ -171,18 +179,21 @@ impl IdempotencyTable {
         self.records.len()
     }
 
-    fn position_of(&self, request_id: &str) -> Option<u64> {
+    /// The position of `request_id`'s record, and the id's hash.
+    fn position_of(&self, request_id: &str) -> (Option<u64>, u64) {
         let hash = self.hasher.hash_one(request_id);
         let (records, first) = (&self.records, self.first_position);
-        self.index
-            .find(hash, |&position| {
+        let position = self
+            .index
+            .find(hash, |&(position, _)| {
                 *records[(position - first) as usize].request_id == *request_id
             })
-            .copied()
+            .map(|&(position, _)| position);
+        (position, hash)
     }
 
     pub fn contains(&self, request_id: &str) -> bool {
-        self.position_of(request_id).is_some()
+        self.position_of(request_id).0.is_some()
     }
 
     /// The fingerprint of `command` (see [`fingerprint`]), computed in the table's buffer.
@@ -191,8 +202,9 @@ impl IdempotencyTable {
     }
 
     pub fn lookup(&self, request_id: &str, fingerprint: u64) -> Lookup<'_> {
-        let Some(position) = self.position_of(request_id) else {
-            return Lookup::Absent;
+        let (position, hash) = self.position_of(request_id);
+        let Some(position) = position else {
+            return Lookup::Absent(Vacancy { hash });
         };
         let record = &self.records[(position - self.first_position) as usize];
         if record.fingerprint == fingerprint {
@@ -202,8 +214,16 @@ impl IdempotencyTable {
         }
     }
 
-    /// Remembers `outcome` for a request id that is not in the table.
-    pub fn insert(&mut self, request_id: &str, fingerprint: u64, now_ms: u64, outcome: &Outcome) {
+    /// Remembers `outcome` for a request id that [`IdempotencyTable::lookup`] found absent,
+    /// before anything else was inserted.
+    pub fn insert(
+        &mut self,
+        vacancy: Vacancy,
+        request_id: &str,
+        fingerprint: u64,
+        now_ms: u64,
+        outcome: &Outcome,
+    ) {
         encode_outcome(outcome, &mut self.scratch);
         let record = Record {
             request_id: request_id.into(),
@@ -211,17 +231,15 @@ impl IdempotencyTable {
             stored_at_ms: now_ms,
             outcome: Box::from(&self.scratch[..]),
         };
-        self.push(record);
+        self.push(record, vacancy.hash);
     }
 
-    fn push(&mut self, record: Record) {
+    fn push(&mut self, record: Record, hash: u64) {
+        debug_assert_eq!(hash, self.hasher.hash_one(&*record.request_id));
         let position = self.first_position + self.records.len() as u64;
-        let hash = self.hasher.hash_one(&*record.request_id);
         self.records.push_back(record);
-        let (records, first, hasher) = (&self.records, self.first_position, &self.hasher);
-        self.index.insert_unique(hash, position, |&other| {
-            hasher.hash_one(&*records[(other - first) as usize].request_id)
-        });
+        self.index
+            .insert_unique(hash, (position, hash), |&(_, hash)| hash);
     }
 
     /// Forgets records whose retention window has passed.
@@ -232,7 +250,7 @@ impl IdempotencyTable {
             }
             let hash = self.hasher.hash_one(&*front.request_id);
             let position = self.first_position;
-            if let Ok(entry) = self.index.find_entry(hash, |&other| other == position) {
+            if let Ok(entry) = self.index.find_entry(hash, |&(other, _)| other == position) {
                 entry.remove();
             }
             self.records.pop_front();
@@ -249,7 +267,8 @@ impl IdempotencyTable {
         table.records.reserve(records.len());
         table.index.reserve(records.len(), |_| 0);
         for record in records {
-            table.push(record);
+            let hash = table.hasher.hash_one(&*record.request_id);
+            table.push(record, hash);
         }
         table
     }
@@ -287,12 +306,25 @@ mod tests {
         );
     }
 
+    fn remember(
+        table: &mut IdempotencyTable,
+        request_id: &str,
+        fingerprint: u64,
+        now_ms: u64,
+        outcome: &Outcome,
+    ) {
+        let Lookup::Absent(vacancy) = table.lookup(request_id, fingerprint) else {
+            panic!("{request_id} is new");
+        };
+        table.insert(vacancy, request_id, fingerprint, now_ms, outcome);
+    }
+
     #[test]
     fn records_replay_their_outcome_and_survive_eviction_of_older_ones() {
         let mut table = IdempotencyTable::default();
         let outcome = |n: u64| Outcome::Rejected(Rejection::IdempotencyTableFull { entries: n });
         for n in 0..100u64 {
-            table.insert(&format!("k{n}"), n, n * 10, &outcome(n));
+            remember(&mut table, &format!("k{n}"), n, n * 10, &outcome(n));
         }
         table.evict_expired(500, 100); // forgets stored_at <= 400, i.e. k0..=k40
         assert_eq!(table.len(), 59);
@@ -309,14 +341,14 @@ mod tests {
         assert!(
             matches!(restored.lookup("k99", 99), Lookup::Replay(found) if found.outcome() == outcome(99))
         );
-        assert!(matches!(restored.lookup("k40", 40), Lookup::Absent));
+        assert!(matches!(restored.lookup("k40", 40), Lookup::Absent(_)));
     }
 
     #[test]
     fn a_record_serialises_as_its_outcome_value() {
         let mut table = IdempotencyTable::default();
         let outcome = Outcome::NodeRetired { node_id: 7 };
-        table.insert("k", 1, 2, &outcome);
+        remember(&mut table, "k", 1, 2, &outcome);
         let record = table.records().next().unwrap();
         let as_value = RecordRef {
             request_id: "k",

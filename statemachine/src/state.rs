@@ -210,15 +210,15 @@ impl StateMachine {
             return self.execute(&entry.command);
         };
         let fingerprint = self.idempotency.fingerprint(&entry.command);
-        match self.idempotency.lookup(request_id, fingerprint) {
+        let vacancy = match self.idempotency.lookup(request_id, fingerprint) {
             Lookup::Replay(record) => return record.outcome(),
             Lookup::Conflict => {
                 return Outcome::Rejected(Rejection::IdempotencyKeyReused {
                     request_id: request_id.to_string(),
                 })
             }
-            Lookup::Absent => {}
-        }
+            Lookup::Absent(vacancy) => vacancy,
+        };
         if request_id.is_empty() || request_id.len() > crate::limits::REQUEST_ID_BYTES_MAX {
             return Outcome::Rejected(Rejection::invalid(
                 "request_id",
@@ -233,7 +233,7 @@ impl StateMachine {
         }
         let outcome = self.execute(&entry.command);
         self.idempotency
-            .insert(request_id, fingerprint, self.now_ms, &outcome);
+            .insert(vacancy, request_id, fingerprint, self.now_ms, &outcome);
         outcome
     }
 
