@@ -67,22 +67,42 @@ fn encode_outcome(outcome: &Outcome, scratch: &mut Vec<u8>) {
 /// One remembered answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
-    pub request_id: Box<str>,
+    /// The request id's bytes and then the outcome in bincode's standard encoding
+    /// (deterministic, so equal outcomes give equal bytes): one allocation per record.
+    bytes: Box<[u8]>,
+    request_id_len: u32,
     pub fingerprint: u64,
     pub stored_at_ms: u64,
-    /// The outcome in bincode's standard encoding (deterministic, so equal outcomes give
-    /// equal bytes).
-    outcome: Box<[u8]>,
 }
 
 impl Record {
+    fn new(request_id: &str, fingerprint: u64, stored_at_ms: u64, outcome: &[u8]) -> Record {
+        let mut bytes = Vec::with_capacity(request_id.len() + outcome.len());
+        bytes.extend_from_slice(request_id.as_bytes());
+        bytes.extend_from_slice(outcome);
+        Record {
+            bytes: bytes.into_boxed_slice(),
+            request_id_len: u32::try_from(request_id.len()).expect("request ids are short"),
+            fingerprint,
+            stored_at_ms,
+        }
+    }
+
+    fn request_id_bytes(&self) -> &[u8] {
+        &self.bytes[..self.request_id_len as usize]
+    }
+
+    pub fn request_id(&self) -> &str {
+        std::str::from_utf8(self.request_id_bytes()).expect("stored from a str")
+    }
+
     /// The outcome in bincode's standard encoding.
     pub fn encoded_outcome(&self) -> &[u8] {
-        &self.outcome
+        &self.bytes[self.request_id_len as usize..]
     }
 
     pub fn outcome(&self) -> Outcome {
-        bincode::serde::decode_from_slice(&self.outcome, bincode_config())
+        bincode::serde::decode_from_slice(self.encoded_outcome(), bincode_config())
             .expect("the table encoded this outcome itself")
             .0
     }
@@ -109,7 +129,7 @@ struct RecordOwned {
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         RecordRef {
-            request_id: &self.request_id,
+            request_id: self.request_id(),
             fingerprint: self.fingerprint,
             stored_at_ms: self.stored_at_ms,
             outcome: self.outcome(),
@@ -123,12 +143,12 @@ impl<'de> Deserialize<'de> for Record {
         let record = RecordOwned::deserialize(deserializer)?;
         let mut scratch = Vec::new();
         encode_into(&record.outcome, &mut scratch);
-        Ok(Record {
-            request_id: record.request_id.into_boxed_str(),
-            fingerprint: record.fingerprint,
-            stored_at_ms: record.stored_at_ms,
-            outcome: scratch.into_boxed_slice(),
-        })
+        Ok(Record::new(
+            &record.request_id,
+            record.fingerprint,
+            record.stored_at_ms,
+            &scratch,
+        ))
     }
 }
 
@@ -181,12 +201,12 @@ impl IdempotencyTable {
 
     /// The position of `request_id`'s record, and the id's hash.
     fn position_of(&self, request_id: &str) -> (Option<u64>, u64) {
-        let hash = self.hasher.hash_one(request_id);
+        let hash = self.hasher.hash_one(request_id.as_bytes());
         let (records, first) = (&self.records, self.first_position);
         let position = self
             .index
             .find(hash, |&(position, _)| {
-                *records[(position - first) as usize].request_id == *request_id
+                records[(position - first) as usize].request_id_bytes() == request_id.as_bytes()
             })
             .map(|&(position, _)| position);
         (position, hash)
@@ -225,17 +245,12 @@ impl IdempotencyTable {
         outcome: &Outcome,
     ) {
         encode_outcome(outcome, &mut self.scratch);
-        let record = Record {
-            request_id: request_id.into(),
-            fingerprint,
-            stored_at_ms: now_ms,
-            outcome: Box::from(&self.scratch[..]),
-        };
+        let record = Record::new(request_id, fingerprint, now_ms, &self.scratch);
         self.push(record, vacancy.hash);
     }
 
     fn push(&mut self, record: Record, hash: u64) {
-        debug_assert_eq!(hash, self.hasher.hash_one(&*record.request_id));
+        debug_assert_eq!(hash, self.hasher.hash_one(record.request_id_bytes()));
         let position = self.first_position + self.records.len() as u64;
         self.records.push_back(record);
         self.index
@@ -248,7 +263,7 @@ impl IdempotencyTable {
             if front.stored_at_ms.saturating_add(retention_ms) > now_ms {
                 return;
             }
-            let hash = self.hasher.hash_one(&*front.request_id);
+            let hash = self.hasher.hash_one(front.request_id_bytes());
             let position = self.first_position;
             if let Ok(entry) = self.index.find_entry(hash, |&(other, _)| other == position) {
                 entry.remove();
@@ -267,7 +282,7 @@ impl IdempotencyTable {
         table.records.reserve(records.len());
         table.index.reserve(records.len(), |_| 0);
         for record in records {
-            let hash = table.hasher.hash_one(&*record.request_id);
+            let hash = table.hasher.hash_one(record.request_id_bytes());
             table.push(record, hash);
         }
         table

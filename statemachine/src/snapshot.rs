@@ -127,7 +127,7 @@ impl StateMachine {
         encode(&(self.idempotency.len() as u64), &mut writer)?;
         for record in self.idempotency.records() {
             encode(
-                &(&*record.request_id, record.fingerprint, record.stored_at_ms),
+                &(record.request_id(), record.fingerprint, record.stored_at_ms),
                 &mut writer,
             )?;
             writer.write_all(record.encoded_outcome())?;
