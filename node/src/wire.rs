@@ -270,7 +270,7 @@ impl HoldJson {
             status: view.status.as_str(),
             event_id: view.event_id.clone(),
             customer_id: view.customer_id.clone(),
-            seats: view.seats.clone(),
+            seats: view.seats.to_vec(),
             pools: pool_lines(&view.pools),
             amount: view.amount,
             currency: view.currency.clone(),

@@ -22,7 +22,7 @@ const OUTCOME_HELD: u64 = 2;
 /// `Command::Hold`'s variant index.
 const COMMAND_HOLD: u64 = 6;
 
-#[inline]
+#[inline(always)]
 fn integer(value: u64, out: &mut Vec<u8>) {
     if value < 251 {
         out.push(value as u8);
@@ -38,7 +38,7 @@ fn integer(value: u64, out: &mut Vec<u8>) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn text(value: &str, out: &mut Vec<u8>) {
     integer(value.len() as u64, out);
     out.extend_from_slice(value.as_bytes());

@@ -281,6 +281,7 @@ fn take_placement(event: &Event, placement: &Placement, count: usize) -> Vec<u32
 
 /// A hold's pool lines, copied. Nearly every hold of seats has none, and `Vec::clone` of an
 /// empty list is not free.
+#[inline]
 fn clone_lines(lines: &[PoolQuantity]) -> Vec<PoolQuantity> {
     if lines.is_empty() {
         Vec::new()

@@ -46,5 +46,7 @@ pub use invariants::InvariantViolation;
 pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;
 pub use outcome::*;
+/// The list type of a [`HoldView`]'s seats.
+pub use smallvec::SmallVec;
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use state::StateMachine;

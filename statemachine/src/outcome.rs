@@ -4,6 +4,7 @@
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::command::{Category, PaymentRecord, PoolQuantity};
 
@@ -87,14 +88,15 @@ impl HoldStatus {
 /// A hold as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 ///
-/// Ids are [`CompactString`]s: inline up to 24 bytes, so building the answer to a hold
-/// allocates only its seat list. They serialise as plain strings.
+/// Ids are [`CompactString`]s, inline up to 24 bytes, and a list of up to two seats is
+/// inline too, so the answer to a typical hold is built without an allocation. They
+/// serialise as plain strings and a sequence.
 pub struct HoldView {
     pub hold_id: CompactString,
     pub status: HoldStatus,
     pub event_id: CompactString,
     pub customer_id: CompactString,
-    pub seats: Vec<CompactString>,
+    pub seats: SmallVec<[CompactString; 2]>,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
     pub currency: CompactString,

@@ -900,7 +900,7 @@ fn best_available_holds_adjacent_seats_near_the_centre() {
     let Outcome::Held(hold) = harness.run(best(4, None, false)) else {
         panic!()
     };
-    assert_eq!(hold.seats, vec!["S-A-4", "S-A-5", "S-A-6", "S-A-7"]);
+    assert_eq!(hold.seats[..], ["S-A-4", "S-A-5", "S-A-6", "S-A-7"]);
 }
 
 #[test]
@@ -913,7 +913,7 @@ fn best_available_avoids_orphan_seats() {
     };
     // 1-3 would orphan seat 4; 2-4 would orphan seat 1; 6-8 leaves 9-10 (a pair), 8-10 leaves 6-7.
     // Closest to the centre without an orphan in row A: 6-8 (centre 7) vs 8-10 (centre 9).
-    assert_eq!(hold.seats, vec!["S-A-6", "S-A-7", "S-A-8"]);
+    assert_eq!(hold.seats[..], ["S-A-6", "S-A-7", "S-A-8"]);
     // Only 9-10 and 1-4 left in row A; two seats: 1-2 and 3-4 leave no orphan, 9-10 none either.
     let Outcome::Held(pair) = harness.run(best(2, None, false)) else {
         panic!()
