@@ -140,8 +140,8 @@ impl StateMachine {
             booking_id: compact_id(BOOKING_ID_PREFIX, id),
             hold_id: compact_id(HOLD_ID_PREFIX, booking.hold),
             status: booking.status,
-            event_id: CompactString::from(&*booking.event_id),
-            customer_id: CompactString::from(&*booking.customer_id),
+            event_id: booking.event_id.clone(),
+            customer_id: booking.customer_id.clone(),
             seats: booking
                 .seats
                 .iter()

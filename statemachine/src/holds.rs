@@ -295,8 +295,8 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
     HoldView {
         hold_id: compact_id(HOLD_ID_PREFIX, id),
         status: hold.status,
-        event_id: CompactString::from(&*hold.event_id),
-        customer_id: CompactString::from(&*hold.customer_id),
+        event_id: hold.event_id.clone(),
+        customer_id: hold.customer_id.clone(),
         seats: hold
             .seats
             .iter()
@@ -373,14 +373,14 @@ impl StateMachine {
                 .held += u64::from(line.quantity);
         }
         event.version += 1;
-        let customer_id = event
+        event
             .customer_holds
             .add(customer_hash, &request.customer_id);
         let now_ms = *now_ms;
         let life_ends_at_ms = now_ms.saturating_add(config.hold_life_ms_max);
         let hold = Hold {
             event_id: event.id.clone(),
-            customer_id,
+            customer_id: CompactString::from(request.customer_id.as_str()),
             seats,
             pools: clone_lines(&request.pools),
             amount,

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use hashbrown::{HashMap, HashSet};
@@ -216,10 +215,13 @@ fn run_of(row: &Row, seats: &[Seat]) -> Option<(u32, u32)> {
     consecutive.then_some((first_number, first))
 }
 
-/// Active holds per customer of one event, for the per-customer limit. Keyed by the shared
-/// customer id that the holds themselves carry. A hold looks its customer up once: the hash
-/// is computed once and handed to the later update. Each entry keeps its hash, so growing
-/// the table does not reread every customer's id.
+/// Active holds per customer of one event, for the per-customer limit. A hold looks its
+/// customer up once: the hash is computed once and handed to the later update. Each entry
+/// keeps its hash, so growing the table does not reread every customer's id.
+///
+/// Ids here and in the holds are [`CompactString`]s, copied rather than shared: a shared
+/// (`Arc`) id costs an atomic increment per hold, and an atomic instruction waits for every
+/// store before it, on a path that writes fresh memory.
 #[derive(Clone, Default)]
 pub(crate) struct CustomerHolds {
     table: hashbrown::HashTable<CustomerEntry>,
@@ -228,7 +230,7 @@ pub(crate) struct CustomerHolds {
 
 #[derive(Clone)]
 struct CustomerEntry {
-    id: Arc<str>,
+    id: CompactString,
     hash: u64,
     holds: u32,
 }
@@ -251,35 +253,18 @@ impl CustomerHolds {
             .map_or(0, |entry| entry.holds)
     }
 
-    /// Counts one more hold and returns the shared id for it.
-    pub fn add(&mut self, hash: u64, customer_id: &str) -> Arc<str> {
-        self.add_with(hash, customer_id, || Arc::from(customer_id))
-    }
-
-    /// Counts one more hold of a customer whose shared id the hold already has.
-    pub fn add_shared(&mut self, customer_id: &Arc<str>) {
-        let hash = self.hash(customer_id);
-        self.add_with(hash, customer_id, || customer_id.clone());
-    }
-
-    fn add_with(
-        &mut self,
-        hash: u64,
-        customer_id: &str,
-        shared: impl FnOnce() -> Arc<str>,
-    ) -> Arc<str> {
+    /// Counts one more hold of the customer whose id hashes to `hash`.
+    pub fn add(&mut self, hash: u64, customer_id: &str) {
         if let Some(entry) = self.table.find_mut(hash, |entry| *entry.id == *customer_id) {
             entry.holds += 1;
-            return entry.id.clone();
+            return;
         }
-        let id = shared();
         let entry = CustomerEntry {
-            id: id.clone(),
+            id: CompactString::from(customer_id),
             hash,
             holds: 1,
         };
         self.table.insert_unique(hash, entry, |entry| entry.hash);
-        id
     }
 
     /// Counts one hold fewer; a customer with none left is forgotten.
@@ -310,9 +295,9 @@ impl CustomerHolds {
 /// One event: description, inventory and counters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Event {
-    /// The event's id (its key in [`StateMachine::events`]), shared by its holds.
+    /// The event's id (its key in [`StateMachine::events`]), copied into its holds.
     #[serde(skip)]
-    pub id: Arc<str>,
+    pub id: CompactString,
     pub name: String,
     pub category: Category,
     pub starts_at_ms: Option<u64>,
@@ -640,7 +625,7 @@ impl StateMachine {
         validate_pools(&create.pools, &BTreeMap::new())?;
 
         let mut event = Event {
-            id: Arc::from(create.event_id.as_str()),
+            id: CompactString::from(create.event_id.as_str()),
             name: create.name.clone(),
             category: create.category,
             starts_at_ms: create.starts_at_ms,

@@ -1,7 +1,7 @@
 //! The replicated state and the one entry point that changes it: [`StateMachine::apply`].
 
+use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -48,22 +48,6 @@ pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// An id shared by the records that name it (a customer's holds and bookings, an event's
-/// holds), so a hold clones no strings. Serialised as a plain string.
-pub(crate) mod shared_id {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(id: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(id)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
-        String::deserialize(deserializer).map(Arc::from)
-    }
-}
-
 /// Positions of seats in an event's seat table: inline for up to four (almost every hold),
 /// so a hold's seat list is not an allocation of its own. Serialised as a sequence, like a
 /// `Vec`.
@@ -72,10 +56,8 @@ pub(crate) type Positions = smallvec::SmallVec<[u32; 4]>;
 /// A hold: items taken for one customer until it is confirmed, released or expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hold {
-    #[serde(with = "shared_id")]
-    pub event_id: Arc<str>,
-    #[serde(with = "shared_id")]
-    pub customer_id: Arc<str>,
+    pub event_id: CompactString,
+    pub customer_id: CompactString,
     /// Positions of the held seats in the event's seat table.
     pub seats: Positions,
     pub pools: Vec<PoolQuantity>,
@@ -92,10 +74,8 @@ pub(crate) struct Hold {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Booking {
     pub hold: u64,
-    #[serde(with = "shared_id")]
-    pub event_id: Arc<str>,
-    #[serde(with = "shared_id")]
-    pub customer_id: Arc<str>,
+    pub event_id: CompactString,
+    pub customer_id: CompactString,
     pub seats: Positions,
     pub pools: Vec<PoolQuantity>,
     pub amount: u64,
@@ -146,7 +126,7 @@ pub struct StateMachine {
     /// Ended holds by `(ended_at_ms, hold)`, pruned after their retention.
     pub(crate) ended_holds: TimeQueue,
     /// Bookings of each customer in ascending id order. Looked up, never iterated.
-    pub(crate) customer_bookings: HashMap<Arc<str>, Vec<u64>>,
+    pub(crate) customer_bookings: HashMap<CompactString, Vec<u64>>,
 }
 
 impl Default for StateMachine {
@@ -294,7 +274,7 @@ impl StateMachine {
         self.expiry_queue.clear();
         self.ended_holds.clear();
         for (id, event) in self.events.iter_mut() {
-            event.id = Arc::from(id.as_str());
+            event.id = CompactString::from(id.as_str());
             event.rebuild_derived();
         }
         for (id, hold) in self.holds.iter() {
@@ -302,7 +282,8 @@ impl StateMachine {
                 None => {
                     self.expiry_queue.insert(hold.expires_at_ms, id);
                     if let Some(event) = self.events.get_mut(&*hold.event_id) {
-                        event.customer_holds.add_shared(&hold.customer_id);
+                        let hash = event.customer_holds.hash(&hold.customer_id);
+                        event.customer_holds.add(hash, &hold.customer_id);
                     }
                 }
                 Some(ended_at) => {
