@@ -313,14 +313,23 @@ fn main() {
         );
         std::hint::black_box(sink);
     }
-    let started = Instant::now();
-    let page = state.availability("arena", None, None, 5000).unwrap();
+    // One page takes well under a millisecond, and the first ones after the holds pay for
+    // the allocator's fresh pages: the median of 21 pages.
+    let mut page_times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            let page = state.availability("arena", None, None, 5000).unwrap();
+            let elapsed = started.elapsed();
+            assert_eq!(page.seats.len(), 5000);
+            elapsed
+        })
+        .collect();
+    page_times.sort_unstable();
     println!(
         "{:<44} {:>14}",
-        "availability page of 5000 seats",
-        format!("{:.2} ms", started.elapsed().as_secs_f64() * 1e3)
+        "availability page of 5000 seats (median)",
+        format!("{:.2} ms", page_times[10].as_secs_f64() * 1e3)
     );
-    assert_eq!(page.seats.len(), 5000);
 
     let started = Instant::now();
     let bytes = state.snapshot_bytes();
