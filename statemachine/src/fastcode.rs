@@ -44,6 +44,24 @@ fn text(value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(value.as_bytes());
 }
 
+fn texts<'a>(items: impl ExactSizeIterator<Item = &'a str>, out: &mut Vec<u8>) {
+    integer(items.len() as u64, out);
+    for item in items {
+        text(item, out);
+    }
+}
+
+/// An `Option`: its tag, then the value written by `write`.
+fn option<T>(value: Option<T>, out: &mut Vec<u8>, write: impl FnOnce(T, &mut Vec<u8>)) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            write(value, out);
+        }
+    }
+}
+
 fn pool_lines(lines: &[PoolQuantity], out: &mut Vec<u8>) {
     integer(lines.len() as u64, out);
     for line in lines {
@@ -68,23 +86,14 @@ pub(crate) fn held(view: &HoldView, out: &mut Vec<u8>) {
     integer(status(view.status), out);
     text(&view.event_id, out);
     text(&view.customer_id, out);
-    integer(view.seats.len() as u64, out);
-    for seat in &view.seats {
-        text(seat, out);
-    }
+    texts(view.seats.iter().map(|seat| seat.as_str()), out);
     pool_lines(&view.pools, out);
     integer(view.amount, out);
     text(&view.currency, out);
     integer(view.created_at_ms, out);
     integer(view.expires_at_ms, out);
     integer(view.life_ends_at_ms, out);
-    match &view.booking_id {
-        None => out.push(0),
-        Some(booking_id) => {
-            out.push(1);
-            text(booking_id, out);
-        }
-    }
+    option(view.booking_id.as_deref(), out, text);
 }
 
 /// Appends `Command::Hold(request)`.
@@ -92,33 +101,16 @@ pub(crate) fn hold_command(request: &HoldRequest, out: &mut Vec<u8>) {
     integer(COMMAND_HOLD, out);
     text(&request.event_id, out);
     text(&request.customer_id, out);
-    integer(request.seats.len() as u64, out);
-    for seat in &request.seats {
-        text(seat, out);
-    }
+    texts(request.seats.iter().map(String::as_str), out);
     pool_lines(&request.pools, out);
-    match &request.best_available {
-        None => out.push(0),
-        Some(best) => {
-            out.push(1);
-            integer(u64::from(best.count), out);
-            match &best.section {
-                None => out.push(0),
-                Some(section) => {
-                    out.push(1);
-                    text(section, out);
-                }
-            }
-            out.push(u8::from(best.allow_split));
-        }
-    }
-    match request.ttl_seconds {
-        None => out.push(0),
-        Some(ttl) => {
-            out.push(1);
-            integer(u64::from(ttl), out);
-        }
-    }
+    option(request.best_available.as_ref(), out, |best, out| {
+        integer(u64::from(best.count), out);
+        option(best.section.as_deref(), out, text);
+        out.push(u8::from(best.allow_split));
+    });
+    option(request.ttl_seconds, out, |ttl, out| {
+        integer(u64::from(ttl), out)
+    });
 }
 
 #[cfg(test)]
