@@ -146,26 +146,51 @@ fn names_row(prefix: &str, row: &Row) -> bool {
 }
 
 impl RowIndex {
-    /// Takes in rows that are new or gained seats (`touched`, ascending).
-    fn refresh(&mut self, rows: &[Row], seats: &[Seat], touched: &[u32]) {
+    /// Hashes `{section}-{name}`, built in `key` (a buffer reused between calls).
+    fn hash(&self, section: &str, name: &str, key: &mut String) -> u64 {
+        key.clear();
+        key.push_str(section);
+        key.push('-');
+        key.push_str(name);
+        self.hasher.hash_one(key.as_str())
+    }
+
+    /// The position of the row `name` of `section`.
+    fn row(&self, rows: &[Row], section: &str, name: &str, key: &mut String) -> Option<u32> {
+        let hash = self.hash(section, name, key);
+        self.table
+            .find(hash, |&(row, _)| {
+                let row = &rows[row as usize];
+                *row.section == *section && *row.name == *name
+            })
+            .map(|&(row, _)| row)
+    }
+
+    /// Takes in `rows[row]`, the row after the last one it knows.
+    fn add_row(&mut self, rows: &[Row], row: usize, key: &mut String) {
+        debug_assert_eq!(row, self.runs.len());
+        let hash = self.hash(&rows[row].section, &rows[row].name, key);
+        self.table
+            .insert_unique(hash, (row as u32, hash), |&(_, hash)| hash);
+        self.runs.push(None);
+    }
+
+    /// Recomputes the runs of rows that gained seats.
+    fn refresh_runs(&mut self, rows: &[Row], seats: &[Seat], touched: &[u32]) {
         for &row in touched {
-            let position = row as usize;
-            if position >= self.runs.len() {
-                self.runs.resize(position + 1, None);
-                let prefix = format!("{}-{}", rows[position].section, rows[position].name);
-                let hash = self.hasher.hash_one(prefix.as_str());
-                self.table
-                    .insert_unique(hash, (row, hash), |&(_, hash)| hash);
-            }
-            self.runs[position] = run_of(&rows[position], seats);
+            self.runs[row as usize] = run_of(&rows[row as usize], seats);
         }
     }
 
     fn rebuild(&mut self, rows: &[Row], seats: &[Seat]) {
         self.table.clear();
         self.runs.clear();
+        let mut key = String::new();
+        for row in 0..rows.len() {
+            self.add_row(rows, row, &mut key);
+        }
         let all: Vec<u32> = (0..rows.len() as u32).collect();
-        self.refresh(rows, seats, &all);
+        self.refresh_runs(rows, seats, &all);
     }
 
     /// The position of the block seat named `id`, if it is one.
@@ -883,38 +908,30 @@ fn changed(event_id: &str, event: &mut Event) -> Outcome {
 }
 
 fn insert_seats(event: &mut Event, new_seats: NewSeats) {
-    let mut rows: HashMap<Box<str>, HashMap<Box<str>, u32>> = HashMap::new();
-    for (position, row) in event.rows.iter().enumerate() {
-        rows.entry(row.section.clone())
-            .or_default()
-            .insert(row.name.clone(), position as u32);
-    }
-    let mut touched_rows = Vec::new();
+    let mut key = String::new();
+    let mut touched_rows: Vec<u32> = Vec::new();
     event.seats.reserve(new_seats.seats.len());
     event.index.reserve(&event.seats, new_seats.seats.len());
     for spec in new_seats.seats {
-        let known = rows
-            .get(spec.section.as_str())
-            .and_then(|names| names.get(spec.row.as_str()));
+        let known = event
+            .row_index
+            .row(&event.rows, &spec.section, &spec.row, &mut key);
         let row = match known {
-            Some(&row) => row,
+            Some(row) => row,
             None => {
                 let row = event.rows.len() as u32;
                 let section: Box<str> = spec.section.into();
-                let name: Box<str> = spec.row.into();
                 event
                     .section_rows
                     .entry(section.clone())
                     .or_default()
                     .push(row);
-                rows.entry(section.clone())
-                    .or_default()
-                    .insert(name.clone(), row);
                 event.rows.push(Row {
                     section,
-                    name,
+                    name: spec.row.into(),
                     seats: Vec::new(),
                 });
+                event.row_index.add_row(&event.rows, row as usize, &mut key);
                 row
             }
         };
@@ -929,7 +946,9 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
         event.index.insert(&event.seats, position);
         event.count_seat(SeatState::Available, 1);
         event.rows[row as usize].seats.push(position);
-        touched_rows.push(row);
+        if touched_rows.last() != Some(&row) {
+            touched_rows.push(row);
+        }
     }
     touched_rows.sort_unstable();
     touched_rows.dedup();
@@ -941,7 +960,7 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
     }
     event
         .row_index
-        .refresh(&event.rows, &event.seats, &touched_rows);
+        .refresh_runs(&event.rows, &event.seats, &touched_rows);
 }
 
 fn insert_pools(event: &mut Event, pools: &[PoolSpec]) {
