@@ -1,14 +1,14 @@
 //! Bookings after confirmation: cancellation with a refund owed, refunds paid out, and the
 //! queries that read bookings and a customer's history.
 
+use compact_str::CompactString;
+
 use crate::inventory::{validate_text, SeatState};
 use crate::limits::HISTORY_PAGE_MAX;
 use crate::outcome::{
     BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundStatus, RefundView,
     Rejection,
 };
-use compact_str::CompactString;
-
 use crate::state::{
     compact_id, format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
 };

@@ -379,7 +379,7 @@ impl StateMachine {
         let now_ms = *now_ms;
         let life_ends_at_ms = now_ms.saturating_add(config.hold_life_ms_max);
         let hold = Hold {
-            event_id: event.id.clone(),
+            event_id: CompactString::from(request.event_id.as_str()),
             customer_id: CompactString::from(request.customer_id.as_str()),
             seats,
             pools: clone_lines(&request.pools),

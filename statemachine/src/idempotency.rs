@@ -142,7 +142,7 @@ impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
         let record = RecordOwned::deserialize(deserializer)?;
         let mut scratch = Vec::new();
-        encode_into(&record.outcome, &mut scratch);
+        encode_outcome(&record.outcome, &mut scratch);
         Ok(Record::new(
             &record.request_id,
             record.fingerprint,
@@ -280,7 +280,7 @@ impl IdempotencyTable {
     pub fn from_records(records: Vec<Record>) -> IdempotencyTable {
         let mut table = IdempotencyTable::default();
         table.records.reserve(records.len());
-        table.index.reserve(records.len(), |_| 0);
+        table.index.reserve(records.len(), |&(_, hash)| hash);
         for record in records {
             let hash = table.hasher.hash_one(record.request_id_bytes());
             table.push(record, hash);

@@ -320,9 +320,6 @@ impl CustomerHolds {
 /// One event: description, inventory and counters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Event {
-    /// The event's id (its key in [`StateMachine::events`]), copied into its holds.
-    #[serde(skip)]
-    pub id: CompactString,
     pub name: String,
     pub category: Category,
     pub starts_at_ms: Option<u64>,
@@ -650,7 +647,6 @@ impl StateMachine {
         validate_pools(&create.pools, &BTreeMap::new())?;
 
         let mut event = Event {
-            id: CompactString::from(create.event_id.as_str()),
             name: create.name.clone(),
             category: create.category,
             starts_at_ms: create.starts_at_ms,

@@ -86,11 +86,11 @@ impl HoldStatus {
 }
 
 /// A hold as clients see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 ///
 /// Ids are [`CompactString`]s, inline up to 24 bytes, and a list of up to two seats is
 /// inline too, so the answer to a typical hold is built without an allocation. They
 /// serialise as plain strings and a sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldView {
     pub hold_id: CompactString,
     pub status: HoldStatus,
@@ -125,9 +125,9 @@ impl BookingStatus {
 }
 
 /// A booking as clients see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 ///
 /// Ids are [`CompactString`]s, as in [`HoldView`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingView {
     pub booking_id: CompactString,
     pub hold_id: CompactString,

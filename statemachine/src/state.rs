@@ -21,22 +21,17 @@ pub(crate) const HOLD_ID_PREFIX: &str = "h_";
 pub(crate) const BOOKING_ID_PREFIX: &str = "b_";
 pub(crate) const REFUND_ID_PREFIX: &str = "r_";
 
-/// `prefix` followed by `sequence` in decimal (without the formatting machinery: every hold
-/// answer builds one).
-pub(crate) fn format_id(prefix: &str, sequence: u64) -> String {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(sequence);
-    let mut id = String::with_capacity(prefix.len() + digits.len());
-    id.push_str(prefix);
-    id.push_str(digits);
+/// `prefix` followed by `sequence` in decimal, inline (without an allocation or the
+/// formatting machinery: every hold answer builds one).
+pub(crate) fn compact_id(prefix: &'static str, sequence: u64) -> CompactString {
+    let mut id = CompactString::const_new(prefix);
+    id.push_str(itoa::Buffer::new().format(sequence));
     id
 }
 
-/// [`format_id`] for the answers to holds and confirms: inline, without an allocation.
-pub(crate) fn compact_id(prefix: &'static str, sequence: u64) -> compact_str::CompactString {
-    let mut id = compact_str::CompactString::const_new(prefix);
-    id.push_str(itoa::Buffer::new().format(sequence));
-    id
+/// [`compact_id`] as a `String`, for the outbox and expiry answers.
+pub(crate) fn format_id(prefix: &'static str, sequence: u64) -> String {
+    compact_id(prefix, sequence).into_string()
 }
 
 pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
@@ -273,8 +268,7 @@ impl StateMachine {
     pub(crate) fn rebuild_derived(&mut self) {
         self.expiry_queue.clear();
         self.ended_holds.clear();
-        for (id, event) in self.events.iter_mut() {
-            event.id = CompactString::from(id.as_str());
+        for event in self.events.values_mut() {
             event.rebuild_derived();
         }
         for (id, hold) in self.holds.iter() {
