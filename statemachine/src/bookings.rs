@@ -147,7 +147,7 @@ impl StateMachine {
                 .iter()
                 .map(|&p| event.seats[p as usize].id.clone())
                 .collect(),
-            pools: booking.pools.clone(),
+            pools: booking.pools.to_vec(),
             amount: booking.amount,
             currency: CompactString::from(event.currency.as_str()),
             payment: booking.payment.clone(),

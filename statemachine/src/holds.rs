@@ -1,6 +1,8 @@
 //! Holds: taking items atomically for one customer, extending, releasing, confirming into a
 //! booking, and expiring by log time.
 
+use std::num::NonZeroU64;
+
 use compact_str::CompactString;
 
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
@@ -310,7 +312,7 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
         life_ends_at_ms: hold.life_ends_at_ms,
         booking_id: hold
             .booking
-            .map(|booking| compact_id(BOOKING_ID_PREFIX, booking)),
+            .map(|booking| compact_id(BOOKING_ID_PREFIX, booking.get())),
     }
 }
 
@@ -382,13 +384,13 @@ impl StateMachine {
             event_id: CompactString::from(request.event_id.as_str()),
             customer_id: CompactString::from(request.customer_id.as_str()),
             seats,
-            pools: clone_lines(&request.pools),
+            pools: clone_lines(&request.pools).into_boxed_slice(),
             amount,
             created_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_ms).min(life_ends_at_ms),
             life_ends_at_ms,
             status: HoldStatus::Active,
-            ended_at_ms: None,
+            ended_at_ms: 0,
             booking: None,
         };
         expiry_queue.insert(hold.expires_at_ms, hold_id);
@@ -475,9 +477,7 @@ impl StateMachine {
         let skip_seat_check = self.config.faults.skip_seat_check;
         let hold = self.holds.get_mut(&id).expect("hold exists");
         debug_assert_eq!(hold.status, HoldStatus::Active);
-        hold.status = status;
-        hold.ended_at_ms = Some(now_ms);
-        hold.booking = booking;
+        hold.end(status, now_ms, booking.and_then(NonZeroU64::new));
         self.expiry_queue.remove(hold.expires_at_ms, id);
         self.ended_holds.insert(now_ms, id);
         let event = self

@@ -37,10 +37,6 @@ impl StateMachine {
                     "hold {id} names a missing event"
                 )));
             };
-            ensure!(
-                (hold.status == HoldStatus::Active) == hold.ended_at_ms.is_none(),
-                "hold {id} end time disagrees with its status"
-            );
             if hold.status != HoldStatus::Active {
                 continue;
             }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
 
-use serde::{Deserialize, Serialize};
+use std::num::NonZeroU64;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::PoolQuantity;
 use crate::command::{Command, Entry};
@@ -49,20 +51,109 @@ pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
 pub(crate) type Positions = smallvec::SmallVec<[u32; 4]>;
 
 /// A hold: items taken for one customer until it is confirmed, released or expires.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every hold ever made passes through here, so the record is kept small (144 bytes): the
+/// end time is only meaningful once the hold has ended (see [`Hold::ended_at`]), and a
+/// booking id is never 0. It serialises as the plain record it stands for ([`HoldRecord`]),
+/// the end time and booking as options.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hold {
     pub event_id: CompactString,
     pub customer_id: CompactString,
     /// Positions of the held seats in the event's seat table.
     pub seats: Positions,
-    pub pools: Vec<PoolQuantity>,
+    pub pools: Box<[PoolQuantity]>,
     pub amount: u64,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     pub life_ends_at_ms: u64,
+    /// When the hold stopped being active; 0 while it is. Read it through
+    /// [`Hold::ended_at`].
+    pub ended_at_ms: u64,
+    pub booking: Option<NonZeroU64>,
     pub status: HoldStatus,
-    pub ended_at_ms: Option<u64>,
-    pub booking: Option<u64>,
+}
+
+// Every hold is one of these; keep it from growing unnoticed.
+const _: () = assert!(std::mem::size_of::<Hold>() <= 144);
+
+impl Hold {
+    /// When the hold stopped being active: `None` exactly while it is.
+    pub fn ended_at(&self) -> Option<u64> {
+        (self.status != HoldStatus::Active).then_some(self.ended_at_ms)
+    }
+
+    /// Ends the hold at `now_ms` with `status` (not [`HoldStatus::Active`]).
+    pub fn end(&mut self, status: HoldStatus, now_ms: u64, booking: Option<NonZeroU64>) {
+        debug_assert_ne!(status, HoldStatus::Active);
+        self.status = status;
+        self.ended_at_ms = now_ms;
+        self.booking = booking;
+    }
+}
+
+/// A [`Hold`] as snapshots hold it.
+#[derive(Serialize, Deserialize)]
+struct HoldRecord<Id, Seats, Pools> {
+    event_id: Id,
+    customer_id: Id,
+    seats: Seats,
+    pools: Pools,
+    amount: u64,
+    created_at_ms: u64,
+    expires_at_ms: u64,
+    life_ends_at_ms: u64,
+    status: HoldStatus,
+    ended_at_ms: Option<u64>,
+    booking: Option<NonZeroU64>,
+}
+
+impl Serialize for Hold {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HoldRecord {
+            event_id: &*self.event_id,
+            customer_id: &*self.customer_id,
+            seats: &self.seats,
+            pools: &*self.pools,
+            amount: self.amount,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            life_ends_at_ms: self.life_ends_at_ms,
+            status: self.status,
+            ended_at_ms: self.ended_at(),
+            booking: self.booking,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hold {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Hold, D::Error> {
+        let record =
+            HoldRecord::<CompactString, Positions, Box<[PoolQuantity]>>::deserialize(deserializer)?;
+        let ended_at_ms = match (record.status, record.ended_at_ms) {
+            (HoldStatus::Active, None) => 0,
+            (HoldStatus::Active, Some(_)) | (_, None) => {
+                return Err(serde::de::Error::custom(
+                    "a hold's end time disagrees with its status",
+                ))
+            }
+            (_, Some(ended_at_ms)) => ended_at_ms,
+        };
+        Ok(Hold {
+            event_id: record.event_id,
+            customer_id: record.customer_id,
+            seats: record.seats,
+            pools: record.pools,
+            amount: record.amount,
+            created_at_ms: record.created_at_ms,
+            expires_at_ms: record.expires_at_ms,
+            life_ends_at_ms: record.life_ends_at_ms,
+            ended_at_ms,
+            booking: record.booking,
+            status: record.status,
+        })
+    }
 }
 
 /// A confirmed (or later cancelled) booking.
@@ -72,7 +163,7 @@ pub(crate) struct Booking {
     pub event_id: CompactString,
     pub customer_id: CompactString,
     pub seats: Positions,
-    pub pools: Vec<PoolQuantity>,
+    pub pools: Box<[PoolQuantity]>,
     pub amount: u64,
     pub payment: crate::command::PaymentRecord,
     pub created_at_ms: u64,
@@ -272,7 +363,7 @@ impl StateMachine {
             event.rebuild_derived();
         }
         for (id, hold) in self.holds.iter() {
-            match hold.ended_at_ms {
+            match hold.ended_at() {
                 None => {
                     self.expiry_queue.insert(hold.expires_at_ms, id);
                     if let Some(event) = self.events.get_mut(&*hold.event_id) {
@@ -292,5 +383,87 @@ impl StateMachine {
                 .or_default()
                 .push(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record as it was declared before it was packed: snapshots must not change.
+    #[derive(Serialize)]
+    struct Plain {
+        event_id: &'static str,
+        customer_id: &'static str,
+        seats: Vec<u32>,
+        pools: Vec<PoolQuantity>,
+        amount: u64,
+        created_at_ms: u64,
+        expires_at_ms: u64,
+        life_ends_at_ms: u64,
+        status: HoldStatus,
+        ended_at_ms: Option<u64>,
+        booking: Option<u64>,
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    #[test]
+    fn a_hold_serialises_as_its_plain_record_and_refuses_an_inconsistent_one() {
+        let pools = vec![PoolQuantity {
+            pool_id: "GA".into(),
+            quantity: 2,
+        }];
+        let mut hold = Hold {
+            event_id: "E".into(),
+            customer_id: "c".into(),
+            seats: Positions::from_slice(&[3, 9]),
+            pools: pools.clone().into_boxed_slice(),
+            amount: 4500,
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: 1_700_000_600_000,
+            life_ends_at_ms: 1_700_007_200_000,
+            ended_at_ms: 0,
+            booking: None,
+            status: HoldStatus::Active,
+        };
+        let mut plain = Plain {
+            event_id: "E",
+            customer_id: "c",
+            seats: vec![3, 9],
+            pools,
+            amount: 4500,
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: 1_700_000_600_000,
+            life_ends_at_ms: 1_700_007_200_000,
+            status: HoldStatus::Active,
+            ended_at_ms: None,
+            booking: None,
+        };
+        let decode = |bytes: &[u8]| {
+            bincode::serde::decode_from_slice::<Hold, _>(bytes, bincode::config::standard())
+                .map(|(hold, _)| hold)
+        };
+        assert_eq!(encode(&hold), encode(&plain));
+        assert_eq!(decode(&encode(&plain)).unwrap(), hold);
+
+        hold.end(HoldStatus::Confirmed, 1_700_000_100_000, NonZeroU64::new(7));
+        (plain.status, plain.ended_at_ms, plain.booking) =
+            (HoldStatus::Confirmed, Some(1_700_000_100_000), Some(7));
+        assert_eq!(hold.ended_at(), Some(1_700_000_100_000));
+        assert_eq!(encode(&hold), encode(&plain));
+        assert_eq!(decode(&encode(&plain)).unwrap(), hold);
+
+        plain.ended_at_ms = None;
+        assert!(
+            decode(&encode(&plain)).is_err(),
+            "ended without an end time"
+        );
+        (plain.status, plain.ended_at_ms, plain.booking) = (HoldStatus::Active, Some(1), None);
+        assert!(decode(&encode(&plain)).is_err(), "active with an end time");
+        (plain.ended_at_ms, plain.booking) = (None, Some(0));
+        assert!(decode(&encode(&plain)).is_err(), "booking 0");
     }
 }
