@@ -509,15 +509,27 @@ fn validate_price(field: &str, price: u64) -> Result<(), Rejection> {
 }
 
 /// Seats to add, expanded from listed seats and seat blocks and checked against each other.
-struct NewSeats {
-    seats: Vec<SeatSpec>,
+/// Names are borrowed from the command: a block of a million seats makes a million short
+/// inline ids and nothing else.
+struct NewSeats<'a> {
+    /// `(section, name)` of the rows the seats go in.
+    rows: Vec<(&'a str, &'a str)>,
+    seats: Vec<NewSeat>,
 }
 
-fn expand_seats(
-    listed: &[SeatSpec],
-    blocks: &[SeatBlock],
+struct NewSeat {
+    id: CompactString,
+    /// Index into [`NewSeats::rows`].
+    row: u32,
+    number: u32,
+    price: u64,
+}
+
+fn expand_seats<'a>(
+    listed: &'a [SeatSpec],
+    blocks: &'a [SeatBlock],
     existing: usize,
-) -> Result<NewSeats, Rejection> {
+) -> Result<NewSeats<'a>, Rejection> {
     if listed.len() > SEATS_PER_COMMAND_MAX {
         return Err(Rejection::TooManyItems {
             items: listed.len() as u64,
@@ -551,34 +563,60 @@ fn expand_seats(
             max: SEATS_PER_EVENT_MAX as u64,
         });
     }
-    let mut seats = Vec::with_capacity((total as usize).saturating_sub(existing));
+    let mut new = NewSeats {
+        rows: Vec::new(),
+        seats: Vec::with_capacity((total as usize).saturating_sub(existing)),
+    };
+    let mut listed_rows: HashMap<(&str, &str), u32> = HashMap::new();
     for seat in listed {
         validate_id("seats.id", &seat.id)?;
         validate_id("seats.section", &seat.section)?;
         validate_id("seats.row", &seat.row)?;
         validate_price("seats.price", seat.price)?;
-        seats.push(seat.clone());
+        let names = (seat.section.as_str(), seat.row.as_str());
+        let row = *listed_rows.entry(names).or_insert_with(|| {
+            new.rows.push(names);
+            new.rows.len() as u32 - 1
+        });
+        new.seats.push(NewSeat {
+            id: CompactString::from(seat.id.as_str()),
+            row,
+            number: seat.number,
+            price: seat.price,
+        });
     }
+    // A block's seat ids: the row's `{section}-{row}-` written once, then each number.
+    let mut id = String::new();
+    let mut digits = itoa::Buffer::new();
     for block in blocks {
-        for row in &block.rows {
+        for row_name in &block.rows {
+            new.rows.push((&block.section, row_name));
+            let row = new.rows.len() as u32 - 1;
+            id.clear();
+            id.push_str(&block.section);
+            id.push('-');
+            id.push_str(row_name);
+            id.push('-');
+            let prefix = id.len();
             for number in 1..=block.seats_per_row {
-                let id = format!("{}-{}-{}", block.section, row, number);
+                id.truncate(prefix);
+                id.push_str(digits.format(number));
                 validate_id("seat_blocks", &id)?;
-                seats.push(SeatSpec {
-                    id,
-                    section: block.section.clone(),
-                    row: row.clone(),
+                new.seats.push(NewSeat {
+                    id: CompactString::from(id.as_str()),
+                    row,
                     number,
                     price: block.price,
                 });
             }
         }
     }
-    let mut seen = HashSet::with_capacity(seats.len());
-    let duplicates: Vec<String> = seats
+    let mut seen = HashSet::with_capacity(new.seats.len());
+    let duplicates: Vec<String> = new
+        .seats
         .iter()
         .filter(|seat| !seen.insert(seat.id.as_str()))
-        .map(|s| s.id.clone())
+        .map(|seat| seat.id.to_string())
         .collect();
     drop(seen);
     if !duplicates.is_empty() {
@@ -586,7 +624,7 @@ fn expand_seats(
             item_ids: first_few(duplicates),
         });
     }
-    Ok(NewSeats { seats })
+    Ok(new)
 }
 
 fn validate_pools(pools: &[PoolSpec], existing: &BTreeMap<String, Pool>) -> Result<(), Rejection> {
@@ -704,7 +742,7 @@ impl StateMachine {
             .seats
             .iter()
             .filter(|seat| event.seat_position(&seat.id).is_some())
-            .map(|seat| seat.id.clone())
+            .map(|seat| seat.id.to_string())
             .collect();
         if !existing.is_empty() {
             return Err(Rejection::ItemExists {
@@ -921,47 +959,47 @@ fn changed(event_id: &str, event: &mut Event) -> Outcome {
 
 fn insert_seats(event: &mut Event, new_seats: NewSeats) {
     let mut key = String::new();
-    let mut touched_rows: Vec<u32> = Vec::new();
+    // The event's row for each of the new seats' rows, added where it has none yet.
+    let rows: Vec<u32> = new_seats
+        .rows
+        .iter()
+        .map(|&(section, name)| {
+            if let Some(row) = event.row_index.row(&event.rows, section, name, &mut key) {
+                return row;
+            }
+            let row = event.rows.len() as u32;
+            let section: Box<str> = section.into();
+            event
+                .section_rows
+                .entry(section.clone())
+                .or_default()
+                .push(row);
+            event.rows.push(Row {
+                section,
+                name: name.into(),
+                seats: Vec::new(),
+            });
+            event.row_index.add_row(&event.rows, row as usize, &mut key);
+            row
+        })
+        .collect();
     event.seats.reserve(new_seats.seats.len());
     event.index.reserve(&event.seats, new_seats.seats.len());
-    for spec in new_seats.seats {
-        let known = event
-            .row_index
-            .row(&event.rows, &spec.section, &spec.row, &mut key);
-        let row = match known {
-            Some(row) => row,
-            None => {
-                let row = event.rows.len() as u32;
-                let section: Box<str> = spec.section.into();
-                event
-                    .section_rows
-                    .entry(section.clone())
-                    .or_default()
-                    .push(row);
-                event.rows.push(Row {
-                    section,
-                    name: spec.row.into(),
-                    seats: Vec::new(),
-                });
-                event.row_index.add_row(&event.rows, row as usize, &mut key);
-                row
-            }
-        };
+    for seat in new_seats.seats {
+        let row = rows[seat.row as usize];
         let position = event.seats.len() as u32;
         event.seats.push(Seat {
-            id: CompactString::from(spec.id),
+            id: seat.id,
             row,
-            number: spec.number,
-            price: spec.price,
+            number: seat.number,
+            price: seat.price,
             state: SeatState::Available,
         });
         event.index.insert(&event.seats, position);
         event.count_seat(SeatState::Available, 1);
         event.rows[row as usize].seats.push(position);
-        if touched_rows.last() != Some(&row) {
-            touched_rows.push(row);
-        }
     }
+    let mut touched_rows = rows;
     touched_rows.sort_unstable();
     touched_rows.dedup();
     for &row in &touched_rows {
