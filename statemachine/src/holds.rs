@@ -1,11 +1,13 @@
 //! Holds: taking items atomically for one customer, extending, releasing, confirming into a
 //! booking, and expiring by log time.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
 use compact_str::CompactString;
 
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
+use crate::idmap::IdMap;
 use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
 use crate::limits::*;
 use crate::outcome::{BookingStatus, RefundStatus};
@@ -314,6 +316,23 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
             .booking
             .map(|booking| compact_id(BOOKING_ID_PREFIX, booking.get())),
     }
+}
+
+/// The answer hold `id` got when it was made, for a replay of the request that made it: its
+/// view now, with the status, expiry and booking it had then (the rest of a hold never
+/// changes). `None` when the hold or its event is not there.
+pub(crate) fn answer_as_made(
+    holds: &IdMap<Hold>,
+    events: &BTreeMap<String, Event>,
+    id: u64,
+    expires_at_ms: u64,
+) -> Option<Outcome> {
+    let hold = holds.get(&id)?;
+    let mut view = hold_view(events.get(&*hold.event_id)?, id, hold);
+    view.status = HoldStatus::Active;
+    view.expires_at_ms = expires_at_ms;
+    view.booking_id = None;
+    Some(Outcome::Held(view))
 }
 
 impl StateMachine {
@@ -644,6 +663,12 @@ impl StateMachine {
             hold_ids.push(format_id(HOLD_ID_PREFIX, id));
         }
         Ok(Outcome::HoldsExpired { hold_ids })
+    }
+
+    /// [`answer_as_made`] of a hold that must be there (one a record keeps by reference).
+    pub(crate) fn answer_as_made(&self, id: u64, expires_at_ms: u64) -> Outcome {
+        answer_as_made(&self.holds, &self.events, id, expires_at_ms)
+            .expect("a hold remembered by reference outlives its request id")
     }
 
     pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {

@@ -11,8 +11,9 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
+use compact_str::CompactString;
 use hashbrown::{DefaultHashBuilder, HashTable};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
 use crate::outcome::Outcome;
@@ -64,91 +65,114 @@ fn encode_outcome(outcome: &Outcome, scratch: &mut Vec<u8>) {
     }
 }
 
-/// One remembered answer.
+/// How a record keeps its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kept {
+    /// The outcome in bincode's standard encoding (deterministic, so equal outcomes give
+    /// equal bytes).
+    Encoded(Box<[u8]>),
+    /// A hold that succeeded, by reference: its answer is the hold's view as it was made,
+    /// which differs from the hold's view now only in what can change after it — the status
+    /// (still active), the expiry (before any extension) and the booking (none yet). Kept
+    /// only when ended holds are remembered at least as long as request ids
+    /// ([`crate::Config::remembers_holds_by_reference`]), so the hold outlives the record.
+    Held { hold: u64, expires_at_ms: u64 },
+}
+
+/// One remembered answer. The outcome of a successful hold, the bulk of all keyed writes,
+/// takes no allocation (see [`Kept::Held`]); any other is kept in its bincode encoding and
+/// decoded only when a retry replays it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
-    /// The request id's bytes and then the outcome in bincode's standard encoding
-    /// (deterministic, so equal outcomes give equal bytes): one allocation per record.
-    bytes: Box<[u8]>,
-    request_id_len: u32,
+    request_id: CompactString,
+    kept: Kept,
     pub fingerprint: u64,
     pub stored_at_ms: u64,
 }
 
+/// Rebuilds the answer of a hold kept by reference: `(hold id, expiry as made)` to the
+/// `Outcome::Held` the hold got.
+pub(crate) type RebuildHeld<'a> = &'a dyn Fn(u64, u64) -> Outcome;
+
 impl Record {
-    fn new(request_id: &str, fingerprint: u64, stored_at_ms: u64, outcome: &[u8]) -> Record {
-        let mut bytes = Vec::with_capacity(request_id.len() + outcome.len());
-        bytes.extend_from_slice(request_id.as_bytes());
-        bytes.extend_from_slice(outcome);
+    fn new(request_id: &str, fingerprint: u64, stored_at_ms: u64, kept: Kept) -> Record {
         Record {
-            bytes: bytes.into_boxed_slice(),
-            request_id_len: u32::try_from(request_id.len()).expect("request ids are short"),
+            request_id: CompactString::from(request_id),
+            kept,
             fingerprint,
             stored_at_ms,
         }
     }
 
-    fn request_id_bytes(&self) -> &[u8] {
-        &self.bytes[..self.request_id_len as usize]
-    }
-
     pub fn request_id(&self) -> &str {
-        std::str::from_utf8(self.request_id_bytes()).expect("stored from a str")
+        &self.request_id
     }
 
-    /// The outcome in bincode's standard encoding.
-    pub fn encoded_outcome(&self) -> &[u8] {
-        &self.bytes[self.request_id_len as usize..]
+    /// The remembered outcome.
+    pub fn outcome(&self, rebuild: RebuildHeld<'_>) -> Outcome {
+        match &self.kept {
+            Kept::Encoded(bytes) => {
+                bincode::serde::decode_from_slice(bytes, bincode_config())
+                    .expect("the table encoded this outcome itself")
+                    .0
+            }
+            Kept::Held {
+                hold,
+                expires_at_ms,
+            } => rebuild(*hold, *expires_at_ms),
+        }
     }
 
-    pub fn outcome(&self) -> Outcome {
-        bincode::serde::decode_from_slice(self.encoded_outcome(), bincode_config())
-            .expect("the table encoded this outcome itself")
-            .0
+    /// Appends the outcome in bincode's standard encoding to `out`.
+    pub fn write_outcome(&self, rebuild: RebuildHeld<'_>, out: &mut Vec<u8>) {
+        match &self.kept {
+            Kept::Encoded(bytes) => out.extend_from_slice(bytes),
+            Kept::Held { .. } => {
+                let Outcome::Held(view) = self.outcome(rebuild) else {
+                    unreachable!("a hold kept by reference rebuilds as held")
+                };
+                crate::fastcode::held(&view, out);
+            }
+        }
     }
 }
 
 /// A record as snapshots hold it: the outcome as a value, so the snapshot format does not
-/// depend on how the table keeps it in memory.
+/// depend on how the table keeps it in memory. (Snapshots are written in pieces, see
+/// [`crate::StateMachine::write_snapshot`]; tests compare them with this.)
+#[cfg(test)]
 #[derive(Serialize)]
-struct RecordRef<'a> {
-    request_id: &'a str,
-    fingerprint: u64,
-    stored_at_ms: u64,
-    outcome: Outcome,
+pub(crate) struct RecordRef<'a> {
+    pub request_id: &'a str,
+    pub fingerprint: u64,
+    pub stored_at_ms: u64,
+    pub outcome: Outcome,
 }
 
 #[derive(Deserialize)]
-struct RecordOwned {
-    request_id: String,
-    fingerprint: u64,
-    stored_at_ms: u64,
-    outcome: Outcome,
+pub(crate) struct RecordOwned {
+    pub request_id: String,
+    pub fingerprint: u64,
+    pub stored_at_ms: u64,
+    pub outcome: Outcome,
 }
 
-impl Serialize for Record {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        RecordRef {
-            request_id: self.request_id(),
-            fingerprint: self.fingerprint,
-            stored_at_ms: self.stored_at_ms,
-            outcome: self.outcome(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Record {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
-        let record = RecordOwned::deserialize(deserializer)?;
-        let mut scratch = Vec::new();
-        encode_outcome(&record.outcome, &mut scratch);
-        Ok(Record::new(
-            &record.request_id,
-            record.fingerprint,
-            record.stored_at_ms,
-            &scratch,
-        ))
+impl RecordOwned {
+    /// The record, its outcome kept by reference when `by_reference` gives the hold it
+    /// names and that hold's answer is the outcome, else encoded.
+    pub fn into_record(self, by_reference: impl FnOnce(&Outcome) -> Option<(u64, u64)>) -> Record {
+        let kept = match by_reference(&self.outcome) {
+            Some((hold, expires_at_ms)) => Kept::Held {
+                hold,
+                expires_at_ms,
+            },
+            None => {
+                let mut bytes = Vec::new();
+                encode_outcome(&self.outcome, &mut bytes);
+                Kept::Encoded(bytes.into_boxed_slice())
+            }
+        };
+        Record::new(&self.request_id, self.fingerprint, self.stored_at_ms, kept)
     }
 }
 
@@ -206,7 +230,7 @@ impl IdempotencyTable {
         let position = self
             .index
             .find(hash, |&(position, _)| {
-                records[(position - first) as usize].request_id_bytes() == request_id.as_bytes()
+                *records[(position - first) as usize].request_id == *request_id
             })
             .map(|&(position, _)| position);
         (position, hash)
@@ -235,7 +259,8 @@ impl IdempotencyTable {
     }
 
     /// Remembers `outcome` for a request id that [`IdempotencyTable::lookup`] found absent,
-    /// before anything else was inserted.
+    /// before anything else was inserted. `held` is the hold id and expiry of a successful
+    /// hold to keep by reference, or `None` to keep the outcome encoded.
     pub fn insert(
         &mut self,
         vacancy: Vacancy,
@@ -243,14 +268,26 @@ impl IdempotencyTable {
         fingerprint: u64,
         now_ms: u64,
         outcome: &Outcome,
+        held: Option<(u64, u64)>,
     ) {
-        encode_outcome(outcome, &mut self.scratch);
-        let record = Record::new(request_id, fingerprint, now_ms, &self.scratch);
-        self.push(record, vacancy.hash);
+        let kept = match held {
+            Some((hold, expires_at_ms)) => Kept::Held {
+                hold,
+                expires_at_ms,
+            },
+            None => {
+                encode_outcome(outcome, &mut self.scratch);
+                Kept::Encoded(self.scratch.as_slice().into())
+            }
+        };
+        self.push(
+            Record::new(request_id, fingerprint, now_ms, kept),
+            vacancy.hash,
+        );
     }
 
     fn push(&mut self, record: Record, hash: u64) {
-        debug_assert_eq!(hash, self.hasher.hash_one(record.request_id_bytes()));
+        debug_assert_eq!(hash, self.hasher.hash_one(record.request_id.as_bytes()));
         let position = self.first_position + self.records.len() as u64;
         self.records.push_back(record);
         self.index
@@ -263,7 +300,7 @@ impl IdempotencyTable {
             if front.stored_at_ms.saturating_add(retention_ms) > now_ms {
                 return;
             }
-            let hash = self.hasher.hash_one(front.request_id_bytes());
+            let hash = self.hasher.hash_one(front.request_id.as_bytes());
             let position = self.first_position;
             if let Ok(entry) = self.index.find_entry(hash, |&(other, _)| other == position) {
                 entry.remove();
@@ -282,7 +319,7 @@ impl IdempotencyTable {
         table.records.reserve(records.len());
         table.index.reserve(records.len(), |&(_, hash)| hash);
         for record in records {
-            let hash = table.hasher.hash_one(record.request_id_bytes());
+            let hash = table.hasher.hash_one(record.request_id.as_bytes());
             table.push(record, hash);
         }
         table
@@ -331,7 +368,11 @@ mod tests {
         let Lookup::Absent(vacancy) = table.lookup(request_id, fingerprint) else {
             panic!("{request_id} is new");
         };
-        table.insert(vacancy, request_id, fingerprint, now_ms, outcome);
+        table.insert(vacancy, request_id, fingerprint, now_ms, outcome, None);
+    }
+
+    fn no_holds(_: u64, _: u64) -> Outcome {
+        unreachable!("no hold is kept by reference here")
     }
 
     #[test]
@@ -347,37 +388,58 @@ mod tests {
         for n in 41..100u64 {
             let key = format!("k{n}");
             assert!(
-                matches!(table.lookup(&key, n), Lookup::Replay(found) if found.outcome() == outcome(n))
+                matches!(table.lookup(&key, n), Lookup::Replay(found) if found.outcome(&no_holds) == outcome(n))
             );
             assert!(matches!(table.lookup(&key, n + 1), Lookup::Conflict));
         }
         let restored = IdempotencyTable::from_records(table.records().cloned().collect());
         assert_eq!(restored.len(), 59);
         assert!(
-            matches!(restored.lookup("k99", 99), Lookup::Replay(found) if found.outcome() == outcome(99))
+            matches!(restored.lookup("k99", 99), Lookup::Replay(found) if found.outcome(&no_holds) == outcome(99))
         );
         assert!(matches!(restored.lookup("k40", 40), Lookup::Absent(_)));
     }
 
     #[test]
-    fn a_record_serialises_as_its_outcome_value() {
+    fn a_record_restores_from_its_outcome_value_either_way_it_is_kept() {
         let mut table = IdempotencyTable::default();
         let outcome = Outcome::NodeRetired { node_id: 7 };
         remember(&mut table, "k", 1, 2, &outcome);
         let record = table.records().next().unwrap();
-        let as_value = RecordRef {
-            request_id: "k",
+        let mut bytes = Vec::new();
+        record.write_outcome(&no_holds, &mut bytes);
+        assert_eq!(
+            bytes,
+            bincode::serde::encode_to_vec(&outcome, bincode_config()).unwrap()
+        );
+        let owned = RecordOwned {
+            request_id: "k".into(),
             fingerprint: 1,
             stored_at_ms: 2,
             outcome: outcome.clone(),
         };
-        let record_bytes = bincode::serde::encode_to_vec(record, bincode_config()).unwrap();
-        assert_eq!(
-            record_bytes,
-            bincode::serde::encode_to_vec(&as_value, bincode_config()).unwrap()
-        );
-        let (back, _): (Record, usize) =
-            bincode::serde::decode_from_slice(&record_bytes, bincode_config()).unwrap();
-        assert_eq!(&back, record);
+        assert_eq!(&owned.into_record(|_| None), record);
+
+        // Kept by reference: the outcome is whatever the hold rebuilds to.
+        let rebuilt = Outcome::NodeRetired { node_id: 9 };
+        let rebuild = |hold: u64, expires_at_ms: u64| {
+            assert_eq!((hold, expires_at_ms), (5, 600));
+            rebuilt.clone()
+        };
+        let Lookup::Absent(vacancy) = table.lookup("h", 3) else {
+            panic!("h is new");
+        };
+        table.insert(vacancy, "h", 3, 4, &rebuilt, Some((5, 600)));
+        let Lookup::Replay(found) = table.lookup("h", 3) else {
+            panic!("h is remembered");
+        };
+        assert_eq!(found.outcome(&rebuild), rebuilt);
+        let owned = RecordOwned {
+            request_id: "h".into(),
+            fingerprint: 3,
+            stored_at_ms: 4,
+            outcome: rebuilt.clone(),
+        };
+        assert_eq!(&owned.into_record(|_| Some((5, 600))), found);
     }
 }

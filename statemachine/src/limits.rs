@@ -72,6 +72,15 @@ pub struct Faults {
     pub skip_seat_check: bool,
 }
 
+impl Config {
+    /// Whether ended holds are remembered at least as long as request ids, so that a hold
+    /// outlives the record of the request that made it and the record can keep the answer
+    /// by reference to the hold.
+    pub(crate) fn remembers_holds_by_reference(&self) -> bool {
+        self.ended_hold_retention_ms >= self.idempotency_retention_ms
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -9,12 +9,13 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::idempotency::{IdempotencyTable, Record};
+use crate::idempotency::{IdempotencyTable, RecordOwned};
 use crate::idmap::IdMap;
 use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
-use crate::state::{Booking, Hold, Refund};
+use crate::outcome::Outcome;
+use crate::state::{parse_id, Booking, Hold, Refund, HOLD_ID_PREFIX};
 use crate::StateMachine;
 
 /// The magic bytes that open every snapshot.
@@ -73,12 +74,21 @@ struct TailRef<'a> {
 /// must equal byte for byte (bincode encodes a tuple as its elements one after another,
 /// exactly as it does a struct's fields).
 #[cfg(test)]
-struct RecordsRef<'a>(&'a IdempotencyTable);
+struct RecordsRef<'a>(&'a StateMachine);
 
 #[cfg(test)]
 impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.records())
+        let state = self.0;
+        let rebuild = |hold, expires_at_ms| state.answer_as_made(hold, expires_at_ms);
+        serializer.collect_seq(state.idempotency.records().map(|record| {
+            crate::idempotency::RecordRef {
+                request_id: record.request_id(),
+                fingerprint: record.fingerprint,
+                stored_at_ms: record.stored_at_ms,
+                outcome: record.outcome(&rebuild),
+            }
+        }))
     }
 }
 
@@ -93,7 +103,7 @@ struct SnapshotOwned {
     holds: IdMap<Hold>,
     bookings: IdMap<Booking>,
     refunds: IdMap<Refund>,
-    idempotency: Vec<Record>,
+    idempotency: Vec<RecordOwned>,
     outbox: Outbox,
     retired_nodes: BTreeSet<u64>,
 }
@@ -125,12 +135,16 @@ impl StateMachine {
         writer.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())?;
         encode(&self.snapshot_head(), &mut writer)?;
         encode(&(self.idempotency.len() as u64), &mut writer)?;
+        let rebuild = |hold, expires_at_ms| self.answer_as_made(hold, expires_at_ms);
+        let mut outcome = Vec::new();
         for record in self.idempotency.records() {
             encode(
                 &(record.request_id(), record.fingerprint, record.stored_at_ms),
                 &mut writer,
             )?;
-            writer.write_all(record.encoded_outcome())?;
+            outcome.clear();
+            record.write_outcome(&rebuild, &mut outcome);
+            writer.write_all(&outcome)?;
         }
         encode(&self.snapshot_tail(), &mut writer)
     }
@@ -192,7 +206,29 @@ impl StateMachine {
         state.holds = snapshot.holds;
         state.bookings = snapshot.bookings;
         state.refunds = snapshot.refunds;
-        state.idempotency = IdempotencyTable::from_records(snapshot.idempotency);
+        // A hold's answer is kept by reference again when the hold is there and rebuilds
+        // to exactly that answer, as it was when the record was made.
+        let by_reference = state.config.remembers_holds_by_reference();
+        let records = snapshot
+            .idempotency
+            .into_iter()
+            .map(|record| {
+                record.into_record(|outcome| {
+                    let Outcome::Held(view) = outcome else {
+                        return None;
+                    };
+                    let hold = parse_id(HOLD_ID_PREFIX, &view.hold_id).filter(|_| by_reference)?;
+                    let rebuilt = crate::holds::answer_as_made(
+                        &state.holds,
+                        &state.events,
+                        hold,
+                        view.expires_at_ms,
+                    )?;
+                    (rebuilt == *outcome).then_some((hold, view.expires_at_ms))
+                })
+            })
+            .collect();
+        state.idempotency = IdempotencyTable::from_records(records);
         state.outbox = snapshot.outbox;
         state.retired_nodes = snapshot.retired_nodes;
         state.rebuild_derived();
@@ -257,7 +293,7 @@ mod tests {
         }
         let whole = (
             state.snapshot_head(),
-            RecordsRef(&state.idempotency),
+            RecordsRef(&state),
             state.snapshot_tail(),
         );
         let mut expected = SNAPSHOT_MAGIC.to_vec();

@@ -277,7 +277,13 @@ impl StateMachine {
         };
         let fingerprint = self.idempotency.fingerprint(&entry.command);
         let vacancy = match self.idempotency.lookup(request_id, fingerprint) {
-            Lookup::Replay(record) => return record.outcome(),
+            Lookup::Replay(record) => {
+                let (holds, events) = (&self.holds, &self.events);
+                return record.outcome(&|hold, expires_at_ms| {
+                    crate::holds::answer_as_made(holds, events, hold, expires_at_ms)
+                        .expect("a hold remembered by reference outlives its request id")
+                });
+            }
             Lookup::Conflict => {
                 return Outcome::Rejected(Rejection::IdempotencyKeyReused {
                     request_id: request_id.to_string(),
@@ -298,8 +304,26 @@ impl StateMachine {
             });
         }
         let outcome = self.execute(&entry.command);
-        self.idempotency
-            .insert(vacancy, request_id, fingerprint, self.now_ms, &outcome);
+        // A successful hold (always the one just made) is remembered by reference when the
+        // hold will outlive the record; anything else by its encoding.
+        let held = match &outcome {
+            Outcome::Held(view) if self.config.remembers_holds_by_reference() => {
+                debug_assert_eq!(
+                    parse_id(HOLD_ID_PREFIX, &view.hold_id),
+                    Some(self.last_hold)
+                );
+                Some((self.last_hold, view.expires_at_ms))
+            }
+            _ => None,
+        };
+        self.idempotency.insert(
+            vacancy,
+            request_id,
+            fingerprint,
+            self.now_ms,
+            &outcome,
+            held,
+        );
         outcome
     }
 

@@ -775,6 +775,49 @@ fn idempotent_replay_returns_the_first_answer() {
 }
 
 #[test]
+fn a_replayed_hold_answers_as_it_was_made_after_extension_confirmation_and_restore() {
+    // By default ended holds outlive request ids and a hold's answer is kept by reference
+    // to the hold; with a shorter hold retention it is kept encoded. Both answer the same.
+    let short_hold_retention = Config {
+        ended_hold_retention_ms: 60_000,
+        ..Config::default()
+    };
+    for config in [Config::default(), short_hold_retention] {
+        let mut harness = Harness::with_config(config);
+        harness.run(Command::CreateEvent(cinema_event("film")));
+        let command = Command::Hold(hold_request(
+            "film",
+            "c1",
+            &["S-A-1", "S-A-2"],
+            &[("GA", 2)],
+        ));
+        let first = harness.run_keyed("k", command.clone());
+        let Outcome::Held(view) = &first else {
+            panic!("{first:?}")
+        };
+        harness.advance(1000);
+        let extended = harness.run(Command::ExtendHold {
+            hold_id: view.hold_id.to_string(),
+            ttl_seconds: 1200,
+        });
+        assert!(extended.is_success(), "{extended:?}");
+        assert_eq!(harness.run_keyed("k", command.clone()), first);
+        assert!(harness.confirm(view).is_success());
+        assert_eq!(harness.run_keyed("k", command.clone()), first);
+
+        let bytes = harness.state.snapshot_bytes();
+        harness.state = StateMachine::from_snapshot_bytes(&bytes).unwrap();
+        assert_eq!(harness.state.snapshot_bytes(), bytes);
+        assert_eq!(harness.run_keyed("k", command.clone()), first);
+        // Up to the end of the key's window, after which the hold is evaluated afresh.
+        harness.advance(Config::default().idempotency_retention_ms - 1001);
+        assert_eq!(harness.run_keyed("k", command.clone()), first);
+        harness.advance(1);
+        assert_eq!(code(&harness.run_keyed("k", command)), "SEAT_UNAVAILABLE");
+    }
+}
+
+#[test]
 fn idempotency_keys_expire_after_retention_and_a_full_table_sheds_writes() {
     let config = Config {
         idempotency_entries_max: 2,

@@ -271,10 +271,12 @@ struct Run {
 
 impl Run {
     fn new() -> Run {
-        // Retention longer than any sequence's time span, so every retry must replay.
+        // Retention longer than any sequence's time span (at most 120 steps of 15 s), so
+        // every retry must replay; and not longer than ended holds are kept (1 h), so a
+        // hold's answer is remembered by reference to the hold.
         let config = Config {
             holds_per_customer_per_event_max: HOLDS_PER_CUSTOMER,
-            idempotency_retention_ms: 24 * 3600 * 1000,
+            idempotency_retention_ms: 45 * 60 * 1000,
             ..Config::default()
         };
         let mut run = Run {
