@@ -79,21 +79,61 @@ fn status(status: HoldStatus) -> u64 {
     }
 }
 
+/// The fields of an `Outcome::Held` answer, borrowed from wherever they are kept.
+pub(crate) struct HeldFields<'a, Seats> {
+    pub hold_id: &'a str,
+    pub status: HoldStatus,
+    pub event_id: &'a str,
+    pub customer_id: &'a str,
+    pub seats: Seats,
+    pub pools: &'a [PoolQuantity],
+    pub amount: u64,
+    pub currency: &'a str,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub life_ends_at_ms: u64,
+    pub booking_id: Option<&'a str>,
+}
+
+/// Appends `Outcome::Held` with these fields.
+pub(crate) fn held_fields<'a>(
+    fields: HeldFields<'a, impl ExactSizeIterator<Item = &'a str>>,
+    out: &mut Vec<u8>,
+) {
+    integer(OUTCOME_HELD, out);
+    text(fields.hold_id, out);
+    integer(status(fields.status), out);
+    text(fields.event_id, out);
+    text(fields.customer_id, out);
+    texts(fields.seats, out);
+    pool_lines(fields.pools, out);
+    integer(fields.amount, out);
+    text(fields.currency, out);
+    integer(fields.created_at_ms, out);
+    integer(fields.expires_at_ms, out);
+    integer(fields.life_ends_at_ms, out);
+    option(fields.booking_id, out, text);
+}
+
 /// Appends `Outcome::Held(view)`.
 pub(crate) fn held(view: &HoldView, out: &mut Vec<u8>) {
-    integer(OUTCOME_HELD, out);
-    text(&view.hold_id, out);
-    integer(status(view.status), out);
-    text(&view.event_id, out);
-    text(&view.customer_id, out);
-    texts(view.seats.iter().map(|seat| seat.as_str()), out);
-    pool_lines(&view.pools, out);
-    integer(view.amount, out);
-    text(&view.currency, out);
-    integer(view.created_at_ms, out);
-    integer(view.expires_at_ms, out);
-    integer(view.life_ends_at_ms, out);
-    option(view.booking_id.as_deref(), out, text);
+    held_fields(
+        HeldFields {
+            hold_id: &view.hold_id,
+            status: view.status,
+            event_id: &view.event_id,
+            customer_id: &view.customer_id,
+            seats: view.seats.iter().map(|seat| seat.as_str()),
+            pools: &view.pools,
+            amount: view.amount,
+            currency: &view.currency,
+            created_at_ms: view.created_at_ms,
+            expires_at_ms: view.expires_at_ms,
+            life_ends_at_ms: view.life_ends_at_ms,
+            booking_id: view.booking_id.as_deref(),
+        },
+        out,
+    );
 }
 
 /// Appends `Command::Hold(request)`.

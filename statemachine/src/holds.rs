@@ -665,10 +665,34 @@ impl StateMachine {
         Ok(Outcome::HoldsExpired { hold_ids })
     }
 
-    /// [`answer_as_made`] of a hold that must be there (one a record keeps by reference).
-    pub(crate) fn answer_as_made(&self, id: u64, expires_at_ms: u64) -> Outcome {
-        answer_as_made(&self.holds, &self.events, id, expires_at_ms)
-            .expect("a hold remembered by reference outlives its request id")
+    /// Appends the bincode encoding of [`answer_as_made`] to `out`, written
+    /// from the hold itself (snapshots write every remembered hold answer this way).
+    pub(crate) fn write_answer_as_made(&self, id: u64, expires_at_ms: u64, out: &mut Vec<u8>) {
+        let hold = self
+            .holds
+            .get(&id)
+            .expect("a hold remembered by reference outlives its request id");
+        let event = &self.events[&*hold.event_id];
+        crate::fastcode::held_fields(
+            crate::fastcode::HeldFields {
+                hold_id: &compact_id(HOLD_ID_PREFIX, id),
+                status: HoldStatus::Active,
+                event_id: &hold.event_id,
+                customer_id: &hold.customer_id,
+                seats: hold
+                    .seats
+                    .iter()
+                    .map(|&position| event.seats[position as usize].id.as_str()),
+                pools: &hold.pools,
+                amount: hold.amount,
+                currency: &event.currency,
+                created_at_ms: hold.created_at_ms,
+                expires_at_ms,
+                life_ends_at_ms: hold.life_ends_at_ms,
+                booking_id: None,
+            },
+            out,
+        );
     }
 
     pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {

@@ -123,16 +123,15 @@ impl Record {
         }
     }
 
-    /// Appends the outcome in bincode's standard encoding to `out`.
-    pub fn write_outcome(&self, rebuild: RebuildHeld<'_>, out: &mut Vec<u8>) {
+    /// The outcome's bincode encoding, or the `(hold id, expiry as made)` of a hold's answer
+    /// kept by reference.
+    pub fn kept(&self) -> Result<&[u8], (u64, u64)> {
         match &self.kept {
-            Kept::Encoded(bytes) => out.extend_from_slice(bytes),
-            Kept::Held { .. } => {
-                let Outcome::Held(view) = self.outcome(rebuild) else {
-                    unreachable!("a hold kept by reference rebuilds as held")
-                };
-                crate::fastcode::held(&view, out);
-            }
+            Kept::Encoded(bytes) => Ok(bytes),
+            Kept::Held {
+                hold,
+                expires_at_ms,
+            } => Err((*hold, *expires_at_ms)),
         }
     }
 }
@@ -406,11 +405,9 @@ mod tests {
         let outcome = Outcome::NodeRetired { node_id: 7 };
         remember(&mut table, "k", 1, 2, &outcome);
         let record = table.records().next().unwrap();
-        let mut bytes = Vec::new();
-        record.write_outcome(&no_holds, &mut bytes);
         assert_eq!(
-            bytes,
-            bincode::serde::encode_to_vec(&outcome, bincode_config()).unwrap()
+            record.kept(),
+            Ok(&bincode::serde::encode_to_vec(&outcome, bincode_config()).unwrap()[..])
         );
         let owned = RecordOwned {
             request_id: "k".into(),
@@ -434,6 +431,7 @@ mod tests {
             panic!("h is remembered");
         };
         assert_eq!(found.outcome(&rebuild), rebuilt);
+        assert_eq!(found.kept(), Err((5, 600)));
         let owned = RecordOwned {
             request_id: "h".into(),
             fingerprint: 3,

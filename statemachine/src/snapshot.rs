@@ -80,7 +80,10 @@ struct RecordsRef<'a>(&'a StateMachine);
 impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = self.0;
-        let rebuild = |hold, expires_at_ms| state.answer_as_made(hold, expires_at_ms);
+        let rebuild = |hold, expires_at_ms| {
+            crate::holds::answer_as_made(&state.holds, &state.events, hold, expires_at_ms)
+                .expect("a hold remembered by reference outlives its request id")
+        };
         serializer.collect_seq(state.idempotency.records().map(|record| {
             crate::idempotency::RecordRef {
                 request_id: record.request_id(),
@@ -135,16 +138,20 @@ impl StateMachine {
         writer.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())?;
         encode(&self.snapshot_head(), &mut writer)?;
         encode(&(self.idempotency.len() as u64), &mut writer)?;
-        let rebuild = |hold, expires_at_ms| self.answer_as_made(hold, expires_at_ms);
         let mut outcome = Vec::new();
         for record in self.idempotency.records() {
             encode(
                 &(record.request_id(), record.fingerprint, record.stored_at_ms),
                 &mut writer,
             )?;
-            outcome.clear();
-            record.write_outcome(&rebuild, &mut outcome);
-            writer.write_all(&outcome)?;
+            match record.kept() {
+                Ok(encoded) => writer.write_all(encoded)?,
+                Err((hold, expires_at_ms)) => {
+                    outcome.clear();
+                    self.write_answer_as_made(hold, expires_at_ms, &mut outcome);
+                    writer.write_all(&outcome)?;
+                }
+            }
         }
         encode(&self.snapshot_tail(), &mut writer)
     }
