@@ -284,8 +284,9 @@ fn write_snapshot_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 ///
 /// The state is encoded rather than cloned: its bytes are written in one sequential pass
 /// into a buffer sized by the last snapshot, where a clone copies every object (on the
-/// development VM a 1,000,000-seat state with 500,000 holds clones in 1–2 s and encodes in
-/// 0.15–0.3 s, see BENCHMARKS.md), and the bytes take a third of the clone's memory.
+/// development VM a 1,000,000-seat state with 500,000 holds clones in 0.5–1.3 s and encodes
+/// in 0.2–0.7 s, see BENCHMARKS.md), and the copy is the snapshot's bytes rather than a
+/// second set of every object.
 fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
     let state = shared.state.read().expect("state lock poisoned");
     let snapshot_id = match state.last_applied {

@@ -177,6 +177,9 @@ struct Phase {
 
 impl Phase {
     fn report(&self, what: &str) {
+        if self.count == 0 {
+            return;
+        }
         println!("{what:<44} {:>14}", rate(self.count as u64, self.elapsed));
         if let Some(kernel) = self.kernel {
             let share = kernel.as_secs_f64() / self.elapsed.as_secs_f64() * 100.0;
@@ -186,7 +189,7 @@ impl Phase {
                 format!("{share:.0} %")
             );
         }
-        if let Some(resident) = self.resident.filter(|_| self.count > 0) {
+        if let Some(resident) = self.resident {
             let per_hold = resident as f64 / self.count as f64;
             println!(
                 "{:<44} {:>14}",

@@ -67,7 +67,7 @@ fn encode_outcome(outcome: &Outcome, scratch: &mut Vec<u8>) {
 
 /// How a record keeps its answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Kept {
+pub(crate) enum Kept {
     /// The outcome in bincode's standard encoding (deterministic, so equal outcomes give
     /// equal bytes).
     Encoded(Box<[u8]>),
@@ -123,16 +123,9 @@ impl Record {
         }
     }
 
-    /// The outcome's bincode encoding, or the `(hold id, expiry as made)` of a hold's answer
-    /// kept by reference.
-    pub fn kept(&self) -> Result<&[u8], (u64, u64)> {
-        match &self.kept {
-            Kept::Encoded(bytes) => Ok(bytes),
-            Kept::Held {
-                hold,
-                expires_at_ms,
-            } => Err((*hold, *expires_at_ms)),
-        }
+    /// How the outcome is kept.
+    pub fn kept(&self) -> &Kept {
+        &self.kept
     }
 }
 
@@ -407,7 +400,11 @@ mod tests {
         let record = table.records().next().unwrap();
         assert_eq!(
             record.kept(),
-            Ok(&bincode::serde::encode_to_vec(&outcome, bincode_config()).unwrap()[..])
+            &Kept::Encoded(
+                bincode::serde::encode_to_vec(&outcome, bincode_config())
+                    .unwrap()
+                    .into()
+            )
         );
         let owned = RecordOwned {
             request_id: "k".into(),
@@ -431,7 +428,13 @@ mod tests {
             panic!("h is remembered");
         };
         assert_eq!(found.outcome(&rebuild), rebuilt);
-        assert_eq!(found.kept(), Err((5, 600)));
+        assert_eq!(
+            found.kept(),
+            &Kept::Held {
+                hold: 5,
+                expires_at_ms: 600
+            }
+        );
         let owned = RecordOwned {
             request_id: "h".into(),
             fingerprint: 3,

@@ -428,8 +428,9 @@ impl Event {
 }
 
 /// Whether every byte of `bytes` is plain: printable ASCII (`!` to `~`) but not `/`.
-/// Ids shorter than eight bytes are checked a byte at a time, longer ones a word at a time, with the bit tricks of "Bit Twiddling Hacks" (Sean Eron Anderson):
-/// each test below is exact about whether any byte of the word matches.
+/// Ids shorter than eight bytes are checked a byte at a time, longer ones a word at a time
+/// with the bit tricks of "Bit Twiddling Hacks" (Sean Eron Anderson): each test below is
+/// exact about whether any byte of the word matches.
 fn plain_id_bytes(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -444,12 +445,12 @@ fn plain_id_bytes(bytes: &[u8]) -> bool {
         let slash = slash.wrapping_sub(ONES) & !slash & HIGHS;
         low | high | slash == 0
     };
-    let word = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
     if bytes.len() < 8 {
         return bytes
             .iter()
             .all(|&byte| (b'!'..=b'~').contains(&byte) && byte != b'/');
     }
+    let word = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
     // Whole words, then the last eight bytes (overlapping the last whole word; a byte seen
     // twice is harmless, and there is no copy of a short tail).
     (0..bytes.len() / 8).all(|index| plain(word(index * 8))) && plain(word(bytes.len() - 8))

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::idempotency::{IdempotencyTable, RecordOwned};
+use crate::idempotency::{IdempotencyTable, Kept, RecordOwned};
 use crate::idmap::IdMap;
 use crate::inventory::Event;
 use crate::limits::Config;
@@ -80,10 +80,7 @@ struct RecordsRef<'a>(&'a StateMachine);
 impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = self.0;
-        let rebuild = |hold, expires_at_ms| {
-            crate::holds::answer_as_made(&state.holds, &state.events, hold, expires_at_ms)
-                .expect("a hold remembered by reference outlives its request id")
-        };
+        let rebuild = crate::holds::remembered_answers(&state.holds, &state.events);
         serializer.collect_seq(state.idempotency.records().map(|record| {
             crate::idempotency::RecordRef {
                 request_id: record.request_id(),
@@ -145,8 +142,11 @@ impl StateMachine {
                 &mut writer,
             )?;
             match record.kept() {
-                Ok(encoded) => writer.write_all(encoded)?,
-                Err((hold, expires_at_ms)) => {
+                Kept::Encoded(encoded) => writer.write_all(encoded)?,
+                &Kept::Held {
+                    hold,
+                    expires_at_ms,
+                } => {
                     outcome.clear();
                     self.write_answer_as_made(hold, expires_at_ms, &mut outcome);
                     writer.write_all(&outcome)?;

@@ -1,12 +1,10 @@
 //! The replicated state and the one entry point that changes it: [`StateMachine::apply`].
 
-use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
-
-use hashbrown::HashMap;
-
 use std::num::NonZeroU64;
 
+use compact_str::CompactString;
+use hashbrown::HashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::PoolQuantity;
@@ -278,11 +276,8 @@ impl StateMachine {
         let fingerprint = self.idempotency.fingerprint(&entry.command);
         let vacancy = match self.idempotency.lookup(request_id, fingerprint) {
             Lookup::Replay(record) => {
-                let (holds, events) = (&self.holds, &self.events);
-                return record.outcome(&|hold, expires_at_ms| {
-                    crate::holds::answer_as_made(holds, events, hold, expires_at_ms)
-                        .expect("a hold remembered by reference outlives its request id")
-                });
+                return record
+                    .outcome(&crate::holds::remembered_answers(&self.holds, &self.events));
             }
             Lookup::Conflict => {
                 return Outcome::Rejected(Rejection::IdempotencyKeyReused {
