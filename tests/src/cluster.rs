@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -149,8 +150,27 @@ fn build_holdfast() -> Result<PathBuf> {
     Ok(profile_dir.join("holdfast"))
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A port for a test node to listen on, handed out once in this process.
+///
+/// A port from `bind(0)` is released before the node binds it, and the kernel may give it to
+/// the next `bind(0)` meanwhile — another node of a cluster that a test running in parallel
+/// starts — so one node would fail to bind and its cluster would talk to the other's node.
+/// Ports here come from a counter instead, below the kernel's ephemeral range (32768 and
+/// up, where `bind(0)` and outgoing connections draw from), starting at an offset drawn
+/// from the process id, and are checked free before they are handed out.
+pub fn free_port() -> Result<u16> {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(port).expect("below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 impl ProcessCluster {

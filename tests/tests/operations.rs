@@ -184,10 +184,7 @@ async fn a_membership_change_that_would_lose_the_majority_is_refused() -> anyhow
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    holdfast_tests::cluster::free_port().expect("a free port")
 }
 
 async fn wait_until_ok(
