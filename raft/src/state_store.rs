@@ -457,11 +457,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Blank => replies.push(Vec::new()),
                 EntryPayload::Normal(batch) => {
                     state.applied_at = Some(tokio::time::Instant::now());
-                    let outcomes = batch
-                        .entries
-                        .iter()
-                        .map(|entry| state.machine.apply(entry))
-                        .collect();
+                    // In one batch, so that each entry's memory is prefetched while the
+                    // ones before it apply.
+                    let mut outcomes = Vec::with_capacity(batch.entries.len());
+                    state
+                        .machine
+                        .apply_batch(&batch.entries, |outcome| outcomes.push(outcome));
                     replies.push(outcomes);
                 }
                 EntryPayload::Membership(membership) => {

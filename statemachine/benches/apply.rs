@@ -1,6 +1,6 @@
 //! Single-threaded apply throughput of the booking state machine.
 //!
-//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --keyed N --holds-only]`
+//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --keyed N --holds-only --one-by-one]`
 //!
 //! `--holds-only` stops after the hold phases, for profiling them (`perf record`, or
 //! `valgrind --tool=callgrind` for instruction counts, which do not vary from run to run).
@@ -16,10 +16,13 @@
 //! after the first one's holds ended and were forgotten, as in a node that has been running:
 //! its holds reuse the memory the first sale's released.
 //!
-//! Commands are applied as a node applies them: in batches of up to 512 (one Raft entry),
-//! each batch made just before it is applied, so its commands are in the cache as a freshly
-//! decoded log entry's are. Only the applying is timed.
+//! Commands are applied as a node applies them: in batches of up to 512 (one Raft entry)
+//! through `StateMachine::apply_batch`, which prefetches each command's memory a couple of
+//! commands ahead; each batch is made just before it is applied, so its commands are in the
+//! cache as a freshly decoded log entry's are. Only the applying is timed. `--one-by-one`
+//! applies each command with `StateMachine::apply` instead, without prefetching.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use holdfast_statemachine::*;
@@ -34,6 +37,7 @@ struct Options {
     /// Holds with an idempotency key, the first phase; the rest have none.
     keyed: Option<u32>,
     holds_only: bool,
+    one_by_one: bool,
 }
 
 fn options() -> Options {
@@ -42,6 +46,7 @@ fn options() -> Options {
         holds: 500_000,
         keyed: None,
         holds_only: false,
+        one_by_one: false,
     };
     let arguments: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -52,6 +57,7 @@ fn options() -> Options {
             "--holds" => options.holds = value().expect("--holds N"),
             "--keyed" => options.keyed = Some(value().expect("--keyed N")),
             "--holds-only" => options.holds_only = true,
+            "--one-by-one" => options.one_by_one = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
         index += 1;
@@ -121,6 +127,9 @@ fn kernel_time() -> Option<Duration> {
 /// Commands per Raft entry in the node (its default `HOLDFAST_BATCH_ENTRIES_MAX`).
 const BATCH: usize = 512;
 
+/// `--one-by-one`: apply without prefetching.
+static ONE_BY_ONE: AtomicBool = AtomicBool::new(false);
+
 /// Applies `entries` the way a node does: a batch at a time, each batch made just before it
 /// is applied (a node decodes an entry from its log right before applying it, so its commands
 /// are fresh in the cache). Only the applying is timed; `answer` sees every outcome, inside
@@ -136,8 +145,12 @@ fn apply_batched(
     for start in (0..count).step_by(BATCH) {
         batch.extend((start..count.min(start + BATCH)).map(&mut entry));
         let started = Instant::now();
-        for entry in &batch {
-            answer(state.apply(entry));
+        if ONE_BY_ONE.load(Ordering::Relaxed) {
+            for entry in &batch {
+                answer(state.apply(entry));
+            }
+        } else {
+            state.apply_batch(&batch, &mut answer);
         }
         elapsed += started.elapsed();
         batch.clear();
@@ -252,6 +265,7 @@ fn rate(count: u64, elapsed: Duration) -> String {
 
 fn main() {
     let options = options();
+    ONE_BY_ONE.store(options.one_by_one, Ordering::Relaxed);
     let mut state = StateMachine::default();
     let mut time_ms = 1_700_000_000_000u64;
     let started = Instant::now();

@@ -365,10 +365,10 @@ impl StateMachine {
             .ok_or_else(|| Rejection::EventNotFound {
                 event_id: request.event_id.clone(),
             })?;
-        let customer_hash = event.customer_holds.hash(&request.customer_id);
+        let customer_tag = event.customer_holds.tag(&request.customer_id);
         let active = event
             .customer_holds
-            .count(customer_hash, &request.customer_id);
+            .count(customer_tag, &request.customer_id);
         if active >= holds_max {
             return Err(Rejection::HoldLimitReached {
                 customer_id: request.customer_id.clone(),
@@ -406,9 +406,7 @@ impl StateMachine {
                 .held += u64::from(line.quantity);
         }
         event.version += 1;
-        event
-            .customer_holds
-            .add(customer_hash, &request.customer_id);
+        event.customer_holds.add(customer_tag, &request.customer_id);
         let now_ms = *now_ms;
         let life_ends_at_ms = now_ms.saturating_add(config.hold_life_ms_max);
         let hold = Hold {

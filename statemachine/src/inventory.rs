@@ -15,6 +15,7 @@ use crate::outcome::{
     AvailabilityPage, EventChange, EventInfo, Outcome, PoolView, Rejection, SeatStatus, SeatView,
     Summary,
 };
+use crate::probetable::{self, ProbeTable};
 use crate::StateMachine;
 
 /// What holds a seat. Removed seats keep their position so that positions never move.
@@ -193,8 +194,9 @@ impl RowIndex {
         self.refresh_runs(rows, seats, &all);
     }
 
-    /// The position of the block seat named `id`, if it is one.
-    fn find(&self, rows: &[Row], seats: &[Seat], id: &str) -> Option<u32> {
+    /// Where the block seat named `id` would be, if it is one: its row's first position
+    /// plus its distance from the row's first number. Not checked against the seat itself.
+    fn candidate(&self, rows: &[Row], id: &str) -> Option<u32> {
         // `{prefix}-{number}`, the number at most nine digits (so it fits a u32).
         let bytes = id.as_bytes();
         let digits = bytes
@@ -222,7 +224,12 @@ impl RowIndex {
         if offset as usize >= rows[row as usize].seats.len() {
             return None;
         }
-        let position = first_position + offset;
+        Some(first_position + offset)
+    }
+
+    /// The position of the block seat named `id`, if it is one.
+    fn find(&self, rows: &[Row], seats: &[Seat], id: &str) -> Option<u32> {
+        let position = self.candidate(rows, id)?;
         let seat = &seats[position as usize];
         (*seat.id == *id && seat.state != SeatState::Removed).then_some(position)
     }
@@ -241,22 +248,26 @@ fn run_of(row: &Row, seats: &[Seat]) -> Option<(u32, u32)> {
 }
 
 /// Active holds per customer of one event, for the per-customer limit. A hold looks its
-/// customer up once: the hash is computed once and handed to the later update.
+/// customer up once: the tag is computed once and handed to the later update.
 ///
-/// An entry is the customer's id and count, 32 bytes; growing the table rehashes from the
-/// ids (short and inline, so no pointer is followed) rather than keeping each hash, which
-/// would make every entry a quarter larger in a table that grows with every new customer.
+/// Customers sit in a slab of 32-byte entries (id and count; a forgotten customer's entry
+/// is reused), found through a [`ProbeTable`] of slab positions: a customer's first hold,
+/// the usual case in a sale, reads one line of the index and no entry, and that line can
+/// be prefetched ([`CustomerHolds::prefetch`]).
 ///
 /// Ids here and in the holds are [`CompactString`]s, copied rather than shared: a shared
 /// (`Arc`) id costs an atomic increment per hold, and an atomic instruction waits for every
 /// store before it, on a path that writes fresh memory.
 #[derive(Clone, Default)]
 pub(crate) struct CustomerHolds {
-    table: hashbrown::HashTable<CustomerEntry>,
+    index: ProbeTable<u32>,
+    /// Customers with holds, and free entries (no holds, empty id) listed in `free`.
+    entries: Vec<CustomerEntry>,
+    free: Vec<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct CustomerEntry {
     id: CompactString,
     holds: u32,
@@ -264,59 +275,85 @@ struct CustomerEntry {
 
 impl std::fmt::Debug for CustomerHolds {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "CustomerHolds({} customers)", self.table.len())
+        let customers = self.entries.len() - self.free.len();
+        write!(formatter, "CustomerHolds({customers} customers)")
     }
 }
 
 impl CustomerHolds {
-    pub fn hash(&self, customer_id: &str) -> u64 {
-        self.hasher.hash_one(customer_id)
+    /// The tag of `customer_id`, for [`CustomerHolds::count`] and [`CustomerHolds::add`].
+    pub fn tag(&self, customer_id: &str) -> u32 {
+        probetable::tag(self.hasher.hash_one(customer_id))
     }
 
-    /// Active holds of the customer whose id hashes to `hash`.
-    pub fn count(&self, hash: u64, customer_id: &str) -> u32 {
-        self.table
-            .find(hash, |entry| *entry.id == *customer_id)
-            .map_or(0, |entry| entry.holds)
+    /// Asks the processor to fetch the index line a lookup of `customer_id` reads.
+    pub fn prefetch(&self, customer_id: &str) {
+        self.index.prefetch(self.tag(customer_id));
     }
 
-    /// Counts one more hold of the customer whose id hashes to `hash`.
-    pub fn add(&mut self, hash: u64, customer_id: &str) {
-        if let Some(entry) = self.table.find_mut(hash, |entry| *entry.id == *customer_id) {
-            entry.holds += 1;
+    /// The slab position of the customer with this tag and id.
+    fn entry(&self, tag: u32, customer_id: &str) -> Option<u32> {
+        self.index
+            .find(tag, |at| *self.entries[at as usize].id == *customer_id)
+    }
+
+    /// Active holds of the customer whose id has `tag`.
+    pub fn count(&self, tag: u32, customer_id: &str) -> u32 {
+        self.entry(tag, customer_id)
+            .map_or(0, |at| self.entries[at as usize].holds)
+    }
+
+    /// Counts one more hold of the customer whose id has `tag`.
+    pub fn add(&mut self, tag: u32, customer_id: &str) {
+        if let Some(at) = self.entry(tag, customer_id) {
+            self.entries[at as usize].holds += 1;
             return;
         }
         let entry = CustomerEntry {
             id: CompactString::from(customer_id),
             holds: 1,
         };
-        let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, entry, |entry| hasher.hash_one(&*entry.id));
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.entries[at as usize] = entry;
+                at
+            }
+            None => {
+                self.entries.push(entry);
+                u32::try_from(self.entries.len() - 1).expect("customers of one event fit u32")
+            }
+        };
+        self.index.insert(tag, at);
     }
 
     /// Counts one hold fewer; a customer with none left is forgotten.
     pub fn remove_one(&mut self, customer_id: &str) {
-        let hash = self.hash(customer_id);
-        let Ok(mut entry) = self
-            .table
-            .find_entry(hash, |entry| *entry.id == *customer_id)
-        else {
+        let tag = self.tag(customer_id);
+        let Some(at) = self.entry(tag, customer_id) else {
             debug_assert!(false, "a hold's customer is counted");
             return;
         };
-        entry.get_mut().holds -= 1;
-        if entry.get().holds == 0 {
-            entry.remove();
+        let entry = &mut self.entries[at as usize];
+        entry.holds -= 1;
+        if entry.holds == 0 {
+            *entry = CustomerEntry::default();
+            self.index.remove(tag, |other| other == at);
+            self.free.push(at);
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.table.iter().map(|entry| u64::from(entry.holds)).sum()
+        self.entries
+            .iter()
+            .map(|entry| u64::from(entry.holds))
+            .sum()
     }
 
     pub fn clear(&mut self) {
-        self.table.clear();
+        *self = CustomerHolds {
+            hasher: self.hasher.clone(),
+            ..CustomerHolds::default()
+        };
     }
 }
 
@@ -347,6 +384,16 @@ pub(crate) struct Event {
 }
 
 impl Event {
+    /// Asks the processor to fetch the record of block seat `id`, which a lookup of the
+    /// seat reads (found through the small row table, which is in the cache anyway).
+    pub fn prefetch_seat(&self, id: &str) {
+        if let Some(position) = self.row_index.candidate(&self.rows, id) {
+            if let Some(seat) = self.seats.get(position as usize) {
+                crate::prefetch::prefetch_all(seat);
+            }
+        }
+    }
+
     pub fn seat_position(&self, id: &str) -> Option<u32> {
         self.row_index
             .find(&self.rows, &self.seats, id)

@@ -35,6 +35,8 @@ mod inventory;
 pub mod limits;
 mod outbox;
 mod outcome;
+mod prefetch;
+mod probetable;
 mod snapshot;
 mod state;
 mod timequeue;

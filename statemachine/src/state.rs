@@ -21,6 +21,13 @@ pub(crate) const HOLD_ID_PREFIX: &str = "h_";
 pub(crate) const BOOKING_ID_PREFIX: &str = "b_";
 pub(crate) const REFUND_ID_PREFIX: &str = "r_";
 
+/// How many entries ahead [`StateMachine::apply_batch`] prefetches. Measured: 2 and 4 are
+/// within a few percent of each other, 2 slightly ahead, and 8 or 16 no better.
+const PREFETCH_DISTANCE: usize = 2;
+
+/// Seats of one hold whose records are prefetched (almost every hold has fewer).
+const PREFETCH_SEATS_MAX: usize = 4;
+
 /// `prefix` followed by `sequence` in decimal, inline (without an allocation or the
 /// formatting machinery: every hold answer builds one).
 pub(crate) fn compact_id(prefix: &'static str, sequence: u64) -> CompactString {
@@ -292,7 +299,11 @@ impl StateMachine {
                 format!("must be 1 to {} bytes", crate::limits::REQUEST_ID_BYTES_MAX),
             ));
         }
-        if self.idempotency.len() >= self.config.idempotency_entries_max {
+        let entries_max = self
+            .config
+            .idempotency_entries_max
+            .min(crate::idempotency::RECORDS_MAX);
+        if self.idempotency.len() >= entries_max {
             // Evicting a live key could let a retry apply twice: shed the write instead.
             return Outcome::Rejected(Rejection::IdempotencyTableFull {
                 entries: self.idempotency.len() as u64,
@@ -320,6 +331,47 @@ impl StateMachine {
             held,
         );
         outcome
+    }
+
+    /// Applies `entries` in order, as [`StateMachine::apply`] applies each, handing each
+    /// outcome to `answer` — and faster: while it applies one entry, the memory the entry
+    /// [`PREFETCH_DISTANCE`] places later will read is already on its way into the cache.
+    ///
+    /// A hold reads a few lines of large tables at random (its request id's index line, its
+    /// customer's, its seats'), each a cache and TLB miss that stalls the processor for
+    /// longer than the rest of the hold takes. Prefetched ahead, those misses overlap with
+    /// the work of the entries before it: 1.5–1.6× the holds a second in the same process
+    /// (see BENCHMARKS.md). A prefetch changes nothing observable: the outcomes and the
+    /// state are exactly those of applying one entry at a time.
+    pub fn apply_batch(&mut self, entries: &[Entry], mut answer: impl FnMut(Outcome)) {
+        for entry in entries.iter().take(PREFETCH_DISTANCE) {
+            self.prefetch(entry);
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            if let Some(later) = entries.get(index + PREFETCH_DISTANCE) {
+                self.prefetch(later);
+            }
+            answer(self.apply(entry));
+        }
+    }
+
+    /// Asks the processor for the lines of the large tables that applying `entry` reads
+    /// first: its request id's slot in the idempotency index and, for a hold, its
+    /// customer's slot and its block seats' records. Reads nothing else and changes
+    /// nothing; a wrong guess (an entry rejected early, an earlier entry changing what this
+    /// one will read) costs only the wasted fetch.
+    fn prefetch(&self, entry: &Entry) {
+        if let Some(request_id) = entry.request_id.as_deref() {
+            self.idempotency.prefetch(request_id);
+        }
+        if let Command::Hold(request) = &entry.command {
+            if let Some(event) = self.events.get(&request.event_id) {
+                event.customer_holds.prefetch(&request.customer_id);
+                for seat in request.seats.iter().take(PREFETCH_SEATS_MAX) {
+                    event.prefetch_seat(seat);
+                }
+            }
+        }
     }
 
     fn execute(&mut self, command: &Command) -> Outcome {
@@ -386,8 +438,8 @@ impl StateMachine {
                 None => {
                     self.expiry_queue.insert(hold.expires_at_ms, id);
                     if let Some(event) = self.events.get_mut(&*hold.event_id) {
-                        let hash = event.customer_holds.hash(&hold.customer_id);
-                        event.customer_holds.add(hash, &hold.customer_id);
+                        let tag = event.customer_holds.tag(&hold.customer_id);
+                        event.customer_holds.add(tag, &hold.customer_id);
                     }
                 }
                 Some(ended_at) => {

@@ -513,11 +513,17 @@ proptest! {
             run.step(op)?;
             run.compare()?;
         }
-        // Applying the same log again from nothing gives the same bytes.
+        // Applying the same log again from nothing gives the same bytes, and so does
+        // applying it in batches, which prefetch ahead: with the same outcomes.
         let mut replica = StateMachine::new(run.state.config().clone());
-        for entry in &run.log {
-            replica.apply(entry);
-        }
+        let outcomes: Vec<Outcome> = run.log.iter().map(|entry| replica.apply(entry)).collect();
         prop_assert_eq!(replica.snapshot_bytes(), run.state.snapshot_bytes());
+        let mut batched = StateMachine::new(run.state.config().clone());
+        let mut batched_outcomes = Vec::new();
+        for batch in run.log.chunks(7) {
+            batched.apply_batch(batch, |outcome| batched_outcomes.push(outcome));
+        }
+        prop_assert_eq!(batched_outcomes, outcomes);
+        prop_assert_eq!(batched.snapshot_bytes(), run.state.snapshot_bytes());
     }
 }
