@@ -351,7 +351,7 @@ impl CustomerHolds {
 
     pub fn clear(&mut self) {
         *self = CustomerHolds {
-            hasher: self.hasher.clone(),
+            hasher: self.hasher,
             ..CustomerHolds::default()
         };
     }
