@@ -72,13 +72,6 @@ impl<T> IdMap<T> {
         self.chunks[chunk].slots[slot].as_ref()
     }
 
-    /// Asks the processor to fetch the slot of `id` (its first line), when it is stored.
-    pub fn prefetch(&self, id: u64) {
-        if let Some((chunk, slot)) = self.locate(id) {
-            crate::prefetch::prefetch(&self.chunks[chunk].slots[slot]);
-        }
-    }
-
     pub fn contains_key(&self, id: &u64) -> bool {
         self.get(id).is_some()
     }

@@ -356,31 +356,21 @@ impl StateMachine {
     }
 
     /// Asks the processor for the lines of the large tables that applying `entry` reads
-    /// first: its request id's slot in the idempotency index; for a hold, its customer's
-    /// slot and its block seats' records; for a confirm, extension or release, the hold. Reads nothing else and changes
+    /// first: its request id's slot in the idempotency index and, for a hold, its
+    /// customer's slot and its block seats' records. Reads nothing else and changes
     /// nothing; a wrong guess (an entry rejected early, an earlier entry changing what this
     /// one will read) costs only the wasted fetch.
     fn prefetch(&self, entry: &Entry) {
         if let Some(request_id) = entry.request_id.as_deref() {
             self.idempotency.prefetch(request_id);
         }
-        match &entry.command {
-            Command::Hold(request) => {
-                if let Some(event) = self.events.get(&request.event_id) {
-                    event.customer_holds.prefetch(&request.customer_id);
-                    for seat in request.seats.iter().take(PREFETCH_SEATS_MAX) {
-                        event.prefetch_seat(seat);
-                    }
+        if let Command::Hold(request) = &entry.command {
+            if let Some(event) = self.events.get(&request.event_id) {
+                event.customer_holds.prefetch(&request.customer_id);
+                for seat in request.seats.iter().take(PREFETCH_SEATS_MAX) {
+                    event.prefetch_seat(seat);
                 }
             }
-            Command::Confirm { hold_id, .. }
-            | Command::ExtendHold { hold_id, .. }
-            | Command::ReleaseHold { hold_id } => {
-                if let Some(id) = parse_id(HOLD_ID_PREFIX, hold_id) {
-                    self.holds.prefetch(id);
-                }
-            }
-            _ => {}
         }
     }
 
