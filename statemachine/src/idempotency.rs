@@ -4,12 +4,11 @@
 //!
 //! The table is on the hot path of every keyed write and holds up to
 //! [`crate::Config::idempotency_entries_max`] records, so each record is compact: the request
-//! id stored once (the lookup index holds positions, not a second copy of the id) and the
-//! outcome kept in its bincode encoding, one allocation of a hundred-odd bytes instead of a
-//! tree of strings. The outcome is decoded only when a retry replays it.
+//! id stored once, inline when short (the lookup index, a [`ProbeTable`], holds positions,
+//! not a second copy of the id), and the outcome kept by reference to the hold it made
+//! ([`Kept::Held`]) or in its bincode encoding, decoded only when a retry replays it.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 
 use compact_str::CompactString;
 use hashbrown::DefaultHashBuilder;
@@ -218,7 +217,7 @@ impl IdempotencyTable {
     }
 
     fn tag(&self, request_id: &str) -> u32 {
-        probetable::tag(self.hasher.hash_one(request_id.as_bytes()))
+        probetable::tag(&self.hasher, request_id)
     }
 
     /// The record at the position the index names `position` (modulo 2^32).

@@ -283,7 +283,7 @@ impl std::fmt::Debug for CustomerHolds {
 impl CustomerHolds {
     /// The tag of `customer_id`, for [`CustomerHolds::count`] and [`CustomerHolds::add`].
     pub fn tag(&self, customer_id: &str) -> u32 {
-        probetable::tag(self.hasher.hash_one(customer_id))
+        probetable::tag(&self.hasher, customer_id)
     }
 
     /// Asks the processor to fetch the index line a lookup of `customer_id` reads.

@@ -20,14 +20,20 @@
 //! The table is looked up, never iterated, so where its entries sit (which depends on the
 //! hasher's per-process seed) cannot reach any outcome.
 
+use std::hash::BuildHasher;
+
 /// Fibonacci hashing's multiplier, 2^64 / φ: spreads a tag's bits over the home slot.
 const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Slots of the smallest table that holds anything.
 const SLOTS_MIN: usize = 16;
 
-/// The tag of a key whose 64-bit hash is `hash` (never zero).
-pub(crate) fn tag(hash: u64) -> u32 {
+/// The tag of `key` under `hasher`: 31 bits of its hash with the low bit set (never zero).
+pub(crate) fn tag(hasher: &impl BuildHasher, key: &str) -> u32 {
+    tag_of_hash(hasher.hash_one(key))
+}
+
+fn tag_of_hash(hash: u64) -> u32 {
     (hash >> 32) as u32 | 1
 }
 
@@ -193,15 +199,15 @@ mod tests {
                     Step::Insert(key) => {
                         if let std::collections::hash_map::Entry::Vacant(vacant) = model.entry(key) {
                             vacant.insert(());
-                            table.insert(tag(hash_of(key)), key as u32);
+                            table.insert(tag_of_hash(hash_of(key)), key as u32);
                         }
                     }
                     Step::Remove(key) => {
-                        let removed = table.remove(tag(hash_of(key)), |value| value == key as u32);
+                        let removed = table.remove(tag_of_hash(hash_of(key)), |value| value == key as u32);
                         prop_assert_eq!(removed.is_some(), model.remove(&key).is_some());
                     }
                     Step::Find(key) => {
-                        let found = table.find(tag(hash_of(key)), |value| value == key as u32);
+                        let found = table.find(tag_of_hash(hash_of(key)), |value| value == key as u32);
                         prop_assert_eq!(found, model.contains_key(&key).then_some(key as u32));
                     }
                 }
@@ -209,7 +215,7 @@ mod tests {
                 prop_assert!(table.slots.is_empty() || table.len() * 2 <= table.slots.len());
             }
             for key in 0..400u64 {
-                let found = table.find(tag(hash_of(key)), |value| value == key as u32);
+                let found = table.find(tag_of_hash(hash_of(key)), |value| value == key as u32);
                 prop_assert_eq!(found.is_some(), model.contains_key(&key));
             }
         }

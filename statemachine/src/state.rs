@@ -340,8 +340,8 @@ impl StateMachine {
     /// A hold reads a few lines of large tables at random (its request id's index line, its
     /// customer's, its seats'), each a cache and TLB miss that stalls the processor for
     /// longer than the rest of the hold takes. Prefetched ahead, those misses overlap with
-    /// the work of the entries before it: 1.5–1.6× the holds a second in the same process
-    /// (see BENCHMARKS.md). A prefetch changes nothing observable: the outcomes and the
+    /// the work of the entries before it: 1.6–2.3× the holds a second of applying them one
+    /// by one (medians over paired runs, see BENCHMARKS.md). A prefetch changes nothing observable: the outcomes and the
     /// state are exactly those of applying one entry at a time.
     pub fn apply_batch(&mut self, entries: &[Entry], mut answer: impl FnMut(Outcome)) {
         for entry in entries.iter().take(PREFETCH_DISTANCE) {
