@@ -301,6 +301,14 @@ impl BookingService for GrpcBooking {
             .await
     }
 
+    async fn batch(
+        &self,
+        _request: tonic::Request<BatchRequest>,
+    ) -> Result<Response<BatchResponse>, Status> {
+        // Replaced by the service layer's batch call (issue 14, in progress).
+        Err(Status::unimplemented("Batch is being built"))
+    }
+
     async fn cancel(
         &self,
         request: tonic::Request<CancelRequest>,
