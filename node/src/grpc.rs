@@ -309,6 +309,22 @@ impl BookingService for GrpcBooking {
         Err(Status::unimplemented("Batch is being built"))
     }
 
+    async fn search_events(
+        &self,
+        _request: tonic::Request<SearchEventsRequest>,
+    ) -> Result<Response<EventPage>, Status> {
+        // Replaced by the search service (issue 17, in progress).
+        Err(Status::unimplemented("SearchEvents is being built"))
+    }
+
+    async fn get_event(
+        &self,
+        _request: tonic::Request<GetEventRequest>,
+    ) -> Result<Response<EventListing>, Status> {
+        // Replaced by the search service (issue 17, in progress).
+        Err(Status::unimplemented("GetEvent is being built"))
+    }
+
     async fn cancel(
         &self,
         request: tonic::Request<CancelRequest>,
