@@ -7,9 +7,9 @@ use axum::response::Response;
 use holdfast_statemachine::{Command, Outcome};
 
 use crate::app::{write_answer, AppState};
-use crate::booking::{propose, unexpected};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, IdempotencyKey};
+use crate::service::{propose, unexpected};
 use crate::validate;
 use crate::wire::{
     AddPoolsBody, AddSeatsBody, CreateEventBody, ErrorBody, EventChangeJson, PoolCapacityBody,

@@ -15,6 +15,7 @@
 //! are always open. A missing or unknown key is `401 UNAUTHENTICATED`; a key whose role is
 //! too low is `403 FORBIDDEN`.
 
+use holdfast_statemachine::ErrorCode;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -162,52 +163,65 @@ pub fn required_role(path: &str) -> Option<Role> {
     }
 }
 
-fn bearer_key(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, key) = value.split_once(' ')?;
+/// The key of an `Authorization: Bearer <key>` header value (HTTP header or gRPC
+/// `authorization` metadata).
+pub fn bearer_key(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, key) = authorization?.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| key.trim())
         .filter(|key| !key.is_empty())
 }
 
-/// Middleware: refuses requests without a key good enough for the path, when the node has
-/// keys (`HttpConfig::auth_keys`).
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(keys) = state.config.auth_keys.as_deref() else {
-        return next.run(request).await;
+/// Whether the caller whose `authorization` is given may act as `needed`: always when no
+/// keys are configured; `401 UNAUTHENTICATED` for a missing or unknown key, `403 FORBIDDEN`
+/// for a role below `needed`. Both edges decide with this one function.
+pub fn check(
+    keys: Option<&AuthKeys>,
+    authorization: Option<&str>,
+    needed: Role,
+) -> Result<(), ApiError> {
+    let Some(keys) = keys else {
+        return Ok(());
     };
-    let Some(needed) = required_role(request.uri().path()) else {
-        return next.run(request).await;
-    };
-    match bearer_key(&request).and_then(|key| keys.role(key)) {
-        Some(role) if role >= needed => next.run(request).await,
-        Some(role) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+    match bearer_key(authorization).and_then(|key| keys.role(key)) {
+        Some(role) if role >= needed => Ok(()),
+        Some(role) => Err(ApiError::new(
+            ErrorCode::Forbidden,
             format!(
                 "the {} role may not do this; it needs {}",
                 role.as_str(),
                 needed.as_str()
             ),
         )
-        .with_details(json!({"role": role.as_str(), "required_role": needed.as_str()}))
-        .into_response(),
-        None => {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "send a known key as `Authorization: Bearer <key>`",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"holdfast\""),
-            );
+        .with_details(json!({"role": role.as_str(), "required_role": needed.as_str()}))),
+        None => Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "send a known key as `Authorization: Bearer <key>`",
+        )),
+    }
+}
+
+/// The HTTP middleware: [`check`] against the role the path needs ([`required_role`]).
+pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(needed) = required_role(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match check(state.config.auth_keys.as_deref(), authorization, needed) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            let unauthenticated = error.status == StatusCode::UNAUTHORIZED;
+            let mut response = error.into_response();
+            if unauthenticated {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"holdfast\""),
+                );
+            }
             response
         }
     }

@@ -1,10 +1,12 @@
-//! The HTTP error answer: `{"error": {"code", "message", "details"}}` with a stable code,
-//! and the mapping of every domain [`Rejection`], [`NodeError`] and [`PaymentError`] to
-//! the status of API.md's table.
+//! The one error type of the service layer and both edges: a stable [`ErrorCode`] from the
+//! registry (`holdfast_statemachine::codes`, which also gives its HTTP status and gRPC
+//! code), a message and details; rendered over HTTP as
+//! `{"error": {"code", "message", "details"}}`. Every domain [`Rejection`], [`NodeError`]
+//! and [`PaymentError`] converts into it.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use holdfast_statemachine::Rejection;
+use holdfast_statemachine::{ErrorCode, Rejection};
 use serde_json::{json, Value};
 
 use crate::payment::PaymentError;
@@ -18,8 +20,9 @@ pub const RETRY_AFTER_SECONDS_DEFAULT: u64 = 1;
 /// API.md's error body, with `Retry-After` when set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
+    /// The HTTP status of `code` (kept beside it: every edge reads it).
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Always a JSON object.
     pub details: Value,
@@ -30,10 +33,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with empty details.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with empty details; its status is the code's.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: message.into(),
             details: json!({}),
@@ -64,8 +68,7 @@ impl ApiError {
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> ApiError {
         let reason = reason.into();
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             format!("invalid {field}: {reason}"),
         )
         .with_details(json!({"field": field, "reason": reason}))
@@ -75,8 +78,7 @@ impl ApiError {
     pub fn invalid_quantity(field: &str, reason: impl Into<String>) -> ApiError {
         let reason = reason.into();
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_QUANTITY",
+            ErrorCode::InvalidQuantity,
             format!("invalid quantity in {field}: {reason}"),
         )
         .with_details(json!({"field": field, "reason": reason}))
@@ -86,8 +88,7 @@ impl ApiError {
     pub fn invalid_json(reason: impl Into<String>) -> ApiError {
         let reason = reason.into();
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {reason}"),
         )
         .with_details(json!({"reason": reason}))
@@ -96,8 +97,7 @@ impl ApiError {
     /// `413 BODY_TOO_LARGE`.
     pub fn body_too_large(limit_bytes: usize) -> ApiError {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "BODY_TOO_LARGE",
+            ErrorCode::BodyTooLarge,
             format!("the body is larger than {limit_bytes} bytes"),
         )
         .with_details(json!({"limit_bytes": limit_bytes}))
@@ -106,8 +106,7 @@ impl ApiError {
     /// `404 ROUTE_NOT_FOUND`.
     pub fn route_not_found(method: &str, path: &str) -> ApiError {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ROUTE_NOT_FOUND",
+            ErrorCode::RouteNotFound,
             format!("no route for {method} {path}"),
         )
         .with_details(json!({"method": method, "path": path}))
@@ -116,8 +115,7 @@ impl ApiError {
     /// `405 METHOD_NOT_ALLOWED`.
     pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
         ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed on {path}"),
         )
         .with_details(json!({"method": method, "path": path}))
@@ -125,12 +123,12 @@ impl ApiError {
 
     /// `500 INTERNAL`.
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+        ApiError::new(ErrorCode::Internal, message)
     }
 
     /// The rendered body, for tests and for remembering answers.
     pub fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message, "details": self.details}})
+        json!({"error": {"code": self.code.as_str(), "message": self.message, "details": self.details}})
     }
 }
 
@@ -141,7 +139,7 @@ impl IntoResponse for ApiError {
         // A struct keeps the fields in API.md's order: code, message, details.
         let body = ErrorBody {
             error: ErrorJson {
-                code: self.code.to_string(),
+                code: self.code.as_str().to_string(),
                 message: self.message,
                 details: self.details,
             },
@@ -158,39 +156,6 @@ impl IntoResponse for ApiError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
-    }
-}
-
-/// The HTTP status of a rejection code (API.md's table; codes the table does not name are
-/// conflicts, except `REFUND_NOT_FOUND` and `OVERLOADED`).
-pub fn rejection_status(rejection: &Rejection) -> StatusCode {
-    match rejection {
-        Rejection::InvalidField { .. }
-        | Rejection::InvalidQuantity { .. }
-        | Rejection::InvalidTtl { .. }
-        | Rejection::TooManyItems { .. } => StatusCode::BAD_REQUEST,
-        Rejection::EventNotFound { .. }
-        | Rejection::SeatNotFound { .. }
-        | Rejection::PoolNotFound { .. }
-        | Rejection::HoldNotFound { .. }
-        | Rejection::BookingNotFound { .. }
-        | Rejection::RefundNotFound { .. } => StatusCode::NOT_FOUND,
-        Rejection::HoldExpired { .. } => StatusCode::GONE,
-        Rejection::IdempotencyTableFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        Rejection::SeatUnavailable { .. }
-        | Rejection::PoolExhausted { .. }
-        | Rejection::NoAdjacentSeats { .. }
-        | Rejection::HoldNotActive { .. }
-        | Rejection::HoldLimitReached { .. }
-        | Rejection::BookingNotActive { .. }
-        | Rejection::RefundNotPending { .. }
-        | Rejection::PaymentAmountMismatch { .. }
-        | Rejection::ItemInUse { .. }
-        | Rejection::ItemExists { .. }
-        | Rejection::CapacityBelowUsage { .. }
-        | Rejection::EventExists { .. }
-        | Rejection::LimitReached { .. }
-        | Rejection::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
     }
 }
 
@@ -325,8 +290,7 @@ pub fn ttl_details(ttl_seconds: i64) -> Value {
 impl From<&Rejection> for ApiError {
     fn from(rejection: &Rejection) -> ApiError {
         let (message, details) = rejection_message_and_details(rejection);
-        let error = ApiError::new(rejection_status(rejection), rejection.code(), message)
-            .with_details(details);
+        let error = ApiError::new(rejection.code(), message).with_details(details);
         match rejection {
             Rejection::IdempotencyTableFull { .. } => {
                 error.with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
@@ -347,7 +311,7 @@ impl From<NodeError> for ApiError {
         let message = error.to_string();
         let code = error.code();
         let unavailable = |details: Value| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message.clone())
+            ApiError::new(code, message.clone())
                 .with_details(details)
                 .with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
         };
@@ -365,11 +329,10 @@ impl From<NodeError> for ApiError {
                 applied_index,
             } => unavailable(json!({"min_index": min_index, "applied_index": applied_index})),
             NodeError::AlreadyInitialized | NodeError::MembershipRefused { .. } => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
+                ApiError::new(code, message)
             }
             NodeError::NodeNotFound { node_id } => {
-                ApiError::new(StatusCode::NOT_FOUND, code, message)
-                    .with_details(json!({"node_id": node_id}))
+                ApiError::new(code, message).with_details(json!({"node_id": node_id}))
             }
             NodeError::InvalidField { field, reason } => ApiError::invalid_field(field, reason),
             NodeError::Internal { .. } => ApiError::internal(message),
@@ -381,22 +344,18 @@ impl From<PaymentError> for ApiError {
     fn from(error: PaymentError) -> ApiError {
         let message = error.to_string();
         match error {
-            PaymentError::Declined { reason } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED", message)
-                    .with_details(json!({"reason": reason}))
-            }
+            PaymentError::Declined { reason } => ApiError::new(ErrorCode::PaymentDeclined, message)
+                .with_details(json!({"reason": reason})),
             PaymentError::InvalidInstrument { field, reason } => {
                 ApiError::invalid_field(&field, reason)
             }
             PaymentError::KeyReused { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", message)
+                ApiError::new(ErrorCode::IdempotencyKeyReused, message)
             }
-            PaymentError::Unavailable { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "PAYMENT_UNAVAILABLE",
-                message,
-            )
-            .with_retry_after(RETRY_AFTER_SECONDS_DEFAULT),
+            PaymentError::Unavailable { .. } => {
+                ApiError::new(ErrorCode::PaymentUnavailable, message)
+                    .with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
+            }
         }
     }
 }

@@ -206,6 +206,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
 pub struct IdempotencyKey(pub Option<String>);
 
 impl IdempotencyKey {
+    /// A key given as `field` (the header, or a batch operation's `idempotency_key`):
+    /// 1–128 printable ASCII characters.
+    pub fn parse(field: &str, key: &str) -> Result<IdempotencyKey, ApiError> {
+        let printable = key.bytes().all(|byte| (0x20..0x7f).contains(&byte));
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX || !printable {
+            return Err(IdempotencyKey::invalid(field));
+        }
+        Ok(IdempotencyKey(Some(key.to_string())))
+    }
+
+    fn invalid(field: &str) -> ApiError {
+        ApiError::invalid_field(
+            field,
+            format!("must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} printable ASCII characters"),
+        )
+    }
+
     /// The request id for the state machine: `"<route>:<key>"`, scoping keys per route.
     pub fn request_id(&self, route: &str) -> Option<String> {
         self.0.as_ref().map(|key| format!("{route}:{key}"))
@@ -219,18 +236,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(IdempotencyKey(None));
         };
-        let invalid = || {
-            ApiError::invalid_field(
-                "Idempotency-Key",
-                format!("must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} printable ASCII characters"),
-            )
-        };
-        let key = value.to_str().map_err(|_| invalid())?;
-        let printable = key.bytes().all(|byte| (0x20..0x7f).contains(&byte));
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX || !printable {
-            return Err(invalid());
-        }
-        Ok(IdempotencyKey(Some(key.to_string())))
+        let key = value
+            .to_str()
+            .map_err(|_| IdempotencyKey::invalid("Idempotency-Key"))?;
+        IdempotencyKey::parse("Idempotency-Key", key)
     }
 }
 

@@ -1,47 +1,72 @@
-//! The client-facing gRPC `BookingService` (`proto/holdfast/booking.proto`), served on the
-//! HTTP port next to the JSON API.
+//! The client-facing gRPC services (`proto/holdfast/booking.proto`: `BookingService`,
+//! `AdminService`, `ClusterService`), served on the HTTP port next to the JSON API.
 //!
-//! Each call is answered by the HTTP API itself: the request message (whose fields are
-//! named as API.md's JSON) becomes the JSON request of the matching route, which runs
-//! through the same router — authentication, validation, idempotency, payment, metrics —
-//! and the JSON answer becomes the reply message. The two APIs therefore cannot drift
-//! apart. A JSON error becomes a gRPC status whose metadata carries API.md's code
-//! (`holdfast-error-code`) and details (`holdfast-error-details`); the `x-holdfast-*` read
-//! headers, `etag` and `retry-after` are copied into the reply's metadata.
+//! Booking writes (hold, extend, confirm, cancel) and the batch call are a sibling edge
+//! of the HTTP handlers over the typed service layer ([`crate::service`]): each call's
+//! message is converted by hand into the service's request and its answer into the reply
+//! message; authentication is the same [`crate::auth::check`]. Errors become gRPC statuses
+//! whose metadata carries API.md's code (`holdfast-error-code`) and details
+//! (`holdfast-error-details`); answers carry the `x-holdfast-*` headers as metadata.
+//!
+//! Reads, admin inventory and cluster calls are still answered by running the matching
+//! HTTP request through the router (authentication, validation and metrics included) and
+//! converting its JSON answer; they move onto the service layer next (issue 14).
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, Request};
 use axum::Router;
 use holdfast_proto::booking::admin_service_server::{AdminService, AdminServiceServer};
 use holdfast_proto::booking::booking_service_server::{BookingService, BookingServiceServer};
 use holdfast_proto::booking::cluster_service_server::{ClusterService, ClusterServiceServer};
 use holdfast_proto::booking::*;
+use holdfast_statemachine::{BookingView, ErrorCode, HoldView, RefundView};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Response, Status};
 use tower::ServiceExt;
 
+use crate::app::AppState;
+use crate::auth::{self, Role};
+use crate::error::ApiError;
+use crate::extract::IdempotencyKey;
+use crate::service;
+use crate::wire::{
+    rfc3339, BestAvailableBody, CancelBody, ConfirmBody, ExtendBody, HoldBody, PaymentBody,
+    PoolQuantityBody,
+};
+
 /// Largest JSON answer taken from the router (a full availability page is far below it).
 const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// The gRPC booking service over an HTTP API router.
+/// Largest gRPC request message accepted, bytes: the batch call's body limit (API.md's
+/// 1 MiB for `POST /booking/batch`) with room for protobuf framing; every other call is far
+/// smaller.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = crate::service::BATCH_BODY_BYTES_MAX + 64 * 1024;
+
+/// The gRPC services over the service layer and the HTTP API router.
 #[derive(Clone)]
 pub struct GrpcBooking {
     router: Router,
+    state: AppState,
 }
 
-/// `router` (the HTTP API of [`crate::router`]) with the gRPC booking service added under
-/// `/holdfast.booking.v1.BookingService/`.
-pub fn with_grpc(router: Router) -> Router {
-    let service = BookingServiceServer::new(GrpcBooking {
-        router: router.clone(),
-    });
+/// `router` (the HTTP API of [`crate::router`] over `state`) with the gRPC services added
+/// under `/holdfast.booking.v1.*/`.
+pub fn with_grpc(router: Router, state: AppState) -> Router {
     let grpc = GrpcBooking {
         router: router.clone(),
+        state,
     };
-    let admin = AdminServiceServer::new(grpc.clone());
-    let cluster = ClusterServiceServer::new(grpc);
+    let service = BookingServiceServer::new(grpc.clone())
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(ANSWER_BYTES_MAX);
+    let admin = AdminServiceServer::new(grpc.clone())
+        .max_decoding_message_size(crate::extract::ADMIN_BODY_BYTES_MAX + 64 * 1024)
+        .max_encoding_message_size(ANSWER_BYTES_MAX);
+    let cluster = ClusterServiceServer::new(grpc)
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(ANSWER_BYTES_MAX);
     router
         .route_service(
             &service_path::<BookingServiceServer<GrpcBooking>>(),
@@ -193,32 +218,45 @@ impl<'a> Call<'a> {
         if status.is_success() {
             return Ok((json, metadata));
         }
-        Err(error_status(status, &json, metadata))
+        Err(error_status(&json, metadata))
     }
 }
 
 /// The gRPC status of an HTTP error answer in API.md's error shape.
-fn error_status(status: StatusCode, json: &serde_json::Value, metadata: MetadataMap) -> Status {
-    let code = json["error"]["code"].as_str().unwrap_or("INTERNAL");
+fn error_status(json: &serde_json::Value, metadata: MetadataMap) -> Status {
+    let code = json["error"]["code"]
+        .as_str()
+        .and_then(ErrorCode::parse)
+        .unwrap_or(ErrorCode::Internal);
     let message = json["error"]["message"].as_str().unwrap_or("");
-    let grpc = match status.as_u16() {
-        400 | 413 | 422 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        402 | 409 | 410 => Code::FailedPrecondition,
-        429 | 503 => Code::Unavailable,
-        504 => Code::DeadlineExceeded,
-        _ => Code::Internal,
-    };
-    let mut grpc_status = Status::with_metadata(grpc, format!("{code}: {message}"), metadata);
     let details = json["error"]["details"].to_string();
-    if let Ok(value) = MetadataValue::try_from(code) {
+    grpc_status(code, message, &details, metadata)
+}
+
+/// The gRPC status of a service error, with its code, details and `retry-after`.
+pub fn status_of(error: &ApiError) -> Status {
+    let mut metadata = MetadataMap::new();
+    if let Some(seconds) = error.retry_after_seconds {
+        metadata.insert("retry-after", MetadataValue::from(seconds));
+    }
+    grpc_status(
+        error.code,
+        &error.message,
+        &error.details.to_string(),
+        metadata,
+    )
+}
+
+/// A status with the registry's gRPC code for `code` and the code in its metadata.
+fn grpc_status(code: ErrorCode, message: &str, details: &str, metadata: MetadataMap) -> Status {
+    let grpc = Code::from_i32(code.grpc_code() as i32);
+    let mut grpc_status = Status::with_metadata(grpc, format!("{code}: {message}"), metadata);
+    if let Ok(value) = MetadataValue::try_from(code.as_str()) {
         grpc_status
             .metadata_mut()
             .insert("holdfast-error-code", value);
     }
-    if let Ok(value) = MetadataValue::try_from(details.as_str()) {
+    if let Ok(value) = MetadataValue::try_from(details) {
         grpc_status
             .metadata_mut()
             .insert("holdfast-error-details", value);
@@ -251,6 +289,217 @@ impl GrpcBooking {
             .answer(&self.router)
             .await
     }
+
+    /// [`crate::auth::check`] on the call's `authorization` metadata.
+    fn authorize(&self, metadata: &MetadataMap, needed: Role) -> Result<(), Status> {
+        let authorization = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        auth::check(
+            self.state.config.auth_keys.as_deref(),
+            authorization,
+            needed,
+        )
+        .map_err(|error| status_of(&error))
+    }
+
+    /// A write's reply with the `x-holdfast-*` metadata: the index that produced it, this
+    /// node and the leader it knows.
+    fn reply<T>(&self, message: T, index: u64) -> Response<T> {
+        let ((), meta) = crate::replica::read_now(&*self.state.replica, |_| ());
+        let mut response = Response::new(message);
+        let metadata = response.metadata_mut();
+        metadata.insert("x-holdfast-applied-index", MetadataValue::from(index));
+        metadata.insert("x-holdfast-node", MetadataValue::from(meta.node_id));
+        if let Some(leader) = meta.leader_id {
+            metadata.insert("x-holdfast-leader", MetadataValue::from(leader));
+        }
+        response
+    }
+}
+
+// ---- Wire conversions of the booking writes ---------------------------------------------
+
+/// A message's `idempotency_key`, checked as the `Idempotency-Key` header is.
+fn key_of(key: Option<&str>) -> Result<IdempotencyKey, Status> {
+    match key {
+        Some(key) => {
+            IdempotencyKey::parse("idempotency_key", key).map_err(|error| status_of(&error))
+        }
+        None => Ok(IdempotencyKey(None)),
+    }
+}
+
+fn hold_body(message: HoldRequest) -> HoldBody {
+    HoldBody {
+        event_id: message.event_id,
+        customer_id: message.customer_id,
+        seats: message.seats,
+        pools: message
+            .pools
+            .into_iter()
+            .map(|line| PoolQuantityBody {
+                pool_id: line.pool_id,
+                quantity: line.quantity,
+            })
+            .collect(),
+        best_available: message.best_available.map(|best| BestAvailableBody {
+            count: best.count,
+            section: best.section,
+            allow_split: best.allow_split,
+        }),
+        ttl_seconds: message.ttl_seconds,
+    }
+}
+
+fn extend_body(message: ExtendRequest) -> ExtendBody {
+    ExtendBody {
+        hold_id: message.hold_id,
+        ttl_seconds: message.ttl_seconds,
+    }
+}
+
+fn confirm_body(message: ConfirmRequest) -> Result<ConfirmBody, ApiError> {
+    let payment = message
+        .payment
+        .ok_or_else(|| ApiError::invalid_field("payment", "is required"))?;
+    Ok(ConfirmBody {
+        hold_id: message.hold_id,
+        payment: PaymentBody {
+            method: payment.method,
+            token: payment.token,
+        },
+    })
+}
+
+fn cancel_body(message: CancelRequest) -> CancelBody {
+    CancelBody {
+        hold_id: message.hold_id,
+        booking_id: message.booking_id,
+        reason: message.reason,
+    }
+}
+
+/// One batch operation as the service's request, with its own key.
+fn batch_item(position: usize, operation: BatchOperation) -> service::BatchItem {
+    use batch_operation::Operation as Wire;
+    let field = |name: &str| format!("operations[{position}].{name}");
+    let Some(operation) = operation.operation else {
+        return Err(ApiError::invalid_field(
+            &field("operation"),
+            "give one of hold, extend, confirm and cancel",
+        ));
+    };
+    let key = |key: Option<String>| match key {
+        Some(key) => IdempotencyKey::parse(&field("idempotency_key"), &key),
+        None => Ok(IdempotencyKey(None)),
+    };
+    Ok(match operation {
+        Wire::Hold(message) => (
+            key(message.idempotency_key.clone())?,
+            service::Operation::Hold(hold_body(message)),
+        ),
+        Wire::Extend(message) => (
+            key(message.idempotency_key.clone())?,
+            service::Operation::Extend(extend_body(message)),
+        ),
+        Wire::Confirm(message) => (
+            key(message.idempotency_key.clone())?,
+            service::Operation::Confirm(confirm_body(message)?),
+        ),
+        Wire::Cancel(message) => (
+            key(message.idempotency_key.clone())?,
+            service::Operation::Cancel(cancel_body(message)),
+        ),
+    })
+}
+
+fn pool_messages(pools: &[holdfast_statemachine::PoolQuantity]) -> Vec<PoolQuantity> {
+    pools
+        .iter()
+        .map(|line| PoolQuantity {
+            pool_id: line.pool_id.clone(),
+            quantity: line.quantity.into(),
+        })
+        .collect()
+}
+
+fn hold_message(view: &HoldView, index: u64) -> Hold {
+    Hold {
+        hold_id: view.hold_id.to_string(),
+        status: view.status.as_str().to_string(),
+        event_id: view.event_id.to_string(),
+        customer_id: view.customer_id.to_string(),
+        seats: view.seats.iter().map(|seat| seat.to_string()).collect(),
+        pools: pool_messages(&view.pools),
+        amount: view.amount,
+        currency: view.currency.to_string(),
+        created_at: rfc3339(view.created_at_ms),
+        expires_at: rfc3339(view.expires_at_ms),
+        max_expires_at: rfc3339(view.life_ends_at_ms),
+        booking_id: view.booking_id.as_ref().map(|id| id.to_string()),
+        applied_index: Some(index),
+    }
+}
+
+fn refund_message(view: &RefundView) -> Refund {
+    Refund {
+        refund_id: view.refund_id.clone(),
+        status: view.status.as_str().to_string(),
+        amount: view.amount,
+        currency: view.currency.clone(),
+        hold_id: view.hold_id.clone(),
+        booking_id: view.booking_id.clone(),
+        provider: view.provider.clone(),
+        payment_id: view.payment_id.clone(),
+        created_at: rfc3339(view.created_at_ms),
+        refunded_at: view.refunded_at_ms.map(rfc3339),
+    }
+}
+
+fn booking_message(view: &BookingView, index: Option<u64>) -> Booking {
+    Booking {
+        booking_id: view.booking_id.to_string(),
+        hold_id: view.hold_id.to_string(),
+        status: view.status.as_str().to_string(),
+        event_id: view.event_id.to_string(),
+        customer_id: view.customer_id.to_string(),
+        seats: view.seats.iter().map(|seat| seat.to_string()).collect(),
+        pools: pool_messages(&view.pools),
+        amount: view.amount,
+        currency: view.currency.to_string(),
+        payment_id: view.payment.payment_id.clone(),
+        payment_provider: view.payment.provider.clone(),
+        created_at: rfc3339(view.created_at_ms),
+        cancelled_at: view.cancelled_at_ms.map(rfc3339),
+        cancel_reason: view.cancel_reason.clone(),
+        refund: view.refund.as_ref().map(refund_message),
+        applied_index: index,
+    }
+}
+
+fn cancelled_message(cancelled: &service::Cancelled, index: u64) -> Cancelled {
+    match cancelled {
+        service::Cancelled::Hold(view) => Cancelled {
+            hold: Some(hold_message(view, index)),
+            booking: None,
+        },
+        service::Cancelled::Booking(view) => Cancelled {
+            hold: None,
+            booking: Some(booking_message(view, Some(index))),
+        },
+    }
+}
+
+fn error_message(error: &ApiError) -> Error {
+    Error {
+        code: error.code.as_str().to_string(),
+        message: error.message.clone(),
+        details_json: error.details.to_string(),
+        retry_after_seconds: error
+            .retry_after_seconds
+            .map(|seconds| seconds.min(u64::from(u32::MAX)) as u32),
+    }
 }
 
 #[tonic::async_trait]
@@ -275,38 +524,113 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<HoldRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let message = request.get_ref();
-        let key = message.idempotency_key.as_ref();
-        self.post("/booking/hold", message, key, request.metadata())
+        self.authorize(request.metadata(), Role::Customer)?;
+        let message = request.into_inner();
+        let key = key_of(message.idempotency_key.as_deref())?;
+        let held = service::hold(&self.state, key, hold_body(message))
             .await
+            .map_err(|error| status_of(&error))?;
+        Ok(self.reply(hold_message(&held.value, held.index), held.index))
     }
 
     async fn extend_hold(
         &self,
         request: tonic::Request<ExtendRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let message = request.get_ref();
-        let key = message.idempotency_key.as_ref();
-        self.post("/booking/extend", message, key, request.metadata())
+        self.authorize(request.metadata(), Role::Customer)?;
+        let message = request.into_inner();
+        let key = key_of(message.idempotency_key.as_deref())?;
+        let extended = service::extend(&self.state, key, extend_body(message))
             .await
+            .map_err(|error| status_of(&error))?;
+        Ok(self.reply(
+            hold_message(&extended.value, extended.index),
+            extended.index,
+        ))
     }
 
     async fn confirm(
         &self,
         request: tonic::Request<ConfirmRequest>,
     ) -> Result<Response<Booking>, Status> {
-        let message = request.get_ref();
-        let key = message.idempotency_key.as_ref();
-        self.post("/booking/confirm", message, key, request.metadata())
+        self.authorize(request.metadata(), Role::Customer)?;
+        let message = request.into_inner();
+        let key = key_of(message.idempotency_key.as_deref())?;
+        let body = confirm_body(message).map_err(|error| status_of(&error))?;
+        let booked = service::confirm(&self.state, key, body)
             .await
+            .map_err(|error| status_of(&error))?;
+        Ok(self.reply(
+            booking_message(&booked.value, Some(booked.index)),
+            booked.index,
+        ))
     }
 
     async fn batch(
         &self,
-        _request: tonic::Request<BatchRequest>,
+        request: tonic::Request<BatchRequest>,
     ) -> Result<Response<BatchResponse>, Status> {
-        // Replaced by the service layer's batch call (issue 14, in progress).
-        Err(Status::unimplemented("Batch is being built"))
+        self.authorize(request.metadata(), Role::Customer)?;
+        let message = request.into_inner();
+        service::check_batch_size(message.operations.len()).map_err(|error| status_of(&error))?;
+        let items = message
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(position, operation)| batch_item(position, operation))
+            .collect();
+        let answers = service::batch(&self.state, items).await;
+        let mut applied_index = 0;
+        let results = answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(answer) => {
+                    let status = answer.status().as_u16().into();
+                    let (index, outcome) = match answer {
+                        service::Answer::Held(held) | service::Answer::Extended(held) => (
+                            held.index,
+                            batch_result::Outcome::Hold(hold_message(&held.value, held.index)),
+                        ),
+                        service::Answer::Confirmed(booked) => (
+                            booked.index,
+                            batch_result::Outcome::Booking(booking_message(
+                                &booked.value,
+                                Some(booked.index),
+                            )),
+                        ),
+                        service::Answer::Cancelled(cancelled) => (
+                            cancelled.index,
+                            batch_result::Outcome::Cancelled(cancelled_message(
+                                &cancelled.value,
+                                cancelled.index,
+                            )),
+                        ),
+                    };
+                    applied_index = applied_index.max(index);
+                    BatchResult {
+                        status,
+                        outcome: Some(outcome),
+                    }
+                }
+                Err(error) => BatchResult {
+                    status: error.status.as_u16().into(),
+                    outcome: Some(batch_result::Outcome::Error(error_message(&error))),
+                },
+            })
+            .collect();
+        let ((), meta) = crate::replica::read_now(&*self.state.replica, |_| ());
+        let header = ResponseHeader {
+            node_id: meta.node_id,
+            leader_id: meta.leader_id,
+            applied_index: applied_index.max(meta.applied_index),
+        };
+        Ok(self.reply(
+            BatchResponse {
+                results,
+                header: Some(header),
+            },
+            applied_index,
+        ))
     }
 
     async fn search_events(
@@ -329,29 +653,14 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<CancelRequest>,
     ) -> Result<Response<Cancelled>, Status> {
-        let message = request.get_ref();
-        let (json, metadata) =
-            Call::new(Method::POST, "/booking/cancel".into(), request.metadata())
-                .json(message, &[])?
-                .key(message.idempotency_key.as_ref())
-                .send(&self.router)
-                .await?;
-        // A cancelled booking names its payment; a released hold does not.
-        let decode = |error: serde_json::Error| Status::internal(error.to_string());
-        let cancelled = if json.get("payment_id").is_some() {
-            Cancelled {
-                hold: None,
-                booking: Some(serde_json::from_value(json).map_err(decode)?),
-            }
-        } else {
-            Cancelled {
-                hold: Some(serde_json::from_value(json).map_err(decode)?),
-                booking: None,
-            }
-        };
-        let mut response = Response::new(cancelled);
-        *response.metadata_mut() = metadata;
-        Ok(response)
+        self.authorize(request.metadata(), Role::Customer)?;
+        let message = request.into_inner();
+        let key = key_of(message.idempotency_key.as_deref())?;
+        let cancelled = service::cancel(&self.state, key, cancel_body(message))
+            .await
+            .map_err(|error| status_of(&error))?;
+        let index = cancelled.index;
+        Ok(self.reply(cancelled_message(&cancelled.value, index), index))
     }
 
     async fn get_hold(

@@ -52,6 +52,7 @@ pub mod raft_replica;
 pub mod reads;
 pub mod replica;
 pub mod runtime;
+pub mod service;
 pub mod validate;
 pub mod wire;
 

@@ -296,8 +296,8 @@ async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::R
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
     run_http(
-        holdfast_node::grpc::with_grpc(router(state)),
-        listener,
+        holdfast_node::grpc::with_grpc(router(state.clone()), state),
+        holdfast_node::app::without_delay(listener),
         signal.recv(),
     )
     .await

@@ -34,6 +34,12 @@ pub const HOLD_SECONDS: &str = "holdfast_hold_seconds";
 pub const CONFIRM_SECONDS: &str = "holdfast_confirm_seconds";
 /// Latency of the payment provider's charge, seconds.
 pub const PAYMENT_SECONDS: &str = "holdfast_payment_seconds";
+/// Batch calls answered (`POST /booking/batch` and the gRPC `Batch`), whatever their size.
+pub const BATCHES_TOTAL: &str = "holdfast_batches_total";
+/// Operations carried by batch calls.
+pub const BATCH_OPERATIONS_TOTAL: &str = "holdfast_batch_operations_total";
+/// Latency of a whole batch call, seconds.
+pub const BATCH_SECONDS: &str = "holdfast_batch_seconds";
 
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -76,6 +82,13 @@ fn describe() {
     metrics::describe_counter!(EXPIRIES_TOTAL, "Holds ended by expiry.");
     metrics::describe_counter!(PAYMENTS_TOTAL, "Payment charges by outcome.");
     metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
+    metrics::describe_counter!(BATCHES_TOTAL, "Batch calls answered.");
+    metrics::describe_counter!(BATCH_OPERATIONS_TOTAL, "Operations carried by batch calls.");
+    metrics::describe_histogram!(
+        BATCH_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of whole batch calls."
+    );
     metrics::describe_gauge!(
         CHARGES_UNRESOLVED,
         "Charges made whose confirm has no answer yet (being proposed again)."
@@ -99,8 +112,8 @@ fn describe() {
 }
 
 /// The outcome label of a rejection code: `SEAT_UNAVAILABLE` → `seat_unavailable`.
-pub fn outcome_label(code: &str) -> String {
-    code.to_ascii_lowercase()
+pub fn outcome_label(code: holdfast_statemachine::ErrorCode) -> String {
+    code.as_str().to_ascii_lowercase()
 }
 
 /// Counts one booking outcome.
@@ -111,6 +124,12 @@ pub fn count(name: &'static str, outcome: String) {
 /// Counts one cancel of `kind` (`hold` or `booking`).
 pub fn count_cancel(kind: &'static str, outcome: String) {
     metrics::counter!(CANCELS_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// Counts one batch call of `operations` operations.
+pub fn count_batch(operations: usize) {
+    metrics::counter!(BATCHES_TOTAL).increment(1);
+    metrics::counter!(BATCH_OPERATIONS_TOTAL).increment(operations as u64);
 }
 
 /// Records the time since `started` into a latency histogram.

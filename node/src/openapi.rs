@@ -24,6 +24,7 @@ use crate::wire;
         crate::booking::extend,
         crate::booking::confirm,
         crate::booking::cancel,
+        crate::booking::batch,
         crate::admin::create_event,
         crate::admin::add_seats,
         crate::admin::add_pools,
@@ -75,6 +76,10 @@ use crate::wire;
         wire::MemberJson,
         wire::HealthJson,
         wire::SnapshotJson,
+        crate::booking::BatchBody,
+        crate::booking::BatchOperationBody,
+        crate::booking::BatchJson,
+        crate::booking::BatchResultJson,
     ))
 )]
 pub struct ApiDoc;

@@ -15,6 +15,7 @@
 //!   [`Replica::with_state`] runs a short closure over the applied state.
 //! - Cluster operations answer [`NodeError`]s with stable codes.
 
+use holdfast_statemachine::ErrorCode;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -201,36 +202,45 @@ pub enum NodeError {
 
 impl NodeError {
     /// The error a peer reported by its code (the inverse of [`NodeError::code`] for the
-    /// codes a leader sends back to a forwarding follower); unknown codes are internal.
+    /// codes a leader sends back to a forwarding follower); codes without a system error of
+    /// their own are internal, keeping the peer's message.
     pub fn from_code(code: &str, message: String) -> NodeError {
-        match code {
-            "NO_LEADER" => NodeError::NoLeader,
-            "NO_QUORUM" => NodeError::NoQuorum { message },
-            "OVERLOADED" => NodeError::Overloaded { message },
-            "NOT_READY" => NodeError::NotReady { message },
-            "ALREADY_INITIALIZED" => NodeError::AlreadyInitialized,
-            "MEMBERSHIP_REFUSED" => NodeError::MembershipRefused { message },
-            "INVALID_FIELD" => NodeError::InvalidField {
+        match ErrorCode::parse(code) {
+            Some(ErrorCode::NoLeader) => NodeError::NoLeader,
+            Some(ErrorCode::NoQuorum) => NodeError::NoQuorum { message },
+            Some(ErrorCode::Overloaded) => NodeError::Overloaded { message },
+            Some(ErrorCode::NotReady) => NodeError::NotReady { message },
+            Some(ErrorCode::AlreadyInitialized) => NodeError::AlreadyInitialized,
+            Some(ErrorCode::MembershipRefused) => NodeError::MembershipRefused { message },
+            Some(ErrorCode::InvalidField) => NodeError::InvalidField {
                 field: "request".into(),
                 reason: message,
             },
+            Some(ErrorCode::IndexNotReached) => NodeError::NotReady { message },
+            Some(ErrorCode::NodeNotFound) => {
+                let node_id = message
+                    .split_whitespace()
+                    .find_map(|word| word.parse().ok())
+                    .unwrap_or_default();
+                NodeError::NodeNotFound { node_id }
+            }
             _ => NodeError::Internal { message },
         }
     }
 
     /// The stable wire code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            NodeError::NoLeader | NodeError::NotLeader { .. } => "NO_LEADER",
-            NodeError::NoQuorum { .. } => "NO_QUORUM",
-            NodeError::NotReady { .. } => "NOT_READY",
-            NodeError::IndexNotReached { .. } => "INDEX_NOT_REACHED",
-            NodeError::Overloaded { .. } => "OVERLOADED",
-            NodeError::AlreadyInitialized => "ALREADY_INITIALIZED",
-            NodeError::MembershipRefused { .. } => "MEMBERSHIP_REFUSED",
-            NodeError::NodeNotFound { .. } => "NODE_NOT_FOUND",
-            NodeError::InvalidField { .. } => "INVALID_FIELD",
-            NodeError::Internal { .. } => "INTERNAL",
+            NodeError::NoLeader | NodeError::NotLeader { .. } => ErrorCode::NoLeader,
+            NodeError::NoQuorum { .. } => ErrorCode::NoQuorum,
+            NodeError::NotReady { .. } => ErrorCode::NotReady,
+            NodeError::IndexNotReached { .. } => ErrorCode::IndexNotReached,
+            NodeError::Overloaded { .. } => ErrorCode::Overloaded,
+            NodeError::AlreadyInitialized => ErrorCode::AlreadyInitialized,
+            NodeError::MembershipRefused { .. } => ErrorCode::MembershipRefused,
+            NodeError::NodeNotFound { .. } => ErrorCode::NodeNotFound,
+            NodeError::InvalidField { .. } => ErrorCode::InvalidField,
+            NodeError::Internal { .. } => ErrorCode::Internal,
         }
     }
 }

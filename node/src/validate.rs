@@ -6,6 +6,7 @@
 //! limits from `holdfast_statemachine::limits`); what needs the state (unknown event, seat
 //! taken) is left to the state machine.
 
+use holdfast_statemachine::ErrorCode;
 use std::collections::HashSet;
 
 use holdfast_statemachine::limits::*;
@@ -75,8 +76,7 @@ pub fn ttl_seconds(value: Option<i64>) -> Result<u32, ApiError> {
     let range = i64::from(HOLD_TTL_SECONDS_MIN)..=i64::from(HOLD_TTL_SECONDS_MAX);
     if !range.contains(&value) {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "INVALID_TTL",
+            ErrorCode::InvalidTtl,
             format!(
                 "ttl_seconds must be {HOLD_TTL_SECONDS_MIN} to {HOLD_TTL_SECONDS_MAX}, not {value}"
             ),
@@ -171,8 +171,7 @@ fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> 
 
 fn too_many_items(items: usize, max: usize) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        "TOO_MANY_ITEMS",
+        ErrorCode::TooManyItems,
         format!("{items} items is more than the {max} allowed"),
     )
     .with_details(json!({"items": items, "max": max}))

@@ -26,9 +26,13 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run_http(with_grpc(router(state)), listener, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(run_http(
+        with_grpc(router(state.clone()), state),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (address, stop)
 }
 
@@ -345,4 +349,90 @@ async fn inventory_and_cluster_calls_over_grpc() {
     let snapshot = cluster.snapshot(SnapshotRequest {}).await.unwrap_err();
     assert_eq!(snapshot.code(), Code::InvalidArgument);
     assert_eq!(error_code(&snapshot), "INVALID_FIELD");
+}
+
+#[tokio::test]
+async fn a_batch_over_grpc_answers_each_operation() {
+    let (address, _stop) = serve().await;
+    let created = reqwest_like_post(
+        &address,
+        "/admin/events",
+        r#"{"event_id":"B","name":"Film","category":"movie","currency":"EUR",
+            "seat_blocks":[{"section":"A","rows":["1"],"seats_per_row":3,"price":1000}]}"#,
+    )
+    .await;
+    assert_eq!(created, 201);
+    let mut client = BookingServiceClient::connect(address.clone())
+        .await
+        .unwrap();
+    let hold = |key: Option<&str>, customer: &str, seat: &str| BatchOperation {
+        operation: Some(batch_operation::Operation::Hold(HoldRequest {
+            idempotency_key: key.map(str::to_string),
+            event_id: "B".into(),
+            customer_id: customer.into(),
+            seats: vec![seat.into()],
+            ..HoldRequest::default()
+        })),
+    };
+    let batch = BatchRequest {
+        operations: vec![
+            hold(Some("b-1"), "c-1", "A-1-1"),
+            hold(Some("b-2"), "c-2", "A-1-1"),
+            hold(None, "c-3", "A-1-2"),
+            BatchOperation { operation: None },
+        ],
+    };
+    let answer = client.batch(batch.clone()).await.unwrap().into_inner();
+    let statuses: Vec<u32> = answer.results.iter().map(|result| result.status).collect();
+    assert_eq!(statuses, [201, 409, 201, 400]);
+    let Some(batch_result::Outcome::Hold(first)) = &answer.results[0].outcome else {
+        panic!("no hold in {:?}", answer.results[0]);
+    };
+    let Some(batch_result::Outcome::Error(conflict)) = &answer.results[1].outcome else {
+        panic!("no error in {:?}", answer.results[1]);
+    };
+    assert_eq!(conflict.code, "SEAT_UNAVAILABLE");
+    assert!(conflict.details_json.contains("A-1-1"));
+    assert!(answer.header.unwrap().applied_index >= 2);
+
+    // The keyed hold answers the same through the single call (same key scope).
+    let again = client
+        .create_hold(HoldRequest {
+            idempotency_key: Some("b-1".into()),
+            event_id: "B".into(),
+            customer_id: "c-1".into(),
+            seats: vec!["A-1-1".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.hold_id, first.hold_id);
+
+    // A confirm inside a batch.
+    let confirm = BatchRequest {
+        operations: vec![BatchOperation {
+            operation: Some(batch_operation::Operation::Confirm(ConfirmRequest {
+                idempotency_key: Some("b-c".into()),
+                hold_id: first.hold_id.clone(),
+                payment: Some(Payment {
+                    method: None,
+                    token: "tok_visa".into(),
+                }),
+            })),
+        }],
+    };
+    let confirmed = client.batch(confirm).await.unwrap().into_inner();
+    let Some(batch_result::Outcome::Booking(booking)) = &confirmed.results[0].outcome else {
+        panic!("no booking in {:?}", confirmed.results[0]);
+    };
+    assert_eq!(booking.status, "CONFIRMED");
+
+    // Over the limit: refused whole.
+    let too_many = BatchRequest {
+        operations: vec![hold(None, "c-9", "A-1-3"); 1_001],
+    };
+    let refused = client.batch(too_many).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&refused), "TOO_MANY_ITEMS");
 }

@@ -1666,3 +1666,196 @@ async fn confirms_beyond_the_unresolved_charge_bound_are_refused_before_charging
     }
     assert_eq!(answer.expect("a slot frees up").status, StatusCode::OK);
 }
+
+fn batch_statuses(answer: &Answer) -> Vec<u64> {
+    answer.body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {}", answer.body))
+        .iter()
+        .map(|result| result["status"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_operation_as_its_own_route_would() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let hold_a1 = json!({"event_id": "E", "customer_id": "c-1", "seats": ["A-1"]});
+    let batch = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({"operations": [
+                {"op": "hold", "idempotency_key": "k1", "body": hold_a1},
+                {"op": "hold", "idempotency_key": "k2",
+                 "body": {"event_id": "E", "customer_id": "c-2", "seats": ["A-1"]}},
+                {"op": "hold", "body": {"event_id": "E", "customer_id": "c-3", "seats": ["A-2"], "ttl_seconds": 0}},
+                {"op": "refund", "body": {}},
+                {"op": "hold", "body": {"event_id": "E", "customer_id": "c-4", "pools": [{"pool_id": "GA", "quantity": 2}]}},
+                {"op": "hold", "idempotency_key": "", "body": hold_a1},
+                {"op": "extend", "body": {"hold_id": "h_nope"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    assert_eq!(
+        batch_statuses(&batch),
+        [201, 409, 400, 400, 201, 400, 404],
+        "{}",
+        batch.body
+    );
+    let results = &batch.body["results"];
+    assert_eq!(results[1]["body"]["error"]["code"], "SEAT_UNAVAILABLE");
+    assert_eq!(
+        results[1]["body"]["error"]["details"]["unavailable"],
+        json!(["A-1"])
+    );
+    assert_eq!(results[2]["body"]["error"]["code"], "INVALID_TTL");
+    assert_eq!(results[3]["body"]["error"]["code"], "INVALID_FIELD");
+    assert_eq!(
+        results[3]["body"]["error"]["details"]["field"],
+        "operations[3].op"
+    );
+    assert_eq!(results[5]["body"]["error"]["code"], "INVALID_FIELD");
+    assert_eq!(results[6]["body"]["error"]["code"], "HOLD_NOT_FOUND");
+    let hold_id = results[0]["body"]["hold_id"].as_str().unwrap().to_string();
+    let pool_hold_id = results[4]["body"]["hold_id"].as_str().unwrap().to_string();
+    assert_eq!(results[0]["body"]["status"], "HELD");
+    assert_eq!(
+        results[4]["body"]["pools"],
+        json!([{"pool_id": "GA", "quantity": 2}])
+    );
+
+    // A key used in a batch is the same key on the operation's own route (scoped per
+    // route): the single hold replays the batch's answer, and the same key with another
+    // body is refused.
+    let replay = node
+        .post("/booking/hold", Some("k1"), hold_a1.clone())
+        .await;
+    assert_eq!(replay.status, StatusCode::CREATED, "{}", replay.body);
+    assert_eq!(replay.body["hold_id"], hold_id.as_str());
+    let reused = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({"operations": [{"op": "hold", "idempotency_key": "k1",
+                   "body": {"event_id": "E", "customer_id": "c-1", "seats": ["A-2"]}}]}),
+        )
+        .await;
+    assert_eq!(batch_statuses(&reused), [409]);
+    assert_eq!(
+        reused.body["results"][0]["body"]["error"]["code"],
+        "IDEMPOTENCY_KEY_REUSED"
+    );
+    // The conflict of operation 1 is remembered under its key, as on its own route.
+    let conflict_again = node
+        .post(
+            "/booking/hold",
+            Some("k2"),
+            json!({"event_id": "E", "customer_id": "c-2", "seats": ["A-1"]}),
+        )
+        .await;
+    assert_eq!(conflict_again.status, StatusCode::CONFLICT);
+
+    // Confirms (which charge first), extends and cancels together; a declined payment
+    // refuses only its own operation.
+    let second = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({"operations": [
+                {"op": "confirm", "idempotency_key": "c1",
+                 "body": {"hold_id": hold_id, "payment": {"token": "tok_visa"}}},
+                {"op": "confirm", "body": {"hold_id": pool_hold_id, "payment": {"token": "tok_declined"}}},
+                {"op": "extend", "body": {"hold_id": pool_hold_id, "ttl_seconds": 900}},
+            ]}),
+        )
+        .await;
+    assert_eq!(batch_statuses(&second), [200, 402, 200], "{}", second.body);
+    let booking_id = second.body["results"][0]["body"]["booking_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(second.body["results"][0]["body"]["status"], "CONFIRMED");
+    assert_eq!(second.body["results"][2]["body"]["status"], "HELD");
+    let third = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({"operations": [
+                {"op": "cancel", "body": {"booking_id": booking_id, "reason": "changed plans"}},
+                {"op": "cancel", "body": {"hold_id": pool_hold_id}},
+                {"op": "cancel", "body": {"hold_id": pool_hold_id, "booking_id": booking_id}},
+            ]}),
+        )
+        .await;
+    assert_eq!(batch_statuses(&third), [200, 200, 400], "{}", third.body);
+    assert_eq!(third.body["results"][0]["body"]["status"], "CANCELLED");
+    assert_eq!(
+        third.body["results"][0]["body"]["refund"]["status"],
+        "PENDING"
+    );
+    assert_eq!(third.body["results"][1]["body"]["status"], "CANCELLED");
+    let summary = node.get("/availability?event_id=E&view=summary").await;
+    assert_eq!(summary.body["summary"]["seats_available"], 8);
+}
+
+#[tokio::test]
+async fn oversized_batches_are_refused_whole_and_store_nothing() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let before = node.state();
+    let operation =
+        json!({"op": "hold", "body": {"event_id": "E", "customer_id": "c", "seats": ["A-1"]}});
+    let too_many = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({ "operations": vec![operation.clone(); 1_001] }),
+        )
+        .await;
+    assert_eq!(
+        too_many.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        too_many.body
+    );
+    assert_eq!(too_many.code(), "TOO_MANY_ITEMS");
+    error_shape_ok(&too_many);
+    let padding = "x".repeat(200);
+    let heavy =
+        json!({"op": "hold", "body": {"event_id": "E", "customer_id": padding, "seats": ["A-1"]}});
+    let too_large = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({ "operations": vec![heavy; 6_000] }),
+        )
+        .await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.code(), "BODY_TOO_LARGE");
+    let not_a_list = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({"operations": {"op": "hold"}}),
+        )
+        .await;
+    assert_eq!(not_a_list.status, StatusCode::BAD_REQUEST);
+    assert_eq!(node.state(), before, "a refused batch stored something");
+    // Exactly the limit is served.
+    let at_limit = node
+        .post(
+            "/booking/batch",
+            None,
+            json!({ "operations": vec![operation; 1_000] }),
+        )
+        .await;
+    assert_eq!(at_limit.status, StatusCode::OK, "{}", at_limit.body);
+    let statuses = batch_statuses(&at_limit);
+    assert_eq!(statuses.iter().filter(|status| **status == 201).count(), 1);
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 409).count(),
+        999
+    );
+}

@@ -1,5 +1,6 @@
 //! The errors of `holdfast-raft`, each with a stable code string.
 
+use holdfast_statemachine::ErrorCode;
 use std::path::PathBuf;
 
 use crate::types::{NodeId, NodeInfo};
@@ -63,21 +64,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable code of this error, in the style of the HTTP API's error codes.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this error, from the registry (`holdfast_statemachine::codes`).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::NodeIdMismatch { .. } => "DATA_DIR_NODE_MISMATCH",
-            Error::ClusterIdMismatch { .. } => "DATA_DIR_CLUSTER_MISMATCH",
-            Error::UnsupportedFormat { .. } => "UNSUPPORTED_FORMAT",
-            Error::Corrupt { .. } => "CORRUPT_DATA",
-            Error::Storage { .. } => "STORAGE_FAILURE",
-            Error::NotLeader { .. } => "NOT_LEADER",
-            Error::NoQuorum { .. } => "NO_QUORUM",
-            Error::AlreadyInitialized => "ALREADY_INITIALIZED",
-            Error::MembershipRefused { .. } => "MEMBERSHIP_REFUSED",
-            Error::Fatal { .. } => "RAFT_STOPPED",
-            Error::Transport { .. } => "TRANSPORT_FAILURE",
-            Error::InvalidConfig { .. } => "INVALID_CONFIG",
+            Error::NodeIdMismatch { .. } => ErrorCode::DataDirNodeMismatch,
+            Error::ClusterIdMismatch { .. } => ErrorCode::DataDirClusterMismatch,
+            Error::UnsupportedFormat { .. } => ErrorCode::UnsupportedFormat,
+            Error::Corrupt { .. } => ErrorCode::CorruptData,
+            Error::Storage { .. } => ErrorCode::StorageFailure,
+            Error::NotLeader { .. } => ErrorCode::NotLeader,
+            Error::NoQuorum { .. } => ErrorCode::NoQuorum,
+            Error::AlreadyInitialized => ErrorCode::AlreadyInitialized,
+            Error::MembershipRefused { .. } => ErrorCode::MembershipRefused,
+            Error::Fatal { .. } => ErrorCode::RaftStopped,
+            Error::Transport { .. } => ErrorCode::TransportFailure,
+            Error::InvalidConfig { .. } => ErrorCode::InvalidConfig,
         }
     }
 

@@ -25,6 +25,7 @@
 //! ```
 
 mod bookings;
+pub mod codes;
 mod command;
 mod fastcode;
 mod holds;
@@ -41,6 +42,7 @@ mod snapshot;
 mod state;
 mod timequeue;
 
+pub use codes::{ErrorCode, GrpcCode};
 pub use command::*;
 /// The string type of ids in answers ([`HoldView`], [`BookingView`]).
 pub use compact_str::CompactString;

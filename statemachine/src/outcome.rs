@@ -2,6 +2,7 @@
 //! expired) are values of [`Rejection`], not errors: they are replicated, remembered for
 //! idempotency and answered to the client like any other result.
 
+use crate::codes::ErrorCode;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -282,34 +283,34 @@ pub enum Rejection {
 
 impl Rejection {
     /// The stable code of this refusal, as the API names it.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Rejection::InvalidField { .. } => "INVALID_FIELD",
-            Rejection::InvalidQuantity { .. } => "INVALID_QUANTITY",
-            Rejection::InvalidTtl { .. } => "INVALID_TTL",
-            Rejection::TooManyItems { .. } => "TOO_MANY_ITEMS",
-            Rejection::EventNotFound { .. } => "EVENT_NOT_FOUND",
-            Rejection::SeatNotFound { .. } => "SEAT_NOT_FOUND",
-            Rejection::PoolNotFound { .. } => "POOL_NOT_FOUND",
-            Rejection::HoldNotFound { .. } => "HOLD_NOT_FOUND",
-            Rejection::BookingNotFound { .. } => "BOOKING_NOT_FOUND",
-            Rejection::RefundNotFound { .. } => "REFUND_NOT_FOUND",
-            Rejection::SeatUnavailable { .. } => "SEAT_UNAVAILABLE",
-            Rejection::PoolExhausted { .. } => "POOL_EXHAUSTED",
-            Rejection::NoAdjacentSeats { .. } => "NO_ADJACENT_SEATS",
-            Rejection::HoldNotActive { .. } => "HOLD_NOT_ACTIVE",
-            Rejection::HoldExpired { .. } => "HOLD_EXPIRED",
-            Rejection::HoldLimitReached { .. } => "HOLD_LIMIT_REACHED",
-            Rejection::BookingNotActive { .. } => "BOOKING_NOT_ACTIVE",
-            Rejection::RefundNotPending { .. } => "REFUND_NOT_PENDING",
-            Rejection::PaymentAmountMismatch { .. } => "PAYMENT_AMOUNT_MISMATCH",
-            Rejection::ItemInUse { .. } => "ITEM_IN_USE",
-            Rejection::ItemExists { .. } => "ITEM_EXISTS",
-            Rejection::CapacityBelowUsage { .. } => "CAPACITY_BELOW_USAGE",
-            Rejection::EventExists { .. } => "EVENT_EXISTS",
-            Rejection::LimitReached { .. } => "LIMIT_REACHED",
-            Rejection::IdempotencyKeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
-            Rejection::IdempotencyTableFull { .. } => "OVERLOADED",
+            Rejection::InvalidField { .. } => ErrorCode::InvalidField,
+            Rejection::InvalidQuantity { .. } => ErrorCode::InvalidQuantity,
+            Rejection::InvalidTtl { .. } => ErrorCode::InvalidTtl,
+            Rejection::TooManyItems { .. } => ErrorCode::TooManyItems,
+            Rejection::EventNotFound { .. } => ErrorCode::EventNotFound,
+            Rejection::SeatNotFound { .. } => ErrorCode::SeatNotFound,
+            Rejection::PoolNotFound { .. } => ErrorCode::PoolNotFound,
+            Rejection::HoldNotFound { .. } => ErrorCode::HoldNotFound,
+            Rejection::BookingNotFound { .. } => ErrorCode::BookingNotFound,
+            Rejection::RefundNotFound { .. } => ErrorCode::RefundNotFound,
+            Rejection::SeatUnavailable { .. } => ErrorCode::SeatUnavailable,
+            Rejection::PoolExhausted { .. } => ErrorCode::PoolExhausted,
+            Rejection::NoAdjacentSeats { .. } => ErrorCode::NoAdjacentSeats,
+            Rejection::HoldNotActive { .. } => ErrorCode::HoldNotActive,
+            Rejection::HoldExpired { .. } => ErrorCode::HoldExpired,
+            Rejection::HoldLimitReached { .. } => ErrorCode::HoldLimitReached,
+            Rejection::BookingNotActive { .. } => ErrorCode::BookingNotActive,
+            Rejection::RefundNotPending { .. } => ErrorCode::RefundNotPending,
+            Rejection::PaymentAmountMismatch { .. } => ErrorCode::PaymentAmountMismatch,
+            Rejection::ItemInUse { .. } => ErrorCode::ItemInUse,
+            Rejection::ItemExists { .. } => ErrorCode::ItemExists,
+            Rejection::CapacityBelowUsage { .. } => ErrorCode::CapacityBelowUsage,
+            Rejection::EventExists { .. } => ErrorCode::EventExists,
+            Rejection::LimitReached { .. } => ErrorCode::LimitReached,
+            Rejection::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
+            Rejection::IdempotencyTableFull { .. } => ErrorCode::Overloaded,
         }
     }
 

@@ -161,5 +161,7 @@ pub fn payment(amount: u64) -> PaymentRecord {
 }
 
 pub fn code(outcome: &Outcome) -> &'static str {
-    outcome.rejection().map_or("OK", Rejection::code)
+    outcome
+        .rejection()
+        .map_or("OK", |rejection| rejection.code().as_str())
 }

@@ -1,0 +1,566 @@
+//! The typed service layer every edge calls: booking writes (hold, extend, confirm with
+//! payment, cancel) and the batch of them, with domain types in and domain outcomes out.
+//!
+//! The HTTP handlers ([`crate::booking`]) and the gRPC services ([`crate::grpc`]) are thin
+//! siblings over it: each converts its own wire types into these requests and the answers
+//! back into its own; neither calls the other. Validation, idempotency scoping, the payment
+//! flow and the per-operation metrics live here, once, so the two edges cannot drift apart.
+//! Failures are one error type, [`ApiError`], whose code each edge renders in its own way.
+
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use holdfast_statemachine::{
+    BookingView, Command, HoldStatus, HoldView, Outcome, PaymentRecord, Rejection,
+};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::charges;
+use crate::error::ApiError;
+use crate::extract::IdempotencyKey;
+use crate::metrics::{self, outcome_label};
+use crate::payment::{Charge, ChargeRequest};
+use crate::replica::{self, CommittedOutcome, Proposal, ReadRequest};
+use crate::validate;
+use crate::wire::{CancelBody, ConfirmBody, ExtendBody, HoldBody, RefundJson};
+
+/// Most operations in one batch (API.md: 1,000).
+pub const BATCH_OPERATIONS_MAX: usize = 1_000;
+
+/// Largest body of `POST /booking/batch` (API.md: 1 MiB).
+pub const BATCH_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Scope of the request id a confirm without an Idempotency-Key gets: client keys are
+/// always scoped `confirm:`, so these never meet one.
+pub const CHARGE_REQUEST_SCOPE: &str = "charge:";
+
+/// A write's answer with the log index that produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed<T> {
+    pub value: T,
+    pub index: u64,
+}
+
+/// What a cancel ended: a hold (released) or a booking (with its refund).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cancelled {
+    Hold(HoldView),
+    Booking(Box<BookingView>),
+}
+
+/// One operation of a batch, with its own idempotency key.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    Hold(HoldBody),
+    Extend(ExtendBody),
+    Confirm(ConfirmBody),
+    Cancel(CancelBody),
+}
+
+/// What an operation is, for its metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Hold,
+    Extend,
+    Confirm,
+    ReleaseHold,
+    CancelBooking,
+}
+
+impl Operation {
+    fn kind(&self) -> Kind {
+        match self {
+            Operation::Hold(_) => Kind::Hold,
+            Operation::Extend(_) => Kind::Extend,
+            Operation::Confirm(_) => Kind::Confirm,
+            Operation::Cancel(body) if body.booking_id.is_some() => Kind::CancelBooking,
+            Operation::Cancel(_) => Kind::ReleaseHold,
+        }
+    }
+
+    /// The route name that scopes its idempotency key, as its own route does.
+    fn route(&self) -> &'static str {
+        match self {
+            Operation::Hold(_) => "hold",
+            Operation::Extend(_) => "extend",
+            Operation::Confirm(_) => "confirm",
+            Operation::Cancel(_) => "cancel",
+        }
+    }
+}
+
+/// An operation's answer, as its own route would have given it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Held(Committed<HoldView>),
+    Extended(Committed<HoldView>),
+    Confirmed(Committed<Box<BookingView>>),
+    Cancelled(Committed<Cancelled>),
+}
+
+impl Answer {
+    /// The HTTP status of the answer on its own route.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Answer::Held(_) => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        }
+    }
+}
+
+/// One entry of a batch as an edge hands it over: the parsed operation with its key, or
+/// the error that parsing it gave (answered in its place, nothing proposed).
+pub type BatchItem = Result<(IdempotencyKey, Operation), ApiError>;
+
+fn label<T>(result: &Result<T, ApiError>, success: &str) -> String {
+    match result {
+        Ok(_) => success.to_string(),
+        Err(error) => outcome_label(error.code),
+    }
+}
+
+/// Proposes one command; a system failure becomes its API error.
+pub(crate) async fn propose(
+    state: &AppState,
+    request_id: Option<String>,
+    command: Command,
+) -> Result<CommittedOutcome, ApiError> {
+    let proposal = Proposal {
+        request_id,
+        command,
+    };
+    Ok(replica::propose_one(&*state.replica, proposal).await?)
+}
+
+/// An outcome that is not the expected success: its rejection, or an internal error.
+pub(crate) fn unexpected(outcome: &Outcome) -> ApiError {
+    match outcome.rejection() {
+        Some(rejection) => ApiError::from(rejection),
+        None => ApiError::internal(format!("unexpected outcome {outcome:?}")),
+    }
+}
+
+// ---- Hold, extend, cancel: one command each -----------------------------------------
+
+/// A hold, extend or cancel turned into its command (validated), or the edge's refusal.
+fn command_of(operation: Operation) -> Result<Command, ApiError> {
+    match operation {
+        Operation::Hold(body) => validate::hold(body),
+        Operation::Extend(body) => {
+            validate::record_id("hold_id", &body.hold_id)?;
+            let ttl_seconds = validate::ttl_seconds(body.ttl_seconds)?;
+            Ok(Command::ExtendHold {
+                hold_id: body.hold_id,
+                ttl_seconds,
+            })
+        }
+        Operation::Cancel(body) => match (body.hold_id, body.booking_id) {
+            (Some(hold_id), None) => {
+                validate::record_id("hold_id", &hold_id)?;
+                Ok(Command::ReleaseHold { hold_id })
+            }
+            (None, Some(booking_id)) => {
+                let reason = body.reason.unwrap_or_default();
+                validate::record_id("booking_id", &booking_id)?;
+                validate::text("reason", &reason)?;
+                Ok(Command::CancelBooking { booking_id, reason })
+            }
+            _ => Err(ApiError::invalid_field(
+                "hold_id",
+                "give exactly one of hold_id and booking_id",
+            )),
+        },
+        Operation::Confirm(_) => Err(ApiError::internal(
+            "a confirm is not a single command (it charges first)",
+        )),
+    }
+}
+
+/// The answer of a committed hold, extend or cancel.
+fn answer_of(committed: CommittedOutcome) -> Result<Answer, ApiError> {
+    let index = committed.index;
+    match committed.outcome {
+        Outcome::Held(value) => Ok(Answer::Held(Committed { value, index })),
+        Outcome::Extended(value) => Ok(Answer::Extended(Committed { value, index })),
+        Outcome::Released(view) => Ok(Answer::Cancelled(Committed {
+            value: Cancelled::Hold(view),
+            index,
+        })),
+        Outcome::BookingCancelled(view) => Ok(Answer::Cancelled(Committed {
+            value: Cancelled::Booking(view),
+            index,
+        })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Counts one finished operation in the per-route metrics.
+fn count(kind: Kind, result: &Result<Answer, ApiError>) {
+    match kind {
+        Kind::Hold => metrics::count(metrics::HOLDS_TOTAL, label(result, "held")),
+        Kind::ReleaseHold => metrics::count_cancel("hold", label(result, "cancelled")),
+        Kind::CancelBooking => metrics::count_cancel("booking", label(result, "cancelled")),
+        Kind::Extend | Kind::Confirm => {}
+    }
+}
+
+/// Runs one hold, extend or cancel through the log.
+async fn single(
+    state: &AppState,
+    key: IdempotencyKey,
+    operation: Operation,
+) -> Result<Answer, ApiError> {
+    let request_id = key.request_id(operation.route());
+    let command = command_of(operation)?;
+    answer_of(propose(state, request_id, command).await?)
+}
+
+/// Takes items for a customer, all or nothing.
+pub async fn hold(
+    state: &AppState,
+    key: IdempotencyKey,
+    body: HoldBody,
+) -> Result<Committed<HoldView>, ApiError> {
+    let started = Instant::now();
+    let result = single(state, key, Operation::Hold(body)).await;
+    metrics::observe(metrics::HOLD_SECONDS, started);
+    count(Kind::Hold, &result);
+    match result? {
+        Answer::Held(held) => Ok(held),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Pushes a hold's expiry later, within its maximum life.
+pub async fn extend(
+    state: &AppState,
+    key: IdempotencyKey,
+    body: ExtendBody,
+) -> Result<Committed<HoldView>, ApiError> {
+    match single(state, key, Operation::Extend(body)).await? {
+        Answer::Extended(extended) => Ok(extended),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Releases a hold, or cancels a booking (recording a refund owed).
+pub async fn cancel(
+    state: &AppState,
+    key: IdempotencyKey,
+    body: CancelBody,
+) -> Result<Committed<Cancelled>, ApiError> {
+    let operation = Operation::Cancel(body);
+    let kind = operation.kind();
+    let result = single(state, key, operation).await;
+    count(kind, &result);
+    match result? {
+        Answer::Cancelled(cancelled) => Ok(cancelled),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+// ---- Confirm: charge, then commit -----------------------------------------------------
+
+/// Charges the payment, then turns the hold into a booking.
+pub async fn confirm(
+    state: &AppState,
+    key: IdempotencyKey,
+    body: ConfirmBody,
+) -> Result<Committed<Box<BookingView>>, ApiError> {
+    let started = Instant::now();
+    let result = confirm_inner(state, key, body).await;
+    metrics::observe(metrics::CONFIRM_SECONDS, started);
+    let outcome = match &result {
+        Err(error) if error.details.get("refund").is_some() => {
+            format!("refunded_{}", outcome_label(error.code))
+        }
+        _ => label(&result, "confirmed"),
+    };
+    metrics::count(metrics::CONFIRMS_TOTAL, outcome);
+    result
+}
+
+/// Whether a hold can be confirmed now; the early answer (nothing charged) if not.
+fn check_confirmable(hold_id: &str, hold: Option<&HoldView>, now_ms: u64) -> Result<(), ApiError> {
+    let Some(hold) = hold else {
+        return Err(ApiError::from(Rejection::HoldNotFound {
+            hold_id: hold_id.to_string(),
+        }));
+    };
+    let expired = hold.status == HoldStatus::Expired
+        || (hold.status == HoldStatus::Active && hold.expires_at_ms <= now_ms);
+    if expired {
+        return Err(ApiError::from(Rejection::HoldExpired {
+            hold_id: hold_id.to_string(),
+            expired_at_ms: hold.expires_at_ms,
+        }));
+    }
+    if hold.status != HoldStatus::Active {
+        return Err(ApiError::from(Rejection::HoldNotActive {
+            hold_id: hold_id.to_string(),
+            status: hold.status,
+        }));
+    }
+    Ok(())
+}
+
+async fn confirm_inner(
+    state: &AppState,
+    key: IdempotencyKey,
+    body: ConfirmBody,
+) -> Result<Committed<Box<BookingView>>, ApiError> {
+    validate::record_id("hold_id", &body.hold_id)?;
+    let method = body.payment.method.unwrap_or_else(|| "card".to_string());
+    validate::text("payment.method", &method)?;
+    if body.payment.token.is_empty() {
+        return Err(ApiError::invalid_field("payment.token", "is required"));
+    }
+    validate::text("payment.token", &body.payment.token)?;
+    let request_id = key.request_id("confirm");
+
+    // Read the hold through the leader: a follower that has not applied it yet must not
+    // answer HOLD_NOT_FOUND.
+    let (hold, now_ms, remembered) =
+        replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
+            let remembered = request_id
+                .as_deref()
+                .is_some_and(|request_id| machine.remembers_request(request_id));
+            (
+                machine.hold_by_id(&body.hold_id),
+                machine.now_ms(),
+                remembered,
+            )
+        })
+        .await
+        .map(|(answer, _)| answer)?;
+    let now_ms = now_ms.max(state.replica.cluster_time_ms());
+
+    // A retry of a request that was already charged skips the early checks: the
+    // provider gives back the same charge and the state machine the first answer (or, if
+    // the first attempt never reached it, a refund for the charge). The charge may have
+    // been made through another node (the first attempt's), whose provider client this
+    // node does not share: then the replicated idempotency table says the confirm was
+    // committed, and charging again with the same key gets the same charge back from the
+    // provider.
+    let prior_charge = match &request_id {
+        Some(request_id) => state.payments.find_charge(request_id).await?,
+        None => None,
+    };
+    if prior_charge.is_none() && !remembered {
+        check_confirmable(&body.hold_id, hold.as_ref(), now_ms)?;
+    }
+    let (amount, currency) = match (&hold, &prior_charge) {
+        (Some(hold), _) => (hold.amount, hold.currency.to_string()),
+        (None, Some(charge)) => (charge.amount, charge.currency.clone()),
+        // `check_confirmable` answers 404 for a missing hold without a prior charge.
+        (None, None) => {
+            return Err(ApiError::from(Rejection::HoldNotFound {
+                hold_id: body.hold_id,
+            }))
+        }
+    };
+    // A slot before the charge: from here until the state machine answers, the charge is
+    // this node's to account for (see `crate::charges`).
+    let slot = state.charges.reserve()?;
+    let charge = charge(
+        state,
+        prior_charge.is_some() || remembered,
+        ChargeRequest {
+            idempotency_key: request_id.clone(),
+            hold_id: body.hold_id.clone(),
+            amount,
+            currency,
+            method,
+            token: body.payment.token,
+        },
+    )
+    .await?;
+
+    // Without a client key the confirm still gets a request id, named after its charge
+    // (a scope no client key can produce), so that it can be proposed again safely.
+    let request_id =
+        request_id.unwrap_or_else(|| format!("{CHARGE_REQUEST_SCOPE}{}", charge.payment_id));
+    let proposal = Proposal {
+        request_id: Some(request_id),
+        command: Command::Confirm {
+            hold_id: body.hold_id,
+            payment: PaymentRecord {
+                provider: state.payments.name().to_string(),
+                payment_id: charge.payment_id.clone(),
+                amount: charge.amount,
+            },
+        },
+    };
+    let answered = match replica::propose_one(&*state.replica, proposal.clone()).await {
+        Ok(committed) if charges::is_answer(&committed) => Ok(committed),
+        Ok(committed) => Err(unexpected(&committed.outcome)),
+        Err(error) => Err(ApiError::from(error)),
+    };
+    let committed = match answered {
+        Ok(committed) => committed,
+        Err(error) => {
+            let payment_id = charge.payment_id.clone();
+            state.charges.hand_over(slot, proposal, payment_id);
+            return Err(charged_but_not_committed(error, &charge));
+        }
+    };
+    drop(slot);
+    let index = committed.index;
+    match committed.outcome {
+        Outcome::Confirmed(value) => Ok(Committed { value, index }),
+        Outcome::ConfirmRefused { rejection, refund } => {
+            let mut error = ApiError::from(&rejection);
+            if let Some(details) = error.details.as_object_mut() {
+                details.insert("refund".into(), json!(RefundJson::from_view(&refund)));
+            }
+            Err(error)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Charges through the provider; `replay` when the key was charged before (the provider
+/// hands back that charge).
+async fn charge(
+    state: &AppState,
+    replay: bool,
+    request: ChargeRequest,
+) -> Result<Charge, ApiError> {
+    let started = Instant::now();
+    let charged = state.payments.charge(request).await;
+    metrics::observe(metrics::PAYMENT_SECONDS, started);
+    let outcome = match &charged {
+        Ok(_) if replay => "reused".to_string(),
+        Ok(_) => "charged".to_string(),
+        Err(error) => outcome_label(ApiError::from(error.clone()).code),
+    };
+    metrics::count(metrics::PAYMENTS_TOTAL, outcome);
+    Ok(charged?)
+}
+
+/// The charge succeeded but the confirm got no answer (no leader, overload, a commit that
+/// timed out): the node keeps proposing it until it books or records the refund
+/// (`crate::charges`); a retry with the same Idempotency-Key reuses the charge and gets
+/// that answer.
+fn charged_but_not_committed(mut api_error: ApiError, charge: &Charge) -> ApiError {
+    if let Some(details) = api_error.details.as_object_mut() {
+        details.insert("payment_id".into(), json!(charge.payment_id));
+        details.insert("confirm".into(), json!("PENDING"));
+        details.insert(
+            "retry".into(),
+            json!("the node keeps proposing this confirm until it books or records a refund; retry with the same Idempotency-Key to learn which (the charge is reused, never repeated)"),
+        );
+    }
+    api_error
+}
+
+// ---- Batch ---------------------------------------------------------------------------
+
+/// A batch of `operations` operations is refused whole (`400 TOO_MANY_ITEMS`) over
+/// [`BATCH_OPERATIONS_MAX`]; each edge asks before it parses the operations.
+pub fn check_batch_size(operations: usize) -> Result<(), ApiError> {
+    if operations <= BATCH_OPERATIONS_MAX {
+        return Ok(());
+    }
+    Err(ApiError::from(Rejection::TooManyItems {
+        items: operations as u64,
+        max: BATCH_OPERATIONS_MAX as u64,
+    }))
+}
+
+/// Runs independent booking operations together, one answer each, in order.
+///
+/// Holds, extends and cancels that pass validation are proposed in one call, so the
+/// batcher commits them in as few Raft entries as fit; confirms charge first and run
+/// concurrently beside them. One operation's refusal never affects another's, and every
+/// key is scoped by its operation's route exactly as on that route, so a batch operation
+/// and the same request on its own route replay each other. A system failure of the shared
+/// proposal (overload, no leader) is every proposed operation's answer: each is safe to
+/// retry with its key.
+pub async fn batch(state: &AppState, items: Vec<BatchItem>) -> Vec<Result<Answer, ApiError>> {
+    let started = Instant::now();
+    let count_all = items.len();
+    let mut answers: Vec<Option<Result<Answer, ApiError>>> = vec![None; count_all];
+    let mut proposals = Vec::new();
+    let mut proposed = Vec::new(); // (position, operation kind) of each proposal
+    let mut confirms = Vec::new();
+    for (position, item) in items.into_iter().enumerate() {
+        let (key, operation) = match item {
+            Ok(item) => item,
+            Err(error) => {
+                answers[position] = Some(Err(error));
+                continue;
+            }
+        };
+        if let Operation::Confirm(body) = operation {
+            confirms.push((position, key, body));
+            continue;
+        }
+        let request_id = key.request_id(operation.route());
+        let kind = operation.kind();
+        match command_of(operation) {
+            Ok(command) => {
+                proposals.push(Proposal {
+                    request_id,
+                    command,
+                });
+                proposed.push((position, kind));
+            }
+            Err(error) => {
+                let result = Err(error);
+                count(kind, &result);
+                answers[position] = Some(result);
+            }
+        }
+    }
+    let commit = async {
+        if proposals.is_empty() {
+            return Ok(Vec::new());
+        }
+        state.replica.propose(proposals).await
+    };
+    let confirming = futures::future::join_all(confirms.into_iter().map(
+        |(position, key, body)| async move {
+            let result = confirm(state, key, body).await.map(Answer::Confirmed);
+            (position, result)
+        },
+    ));
+    let (committed, confirmed) = tokio::join!(commit, confirming);
+    match committed {
+        Ok(outcomes) if outcomes.len() == proposed.len() => {
+            for ((position, kind), outcome) in proposed.into_iter().zip(outcomes) {
+                let result = answer_of(outcome);
+                count(kind, &result);
+                answers[position] = Some(result);
+            }
+        }
+        Ok(outcomes) => {
+            let error = ApiError::internal(format!(
+                "the replica answered {} outcomes for {} proposals",
+                outcomes.len(),
+                proposed.len()
+            ));
+            for (position, _) in proposed {
+                answers[position] = Some(Err(error.clone()));
+            }
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            for (position, kind) in proposed {
+                let result = Err(error.clone());
+                count(kind, &result);
+                answers[position] = Some(result);
+            }
+        }
+    }
+    for (position, result) in confirmed {
+        answers[position] = Some(result);
+    }
+    metrics::observe(metrics::BATCH_SECONDS, started);
+    metrics::count_batch(count_all);
+    answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|| Err(ApiError::internal("operation not answered"))))
+        .collect()
+}
