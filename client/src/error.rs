@@ -90,6 +90,8 @@ pub enum ErrorCode {
     Overloaded,
     /// `OUTCOME_UNKNOWN`: the write may or may not have committed; retry with the same key.
     OutcomeUnknown,
+    /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
+    Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
     Other(String),
 }
@@ -138,6 +140,7 @@ impl ErrorCode {
             "INDEX_NOT_REACHED" => IndexNotReached,
             "OVERLOADED" => Overloaded,
             "OUTCOME_UNKNOWN" => OutcomeUnknown,
+            "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
     }
@@ -185,6 +188,7 @@ impl ErrorCode {
             IndexNotReached => "INDEX_NOT_REACHED",
             Overloaded => "OVERLOADED",
             OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Internal => "INTERNAL",
             Other(code) => code,
         }
     }
@@ -235,7 +239,7 @@ impl ErrorCode {
             BodyTooLarge => 413,
             RateLimited => 429,
             NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown => 503,
-            Other(_) => 500,
+            Internal | Other(_) => 500,
         }
     }
 }
@@ -376,7 +380,10 @@ impl Error {
         }
     }
 
-    /// Whether a retry (with the same idempotency key, for writes) may succeed.
+    /// Whether a retry of a request that is safe to repeat (a read, or a write with its
+    /// idempotency key) may succeed: the retryable codes, a node's internal failure (a
+    /// keyed write's outcome is then unknown, and repeating it with the key is safe) and
+    /// transport failures.
     ///
     /// ```
     /// # use holdfast_client::Error;
@@ -384,7 +391,7 @@ impl Error {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Api(error) => error.code.is_retryable(),
+            Error::Api(error) => error.code.is_retryable() || error.code == ErrorCode::Internal,
             Error::Unreachable { .. } | Error::DeadlineExceeded { .. } => true,
             Error::InvalidArgument(_) | Error::Protocol(_) => false,
         }
