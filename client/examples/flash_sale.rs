@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let event_id = format!("flash-{stamp}");
     let rows = args.seats.div_ceil(SEATS_PER_ROW).max(1);
-    let per_row = args.seats.min(SEATS_PER_ROW).max(1);
+    let per_row = args.seats.clamp(1, SEATS_PER_ROW);
     client
         .create_event(NewEvent {
             category: Some("event".into()),
