@@ -192,7 +192,7 @@ enum ClusterCommand {
     Status,
     /// Initialise a fresh cluster.
     Init {
-        /// ID,RAFT_ADDR,HTTP_ADDR[,REGION] (repeatable).
+        /// A member as ID,RAFT_ADDR,HTTP_ADDR or ID,RAFT_ADDR,HTTP_ADDR,REGION (repeatable).
         #[arg(long = "member", required = true, value_parser = parse_member)]
         members: Vec<Member>,
     },
