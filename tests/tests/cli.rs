@@ -52,7 +52,7 @@ async fn ctl(endpoints: &str, args: &[&str]) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holdfastctl_against_a_real_cluster() {
-    let cluster = ProcessCluster::start(3).await.expect("cluster");
+    let mut cluster = ProcessCluster::start(3).await.expect("cluster");
     cluster
         .create_event(0, event_body("cli", 2, 10, 50))
         .await
@@ -265,6 +265,64 @@ async fn holdfastctl_against_a_real_cluster() {
     );
     let unreachable = ctl(&dead, &["availability", "cli"]).await;
     assert_eq!(unreachable.code, 4);
+
+    // A fourth node: added as a learner, promoted (the majority shown), then removed.
+    let fourth = cluster.spawn_new_node().expect("spawn");
+    cluster.wait_healthy(fourth).await.expect("healthy");
+    let (raft_addr, http_addr) = (
+        cluster.nodes[fourth].raft_addr.clone(),
+        cluster.nodes[fourth].http_addr.clone(),
+    );
+    let added = ctl(
+        &all,
+        &[
+            "member",
+            "add-learner",
+            "--id",
+            "4",
+            "--raft-addr",
+            &raft_addr,
+            "--http-addr",
+            &http_addr,
+            "--region",
+            "local",
+        ],
+    )
+    .await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let list = ctl(&all, &["-o", "json", "member", "list"]).await;
+    let learner = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["id"] == 4)
+        .cloned();
+    assert_eq!(learner.expect("member 4")["voter"], false);
+    let promoted = ctl(&all, &["member", "promote", "4"]).await;
+    assert_eq!(promoted.code, 0, "{}", promoted.stderr);
+    assert!(
+        promoted
+            .stderr
+            .contains("[1, 2, 3] -> [1, 2, 3, 4]: majority 2 -> 3"),
+        "{}",
+        promoted.stderr
+    );
+    let status = ctl(&all, &["-o", "json", "cluster", "status"]).await;
+    assert_eq!(
+        status.json().as_array().unwrap().len(),
+        4,
+        "the learned member is asked too"
+    );
+    let removed = ctl(&all, &["member", "remove", "4"]).await;
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert!(
+        removed.stderr.contains("-> [1, 2, 3]"),
+        "{}",
+        removed.stderr
+    );
+    let list = ctl(&all, &["-o", "json", "member", "list"]).await;
+    assert_eq!(list.json().as_array().unwrap().len(), 3);
 
     // health and completions.
     let health = ctl(&all, &["health"]).await;
