@@ -265,6 +265,9 @@ impl ClientBuilder {
                     transport.learn(&node, &status);
                     return Ok(client);
                 }
+                Err(Error::Unreachable { message }) => {
+                    failures.push(format!("{}: {message}", node.url))
+                }
                 Err(error) => failures.push(format!("{}: {error}", node.url)),
             }
         }

@@ -457,7 +457,11 @@ fn describe(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
+        // tonic's layers repeat each other ("transport error: tcp connect error: ...").
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
         source = cause.source();
     }
     text
