@@ -126,6 +126,11 @@ pub struct Options {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// `flash-sale` and `mixed`: holds and confirms through the Rust SDK (gRPC, leader
+    /// tracking, keyed retries and automatic batching of concurrent calls) instead of one
+    /// HTTP request each.
+    #[arg(long)]
+    pub sdk: bool,
 }
 
 /// Runs the benchmark the options describe and prints its report.
@@ -253,7 +258,14 @@ async fn run_phases(
             Scenario::FlashSale | Scenario::Mixed => {
                 let event_id = format!("flash-{tag}");
                 scenarios::create_venue(http, &event_id, venue).await?;
-                let sale = FlashSale::new(http.clone(), event_id, venue, options, tag);
+                let mut sale = FlashSale::new(http.clone(), event_id, venue, options, tag);
+                if options.sdk {
+                    sale.sdk = Some(
+                        holdfast_client::Client::builder(&http.nodes)
+                            .connect()
+                            .await?,
+                    );
+                }
                 let (result, check) = if options.scenario == Scenario::Mixed {
                     let mixed = Arc::new(Mixed { sale });
                     let result = drive(mixed.clone(), &phase(options, clients, label)).await;

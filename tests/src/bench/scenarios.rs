@@ -140,6 +140,8 @@ pub struct FlashSale {
     /// Holds and confirms without a definite answer: they may or may not have happened.
     pub unknown_holds: AtomicU64,
     pub confirmed: AtomicU64,
+    /// Holds and confirms go through the SDK (`--sdk`) instead of plain HTTP.
+    pub sdk: Option<holdfast_client::Client>,
 }
 
 impl FlashSale {
@@ -163,6 +165,7 @@ impl FlashSale {
             held: (0..venue.seats).map(|_| AtomicU32::new(0)).collect(),
             unknown_holds: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
+            sdk: None,
         }
     }
 
@@ -184,6 +187,11 @@ impl FlashSale {
         run: &Run,
     ) {
         let seat = self.pick_seat();
+        if let Some(sdk) = &self.sdk {
+            return self
+                .hold_and_maybe_confirm_sdk(sdk, seat, client, sequence, started, recorder, run)
+                .await;
+        }
         let node = self.http.node_for(client, sequence);
         let body =
             json!({"event_id": self.event_id, "customer_id": format!("b{client}-{sequence}"),
@@ -205,6 +213,48 @@ impl FlashSale {
         }
         let key = format!("{}c{client}-{sequence}", self.tag);
         if confirm(&self.http, node, &key, answer, recorder, run).await == Class::Ok {
+            self.confirmed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// [`FlashSale::hold_and_maybe_confirm`] through the SDK: the key is given so it is
+    /// the same on the SDK's retries, and concurrent clients' calls share `Batch` calls.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold_and_maybe_confirm_sdk(
+        &self,
+        sdk: &holdfast_client::Client,
+        seat: u64,
+        client: usize,
+        sequence: u64,
+        started: Instant,
+        recorder: &Mutex<Recorder>,
+        run: &Run,
+    ) {
+        let request = holdfast_client::HoldRequest::seats(
+            &self.event_id,
+            format!("b{client}-{sequence}"),
+            [Venue::seat_id(seat)],
+        )
+        .idempotency_key(format!("{}h{client}-{sequence}", self.tag));
+        let answer = sdk.hold(request).await;
+        let class = sdk_class(answer.as_ref().map(|_| ()));
+        let held = class == Class::Ok;
+        if held {
+            self.held[seat as usize].fetch_add(1, Ordering::Relaxed);
+        } else if matches!(class, Class::Error(_)) {
+            self.unknown_holds.fetch_add(1, Ordering::Relaxed);
+        }
+        record(recorder, run, OpKind::Hold, started, class);
+        let Ok(hold) = answer else { return };
+        if rand::random::<f64>() >= self.confirm_ratio {
+            return;
+        }
+        let request = holdfast_client::ConfirmRequest::new(&hold.hold_id, "tok_visa")
+            .idempotency_key(format!("{}c{client}-{sequence}", self.tag));
+        let started = Instant::now();
+        let class = sdk_class(sdk.confirm(request).await.as_ref().map(|_| ()));
+        record(recorder, run, OpKind::Confirm, started, class.clone());
+        if class == Class::Ok {
             self.confirmed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -263,6 +313,20 @@ impl FlashSale {
             ),
             problems,
         }
+    }
+}
+
+/// How an SDK call ended: a 409 refusal is the workload's conflict, anything else an
+/// error named by its code.
+fn sdk_class(answer: Result<(), &holdfast_client::Error>) -> Class {
+    match answer {
+        Ok(()) => Class::Ok,
+        Err(holdfast_client::Error::Api(refusal)) if refusal.code.http_status() == 409 => {
+            Class::Conflict
+        }
+        Err(holdfast_client::Error::Api(refusal)) => Class::Error(format!("sdk_{}", refusal.code)),
+        Err(holdfast_client::Error::DeadlineExceeded { .. }) => Class::Error("sdk_deadline".into()),
+        Err(_) => Class::Error("sdk_transport".into()),
     }
 }
 
