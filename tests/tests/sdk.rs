@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use holdfast_client::{
-    BookingStatus, Client, ConfirmRequest, Consistency, ErrorCode, HoldRequest, ReadOptions,
+    BookingStatus, Client, ConfirmRequest, Consistency, ErrorCode, HoldRequest, NewEvent,
+    ReadOptions, SeatBlock,
 };
 use holdfast_tests::{event_body, ProcessCluster};
 
@@ -78,6 +79,9 @@ async fn sdk_against_a_real_cluster() {
         assert_eq!(seen.hold_id, hold.hold_id);
         assert_eq!(seen.seats, vec![format!("A-1-{seat}")]);
     }
+
+    // -- Concurrent holds share few Batch calls. ------------------------------------------
+    batching_scenario(&cluster).await;
 
     // -- A confirm whose answer was lost is retried with its key and applies once. --------
     let hold = client
@@ -200,4 +204,67 @@ async fn sdk_against_a_real_cluster() {
     let mut expected: BTreeSet<String> = booked.into_iter().collect();
     expected.insert("A-2-1".into());
     assert_eq!(on_cluster, expected);
+}
+
+/// Many concurrent holds through one client travel in few `Batch` calls, each caller gets
+/// its own answer, and one refused hold does not fail its neighbours.
+async fn batching_scenario(cluster: &ProcessCluster) {
+    const CALLERS: usize = 200;
+    let client = Client::builder(endpoints(cluster))
+        .timeout(CALL_DEADLINE)
+        .connect()
+        .await
+        .expect("connect");
+    client
+        .create_event(NewEvent {
+            seat_blocks: vec![SeatBlock {
+                section: "C".into(),
+                rows: (1..=8).map(|row| row.to_string()).collect(),
+                seats_per_row: 25,
+                price: 1000,
+            }],
+            ..NewEvent::new("batch", "Batching", "EUR")
+        })
+        .await
+        .expect("event");
+    let mut callers = Vec::new();
+    for caller in 0..CALLERS {
+        let client = client.clone();
+        // Seats C-1-1 .. C-8-25; caller 199 asks for caller 0's seat.
+        let index = if caller == CALLERS - 1 { 0 } else { caller };
+        let seat = format!("C-{}-{}", index / 25 + 1, index % 25 + 1);
+        callers.push(tokio::spawn(async move {
+            let answer = client
+                .hold(HoldRequest::seats(
+                    "batch",
+                    format!("c-b{caller}"),
+                    [seat.clone()],
+                ))
+                .await;
+            (seat, answer)
+        }));
+    }
+    let mut held = BTreeSet::new();
+    let mut refused = 0;
+    for caller in callers {
+        let (seat, answer) = caller.await.unwrap();
+        match answer {
+            Ok(hold) => {
+                assert_eq!(hold.seats, vec![seat.clone()], "its own answer");
+                assert!(held.insert(seat), "a seat held twice");
+            }
+            Err(error) => {
+                assert_eq!(error.code(), Some(&ErrorCode::SeatUnavailable), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((held.len(), refused), (CALLERS - 1, 1));
+    let stats = client.stats();
+    assert_eq!(stats.batched_operations, CALLERS as u64, "{stats:?}");
+    assert!(
+        stats.batch_rpcs * 4 <= CALLERS as u64,
+        "{CALLERS} concurrent holds took {} Batch calls",
+        stats.batch_rpcs
+    );
 }
