@@ -5,6 +5,8 @@
 //! - [`local`]: [`LocalReplica`], one in-process state machine (single-node dev mode and
 //!   tests; not replicated, not durable).
 //! - [`payment`]: the [`PaymentProvider`] seam and the [`SandboxProvider`].
+//! - [`service`]: the typed service layer of booking writes and the batch call, which the
+//!   HTTP handlers ([`booking`]) and the gRPC services ([`grpc`]) both call.
 //! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
 //!   [`booking`], [`admin`] and [`cluster`]; JSON shapes in [`wire`]; edge validation in
 //!   [`validate`]; error mapping in [`error`].
