@@ -10,6 +10,7 @@
 //!   [`validate`]; error mapping in [`error`].
 //! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus. [`auth`]: bearer
 //!   keys by role.
+//! - [`ui`]: the dashboard at `/ui` (static pages over the JSON API).
 //!
 //! Serving the API over a replica (here the single-node one):
 //!
@@ -52,6 +53,7 @@ pub mod raft_replica;
 pub mod reads;
 pub mod replica;
 pub mod runtime;
+pub mod ui;
 pub mod validate;
 pub mod wire;
 
