@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use holdfast_tests::browser::Browser;
+use holdfast_tests::cluster::{free_port, holdfast_binary};
 use holdfast_tests::{confirm_body, event_body, hold_body, seat_status, ProcessCluster};
 use serde_json::{json, Value};
 
@@ -283,4 +284,119 @@ async fn the_cluster_view_shows_every_member_and_a_killed_node_as_down() -> Resu
         .screenshot(&screenshot_path("cluster.png"))
         .await?;
     Ok(())
+}
+
+/// A node with keys: the page is served without one, asks for one when the API answers
+/// 401, sends it from then on, and keeps it for the tab (a reload does not ask again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_api_makes_the_page_ask_for_a_key_and_use_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        "admin admin-key-0123456789\ncustomer cust-key-0123456789\n",
+    )?;
+    let http_addr = format!("127.0.0.1:{}", free_port()?);
+    let log = std::fs::File::create(dir.path().join("node.log"))?;
+    let child = std::process::Command::new(holdfast_binary()?)
+        .args(["serve", "--single-node", "--http-addr", &http_addr])
+        .arg("--auth-keys")
+        .arg(&keys)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let _node = KillOnDrop(child);
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{http_addr}{path}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get(url("/healthz")).send().await.is_err() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the node never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let created = client
+        .post(url("/admin/events"))
+        .bearer_auth("admin-key-0123456789")
+        .json(&event_body(EVENT, 1, 6, 10))
+        .send()
+        .await?;
+    ensure!(created.status() == 201, "event: {}", created.status());
+    let held = client
+        .post(url("/booking/hold"))
+        .bearer_auth("cust-key-0123456789")
+        .json(&hold_body(EVENT, "c-1", &["A-1-2"], 600))
+        .send()
+        .await?;
+    ensure!(held.status() == 201, "hold: {}", held.status());
+
+    let mut browser = Browser::launch().await?;
+    browser
+        .page
+        .navigate(&url(&format!("/ui/events/{EVENT}")))
+        .await?;
+    // Nothing of the event is rendered by the server for a node with keys.
+    let shown = browser.page.eval(PAGE_COUNTS).await?;
+    assert_eq!(shown, json!(json!(["–", "–", "–", "–"]).to_string()));
+    browser
+        .page
+        .wait_for(
+            "document.getElementById('key-panel').hidden === false",
+            SHOWN_WITHIN,
+        )
+        .await?;
+    browser
+        .page
+        .eval("document.getElementById('key-input').value = 'cust-key-0123456789'; document.getElementById('key-form').requestSubmit()")
+        .await?;
+    let expected = json!(json!(["11", "1", "0", "12"]).to_string());
+    let check = format!("{PAGE_COUNTS} === {expected}");
+    browser.page.wait_for(&check, SHOWN_WITHIN).await?;
+    assert_eq!(
+        browser
+            .page
+            .eval(&format!("{}.dataset.status", seat("A-1-2")))
+            .await?,
+        json!("HELD")
+    );
+    assert_eq!(
+        browser
+            .page
+            .eval("document.getElementById('key-panel').hidden")
+            .await?,
+        json!(true)
+    );
+    // The key lasts for the tab: a reload reads the event without asking.
+    browser.page.call("Page.reload", json!({})).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser
+        .page
+        .wait_for("document.readyState === 'complete'", SHOWN_WITHIN)
+        .await?;
+    browser.page.clear_events();
+    browser.page.wait_for(&check, SHOWN_WITHIN).await?;
+    assert_eq!(
+        browser
+            .page
+            .eval("document.getElementById('key-panel').hidden")
+            .await?,
+        json!(true)
+    );
+    let errors = browser.page.console_errors().await?;
+    assert!(
+        errors.is_empty(),
+        "with a key the page logged errors: {errors:?}"
+    );
+    Ok(())
+}
+
+/// Kills the node process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
