@@ -65,7 +65,7 @@ async fn send_body(
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())
