@@ -2,7 +2,15 @@
 # Installs what building Holdfast needs on a fresh Debian machine, when it is missing:
 # a C/C++ toolchain and libclang (the rocksdb crate builds RocksDB's C++ with bindgen) and a
 # Rust toolchain new enough for tonic 0.14 and rocksdb. Safe to run any number of times.
+# With --test-tools it also installs what the test suite drives besides Rust: Debian's
+# chromium (the dashboard's browser tests), systemd-analyze (the unit file check) and
+# kubernetes-validate from PyPI in a virtualenv (the Kubernetes manifests' check).
 set -euo pipefail
+
+TEST_TOOLS=0
+[[ "${1:-}" == "--test-tools" ]] && TEST_TOOLS=1
+# Where kubernetes-validate is installed; tests/tests/deploy.rs looks there too.
+K8S_VALIDATE_VENV="${HOLDFAST_TOOLS_DIR:-/var/tmp/holdfast-tools}/k8s-validate"
 
 RUST_VERSION_MIN="1.85"
 
@@ -41,8 +49,17 @@ rust_ok() {
 
 if command -v apt-get >/dev/null 2>&1; then
   apt_install build-essential pkg-config libclang-dev clang ca-certificates curl iproute2
+  if ((TEST_TOOLS)); then
+    apt_install chromium systemd python3 python3-venv
+  fi
 else
   log "no apt-get: make sure a C++ compiler and libclang are installed"
+fi
+
+if ((TEST_TOOLS)) && [[ ! -x "$K8S_VALIDATE_VENV/bin/kubernetes-validate" ]]; then
+  log "installing kubernetes-validate (PyPI) in $K8S_VALIDATE_VENV"
+  python3 -m venv "$K8S_VALIDATE_VENV"
+  "$K8S_VALIDATE_VENV/bin/pip" install -q --disable-pip-version-check kubernetes-validate
 fi
 
 [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"

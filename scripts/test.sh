@@ -3,7 +3,7 @@
 # README's test command and what CI (.ci/run) runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --test-tools
 [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

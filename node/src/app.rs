@@ -157,6 +157,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // The last layer is the outermost: refusals by `authorize` get a request id too.
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // The dashboard's static pages need no key: merged outside `authorize`.
+        .merge(crate::ui::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ui::member_cors,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,

@@ -12,6 +12,7 @@
 //!   [`validate`]; error mapping in [`error`].
 //! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus. [`auth`]: bearer
 //!   keys by role.
+//! - [`ui`]: the dashboard at `/ui` (static pages over the JSON API).
 //!
 //! Serving the API over a replica (here the single-node one):
 //!
@@ -55,6 +56,7 @@ pub mod reads;
 pub mod replica;
 pub mod runtime;
 pub mod service;
+pub mod ui;
 pub mod validate;
 pub mod wire;
 

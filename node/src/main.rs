@@ -389,6 +389,8 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     }
     let any = http(nodes.len() - 1);
     println!();
+    println!("Dashboard: {}/ui (any node's /ui)", http(0));
+    println!();
     println!("Try:");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&view=summary'");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&section=PREMIUM&limit=5'");

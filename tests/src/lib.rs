@@ -2,6 +2,7 @@
 //! them over the HTTP API of `shared/API.md`, exactly as an application would.
 
 pub mod bench;
+pub mod browser;
 pub mod cluster;
 
 pub use cluster::{Launch, NodeHandle, ProcessCluster, Response};
