@@ -189,6 +189,7 @@ pub fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::ItemExists { .. }
         | Rejection::CapacityBelowUsage { .. }
         | Rejection::EventExists { .. }
+        | Rejection::EventCancelled { .. }
         | Rejection::LimitReached { .. }
         | Rejection::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
     }
@@ -307,6 +308,10 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
         Rejection::IdempotencyKeyReused { request_id } => (
             "the Idempotency-Key was already used with a different request".to_string(),
             json!({"request_id": request_id}),
+        ),
+        Rejection::EventCancelled { event_id } => (
+            format!("event {event_id} is cancelled"),
+            json!({"event_id": event_id}),
         ),
         Rejection::IdempotencyTableFull { entries } => (
             "too many requests remembered; retry shortly".to_string(),

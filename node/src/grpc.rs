@@ -22,6 +22,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Response, Status};
 use tower::ServiceExt;
 
+use crate::app::AppState;
+
 /// Largest JSON answer taken from the router (a full availability page is far below it).
 const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -29,16 +31,20 @@ const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct GrpcBooking {
     router: Router,
+    /// For the calls served from the domain directly (search).
+    state: AppState,
 }
 
-/// `router` (the HTTP API of [`crate::router`]) with the gRPC booking service added under
-/// `/holdfast.booking.v1.BookingService/`.
-pub fn with_grpc(router: Router) -> Router {
+/// `router` (the HTTP API of [`crate::router`] over `state`) with the gRPC booking service
+/// added under `/holdfast.booking.v1.BookingService/`.
+pub fn with_grpc(router: Router, state: AppState) -> Router {
     let service = BookingServiceServer::new(GrpcBooking {
         router: router.clone(),
+        state: state.clone(),
     });
     let grpc = GrpcBooking {
         router: router.clone(),
+        state,
     };
     let admin = AdminServiceServer::new(grpc.clone());
     let cluster = ClusterServiceServer::new(grpc);
@@ -197,6 +203,17 @@ impl<'a> Call<'a> {
     }
 }
 
+/// The gRPC status of an error answered by the edge itself.
+fn api_status(error: crate::ApiError) -> Status {
+    let mut metadata = MetadataMap::new();
+    if let Some(seconds) = error.retry_after_seconds {
+        if let Ok(value) = MetadataValue::try_from(seconds.to_string()) {
+            metadata.insert("retry-after", value);
+        }
+    }
+    error_status(error.status, &error.body(), metadata)
+}
+
 /// The gRPC status of an HTTP error answer in API.md's error shape.
 fn error_status(status: StatusCode, json: &serde_json::Value, metadata: MetadataMap) -> Status {
     let code = json["error"]["code"].as_str().unwrap_or("INTERNAL");
@@ -311,18 +328,40 @@ impl BookingService for GrpcBooking {
 
     async fn search_events(
         &self,
-        _request: tonic::Request<SearchEventsRequest>,
+        request: tonic::Request<SearchEventsRequest>,
     ) -> Result<Response<EventPage>, Status> {
-        // Replaced by the search service (issue 17, in progress).
-        Err(Status::unimplemented("SearchEvents is being built"))
+        let message = request.get_ref();
+        let answer = async {
+            crate::grpc_search::authorize(&self.state, request.metadata())?;
+            let read = crate::grpc_search::read_request(&self.state, message.read.as_ref())?;
+            let params = crate::grpc_search::search_params(message);
+            crate::search::search(&self.state, read, &params).await
+        };
+        let (page, meta) = answer.await.map_err(api_status)?;
+        let reply = EventPage {
+            events: page
+                .events
+                .iter()
+                .map(crate::grpc_search::listing_message)
+                .collect(),
+            next_after: page.next_after,
+        };
+        Ok(crate::grpc_search::with_meta(reply, &meta))
     }
 
     async fn get_event(
         &self,
-        _request: tonic::Request<GetEventRequest>,
+        request: tonic::Request<GetEventRequest>,
     ) -> Result<Response<EventListing>, Status> {
-        // Replaced by the search service (issue 17, in progress).
-        Err(Status::unimplemented("GetEvent is being built"))
+        let message = request.get_ref();
+        let answer = async {
+            crate::grpc_search::authorize(&self.state, request.metadata())?;
+            let read = crate::grpc_search::read_request(&self.state, message.read.as_ref())?;
+            crate::search::event(&self.state, read, &message.event_id).await
+        };
+        let (listing, meta) = answer.await.map_err(api_status)?;
+        let reply = crate::grpc_search::listing_message(&listing);
+        Ok(crate::grpc_search::with_meta(reply, &meta))
     }
 
     async fn cancel(

@@ -296,7 +296,7 @@ async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::R
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
     run_http(
-        holdfast_node::grpc::with_grpc(router(state)),
+        holdfast_node::grpc::with_grpc(router(state.clone()), state),
         listener,
         signal.recv(),
     )
@@ -390,6 +390,8 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     let any = http(nodes.len() - 1);
     println!();
     println!("Try:");
+    println!("  curl -s '{any}/events?city=lyon'");
+    println!("  curl -s '{any}/events?category=hotel&min_available=1'");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&view=summary'");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&section=PREMIUM&limit=5'");
     println!("  curl -s -X POST {any}/booking/hold -H 'Idempotency-Key: demo-1' -H 'content-type: application/json' \\");

@@ -230,7 +230,7 @@ where
         Arc::new(SandboxProvider::default()),
         config.http.clone(),
     );
-    let mut routes = crate::grpc::with_grpc(router(state));
+    let mut routes = crate::grpc::with_grpc(router(state.clone()), state);
     if let Some(extra_routes) = extra_routes {
         routes = extra_routes.merge(routes);
     }

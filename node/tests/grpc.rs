@@ -26,9 +26,13 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run_http(with_grpc(router(state)), listener, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(run_http(
+        with_grpc(router(state.clone()), state),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (address, stop)
 }
 

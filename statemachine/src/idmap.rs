@@ -138,12 +138,6 @@ impl<T> IdMap<T> {
             })
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
-        self.chunks
-            .iter()
-            .flat_map(|chunk| chunk.slots.iter())
-            .flatten()
-    }
 }
 
 impl<T> std::ops::Index<&u64> for IdMap<T> {
