@@ -207,7 +207,7 @@ impl<'a> Call<'a> {
 fn api_status(error: crate::ApiError) -> Status {
     let mut metadata = MetadataMap::new();
     if let Some(seconds) = error.retry_after_seconds {
-        if let Ok(value) = MetadataValue::try_from(seconds.to_string()) {
+        if let Ok(value) = MetadataValue::try_from(seconds.to_string().as_str()) {
             metadata.insert("retry-after", value);
         }
     }
@@ -330,14 +330,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<SearchEventsRequest>,
     ) -> Result<Response<EventPage>, Status> {
-        let message = request.get_ref();
-        let answer = async {
-            crate::grpc_search::authorize(&self.state, request.metadata())?;
-            let read = crate::grpc_search::read_request(&self.state, message.read.as_ref())?;
-            let params = crate::grpc_search::search_params(message);
-            crate::search::search(&self.state, read, &params).await
-        };
-        let (page, meta) = answer.await.map_err(api_status)?;
+        let (page, meta) =
+            crate::grpc_search::search_events(&self.state, request.metadata(), request.get_ref())
+                .await
+                .map_err(api_status)?;
         let reply = EventPage {
             events: page
                 .events
@@ -353,13 +349,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<GetEventRequest>,
     ) -> Result<Response<EventListing>, Status> {
-        let message = request.get_ref();
-        let answer = async {
-            crate::grpc_search::authorize(&self.state, request.metadata())?;
-            let read = crate::grpc_search::read_request(&self.state, message.read.as_ref())?;
-            crate::search::event(&self.state, read, &message.event_id).await
-        };
-        let (listing, meta) = answer.await.map_err(api_status)?;
+        let (listing, meta) =
+            crate::grpc_search::get_event(&self.state, request.metadata(), request.get_ref())
+                .await
+                .map_err(api_status)?;
         let reply = crate::grpc_search::listing_message(&listing);
         Ok(crate::grpc_search::with_meta(reply, &meta))
     }

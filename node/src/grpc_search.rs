@@ -3,9 +3,10 @@
 //! the HTTP edge checks it for `GET /events`, and the read metadata as reply metadata.
 
 use holdfast_proto::booking::{
-    EventListing as ListingMessage, PoolSummary, Read, SearchEventsRequest, Summary,
+    EventListing as ListingMessage, GetEventRequest, PoolSummary, Read, SearchEventsRequest,
+    Summary,
 };
-use holdfast_statemachine::EventListing;
+use holdfast_statemachine::{EventListing, SearchPage};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::app::{read_request as parse_read_request, AppState, APPLIED_INDEX_HEADER};
@@ -16,6 +17,29 @@ use crate::extract::ApiQuery;
 use crate::replica::{ReadMeta, ReadRequest};
 use crate::search::{status_name, SearchParams};
 use crate::wire::rfc3339;
+
+/// `SearchEvents`: the caller's key, the read level and the filters checked, then the
+/// search.
+pub async fn search_events(
+    state: &AppState,
+    metadata: &MetadataMap,
+    message: &SearchEventsRequest,
+) -> Result<(SearchPage, ReadMeta), ApiError> {
+    authorize(state, metadata)?;
+    let read = read_request(state, message.read.as_ref())?;
+    crate::search::search(state, read, &search_params(message)).await
+}
+
+/// `GetEvent`: the caller's key and the read level checked, then the listing.
+pub async fn get_event(
+    state: &AppState,
+    metadata: &MetadataMap,
+    message: &GetEventRequest,
+) -> Result<(EventListing, ReadMeta), ApiError> {
+    authorize(state, metadata)?;
+    let read = read_request(state, message.read.as_ref())?;
+    crate::search::event(state, read, &message.event_id).await
+}
 
 /// Refuses a call whose `authorization` metadata carries no key good enough for a read
 /// (`GET /events` needs the customer role), when the node has keys.
@@ -117,7 +141,7 @@ pub fn with_meta<T>(reply: T, meta: &ReadMeta) -> tonic::Response<T> {
     let mut response = tonic::Response::new(reply);
     let metadata = response.metadata_mut();
     let mut insert = |name: &axum::http::HeaderName, value: u64| {
-        if let Ok(value) = MetadataValue::try_from(value.to_string()) {
+        if let Ok(value) = MetadataValue::try_from(value.to_string().as_str()) {
             if let Ok(key) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()) {
                 metadata.insert(key, value);
             }

@@ -359,7 +359,7 @@ pub async fn search_events(
     // The body holds each event's version and counters but no applied index: unrelated
     // writes leave the tag alone.
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    Ok(read_answer(&headers, &meta, &etag(&[&bytes]), &body))
+    Ok(read_answer(&headers, &meta, &etag(&[&bytes[..]]), &body))
 }
 
 /// One event's listing: metadata, status and availability summary.
@@ -386,10 +386,8 @@ pub async fn get_event(
     let read_request = read_request(&query, &state.config)?;
     let (listing, meta) = event(&state, read_request, &event_id).await?;
     let body = EventListingJson::from_listing(&listing);
-    let tag = etag(&[
-        b"event",
-        event_id.as_bytes(),
-        &listing.version.to_le_bytes(),
-    ]);
+    let version = listing.version.to_le_bytes();
+    let parts: [&[u8]; 3] = [b"event", event_id.as_bytes(), &version];
+    let tag = etag(&parts);
     Ok(read_answer(&headers, &meta, &tag, &body))
 }

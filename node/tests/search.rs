@@ -650,10 +650,8 @@ async fn grpc_search_events_and_get_event() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
-    assert_eq!(
-        bad.metadata().get("holdfast-error-code").unwrap(),
-        "INVALID_FIELD"
-    );
+    let code = bad.metadata().get("holdfast-error-code").unwrap();
+    assert_eq!(code.to_str().unwrap(), "INVALID_FIELD");
     let missing = client
         .get_event(GetEventRequest {
             event_id: "none".into(),

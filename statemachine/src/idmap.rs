@@ -137,7 +137,6 @@ impl<T> IdMap<T> {
                 slot.as_ref().map(|value| (base + offset as u64, value))
             })
     }
-
 }
 
 impl<T> std::ops::Index<&u64> for IdMap<T> {

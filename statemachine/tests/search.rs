@@ -469,7 +469,10 @@ fn cancelling_an_event_releases_holds_cancels_bookings_with_refunds_and_refuses_
     assert_eq!(booking.refund.unwrap().status, RefundStatus::Pending);
     assert_eq!(harness.state.pending_refunds(10).len(), 1);
 
-    assert_eq!(code(&harness.hold("c4", &["S-A-5"], &[])), "EVENT_CANCELLED");
+    assert_eq!(
+        code(&harness.hold("c4", &["S-A-5"], &[])),
+        "EVENT_CANCELLED"
+    );
     let again = harness.run(Command::CancelEvent {
         event_id: "film".into(),
         reason: "again".into(),
