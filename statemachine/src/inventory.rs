@@ -373,12 +373,6 @@ pub(crate) struct Event {
     pub listing: Listing,
     /// When the event was cancelled; holds are refused from then on.
     pub cancelled_at_ms: Option<u64>,
-    /// The name and venue in lower case, for text search (see `search.rs`).
-    #[serde(skip)]
-    pub search_text: Box<str>,
-    /// The city in lower case, for the city filter.
-    #[serde(skip)]
-    pub city_key: Box<str>,
     #[serde(skip)]
     pub index: SeatIndex,
     #[serde(skip)]
@@ -430,7 +424,6 @@ impl Event {
             self.count_seat(state, 1);
         }
         self.row_index.rebuild(&self.rows, &self.seats);
-        self.refresh_search_keys();
     }
 
     /// Adds (`sign = 1`) or removes (`sign = -1`) one seat in `state` from the summary.
@@ -772,8 +765,6 @@ impl StateMachine {
             pools: BTreeMap::new(),
             listing: create.listing.clone(),
             cancelled_at_ms: None,
-            search_text: Box::default(),
-            city_key: Box::default(),
             index: SeatIndex::default(),
             row_index: RowIndex::default(),
             summary: Summary::default(),
@@ -782,9 +773,7 @@ impl StateMachine {
         };
         insert_seats(&mut event, new_seats);
         insert_pools(&mut event, &create.pools);
-        event.refresh_search_keys();
-        self.search_index
-            .insert(&create.event_id, event.category, event.starts_at_ms);
+        self.search_index.insert(&create.event_id, &event);
         self.events.insert(create.event_id.clone(), event);
         Ok(Outcome::EventCreated(EventChange {
             event_id: create.event_id.clone(),

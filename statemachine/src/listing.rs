@@ -143,14 +143,14 @@ impl StateMachine {
         }
         event.listing = listing;
         event.starts_at_ms = starts_at_ms;
-        event.refresh_search_keys();
         event.version += 1;
         let (version, cancelled) = (event.version, event.cancelled_at_ms.is_some());
-        if !cancelled && old_start != starts_at_ms {
+        if !cancelled {
+            // The start, the name, the venue or the city may have changed: re-index.
             self.search_index
                 .remove(&update.event_id, category, old_start);
-            self.search_index
-                .insert(&update.event_id, category, starts_at_ms);
+            let event = &self.events[&update.event_id];
+            self.search_index.insert(&update.event_id, event);
         }
         Ok(Outcome::InventoryChanged(EventChange {
             event_id: update.event_id.clone(),

@@ -6,8 +6,9 @@
 //! lower bound and filters each event it meets, so a page costs the events it skips plus
 //! the page, never a sort of every event; filters are checked cheapest first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -29,12 +30,40 @@ fn time_key(event_id: &str, starts_at_ms: Option<u64>) -> TimeKey {
     )
 }
 
-/// Events that are not cancelled, by `(start, id)`: all of them, and per category.
-/// Iterated in key order, so searches are deterministic.
+/// What the text and city filters compare, kept in the index itself: a search that
+/// filters on them reads the index's own entries and looks an event up only when they
+/// match (a lookup in the events map is most of the cost of a step otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SearchKeys {
+    /// The name and the venue in lower case, with a separator no query can contain
+    /// (control characters are refused), so a query never matches across the two.
+    text: Box<str>,
+    /// The city in lower case; empty without one.
+    city: Box<str>,
+}
+
+impl SearchKeys {
+    fn of(event: &Event) -> SearchKeys {
+        let mut text = event.name.to_lowercase();
+        if let Some(venue) = &event.listing.venue {
+            text.push('\n');
+            text.push_str(&venue.to_lowercase());
+        }
+        let city = event.listing.city.as_deref().map(str::to_lowercase);
+        SearchKeys {
+            text: text.into_boxed_str(),
+            city: city.unwrap_or_default().into_boxed_str(),
+        }
+    }
+}
+
+/// Events that are not cancelled, by `(start, id)`: all of them, and per category, each
+/// with its [`SearchKeys`] (shared by the two maps). Iterated in key order, so searches
+/// are deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SearchIndex {
-    by_start: BTreeSet<TimeKey>,
-    by_category: BTreeMap<Category, BTreeSet<TimeKey>>,
+    by_start: BTreeMap<TimeKey, Arc<SearchKeys>>,
+    by_category: BTreeMap<Category, BTreeMap<TimeKey, Arc<SearchKeys>>>,
 }
 
 impl SearchIndex {
@@ -43,19 +72,21 @@ impl SearchIndex {
         let mut index = SearchIndex::default();
         for (event_id, event) in events {
             if event.cancelled_at_ms.is_none() {
-                index.insert(event_id, event.category, event.starts_at_ms);
+                index.insert(event_id, event);
             }
         }
         index
     }
 
-    pub fn insert(&mut self, event_id: &str, category: Category, starts_at_ms: Option<u64>) {
-        let key = time_key(event_id, starts_at_ms);
+    /// Adds `event` (not cancelled) under `event_id`.
+    pub fn insert(&mut self, event_id: &str, event: &Event) {
+        let key = time_key(event_id, event.starts_at_ms);
+        let keys = Arc::new(SearchKeys::of(event));
         self.by_category
-            .entry(category)
+            .entry(event.category)
             .or_default()
-            .insert(key.clone());
-        self.by_start.insert(key);
+            .insert(key.clone(), keys.clone());
+        self.by_start.insert(key, keys);
     }
 
     pub fn remove(&mut self, event_id: &str, category: Category, starts_at_ms: Option<u64>) {
@@ -71,25 +102,6 @@ impl SearchIndex {
 }
 
 impl Event {
-    /// Recomputes the lower-case search keys from the name, venue and city.
-    pub(crate) fn refresh_search_keys(&mut self) {
-        let mut text = self.name.to_lowercase();
-        if let Some(venue) = &self.listing.venue {
-            // A separator no query can contain (control characters are refused), so a
-            // query never matches across the end of the name and the start of the venue.
-            text.push('\n');
-            text.push_str(&venue.to_lowercase());
-        }
-        self.search_text = text.into_boxed_str();
-        self.city_key = self
-            .listing
-            .city
-            .as_deref()
-            .map(str::to_lowercase)
-            .unwrap_or_default()
-            .into_boxed_str();
-    }
-
     fn pool_totals(&self) -> PoolTotals {
         let mut totals = PoolTotals::default();
         for pool in self.pools.values() {
@@ -197,19 +209,19 @@ struct Filter<'q> {
 }
 
 impl Filter<'_> {
+    /// The filters the index entry answers by itself.
+    fn matches_keys(&self, keys: &SearchKeys) -> bool {
+        self.city.as_deref().is_none_or(|city| *keys.city == *city)
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|text| keys.text.contains(text))
+    }
+
+    /// The filters that need the event.
     fn matches(&self, event: &Event, key: &mut String) -> bool {
         if self.require_start && event.starts_at_ms.is_none() {
             return false;
-        }
-        if let Some(city) = &self.city {
-            if *event.city_key != **city {
-                return false;
-            }
-        }
-        if let Some(text) = &self.text {
-            if !event.search_text.contains(text.as_str()) {
-                return false;
-            }
         }
         if let Some(min_available) = self.min_available {
             let free = event.summary.seats_available + event.pool_totals().available;
@@ -254,7 +266,7 @@ impl StateMachine {
             ));
         }
         let limit = query.limit.clamp(1, SEARCH_PAGE_MAX);
-        let empty = BTreeSet::new();
+        let empty = BTreeMap::new();
         let index = match query.category {
             Some(category) => self
                 .search_index
@@ -292,9 +304,12 @@ impl StateMachine {
         let mut key = String::new();
         let mut events = Vec::with_capacity(limit.min(64));
         let mut next_after = None;
-        for (starts_at, event_id) in index.range((lower, Bound::Unbounded)) {
+        for ((starts_at, event_id), keys) in index.range((lower, Bound::Unbounded)) {
             if filter.starts_to_ms.is_some_and(|to| *starts_at > to) {
                 break;
+            }
+            if !filter.matches_keys(keys) {
+                continue;
             }
             let event = &self.events[event_id.as_str()];
             if !filter.matches(event, &mut key) {
