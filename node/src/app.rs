@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, BodyLimit, ADMIN_BODY_BYTES_MAX, BOOKING_BODY_BYTES_MAX};
 use crate::payment::PaymentProvider;
 use crate::replica::{self, ReadConsistency, ReadMeta, ReadRequest, Replica};
-use crate::{admin, booking, cluster, reads};
+use crate::{admin, booking, cluster, events, reads, search};
 
 /// `X-Holdfast-Applied-Index`.
 pub const APPLIED_INDEX_HEADER: HeaderName = HeaderName::from_static("x-holdfast-applied-index");
@@ -133,9 +133,16 @@ pub fn router(state: AppState) -> Router {
             "/admin/events/{event_id}/seats/{seat_id}",
             delete(admin::remove_seat),
         )
+        .route("/admin/events/{event_id}", patch(events::update_event))
+        .route(
+            "/admin/events/{event_id}/cancel",
+            post(events::cancel_event),
+        )
         .layer(Extension(BodyLimit(state.config.admin_body_bytes_max)));
     let read_routes = Router::new()
         .route("/availability", get(reads::availability))
+        .route("/events", get(search::search_events))
+        .route("/events/{event_id}", get(search::get_event))
         .route("/holds/{hold_id}", get(reads::hold))
         .route("/bookings/{booking_id}", get(reads::booking))
         .route(

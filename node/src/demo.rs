@@ -2,7 +2,7 @@
 //! new user has something to search, hold and book right away.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
-use holdfast_statemachine::{Category, Command, CreateEvent, PoolSpec, SeatBlock};
+use holdfast_statemachine::{Category, Command, CreateEvent, Listing, PoolSpec, SeatBlock};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -34,6 +34,22 @@ pub fn demo_commands(today_ms: u64) -> Vec<Command> {
 
 fn at(day: DateTime<Utc>, days: i64, hour: i64) -> u64 {
     (day + Duration::days(days) + Duration::hours(hour)).timestamp_millis() as u64
+}
+
+fn listing(
+    venue: &str,
+    city: &str,
+    ends_at_ms: Option<u64>,
+    description: &str,
+    tags: &[&str],
+) -> Listing {
+    Listing {
+        venue: Some(venue.into()),
+        city: Some(city.into()),
+        ends_at_ms,
+        description: Some(description.into()),
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+    }
 }
 
 fn rows(names: &str) -> Vec<String> {
@@ -70,6 +86,13 @@ fn cinema(day: DateTime<Utc>) -> CreateEvent {
             },
         ],
         pools: vec![],
+        listing: listing(
+            "Odeon Screen 1",
+            "Lyon",
+            Some(at(day, 1, 23)),
+            "The third part of the saga, in the original version with subtitles.",
+            &["science fiction", "subtitled"],
+        ),
     }
 }
 
@@ -93,6 +116,13 @@ fn concert(day: DateTime<Utc>) -> CreateEvent {
             capacity: 5_000,
             price: 5_900,
         }],
+        listing: listing(
+            "Halle Tony Garnier",
+            "Lyon",
+            Some(at(day, 14, 23)),
+            "Aurora's European tour: standing floor and a seated balcony.",
+            &["concert", "pop"],
+        ),
     }
 }
 
@@ -116,11 +146,19 @@ fn hotel(day: DateTime<Utc>) -> CreateEvent {
         event_id: "hotel-harbour".into(),
         name: "Harbour Hotel".into(),
         category: Category::Hotel,
-        starts_at_ms: None,
+        starts_at_ms: Some(at(day, 1, 15)),
         currency: "EUR".into(),
         seats: vec![],
         seat_blocks: vec![],
         pools,
+        listing: listing(
+            "Harbour Hotel",
+            "Marseille",
+            Some(at(day, 31, 11)),
+            "Standard, double and suite rooms by the old port; search by night with \
+             nights_from and nights_to.",
+            &["hotel", "sea view"],
+        ),
     }
 }
 
@@ -144,11 +182,18 @@ fn clinic(day: DateTime<Utc>) -> CreateEvent {
         event_id: "clinic-northside".into(),
         name: "Northside Clinic — general practice".into(),
         category: Category::Appointment,
-        starts_at_ms: None,
+        starts_at_ms: Some(at(day, 1, 9)),
         currency: "EUR".into(),
         seats: vec![],
         seat_blocks: vec![],
         pools,
+        listing: listing(
+            "Northside Clinic",
+            "Lyon",
+            Some(at(day, 5, 12)),
+            "Twenty-minute appointments with two general practitioners, 09:00 to 12:00.",
+            &["health"],
+        ),
     }
 }
 

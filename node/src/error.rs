@@ -273,6 +273,10 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
             "the Idempotency-Key was already used with a different request".to_string(),
             json!({"request_id": request_id}),
         ),
+        Rejection::EventCancelled { event_id } => (
+            format!("event {event_id} is cancelled"),
+            json!({"event_id": event_id}),
+        ),
         Rejection::IdempotencyTableFull { entries } => (
             "too many requests remembered; retry shortly".to_string(),
             json!({"entries": entries}),

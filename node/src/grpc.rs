@@ -222,6 +222,11 @@ impl<'a> Call<'a> {
     }
 }
 
+/// The gRPC status of an error answered by the edge itself.
+fn api_status(error: crate::ApiError) -> Status {
+    status_of(&error)
+}
+
 /// The gRPC status of an HTTP error answer in API.md's error shape.
 fn error_status(json: &serde_json::Value, metadata: MetadataMap) -> Status {
     let code = json["error"]["code"]
@@ -635,18 +640,33 @@ impl BookingService for GrpcBooking {
 
     async fn search_events(
         &self,
-        _request: tonic::Request<SearchEventsRequest>,
+        request: tonic::Request<SearchEventsRequest>,
     ) -> Result<Response<EventPage>, Status> {
-        // Replaced by the search service (issue 17, in progress).
-        Err(Status::unimplemented("SearchEvents is being built"))
+        let (page, meta) =
+            crate::grpc_search::search_events(&self.state, request.metadata(), request.get_ref())
+                .await
+                .map_err(api_status)?;
+        let reply = EventPage {
+            events: page
+                .events
+                .iter()
+                .map(crate::grpc_search::listing_message)
+                .collect(),
+            next_after: page.next_after,
+        };
+        Ok(crate::grpc_search::with_meta(reply, &meta))
     }
 
     async fn get_event(
         &self,
-        _request: tonic::Request<GetEventRequest>,
+        request: tonic::Request<GetEventRequest>,
     ) -> Result<Response<EventListing>, Status> {
-        // Replaced by the search service (issue 17, in progress).
-        Err(Status::unimplemented("GetEvent is being built"))
+        let (listing, meta) =
+            crate::grpc_search::get_event(&self.state, request.metadata(), request.get_ref())
+                .await
+                .map_err(api_status)?;
+        let reply = crate::grpc_search::listing_message(&listing);
+        Ok(crate::grpc_search::with_meta(reply, &meta))
     }
 
     async fn cancel(

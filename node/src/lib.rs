@@ -10,6 +10,8 @@
 //! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
 //!   [`booking`], [`admin`] and [`cluster`]; JSON shapes in [`wire`]; edge validation in
 //!   [`validate`]; error mapping in [`error`].
+//! - [`search`]: `GET /events` and `GET /events/{event_id}` (and their gRPC calls);
+//!   [`events`]: the admin listing update and event cancellation.
 //! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus. [`auth`]: bearer
 //!   keys by role.
 //! - [`ui`]: the dashboard at `/ui` (static pages over the JSON API).
@@ -42,10 +44,12 @@ pub mod charges;
 pub mod cluster;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod expiry;
 pub mod extract;
 pub mod faults;
 pub mod grpc;
+pub mod grpc_search;
 pub mod local;
 pub mod metrics;
 pub mod openapi;
@@ -55,6 +59,7 @@ pub mod raft_replica;
 pub mod reads;
 pub mod replica;
 pub mod runtime;
+pub mod search;
 pub mod service;
 pub mod ui;
 pub mod validate;

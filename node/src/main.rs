@@ -392,6 +392,8 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     println!("Dashboard: {}/ui (any node's /ui)", http(0));
     println!();
     println!("Try:");
+    println!("  curl -s '{any}/events?city=lyon'");
+    println!("  curl -s '{any}/events?category=hotel&min_available=1'");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&view=summary'");
     println!("  curl -s '{any}/availability?event_id=cinema-dune&section=PREMIUM&limit=5'");
     println!("  curl -s -X POST {any}/booking/hold -H 'Idempotency-Key: demo-1' -H 'content-type: application/json' \\");

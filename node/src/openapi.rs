@@ -31,6 +31,10 @@ use crate::wire;
         crate::admin::set_pool_capacity,
         crate::admin::remove_seat,
         crate::admin::remove_pool,
+        crate::events::update_event,
+        crate::events::cancel_event,
+        crate::search::search_events,
+        crate::search::get_event,
         crate::cluster::status,
         crate::cluster::snapshot,
         crate::cluster::initialize,
@@ -80,6 +84,13 @@ use crate::wire;
         crate::booking::BatchOperationBody,
         crate::booking::BatchJson,
         crate::booking::BatchResultJson,
+        crate::events::UpdateEventBody,
+        crate::events::CancelEventBody,
+        crate::events::EventCancelledJson,
+        crate::search::EventPageJson,
+        crate::search::EventListingJson,
+        crate::search::ListingSummaryJson,
+        crate::search::PoolTotalsJson,
     ))
 )]
 pub struct ApiDoc;

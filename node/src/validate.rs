@@ -202,6 +202,14 @@ pub fn create_event(body: CreateEventBody) -> Result<Command, ApiError> {
             ApiError::invalid_field("starts_at", "must be an RFC 3339 time after 1970")
         })?),
     };
+    let listing = crate::events::listing(
+        body.venue,
+        body.city,
+        body.ends_at.as_deref(),
+        body.description,
+        body.tags,
+        starts_at_ms,
+    )?;
     let (seats, seat_blocks) = seats(&body.seats, &body.seat_blocks)?;
     let pools = pools(&body.pools)?;
     Ok(Command::CreateEvent(CreateEvent {
@@ -213,6 +221,7 @@ pub fn create_event(body: CreateEventBody) -> Result<Command, ApiError> {
         seats,
         seat_blocks,
         pools,
+        listing,
     }))
 }
 

@@ -126,6 +126,21 @@ pub struct CreateEventBody {
     pub seat_blocks: Vec<SeatBlockBody>,
     #[serde(default)]
     pub pools: Vec<PoolBody>,
+    /// Where it takes place (1–128 bytes).
+    #[serde(default)]
+    pub venue: Option<String>,
+    /// The city label searches filter on (1–128 bytes).
+    #[serde(default)]
+    pub city: Option<String>,
+    /// RFC 3339, not before `starts_at`.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// At most 4096 bytes.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// At most 16 distinct tags of 1–32 bytes.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// One seat.

@@ -384,6 +384,7 @@ pub mod workload {
                     capacity,
                     price: 100,
                 }],
+                listing: Default::default(),
             }),
         }
     }

@@ -86,6 +86,7 @@ fn venue(event_id: &str, seats: u32) -> Command {
             capacity: 50_000,
             price: 2500,
         }],
+        listing: Default::default(),
     })
 }
 

@@ -136,6 +136,8 @@ define_error_codes! {
     CapacityBelowUsage = ("CAPACITY_BELOW_USAGE", 409, FailedPrecondition);
     /// An event with this id exists already.
     EventExists = ("EVENT_EXISTS", 409, AlreadyExists);
+    /// The event was cancelled: nothing of it can be held any more.
+    EventCancelled = ("EVENT_CANCELLED", 409, FailedPrecondition);
     /// A replicated inventory limit was reached.
     LimitReached = ("LIMIT_REACHED", 409, FailedPrecondition);
     /// The idempotency key was used before with another request.

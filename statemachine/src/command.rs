@@ -63,6 +63,12 @@ pub enum Command {
     AckOutbox { up_to: u64 },
     /// Record that a Raft node id left the cluster, so that it is never used again.
     RetireNode { node_id: u64 },
+    /// Change an event's listing metadata (the fields that are `Some`).
+    UpdateEvent(EventUpdate),
+    /// Cancel an event: release every active hold, cancel every confirmed booking with its
+    /// refund recorded, and refuse holds from then on. One entry, so no hold or confirm can
+    /// slip in between.
+    CancelEvent { event_id: String, reason: String },
 }
 
 /// Category of an event.
@@ -113,6 +119,37 @@ pub struct CreateEvent {
     pub seats: Vec<SeatSpec>,
     pub seat_blocks: Vec<SeatBlock>,
     pub pools: Vec<PoolSpec>,
+    /// What a listing shows besides the name, category and start.
+    pub listing: Listing,
+}
+
+/// The metadata a listing shows about an event, beside its name, category and start.
+/// Bounded: see [`crate::limits::LISTING_TEXT_BYTES_MAX`] and its neighbours.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Where it takes place (a cinema, an arena, a hotel's own name).
+    pub venue: Option<String>,
+    /// The city label searches filter on (compared case-insensitively).
+    pub city: Option<String>,
+    /// End of the event in Unix milliseconds, not before its start.
+    pub ends_at_ms: Option<u64>,
+    pub description: Option<String>,
+    /// Free labels, in the order given, without duplicates.
+    pub tags: Vec<String>,
+}
+
+/// A change to an event's listing: each field that is `Some` replaces the current value
+/// (`Some(None)` clears an optional one); `None` leaves it as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventUpdate {
+    pub event_id: String,
+    pub name: Option<String>,
+    pub starts_at_ms: Option<Option<u64>>,
+    pub ends_at_ms: Option<Option<u64>>,
+    pub venue: Option<Option<String>>,
+    pub city: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// One seat, listed by itself.

@@ -365,6 +365,11 @@ impl StateMachine {
             .ok_or_else(|| Rejection::EventNotFound {
                 event_id: request.event_id.clone(),
             })?;
+        if event.cancelled_at_ms.is_some() {
+            return Err(Rejection::EventCancelled {
+                event_id: request.event_id.clone(),
+            });
+        }
         let customer_tag = event.customer_holds.tag(&request.customer_id);
         let active = event
             .customer_holds
@@ -501,7 +506,7 @@ impl StateMachine {
 
     /// Ends an active hold: frees its items (or books them, for a confirm) and updates every
     /// index that tracks active holds.
-    fn end_hold(&mut self, id: u64, status: HoldStatus, booking: Option<u64>) {
+    pub(crate) fn end_hold(&mut self, id: u64, status: HoldStatus, booking: Option<u64>) {
         let now_ms = self.now_ms;
         let skip_seat_check = self.config.faults.skip_seat_check;
         let hold = self.holds.get_mut(&id).expect("hold exists");

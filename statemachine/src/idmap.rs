@@ -137,13 +137,6 @@ impl<T> IdMap<T> {
                 slot.as_ref().map(|value| (base + offset as u64, value))
             })
     }
-
-    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
-        self.chunks
-            .iter()
-            .flat_map(|chunk| chunk.slots.iter())
-            .flatten()
-    }
 }
 
 impl<T> std::ops::Index<&u64> for IdMap<T> {

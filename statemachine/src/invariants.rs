@@ -27,10 +27,14 @@ impl StateMachine {
     /// - for every pool, `held` and `booked` equal the sums over active holds and confirmed
     ///   bookings, and `held + booked <= capacity`;
     /// - every event's summary equals a recount;
-    /// - the expiry queue holds exactly the active holds.
+    /// - the expiry queue holds exactly the active holds;
+    /// - a cancelled event has nothing held or booked;
+    /// - the search indexes list exactly the events that are not cancelled, at their start.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut pool_use: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
         let mut active_holds = 0usize;
+        // Active holds per event, counted once instead of once per event.
+        let mut active_per_event: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, hold) in self.holds.iter() {
             let Some(event) = self.events.get(&*hold.event_id) else {
                 return Err(InvariantViolation(format!(
@@ -41,6 +45,7 @@ impl StateMachine {
                 continue;
             }
             active_holds += 1;
+            *active_per_event.entry(&*hold.event_id).or_default() += 1;
             ensure!(
                 self.expiry_queue.contains(hold.expires_at_ms, id),
                 "active hold {id} is not in the expiry queue"
@@ -134,12 +139,27 @@ impl StateMachine {
                 );
             }
             customer_holds += event.customer_holds.total();
-            let active_here = self
-                .holds
-                .values()
-                .filter(|h| h.status == HoldStatus::Active && *h.event_id == **event_id)
-                .count() as u64;
+            let active_here = active_per_event
+                .get(event_id.as_str())
+                .copied()
+                .unwrap_or(0);
             ensure!(customer_holds == active_here, "event {event_id} counts {customer_holds} customer holds for {active_here} active holds");
+            if event.cancelled_at_ms.is_some() {
+                let in_use = event.summary.seats_held
+                    + event.summary.seats_booked
+                    + event
+                        .pools
+                        .values()
+                        .map(|pool| pool.held + pool.booked)
+                        .sum::<u64>();
+                ensure!(
+                    in_use == 0,
+                    "cancelled event {event_id} still has {in_use} items held or booked"
+                );
+            }
+        }
+        if let Err(difference) = self.search_index_is_exact() {
+            return Err(InvariantViolation(difference));
         }
         ensure!(
             pool_use.is_empty(),

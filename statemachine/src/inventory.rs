@@ -9,7 +9,7 @@ use hashbrown::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Category, CreateEvent, PoolSpec, SeatBlock, SeatSpec};
+use crate::command::{Category, CreateEvent, Listing, PoolSpec, SeatBlock, SeatSpec};
 use crate::limits::*;
 use crate::outcome::{
     AvailabilityPage, EventChange, EventInfo, Outcome, PoolView, Rejection, SeatStatus, SeatView,
@@ -369,6 +369,10 @@ pub(crate) struct Event {
     pub rows: Vec<Row>,
     pub seats: Vec<Seat>,
     pub pools: BTreeMap<String, Pool>,
+    /// Venue, city, end, description and tags.
+    pub listing: Listing,
+    /// When the event was cancelled; holds are refused from then on.
+    pub cancelled_at_ms: Option<u64>,
     #[serde(skip)]
     pub index: SeatIndex,
     #[serde(skip)]
@@ -746,6 +750,7 @@ impl StateMachine {
                 max: EVENTS_MAX as u64,
             });
         }
+        crate::listing::validate_listing(&create.listing, create.starts_at_ms)?;
         let new_seats = expand_seats(&create.seats, &create.seat_blocks, 0)?;
         validate_pools(&create.pools, &BTreeMap::new())?;
 
@@ -758,6 +763,8 @@ impl StateMachine {
             rows: Vec::new(),
             seats: Vec::new(),
             pools: BTreeMap::new(),
+            listing: create.listing.clone(),
+            cancelled_at_ms: None,
             index: SeatIndex::default(),
             row_index: RowIndex::default(),
             summary: Summary::default(),
@@ -766,6 +773,7 @@ impl StateMachine {
         };
         insert_seats(&mut event, new_seats);
         insert_pools(&mut event, &create.pools);
+        self.search_index.insert(&create.event_id, &event);
         self.events.insert(create.event_id.clone(), event);
         Ok(Outcome::EventCreated(EventChange {
             event_id: create.event_id.clone(),
@@ -1176,6 +1184,7 @@ mod tests {
                 ],
                 seat_blocks: vec![block("A", &["1", "2"], 5), block("A-x", &["y-1"], 3)],
                 pools: vec![],
+                listing: Default::default(),
             }),
         );
         let extras = [

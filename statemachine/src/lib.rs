@@ -13,7 +13,7 @@
 //!     event_id: "film".into(), name: "Film".into(), category: Category::Movie,
 //!     starts_at_ms: None, currency: "EUR".into(), seats: vec![],
 //!     seat_blocks: vec![SeatBlock { section: "A".into(), rows: vec!["1".into()], seats_per_row: 10, price: 900 }],
-//!     pools: vec![],
+//!     pools: vec![], listing: Listing::default(),
 //! };
 //! state.apply(&Entry { time_ms: 1_000, request_id: None, command: Command::CreateEvent(create) });
 //! let hold = HoldRequest {
@@ -34,10 +34,12 @@ mod idmap;
 mod invariants;
 mod inventory;
 pub mod limits;
+mod listing;
 mod outbox;
 mod outcome;
 mod prefetch;
 mod probetable;
+mod search;
 mod snapshot;
 mod state;
 mod timequeue;
@@ -50,6 +52,7 @@ pub use invariants::InvariantViolation;
 pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;
 pub use outcome::*;
+pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 /// The list type of a [`HoldView`]'s seats.
 pub use smallvec::SmallVec;
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};

@@ -39,6 +39,20 @@ pub const EXPIRE_HOLDS_PER_ENTRY_MAX: u32 = 10_000;
 pub const AVAILABILITY_PAGE_SEATS_MAX: usize = 5_000;
 /// Page size of a customer's booking history.
 pub const HISTORY_PAGE_MAX: usize = 100;
+/// Longest venue or city label of a listing, in bytes.
+pub const LISTING_LABEL_BYTES_MAX: usize = 128;
+/// Longest description of a listing, in bytes.
+pub const LISTING_TEXT_BYTES_MAX: usize = 4_096;
+/// Tags of one event.
+pub const TAGS_PER_EVENT_MAX: usize = 16;
+/// Longest tag, in bytes.
+pub const TAG_BYTES_MAX: usize = 32;
+/// Events in one page of a search.
+pub const SEARCH_PAGE_MAX: usize = 500;
+/// Longest search text (`q`), in bytes.
+pub const SEARCH_TEXT_BYTES_MAX: usize = 128;
+/// Nights a hotel search may name (`nights_from` to `nights_to`, both included).
+pub const SEARCH_NIGHTS_MAX: usize = 90;
 /// Ended holds pruned per applied entry, so that pruning never makes one entry slow.
 pub const ENDED_HOLDS_PRUNED_PER_ENTRY_MAX: usize = 64;
 

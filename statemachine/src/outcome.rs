@@ -39,6 +39,8 @@ pub enum Outcome {
         rejection: Rejection,
         refund: RefundView,
     },
+    /// An event was cancelled with everything held or booked on it.
+    EventCancelled(EventCancellation),
 }
 
 impl Outcome {
@@ -63,6 +65,20 @@ impl Outcome {
 pub struct EventChange {
     pub event_id: String,
     pub version: u64,
+}
+
+/// What cancelling an event did, counted (an event may have many bookings; each one's
+/// cancellation and refund is in the outbox and in its booking).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCancellation {
+    pub event_id: String,
+    /// The event's version after the cancellation.
+    pub version: u64,
+    pub holds_released: u64,
+    pub bookings_cancelled: u64,
+    pub refunds_recorded: u64,
+    /// Sum of the refunds recorded, in minor units of the event's currency.
+    pub refund_amount: u64,
 }
 
 /// Lifecycle of a hold. A hold leaves `Active` exactly once.
@@ -279,6 +295,11 @@ pub enum Rejection {
     IdempotencyTableFull {
         entries: u64,
     },
+    /// The event was cancelled: nothing more can be held on it, and it cannot be cancelled
+    /// again.
+    EventCancelled {
+        event_id: String,
+    },
 }
 
 impl Rejection {
@@ -311,6 +332,7 @@ impl Rejection {
             Rejection::LimitReached { .. } => ErrorCode::LimitReached,
             Rejection::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
             Rejection::IdempotencyTableFull { .. } => ErrorCode::Overloaded,
+            Rejection::EventCancelled { .. } => ErrorCode::EventCancelled,
         }
     }
 

@@ -20,8 +20,10 @@ use crate::StateMachine;
 
 /// The magic bytes that open every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes and reads. Version 2 added events' listings
+/// (venue, city, end, description, tags) and cancellation; a version 1 snapshot is refused
+/// with [`SnapshotError::UnsupportedVersion`], never misread.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +280,13 @@ mod tests {
                 capacity: 10,
                 price: 50,
             }],
+            listing: crate::command::Listing {
+                venue: Some("Hall".into()),
+                city: Some("Lyon".into()),
+                ends_at_ms: None,
+                description: None,
+                tags: vec!["jazz".into()],
+            },
         });
         state.apply(&Entry {
             time_ms: 1,

@@ -218,6 +218,8 @@ pub struct StateMachine {
     pub(crate) ended_holds: TimeQueue,
     /// Bookings of each customer in ascending id order. Looked up, never iterated.
     pub(crate) customer_bookings: HashMap<CompactString, Vec<u64>>,
+    /// Events that are not cancelled, by start time and by category (see `search.rs`).
+    pub(crate) search_index: crate::search::SearchIndex,
 }
 
 impl Default for StateMachine {
@@ -245,6 +247,7 @@ impl StateMachine {
             expiry_queue: TimeQueue::default(),
             ended_holds: TimeQueue::default(),
             customer_bookings: HashMap::new(),
+            search_index: crate::search::SearchIndex::default(),
         }
     }
 
@@ -407,6 +410,8 @@ impl StateMachine {
                 self.retired_nodes.insert(*node_id);
                 Ok(Outcome::NodeRetired { node_id: *node_id })
             }
+            Command::UpdateEvent(update) => self.update_event(update),
+            Command::CancelEvent { event_id, reason } => self.cancel_event(event_id, reason),
         };
         result.unwrap_or_else(Outcome::Rejected)
     }
@@ -447,6 +452,7 @@ impl StateMachine {
                 }
             }
         }
+        self.search_index = crate::search::SearchIndex::build(&self.events);
         self.customer_bookings.clear();
         for (id, booking) in self.bookings.iter() {
             self.customer_bookings

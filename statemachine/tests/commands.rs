@@ -1147,7 +1147,7 @@ fn snapshots_with_another_format_are_refused() {
         StateMachine::from_snapshot_bytes(&future),
         Err(SnapshotError::UnsupportedVersion {
             found: 99,
-            supported: 1
+            supported: SNAPSHOT_FORMAT_VERSION
         })
     ));
     let truncated = &bytes[..bytes.len() / 2];
@@ -1236,6 +1236,7 @@ fn events_beyond_the_limit_are_refused() {
             capacity: 1,
             price: 100,
         }],
+        listing: Default::default(),
     };
     for n in 0..limits::EVENTS_MAX {
         let outcome = harness.run(Command::CreateEvent(tiny(n)));

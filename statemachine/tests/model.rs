@@ -308,6 +308,7 @@ impl Run {
                 capacity: POOL_CAPACITY,
                 price: POOL_PRICE,
             }],
+            listing: Default::default(),
         };
         let outcome = run.apply(None, Command::CreateEvent(create));
         assert!(outcome.is_success());

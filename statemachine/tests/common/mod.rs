@@ -127,6 +127,7 @@ pub fn cinema_event(event_id: &str) -> CreateEvent {
             capacity: 5,
             price: 2500,
         }],
+        listing: Default::default(),
     }
 }
 
