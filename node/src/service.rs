@@ -45,7 +45,7 @@ pub struct Committed<T> {
 /// What a cancel ended: a hold (released) or a booking (with its refund).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cancelled {
-    Hold(HoldView),
+    Hold(Box<HoldView>),
     Booking(Box<BookingView>),
 }
 
@@ -184,7 +184,7 @@ fn answer_of(committed: CommittedOutcome) -> Result<Answer, ApiError> {
         Outcome::Held(value) => Ok(Answer::Held(Committed { value, index })),
         Outcome::Extended(value) => Ok(Answer::Extended(Committed { value, index })),
         Outcome::Released(view) => Ok(Answer::Cancelled(Committed {
-            value: Cancelled::Hold(view),
+            value: Cancelled::Hold(Box::new(view)),
             index,
         })),
         Outcome::BookingCancelled(view) => Ok(Answer::Cancelled(Committed {
