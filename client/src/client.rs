@@ -695,7 +695,11 @@ impl Client {
                     let transport = &self.shared.transport;
                     if let Some(batcher) = &self.shared.batcher {
                         if !transport.batch_unsupported.load(Ordering::Relaxed) {
-                            match batcher.submit(operation.clone(), deadline).await {
+                            // One attempt's time, as a single call gets: a batch sent to a
+                            // node that does not answer (a partitioned leader) is given up
+                            // after it, and the retry loop moves on to another node.
+                            let attempt_deadline = deadline.min(Instant::now() + timeout);
+                            match batcher.submit(operation.clone(), attempt_deadline).await {
                                 Ok((result, meta)) => return outcome_of(result).map(|o| (o, meta)),
                                 Err(BatchFailure::Failed(error)) => return Err(error),
                                 Err(BatchFailure::Unsupported) => {}
