@@ -30,6 +30,7 @@ use crate::app::AppState;
 use crate::auth::{self, Role};
 use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
+use crate::replica::ReadMeta;
 use crate::service;
 use crate::wire::{
     rfc3339, BestAvailableBody, CancelBody, ConfirmBody, ExtendBody, HoldBody, PaymentBody,
@@ -222,11 +223,6 @@ impl<'a> Call<'a> {
     }
 }
 
-/// The gRPC status of an error answered by the edge itself.
-fn api_status(error: crate::ApiError) -> Status {
-    status_of(&error)
-}
-
 /// The gRPC status of an HTTP error answer in API.md's error shape.
 fn error_status(json: &serde_json::Value, metadata: MetadataMap) -> Status {
     let code = json["error"]["code"]
@@ -312,15 +308,30 @@ impl GrpcBooking {
     /// node and the leader it knows.
     fn reply<T>(&self, message: T, index: u64) -> Response<T> {
         let ((), meta) = crate::replica::read_now(&*self.state.replica, |_| ());
-        let mut response = Response::new(message);
-        let metadata = response.metadata_mut();
-        metadata.insert("x-holdfast-applied-index", MetadataValue::from(index));
-        metadata.insert("x-holdfast-node", MetadataValue::from(meta.node_id));
-        if let Some(leader) = meta.leader_id {
-            metadata.insert("x-holdfast-leader", MetadataValue::from(leader));
-        }
-        response
+        with_meta(
+            message,
+            &ReadMeta {
+                applied_index: index,
+                ..meta
+            },
+        )
     }
+}
+
+/// A reply carrying where it was served as metadata, as HTTP answers carry the headers:
+/// `x-holdfast-applied-index`, `x-holdfast-node` and, when known, `x-holdfast-leader`.
+pub fn with_meta<T>(message: T, meta: &ReadMeta) -> Response<T> {
+    let mut response = Response::new(message);
+    let metadata = response.metadata_mut();
+    metadata.insert(
+        "x-holdfast-applied-index",
+        MetadataValue::from(meta.applied_index),
+    );
+    metadata.insert("x-holdfast-node", MetadataValue::from(meta.node_id));
+    if let Some(leader) = meta.leader_id {
+        metadata.insert("x-holdfast-leader", MetadataValue::from(leader));
+    }
+    response
 }
 
 // ---- Wire conversions of the booking writes ---------------------------------------------
@@ -645,7 +656,7 @@ impl BookingService for GrpcBooking {
         let (page, meta) =
             crate::grpc_search::search_events(&self.state, request.metadata(), request.get_ref())
                 .await
-                .map_err(api_status)?;
+                .map_err(|error| status_of(&error))?;
         let reply = EventPage {
             events: page
                 .events
@@ -654,7 +665,7 @@ impl BookingService for GrpcBooking {
                 .collect(),
             next_after: page.next_after,
         };
-        Ok(crate::grpc_search::with_meta(reply, &meta))
+        Ok(with_meta(reply, &meta))
     }
 
     async fn get_event(
@@ -664,9 +675,9 @@ impl BookingService for GrpcBooking {
         let (listing, meta) =
             crate::grpc_search::get_event(&self.state, request.metadata(), request.get_ref())
                 .await
-                .map_err(api_status)?;
+                .map_err(|error| status_of(&error))?;
         let reply = crate::grpc_search::listing_message(&listing);
-        Ok(crate::grpc_search::with_meta(reply, &meta))
+        Ok(with_meta(reply, &meta))
     }
 
     async fn cancel(

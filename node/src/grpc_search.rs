@@ -7,10 +7,9 @@ use holdfast_proto::booking::{
     Summary,
 };
 use holdfast_statemachine::{EventListing, SearchPage};
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 
-use crate::app::{read_request as parse_read_request, AppState, APPLIED_INDEX_HEADER};
-use crate::app::{LEADER_HEADER, NODE_HEADER};
+use crate::app::{read_request as parse_read_request, AppState};
 use crate::auth::{required_role, Role};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -112,23 +111,4 @@ pub fn listing_message(listing: &EventListing) -> ListingMessage {
         }),
         version: listing.version,
     }
-}
-
-/// `reply` with the read's `x-holdfast-*` metadata, as the HTTP answer's headers.
-pub fn with_meta<T>(reply: T, meta: &ReadMeta) -> tonic::Response<T> {
-    let mut response = tonic::Response::new(reply);
-    let metadata = response.metadata_mut();
-    let mut insert = |name: &axum::http::HeaderName, value: u64| {
-        if let Ok(value) = MetadataValue::try_from(value.to_string().as_str()) {
-            if let Ok(key) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()) {
-                metadata.insert(key, value);
-            }
-        }
-    };
-    insert(&APPLIED_INDEX_HEADER, meta.applied_index);
-    insert(&NODE_HEADER, meta.node_id);
-    if let Some(leader) = meta.leader_id {
-        insert(&LEADER_HEADER, leader);
-    }
-    response
 }
