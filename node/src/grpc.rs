@@ -34,14 +34,24 @@ pub struct GrpcBooking {
 /// `router` (the HTTP API of [`crate::router`]) with the gRPC booking service added under
 /// `/holdfast.booking.v1.BookingService/`.
 pub fn with_grpc(router: Router) -> Router {
+    // Explicit message limits: a request no larger than the largest JSON body a route takes
+    // (each call then passes its route's own body limit), an answer no larger than the
+    // router's.
+    let request_bytes_max = crate::extract::ADMIN_BODY_BYTES_MAX;
     let service = BookingServiceServer::new(GrpcBooking {
         router: router.clone(),
-    });
+    })
+    .max_decoding_message_size(request_bytes_max)
+    .max_encoding_message_size(ANSWER_BYTES_MAX);
     let grpc = GrpcBooking {
         router: router.clone(),
     };
-    let admin = AdminServiceServer::new(grpc.clone());
-    let cluster = ClusterServiceServer::new(grpc);
+    let admin = AdminServiceServer::new(grpc.clone())
+        .max_decoding_message_size(request_bytes_max)
+        .max_encoding_message_size(ANSWER_BYTES_MAX);
+    let cluster = ClusterServiceServer::new(grpc)
+        .max_decoding_message_size(request_bytes_max)
+        .max_encoding_message_size(ANSWER_BYTES_MAX);
     router
         .route_service(
             &service_path::<BookingServiceServer<GrpcBooking>>(),

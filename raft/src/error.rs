@@ -60,6 +60,9 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {message}")]
     InvalidConfig { message: String },
+    /// The peer TLS files cannot be read or do not fit together.
+    #[error("peer TLS: {message}")]
+    PeerTls { message: String },
 }
 
 impl Error {
@@ -78,6 +81,7 @@ impl Error {
             Error::Fatal { .. } => "RAFT_STOPPED",
             Error::Transport { .. } => "TRANSPORT_FAILURE",
             Error::InvalidConfig { .. } => "INVALID_CONFIG",
+            Error::PeerTls { .. } => "PEER_TLS_INVALID",
         }
     }
 

@@ -26,6 +26,7 @@
 
 mod bookings;
 mod command;
+pub mod decode;
 mod fastcode;
 mod holds;
 mod idempotency;
