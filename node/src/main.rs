@@ -23,6 +23,7 @@ use holdfast_node::{
     router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, NodeError, Replica,
     SandboxProvider, ShutdownSignal,
 };
+use holdfast_raft::{ClusterCa, PeerTls};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -122,6 +123,18 @@ struct ServeArgs {
     /// commit, new commands gather into the next entry [default: 2].
     #[arg(long, env = "HOLDFAST_BATCHES_IN_FLIGHT_MAX")]
     batches_in_flight_max: Option<usize>,
+    /// PEM file of the cluster CA: the peer port accepts only peers whose certificate it
+    /// signed, and this node dials only peers whose certificate it signed. With
+    /// --peer-cert and --peer-key; without the three the peer port is open.
+    #[arg(long, env = "HOLDFAST_PEER_CA")]
+    peer_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate (chain), signed by the cluster CA, naming
+    /// `holdfast-node-<id>` as a DNS subject alternative name.
+    #[arg(long, env = "HOLDFAST_PEER_CERT")]
+    peer_cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    #[arg(long, env = "HOLDFAST_PEER_KEY")]
+    peer_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -151,7 +164,10 @@ impl ServeArgs {
             expiry_holds_per_entry_max,
             proposals_queued_max,
             batch_entries_max,
-            batches_in_flight_max
+            batches_in_flight_max,
+            peer_ca,
+            peer_cert,
+            peer_key
         );
         self.single_node |= file.single_node;
         Ok(self)
@@ -163,6 +179,19 @@ impl ServeArgs {
                 self.expiry_check_interval_ms.unwrap_or(1_000).max(1),
             ),
             holds_per_entry_max: self.expiry_holds_per_entry_max.unwrap_or(1_000).max(1),
+        }
+    }
+
+    /// The peer port's mutual TLS from the three PEM files; all three or none.
+    fn peer_tls(&self) -> anyhow::Result<Option<PeerTls>> {
+        match (&self.peer_ca, &self.peer_cert, &self.peer_key) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => {
+                let tls = PeerTls::load(ca, cert, key).context("cannot load the peer TLS files")?;
+                tracing::info!(ca = %ca.display(), cert = %cert.display(), "peer TLS is on");
+                Ok(Some(tls))
+            }
+            _ => bail!("--peer-ca, --peer-cert and --peer-key go together: give all three or none"),
         }
     }
 
@@ -246,6 +275,7 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     config.advertised_http_addr = args.advertise_http_addr.clone();
     config.advertised_raft_addr = args.advertise_raft_addr.clone();
     config.http = args.http_config()?;
+    config.peer_tls = args.peer_tls()?;
     config.expiry = args.expiry();
     if let Some(queued) = args.proposals_queued_max {
         config.replica.proposals_queued_max = queued.max(1);
@@ -319,10 +349,19 @@ fn dev_addresses(args: &DevArgs, id: u64) -> anyhow::Result<(SocketAddr, SocketA
     ))
 }
 
-async fn start_dev_node(args: &DevArgs, id: u64, data_dir: &Path) -> anyhow::Result<RunningNode> {
+async fn start_dev_node(
+    args: &DevArgs,
+    id: u64,
+    data_dir: &Path,
+    ca: &ClusterCa,
+) -> anyhow::Result<RunningNode> {
     let (http_addr, raft_addr) = dev_addresses(args, id)?;
     let mut config = NodeConfig::new(id, "holdfast-dev", data_dir.join(format!("node-{id}")));
     config.region = format!("dev-{}", (id - 1) % 3 + 1);
+    config.peer_tls = Some(
+        ca.peer_tls(id)
+            .context("cannot make a dev node certificate")?,
+    );
     let http_listener = bind(http_addr, "HTTP").await?;
     let raft_listener = bind(raft_addr, "Raft").await?;
     runtime::start(config, http_listener, raft_listener)
@@ -347,9 +386,12 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    // The nodes talk over mutual TLS, with a CA made for this run and kept in memory only:
+    // nothing outside this process can join the dev cluster's peer ports.
+    let ca = ClusterCa::generate("holdfast dev cluster CA").context("cannot make the dev CA")?;
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
-        nodes.push(start_dev_node(&args, id, &data_dir).await?);
+        nodes.push(start_dev_node(&args, id, &data_dir, &ca).await?);
     }
     let first = &nodes[0];
     let members: Vec<MemberSpec> = nodes
@@ -381,7 +423,7 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     );
     for (position, node) in nodes.iter().enumerate() {
         println!(
-            "  node {}  http://{}  (raft {})",
+            "  node {}  http://{}  (raft {}, mutual TLS)",
             position + 1,
             node.http_addr,
             node.raft_addr

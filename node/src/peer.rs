@@ -4,30 +4,154 @@
 //!
 //! **Invariant:** this listener is for cluster members only; it accepts raw state machine
 //! commands (a confirm with its payment record), so it must never be exposed where clients
-//! can reach it. Clients use the HTTP API.
+//! can reach it. Clients use the HTTP API. With peer TLS on (`--peer-ca`, `--peer-cert`,
+//! `--peer-key`) it accepts only connections whose client certificate comes from the
+//! cluster CA, and every call must carry the peer envelope (cluster id, sender, addressee
+//! as gRPC metadata, [`PeerEnvelope`]) that matches this node and the sender's certificate;
+//! forwarded writes, reads and cluster calls are taken only from members.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use holdfast_proto::booking::peer_service_client::PeerServiceClient;
 use holdfast_proto::booking::peer_service_server::{PeerService as PeerRpc, PeerServiceServer};
 use holdfast_proto::booking::*;
 use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
-use holdfast_raft::RaftNode;
+use holdfast_raft::tls::check_peer_identity;
+use holdfast_raft::{PeerTls, RaftNode};
+use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::raft_replica::{decode, encode_outcome, LeaderContact, RaftReplica};
 use crate::replica::{ClusterStatus, MemberSpec, NodeError, Proposal, Replica};
 
+/// gRPC metadata of the peer envelope: the sender's cluster id (binary, any bytes).
+const CLUSTER_ID_KEY: &str = "holdfast-cluster-id-bin";
+/// gRPC metadata of the peer envelope: the sender's node id.
+const FROM_NODE_KEY: &str = "holdfast-from-node";
+/// gRPC metadata of the peer envelope: the node id the sender meant to reach.
+const TO_NODE_KEY: &str = "holdfast-to-node";
+
+/// The envelope every `PeerService` call carries as gRPC metadata, the counterpart of the
+/// `RaftRequest` envelope of the Raft RPCs: cluster id, sender and addressee. An
+/// interceptor of every peer client adds it.
+#[derive(Clone)]
+pub struct PeerEnvelope {
+    cluster_id: BinaryMetadataValue,
+    from: AsciiMetadataValue,
+    to: AsciiMetadataValue,
+}
+
+impl PeerEnvelope {
+    /// The envelope of calls from node `from` of `cluster_id` to node `to`.
+    pub fn new(cluster_id: &str, from: u64, to: u64) -> PeerEnvelope {
+        PeerEnvelope {
+            cluster_id: BinaryMetadataValue::from_bytes(cluster_id.as_bytes()),
+            from: AsciiMetadataValue::from(from),
+            to: AsciiMetadataValue::from(to),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for PeerEnvelope {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let metadata = request.metadata_mut();
+        metadata.insert_bin(CLUSTER_ID_KEY, self.cluster_id.clone());
+        metadata.insert(FROM_NODE_KEY, self.from.clone());
+        metadata.insert(TO_NODE_KEY, self.to.clone());
+        Ok(request)
+    }
+}
+
+/// A client of another node's peer service: every call carries the [`PeerEnvelope`].
+pub type PeerClient = PeerServiceClient<InterceptedService<Channel, PeerEnvelope>>;
+
+/// A peer client over `channel` with the envelope and explicit message limits.
+pub fn peer_client(
+    channel: Channel,
+    envelope: PeerEnvelope,
+    message_bytes_max: usize,
+) -> PeerClient {
+    PeerServiceClient::with_interceptor(channel, envelope)
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max)
+}
+
 /// The peer booking service of one node.
 #[derive(Clone)]
 pub struct PeerService {
     replica: RaftReplica,
+    /// Served over mutual TLS: a call must come over a connection whose client
+    /// certificate names its sender.
+    tls_required: bool,
 }
 
 impl PeerService {
-    pub fn new(replica: RaftReplica) -> PeerService {
-        PeerService { replica }
+    /// The peer service over `replica`; `tls_required` when its listener runs mutual TLS.
+    pub fn new(replica: RaftReplica, tls_required: bool) -> PeerService {
+        PeerService {
+            replica,
+            tls_required,
+        }
+    }
+
+    /// Checks a call's envelope: the cluster is this one, the addressee is this node, and
+    /// the sender is the node its certificate names. Answers the sender's id.
+    #[allow(clippy::result_large_err)]
+    fn open<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+        let metadata = request.metadata();
+        let node = self.replica.node();
+        let cluster_id = metadata
+            .get_bin(CLUSTER_ID_KEY)
+            .and_then(|value| value.to_bytes().ok());
+        if cluster_id.as_deref() != Some(node.cluster_id().as_bytes()) {
+            return Err(Status::failed_precondition(format!(
+                "CLUSTER_MISMATCH: the request is not for cluster {:?}",
+                node.cluster_id()
+            )));
+        }
+        let node_id = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u64>().ok())
+        };
+        let Some(from) = node_id(FROM_NODE_KEY) else {
+            return Err(Status::invalid_argument(
+                "PEER_ENVELOPE_MISSING: the request names no sender node",
+            ));
+        };
+        if node_id(TO_NODE_KEY) != Some(node.node_id()) {
+            return Err(Status::failed_precondition(format!(
+                "NODE_MISMATCH: the request is not for node {}",
+                node.node_id()
+            )));
+        }
+        check_peer_identity(request, from, self.tls_required)?;
+        Ok(from)
+    }
+
+    /// [`PeerService::open`], and the sender must be a member (voter or learner) of this
+    /// cluster: only members forward writes, reads and cluster changes.
+    #[allow(clippy::result_large_err)]
+    fn open_from_member<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+        let from = self.open(request)?;
+        let metrics = self.replica.node().metrics();
+        let is_member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&from)
+            .is_some();
+        if !is_member {
+            return Err(Status::permission_denied(format!(
+                "NOT_A_MEMBER: node {from} is not a member of this cluster"
+            )));
+        }
+        Ok(from)
     }
 }
 
@@ -106,6 +230,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        self.open_from_member(&request)?;
         let request = request.into_inner();
         if request.format_version != PROPOSE_WIRE_FORMAT_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -141,8 +266,9 @@ impl PeerRpc for PeerService {
 
     async fn read_index(
         &self,
-        _: Request<ReadIndexRequest>,
+        request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.open_from_member(&request)?;
         let answer = match self.replica.read_index().await {
             Ok(read_index) => ReadIndexResponse {
                 header: None,
@@ -160,8 +286,9 @@ impl PeerRpc for PeerService {
 
     async fn cluster_status(
         &self,
-        _: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.open(&request)?;
         Ok(Response::new(status_to_proto(self.replica.status())))
     }
 
@@ -169,6 +296,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<InitRequest>,
     ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open(&request)?;
         let members = request
             .into_inner()
             .members
@@ -183,6 +311,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open_from_member(&request)?;
         let learner = request
             .into_inner()
             .learner
@@ -198,6 +327,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open_from_member(&request)?;
         let voters: BTreeSet<u64> = request.into_inner().voters.into_iter().collect();
         let result = self.replica.leader_change_membership(voters).await;
         Ok(Response::new(self.change_response(result)))
@@ -207,6 +337,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open_from_member(&request)?;
         let result = self
             .replica
             .leader_remove_node(request.into_inner().id)
@@ -296,7 +427,8 @@ impl<T> PeerConnection for T where
 {
 }
 
-/// Serves the Raft RPCs and the peer booking service on `incoming` until `shutdown`.
+/// Serves the Raft RPCs and the peer booking service on `incoming` until `shutdown`, with
+/// mutual TLS when the node has peer TLS ([`RaftNode::peer_tls`]).
 pub async fn serve_peers<Incoming, Io, IoError>(
     node: &RaftNode,
     replica: RaftReplica,
@@ -310,10 +442,15 @@ where
     Io: PeerConnection,
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let peer = PeerServiceServer::new(PeerService::new(replica))
+    let tls: Option<&PeerTls> = node.peer_tls();
+    let peer = PeerServiceServer::new(PeerService::new(replica, tls.is_some()))
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
         .max_concurrent_streams(Some(256))

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holdfast_proto::booking::peer_service_client::PeerServiceClient;
 use holdfast_proto::booking::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ProposeRequest,
     ProposedCommand, ReadIndexRequest, RemoveNodeRequest,
@@ -34,7 +33,9 @@ use holdfast_statemachine::{Command, Entry, Outcome, StateMachine};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::peer::{peer_client, PeerClient, PeerEnvelope};
 
 use crate::replica::{
     AppliedTime, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
@@ -42,10 +43,15 @@ use crate::replica::{
     RequestIndexTable, Role, SnapshotTaken, MIN_INDEX_WAIT_DEFAULT,
 };
 
-/// The peer service of the node at `raft_addr`: connect within a second (or `timeout`, if
-/// shorter), every call within `timeout`.
-fn peer_endpoint(raft_addr: &str, timeout: Duration) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{raft_addr}"))?
+/// The peer service of node `target` at `raft_addr` (over mutual TLS when `tls` is given):
+/// connect within a second (or `timeout`, if shorter), every call within `timeout`.
+fn peer_endpoint(
+    tls: Option<&holdfast_raft::PeerTls>,
+    raft_addr: &str,
+    target: NodeId,
+    timeout: Duration,
+) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(holdfast_raft::tls::peer_endpoint(tls, raft_addr, target)?
         .connect_timeout(timeout.min(Duration::from_secs(1)))
         .timeout(timeout))
 }
@@ -63,6 +69,10 @@ pub struct RaftReplicaConfig {
     pub proposals_queued_max: usize,
     /// State machine entries in one Raft entry at most.
     pub batch_entries_max: usize,
+    /// Encoded bytes of the commands in one Raft entry (or one forwarded batch) at most,
+    /// so that every entry fits an AppendEntries message (`message_bytes_max`). A single
+    /// write larger than this is refused (`INVALID_FIELD`) before it is proposed.
+    pub entry_bytes_max: usize,
     /// Raft entries proposed and not yet committed at once. Small on purpose: while they
     /// commit, new commands gather into the next entry, so one entry (one append, one
     /// fsync per node, one replication round) carries many commands.
@@ -99,6 +109,7 @@ impl Default for RaftReplicaConfig {
         RaftReplicaConfig {
             proposals_queued_max: 16_384,
             batch_entries_max: 512,
+            entry_bytes_max: 8 * 1024 * 1024,
             batches_in_flight_max: 2,
             forwards_in_flight_max: 8,
             forward_timeout: Duration::from_secs(8),
@@ -122,6 +133,22 @@ struct Pending {
     /// Forwarded by a follower: committed only while this node leads, never forwarded
     /// again (no forwarding loops).
     forwarded: bool,
+    /// The encoded size of the proposals ([`proposal_bytes`]), counted against
+    /// [`RaftReplicaConfig::entry_bytes_max`].
+    bytes: usize,
+}
+
+/// Room for what a state machine entry adds to its command in a Raft entry (time, request
+/// id framing) and for the entry's own framing.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// The bytes `proposal` adds to a Raft entry: its command encoded as the log encodes it,
+/// its request id, and [`ENTRY_OVERHEAD_BYTES`].
+fn proposal_bytes(proposal: &Proposal) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(&proposal.command, &mut size, bincode::config::standard())
+        .expect("counting the bytes of a command cannot fail");
+    size.bytes_written + proposal.request_id.as_ref().map_or(0, String::len) + ENTRY_OVERHEAD_BYTES
 }
 
 /// When this node last heard from a leader, in milliseconds since `epoch`. Updated by the
@@ -168,7 +195,7 @@ struct Inner {
     clock: ClusterClock,
     queue: mpsc::Sender<Pending>,
     request_index: Mutex<RequestIndexTable>,
-    leader_client: Mutex<Option<(NodeId, PeerServiceClient<Channel>)>>,
+    leader_client: Mutex<Option<(NodeId, PeerClient)>>,
     contact: Arc<LeaderContact>,
     /// The last read-index confirmation: when it started and what it answered.
     read_confirmation: tokio::sync::Mutex<Option<(Instant, Result<u64, NodeError>)>>,
@@ -263,21 +290,41 @@ async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver
         ),
         None => return,
     };
-    while let Some(first) = receiver.recv().await {
+    // Proposals taken from the queue that did not fit the last group.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match receiver.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
         let Some(strong) = inner.upgrade() else {
             return;
         };
         let batch_max = strong.config.batch_entries_max.max(1);
+        let bytes_max = strong.config.entry_bytes_max;
         let mut entries = first.proposals.len();
+        let mut bytes = first.bytes;
         let mut group = vec![first];
+        // A group ends at `batch_max` commands or before it would pass `bytes_max` bytes;
+        // the proposals that did not fit open the next group.
         while entries < batch_max {
-            match receiver.try_recv() {
-                Ok(pending) => {
-                    entries += pending.proposals.len();
-                    group.push(pending);
-                }
-                Err(_) => break,
+            let next = match carried.take() {
+                Some(pending) => pending,
+                None => match receiver.try_recv() {
+                    Ok(pending) => pending,
+                    Err(_) => break,
+                },
+            };
+            if bytes.saturating_add(next.bytes) > bytes_max {
+                carried = Some(next);
+                break;
             }
+            entries += next.proposals.len();
+            bytes += next.bytes;
+            group.push(next);
         }
         let slots = if strong.is_leader() {
             &in_flight
@@ -328,8 +375,11 @@ pub(crate) fn encode_command(command: &Command) -> Vec<u8> {
         .expect("encoding a command into memory cannot fail")
 }
 
+/// Decodes a command or an outcome from a peer, with a limit that follows the length of
+/// `bytes` (see `holdfast_statemachine::decode`): a forged length is an error, never an
+/// allocation the node cannot afford.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, NodeError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    holdfast_statemachine::decode::from_slice(bytes)
         .map(|(value, _)| value)
         .map_err(|error| NodeError::Internal {
             message: format!("undecodable peer message: {error}"),
@@ -427,12 +477,23 @@ impl Inner {
         if proposals.is_empty() {
             return Ok(Vec::new());
         }
+        let bytes = proposals.iter().map(proposal_bytes).sum::<usize>();
+        if bytes > self.config.entry_bytes_max {
+            return Err(NodeError::InvalidField {
+                field: "command".into(),
+                reason: format!(
+                    "encodes to {bytes} bytes; one Raft entry carries at most {}",
+                    self.config.entry_bytes_max
+                ),
+            });
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .try_send(Pending {
                 proposals,
                 reply,
                 forwarded,
+                bytes,
             })
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => NodeError::Overloaded {
@@ -491,7 +552,7 @@ impl Inner {
     }
 
     /// A gRPC client to the current leader's peer service, cached until it fails.
-    async fn leader_client(&self) -> Result<PeerServiceClient<Channel>, NodeError> {
+    async fn leader_client(&self) -> Result<PeerClient, NodeError> {
         let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
         if leader_id == self.node_id() {
             return Err(NodeError::NoLeader);
@@ -508,26 +569,38 @@ impl Inner {
             }
         }
         let info = info.ok_or(NodeError::NoLeader)?;
-        let endpoint = peer_endpoint(&info.raft_addr, self.config.forward_timeout)
-            .map_err(|error| NodeError::Internal {
-                message: error.to_string(),
-            })?
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+        let endpoint = peer_endpoint(
+            self.node.peer_tls(),
+            &info.raft_addr,
+            leader_id,
+            self.config.forward_timeout,
+        )
+        .map_err(|error| NodeError::Internal {
+            message: error.to_string(),
+        })?
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true);
         let channel = self.transport.connect(endpoint).await.map_err(|error| {
             tracing::debug!(%error, leader_id, "cannot reach the leader");
             NodeError::NoLeader
         })?;
-        let client = PeerServiceClient::new(channel)
-            .max_decoding_message_size(self.config.message_bytes_max)
-            .max_encoding_message_size(self.config.message_bytes_max);
+        let client = peer_client(
+            channel,
+            self.peer_envelope(leader_id),
+            self.config.message_bytes_max,
+        );
         *self
             .leader_client
             .lock()
             .expect("leader client lock poisoned") = Some((leader_id, client.clone()));
         Ok(client)
+    }
+
+    /// The envelope of this node's calls to node `to`'s peer service.
+    fn peer_envelope(&self, to: NodeId) -> PeerEnvelope {
+        PeerEnvelope::new(self.node.cluster_id(), self.node_id(), to)
     }
 
     fn forget_leader_client(&self) {
@@ -765,9 +838,19 @@ impl Inner {
             return false;
         };
         let probe = async {
-            let endpoint = peer_endpoint(&info.raft_addr, MEMBER_PROBE_TIMEOUT).ok()?;
+            let endpoint = peer_endpoint(
+                self.node.peer_tls(),
+                &info.raft_addr,
+                node_id,
+                MEMBER_PROBE_TIMEOUT,
+            )
+            .ok()?;
             let channel = self.transport.connect(endpoint).await.ok()?;
-            let mut client = PeerServiceClient::new(channel);
+            let mut client = peer_client(
+                channel,
+                self.peer_envelope(node_id),
+                self.config.message_bytes_max,
+            );
             client.cluster_status(ClusterStatusRequest {}).await.ok()
         };
         matches!(

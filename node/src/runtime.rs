@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use holdfast_raft::{MemoryDisk, NodeInfo, RaftNode, RaftNodeConfig, Transport};
+use holdfast_raft::{MemoryDisk, NodeInfo, PeerTls, RaftNode, RaftNodeConfig, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub clock_faults: ClockFaults,
     /// The state machine's limits for a new cluster (a restored snapshot brings its own).
     pub state_machine: holdfast_statemachine::Config,
+    /// Mutual TLS on the peer port (`--peer-ca`, `--peer-cert`, `--peer-key`); `None`
+    /// leaves the port open to anyone who reaches it.
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl NodeConfig {
@@ -58,6 +61,7 @@ impl NodeConfig {
             raft: None,
             clock_faults: ClockFaults::default(),
             state_machine: holdfast_statemachine::Config::default(),
+            peer_tls: None,
         }
     }
 }
@@ -116,6 +120,14 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let http_addr = http_listener.local_addr()?;
     let raft_addr = raft_listener.local_addr()?;
+    if config.peer_tls.is_none() {
+        tracing::warn!(
+            raft = %raft_addr,
+            "peer TLS is off: no --peer-ca/--peer-cert/--peer-key were given, so the peer port \
+             is open — anyone who reaches {raft_addr} can act as a member of this cluster \
+             (propose commands, vote, replicate); keep it on a private network only"
+        );
+    }
     let switch = Arc::new(FaultSwitch::default());
     let incoming =
         tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
@@ -188,6 +200,7 @@ where
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
     raft_config.memory_disk = memory_disk;
     raft_config.state_machine = config.state_machine.clone();
+    raft_config.network.tls = config.peer_tls.clone();
     let message_bytes_max = raft_config.network.message_bytes_max;
     let node = Arc::new(RaftNode::open(raft_config, transport.clone()).await?);
     let contact = Arc::new(LeaderContact::default());
@@ -235,7 +248,13 @@ where
         routes = extra_routes.merge(routes);
     }
     let http = tokio::spawn(run_http(routes, http_listener, stop_signal(stopped)));
-    tracing::info!(node_id = config.node_id, http = %http_addr, raft = %raft_addr, "node started");
+    tracing::info!(
+        node_id = config.node_id,
+        http = %http_addr,
+        raft = %raft_addr,
+        peer_tls = config.peer_tls.is_some(),
+        "node started"
+    );
     Ok(RunningNode {
         replica,
         http_addr,

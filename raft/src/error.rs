@@ -61,6 +61,9 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {message}")]
     InvalidConfig { message: String },
+    /// The peer TLS files cannot be read or do not fit together.
+    #[error("peer TLS: {message}")]
+    PeerTls { message: String },
 }
 
 impl Error {
@@ -79,6 +82,7 @@ impl Error {
             Error::Fatal { .. } => ErrorCode::RaftStopped,
             Error::Transport { .. } => ErrorCode::TransportFailure,
             Error::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            Error::PeerTls { .. } => ErrorCode::PeerTlsInvalid,
         }
     }
 

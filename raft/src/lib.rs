@@ -14,7 +14,8 @@
 //! - [`memory`]: an in-memory disk with the same durability contract, for simulations
 //!   (it can lose unsynced writes in a simulated power loss).
 //! - [`runtime`]: openraft's runtime (tokio) with a random generator a simulation seeds.
-//! - [`network`] and [`server`]: node-to-node RPC over tonic, behind the [`transport`] seam.
+//! - [`network`] and [`server`]: node-to-node RPC over tonic, behind the [`transport`] seam,
+//!   with mutual TLS between members ([`tls`]) and bounded decoding of every message.
 //! - [`node`]: [`RaftNode`], which ties them together and is what `holdfast-node` uses.
 //! - [`testing`]: an in-process cluster over loopback gRPC, for tests and benchmarks.
 //!
@@ -30,6 +31,7 @@ pub mod runtime;
 pub mod server;
 pub mod state_store;
 pub mod testing;
+pub mod tls;
 pub mod transport;
 pub mod types;
 
@@ -40,5 +42,6 @@ pub use memory::{MemoryDisk, MemoryLogStore};
 pub use network::{NetworkConfig, NetworkFactory};
 pub use node::{ProposeResult, RaftNode, RaftNodeConfig};
 pub use state_store::{AppliedState, StateMachineStore, SNAPSHOT_FILE_FORMAT_VERSION};
+pub use tls::{ClusterCa, PeerTls};
 pub use transport::{TcpTransport, Transport};
 pub use types::{Batch, HoldfastRaft, NodeId, NodeInfo, TypeConfig};

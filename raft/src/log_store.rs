@@ -195,7 +195,7 @@ fn check_version(bytes: &[u8]) -> Result<&[u8], UnknownVersion> {
 
 fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StorageError> {
     let body = check_version(bytes).map_err(|error| read_error(ErrorSubject::Logs, &error))?;
-    let (entry, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+    let (entry, _) = holdfast_statemachine::decode::from_slice(body)
         .map_err(|error| read_error(ErrorSubject::Logs, &error))?;
     Ok(entry)
 }

@@ -22,13 +22,19 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::AnyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::{peer_endpoint, PeerTls};
 use crate::transport::Transport;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Room kept in a gRPC message for the envelope (cluster id, node ids, framing) around an
+/// encoded openraft message.
+const ENVELOPE_BYTES_MAX: usize = 64 * 1024;
 
 /// Limits and timers of the Raft network.
 #[derive(Clone, Debug)]
@@ -46,8 +52,12 @@ pub struct NetworkConfig {
     /// Largest delay between reconnect attempts.
     pub reconnect_backoff_max: Duration,
     /// Largest encoded or decoded gRPC message. Must exceed openraft's
-    /// `snapshot_max_chunk_size` and the largest AppendEntries payload.
+    /// `snapshot_max_chunk_size` and the largest single Raft entry; an AppendEntries whose
+    /// entries together are larger is sent in parts (see [`Connection::append_entries`]).
     pub message_bytes_max: usize,
+    /// Mutual TLS towards peers (`None`: plain TCP, for a node without peer TLS and the
+    /// simulations).
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for NetworkConfig {
@@ -60,6 +70,7 @@ impl Default for NetworkConfig {
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(2_000),
             message_bytes_max: 64 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -162,12 +173,10 @@ impl RpcKind {
 impl Connection {
     fn endpoint(&self) -> Result<Endpoint, CallError> {
         let config = &self.shared.config;
-        let endpoint =
-            Endpoint::from_shared(format!("http://{}", self.target_address)).map_err(|error| {
-                CallError::BadAddress {
-                    address: self.target_address.clone(),
-                    message: error.to_string(),
-                }
+        let endpoint = peer_endpoint(config.tls.as_ref(), &self.target_address, self.target)
+            .map_err(|error| CallError::BadAddress {
+                address: self.target_address.clone(),
+                message: error.to_string(),
             })?;
         Ok(endpoint
             .connect_timeout(config.connect_timeout)
@@ -271,8 +280,20 @@ impl Connection {
         Response: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = bincode::serde::encode_to_vec(request, bincode::config::standard())
-            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let payload = encode_payload(request)?;
+        self.rpc_encoded(kind, payload, option).await
+    }
+
+    async fn rpc_encoded<Response, E>(
+        &mut self,
+        kind: RpcKind,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Response: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let deadline = option.hard_ttl();
         let reply = self
             .call(kind, payload, deadline)
@@ -288,10 +309,27 @@ impl Connection {
                 _ => RPCError::Unreachable(Unreachable::new(&error)),
             })?;
         let (result, _): (Result<Response, RaftError<NodeId, E>>, usize) =
-            bincode::serde::decode_from_slice(&reply, bincode::config::standard())
+            holdfast_statemachine::decode::from_slice(&reply)
                 .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
     }
+
+    /// The largest payload one RPC may carry.
+    fn payload_bytes_max(&self) -> usize {
+        self.shared
+            .config
+            .message_bytes_max
+            .saturating_sub(ENVELOPE_BYTES_MAX)
+    }
+}
+
+// openraft's own error type, as the RPC methods answer it.
+#[allow(clippy::result_large_err)]
+fn encode_payload<T: Serialize, E: std::error::Error>(
+    value: &T,
+) -> Result<Vec<u8>, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|error| RPCError::Network(NetworkError::new(&error)))
 }
 
 fn decode_reply(reply: RaftReply) -> Result<Vec<u8>, CallError> {
@@ -310,7 +348,40 @@ impl RaftNetwork<TypeConfig> for Connection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        self.rpc(RpcKind::AppendEntries, &request, &option).await
+        // openraft sends up to `max_payload_entries` entries at once, however large they
+        // are; the receiver refuses a message above `message_bytes_max`. When the entries do
+        // not fit, send the longest prefix that does and answer `PartialSuccess` up to it:
+        // openraft then sends the rest in the next RPC (its documented contract for
+        // partial sends). The follower commits no further than what it received.
+        let mut payload = encode_payload(&request)?;
+        let limit = self.payload_bytes_max();
+        if payload.len() <= limit {
+            return self
+                .rpc_encoded(RpcKind::AppendEntries, payload, &option)
+                .await;
+        }
+        let mut part = request;
+        while payload.len() > limit {
+            if part.entries.len() <= 1 {
+                return Err(RPCError::Network(NetworkError::new(&AnyError::error(
+                    format!(
+                        "one Raft entry encodes to {} bytes, more than an RPC carries ({limit})",
+                        payload.len()
+                    ),
+                ))));
+            }
+            let keep = part.entries.len() / 2;
+            part.entries.truncate(keep);
+            payload = encode_payload(&part)?;
+        }
+        let last_sent = part.entries.last().map(|entry| entry.log_id);
+        let response: AppendEntriesResponse<NodeId> = self
+            .rpc_encoded(RpcKind::AppendEntries, payload, &option)
+            .await?;
+        Ok(match response {
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last_sent),
+            other => other,
+        })
     }
 
     async fn install_snapshot(

@@ -38,6 +38,7 @@ use crate::memory::MemoryDisk;
 use crate::network::{NetworkConfig, NetworkFactory};
 use crate::server::{serve_tcp, RaftGrpcService, ServerConfig};
 use crate::state_store::{AppliedState, StateMachineStore};
+use crate::tls::PeerTls;
 use crate::transport::Transport;
 use crate::types::{Batch, HoldfastRaft, LogId, NodeId, NodeInfo};
 
@@ -118,6 +119,8 @@ pub struct RaftNode {
     node_info: NodeInfo,
     cluster_id: String,
     message_bytes_max: usize,
+    /// Mutual TLS of the peer port, if on.
+    tls: Option<PeerTls>,
     server_config: ServerConfig,
     linearizable_read_timeout: Duration,
     stop_server: watch::Sender<bool>,
@@ -141,6 +144,9 @@ impl RaftNode {
                     "snapshot_max_chunk_size {chunk_bytes} must be at most half of message_bytes_max {message_bytes_max}"
                 ),
             });
+        }
+        if let Some(tls) = &config.network.tls {
+            tls.check_names_node(config.node_id)?;
         }
         let raft_config = config
             .raft
@@ -204,6 +210,7 @@ impl RaftNode {
             node_info: config.node_info,
             cluster_id: config.cluster_id,
             message_bytes_max,
+            tls: config.network.tls.clone(),
             server_config: config.server,
             linearizable_read_timeout: config.linearizable_read_timeout,
             stop_server,
@@ -245,6 +252,11 @@ impl RaftNode {
         self.raft.metrics()
     }
 
+    /// The peer port's mutual TLS, when it is on.
+    pub fn peer_tls(&self) -> Option<&PeerTls> {
+        self.tls.as_ref()
+    }
+
     /// The current leader as this node knows it.
     pub fn leader(&self) -> Option<(NodeId, Option<NodeInfo>)> {
         let metrics = self.raft.metrics().borrow().clone();
@@ -262,8 +274,13 @@ impl RaftNode {
     pub fn grpc_service(
         &self,
     ) -> holdfast_proto::raft::raft_service_server::RaftServiceServer<RaftGrpcService> {
-        RaftGrpcService::new(self.raft.clone(), self.cluster_id.clone(), self.node_id())
-            .into_server(self.message_bytes_max)
+        RaftGrpcService::new(
+            self.raft.clone(),
+            self.cluster_id.clone(),
+            self.node_id(),
+            self.tls.is_some(),
+        )
+        .into_server(self.message_bytes_max)
     }
 
     /// Serves the Raft RPCs on `listener` in a background task until [`RaftNode::shutdown`].
@@ -275,6 +292,7 @@ impl RaftNode {
         let task = tokio::spawn(serve_tcp(
             self.grpc_service(),
             self.server_config.clone(),
+            self.tls.clone(),
             listener,
             shutdown,
         ));

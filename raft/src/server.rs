@@ -15,6 +15,7 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::tls::{check_peer_identity, PeerTls};
 use crate::types::{HoldfastRaft, NodeId};
 
 /// Serves one node's Raft RPCs.
@@ -23,14 +24,25 @@ pub struct RaftGrpcService {
     raft: HoldfastRaft,
     cluster_id: String,
     node_id: NodeId,
+    /// Served over mutual TLS: every request must come over a connection whose client
+    /// certificate names the sender ([`check_peer_identity`]).
+    tls_required: bool,
 }
 
 impl RaftGrpcService {
-    pub fn new(raft: HoldfastRaft, cluster_id: String, node_id: NodeId) -> RaftGrpcService {
+    /// The Raft RPCs of node `node_id` of `cluster_id`; `tls_required` when the listener
+    /// runs mutual TLS, so that a request without a client certificate is refused.
+    pub fn new(
+        raft: HoldfastRaft,
+        cluster_id: String,
+        node_id: NodeId,
+        tls_required: bool,
+    ) -> RaftGrpcService {
         RaftGrpcService {
             raft,
             cluster_id,
             node_id,
+            tls_required,
         }
     }
 
@@ -41,7 +53,11 @@ impl RaftGrpcService {
             .max_encoding_message_size(message_bytes_max)
     }
 
+    /// Checks the envelope (format, cluster, addressee, and that the sender is who its
+    /// certificate says) and decodes the openraft message, with a bounded decode.
+    #[allow(clippy::result_large_err)]
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
+        check_peer_identity(&request, request.get_ref().from_node_id, self.tls_required)?;
         let request = request.into_inner();
         if request.format_version != RAFT_WIRE_FORMAT_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -61,9 +77,8 @@ impl RaftGrpcService {
                 request.to_node_id, self.node_id
             )));
         }
-        let (message, _) =
-            bincode::serde::decode_from_slice(&request.payload, bincode::config::standard())
-                .map_err(|error| Status::invalid_argument(format!("CORRUPT_DATA: {error}")))?;
+        let (message, _) = holdfast_statemachine::decode::from_slice(&request.payload)
+            .map_err(|error| Status::invalid_argument(format!("CORRUPT_DATA: {error}")))?;
         Ok(message)
     }
 }
@@ -120,11 +135,13 @@ impl Default for ServerConfig {
     }
 }
 
-/// Serves `service` over the connections of `incoming` until `shutdown` completes. This is
-/// the listener seam: production passes a TCP listener, a simulation its own stream.
+/// Serves `service` over the connections of `incoming` until `shutdown` completes, with
+/// mutual TLS when `tls` is given. This is the listener seam: production passes a TCP
+/// listener, a simulation its own stream (and no TLS).
 pub async fn serve_incoming<Incoming, Io, IoError, Shutdown>(
     service: RaftServiceServer<RaftGrpcService>,
     config: ServerConfig,
+    tls: Option<&PeerTls>,
     incoming: Incoming,
     shutdown: Shutdown,
 ) -> Result<(), Error>
@@ -134,7 +151,15 @@ where
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,
     Shutdown: std::future::Future<Output = ()> + Send,
 {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls.server_config())
+            .map_err(|error| Error::PeerTls {
+                message: error.to_string(),
+            })?;
+    }
+    builder
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .max_concurrent_streams(Some(config.concurrent_streams_max))
@@ -151,6 +176,7 @@ where
 pub async fn serve_tcp<Shutdown>(
     service: RaftServiceServer<RaftGrpcService>,
     config: ServerConfig,
+    tls: Option<PeerTls>,
     listener: tokio::net::TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), Error>
@@ -158,5 +184,5 @@ where
     Shutdown: std::future::Future<Output = ()> + Send,
 {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    serve_incoming(service, config, incoming, shutdown).await
+    serve_incoming(service, config, tls.as_ref(), incoming, shutdown).await
 }

@@ -177,9 +177,7 @@ impl StateMachineStore {
         remove_temporary_files(snapshot_dir)?;
         let current_path = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
         let (state, current_snapshot) = if current_path.exists() {
-            let file = fs::File::open(&current_path)
-                .map_err(|error| Error::storage(&current_path, error))?;
-            let (meta, machine) = read_snapshot(file, &current_path.display().to_string())?;
+            let (meta, machine) = read_snapshot_file(&current_path)?;
             let state = AppliedState::restored(machine, &meta);
             (state, Some(meta))
         } else {
@@ -200,7 +198,8 @@ impl StateMachineStore {
     ) -> Result<StateMachineStore, Error> {
         let (state, current_snapshot) = match disk.snapshot() {
             Some((_, bytes)) => {
-                let (meta, machine) = read_snapshot(bytes.as_slice(), "in-memory snapshot")?;
+                let (meta, machine) =
+                    read_snapshot(bytes.as_slice(), bytes.len() as u64, "in-memory snapshot")?;
                 let state = AppliedState::restored(machine, &meta);
                 (state, Some(meta))
             }
@@ -355,8 +354,25 @@ fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
     (meta, bytes)
 }
 
-/// Reads and checks a snapshot file's layout; `what` names it in errors.
-fn read_snapshot(source: impl Read, what: &str) -> Result<(SnapshotMeta, StateMachine), Error> {
+/// Opens, reads and checks the snapshot file at `path`.
+fn read_snapshot_file(path: &Path) -> Result<(SnapshotMeta, StateMachine), Error> {
+    let file = fs::File::open(path).map_err(|error| Error::storage(path, error))?;
+    let length = file
+        .metadata()
+        .map_err(|error| Error::storage(path, error))?
+        .len();
+    read_snapshot(file, length, &path.display().to_string())
+}
+
+/// Reads and checks a snapshot file's layout from `source`, which holds `length` bytes:
+/// magic, format version, metadata, then the state machine's snapshot (its own magic and
+/// version, decoded with a limit that follows `length`, and checked with
+/// `check_invariants`). `what` names it in errors.
+fn read_snapshot(
+    source: impl Read,
+    length: u64,
+    what: &str,
+) -> Result<(SnapshotMeta, StateMachine), Error> {
     let mut reader = BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, source);
     let corrupt = |message: String| Error::Corrupt {
         what: format!("snapshot {what}"),
@@ -387,25 +403,30 @@ fn read_snapshot(source: impl Read, what: &str) -> Result<(SnapshotMeta, StateMa
         .map_err(|error| corrupt(format!("short metadata: {error}")))?;
     let meta: SnapshotMeta = serde_json::from_slice(&meta_bytes)
         .map_err(|error| corrupt(format!("metadata: {error}")))?;
-    let machine = StateMachine::read_snapshot(&mut reader).map_err(|error| match error {
-        holdfast_statemachine::SnapshotError::UnsupportedVersion { found, supported } => {
-            Error::UnsupportedFormat {
-                what: format!("state machine snapshot in {what}"),
-                found,
-                supported,
+    let remaining = length.saturating_sub(header.len() as u64 + u64::from(meta_length));
+    let machine =
+        StateMachine::read_snapshot(&mut reader, remaining).map_err(|error| match error {
+            holdfast_statemachine::SnapshotError::UnsupportedVersion { found, supported } => {
+                Error::UnsupportedFormat {
+                    what: format!("state machine snapshot in {what}"),
+                    found,
+                    supported,
+                }
             }
-        }
-        other => corrupt(other.to_string()),
-    })?;
+            other => corrupt(other.to_string()),
+        })?;
     Ok((meta, machine))
 }
 
-/// Copies a received snapshot into a temporary file beside `current.snapshot`, fsyncs and
-/// decodes it, and only then renames it into place.
+/// Copies a received snapshot into a temporary file beside `current.snapshot`, fsyncs it,
+/// checks it completely — layout, versions, a bounded decode, the state's invariants, and
+/// that it is the snapshot the leader announced (`announced`) — and only then renames it
+/// into place. A snapshot that fails any check leaves the current one untouched.
 fn persist_received_snapshot(
     mut received: fs::File,
     snapshot_dir: &Path,
     sequence: u64,
+    announced: &SnapshotMeta,
 ) -> Result<(SnapshotMeta, StateMachine), Error> {
     let temporary = snapshot_dir.join(format!("installing-{sequence}.tmp"));
     received
@@ -421,9 +442,8 @@ fn persist_received_snapshot(
     file.sync_all()
         .map_err(|error| Error::storage(&temporary, error))?;
     drop(file);
-    let decoded = fs::File::open(&temporary)
-        .map_err(|error| Error::storage(&temporary, error))
-        .and_then(|file| read_snapshot(file, &temporary.display().to_string()));
+    let decoded = read_snapshot_file(&temporary)
+        .and_then(|decoded| check_announced(decoded, announced, &temporary.display().to_string()));
     let (meta, machine) = match decoded {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -435,6 +455,24 @@ fn persist_received_snapshot(
     fs::rename(&temporary, &current).map_err(|error| Error::storage(&current, error))?;
     sync_parent_dir(&current)?;
     Ok((meta, machine))
+}
+
+/// A received snapshot must be the one the leader announced: the same last log id.
+fn check_announced(
+    decoded: (SnapshotMeta, StateMachine),
+    announced: &SnapshotMeta,
+    what: &str,
+) -> Result<(SnapshotMeta, StateMachine), Error> {
+    if decoded.0.last_log_id != announced.last_log_id {
+        return Err(Error::Corrupt {
+            what: format!("snapshot {what}"),
+            message: format!(
+                "the file is for {:?}, the leader announced {:?}",
+                decoded.0.last_log_id, announced.last_log_id
+            ),
+        });
+    }
+    Ok(decoded)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -561,7 +599,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let _files = self.shared.snapshot_files.lock().await;
-        let (file_meta, machine) = match (*snapshot, &self.shared.place) {
+        let (_, machine) = match (*snapshot, &self.shared.place) {
             (SnapshotData::File(mut file), Place::Files(snapshot_dir)) => {
                 file.flush_and_rewind()
                     .await
@@ -569,8 +607,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let received = file.into_std().await;
                 let snapshot_dir = snapshot_dir.clone();
                 let sequence = self.next_sequence();
+                let announced = meta.clone();
                 tokio::task::spawn_blocking(move || {
-                    persist_received_snapshot(received, &snapshot_dir, sequence)
+                    persist_received_snapshot(received, &snapshot_dir, sequence, &announced)
                 })
                 .await
                 .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?
@@ -578,8 +617,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             (SnapshotData::Memory(cursor), Place::Memory(disk)) => {
                 let bytes = cursor.into_inner();
-                let decoded = read_snapshot(bytes.as_slice(), "received in memory")
-                    .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+                let decoded =
+                    read_snapshot(bytes.as_slice(), bytes.len() as u64, "received in memory")
+                        .and_then(|decoded| check_announced(decoded, meta, "received in memory"))
+                        .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
                 disk.put_snapshot(decoded.0.clone(), bytes);
                 decoded
             }
@@ -591,16 +632,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 ))
             }
         };
-        if file_meta.last_log_id != meta.last_log_id {
-            return Err(snapshot_error(
-                Some(meta),
-                ErrorVerb::Read,
-                format!(
-                    "snapshot file is for {:?}, the leader announced {:?}",
-                    file_meta.last_log_id, meta.last_log_id
-                ),
-            ));
-        }
+        // Both paths above checked the snapshot against `meta` before keeping it.
         {
             // Shadow first (the order every path takes): no snapshot can be encoding now
             // (this holds the snapshot files' lock), and the queue belongs to the old state.
@@ -734,5 +766,73 @@ mod tests {
         drop(store);
         let reopened = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
         assert!(reopened.state_snapshot_bytes() == expected);
+    }
+
+    #[tokio::test]
+    async fn a_received_snapshot_is_checked_before_it_replaces_the_current_one() {
+        use tokio::io::AsyncWriteExt;
+
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+        let batch = crate::types::Batch::single(crate::testing::workload::create_event(10));
+        store
+            .apply([LogEntry {
+                log_id,
+                payload: EntryPayload::Normal(batch),
+            }])
+            .await
+            .unwrap();
+        let built = store.build_snapshot().await.unwrap();
+        let current = directory.path().join(CURRENT_SNAPSHOT_FILE_NAME);
+        let before = fs::read(&current).unwrap();
+        let state_before = store.state_snapshot_bytes();
+
+        // The state machine part with a string length of 2^40 where the event id starts.
+        let mut forged = before.clone();
+        let state_start = forged.len() - state_before.len();
+        forged.truncate(state_start + 12);
+        forged.push(253);
+        forged.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        forged.extend_from_slice(b"padding");
+        let other_log_id = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
+        let cases: [(&str, Vec<u8>, Option<LogId>); 4] = [
+            (
+                "garbage",
+                b"garbage, not a snapshot".to_vec(),
+                built.meta.last_log_id,
+            ),
+            (
+                "truncated",
+                before[..before.len() / 2].to_vec(),
+                built.meta.last_log_id,
+            ),
+            ("a forged field", forged, built.meta.last_log_id),
+            ("another log id", before.clone(), other_log_id),
+        ];
+        for (what, bytes, last_log_id) in cases {
+            let mut data = store.begin_receiving_snapshot().await.unwrap();
+            data.write_all(&bytes).await.unwrap();
+            let meta = SnapshotMeta {
+                last_log_id,
+                ..built.meta.clone()
+            };
+            let result = store.install_snapshot(&meta, data).await;
+            assert!(result.is_err(), "{what}: installed");
+            assert!(
+                fs::read(&current).unwrap() == before,
+                "{what}: current replaced"
+            );
+            assert!(
+                store.state_snapshot_bytes() == state_before,
+                "{what}: state replaced"
+            );
+        }
+        let leftovers: Vec<_> = fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| name != CURRENT_SNAPSHOT_FILE_NAME)
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

@@ -820,7 +820,9 @@ impl Harness {
 
     /// The cluster's members (voters and learners) by the membership the most advanced
     /// running node applied: what the cluster itself says, whatever the operator heard back
-    /// (a removal whose answer was lost still removed the node).
+    /// (a removal whose answer was lost still removed the node). When no running node knows
+    /// any membership (every one lost its data), the members the operator set up: a node
+    /// that forgot everything is still a member whose state the checkers must see.
     fn members(&self) -> BTreeSet<u64> {
         let registry = self.world.registry.borrow();
         registry
@@ -834,8 +836,9 @@ impl Harness {
                     .membership()
                     .nodes()
                     .map(|(id, _)| *id)
-                    .collect()
+                    .collect::<BTreeSet<u64>>()
             })
+            .filter(|members| !members.is_empty())
             .unwrap_or_else(|| self.world.members.borrow().clone())
     }
 

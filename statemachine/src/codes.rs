@@ -192,6 +192,8 @@ define_error_codes! {
     TransportFailure = ("TRANSPORT_FAILURE", 503, Unavailable);
     /// The node's configuration is invalid.
     InvalidConfig = ("INVALID_CONFIG", 500, Internal);
+    /// The peer TLS files (CA, certificate, key) cannot be read or do not fit together.
+    PeerTlsInvalid = ("PEER_TLS_INVALID", 500, Internal);
 }
 
 impl fmt::Display for ErrorCode {

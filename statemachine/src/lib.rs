@@ -27,6 +27,7 @@
 mod bookings;
 pub mod codes;
 mod command;
+pub mod decode;
 mod fastcode;
 mod holds;
 mod idempotency;

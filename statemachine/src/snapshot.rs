@@ -187,8 +187,13 @@ impl StateMachine {
         bytes
     }
 
-    /// Reads a state written by [`StateMachine::write_snapshot`].
-    pub fn read_snapshot<R: Read>(mut reader: R) -> Result<StateMachine, SnapshotError> {
+    /// Reads a state written by [`StateMachine::write_snapshot`] from `reader`, which holds
+    /// at most `length` bytes of it: no length inside the snapshot may claim more than
+    /// that (see [`crate::decode`]), and nothing past it is read.
+    pub fn read_snapshot<R: Read>(
+        mut reader: R,
+        length: u64,
+    ) -> Result<StateMachine, SnapshotError> {
         let mut header = [0u8; 12];
         reader
             .read_exact(&mut header)
@@ -203,9 +208,9 @@ impl StateMachine {
                 supported: SNAPSHOT_FORMAT_VERSION,
             });
         }
-        let snapshot: SnapshotOwned =
-            bincode::serde::decode_from_std_read(&mut reader, bincode_config())
-                .map_err(|error| SnapshotError::Corrupt(error.to_string()))?;
+        let body_length = length.saturating_sub(header.len() as u64);
+        let snapshot: SnapshotOwned = crate::decode::from_std_read(&mut reader, body_length)
+            .map_err(|error| SnapshotError::Corrupt(error.to_string()))?;
         let mut state = StateMachine::new(snapshot.config);
         state.now_ms = snapshot.now_ms;
         state.last_hold = snapshot.last_hold;
@@ -249,7 +254,7 @@ impl StateMachine {
 
     /// Restores a state from bytes.
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<StateMachine, SnapshotError> {
-        StateMachine::read_snapshot(bytes)
+        StateMachine::read_snapshot(bytes, bytes.len() as u64)
     }
 }
 

@@ -744,12 +744,22 @@ fn idempotent_replay_returns_the_first_answer() {
     let command = Command::Hold(hold_request("film", "c1", &["S-A-1"], &[]));
     let first = harness.run_keyed("hold:k1", command.clone());
     harness.advance(1000);
+    // Move the state's clock to the replay's time with a refused, unkeyed command (which
+    // changes nothing but the clock), so that a replay that stores nothing leaves exactly
+    // these bytes.
+    let clock_moved = harness.run(Command::ReleaseHold {
+        hold_id: "h_99".into(),
+    });
+    assert_eq!(code(&clock_moved), "HOLD_NOT_FOUND");
     let before = harness.state.snapshot_bytes();
     let replay = harness.run_keyed("hold:k1", command.clone());
     assert_eq!(first, replay);
     assert_eq!(harness.summary().seats_held, 1);
-    // Only the clock moved: replays store nothing.
-    let _ = before;
+    // Replays store nothing: not a second hold, not a new record, not a new time.
+    assert!(
+        harness.state.snapshot_bytes() == before,
+        "the replay changed the state"
+    );
     // The same key with another command is refused.
     let other = Command::Hold(hold_request("film", "c1", &["S-A-2"], &[]));
     assert_eq!(

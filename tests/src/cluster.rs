@@ -71,6 +71,8 @@ pub struct ProcessCluster {
     binary: PathBuf,
     next_id: u64,
     launch: Launch,
+    /// The cluster's throwaway CA, when the nodes run peer TLS.
+    ca: Option<TestCa>,
 }
 
 /// How node processes are started.
@@ -84,6 +86,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Where the data directories go (a temporary directory inside it).
     pub root_in: Option<PathBuf>,
+    /// Mutual TLS on the peer ports, with a CA made for this cluster (on by default, as
+    /// a cluster should run).
+    pub peer_tls: bool,
 }
 
 impl Default for Launch {
@@ -94,6 +99,7 @@ impl Default for Launch {
             test_faults: true,
             env: vec![("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS".into(), "200".into())],
             root_in: None,
+            peer_tls: true,
         }
     }
 }
@@ -173,7 +179,60 @@ pub fn free_port() -> Result<u16> {
     bail!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
+/// A throwaway certificate authority for a test cluster (the nodes get certificates named
+/// `holdfast-node-<id>`, as `holdfast serve` expects).
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn generate(name: &str) -> Result<TestCa> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate()?;
+        let ca_pem = params.self_signed(&key)?.pem();
+        Ok(TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            ca_pem,
+        })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A certificate and key (PEM) with `names` as DNS names, for servers and clients.
+    pub fn issue(&self, names: &[String]) -> Result<(String, String)> {
+        let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate()?;
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
+}
+
 impl ProcessCluster {
+    /// The cluster's CA, when the nodes run peer TLS (a test can issue certificates from
+    /// it, as an operator would for a new member).
+    pub fn peer_ca(&self) -> Option<&TestCa> {
+        self.ca.as_ref()
+    }
+
     /// Starts `count` nodes, initialises them as one cluster and waits for a leader.
     pub async fn start(count: usize) -> Result<ProcessCluster> {
         ProcessCluster::start_with(count, Launch::default()).await
@@ -207,6 +266,13 @@ impl ProcessCluster {
             }
             None => tempfile::tempdir()?,
         };
+        let ca = if launch.peer_tls {
+            let ca = TestCa::generate("holdfast test cluster CA")?;
+            std::fs::write(root.path().join("peer-ca.pem"), ca.ca_pem())?;
+            Some(ca)
+        } else {
+            None
+        };
         Ok(ProcessCluster {
             nodes: Vec::new(),
             client: reqwest::Client::builder()
@@ -216,6 +282,7 @@ impl ProcessCluster {
             binary: holdfast_binary()?,
             next_id: 1,
             launch,
+            ca,
         })
     }
 
@@ -255,6 +322,22 @@ impl ProcessCluster {
             .envs(self.launch.env.iter().map(|(name, value)| (name, value)));
         if self.launch.test_faults {
             command.env("HOLDFAST_TEST_FAULTS", "1");
+        }
+        if let Some(ca) = &self.ca {
+            let cert = node.data_dir.with_extension("crt");
+            let key = node.data_dir.with_extension("key");
+            if !cert.exists() {
+                let (cert_pem, key_pem) = ca.issue(&[format!("holdfast-node-{}", node.id)])?;
+                std::fs::write(&cert, cert_pem)?;
+                std::fs::write(&key, key_pem)?;
+            }
+            command
+                .arg("--peer-ca")
+                .arg(self.root.path().join("peer-ca.pem"))
+                .arg("--peer-cert")
+                .arg(&cert)
+                .arg("--peer-key")
+                .arg(&key);
         }
         let child = command
             .stdin(Stdio::null())

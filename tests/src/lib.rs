@@ -5,7 +5,7 @@ pub mod bench;
 pub mod browser;
 pub mod cluster;
 
-pub use cluster::{Launch, NodeHandle, ProcessCluster, Response};
+pub use cluster::{Launch, NodeHandle, ProcessCluster, Response, TestCa};
 
 use serde_json::{json, Value};
 

@@ -211,6 +211,7 @@ async fn start_cluster(options: &Options, nodes: usize) -> Result<ProcessCluster
         test_faults: false,
         env,
         root_in: Some(options.data_dir.clone()),
+        peer_tls: true,
     };
     ProcessCluster::start_with(nodes, launch).await
 }
