@@ -1,29 +1,41 @@
 //! Bearer-key authentication (API.md): switched on by a keys file (`--auth-keys FILE`);
 //! without one the API is open.
 //!
-//! The file has one key per line, `ROLE KEY`, with `#` comments and blank lines ignored:
+//! The file has one key per line, `ROLE KEY [CUSTOMER_ID]`, with `#` comments and blank
+//! lines ignored:
 //!
 //! ```text
-//! # role     key
-//! customer   web-frontend-7f3a9c
-//! admin      inventory-tool-2b81
-//! operator   ops-console-90d1
+//! # role     key                       customer
+//! customer   web-frontend-7f3a9c0b11aa
+//! customer   app-of-alice-93c1d0e2f4   alice
+//! admin      inventory-tool-2b81aa0e
+//! operator   ops-console-90d1c4e2ff
+//! monitor    prometheus-5e7a21b0cc
 //! ```
 //!
-//! Roles nest: `operator` may do everything, `admin` everything but cluster operations and
-//! metrics, `customer` reads and booking only. `/healthz`, `/readyz` and `/openapi.json`
-//! are always open. A missing or unknown key is `401 UNAUTHENTICATED`; a key whose role is
-//! too low is `403 FORBIDDEN`.
+//! Roles: `operator` may do everything, `admin` everything but cluster operations and
+//! metrics, `customer` reads and booking only, `monitor` reads `/metrics` and
+//! `/cluster/status` only. A `customer` key with a customer id acts only for that customer
+//! (see [`Caller`]); one without is a trusted front end that acts for any. `/healthz`,
+//! `/readyz` and `/openapi.json` are always open. A missing or unknown key is
+//! `401 UNAUTHENTICATED`; a key whose role may not do what it asks is `403 FORBIDDEN`.
+//!
+//! Keys are kept and compared only as their SHA-256 digests: a lookup takes the same time
+//! whatever prefix of a key a caller guessed, and no key is ever logged or shown. Each key
+//! has a *scope*, the first 8 bytes of its digest in hex, that scopes its idempotency keys
+//! (two callers cannot meet each other's keys) and names it in logs.
 
 use holdfast_statemachine::ErrorCode;
 use std::collections::HashMap;
 use std::path::Path;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -33,11 +45,16 @@ pub const AUTH_KEYS_MAX: usize = 10_000;
 /// Shortest accepted key, in bytes: shorter ones are guessable.
 pub const AUTH_KEY_BYTES_MIN: usize = 16;
 
-/// What a key may do. Ordered: each role may do what the ones below it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// What a key may do ([`Role::may`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Reads `/metrics` and `/cluster/status`, nothing else (a Prometheus scraper).
+    Monitor,
+    /// Reads and booking.
     Customer,
+    /// Reads, booking and inventory.
     Admin,
+    /// Everything.
     Operator,
 }
 
@@ -45,6 +62,7 @@ impl Role {
     /// The name used in the keys file.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Monitor => "monitor",
             Role::Customer => "customer",
             Role::Admin => "admin",
             Role::Operator => "operator",
@@ -53,12 +71,87 @@ impl Role {
 
     fn parse(text: &str) -> Option<Role> {
         Some(match text {
+            "monitor" => Role::Monitor,
             "customer" => Role::Customer,
             "admin" => Role::Admin,
             "operator" => Role::Operator,
             _ => return None,
         })
     }
+
+    /// Whether a key of this role may do what needs `needed`: `operator` everything,
+    /// `admin` what needs `admin` or `customer`, `customer` what needs `customer`, and
+    /// `monitor` only what needs `monitor`.
+    pub fn may(self, needed: Role) -> bool {
+        match self {
+            Role::Operator => true,
+            Role::Admin => matches!(needed, Role::Admin | Role::Customer),
+            Role::Customer => needed == Role::Customer,
+            Role::Monitor => needed == Role::Monitor,
+        }
+    }
+}
+
+/// Who is calling, as the key they sent says: the role, the customer a bound `customer`
+/// key acts for, and the key's scope. The default is an anonymous caller of an open API
+/// (no keys configured), who may do anything for anyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The key's role; `None` when the API is open.
+    pub role: Option<Role>,
+    /// The only customer this caller may act for, when its key is bound to one.
+    pub customer: Option<String>,
+    /// The key's scope (16 hex digits of its digest); `None` when the API is open.
+    pub scope: Option<String>,
+}
+
+impl Caller {
+    /// `Ok` when this caller may act for `customer_id`; `403 FORBIDDEN` when its key is
+    /// bound to another customer.
+    pub fn may_act_for(&self, customer_id: &str) -> Result<(), ApiError> {
+        match &self.customer {
+            Some(bound) if bound != customer_id => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this key acts for another customer",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Axum extractor: the [`Caller`] that [`authorize`] found, or the anonymous caller on an
+/// open API and on open paths.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Caller, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// What one key of a keys file grants.
+#[derive(Clone, Debug)]
+struct Grant {
+    role: Role,
+    customer: Option<String>,
+}
+
+/// A key's digest, the only form in which keys are kept.
+type KeyDigest = [u8; 32];
+
+fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn scope_of(digest: &KeyDigest) -> String {
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A keys file that cannot be used.
@@ -73,16 +166,16 @@ pub enum AuthKeysError {
     Invalid { line: usize, reason: String },
 }
 
-/// The keys of a keys file.
+/// The keys of a keys file, by digest.
 #[derive(Clone, Default)]
 pub struct AuthKeys {
-    roles: HashMap<String, Role>,
+    grants: HashMap<KeyDigest, Grant>,
 }
 
 /// Shows how many keys, never the keys themselves (configs get logged).
 impl std::fmt::Debug for AuthKeys {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "AuthKeys({} keys)", self.roles.len())
+        write!(formatter, "AuthKeys({} keys)", self.grants.len())
     }
 }
 
@@ -98,7 +191,7 @@ impl AuthKeys {
 
     /// Parses the text of a keys file.
     pub fn parse(text: &str) -> Result<AuthKeys, AuthKeysError> {
-        let mut roles = HashMap::new();
+        let mut grants = HashMap::new();
         for (number, line) in text.lines().enumerate() {
             let line_number = number + 1;
             let invalid = |reason: &str| AuthKeysError::Invalid {
@@ -110,45 +203,69 @@ impl AuthKeys {
                 continue;
             }
             let mut words = line.split_whitespace();
-            let (Some(role), Some(key), None) = (words.next(), words.next(), words.next()) else {
-                return Err(invalid("expected `ROLE KEY`"));
+            let (Some(role), Some(key), customer, None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(invalid("expected `ROLE KEY [CUSTOMER_ID]`"));
             };
             let role = Role::parse(role)
-                .ok_or_else(|| invalid("the role must be customer, admin or operator"))?;
+                .ok_or_else(|| invalid("the role must be customer, admin, operator or monitor"))?;
             if key.len() < AUTH_KEY_BYTES_MIN {
                 return Err(invalid(&format!(
                     "keys must be at least {AUTH_KEY_BYTES_MIN} bytes"
                 )));
             }
-            if roles.insert(key.to_string(), role).is_some() {
+            if let Some(customer) = customer {
+                if role != Role::Customer {
+                    return Err(invalid("only a customer key can be bound to a customer id"));
+                }
+                crate::validate::id("customer_id", customer)
+                    .map_err(|error| invalid(&format!("customer id: {}", error.message)))?;
+            }
+            let grant = Grant {
+                role,
+                customer: customer.map(str::to_string),
+            };
+            if grants.insert(digest(key), grant).is_some() {
                 return Err(invalid("the key is listed twice"));
             }
-            if roles.len() > AUTH_KEYS_MAX {
+            if grants.len() > AUTH_KEYS_MAX {
                 return Err(invalid(&format!("more than {AUTH_KEYS_MAX} keys")));
             }
         }
-        if roles.is_empty() {
+        if grants.is_empty() {
             return Err(AuthKeysError::Invalid {
                 line: 0,
                 reason: "the file lists no key".into(),
             });
         }
-        Ok(AuthKeys { roles })
+        Ok(AuthKeys { grants })
+    }
+
+    /// The caller that `key` stands for, if it is known.
+    pub fn caller(&self, key: &str) -> Option<Caller> {
+        let digest = digest(key);
+        let grant = self.grants.get(&digest)?;
+        Some(Caller {
+            role: Some(grant.role),
+            customer: grant.customer.clone(),
+            scope: Some(scope_of(&digest)),
+        })
     }
 
     /// The role of `key`, if it is known.
     pub fn role(&self, key: &str) -> Option<Role> {
-        self.roles.get(key).copied()
+        self.grants.get(&digest(key)).map(|grant| grant.role)
     }
 
     /// Keys known.
     pub fn len(&self) -> usize {
-        self.roles.len()
+        self.grants.len()
     }
 
     /// Whether no key is known.
     pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
+        self.grants.is_empty()
     }
 }
 
@@ -156,7 +273,7 @@ impl AuthKeys {
 pub fn required_role(path: &str) -> Option<Role> {
     match path {
         "/healthz" | "/readyz" | "/openapi.json" => None,
-        "/metrics" => Some(Role::Operator),
+        "/metrics" | "/cluster/status" => Some(Role::Monitor),
         _ if path.starts_with("/cluster/") => Some(Role::Operator),
         _ if path.starts_with("/admin/") => Some(Role::Admin),
         _ => Some(Role::Customer),
@@ -173,20 +290,29 @@ pub fn bearer_key(authorization: Option<&str>) -> Option<&str> {
         .filter(|key| !key.is_empty())
 }
 
-/// Whether the caller whose `authorization` is given may act as `needed`: always when no
-/// keys are configured; `401 UNAUTHENTICATED` for a missing or unknown key, `403 FORBIDDEN`
-/// for a role below `needed`. Both edges decide with this one function.
+/// The caller whose `authorization` is given, if it may do what needs `needed`: the
+/// anonymous caller when no keys are configured; `401 UNAUTHENTICATED` for a missing or
+/// unknown key, `403 FORBIDDEN` for a role that may not. Both edges decide with this one
+/// function.
 pub fn check(
     keys: Option<&AuthKeys>,
     authorization: Option<&str>,
     needed: Role,
-) -> Result<(), ApiError> {
+) -> Result<Caller, ApiError> {
     let Some(keys) = keys else {
-        return Ok(());
+        return Ok(Caller::default());
     };
-    match bearer_key(authorization).and_then(|key| keys.role(key)) {
-        Some(role) if role >= needed => Ok(()),
-        Some(role) => Err(ApiError::new(
+    let Some(caller) = bearer_key(authorization).and_then(|key| keys.caller(key)) else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "send a known key as `Authorization: Bearer <key>`",
+        ));
+    };
+    let role = caller.role.expect("a key has a role");
+    if role.may(needed) {
+        Ok(caller)
+    } else {
+        Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
                 "the {} role may not do this; it needs {}",
@@ -194,16 +320,17 @@ pub fn check(
                 needed.as_str()
             ),
         )
-        .with_details(json!({"role": role.as_str(), "required_role": needed.as_str()}))),
-        None => Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "send a known key as `Authorization: Bearer <key>`",
-        )),
+        .with_details(json!({"role": role.as_str(), "required_role": needed.as_str()})))
     }
 }
 
-/// The HTTP middleware: [`check`] against the role the path needs ([`required_role`]).
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The HTTP middleware: [`check`] against the role the path needs ([`required_role`]); the
+/// [`Caller`] goes into the request's extensions for the handlers.
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(needed) = required_role(request.uri().path()) else {
         return next.run(request).await;
     };
@@ -212,7 +339,10 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     match check(state.config.auth_keys.as_deref(), authorization, needed) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(error) => {
             let unauthenticated = error.status == StatusCode::UNAUTHORIZED;
             let mut response = error.into_response();
@@ -234,27 +364,68 @@ mod tests {
     #[test]
     fn keys_files_are_parsed_strictly() {
         let keys = AuthKeys::parse(
-            "# comment\n\ncustomer  cust-key-0123456789\noperator ops-key-0123456789 # trailing\n",
+            "# comment\n\ncustomer  cust-key-0123456789\noperator ops-key-0123456789 # trailing\n\
+             customer alice-key-0123456789 alice\nmonitor scrape-key-0123456789\n",
         )
         .unwrap();
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.len(), 4);
         assert_eq!(keys.role("cust-key-0123456789"), Some(Role::Customer));
         assert_eq!(keys.role("ops-key-0123456789"), Some(Role::Operator));
+        assert_eq!(keys.role("scrape-key-0123456789"), Some(Role::Monitor));
         assert_eq!(keys.role("nope"), None);
+        let alice = keys.caller("alice-key-0123456789").unwrap();
+        assert_eq!(alice.customer.as_deref(), Some("alice"));
+        assert_eq!(keys.caller("cust-key-0123456789").unwrap().customer, None);
         assert!(AuthKeys::parse("root some-key-0123456789").is_err());
         assert!(AuthKeys::parse("admin short").is_err());
-        assert!(AuthKeys::parse("admin a-key-0123456789 extra").is_err());
+        assert!(AuthKeys::parse("admin a-key-0123456789 alice").is_err());
+        assert!(AuthKeys::parse("customer a-key-0123456789 alice extra").is_err());
+        assert!(AuthKeys::parse("customer a-key-0123456789 al/ice").is_err());
         assert!(AuthKeys::parse("admin a-key-0123456789\nadmin a-key-0123456789").is_err());
         assert!(AuthKeys::parse("# nothing\n").is_err());
     }
 
     #[test]
-    fn paths_need_nested_roles() {
+    fn keys_are_kept_as_digests_and_scoped_apart() {
+        let keys =
+            AuthKeys::parse("customer key-one-0123456789\ncustomer key-two-0123456789\n").unwrap();
+        let debug = format!("{keys:?}");
+        assert!(!debug.contains("key-one"), "{debug}");
+        let one = keys.caller("key-one-0123456789").unwrap().scope.unwrap();
+        let two = keys.caller("key-two-0123456789").unwrap().scope.unwrap();
+        assert_eq!(one.len(), 16);
+        assert_ne!(one, two);
+        assert_eq!(
+            keys.caller("key-one-0123456789").unwrap().scope.unwrap(),
+            one,
+            "a key's scope is stable"
+        );
+    }
+
+    #[test]
+    fn paths_need_roles() {
         assert_eq!(required_role("/healthz"), None);
         assert_eq!(required_role("/availability"), Some(Role::Customer));
         assert_eq!(required_role("/booking/hold"), Some(Role::Customer));
         assert_eq!(required_role("/admin/events"), Some(Role::Admin));
-        assert_eq!(required_role("/cluster/status"), Some(Role::Operator));
-        assert!(Role::Operator > Role::Admin && Role::Admin > Role::Customer);
+        assert_eq!(required_role("/cluster/status"), Some(Role::Monitor));
+        assert_eq!(required_role("/metrics"), Some(Role::Monitor));
+        assert_eq!(required_role("/cluster/membership"), Some(Role::Operator));
+        assert!(Role::Operator.may(Role::Monitor) && Role::Operator.may(Role::Admin));
+        assert!(Role::Admin.may(Role::Customer) && !Role::Admin.may(Role::Monitor));
+        assert!(!Role::Customer.may(Role::Admin) && !Role::Customer.may(Role::Monitor));
+        assert!(Role::Monitor.may(Role::Monitor) && !Role::Monitor.may(Role::Customer));
+    }
+
+    #[test]
+    fn a_bound_key_acts_for_its_customer_only() {
+        let bound = Caller {
+            role: Some(Role::Customer),
+            customer: Some("alice".into()),
+            scope: Some("00".into()),
+        };
+        assert!(bound.may_act_for("alice").is_ok());
+        assert_eq!(bound.may_act_for("bob").unwrap_err().code, "FORBIDDEN");
+        assert!(Caller::default().may_act_for("bob").is_ok());
     }
 }

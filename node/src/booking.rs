@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::app::{json_answer, write_answer, AppState};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{parse_json, ApiJson, IdempotencyKey};
 use crate::service::{self, Answer, BatchItem, Cancelled, Operation};
@@ -32,11 +33,12 @@ use crate::wire::{
 )]
 pub async fn hold(
     State(state): State<AppState>,
+    caller: Caller,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {
     Ok(answer(Answer::Held(
-        service::hold(&state, key, body).await?,
+        service::hold(&state, &caller, key, body).await?,
     )))
 }
 
@@ -53,11 +55,12 @@ pub async fn hold(
 )]
 pub async fn extend(
     State(state): State<AppState>,
+    caller: Caller,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<ExtendBody>,
 ) -> Result<Response, ApiError> {
     Ok(answer(Answer::Extended(
-        service::extend(&state, key, body).await?,
+        service::extend(&state, &caller, key, body).await?,
     )))
 }
 
@@ -75,11 +78,12 @@ pub async fn extend(
 )]
 pub async fn confirm(
     State(state): State<AppState>,
+    caller: Caller,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, ApiError> {
     Ok(answer(Answer::Confirmed(
-        service::confirm(&state, key, body).await?,
+        service::confirm(&state, &caller, key, body).await?,
     )))
 }
 
@@ -95,11 +99,12 @@ pub async fn confirm(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Response, ApiError> {
     Ok(answer(Answer::Cancelled(
-        service::cancel(&state, key, body).await?,
+        service::cancel(&state, &caller, key, body).await?,
     )))
 }
 
@@ -194,6 +199,7 @@ pub struct BatchResultJson {
 )]
 pub async fn batch(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<BatchBody>,
 ) -> Result<Response, ApiError> {
     service::check_batch_size(body.operations.len())?;
@@ -201,9 +207,9 @@ pub async fn batch(
         .operations
         .iter()
         .enumerate()
-        .map(|(position, operation)| batch_item(position, operation))
+        .map(|(position, operation)| batch_item(&caller, position, operation))
         .collect();
-    let results = service::batch(&state, items)
+    let results = service::batch(&state, &caller, items)
         .await
         .into_iter()
         .map(|result| match result {
@@ -223,10 +229,10 @@ pub async fn batch(
 }
 
 /// One batch entry parsed as its route would parse it; the error names the entry.
-fn batch_item(position: usize, operation: &BatchOperationBody) -> BatchItem {
+fn batch_item(caller: &Caller, position: usize, operation: &BatchOperationBody) -> BatchItem {
     let field = |name: &str| format!("operations[{position}].{name}");
     let key = match &operation.idempotency_key {
-        Some(key) => IdempotencyKey::parse(&field("idempotency_key"), key)?,
+        Some(key) => IdempotencyKey::parse(&field("idempotency_key"), key)?.scoped(caller),
         None => IdempotencyKey(None),
     };
     let body = operation.body.get().as_bytes();

@@ -223,6 +223,16 @@ impl IdempotencyKey {
         )
     }
 
+    /// This key as `caller`'s: prefixed with the caller's key scope when authentication
+    /// is on, so that two callers' equal keys are different requests (one caller can
+    /// neither replay nor poison another's). Unchanged on an open API.
+    pub fn scoped(self, caller: &crate::auth::Caller) -> IdempotencyKey {
+        match (self.0, &caller.scope) {
+            (Some(key), Some(scope)) => IdempotencyKey(Some(format!("{scope}/{key}"))),
+            (key, _) => IdempotencyKey(key),
+        }
+    }
+
     /// The request id for the state machine: `"<route>:<key>"`, scoping keys per route.
     pub fn request_id(&self, route: &str) -> Option<String> {
         self.0.as_ref().map(|key| format!("{route}:{key}"))
@@ -239,7 +249,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let key = value
             .to_str()
             .map_err(|_| IdempotencyKey::invalid("Idempotency-Key"))?;
-        IdempotencyKey::parse("Idempotency-Key", key)
+        let caller = parts.extensions.get::<crate::auth::Caller>();
+        let key = IdempotencyKey::parse("Idempotency-Key", key)?;
+        Ok(match caller {
+            Some(caller) => key.scoped(caller),
+            None => key,
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use tonic::{Code, Response, Status};
 use tower::ServiceExt;
 
 use crate::app::AppState;
-use crate::auth::{self, Role};
+use crate::auth::{self, Caller, Role};
 use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
 use crate::replica::ReadMeta;
@@ -291,8 +291,8 @@ impl GrpcBooking {
             .await
     }
 
-    /// [`crate::auth::check`] on the call's `authorization` metadata.
-    fn authorize(&self, metadata: &MetadataMap, needed: Role) -> Result<(), Status> {
+    /// [`crate::auth::check`] on the call's `authorization` metadata: who is calling.
+    fn authorize(&self, metadata: &MetadataMap, needed: Role) -> Result<Caller, Status> {
         let authorization = metadata
             .get("authorization")
             .and_then(|value| value.to_str().ok());
@@ -336,12 +336,13 @@ pub fn with_meta<T>(message: T, meta: &ReadMeta) -> Response<T> {
 
 // ---- Wire conversions of the booking writes ---------------------------------------------
 
-/// A message's `idempotency_key`, checked as the `Idempotency-Key` header is.
-fn key_of(key: Option<&str>) -> Result<IdempotencyKey, Status> {
+/// A message's `idempotency_key`, checked as the `Idempotency-Key` header is and scoped to
+/// the caller.
+fn key_of(caller: &Caller, key: Option<&str>) -> Result<IdempotencyKey, Status> {
     match key {
-        Some(key) => {
-            IdempotencyKey::parse("idempotency_key", key).map_err(|error| status_of(&error))
-        }
+        Some(key) => IdempotencyKey::parse("idempotency_key", key)
+            .map(|key| key.scoped(caller))
+            .map_err(|error| status_of(&error)),
         None => Ok(IdempotencyKey(None)),
     }
 }
@@ -397,7 +398,7 @@ fn cancel_body(message: CancelRequest) -> CancelBody {
 }
 
 /// One batch operation as the service's request, with its own key.
-fn batch_item(position: usize, operation: BatchOperation) -> service::BatchItem {
+fn batch_item(caller: &Caller, position: usize, operation: BatchOperation) -> service::BatchItem {
     use batch_operation::Operation as Wire;
     let field = |name: &str| format!("operations[{position}].{name}");
     let Some(operation) = operation.operation else {
@@ -407,7 +408,9 @@ fn batch_item(position: usize, operation: BatchOperation) -> service::BatchItem 
         ));
     };
     let key = |key: Option<String>| match key {
-        Some(key) => IdempotencyKey::parse(&field("idempotency_key"), &key),
+        Some(key) => {
+            IdempotencyKey::parse(&field("idempotency_key"), &key).map(|key| key.scoped(caller))
+        }
         None => Ok(IdempotencyKey(None)),
     };
     Ok(match operation {
@@ -540,10 +543,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<HoldRequest>,
     ) -> Result<Response<Hold>, Status> {
-        self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.authorize(request.metadata(), Role::Customer)?;
         let message = request.into_inner();
-        let key = key_of(message.idempotency_key.as_deref())?;
-        let held = service::hold(&self.state, key, hold_body(message))
+        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let held = service::hold(&self.state, &caller, key, hold_body(message))
             .await
             .map_err(|error| status_of(&error))?;
         Ok(self.reply(hold_message(&held.value, held.index), held.index))
@@ -553,10 +556,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<ExtendRequest>,
     ) -> Result<Response<Hold>, Status> {
-        self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.authorize(request.metadata(), Role::Customer)?;
         let message = request.into_inner();
-        let key = key_of(message.idempotency_key.as_deref())?;
-        let extended = service::extend(&self.state, key, extend_body(message))
+        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let extended = service::extend(&self.state, &caller, key, extend_body(message))
             .await
             .map_err(|error| status_of(&error))?;
         Ok(self.reply(
@@ -569,11 +572,11 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<ConfirmRequest>,
     ) -> Result<Response<Booking>, Status> {
-        self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.authorize(request.metadata(), Role::Customer)?;
         let message = request.into_inner();
-        let key = key_of(message.idempotency_key.as_deref())?;
+        let key = key_of(&caller, message.idempotency_key.as_deref())?;
         let body = confirm_body(message).map_err(|error| status_of(&error))?;
-        let booked = service::confirm(&self.state, key, body)
+        let booked = service::confirm(&self.state, &caller, key, body)
             .await
             .map_err(|error| status_of(&error))?;
         Ok(self.reply(
@@ -586,16 +589,16 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<BatchRequest>,
     ) -> Result<Response<BatchResponse>, Status> {
-        self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.authorize(request.metadata(), Role::Customer)?;
         let message = request.into_inner();
         service::check_batch_size(message.operations.len()).map_err(|error| status_of(&error))?;
         let items = message
             .operations
             .into_iter()
             .enumerate()
-            .map(|(position, operation)| batch_item(position, operation))
+            .map(|(position, operation)| batch_item(&caller, position, operation))
             .collect();
-        let answers = service::batch(&self.state, items).await;
+        let answers = service::batch(&self.state, &caller, items).await;
         let mut applied_index = 0;
         let results = answers
             .into_iter()
@@ -684,10 +687,10 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<CancelRequest>,
     ) -> Result<Response<Cancelled>, Status> {
-        self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.authorize(request.metadata(), Role::Customer)?;
         let message = request.into_inner();
-        let key = key_of(message.idempotency_key.as_deref())?;
-        let cancelled = service::cancel(&self.state, key, cancel_body(message))
+        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let cancelled = service::cancel(&self.state, &caller, key, cancel_body(message))
             .await
             .map_err(|error| status_of(&error))?;
         let index = cancelled.index;

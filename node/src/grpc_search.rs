@@ -47,7 +47,7 @@ pub fn authorize(state: &AppState, metadata: &MetadataMap) -> Result<(), ApiErro
     let authorization = metadata
         .get("authorization")
         .and_then(|value| value.to_str().ok());
-    crate::auth::check(state.config.auth_keys.as_deref(), authorization, needed)
+    crate::auth::check(state.config.auth_keys.as_deref(), authorization, needed).map(|_| ())
 }
 
 /// The read level of a call's `Read`, parsed as the HTTP edge parses the query string.

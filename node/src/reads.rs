@@ -11,6 +11,7 @@ use holdfast_statemachine::limits::{AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MA
 use holdfast_statemachine::{HoldStatus, Rejection};
 
 use crate::app::{etag, read_answer, read_request, AppState};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::metrics;
@@ -213,6 +214,7 @@ async fn availability_inner(
 )]
 pub async fn hold(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(hold_id): ApiPath<String>,
     query: ApiQuery,
     headers: HeaderMap,
@@ -223,6 +225,7 @@ pub async fn hold(
     })
     .await?;
     let hold = hold.ok_or_else(|| ApiError::from(Rejection::HoldNotFound { hold_id }))?;
+    caller.may_act_for(&hold.customer_id)?;
     let mut body = HoldJson::from_view(&hold, None);
     // A hold whose time has passed can no longer be confirmed, even before the leader's
     // expiry entry frees its items: say so rather than show HELD.
@@ -245,6 +248,7 @@ pub async fn hold(
 )]
 pub async fn booking(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(booking_id): ApiPath<String>,
     query: ApiQuery,
     headers: HeaderMap,
@@ -256,6 +260,7 @@ pub async fn booking(
     .await?;
     let booking =
         booking.ok_or_else(|| ApiError::from(Rejection::BookingNotFound { booking_id }))?;
+    caller.may_act_for(&booking.customer_id)?;
     let body = BookingJson::from_view(&booking, None);
     Ok(content_answer(&headers, &meta, &body))
 }
@@ -275,12 +280,14 @@ pub async fn booking(
 )]
 pub async fn customer_bookings(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(customer_id): ApiPath<String>,
     query: ApiQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let read_request = read_request(&query, &state.config)?;
     validate::id("customer_id", &customer_id)?;
+    caller.may_act_for(&customer_id)?;
     let limit = page_limit(&query, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX)?;
     let after = query.get("after").map(str::to_string);
     let (page, meta) = replica::read(&*state.replica, read_request, |machine| {

@@ -16,6 +16,7 @@ use holdfast_statemachine::{
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::charges;
 use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
@@ -205,25 +206,122 @@ fn count(kind: Kind, result: &Result<Answer, ApiError>) {
     }
 }
 
+// ---- Owners ----------------------------------------------------------------------------
+
+/// Whose an operation is: the customer it names (a hold), or the hold or booking it acts on.
+#[derive(Clone, Debug)]
+enum Owned {
+    Customer(String),
+    Hold(String),
+    Booking(String),
+    /// A malformed operation, refused on its own before any owner matters.
+    Nothing,
+}
+
+impl Owned {
+    fn of(operation: &Operation) -> Owned {
+        match operation {
+            Operation::Hold(body) => Owned::Customer(body.customer_id.clone()),
+            Operation::Extend(body) => Owned::Hold(body.hold_id.clone()),
+            Operation::Confirm(body) => Owned::Hold(body.hold_id.clone()),
+            Operation::Cancel(body) => match (&body.hold_id, &body.booking_id) {
+                (Some(hold_id), None) => Owned::Hold(hold_id.clone()),
+                (None, Some(booking_id)) => Owned::Booking(booking_id.clone()),
+                _ => Owned::Nothing,
+            },
+        }
+    }
+}
+
+/// For a caller whose key is bound to one customer (API.md, Authentication): the refusal of
+/// each operation that is about another customer — a hold naming another `customer_id`,
+/// or another customer's hold or booking (`403 FORBIDDEN`) — or about a hold or booking
+/// that does not exist (its `404`, as the command would answer). `None` where the operation
+/// may go on; all `None` for any other caller, without a read.
+///
+/// One linearizable read for them all: a hold's or booking's owner never changes once it
+/// exists, so what the read sees still holds when the command applies, and an id that
+/// does not exist yet is refused here instead of racing its creation.
+async fn refused_owners(
+    state: &AppState,
+    caller: &Caller,
+    owned: &[Owned],
+) -> Result<Vec<Option<ApiError>>, ApiError> {
+    if caller.customer.is_none() {
+        return Ok(vec![None; owned.len()]);
+    }
+    let records = owned
+        .iter()
+        .any(|owned| matches!(owned, Owned::Hold(_) | Owned::Booking(_)));
+    let owners: Vec<Option<String>> = if records {
+        replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
+            owned
+                .iter()
+                .map(|owned| match owned {
+                    Owned::Hold(id) => machine.hold_by_id(id).map(|hold| hold.customer_id.into()),
+                    Owned::Booking(id) => machine
+                        .booking_by_id(id)
+                        .map(|booking| booking.customer_id.into()),
+                    Owned::Customer(_) | Owned::Nothing => None,
+                })
+                .collect()
+        })
+        .await?
+        .0
+    } else {
+        vec![None; owned.len()]
+    };
+    Ok(owned
+        .iter()
+        .zip(owners)
+        .map(|(owned, owner)| {
+            let refused = match (owned, owner) {
+                (Owned::Customer(customer_id), _) => caller.may_act_for(customer_id),
+                (Owned::Hold(_) | Owned::Booking(_), Some(owner)) => caller.may_act_for(&owner),
+                (Owned::Hold(hold_id), None) => Err(ApiError::from(Rejection::HoldNotFound {
+                    hold_id: hold_id.clone(),
+                })),
+                (Owned::Booking(booking_id), None) => {
+                    Err(ApiError::from(Rejection::BookingNotFound {
+                        booking_id: booking_id.clone(),
+                    }))
+                }
+                (Owned::Nothing, _) => Ok(()),
+            };
+            refused.err()
+        })
+        .collect())
+}
+
 /// Runs one hold, extend or cancel through the log.
 async fn single(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     operation: Operation,
 ) -> Result<Answer, ApiError> {
     let request_id = key.request_id(operation.route());
+    let owned = Owned::of(&operation);
     let command = command_of(operation)?;
+    if let Some(refusal) = refused_owners(state, caller, &[owned])
+        .await?
+        .pop()
+        .flatten()
+    {
+        return Err(refusal);
+    }
     answer_of(propose(state, request_id, command).await?)
 }
 
 /// Takes items for a customer, all or nothing.
 pub async fn hold(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     body: HoldBody,
 ) -> Result<Committed<HoldView>, ApiError> {
     let started = Instant::now();
-    let result = single(state, key, Operation::Hold(body)).await;
+    let result = single(state, caller, key, Operation::Hold(body)).await;
     metrics::observe(metrics::HOLD_SECONDS, started);
     count(Kind::Hold, &result);
     match result? {
@@ -235,10 +333,11 @@ pub async fn hold(
 /// Pushes a hold's expiry later, within its maximum life.
 pub async fn extend(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     body: ExtendBody,
 ) -> Result<Committed<HoldView>, ApiError> {
-    match single(state, key, Operation::Extend(body)).await? {
+    match single(state, caller, key, Operation::Extend(body)).await? {
         Answer::Extended(extended) => Ok(extended),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }
@@ -247,12 +346,13 @@ pub async fn extend(
 /// Releases a hold, or cancels a booking (recording a refund owed).
 pub async fn cancel(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     body: CancelBody,
 ) -> Result<Committed<Cancelled>, ApiError> {
     let operation = Operation::Cancel(body);
     let kind = operation.kind();
-    let result = single(state, key, operation).await;
+    let result = single(state, caller, key, operation).await;
     count(kind, &result);
     match result? {
         Answer::Cancelled(cancelled) => Ok(cancelled),
@@ -265,11 +365,12 @@ pub async fn cancel(
 /// Charges the payment, then turns the hold into a booking.
 pub async fn confirm(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     body: ConfirmBody,
 ) -> Result<Committed<Box<BookingView>>, ApiError> {
     let started = Instant::now();
-    let result = confirm_inner(state, key, body).await;
+    let result = confirm_inner(state, caller, key, body).await;
     metrics::observe(metrics::CONFIRM_SECONDS, started);
     let outcome = match &result {
         Err(error) if error.details.get("refund").is_some() => {
@@ -307,6 +408,7 @@ fn check_confirmable(hold_id: &str, hold: Option<&HoldView>, now_ms: u64) -> Res
 
 async fn confirm_inner(
     state: &AppState,
+    caller: &Caller,
     key: IdempotencyKey,
     body: ConfirmBody,
 ) -> Result<Committed<Box<BookingView>>, ApiError> {
@@ -335,6 +437,14 @@ async fn confirm_inner(
         .await
         .map(|(answer, _)| answer)?;
     let now_ms = now_ms.max(state.replica.cluster_time_ms());
+    // Before anything is charged: a key bound to a customer confirms only its own holds.
+    if let Some(hold) = &hold {
+        caller.may_act_for(&hold.customer_id)?;
+    } else if caller.customer.is_some() && !remembered {
+        return Err(ApiError::from(Rejection::HoldNotFound {
+            hold_id: body.hold_id,
+        }));
+    }
 
     // A retry of a request that was already charged skips the early checks: the
     // provider gives back the same charge and the state machine the first answer (or, if
@@ -478,12 +588,15 @@ pub fn check_batch_size(operations: usize) -> Result<(), ApiError> {
 /// and the same request on its own route replay each other. A system failure of the shared
 /// proposal (overload, no leader) is every proposed operation's answer: each is safe to
 /// retry with its key.
-pub async fn batch(state: &AppState, items: Vec<BatchItem>) -> Vec<Result<Answer, ApiError>> {
+pub async fn batch(
+    state: &AppState,
+    caller: &Caller,
+    items: Vec<BatchItem>,
+) -> Vec<Result<Answer, ApiError>> {
     let started = Instant::now();
     let count_all = items.len();
     let mut answers: Vec<Option<Result<Answer, ApiError>>> = vec![None; count_all];
-    let mut proposals = Vec::new();
-    let mut proposed = Vec::new(); // (position, operation kind) of each proposal
+    let mut checked = Vec::new(); // (position, kind, owner, proposal) of each valid one
     let mut confirms = Vec::new();
     for (position, item) in items.into_iter().enumerate() {
         let (key, operation) = match item {
@@ -499,18 +612,44 @@ pub async fn batch(state: &AppState, items: Vec<BatchItem>) -> Vec<Result<Answer
         }
         let request_id = key.request_id(operation.route());
         let kind = operation.kind();
+        let owned = Owned::of(&operation);
         match command_of(operation) {
-            Ok(command) => {
-                proposals.push(Proposal {
+            Ok(command) => checked.push((
+                position,
+                kind,
+                owned,
+                Proposal {
                     request_id,
                     command,
-                });
-                proposed.push((position, kind));
-            }
+                },
+            )),
             Err(error) => {
                 let result = Err(error);
                 count(kind, &result);
                 answers[position] = Some(result);
+            }
+        }
+    }
+    let owned: Vec<Owned> = checked
+        .iter()
+        .map(|(_, _, owned, _)| owned.clone())
+        .collect();
+    let refusals = match refused_owners(state, caller, &owned).await {
+        Ok(refusals) => refusals,
+        Err(error) => vec![Some(error); owned.len()],
+    };
+    let mut proposals = Vec::new();
+    let mut proposed = Vec::new(); // (position, operation kind) of each proposal
+    for ((position, kind, _, proposal), refusal) in checked.into_iter().zip(refusals) {
+        match refusal {
+            Some(error) => {
+                let result = Err(error);
+                count(kind, &result);
+                answers[position] = Some(result);
+            }
+            None => {
+                proposals.push(proposal);
+                proposed.push((position, kind));
             }
         }
     }
@@ -522,7 +661,9 @@ pub async fn batch(state: &AppState, items: Vec<BatchItem>) -> Vec<Result<Answer
     };
     let confirming = futures::future::join_all(confirms.into_iter().map(
         |(position, key, body)| async move {
-            let result = confirm(state, key, body).await.map(Answer::Confirmed);
+            let result = confirm(state, caller, key, body)
+                .await
+                .map(Answer::Confirmed);
             (position, result)
         },
     ));

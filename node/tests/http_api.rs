@@ -1459,6 +1459,309 @@ async fn keys_file_switches_authentication_on() {
     assert_eq!(operator_booking.status, StatusCode::OK);
 }
 
+/// A node with one key of each kind: an unbound customer key (a trusted front end), keys
+/// bound to alice and to bob, admin, monitor and operator.
+fn node_with_owner_keys() -> Node {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "customer front-end-key-0001\n\
+         customer alice-key-000000001 alice\n\
+         customer bob-key-00000000001 bob\n\
+         admin    admin-key-000000001\n\
+         monitor  monitor-key-0000001\n\
+         operator operator-key-00001\n",
+    )
+    .unwrap();
+    Node::with_config(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        ..HttpConfig::default()
+    })
+}
+
+impl Node {
+    /// A request with `Authorization: Bearer <bearer>` and, when given, an idempotency key.
+    async fn as_key(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        idempotency_key: Option<&str>,
+        body: Value,
+    ) -> Answer {
+        let authorization = format!("Bearer {bearer}");
+        let mut headers = vec![
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(key) = idempotency_key {
+            headers.push(("idempotency-key", key));
+        }
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        self.raw(method, path, &headers, body).await
+    }
+}
+
+const ALICE: &str = "alice-key-000000001";
+const BOB: &str = "bob-key-00000000001";
+
+#[tokio::test]
+async fn a_bound_customer_key_acts_only_for_its_customer() {
+    let node = node_with_owner_keys();
+    let created = node
+        .as_key(
+            Method::POST,
+            "/admin/events",
+            "admin-key-000000001",
+            None,
+            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 10, "price": 100}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let hold_body = |customer: &str| json!({"event_id": "E", "customer_id": customer, "pools": [{"pool_id": "GA", "quantity": 1}]});
+
+    // A hold in another customer's name: refused, and nothing stored.
+    let before = node.state();
+    let forged = node
+        .as_key(Method::POST, "/booking/hold", BOB, None, hold_body("alice"))
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert_eq!(forged.code(), "FORBIDDEN");
+    error_shape_ok(&forged);
+    assert!(node.state() == before, "a refused hold stored something");
+
+    let held = node
+        .as_key(
+            Method::POST,
+            "/booking/hold",
+            ALICE,
+            None,
+            hold_body("alice"),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    let hold_id = held.body["hold_id"].as_str().unwrap().to_string();
+
+    // Bob can neither see nor touch alice's hold; a hold that does not exist is a 404.
+    let before = node.state();
+    let hold_path = format!("/holds/{hold_id}");
+    for (method, path, body) in [
+        (Method::GET, hold_path.as_str(), Value::Null),
+        (
+            Method::POST,
+            "/booking/extend",
+            json!({"hold_id": hold_id, "ttl_seconds": 300}),
+        ),
+        (Method::POST, "/booking/cancel", json!({"hold_id": hold_id})),
+        (
+            Method::POST,
+            "/booking/confirm",
+            json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}),
+        ),
+    ] {
+        let answer = node.as_key(method, path, BOB, None, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), "FORBIDDEN", "{path}");
+    }
+    assert!(
+        node.state() == before,
+        "refused operations stored something"
+    );
+    let missing = node
+        .as_key(
+            Method::POST,
+            "/booking/extend",
+            BOB,
+            None,
+            json!({"hold_id": "h_999999", "ttl_seconds": 300}),
+        )
+        .await;
+    assert_eq!(missing.code(), "HOLD_NOT_FOUND", "{}", missing.body);
+
+    // The owner and a trusted front end may.
+    let own = node
+        .as_key(Method::GET, &hold_path, ALICE, None, Value::Null)
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let front_end = node
+        .as_key(
+            Method::GET,
+            &hold_path,
+            "front-end-key-0001",
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(front_end.status, StatusCode::OK, "{}", front_end.body);
+    let confirmed = node
+        .as_key(
+            Method::POST,
+            "/booking/confirm",
+            ALICE,
+            None,
+            json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let booking_id = confirmed.body["booking_id"].as_str().unwrap().to_string();
+
+    // Alice's booking and history are hers.
+    let booking_path = format!("/bookings/{booking_id}");
+    for (method, path, body) in [
+        (Method::GET, booking_path.as_str(), Value::Null),
+        (Method::GET, "/customers/alice/bookings", Value::Null),
+        (
+            Method::POST,
+            "/booking/cancel",
+            json!({"booking_id": booking_id}),
+        ),
+    ] {
+        let answer = node.as_key(method, path, BOB, None, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            answer.body
+        );
+    }
+    let history = node
+        .as_key(
+            Method::GET,
+            "/customers/alice/bookings",
+            ALICE,
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!(
+        history.body["bookings"][0]["booking_id"],
+        booking_id.as_str()
+    );
+    let booking = node
+        .as_key(Method::GET, &booking_path, ALICE, None, Value::Null)
+        .await;
+    assert_eq!(booking.body["status"], "CONFIRMED", "{}", booking.body);
+
+    // In a batch, each operation is judged on its own.
+    let batch = node
+        .as_key(
+            Method::POST,
+            "/booking/batch",
+            BOB,
+            None,
+            json!({"operations": [
+                {"op": "cancel", "body": {"booking_id": booking_id}},
+                {"op": "hold", "body": hold_body("alice")},
+                {"op": "hold", "body": hold_body("bob")},
+            ]}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    assert_eq!(batch_statuses(&batch), vec![403, 403, 201]);
+    let booking = node
+        .as_key(Method::GET, &booking_path, ALICE, None, Value::Null)
+        .await;
+    assert_eq!(booking.body["status"], "CONFIRMED", "{}", booking.body);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_the_callers_key() {
+    let node = node_with_owner_keys();
+    node.as_key(
+        Method::POST,
+        "/admin/events",
+        "admin-key-000000001",
+        None,
+        json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 10, "price": 100}]}),
+    )
+    .await;
+    let hold = |customer: &str| json!({"event_id": "E", "customer_id": customer, "pools": [{"pool_id": "GA", "quantity": 1}]});
+    let alice = node
+        .as_key(
+            Method::POST,
+            "/booking/hold",
+            ALICE,
+            Some("same-key"),
+            hold("alice"),
+        )
+        .await;
+    assert_eq!(alice.status, StatusCode::CREATED, "{}", alice.body);
+    // Bob's request with the same key is his own: neither alice's answer nor a reuse error.
+    let bob = node
+        .as_key(
+            Method::POST,
+            "/booking/hold",
+            BOB,
+            Some("same-key"),
+            hold("bob"),
+        )
+        .await;
+    assert_eq!(bob.status, StatusCode::CREATED, "{}", bob.body);
+    assert_ne!(bob.body["hold_id"], alice.body["hold_id"]);
+    assert_eq!(bob.body["customer_id"], "bob");
+    // Alice's retry still gets her first answer.
+    let again = node
+        .as_key(
+            Method::POST,
+            "/booking/hold",
+            ALICE,
+            Some("same-key"),
+            hold("alice"),
+        )
+        .await;
+    assert_eq!(again.body["hold_id"], alice.body["hold_id"]);
+}
+
+#[tokio::test]
+async fn the_monitor_role_reads_metrics_and_status_only() {
+    let node = node_with_owner_keys();
+    let monitor = "monitor-key-0000001";
+    for path in ["/metrics", "/cluster/status"] {
+        let answer = node
+            .as_key(Method::GET, path, monitor, None, Value::Null)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+    }
+    for (method, path) in [
+        (Method::GET, "/availability?event_id=E"),
+        (Method::GET, "/events"),
+        (Method::POST, "/cluster/snapshot"),
+        (Method::POST, "/admin/events"),
+        (Method::POST, "/booking/hold"),
+    ] {
+        let answer = node.as_key(method, path, monitor, None, json!({})).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            answer.body
+        );
+    }
+    // A customer key does not read metrics; an operator's does.
+    let customer = node
+        .as_key(Method::GET, "/metrics", ALICE, None, Value::Null)
+        .await;
+    assert_eq!(customer.status, StatusCode::FORBIDDEN);
+    let operator = node
+        .as_key(
+            Method::GET,
+            "/metrics",
+            "operator-key-00001",
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(operator.status, StatusCode::OK);
+}
+
 /// A replica whose proposals fail with `NO_LEADER` while it is switched off: the window
 /// between a charge and its commit.
 struct Unreachable {
