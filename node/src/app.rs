@@ -50,6 +50,8 @@ pub struct HttpConfig {
     /// Confirms at once between their charge and their answer (see [`crate::charges`]);
     /// beyond it a confirm is refused with `503 OVERLOADED` before anything is charged.
     pub charges_in_flight_max: usize,
+    /// Rate limits per caller and the cap on requests in flight (see [`crate::rate`]).
+    pub admission: crate::rate::AdmissionConfig,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +62,7 @@ impl Default for HttpConfig {
             max_staleness_ms_default: 1_000,
             auth_keys: None,
             charges_in_flight_max: crate::charges::CHARGES_IN_FLIGHT_MAX_DEFAULT,
+            admission: crate::rate::AdmissionConfig::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Shared {
     pub charges: ChargeResolver,
     /// Serialised availability pages per event version.
     pub availability_cache: crate::reads::AvailabilityCache,
+    /// Rate limits per caller and the cap on requests in flight.
+    pub admission: crate::rate::Admission,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
 }
@@ -98,6 +103,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             charges: ChargeResolver::new(replica.clone(), config.charges_in_flight_max),
             availability_cache: crate::reads::AvailabilityCache::default(),
+            admission: crate::rate::Admission::new(config.admission),
             replica,
             payments,
             config: Arc::new(config),
@@ -162,6 +168,11 @@ pub fn router(state: AppState) -> Router {
         .merge(read_routes)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside `authorize`: an authenticated caller is limited by its key.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate::admit,
+        ))
         // The last layer is the outermost: refusals by `authorize` get a request id too.
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // The dashboard's static pages need no key: merged outside `authorize`.
@@ -343,19 +354,57 @@ pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Response {
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
 /// finishes the requests in flight.
-pub async fn run_http<Listener>(
+pub async fn run_http<Listener: HttpListener>(
     router: Router,
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    Listener: axum::serve::Listener,
-    Listener::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> std::io::Result<()> {
+    listener.serve(router, shutdown).await
 }
+
+/// A listener the HTTP API is served on. Real TCP listeners hand each request its client
+/// address (axum's `ConnectInfo<SocketAddr>`, for the per-address rate limit of
+/// [`crate::rate`]); others (the simulation's) serve without one.
+pub trait HttpListener: axum::serve::Listener<Addr: std::fmt::Debug> + Sized {
+    /// Serves `router` until `shutdown` completes, then finishes the requests in flight.
+    fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = std::io::Result<()>> + Send {
+        async move {
+            axum::serve(self, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+macro_rules! serve_with_client_addresses {
+    ($($listener:ty),*) => {$(
+        impl HttpListener for $listener {
+            fn serve(
+                self,
+                router: Router,
+                shutdown: impl Future<Output = ()> + Send + 'static,
+            ) -> impl Future<Output = std::io::Result<()>> + Send {
+                async move {
+                    axum::serve(
+                        self,
+                        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                }
+            }
+        }
+    )*};
+}
+
+serve_with_client_addresses!(
+    tokio::net::TcpListener,
+    axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>
+);
 
 /// `listener` with `TCP_NODELAY` on every accepted connection. Without it a small answer
 /// written as two segments (HTTP/2 headers, then data) waits for the client's delayed ACK

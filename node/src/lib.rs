@@ -56,6 +56,7 @@ pub mod openapi;
 pub mod payment;
 pub mod peer;
 pub mod raft_replica;
+pub mod rate;
 pub mod reads;
 pub mod replica;
 pub mod runtime;

@@ -103,10 +103,21 @@ struct ServeArgs {
     #[arg(long, env = "HOLDFAST_SINGLE_NODE")]
     #[serde(default)]
     single_node: bool,
-    /// Bearer keys file (`ROLE KEY` per line; roles customer, admin, operator); without
-    /// one the API is open.
+    /// Bearer keys file (`ROLE KEY [CUSTOMER_ID]` per line; roles customer, admin,
+    /// operator, monitor); without one the API is open.
     #[arg(long, env = "HOLDFAST_AUTH_KEYS")]
     auth_keys: Option<PathBuf>,
+    /// Reads (GET) per second per caller (its key, else its address); over it 429
+    /// RATE_LIMITED; 0 = no limit [default: 100000].
+    #[arg(long, env = "HOLDFAST_RATE_LIMIT_READS")]
+    rate_limit_reads: Option<u32>,
+    /// Writes per second per caller (its key, else its address); over it 429
+    /// RATE_LIMITED; 0 = no limit [default: 20000].
+    #[arg(long, env = "HOLDFAST_RATE_LIMIT_WRITES")]
+    rate_limit_writes: Option<u32>,
+    /// HTTP requests served at once; beyond it 503 OVERLOADED; 0 = no cap [default: 8192].
+    #[arg(long, env = "HOLDFAST_REQUESTS_IN_FLIGHT_MAX")]
+    requests_in_flight_max: Option<usize>,
     /// How often the leader looks for holds that are due to expire, in ms [default: 1000].
     #[arg(long, env = "HOLDFAST_EXPIRY_CHECK_INTERVAL_MS")]
     expiry_check_interval_ms: Option<u64>,
@@ -160,6 +171,9 @@ impl ServeArgs {
             cluster_id,
             region,
             auth_keys,
+            rate_limit_reads,
+            rate_limit_writes,
+            requests_in_flight_max,
             expiry_check_interval_ms,
             expiry_holds_per_entry_max,
             proposals_queued_max,
@@ -209,8 +223,17 @@ impl ServeArgs {
                 None
             }
         };
+        let defaults = holdfast_node::rate::AdmissionConfig::default();
+        let admission = holdfast_node::rate::AdmissionConfig {
+            reads_per_second: self.rate_limit_reads.unwrap_or(defaults.reads_per_second),
+            writes_per_second: self.rate_limit_writes.unwrap_or(defaults.writes_per_second),
+            requests_in_flight_max: self
+                .requests_in_flight_max
+                .unwrap_or(defaults.requests_in_flight_max),
+        };
         Ok(HttpConfig {
             auth_keys,
+            admission,
             ..HttpConfig::default()
         })
     }

@@ -38,6 +38,8 @@ pub const PAYMENT_SECONDS: &str = "holdfast_payment_seconds";
 pub const BATCHES_TOTAL: &str = "holdfast_batches_total";
 /// Operations carried by batch calls.
 pub const BATCH_OPERATIONS_TOTAL: &str = "holdfast_batch_operations_total";
+/// Requests refused at admission, by budget (`reads`, `writes`, `in_flight`).
+pub const REFUSED_AT_ADMISSION_TOTAL: &str = "holdfast_refused_at_admission_total";
 /// Latency of a whole batch call, seconds.
 pub const BATCH_SECONDS: &str = "holdfast_batch_seconds";
 
@@ -84,6 +86,10 @@ fn describe() {
     metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
     metrics::describe_counter!(BATCHES_TOTAL, "Batch calls answered.");
     metrics::describe_counter!(BATCH_OPERATIONS_TOTAL, "Operations carried by batch calls.");
+    metrics::describe_counter!(
+        REFUSED_AT_ADMISSION_TOTAL,
+        "Requests refused by a rate limit or the in-flight cap, by budget."
+    );
     metrics::describe_histogram!(
         BATCH_SECONDS,
         metrics::Unit::Seconds,

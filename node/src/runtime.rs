@@ -161,8 +161,7 @@ pub async fn start_with<HttpListener, RaftIncoming, Io, IoError>(
     io: NodeIo<HttpListener, RaftIncoming>,
 ) -> Result<RunningNode, StartError>
 where
-    HttpListener: axum::serve::Listener,
-    HttpListener::Addr: std::fmt::Debug,
+    HttpListener: crate::app::HttpListener,
     RaftIncoming: futures::Stream<Item = Result<Io, IoError>> + Send + 'static,
     Io: crate::peer::PeerConnection,
     IoError: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -2162,3 +2162,233 @@ async fn oversized_batches_are_refused_whole_and_store_nothing() {
         999
     );
 }
+
+fn node_with_admission(admission: holdfast_node::rate::AdmissionConfig) -> Node {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "admin admin-key-000000001\n\
+         customer alice-key-000000001 alice\n\
+         customer bob-key-00000000001 bob\n",
+    )
+    .unwrap();
+    Node::with_config(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        admission,
+        ..HttpConfig::default()
+    })
+}
+
+/// Sends `request` until it is refused (at most `attempts` times); answers the refusal and
+/// how many were let through before it.
+async fn until_refused<F, Fut>(attempts: usize, mut request: F) -> (usize, Option<Answer>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    for passed in 0..attempts {
+        let answer = request().await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            return (passed, Some(answer));
+        }
+        assert!(answer.status.is_success(), "{}", answer.body);
+    }
+    (attempts, None)
+}
+
+#[tokio::test]
+async fn a_caller_over_its_write_rate_is_refused_and_others_are_not() {
+    let node = node_with_admission(holdfast_node::rate::AdmissionConfig {
+        writes_per_second: 2,
+        ..Default::default()
+    });
+    let created = node
+        .as_key(
+            Method::POST,
+            "/admin/events",
+            "admin-key-000000001",
+            None,
+            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 1000, "price": 100}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let hold = |key: &'static str, customer: &'static str| {
+        let node = &node;
+        async move {
+            node.as_key(
+                Method::POST,
+                "/booking/hold",
+                key,
+                None,
+                json!({"event_id": "E", "customer_id": customer, "pools": [{"pool_id": "GA", "quantity": 1}]}),
+            )
+            .await
+        }
+    };
+    // A burst of one second's worth passes, then the caller is refused with Retry-After.
+    let (passed, refused) = until_refused(50, || hold(ALICE, "alice")).await;
+    let refused = refused.expect("50 holds in a row were never limited");
+    assert!(passed >= 2, "only {passed} passed before the limit");
+    assert_eq!(refused.code(), "RATE_LIMITED");
+    error_shape_ok(&refused);
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    // Nothing of the refused request was stored: its hold does not exist.
+    let (state_before, _) = node.state();
+    let again = hold(ALICE, "alice").await;
+    if again.status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(node.state().0 == state_before);
+    }
+    // Bob has his own budget; alice's reads have theirs.
+    assert_eq!(hold(BOB, "bob").await.status, StatusCode::CREATED);
+    let read = node
+        .as_key(
+            Method::GET,
+            "/availability?event_id=E",
+            ALICE,
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    // The probes are never limited.
+    for _ in 0..10 {
+        assert_eq!(node.get("/healthz").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_read_storm_does_not_starve_the_same_callers_writes() {
+    let node = node_with_admission(holdfast_node::rate::AdmissionConfig {
+        reads_per_second: 3,
+        ..Default::default()
+    });
+    node.as_key(
+        Method::POST,
+        "/admin/events",
+        "admin-key-000000001",
+        None,
+        json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 10, "price": 100}]}),
+    )
+    .await;
+    let (_, refused) = until_refused(100, || {
+        node.as_key(
+            Method::GET,
+            "/availability?event_id=E",
+            BOB,
+            None,
+            Value::Null,
+        )
+    })
+    .await;
+    assert_eq!(
+        refused.expect("reads were never limited").code(),
+        "RATE_LIMITED"
+    );
+    let hold = node
+        .as_key(
+            Method::POST,
+            "/booking/hold",
+            BOB,
+            None,
+            json!({"event_id": "E", "customer_id": "bob", "pools": [{"pool_id": "GA", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+}
+
+/// A provider whose charges wait at a gate: a confirm stays in flight until the test opens it.
+struct GatedProvider {
+    inner: SandboxProvider,
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl PaymentProvider for GatedProvider {
+    fn name(&self) -> &str {
+        "gated-sandbox"
+    }
+
+    async fn charge(&self, request: ChargeRequest) -> Result<Charge, PaymentError> {
+        self.entered.notify_one();
+        let _open = self.gate.acquire().await.expect("gate open");
+        self.inner.charge(request).await
+    }
+
+    async fn find_charge(&self, key: &str) -> Result<Option<Charge>, PaymentError> {
+        self.inner.find_charge(key).await
+    }
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_cap_are_refused_at_once() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let hold = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c", "seats": ["A-1"]}),
+        )
+        .await;
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let capped = router(AppState::new(
+        node.replica.clone(),
+        Arc::new(GatedProvider {
+            inner: SandboxProvider::default(),
+            entered: entered.clone(),
+            gate: gate.clone(),
+        }),
+        HttpConfig {
+            admission: holdfast_node::rate::AdmissionConfig {
+                requests_in_flight_max: 1,
+                ..Default::default()
+            },
+            ..HttpConfig::default()
+        },
+    ));
+    let request = |method: Method, path: &str, body: Value| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            }))
+            .unwrap()
+    };
+    let confirming = capped.clone();
+    let confirm_request = request(
+        Method::POST,
+        "/booking/confirm",
+        json!({"hold_id": hold_id, "payment": {"token": "tok_visa"}}),
+    );
+    let confirm = tokio::spawn(async move { Node::send(&confirming, confirm_request).await });
+    entered.notified().await;
+    // The confirm holds the only place: a read is refused at once, not queued.
+    let refused = Node::send(
+        &capped,
+        request(Method::GET, "/availability?event_id=E", Value::Null),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "OVERLOADED");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    gate.add_permits(1);
+    let confirmed = confirm.await.unwrap();
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let read = Node::send(
+        &capped,
+        request(Method::GET, "/availability?event_id=E", Value::Null),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+}

@@ -37,6 +37,9 @@ impl axum::serve::Listener for HttpListener {
     }
 }
 
+/// Served without client addresses: turmoil's are not the rate limit's business.
+impl holdfast_node::app::HttpListener for HttpListener {}
+
 /// One accepted peer connection, as tonic's server wants it.
 pub struct PeerStream(turmoil::net::TcpStream);
 

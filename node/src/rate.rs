@@ -1,0 +1,249 @@
+//! Admission limits at the HTTP edge: a rate limit per caller, with separate budgets for
+//! reads and writes, and a cap on the requests in flight.
+//!
+//! A caller is its key's scope when authentication is on, else its client address (IPv6
+//! by /64, so one host cannot take many buckets). Reads (`GET`, `HEAD`) and writes
+//! (everything else) have their own budgets, so a read storm cannot starve bookings. Each
+//! budget is a GCRA bucket (the `governor` crate): the configured rate per second, and a
+//! burst of one second's worth. Over it the answer is `429 RATE_LIMITED` with
+//! `Retry-After`; the probes (`/healthz`, `/readyz`) and the open documents are never
+//! limited. Buckets of callers that have been quiet long enough to be full again are
+//! dropped as the limiter goes, so memory follows the callers of the last second or so.
+//!
+//! Beyond [`AdmissionConfig::requests_in_flight_max`] requests being served at once, a new
+//! one is answered `503 OVERLOADED` (`Retry-After: 1`) at once instead of queueing without
+//! bound.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use holdfast_statemachine::ErrorCode;
+use tokio::sync::Semaphore;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Writes per second per caller by default.
+pub const WRITES_PER_SECOND_DEFAULT: u32 = 20_000;
+/// Reads per second per caller by default.
+pub const READS_PER_SECOND_DEFAULT: u32 = 100_000;
+/// Requests served at once by default.
+pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 8_192;
+/// Checks between two sweeps of the buckets of quiet callers.
+const SWEEP_EVERY_CHECKS: u64 = 4_096;
+
+/// The admission limits of [`crate::app::HttpConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Reads per second per caller; 0 switches the limit off.
+    pub reads_per_second: u32,
+    /// Writes per second per caller; 0 switches the limit off.
+    pub writes_per_second: u32,
+    /// Requests served at once; 0 switches the cap off.
+    pub requests_in_flight_max: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            reads_per_second: READS_PER_SECOND_DEFAULT,
+            writes_per_second: WRITES_PER_SECOND_DEFAULT,
+            requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Who a budget belongs to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum CallerKey {
+    /// An authenticated key, by its scope.
+    Key(String),
+    /// A client address (IPv6 by its /64).
+    Address(IpAddr),
+    /// A request that came without an address (in-process callers, tests).
+    Unknown,
+}
+
+impl CallerKey {
+    fn of(caller: Option<&Caller>, address: Option<SocketAddr>) -> CallerKey {
+        if let Some(scope) = caller.and_then(|caller| caller.scope.clone()) {
+            return CallerKey::Key(scope);
+        }
+        match address.map(|address| address.ip().to_canonical()) {
+            Some(IpAddr::V6(v6)) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                CallerKey::Address(IpAddr::from(octets))
+            }
+            Some(v4) => CallerKey::Address(v4),
+            None => CallerKey::Unknown,
+        }
+    }
+}
+
+/// One budget: a bucket per caller, or nothing when switched off.
+struct Budget {
+    limiter: Option<DefaultKeyedRateLimiter<CallerKey>>,
+    checks: AtomicU64,
+}
+
+impl Budget {
+    fn new(per_second: u32) -> Budget {
+        Budget {
+            limiter: NonZeroU32::new(per_second)
+                .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// `Ok`, or how many whole seconds to wait.
+    fn check(&self, key: &CallerKey) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_CHECKS == 0 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    #[cfg(test)]
+    fn callers(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |limiter| limiter.len())
+    }
+}
+
+/// The admission state a node shares between its requests.
+pub struct Admission {
+    reads: Budget,
+    writes: Budget,
+    in_flight: Option<Arc<Semaphore>>,
+}
+
+impl Admission {
+    pub fn new(config: AdmissionConfig) -> Admission {
+        Admission {
+            reads: Budget::new(config.reads_per_second),
+            writes: Budget::new(config.writes_per_second),
+            in_flight: (config.requests_in_flight_max > 0)
+                .then(|| Arc::new(Semaphore::new(config.requests_in_flight_max))),
+        }
+    }
+}
+
+/// The middleware: the caller's budget for this kind of request, then a place among the
+/// requests in flight, held until the answer is built. Runs inside `authorize`, so an
+/// authenticated caller is limited by its key.
+pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if crate::auth::required_role(request.uri().path()).is_none() {
+        return next.run(request).await;
+    }
+    let admission = &state.admission;
+    let key = CallerKey::of(
+        request.extensions().get::<Caller>(),
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0),
+    );
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let (budget, kind) = if read {
+        (&admission.reads, "reads")
+    } else {
+        (&admission.writes, "writes")
+    };
+    if let Err(wait_seconds) = budget.check(&key) {
+        refused(kind);
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many {kind} from this caller; retry after {wait_seconds} s"),
+        )
+        .with_retry_after(wait_seconds.max(1))
+        .into_response();
+    }
+    let _permit = match &admission.in_flight {
+        Some(semaphore) => match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                refused("in_flight");
+                return ApiError::new(
+                    ErrorCode::Overloaded,
+                    "the node is serving as many requests as it takes at once",
+                )
+                .with_retry_after(1)
+                .into_response();
+            }
+        },
+        None => None,
+    };
+    next.run(request).await
+}
+
+fn refused(budget: &'static str) {
+    metrics::counter!(crate::metrics::REFUSED_AT_ADMISSION_TOTAL, "budget" => budget).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_are_keys_or_addresses_with_ipv6_by_prefix() {
+        let bound = Caller {
+            scope: Some("abcd".into()),
+            ..Caller::default()
+        };
+        let address: SocketAddr = "10.0.0.7:4000".parse().unwrap();
+        assert_eq!(
+            CallerKey::of(Some(&bound), Some(address)),
+            CallerKey::Key("abcd".into())
+        );
+        assert_eq!(
+            CallerKey::of(Some(&Caller::default()), Some(address)),
+            CallerKey::Address("10.0.0.7".parse().unwrap())
+        );
+        let one: SocketAddr = "[2001:db8:1:2:aaaa::1]:1".parse().unwrap();
+        let other: SocketAddr = "[2001:db8:1:2:bbbb::9]:2".parse().unwrap();
+        assert_eq!(
+            CallerKey::of(None, Some(one)),
+            CallerKey::of(None, Some(other))
+        );
+        let mapped: SocketAddr = "[::ffff:10.0.0.7]:1".parse().unwrap();
+        assert_eq!(
+            CallerKey::of(None, Some(mapped)),
+            CallerKey::of(None, Some(address))
+        );
+        assert_eq!(CallerKey::of(None, None), CallerKey::Unknown);
+    }
+
+    #[test]
+    fn a_budget_refuses_past_its_burst_and_says_how_long_to_wait() {
+        let budget = Budget::new(5);
+        let key = CallerKey::Key("a".into());
+        for _ in 0..5 {
+            assert_eq!(budget.check(&key), Ok(()));
+        }
+        let wait = budget.check(&key).unwrap_err();
+        assert_eq!(wait, 1);
+        // Another caller has its own bucket.
+        assert_eq!(budget.check(&CallerKey::Key("b".into())), Ok(()));
+        assert_eq!(budget.callers(), 2);
+        // Switched off: never refuses.
+        let off = Budget::new(0);
+        for _ in 0..1_000 {
+            assert_eq!(off.check(&key), Ok(()));
+        }
+    }
+}
