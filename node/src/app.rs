@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -47,6 +47,8 @@ pub struct HttpConfig {
     pub max_staleness_ms_default: u64,
     /// Bearer keys; `None` leaves the API open (see [`crate::auth`]).
     pub auth_keys: Option<Arc<AuthKeys>>,
+    /// Limits of the HTTP server itself (connections, header deadline, HTTP/2).
+    pub server: ServerLimits,
     /// Confirms at once between their charge and their answer (see [`crate::charges`]);
     /// beyond it a confirm is refused with `503 OVERLOADED` before anything is charged.
     pub charges_in_flight_max: usize,
@@ -63,6 +65,7 @@ impl Default for HttpConfig {
             auth_keys: None,
             charges_in_flight_max: crate::charges::CHARGES_IN_FLIGHT_MAX_DEFAULT,
             admission: crate::rate::AdmissionConfig::default(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -352,25 +355,68 @@ pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
+/// Limits of the HTTP server itself, below the API's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections open at once; the next one waits in the kernel's backlog until one
+    /// closes.
+    pub connections_max: usize,
+    /// Time a client has to send a request's headers, from when the connection is ready for
+    /// the next request: a connection that sends nothing, or trickles its headers, is
+    /// closed after it (HTTP/1; also the idle timeout of a kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// An HTTP/2 connection whose client does not answer a ping within this time is closed.
+    pub http2_keep_alive: Duration,
+    /// Requests at once on one HTTP/2 connection.
+    pub http2_streams_max: u32,
+}
+
+/// Connections open at once by default.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            header_read_timeout: Duration::from_secs(10),
+            http2_keep_alive: Duration::from_secs(20),
+            http2_streams_max: 256,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
-/// finishes the requests in flight.
+/// finishes the requests in flight, with the default [`ServerLimits`].
 pub async fn run_http<Listener: HttpListener>(
     router: Router,
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener.serve(router, shutdown).await
+    listener
+        .serve(router, shutdown, ServerLimits::default())
+        .await
 }
 
-/// A listener the HTTP API is served on. Real TCP listeners hand each request its client
-/// address (axum's `ConnectInfo<SocketAddr>`, for the per-address rate limit of
-/// [`crate::rate`]); others (the simulation's) serve without one.
+/// [`run_http`] with the given limits.
+pub async fn run_http_with<Listener: HttpListener>(
+    router: Router,
+    listener: Listener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    listener.serve(router, shutdown, limits).await
+}
+
+/// A listener the HTTP API is served on. Real TCP listeners get the hardened server of
+/// [`serve_limited`] (client addresses for the rate limit, [`ServerLimits`]); others (the
+/// simulation's turmoil listener) are served by `axum::serve` as they are.
 pub trait HttpListener: axum::serve::Listener<Addr: std::fmt::Debug> + Sized {
     /// Serves `router` until `shutdown` completes, then finishes the requests in flight.
     fn serve(
         self,
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        _limits: ServerLimits,
     ) -> impl Future<Output = std::io::Result<()>> + Send {
         async move {
             axum::serve(self, router)
@@ -380,31 +426,204 @@ pub trait HttpListener: axum::serve::Listener<Addr: std::fmt::Debug> + Sized {
     }
 }
 
-macro_rules! serve_with_client_addresses {
-    ($($listener:ty),*) => {$(
-        impl HttpListener for $listener {
-            fn serve(
-                self,
-                router: Router,
-                shutdown: impl Future<Output = ()> + Send + 'static,
-            ) -> impl Future<Output = std::io::Result<()>> + Send {
-                async move {
-                    axum::serve(
-                        self,
-                        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                }
-            }
-        }
-    )*};
+impl HttpListener for tokio::net::TcpListener {
+    fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        limits: ServerLimits,
+    ) -> impl Future<Output = std::io::Result<()>> + Send {
+        serve_limited(self, router, shutdown, limits)
+    }
 }
 
-serve_with_client_addresses!(
-    tokio::net::TcpListener,
-    axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>
-);
+impl HttpListener for axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        limits: ServerLimits,
+    ) -> impl Future<Output = std::io::Result<()>> + Send {
+        serve_limited(self, router, shutdown, limits)
+    }
+}
+
+/// The client preface of HTTP/2, which the server reads before it knows the protocol.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads a connection's first bytes within `deadline`: enough to tell HTTP/1 (a byte that
+/// leaves the HTTP/2 preface) from HTTP/2 (the whole preface). The stream comes back with
+/// those bytes put in front, as if unread; an error if the client sent too little in time
+/// or closed.
+async fn first_bytes(
+    mut stream: tokio::net::TcpStream,
+    deadline: Duration,
+) -> std::io::Result<Prefixed> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::with_capacity(HTTP2_PREFACE.len());
+    let decided = async {
+        let mut buffer = [0u8; 24];
+        loop {
+            let wanted = HTTP2_PREFACE.len() - read.len();
+            let count = stream.read(&mut buffer[..wanted]).await?;
+            if count == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            read.extend_from_slice(&buffer[..count]);
+            if read.len() == HTTP2_PREFACE.len() || !HTTP2_PREFACE.starts_with(&read) {
+                return Ok::<(), std::io::Error>(());
+            }
+        }
+    };
+    tokio::time::timeout(deadline, decided)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok(Prefixed {
+        prefix: read,
+        position: 0,
+        stream,
+    })
+}
+
+/// A stream whose first bytes were read already: they are read again first.
+struct Prefixed {
+    prefix: Vec<u8>,
+    position: usize,
+    stream: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.position < this.prefix.len() {
+            let rest = &this.prefix[this.position..];
+            let count = rest.len().min(buffer.remaining());
+            buffer.put_slice(&rest[..count]);
+            this.position += count;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.stream).poll_read(context, buffer)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(context, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffers: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(context)
+    }
+}
+
+/// The HTTP server for real sockets: HTTP/1 and HTTP/2 (gRPC) on one port, each request
+/// carrying its client's address (`ConnectInfo<SocketAddr>`), at most
+/// `limits.connections_max` connections (the next waits to be accepted), a deadline for
+/// request headers, HTTP/2 keep-alive pings and a bound on streams per connection. On
+/// `shutdown` it stops accepting, lets every connection finish the requests it has, and
+/// returns when all are closed.
+pub async fn serve_limited<Listener>(
+    mut listener: Listener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()>
+where
+    Listener: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.http2_keep_alive))
+        .keep_alive_timeout(limits.http2_keep_alive)
+        .max_concurrent_streams(limits.http2_streams_max)
+        .enable_connect_protocol();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (io, address) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = router.clone().map_request(
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(address));
+                request
+            },
+        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            // Until hyper knows the protocol no timer of its own runs: a client that
+            // sends nothing (or a prefix of the HTTP/2 preface) must not keep a place.
+            let Ok(io) = first_bytes(io, header_read_timeout).await else {
+                tracing::debug!(%address, "HTTP connection closed: nothing sent in time");
+                drop(permit);
+                return;
+            };
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(io),
+                TowerToHyperService::new(service),
+            );
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%error, %address, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
 
 /// `listener` with `TCP_NODELAY` on every accepted connection. Without it a small answer
 /// written as two segments (HTTP/2 headers, then data) waits for the client's delayed ACK

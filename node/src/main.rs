@@ -20,7 +20,7 @@ use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
 use holdfast_node::replica::{MemberSpec, Proposal};
 use holdfast_node::runtime::{self, NodeConfig, RunningNode};
 use holdfast_node::{
-    router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, NodeError, Replica,
+    router, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, NodeError, Replica,
     SandboxProvider, ShutdownSignal,
 };
 use holdfast_raft::{ClusterCa, PeerTls};
@@ -118,6 +118,9 @@ struct ServeArgs {
     /// HTTP requests served at once; beyond it 503 OVERLOADED; 0 = no cap [default: 8192].
     #[arg(long, env = "HOLDFAST_REQUESTS_IN_FLIGHT_MAX")]
     requests_in_flight_max: Option<usize>,
+    /// HTTP connections open at once; further ones wait to be accepted [default: 10000].
+    #[arg(long, env = "HOLDFAST_CONNECTIONS_MAX")]
+    connections_max: Option<usize>,
     /// How often the leader looks for holds that are due to expire, in ms [default: 1000].
     #[arg(long, env = "HOLDFAST_EXPIRY_CHECK_INTERVAL_MS")]
     expiry_check_interval_ms: Option<u64>,
@@ -174,6 +177,7 @@ impl ServeArgs {
             rate_limit_reads,
             rate_limit_writes,
             requests_in_flight_max,
+            connections_max,
             expiry_check_interval_ms,
             expiry_holds_per_entry_max,
             proposals_queued_max,
@@ -231,9 +235,17 @@ impl ServeArgs {
                 .requests_in_flight_max
                 .unwrap_or(defaults.requests_in_flight_max),
         };
+        let server = holdfast_node::app::ServerLimits {
+            connections_max: self
+                .connections_max
+                .unwrap_or(holdfast_node::app::CONNECTIONS_MAX_DEFAULT)
+                .max(1),
+            ..Default::default()
+        };
         Ok(HttpConfig {
             auth_keys,
             admission,
+            server,
             ..HttpConfig::default()
         })
     }
@@ -348,10 +360,12 @@ async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::R
     let (stop_ticker, ticker_stopped) = watch::channel(false);
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
-    run_http(
+    let limits = state.config.server;
+    holdfast_node::app::run_http_with(
         holdfast_node::grpc::with_grpc(router(state.clone()), state),
         holdfast_node::app::without_delay(listener),
         signal.recv(),
+        limits,
     )
     .await
     .context("the HTTP server failed")?;

@@ -18,7 +18,7 @@ use crate::faults::{
 };
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
 use crate::replica::{ClockFaults, ClusterClock, Replica, SystemClock, WallClock};
-use crate::{router, run_http, AppState, HttpConfig, SandboxProvider};
+use crate::{router, AppState, HttpConfig, SandboxProvider};
 
 /// Everything a Raft-backed node needs to start.
 #[derive(Clone, Debug)]
@@ -246,7 +246,12 @@ where
     if let Some(extra_routes) = extra_routes {
         routes = extra_routes.merge(routes);
     }
-    let http = tokio::spawn(run_http(routes, http_listener, stop_signal(stopped)));
+    let http = tokio::spawn(crate::app::run_http_with(
+        routes,
+        http_listener,
+        stop_signal(stopped),
+        config.http.server,
+    ));
     tracing::info!(
         node_id = config.node_id,
         http = %http_addr,

@@ -2392,3 +2392,106 @@ async fn requests_beyond_the_in_flight_cap_are_refused_at_once() {
     .await;
     assert_eq!(read.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_server_closes_silent_connections_and_caps_how_many_are_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(holdfast_node::app::run_http_with(
+        node.router.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        holdfast_node::app::ServerLimits {
+            connections_max: 2,
+            header_read_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    ));
+    // Two connections take both places: one trickles half a request head, one says nothing.
+    let mut trickling = tokio::net::TcpStream::connect(address).await.unwrap();
+    trickling
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    // A third is accepted only once a place is free: its answer comes after the server has
+    // closed one of the first two for not finishing its headers in time.
+    let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(30), third.read_to_string(&mut answer))
+        .await
+        .expect("the third connection is served once a place is free")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // By then the server had closed the first two: each reads its end (an answer to the
+    // half-sent head, if any, then end of stream).
+    for stream in [&mut trickling, &mut silent] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+            .await
+            .expect("the server closed the connection");
+        assert!(read.is_ok() || rest.is_empty());
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "a trickled head was served"
+        );
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn requests_over_a_socket_carry_the_clients_address_to_the_rate_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // No keys: callers are told apart by address, so 127.0.0.1 has one write budget.
+    let node = Node::with_config(HttpConfig {
+        admission: holdfast_node::rate::AdmissionConfig {
+            writes_per_second: 1,
+            ..Default::default()
+        },
+        ..HttpConfig::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(holdfast_node::run_http(
+        node.router.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let body =
+            r#"{"event_id":"nope","customer_id":"c","pools":[{"pool_id":"GA","quantity":1}]}"#;
+        let request = format!(
+            "POST /booking/hold HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        statuses.push(answer[9..12].to_string());
+        if answer.contains("RATE_LIMITED") {
+            break;
+        }
+    }
+    // The first is judged (the event does not exist); soon the address is out of budget,
+    // although each request came on a new connection from a new port.
+    assert_eq!(statuses[0], "404", "{statuses:?}");
+    assert_eq!(statuses.last().unwrap(), "429", "{statuses:?}");
+}

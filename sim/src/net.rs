@@ -37,7 +37,8 @@ impl axum::serve::Listener for HttpListener {
     }
 }
 
-/// Served without client addresses: turmoil's are not the rate limit's business.
+/// Served by `axum::serve` as it is: turmoil's sockets need none of the real server's
+/// limits, and their addresses are not the rate limit's business.
 impl holdfast_node::app::HttpListener for HttpListener {}
 
 /// One accepted peer connection, as tonic's server wants it.
