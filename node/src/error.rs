@@ -245,6 +245,13 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
             format!("refund {refund_id} is not pending"),
             json!({"refund_id": refund_id}),
         ),
+        Rejection::RefundAttemptStale {
+            refund_id,
+            attempts,
+        } => (
+            format!("refund {refund_id} has {attempts} failed attempts recorded already"),
+            json!({"refund_id": refund_id, "attempts": attempts}),
+        ),
         Rejection::PaymentAmountMismatch { expected, charged } => (
             format!("charged {charged} but the hold costs {expected}"),
             json!({"expected": expected, "charged": charged}),

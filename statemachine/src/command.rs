@@ -69,6 +69,15 @@ pub enum Command {
     /// refund recorded, and refuse holds from then on. One entry, so no hold or confirm can
     /// slip in between.
     CancelEvent { event_id: String, reason: String },
+    /// Record a failed attempt to pay a pending refund: `attempt` is its number (one more
+    /// than the attempts recorded, or the command is refused as stale, so a repeated or late
+    /// report counts once), and `give_up` turns the refund `Failed` with `reason`.
+    RefundAttemptFailed {
+        refund_id: String,
+        attempt: u32,
+        reason: String,
+        give_up: bool,
+    },
 }
 
 /// Category of an event.

@@ -39,6 +39,10 @@ pub const EXPIRE_HOLDS_PER_ENTRY_MAX: u32 = 10_000;
 pub const AVAILABILITY_PAGE_SEATS_MAX: usize = 5_000;
 /// Page size of a customer's booking history.
 pub const HISTORY_PAGE_MAX: usize = 100;
+/// Largest page of `GET /refunds`.
+pub const REFUNDS_PAGE_MAX: usize = 100;
+/// Refunds one page of `GET /refunds` by a status other than `PENDING` walks at most.
+pub const REFUNDS_SCAN_MAX: usize = 10_000;
 /// Longest venue or city label of a listing, in bytes.
 pub const LISTING_LABEL_BYTES_MAX: usize = 128;
 /// Longest description of a listing, in bytes.

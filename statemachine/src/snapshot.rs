@@ -21,9 +21,10 @@ use crate::StateMachine;
 /// The magic bytes that open every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// The snapshot format this build writes and reads. Version 2 added events' listings
-/// (venue, city, end, description, tags) and cancellation; a version 1 snapshot is refused
-/// with [`SnapshotError::UnsupportedVersion`], never misread.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// (venue, city, end, description, tags) and cancellation; version 3 added refunds' failed
+/// attempts and the `Failed` status (and `RefundFailed` outbox events). An older snapshot is
+/// refused with [`SnapshotError::UnsupportedVersion`], never misread.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
