@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{event_id}", get(search::get_event))
         .route("/holds/{hold_id}", get(reads::hold))
         .route("/bookings/{booking_id}", get(reads::booking))
+        .route("/refunds", get(reads::refunds))
         .route(
             "/customers/{customer_id}/bookings",
             get(reads::customer_bookings),
