@@ -245,6 +245,10 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
             format!("refund {refund_id} is not pending"),
             json!({"refund_id": refund_id}),
         ),
+        Rejection::WebhookNotFound { webhook_id } => (
+            format!("webhook {webhook_id} does not exist"),
+            json!({"webhook_id": webhook_id}),
+        ),
         Rejection::RefundAttemptStale {
             refund_id,
             attempts,

@@ -104,6 +104,8 @@ define_error_codes! {
     BookingNotFound = ("BOOKING_NOT_FOUND", 404, NotFound);
     /// No such refund.
     RefundNotFound = ("REFUND_NOT_FOUND", 404, NotFound);
+    /// No such webhook.
+    WebhookNotFound = ("WEBHOOK_NOT_FOUND", 404, NotFound);
     /// No such cluster member.
     NodeNotFound = ("NODE_NOT_FOUND", 404, NotFound);
     /// No such route.

@@ -78,6 +78,18 @@ pub enum Command {
         reason: String,
         give_up: bool,
     },
+    /// Add a webhook that the notifier delivers outbox events to (from the next event on).
+    AddWebhook {
+        url: String,
+        secret: String,
+        /// Empty means every type.
+        events: Vec<crate::webhooks::EventType>,
+    },
+    /// Remove a webhook.
+    RemoveWebhook { webhook_id: String },
+    /// Record that a webhook acknowledged every event up to and including `up_to`; the
+    /// outbox is trimmed below what every webhook acknowledged.
+    AckWebhook { webhook_id: String, up_to: u64 },
 }
 
 /// Category of an event.

@@ -173,6 +173,14 @@ impl StateMachine {
             self.pending_refunds,
             pending
         );
+        let last_event = self.outbox.next_index.saturating_sub(1);
+        for (id, webhook) in &self.webhooks.by_id {
+            ensure!(
+                webhook.delivered_up_to <= last_event,
+                "webhook {id} acknowledged {} beyond the last outbox event {last_event}",
+                webhook.delivered_up_to
+            );
+        }
         for (id, refund) in self.refunds.iter() {
             ensure!(
                 (refund.status == RefundStatus::Failed) <= refund.failure_reason.is_some(),

@@ -44,6 +44,12 @@ pub enum Outcome {
     },
     /// An event was cancelled with everything held or booked on it.
     EventCancelled(EventCancellation),
+    WebhookAdded(crate::webhooks::WebhookView),
+    WebhookRemoved(crate::webhooks::WebhookView),
+    WebhookAcknowledged {
+        webhook_id: String,
+        delivered_up_to: u64,
+    },
 }
 
 impl Outcome {
@@ -271,6 +277,9 @@ pub enum Rejection {
     RefundNotFound {
         refund_id: String,
     },
+    WebhookNotFound {
+        webhook_id: String,
+    },
     SeatUnavailable {
         seats: Vec<String>,
     },
@@ -354,6 +363,7 @@ impl Rejection {
             Rejection::HoldNotFound { .. } => ErrorCode::HoldNotFound,
             Rejection::BookingNotFound { .. } => ErrorCode::BookingNotFound,
             Rejection::RefundNotFound { .. } => ErrorCode::RefundNotFound,
+            Rejection::WebhookNotFound { .. } => ErrorCode::WebhookNotFound,
             Rejection::SeatUnavailable { .. } => ErrorCode::SeatUnavailable,
             Rejection::PoolExhausted { .. } => ErrorCode::PoolExhausted,
             Rejection::NoAdjacentSeats { .. } => ErrorCode::NoAdjacentSeats,

@@ -228,6 +228,8 @@ pub struct StateMachine {
     /// Ids of the refunds still `Pending`, so the refund worker and `GET /refunds` find them
     /// without walking every refund ever recorded.
     pub(crate) pending_refunds: BTreeSet<u64>,
+    /// Where the notifier delivers outbox events (canonical; serialised after the outbox).
+    pub(crate) webhooks: crate::webhooks::Webhooks,
 }
 
 impl Default for StateMachine {
@@ -257,6 +259,7 @@ impl StateMachine {
             customer_bookings: HashMap::new(),
             search_index: crate::search::SearchIndex::default(),
             pending_refunds: BTreeSet::new(),
+            webhooks: crate::webhooks::Webhooks::default(),
         }
     }
 
@@ -427,6 +430,15 @@ impl StateMachine {
                 reason,
                 give_up,
             } => self.refund_attempt_failed(refund_id, *attempt, reason, *give_up),
+            Command::AddWebhook {
+                url,
+                secret,
+                events,
+            } => self.add_webhook(url, secret, events),
+            Command::RemoveWebhook { webhook_id } => self.remove_webhook(webhook_id),
+            Command::AckWebhook { webhook_id, up_to } => {
+                self.acknowledge_webhook(webhook_id, *up_to)
+            }
         };
         result.unwrap_or_else(Outcome::Rejected)
     }
