@@ -157,7 +157,7 @@ pub fn required_role(path: &str) -> Option<Role> {
     match path {
         "/healthz" | "/readyz" | "/openapi.json" => None,
         "/metrics" => Some(Role::Operator),
-        "/refunds" => Some(Role::Admin),
+        "/refunds" | "/changes" => Some(Role::Admin),
         _ if path.starts_with("/cluster/") => Some(Role::Operator),
         _ if path.starts_with("/admin/") => Some(Role::Admin),
         _ => Some(Role::Customer),

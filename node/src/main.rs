@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use holdfast_node::auth::AuthKeys;
 use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
+use holdfast_node::notifier::{run_notifier, NotifierConfig};
 use holdfast_node::refunds::{run_refund_worker, RefundWorkerConfig};
 use holdfast_node::replica::{MemberSpec, Proposal};
 use holdfast_node::runtime::{self, NodeConfig, PaymentConfig, RunningNode};
@@ -371,18 +372,31 @@ async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::R
         args.refunds(),
         ticker_stopped.clone(),
     ));
+    let notifier = tokio::spawn(run_notifier(
+        replica.clone(),
+        NotifierConfig::default(),
+        ticker_stopped.clone(),
+    ));
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
+    let stop_streams = {
+        let state = state.clone();
+        async move {
+            signal.recv().await;
+            state.stop_streams();
+        }
+    };
     run_http(
         holdfast_node::grpc::with_grpc(router(state.clone()), state),
         holdfast_node::app::without_delay(listener),
-        signal.recv(),
+        stop_streams,
     )
     .await
     .context("the HTTP server failed")?;
     let _ = stop_ticker.send(true);
     ticker.await.context("the expiry ticker panicked")?;
     refund_worker.await.context("the refund worker panicked")?;
+    notifier.await.context("the notifier panicked")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -22,6 +22,8 @@ pub const EXPIRIES_TOTAL: &str = "holdfast_expiries_total";
 /// Refunds the refund worker tried, by outcome (`paid`, `retried`, `failed`,
 /// `settled_elsewhere`, `not_committed`).
 pub const REFUNDS_TOTAL: &str = "holdfast_refunds_total";
+/// Webhook deliveries by outcome (`delivered`, `failed`).
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "holdfast_webhook_deliveries_total";
 /// Payment charges by outcome.
 pub const PAYMENTS_TOTAL: &str = "holdfast_payments_total";
 /// HTTP answers by status class.
@@ -83,6 +85,7 @@ fn describe() {
     metrics::describe_counter!(CONFIRMS_TOTAL, "Confirm requests by outcome.");
     metrics::describe_counter!(CANCELS_TOTAL, "Cancel requests by kind and outcome.");
     metrics::describe_counter!(EXPIRIES_TOTAL, "Holds ended by expiry.");
+    metrics::describe_counter!(WEBHOOK_DELIVERIES_TOTAL, "Webhook deliveries by outcome.");
     metrics::describe_counter!(
         REFUNDS_TOTAL,
         "Refunds the refund worker tried, by outcome."

@@ -16,6 +16,7 @@ use crate::expiry::{run_expiry_ticker, ExpiryConfig};
 use crate::faults::{
     fault_routes, test_faults_enabled, FaultSwitch, SwitchedStream, SwitchedTransport,
 };
+use crate::notifier::{run_notifier, NotifierConfig};
 use crate::payment::PaymentProvider;
 use crate::payment_http::{HttpPaymentProvider, HttpProviderConfig, HttpProviderError};
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
@@ -40,6 +41,8 @@ pub struct NodeConfig {
     pub payments: PaymentConfig,
     /// The leader's refund worker.
     pub refunds: RefundWorkerConfig,
+    /// The leader's webhook notifier.
+    pub notifier: NotifierConfig,
     pub replica: RaftReplicaConfig,
     /// openraft's settings; `None` for Holdfast's defaults.
     pub raft: Option<openraft::Config>,
@@ -63,6 +66,7 @@ impl NodeConfig {
             expiry: ExpiryConfig::default(),
             payments: PaymentConfig::Sandbox,
             refunds: RefundWorkerConfig::default(),
+            notifier: NotifierConfig::default(),
             replica: RaftReplicaConfig::default(),
             raft: None,
             clock_faults: ClockFaults::default(),
@@ -113,6 +117,7 @@ pub struct RunningNode {
     peers: JoinHandle<Result<(), tonic::transport::Error>>,
     ticker: JoinHandle<()>,
     refund_worker: JoinHandle<()>,
+    notifier: JoinHandle<()>,
 }
 
 /// What a node talks through, besides its data directory: the two listeners, the way it
@@ -264,12 +269,25 @@ where
         config.refunds.clone(),
         stopped.clone(),
     ));
+    let notifier = tokio::spawn(run_notifier(
+        shared.clone(),
+        config.notifier.clone(),
+        stopped.clone(),
+    ));
     let state = AppState::new(shared, payments, config.http.clone());
-    let mut routes = crate::grpc::with_grpc(router(state.clone()), state);
+    let mut routes = crate::grpc::with_grpc(router(state.clone()), state.clone());
     if let Some(extra_routes) = extra_routes {
         routes = extra_routes.merge(routes);
     }
-    let http = tokio::spawn(run_http(routes, http_listener, stop_signal(stopped)));
+    let http_stop = {
+        let state = state.clone();
+        let stopping = stop_signal(stopped);
+        async move {
+            stopping.await;
+            state.stop_streams();
+        }
+    };
+    let http = tokio::spawn(run_http(routes, http_listener, http_stop));
     tracing::info!(node_id = config.node_id, http = %http_addr, raft = %raft_addr, "node started");
     Ok(RunningNode {
         replica,
@@ -281,6 +299,7 @@ where
         peers,
         ticker,
         refund_worker,
+        notifier,
     })
 }
 
@@ -299,6 +318,7 @@ impl RunningNode {
         }
         let _ = self.ticker.await;
         let _ = self.refund_worker.await;
+        let _ = self.notifier.await;
         if let Err(error) = self.node.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
