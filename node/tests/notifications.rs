@@ -461,7 +461,7 @@ async fn a_raft_node_notifies_and_streams_changes() {
         events
             .iter()
             .any(|event| event.1 == "refund.recorded")
-            .then(|| events)
+            .then_some(events)
     };
     let mut events = Vec::new();
     for _ in 0..400 {
