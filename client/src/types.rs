@@ -821,7 +821,7 @@ impl ConfirmRequest {
 pub struct Refund {
     /// Its id.
     pub refund_id: String,
-    /// `PENDING` or `REFUNDED`.
+    /// `PENDING`, `REFUNDED` or `FAILED`.
     pub status: String,
     /// Amount in minor units.
     pub amount: u64,
