@@ -9,7 +9,7 @@
 //! - `POST {base}/v1/refunds` `{"payment_intent", "amount", "currency", "metadata":
 //!   {"refund_id"}}` with `Idempotency-Key: <refund id>`; `2xx {"id", "status"}` with a status
 //!   of `succeeded` or `pending` is a refund made, `failed` or `canceled` (or a `4xx` other than
-//!   `408`, `409`, `429`) a refusal for good, anything else (`5xx`, a timeout, no connection)
+//!   `401`, `403`, `408`, `409`, `429`) a refusal for good, anything else (`5xx`, a timeout, no connection)
 //!   worth trying again.
 //!
 //! Every call is authenticated with `Authorization: Bearer <secret>`, bounded by a connect
@@ -214,9 +214,12 @@ fn charge_of(intent: IntentJson, request_hold: Option<&ChargeRequest>) -> Option
     })
 }
 
-/// Statuses after which the same call may succeed.
+/// Statuses after which the same call may succeed: timeouts, conflicts (a concurrent
+/// request with the same key), rate limits and server errors — and a refused secret
+/// (`401`, `403`), which is this node's configuration, not the payment's fault, so fixing
+/// it lets the call succeed.
 fn worth_retrying(status: u16) -> bool {
-    status == 408 || status == 409 || status == 429 || status >= 500
+    matches!(status, 401 | 403 | 408 | 409 | 429) || status >= 500
 }
 
 #[async_trait]
