@@ -178,6 +178,15 @@ impl SandboxProvider {
         self.refunds.lock().expect("sandbox lock poisoned").made
     }
 
+    /// Whether the refund `refund_id` was made (among the refunds it remembers).
+    pub fn refunded(&self, refund_id: &str) -> bool {
+        self.refunds
+            .lock()
+            .expect("sandbox lock poisoned")
+            .by_id
+            .contains_key(refund_id)
+    }
+
     fn new_payment_id(&self, request: &ChargeRequest) -> String {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         match &request.idempotency_key {

@@ -76,13 +76,29 @@ impl NodeConfig {
 }
 
 /// Which payment provider a node uses.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub enum PaymentConfig {
     /// The built-in [`SandboxProvider`] (development and tests).
     #[default]
     Sandbox,
     /// A provider speaking the Stripe-like API of [`crate::payment_http`].
     Http(HttpProviderConfig),
+    /// This provider instance (the simulations share one among their nodes, as real nodes
+    /// share the provider's servers).
+    Shared(Arc<dyn PaymentProvider>),
+}
+
+impl std::fmt::Debug for PaymentConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PaymentConfig::Sandbox => formatter.write_str("Sandbox"),
+            PaymentConfig::Http(config) => formatter.debug_tuple("Http").field(config).finish(),
+            PaymentConfig::Shared(provider) => formatter
+                .debug_tuple("Shared")
+                .field(&provider.name())
+                .finish(),
+        }
+    }
 }
 
 impl PaymentConfig {
@@ -91,6 +107,7 @@ impl PaymentConfig {
         Ok(match self {
             PaymentConfig::Sandbox => Arc::new(SandboxProvider::default()),
             PaymentConfig::Http(config) => Arc::new(HttpPaymentProvider::new(config.clone())?),
+            PaymentConfig::Shared(provider) => provider.clone(),
         })
     }
 }
