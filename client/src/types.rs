@@ -821,7 +821,7 @@ impl ConfirmRequest {
 pub struct Refund {
     /// Its id.
     pub refund_id: String,
-    /// `PENDING` or `REFUNDED`.
+    /// `PENDING`, `REFUNDED` or `FAILED`.
     pub status: String,
     /// Amount in minor units.
     pub amount: u64,
@@ -841,6 +841,12 @@ pub struct Refund {
     /// When it was paid back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refunded_at: Option<String>,
+    /// Failed attempts to pay it so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why the last attempt failed (why it is `FAILED`, once it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl From<pb::Refund> for Refund {
@@ -856,6 +862,8 @@ impl From<pb::Refund> for Refund {
             payment_id: refund.payment_id,
             created_at: refund.created_at,
             refunded_at: refund.refunded_at,
+            attempts: refund.attempts,
+            reason: refund.reason,
         }
     }
 }

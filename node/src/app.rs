@@ -94,6 +94,9 @@ pub struct Shared {
     pub admission: crate::rate::Admission,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
+    /// Turns true when the server stops: long-lived answers (`GET /changes`) end, so a
+    /// graceful shutdown does not wait for them.
+    streams_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -111,7 +114,18 @@ impl AppState {
             payments,
             config: Arc::new(config),
             metrics: crate::metrics::install(),
+            streams_stop: tokio::sync::watch::channel(false).0,
         }))
+    }
+
+    /// Ends every long-lived answer (call when the server stops).
+    pub fn stop_streams(&self) {
+        self.streams_stop.send_replace(true);
+    }
+
+    /// Turns true when [`AppState::stop_streams`] is called.
+    pub fn streams_stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.streams_stop.subscribe()
     }
 }
 
@@ -147,6 +161,14 @@ pub fn router(state: AppState) -> Router {
             "/admin/events/{event_id}/cancel",
             post(events::cancel_event),
         )
+        .route(
+            "/admin/webhooks",
+            post(crate::webhooks::add_webhook).get(crate::webhooks::list_webhooks),
+        )
+        .route(
+            "/admin/webhooks/{webhook_id}",
+            delete(crate::webhooks::remove_webhook),
+        )
         .layer(Extension(BodyLimit(state.config.admin_body_bytes_max)));
     let read_routes = Router::new()
         .route("/availability", get(reads::availability))
@@ -154,6 +176,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{event_id}", get(search::get_event))
         .route("/holds/{hold_id}", get(reads::hold))
         .route("/bookings/{booking_id}", get(reads::booking))
+        .route("/refunds", get(reads::refunds))
+        .route("/changes", get(crate::changes::changes))
         .route(
             "/customers/{customer_id}/bookings",
             get(reads::customer_bookings),

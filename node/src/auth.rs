@@ -274,6 +274,7 @@ pub fn required_role(path: &str) -> Option<Role> {
     match path {
         "/healthz" | "/readyz" | "/openapi.json" => None,
         "/metrics" | "/cluster/status" => Some(Role::Monitor),
+        "/refunds" | "/changes" => Some(Role::Admin),
         _ if path.starts_with("/cluster/") => Some(Role::Operator),
         _ if path.starts_with("/admin/") => Some(Role::Admin),
         _ => Some(Role::Customer),

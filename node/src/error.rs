@@ -245,6 +245,17 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
             format!("refund {refund_id} is not pending"),
             json!({"refund_id": refund_id}),
         ),
+        Rejection::WebhookNotFound { webhook_id } => (
+            format!("webhook {webhook_id} does not exist"),
+            json!({"webhook_id": webhook_id}),
+        ),
+        Rejection::RefundAttemptStale {
+            refund_id,
+            attempts,
+        } => (
+            format!("refund {refund_id} has {attempts} failed attempts recorded already"),
+            json!({"refund_id": refund_id, "attempts": attempts}),
+        ),
         Rejection::PaymentAmountMismatch { expected, charged } => (
             format!("charged {charged} but the hold costs {expected}"),
             json!({"expected": expected, "charged": charged}),

@@ -473,6 +473,9 @@ fn refund_message(view: &RefundView) -> Refund {
         payment_id: view.payment_id.clone(),
         created_at: rfc3339(view.created_at_ms),
         refunded_at: view.refunded_at_ms.map(rfc3339),
+        attempts: view.attempts,
+        last_attempt_at: view.last_attempt_at_ms.map(rfc3339),
+        reason: view.reason.clone(),
     }
 }
 

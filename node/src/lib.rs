@@ -4,7 +4,8 @@
 //!   cluster clock and the request-index table an implementation needs.
 //! - [`local`]: [`LocalReplica`], one in-process state machine (single-node dev mode and
 //!   tests; not replicated, not durable).
-//! - [`payment`]: the [`PaymentProvider`] seam and the [`SandboxProvider`].
+//! - [`payment`]: the [`PaymentProvider`] seam and the [`SandboxProvider`];
+//!   [`payment_http`]: the [`HttpPaymentProvider`]; [`refunds`]: the leader's refund worker.
 //! - [`service`]: the typed service layer of booking writes and the batch call, which the
 //!   HTTP handlers ([`booking`]) and the gRPC services ([`grpc`]) both call.
 //! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
@@ -40,6 +41,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod booking;
+pub mod changes;
 pub mod charges;
 pub mod cluster;
 pub mod demo;
@@ -52,22 +54,27 @@ pub mod grpc;
 pub mod grpc_search;
 pub mod local;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 pub mod payment;
+pub mod payment_http;
 pub mod peer;
 pub mod raft_replica;
 pub mod rate;
 pub mod reads;
+pub mod refunds;
 pub mod replica;
 pub mod runtime;
 pub mod search;
 pub mod service;
 pub mod ui;
 pub mod validate;
+pub mod webhooks;
 pub mod wire;
 
 pub use app::{router, run_http, shutdown_signal, AppState, HttpConfig, ShutdownSignal};
 pub use error::ApiError;
 pub use local::{LocalReplica, LocalReplicaConfig};
 pub use payment::{PaymentProvider, SandboxProvider};
+pub use payment_http::{HttpPaymentProvider, HttpProviderConfig};
 pub use replica::{NodeError, Replica};

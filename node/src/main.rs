@@ -17,11 +17,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use holdfast_node::auth::AuthKeys;
 use holdfast_node::expiry::{run_expiry_ticker, ExpiryConfig};
+use holdfast_node::notifier::{run_notifier, NotifierConfig};
+use holdfast_node::refunds::{run_refund_worker, RefundWorkerConfig};
 use holdfast_node::replica::{MemberSpec, Proposal};
-use holdfast_node::runtime::{self, NodeConfig, RunningNode};
+use holdfast_node::runtime::{self, NodeConfig, PaymentConfig, RunningNode};
 use holdfast_node::{
-    router, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, NodeError, Replica,
-    SandboxProvider, ShutdownSignal,
+    router, AppState, HttpConfig, HttpProviderConfig, LocalReplica, LocalReplicaConfig, NodeError,
+    Replica, ShutdownSignal,
 };
 use holdfast_raft::{ClusterCa, PeerTls};
 use serde::Deserialize;
@@ -149,6 +151,32 @@ struct ServeArgs {
     /// PEM file of this node's private key.
     #[arg(long, env = "HOLDFAST_PEER_KEY")]
     peer_key: Option<PathBuf>,
+    /// Payment provider: sandbox (test tokens) or http (the Stripe-like API at
+    /// --payment-url) [default: sandbox].
+    #[arg(long, env = "HOLDFAST_PAYMENT_PROVIDER")]
+    payment_provider: Option<String>,
+    /// Base URL of the http payment provider.
+    #[arg(long, env = "HOLDFAST_PAYMENT_URL")]
+    payment_url: Option<String>,
+    /// Bearer secret of the http payment provider (prefer the environment variable).
+    #[arg(long, env = "HOLDFAST_PAYMENT_SECRET", hide_env_values = true)]
+    payment_secret: Option<String>,
+    /// Time for one call to the http payment provider, in ms [default: 10000].
+    #[arg(long, env = "HOLDFAST_PAYMENT_TIMEOUT_MS")]
+    payment_timeout_ms: Option<u64>,
+    /// How often the leader looks for refunds to pay, in ms [default: 1000].
+    #[arg(long, env = "HOLDFAST_REFUND_CHECK_INTERVAL_MS")]
+    refund_check_interval_ms: Option<u64>,
+    /// Attempts to pay a refund before it is given up as FAILED [default: 8].
+    #[arg(long, env = "HOLDFAST_REFUND_ATTEMPTS_MAX")]
+    refund_attempts_max: Option<u32>,
+    /// Wait after a refund's first failed attempt, doubled after each further one, in ms
+    /// [default: 2000].
+    #[arg(long, env = "HOLDFAST_REFUND_RETRY_BASE_MS")]
+    refund_retry_base_ms: Option<u64>,
+    /// Longest wait between two attempts to pay a refund, in ms [default: 600000].
+    #[arg(long, env = "HOLDFAST_REFUND_RETRY_MAX_MS")]
+    refund_retry_max_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -185,7 +213,15 @@ impl ServeArgs {
             batches_in_flight_max,
             peer_ca,
             peer_cert,
-            peer_key
+            peer_key,
+            payment_provider,
+            payment_url,
+            payment_secret,
+            payment_timeout_ms,
+            refund_check_interval_ms,
+            refund_attempts_max,
+            refund_retry_base_ms,
+            refund_retry_max_ms
         );
         self.single_node |= file.single_node;
         Ok(self)
@@ -210,6 +246,44 @@ impl ServeArgs {
                 Ok(Some(tls))
             }
             _ => bail!("--peer-ca, --peer-cert and --peer-key go together: give all three or none"),
+        }
+    }
+
+    fn payments(&self) -> anyhow::Result<PaymentConfig> {
+        match self.payment_provider.as_deref().unwrap_or("sandbox") {
+            "sandbox" => Ok(PaymentConfig::Sandbox),
+            "http" => {
+                let Some(url) = &self.payment_url else {
+                    bail!("--payment-provider http needs --payment-url");
+                };
+                let secret = self.payment_secret.clone().unwrap_or_default();
+                if secret.is_empty() {
+                    tracing::warn!("the http payment provider has no secret (--payment-secret)");
+                }
+                let mut config = HttpProviderConfig::new(url, &secret);
+                if let Some(timeout_ms) = self.payment_timeout_ms {
+                    config.request_timeout = Duration::from_millis(timeout_ms.max(1));
+                }
+                Ok(PaymentConfig::Http(config))
+            }
+            other => bail!("unknown --payment-provider {other}: use sandbox or http"),
+        }
+    }
+
+    fn refunds(&self) -> RefundWorkerConfig {
+        let defaults = RefundWorkerConfig::default();
+        let millis = |value: Option<u64>, default: Duration| {
+            value.map_or(default, |ms| Duration::from_millis(ms.max(1)))
+        };
+        RefundWorkerConfig {
+            check_interval: millis(self.refund_check_interval_ms, defaults.check_interval),
+            attempts_max: self
+                .refund_attempts_max
+                .unwrap_or(defaults.attempts_max)
+                .max(1),
+            retry_base: millis(self.refund_retry_base_ms, defaults.retry_base),
+            retry_max: millis(self.refund_retry_max_ms, defaults.retry_max),
+            ..defaults
         }
     }
 
@@ -312,6 +386,8 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     config.http = args.http_config()?;
     config.peer_tls = args.peer_tls()?;
     config.expiry = args.expiry();
+    config.payments = args.payments()?;
+    config.refunds = args.refunds();
     if let Some(queued) = args.proposals_queued_max {
         config.replica.proposals_queued_max = queued.max(1);
     }
@@ -352,25 +428,42 @@ async fn serve_single_node(args: ServeArgs, signal: ShutdownSignal) -> anyhow::R
         ..LocalReplicaConfig::default()
     });
     let replica: Arc<dyn Replica> = replica;
-    let state = AppState::new(
-        replica.clone(),
-        Arc::new(SandboxProvider::default()),
-        args.http_config()?,
-    );
+    let payments = args.payments()?.provider()?;
+    let state = AppState::new(replica.clone(), payments.clone(), args.http_config()?);
     let (stop_ticker, ticker_stopped) = watch::channel(false);
+    let refund_worker = tokio::spawn(run_refund_worker(
+        replica.clone(),
+        payments,
+        args.refunds(),
+        ticker_stopped.clone(),
+    ));
+    let notifier = tokio::spawn(run_notifier(
+        replica.clone(),
+        NotifierConfig::default(),
+        ticker_stopped.clone(),
+    ));
     let ticker = tokio::spawn(run_expiry_ticker(replica, args.expiry(), ticker_stopped));
     tracing::info!(http = %format!("http://{local_addr}"), "holdfast is serving");
+    let stop_streams = {
+        let state = state.clone();
+        async move {
+            signal.recv().await;
+            state.stop_streams();
+        }
+    };
     let limits = state.config.server;
     holdfast_node::app::run_http_with(
         holdfast_node::grpc::with_grpc(router(state.clone()), state),
         holdfast_node::app::without_delay(listener),
-        signal.recv(),
+        stop_streams,
         limits,
     )
     .await
     .context("the HTTP server failed")?;
     let _ = stop_ticker.send(true);
     ticker.await.context("the expiry ticker panicked")?;
+    refund_worker.await.context("the refund worker panicked")?;
+    notifier.await.context("the notifier panicked")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

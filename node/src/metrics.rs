@@ -19,6 +19,11 @@ pub const CONFIRMS_TOTAL: &str = "holdfast_confirms_total";
 pub const CANCELS_TOTAL: &str = "holdfast_cancels_total";
 /// Holds ended by expiry.
 pub const EXPIRIES_TOTAL: &str = "holdfast_expiries_total";
+/// Refunds the refund worker tried, by outcome (`paid`, `retried`, `failed`,
+/// `settled_elsewhere`, `not_committed`).
+pub const REFUNDS_TOTAL: &str = "holdfast_refunds_total";
+/// Webhook deliveries by outcome (`delivered`, `failed`).
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "holdfast_webhook_deliveries_total";
 /// Payment charges by outcome.
 pub const PAYMENTS_TOTAL: &str = "holdfast_payments_total";
 /// HTTP answers by status class.
@@ -82,6 +87,11 @@ fn describe() {
     metrics::describe_counter!(CONFIRMS_TOTAL, "Confirm requests by outcome.");
     metrics::describe_counter!(CANCELS_TOTAL, "Cancel requests by kind and outcome.");
     metrics::describe_counter!(EXPIRIES_TOTAL, "Holds ended by expiry.");
+    metrics::describe_counter!(WEBHOOK_DELIVERIES_TOTAL, "Webhook deliveries by outcome.");
+    metrics::describe_counter!(
+        REFUNDS_TOTAL,
+        "Refunds the refund worker tried, by outcome."
+    );
     metrics::describe_counter!(PAYMENTS_TOTAL, "Payment charges by outcome.");
     metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
     metrics::describe_counter!(BATCHES_TOTAL, "Batch calls answered.");

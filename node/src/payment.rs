@@ -58,8 +58,41 @@ pub enum PaymentError {
     Unavailable { message: String },
 }
 
+/// Money to give back for a charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The refund's id (`r_<n>`): the provider's idempotency key, so that paying the same
+    /// refund again (another pass, another leader) never pays twice.
+    pub refund_id: String,
+    /// The charge to refund.
+    pub payment_id: String,
+    /// Minor units.
+    pub amount: u64,
+    pub currency: String,
+}
+
+/// A refund the provider made (or had made already for the same refund id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundReceipt {
+    /// The provider's id of the refund.
+    pub provider_refund_id: String,
+}
+
+/// Why a refund was not made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefundError {
+    /// The provider refused it for good (unknown charge, already refunded elsewhere, a
+    /// refund larger than the charge): trying again cannot help.
+    #[error("refund refused: {reason}")]
+    Refused { reason: String },
+    /// The provider could not be reached or failed; trying again later may succeed.
+    #[error("payment provider unavailable: {message}")]
+    Unavailable { message: String },
+}
+
 /// A payment provider. Implementations must make [`PaymentProvider::charge`] idempotent on
-/// [`ChargeRequest::idempotency_key`] (see the module documentation).
+/// [`ChargeRequest::idempotency_key`] (see the module documentation), and
+/// [`PaymentProvider::refund`] idempotent on [`RefundRequest::refund_id`].
 #[async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
     /// The provider name recorded in bookings (`PaymentRecord::provider`).
@@ -70,6 +103,9 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// The charge made for `idempotency_key`, if any.
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, PaymentError>;
+
+    /// Refunds a charge, or returns the refund already made for the same refund id.
+    async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, RefundError>;
 }
 
 /// The sandbox token that always succeeds.
@@ -92,10 +128,19 @@ pub const SANDBOX_CHARGES_REMEMBERED_DEFAULT: usize = 100_000;
 /// (or after a restart) names the same charge and the replayed booking refers to it.
 pub struct SandboxProvider {
     charges: Mutex<KeyedCharges>,
+    /// Refunds made, by refund id (bounded like the charges).
+    refunds: Mutex<KeyedRefunds>,
     charges_remembered_max: usize,
     sequence: AtomicU64,
     /// Distinguishes payment ids of different processes.
     instance: u64,
+}
+
+#[derive(Default)]
+struct KeyedRefunds {
+    by_id: HashMap<String, (RefundRequest, RefundReceipt)>,
+    order: VecDeque<String>,
+    made: u64,
 }
 
 #[derive(Default)]
@@ -116,6 +161,7 @@ impl SandboxProvider {
         let instance = crate::replica::wall_clock_ms() ^ u64::from(std::process::id()) << 40;
         SandboxProvider {
             charges: Mutex::new(KeyedCharges::default()),
+            refunds: Mutex::new(KeyedRefunds::default()),
             charges_remembered_max: charges_remembered_max.max(1),
             sequence: AtomicU64::new(0),
             instance,
@@ -125,6 +171,20 @@ impl SandboxProvider {
     /// Charges made (successful `charge` calls that were not replays).
     pub fn charges_made(&self) -> u64 {
         self.sequence.load(Ordering::Relaxed)
+    }
+
+    /// Refunds made (successful `refund` calls that were not replays).
+    pub fn refunds_made(&self) -> u64 {
+        self.refunds.lock().expect("sandbox lock poisoned").made
+    }
+
+    /// Whether the refund `refund_id` was made (among the refunds it remembers).
+    pub fn refunded(&self, refund_id: &str) -> bool {
+        self.refunds
+            .lock()
+            .expect("sandbox lock poisoned")
+            .by_id
+            .contains_key(refund_id)
     }
 
     fn new_payment_id(&self, request: &ChargeRequest) -> String {
@@ -229,6 +289,40 @@ impl PaymentProvider for SandboxProvider {
             .get(idempotency_key)
             .map(|(_, charge)| charge.clone()))
     }
+
+    /// Refunds any charge once per refund id; the same id with another charge or amount is
+    /// refused, as a real provider refuses a reused idempotency key.
+    async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, RefundError> {
+        let mut refunds = self.refunds.lock().expect("sandbox lock poisoned");
+        if let Some((first, receipt)) = refunds.by_id.get(&request.refund_id) {
+            if *first != request {
+                return Err(RefundError::Refused {
+                    reason: format!(
+                        "refund {} was made for another charge or amount",
+                        request.refund_id
+                    ),
+                });
+            }
+            return Ok(receipt.clone());
+        }
+        let receipt = RefundReceipt {
+            provider_refund_id: format!(
+                "re_sbx_{:016x}",
+                xxhash_rust::xxh3::xxh3_64(request.refund_id.as_bytes())
+            ),
+        };
+        if refunds.order.len() >= self.charges_remembered_max {
+            if let Some(oldest) = refunds.order.pop_front() {
+                refunds.by_id.remove(&oldest);
+            }
+        }
+        refunds.made += 1;
+        refunds.order.push_back(request.refund_id.clone());
+        refunds
+            .by_id
+            .insert(request.refund_id.clone(), (request, receipt.clone()));
+        Ok(receipt)
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +378,28 @@ mod tests {
         ));
         assert_eq!(sandbox.find_charge("k").await.unwrap(), None);
         assert_eq!(sandbox.charges_made(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refund_is_made_once_per_refund_id() {
+        let sandbox = SandboxProvider::default();
+        let request = RefundRequest {
+            refund_id: "r_1".into(),
+            payment_id: "pay_1".into(),
+            amount: 900,
+            currency: "EUR".into(),
+        };
+        let first = sandbox.refund(request.clone()).await.unwrap();
+        assert_eq!(sandbox.refund(request.clone()).await.unwrap(), first);
+        assert_eq!(sandbox.refunds_made(), 1);
+        let other = RefundRequest {
+            amount: 901,
+            ..request
+        };
+        assert!(matches!(
+            sandbox.refund(other).await,
+            Err(RefundError::Refused { .. })
+        ));
     }
 
     #[tokio::test]

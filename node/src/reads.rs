@@ -7,8 +7,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use holdfast_statemachine::limits::{AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MAX};
-use holdfast_statemachine::{HoldStatus, Rejection};
+use holdfast_statemachine::limits::{
+    AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MAX, REFUNDS_PAGE_MAX,
+};
+use holdfast_statemachine::{HoldStatus, RefundStatus, Rejection};
 
 use crate::app::{etag, read_answer, read_request, AppState};
 use crate::auth::Caller;
@@ -17,7 +19,10 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::metrics;
 use crate::replica;
 use crate::validate;
-use crate::wire::{AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson, SeatsJson};
+use crate::wire::{
+    AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson, RefundJson,
+    RefundPageJson, SeatsJson,
+};
 
 /// Seats in an availability page when `limit` is not given.
 pub const AVAILABILITY_PAGE_SEATS_DEFAULT: usize = 1_000;
@@ -301,6 +306,49 @@ pub async fn customer_bookings(
             .iter()
             .map(|booking| BookingJson::from_view(booking, None))
             .collect(),
+        next_after: page.next_after,
+    };
+    Ok(content_answer(&headers, &meta, &body))
+}
+
+/// Refunds, oldest first, by status (admin).
+#[utoipa::path(
+    get, path = "/refunds", tag = "reads",
+    params(
+        ("status" = Option<String>, Query, description = "PENDING, REFUNDED or FAILED; every refund when absent"),
+        ("limit" = Option<u64>, Query, description = "Refunds per page, default 20, at most 100"),
+        ("after" = Option<String>, Query, description = "The previous page's next_after"),
+    ),
+    responses(
+        (status = 200, description = "A page of refunds", body = RefundPageJson),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "INVALID_FIELD (status, limit)", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the admin role is needed", body = ErrorBody),
+    )
+)]
+pub async fn refunds(
+    State(state): State<AppState>,
+    query: ApiQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let read_request = read_request(&query, &state.config)?;
+    let status = match query.get("status") {
+        None => None,
+        Some(text) => Some(RefundStatus::parse(text).ok_or_else(|| {
+            ApiError::invalid_field("status", "must be PENDING, REFUNDED or FAILED")
+        })?),
+    };
+    let limit = page_limit(&query, HISTORY_PAGE_DEFAULT, REFUNDS_PAGE_MAX)?;
+    if let Some(after) = query.get("after") {
+        validate::id("after", after)?;
+    }
+    let after = query.get("after").map(str::to_string);
+    let (page, meta) = replica::read(&*state.replica, read_request, |machine| {
+        machine.refunds_page(status, after.as_deref(), limit)
+    })
+    .await?;
+    let body = RefundPageJson {
+        refunds: page.refunds.iter().map(RefundJson::from_view).collect(),
         next_after: page.next_after,
     };
     Ok(content_answer(&headers, &meta, &body))

@@ -1,5 +1,5 @@
 //! Starting and stopping a whole Raft-backed node: the Raft member with its stores, the
-//! peer gRPC listener, the HTTP API and the expiry ticker. `holdfast serve` runs one;
+//! peer gRPC listener, the HTTP API, the expiry ticker and the refund worker. `holdfast serve` runs one;
 //! `holdfast dev` runs several in one process, each with its own data directory.
 
 use std::net::SocketAddr;
@@ -16,7 +16,11 @@ use crate::expiry::{run_expiry_ticker, ExpiryConfig};
 use crate::faults::{
     fault_routes, test_faults_enabled, FaultSwitch, SwitchedStream, SwitchedTransport,
 };
+use crate::notifier::{run_notifier, NotifierConfig};
+use crate::payment::PaymentProvider;
+use crate::payment_http::{HttpPaymentProvider, HttpProviderConfig, HttpProviderError};
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
+use crate::refunds::{run_refund_worker, RefundWorkerConfig};
 use crate::replica::{ClockFaults, ClusterClock, Replica, SystemClock, WallClock};
 use crate::{router, AppState, HttpConfig, SandboxProvider};
 
@@ -33,6 +37,12 @@ pub struct NodeConfig {
     pub advertised_raft_addr: Option<String>,
     pub http: HttpConfig,
     pub expiry: ExpiryConfig,
+    /// The payment provider charges and refunds go through.
+    pub payments: PaymentConfig,
+    /// The leader's refund worker.
+    pub refunds: RefundWorkerConfig,
+    /// The leader's webhook notifier.
+    pub notifier: NotifierConfig,
     pub replica: RaftReplicaConfig,
     /// openraft's settings; `None` for Holdfast's defaults.
     pub raft: Option<openraft::Config>,
@@ -57,6 +67,9 @@ impl NodeConfig {
             advertised_raft_addr: None,
             http: HttpConfig::default(),
             expiry: ExpiryConfig::default(),
+            payments: PaymentConfig::Sandbox,
+            refunds: RefundWorkerConfig::default(),
+            notifier: NotifierConfig::default(),
             replica: RaftReplicaConfig::default(),
             raft: None,
             clock_faults: ClockFaults::default(),
@@ -66,11 +79,50 @@ impl NodeConfig {
     }
 }
 
+/// Which payment provider a node uses.
+#[derive(Clone, Default)]
+pub enum PaymentConfig {
+    /// The built-in [`SandboxProvider`] (development and tests).
+    #[default]
+    Sandbox,
+    /// A provider speaking the Stripe-like API of [`crate::payment_http`].
+    Http(HttpProviderConfig),
+    /// This provider instance (the simulations share one among their nodes, as real nodes
+    /// share the provider's servers).
+    Shared(Arc<dyn PaymentProvider>),
+}
+
+impl std::fmt::Debug for PaymentConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PaymentConfig::Sandbox => formatter.write_str("Sandbox"),
+            PaymentConfig::Http(config) => formatter.debug_tuple("Http").field(config).finish(),
+            PaymentConfig::Shared(provider) => formatter
+                .debug_tuple("Shared")
+                .field(&provider.name())
+                .finish(),
+        }
+    }
+}
+
+impl PaymentConfig {
+    /// The provider this configuration names.
+    pub fn provider(&self) -> Result<Arc<dyn PaymentProvider>, HttpProviderError> {
+        Ok(match self {
+            PaymentConfig::Sandbox => Arc::new(SandboxProvider::default()),
+            PaymentConfig::Http(config) => Arc::new(HttpPaymentProvider::new(config.clone())?),
+            PaymentConfig::Shared(provider) => provider.clone(),
+        })
+    }
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Raft(#[from] holdfast_raft::Error),
+    #[error(transparent)]
+    Payments(#[from] HttpProviderError),
     #[error("cannot read the address of a listener: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -85,6 +137,8 @@ pub struct RunningNode {
     http: JoinHandle<std::io::Result<()>>,
     peers: JoinHandle<Result<(), tonic::transport::Error>>,
     ticker: JoinHandle<()>,
+    refund_worker: JoinHandle<()>,
+    notifier: JoinHandle<()>,
 }
 
 /// What a node talks through, besides its data directory: the two listeners, the way it
@@ -155,7 +209,7 @@ pub async fn start(
 }
 
 /// Starts a node over the given [`NodeIo`]: the Raft member with its stores, the peer
-/// listener, the HTTP API and the expiry ticker.
+/// listener, the HTTP API, the expiry ticker and the refund worker.
 pub async fn start_with<HttpListener, RaftIncoming, Io, IoError>(
     config: NodeConfig,
     io: NodeIo<HttpListener, RaftIncoming>,
@@ -201,6 +255,7 @@ where
     raft_config.state_machine = config.state_machine.clone();
     raft_config.network.tls = config.peer_tls.clone();
     let message_bytes_max = raft_config.network.message_bytes_max;
+    let payments = config.payments.provider()?;
     let node = Arc::new(RaftNode::open(raft_config, transport.clone()).await?);
     let contact = Arc::new(LeaderContact::default());
     let replica = RaftReplica::new(
@@ -237,19 +292,34 @@ where
         config.expiry.clone(),
         stopped.clone(),
     ));
-    let state = AppState::new(
-        shared,
-        Arc::new(SandboxProvider::default()),
-        config.http.clone(),
-    );
-    let mut routes = crate::grpc::with_grpc(router(state.clone()), state);
+    let refund_worker = tokio::spawn(run_refund_worker(
+        shared.clone(),
+        payments.clone(),
+        config.refunds.clone(),
+        stopped.clone(),
+    ));
+    let notifier = tokio::spawn(run_notifier(
+        shared.clone(),
+        config.notifier.clone(),
+        stopped.clone(),
+    ));
+    let state = AppState::new(shared, payments, config.http.clone());
+    let mut routes = crate::grpc::with_grpc(router(state.clone()), state.clone());
     if let Some(extra_routes) = extra_routes {
         routes = extra_routes.merge(routes);
     }
+    let http_stop = {
+        let state = state.clone();
+        let stopping = stop_signal(stopped);
+        async move {
+            stopping.await;
+            state.stop_streams();
+        }
+    };
     let http = tokio::spawn(crate::app::run_http_with(
         routes,
         http_listener,
-        stop_signal(stopped),
+        http_stop,
         config.http.server,
     ));
     tracing::info!(
@@ -268,6 +338,8 @@ where
         http,
         peers,
         ticker,
+        refund_worker,
+        notifier,
     })
 }
 
@@ -285,6 +357,8 @@ impl RunningNode {
             tracing::warn!(%error, "the HTTP server stopped with an error");
         }
         let _ = self.ticker.await;
+        let _ = self.refund_worker.await;
+        let _ = self.notifier.await;
         if let Err(error) = self.node.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }

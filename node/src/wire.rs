@@ -302,7 +302,7 @@ impl HoldJson {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct RefundJson {
     pub refund_id: String,
-    /// `PENDING` or `REFUNDED`.
+    /// `PENDING`, `REFUNDED` or `FAILED`.
     pub status: &'static str,
     pub amount: u64,
     pub currency: String,
@@ -314,6 +314,13 @@ pub struct RefundJson {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refunded_at: Option<String>,
+    /// Failed attempts to pay it so far.
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// Why the last attempt failed (why it is `FAILED`, once it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl RefundJson {
@@ -329,8 +336,19 @@ impl RefundJson {
             payment_id: view.payment_id.clone(),
             created_at: rfc3339(view.created_at_ms),
             refunded_at: view.refunded_at_ms.map(rfc3339),
+            attempts: view.attempts,
+            last_attempt_at: view.last_attempt_at_ms.map(rfc3339),
+            reason: view.reason.clone(),
         }
     }
+}
+
+/// `GET /refunds`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RefundPageJson {
+    pub refunds: Vec<RefundJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 /// A booking.

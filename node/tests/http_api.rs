@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use holdfast_node::expiry::{expire_due_holds, ExpiryConfig};
-use holdfast_node::payment::{Charge, ChargeRequest, PaymentError};
+use holdfast_node::payment::{
+    Charge, ChargeRequest, PaymentError, RefundError, RefundReceipt, RefundRequest,
+};
 use holdfast_node::replica::{
     read_now, ClusterStatus, CommittedOutcome, MemberSpec, NodeError, NodeId, Proposal, ReadMeta,
     ReadRequest, Replica,
@@ -798,6 +800,10 @@ impl PaymentProvider for SlowProvider {
 
     async fn find_charge(&self, key: &str) -> Result<Option<Charge>, PaymentError> {
         self.inner.find_charge(key).await
+    }
+
+    async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, RefundError> {
+        self.inner.refund(request).await
     }
 }
 
@@ -2316,6 +2322,10 @@ impl PaymentProvider for GatedProvider {
 
     async fn find_charge(&self, key: &str) -> Result<Option<Charge>, PaymentError> {
         self.inner.find_charge(key).await
+    }
+
+    async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, RefundError> {
+        self.inner.refund(request).await
     }
 }
 

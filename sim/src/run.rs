@@ -140,6 +140,9 @@ struct World {
     members: RefCell<BTreeSet<u64>>,
     operator_tasks: RefCell<VecDeque<OperatorTask>>,
     recovered_after_ms: Cell<Option<u64>>,
+    /// The payment provider every node charges and refunds through, as real nodes share
+    /// the provider's servers: what it paid is what the refund checker compares with.
+    payments: Arc<holdfast_node::SandboxProvider>,
 }
 
 /// Runs one seed and checks it.
@@ -188,6 +191,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         ),
         operator_tasks: RefCell::new(VecDeque::new()),
         recovered_after_ms: Cell::new(None),
+        payments: Arc::new(holdfast_node::SandboxProvider::default()),
         topology: topology.clone(),
     });
     if config.breakage == Breakage::SkipFsync {
@@ -305,6 +309,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         check::convergence::check(&replicas, members),
         linearizable,
         check::liveness::check(world.recovered_after_ms.get()),
+        check::refunds::check(&replicas, &world.payments),
     ];
     if error.is_none() && !did_converge {
         checks[3].violation(format!(
@@ -387,6 +392,7 @@ async fn run_node(world: Rc<World>, id: u64, region: u32, breakage: Breakage) ->
         local_wall_clock_only: breakage == Breakage::LocalClock,
     };
     config.state_machine.faults.skip_seat_check = breakage == Breakage::SkipSeatCheck;
+    config.payments = holdfast_node::runtime::PaymentConfig::Shared(world.payments.clone());
     let io = NodeIo {
         http_listener: HttpListener(http),
         http_addr,

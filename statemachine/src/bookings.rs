@@ -4,10 +4,10 @@
 use compact_str::CompactString;
 
 use crate::inventory::{validate_text, SeatState};
-use crate::limits::HISTORY_PAGE_MAX;
+use crate::limits::{HISTORY_PAGE_MAX, REFUNDS_PAGE_MAX, REFUNDS_SCAN_MAX};
 use crate::outcome::{
-    BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundStatus, RefundView,
-    Rejection,
+    BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundPage, RefundStatus,
+    RefundView, Rejection,
 };
 use crate::state::{
     compact_id, format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
@@ -88,10 +88,55 @@ impl StateMachine {
         }
         refund.status = RefundStatus::Refunded;
         refund.refunded_at_ms = Some(now_ms);
+        self.pending_refunds.remove(&id);
         self.emit(OutboxKind::RefundPaid {
             refund_id: refund_id.to_string(),
         });
         Ok(Outcome::RefundMarked(
+            self.refund_view(id).expect("refund exists"),
+        ))
+    }
+
+    /// Records a failed attempt to pay a pending refund (see `Command::RefundAttemptFailed`).
+    /// The attempt number makes the report count once: a repeated proposal, or a report
+    /// from a leader that was replaced mid-attempt, is refused as stale and changes nothing.
+    pub(crate) fn refund_attempt_failed(
+        &mut self,
+        refund_id: &str,
+        attempt: u32,
+        reason: &str,
+        give_up: bool,
+    ) -> Result<Outcome, Rejection> {
+        validate_text("reason", reason)?;
+        let not_found = || Rejection::RefundNotFound {
+            refund_id: refund_id.to_string(),
+        };
+        let id = parse_id(REFUND_ID_PREFIX, refund_id).ok_or_else(not_found)?;
+        let now_ms = self.now_ms;
+        let refund = self.refunds.get_mut(&id).ok_or_else(not_found)?;
+        if refund.status != RefundStatus::Pending {
+            return Err(Rejection::RefundNotPending {
+                refund_id: refund_id.to_string(),
+            });
+        }
+        if Some(attempt) != refund.attempts.checked_add(1) {
+            return Err(Rejection::RefundAttemptStale {
+                refund_id: refund_id.to_string(),
+                attempts: refund.attempts,
+            });
+        }
+        refund.attempts = attempt;
+        refund.last_attempt_at_ms = Some(now_ms);
+        refund.failure_reason = Some(reason.to_string());
+        if give_up {
+            refund.status = RefundStatus::Failed;
+            self.pending_refunds.remove(&id);
+            self.emit(OutboxKind::RefundFailed {
+                refund_id: refund_id.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        Ok(Outcome::RefundAttemptRecorded(
             self.refund_view(id).expect("refund exists"),
         ))
     }
@@ -110,6 +155,9 @@ impl StateMachine {
             currency: refund.currency.clone(),
             created_at_ms: refund.created_at_ms,
             refunded_at_ms: refund.refunded_at_ms,
+            attempts: refund.attempts,
+            last_attempt_at_ms: refund.last_attempt_at_ms,
+            reason: refund.failure_reason.clone(),
         }
     }
 
@@ -123,14 +171,65 @@ impl StateMachine {
         self.refund_view(parse_id(REFUND_ID_PREFIX, refund_id)?)
     }
 
-    /// Refunds still to be paid out, oldest first, after `after` (a refund id), at most `limit`.
+    /// Refunds still to be paid out, oldest first, at most `limit`.
     pub fn pending_refunds(&self, limit: usize) -> Vec<RefundView> {
-        self.refunds
+        self.pending_refunds
             .iter()
-            .filter(|(_, refund)| refund.status == RefundStatus::Pending)
             .take(limit)
-            .filter_map(|(id, _)| self.refund_view(id))
+            .filter_map(|&id| self.refund_view(id))
             .collect()
+    }
+
+    /// Refunds oldest first, of one status when `status` is given, with an id above the
+    /// refund `after`, at most `limit` (capped at [`REFUNDS_PAGE_MAX`]). Pending refunds
+    /// come from their index; the other statuses are found by walking the refunds in id
+    /// order, at most [`REFUNDS_SCAN_MAX`] of them per page (a page may then end early,
+    /// with `next_after` to go on from).
+    pub fn refunds_page(
+        &self,
+        status: Option<RefundStatus>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> RefundPage {
+        let limit = limit.clamp(1, REFUNDS_PAGE_MAX);
+        let first = match after {
+            // An `after` that names no refund of ours starts past every refund.
+            Some(after) => parse_id(REFUND_ID_PREFIX, after).map_or(u64::MAX, |id| id + 1),
+            None => 0,
+        };
+        let mut refunds = Vec::new();
+        let mut next_after = None;
+        if status == Some(RefundStatus::Pending) {
+            let mut ids = self.pending_refunds.range(first..);
+            for &id in ids.by_ref().take(limit) {
+                refunds.extend(self.refund_view(id));
+            }
+            if ids.next().is_some() {
+                next_after = refunds.last().map(|view| view.refund_id.clone());
+            }
+            return RefundPage {
+                refunds,
+                next_after,
+            };
+        }
+        let mut walked = self.refunds.iter_from(first);
+        for (scanned, (id, refund)) in walked.by_ref().enumerate() {
+            if refunds.len() == limit || scanned == REFUNDS_SCAN_MAX {
+                next_after = Some(format_id(REFUND_ID_PREFIX, id - 1));
+                break;
+            }
+            if status.is_none_or(|status| status == refund.status) {
+                refunds.push(self.refund_view_of(
+                    id,
+                    refund,
+                    &format_id(HOLD_ID_PREFIX, refund.hold),
+                ));
+            }
+        }
+        RefundPage {
+            refunds,
+            next_after,
+        }
     }
 
     pub(crate) fn booking_view(&self, id: u64) -> BookingView {

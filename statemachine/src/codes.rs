@@ -104,6 +104,8 @@ define_error_codes! {
     BookingNotFound = ("BOOKING_NOT_FOUND", 404, NotFound);
     /// No such refund.
     RefundNotFound = ("REFUND_NOT_FOUND", 404, NotFound);
+    /// No such webhook.
+    WebhookNotFound = ("WEBHOOK_NOT_FOUND", 404, NotFound);
     /// No such cluster member.
     NodeNotFound = ("NODE_NOT_FOUND", 404, NotFound);
     /// No such route.
@@ -126,6 +128,8 @@ define_error_codes! {
     BookingNotActive = ("BOOKING_NOT_ACTIVE", 409, FailedPrecondition);
     /// The refund was paid already.
     RefundNotPending = ("REFUND_NOT_PENDING", 409, FailedPrecondition);
+    /// A failed refund attempt was reported out of turn (another report was recorded first).
+    RefundAttemptStale = ("REFUND_ATTEMPT_STALE", 409, FailedPrecondition);
     /// The charge does not match the hold's amount.
     PaymentAmountMismatch = ("PAYMENT_AMOUNT_MISMATCH", 409, FailedPrecondition);
     /// The seat or pool is held or booked, so it cannot be removed.

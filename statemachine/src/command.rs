@@ -69,6 +69,27 @@ pub enum Command {
     /// refund recorded, and refuse holds from then on. One entry, so no hold or confirm can
     /// slip in between.
     CancelEvent { event_id: String, reason: String },
+    /// Record a failed attempt to pay a pending refund: `attempt` is its number (one more
+    /// than the attempts recorded, or the command is refused as stale, so a repeated or late
+    /// report counts once), and `give_up` turns the refund `Failed` with `reason`.
+    RefundAttemptFailed {
+        refund_id: String,
+        attempt: u32,
+        reason: String,
+        give_up: bool,
+    },
+    /// Add a webhook that the notifier delivers outbox events to (from the next event on).
+    AddWebhook {
+        url: String,
+        secret: String,
+        /// Empty means every type.
+        events: Vec<crate::webhooks::EventType>,
+    },
+    /// Remove a webhook.
+    RemoveWebhook { webhook_id: String },
+    /// Record that a webhook acknowledged every event up to and including `up_to`; the
+    /// outbox is trimmed below what every webhook acknowledged.
+    AckWebhook { webhook_id: String, up_to: u64 },
 }
 
 /// Category of an event.

@@ -639,6 +639,9 @@ impl StateMachine {
             created_at_ms: self.now_ms,
             status: RefundStatus::Pending,
             refunded_at_ms: None,
+            attempts: 0,
+            last_attempt_at_ms: None,
+            failure_reason: None,
         };
         let view = self.refund_view_of(refund_id, &refund, hold_id);
         self.emit(OutboxKind::RefundOwed {
@@ -649,6 +652,7 @@ impl StateMachine {
             currency: refund.currency.clone(),
         });
         self.refunds.insert(refund_id, refund);
+        self.pending_refunds.insert(refund_id);
         view
     }
 

@@ -126,6 +126,30 @@ impl<T> IdMap<T> {
         Some(removed)
     }
 
+    /// Records with an id of at least `first`, in ascending id order. Starts at the chunk of
+    /// `first`, so the cost does not grow with the records before it.
+    pub fn iter_from(&self, first: u64) -> impl Iterator<Item = (u64, &T)> + '_ {
+        let offset = first.saturating_sub(self.base);
+        let first_chunk = usize::try_from(offset / CHUNK as u64)
+            .unwrap_or(usize::MAX)
+            .min(self.chunks.len());
+        let chunk_base = self.base + (first_chunk * CHUNK) as u64;
+        let skip = if first_chunk < self.chunks.len() {
+            (offset % CHUNK as u64) as usize
+        } else {
+            0
+        };
+        self.chunks
+            .range(first_chunk..)
+            .flat_map(|chunk| chunk.slots.iter())
+            .enumerate()
+            .skip(skip)
+            .filter_map(move |(offset, slot)| {
+                slot.as_ref()
+                    .map(|value| (chunk_base + offset as u64, value))
+            })
+    }
+
     /// Records in ascending id order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> + '_ {
         let base = self.base;

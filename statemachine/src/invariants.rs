@@ -1,10 +1,10 @@
 //! Invariant checks over the whole state. Used by the property tests, by snapshot restore
 //! (a snapshot that breaks them is corrupt) and by the simulation checkers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::inventory::SeatState;
-use crate::outcome::{BookingStatus, HoldStatus, Summary};
+use crate::outcome::{BookingStatus, HoldStatus, RefundStatus, Summary};
 use crate::StateMachine;
 
 /// A broken invariant, described.
@@ -160,6 +160,38 @@ impl StateMachine {
         }
         if let Err(difference) = self.search_index_is_exact() {
             return Err(InvariantViolation(difference));
+        }
+        let pending: BTreeSet<u64> = self
+            .refunds
+            .iter()
+            .filter(|(_, refund)| refund.status == RefundStatus::Pending)
+            .map(|(id, _)| id)
+            .collect();
+        ensure!(
+            pending == self.pending_refunds,
+            "the pending refunds index {:?} differs from the pending refunds {:?}",
+            self.pending_refunds,
+            pending
+        );
+        let last_event = self.outbox.next_index.saturating_sub(1);
+        for (id, webhook) in &self.webhooks.by_id {
+            ensure!(
+                webhook.delivered_up_to <= last_event,
+                "webhook {id} acknowledged {} beyond the last outbox event {last_event}",
+                webhook.delivered_up_to
+            );
+        }
+        for (id, refund) in self.refunds.iter() {
+            ensure!(
+                (refund.status == RefundStatus::Failed) <= refund.failure_reason.is_some(),
+                "failed refund {id} has no reason"
+            );
+            ensure!(
+                (refund.status == RefundStatus::Refunded) == refund.refunded_at_ms.is_some(),
+                "refund {id} is {:?} with refunded_at_ms {:?}",
+                refund.status,
+                refund.refunded_at_ms
+            );
         }
         ensure!(
             pool_use.is_empty(),

@@ -44,6 +44,7 @@ mod search;
 mod snapshot;
 mod state;
 mod timequeue;
+mod webhooks;
 
 pub use codes::{ErrorCode, GrpcCode};
 pub use command::*;
@@ -58,3 +59,6 @@ pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 pub use smallvec::SmallVec;
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use state::StateMachine;
+pub use webhooks::{
+    validate_webhook_secret, validate_webhook_url, EventType, WebhookTarget, WebhookView,
+};

@@ -39,6 +39,18 @@ pub const EXPIRE_HOLDS_PER_ENTRY_MAX: u32 = 10_000;
 pub const AVAILABILITY_PAGE_SEATS_MAX: usize = 5_000;
 /// Page size of a customer's booking history.
 pub const HISTORY_PAGE_MAX: usize = 100;
+/// Webhooks a cluster keeps at most.
+pub const WEBHOOKS_MAX: usize = 64;
+/// Longest webhook URL.
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2_048;
+/// Longest webhook secret.
+pub const WEBHOOK_SECRET_BYTES_MAX: usize = 256;
+/// Event types one webhook may list.
+pub const WEBHOOK_EVENT_TYPES_MAX: usize = 16;
+/// Largest page of `GET /refunds`.
+pub const REFUNDS_PAGE_MAX: usize = 100;
+/// Refunds one page of `GET /refunds` by a status other than `PENDING` walks at most.
+pub const REFUNDS_SCAN_MAX: usize = 10_000;
 /// Longest venue or city label of a listing, in bytes.
 pub const LISTING_LABEL_BYTES_MAX: usize = 128;
 /// Longest description of a listing, in bytes.

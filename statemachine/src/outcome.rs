@@ -22,6 +22,9 @@ pub enum Outcome {
     Confirmed(Box<BookingView>),
     BookingCancelled(Box<BookingView>),
     RefundMarked(RefundView),
+    /// A failed attempt to pay a refund was recorded; the view says whether the refund is
+    /// still `Pending` (to be tried again) or `Failed` for good.
+    RefundAttemptRecorded(RefundView),
     HoldsExpired {
         hold_ids: Vec<String>,
     },
@@ -41,6 +44,12 @@ pub enum Outcome {
     },
     /// An event was cancelled with everything held or booked on it.
     EventCancelled(EventCancellation),
+    WebhookAdded(crate::webhooks::WebhookView),
+    WebhookRemoved(crate::webhooks::WebhookView),
+    WebhookAcknowledged {
+        webhook_id: String,
+        delivered_up_to: u64,
+    },
 }
 
 impl Outcome {
@@ -165,8 +174,12 @@ pub struct BookingView {
 /// Whether a refund owed has been paid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefundStatus {
+    /// Owed, not paid yet (possibly after failed attempts).
     Pending,
     Refunded,
+    /// Given up: the provider refused it, or every attempt allowed failed. The reason is
+    /// in [`RefundView::reason`]; an operator settles it outside Holdfast.
+    Failed,
 }
 
 impl RefundStatus {
@@ -175,8 +188,27 @@ impl RefundStatus {
         match self {
             RefundStatus::Pending => "PENDING",
             RefundStatus::Refunded => "REFUNDED",
+            RefundStatus::Failed => "FAILED",
         }
     }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<RefundStatus> {
+        Some(match text {
+            "PENDING" => RefundStatus::Pending,
+            "REFUNDED" => RefundStatus::Refunded,
+            "FAILED" => RefundStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One page of refunds, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPage {
+    pub refunds: Vec<RefundView>,
+    /// The `after` of the next page, while more remain.
+    pub next_after: Option<String>,
 }
 
 /// A refund owed to a customer.
@@ -192,6 +224,12 @@ pub struct RefundView {
     pub currency: String,
     pub created_at_ms: u64,
     pub refunded_at_ms: Option<u64>,
+    /// Failed attempts to pay it so far.
+    pub attempts: u32,
+    /// When the last failed attempt was recorded.
+    pub last_attempt_at_ms: Option<u64>,
+    /// Why the last attempt failed (why it `Failed`, once it has).
+    pub reason: Option<String>,
 }
 
 /// A pool that cannot give what was asked.
@@ -239,6 +277,9 @@ pub enum Rejection {
     RefundNotFound {
         refund_id: String,
     },
+    WebhookNotFound {
+        webhook_id: String,
+    },
     SeatUnavailable {
         seats: Vec<String>,
     },
@@ -266,6 +307,12 @@ pub enum Rejection {
     },
     RefundNotPending {
         refund_id: String,
+    },
+    /// A failed attempt was reported for a number the refund is not at: another report
+    /// (an earlier leader's, or a retried proposal) got there first.
+    RefundAttemptStale {
+        refund_id: String,
+        attempts: u32,
     },
     PaymentAmountMismatch {
         expected: u64,
@@ -316,6 +363,7 @@ impl Rejection {
             Rejection::HoldNotFound { .. } => ErrorCode::HoldNotFound,
             Rejection::BookingNotFound { .. } => ErrorCode::BookingNotFound,
             Rejection::RefundNotFound { .. } => ErrorCode::RefundNotFound,
+            Rejection::WebhookNotFound { .. } => ErrorCode::WebhookNotFound,
             Rejection::SeatUnavailable { .. } => ErrorCode::SeatUnavailable,
             Rejection::PoolExhausted { .. } => ErrorCode::PoolExhausted,
             Rejection::NoAdjacentSeats { .. } => ErrorCode::NoAdjacentSeats,
@@ -324,6 +372,7 @@ impl Rejection {
             Rejection::HoldLimitReached { .. } => ErrorCode::HoldLimitReached,
             Rejection::BookingNotActive { .. } => ErrorCode::BookingNotActive,
             Rejection::RefundNotPending { .. } => ErrorCode::RefundNotPending,
+            Rejection::RefundAttemptStale { .. } => ErrorCode::RefundAttemptStale,
             Rejection::PaymentAmountMismatch { .. } => ErrorCode::PaymentAmountMismatch,
             Rejection::ItemInUse { .. } => ErrorCode::ItemInUse,
             Rejection::ItemExists { .. } => ErrorCode::ItemExists,
@@ -458,6 +507,11 @@ pub enum OutboxKind {
     },
     RefundPaid {
         refund_id: String,
+    },
+    /// A refund was given up (see [`RefundStatus::Failed`]).
+    RefundFailed {
+        refund_id: String,
+        reason: String,
     },
 }
 

@@ -16,14 +16,16 @@ use crate::limits::Config;
 use crate::outbox::Outbox;
 use crate::outcome::Outcome;
 use crate::state::{parse_id, Booking, Hold, Refund, HOLD_ID_PREFIX};
+use crate::webhooks::Webhooks;
 use crate::StateMachine;
 
 /// The magic bytes that open every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// The snapshot format this build writes and reads. Version 2 added events' listings
-/// (venue, city, end, description, tags) and cancellation; a version 1 snapshot is refused
-/// with [`SnapshotError::UnsupportedVersion`], never misread.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// (venue, city, end, description, tags) and cancellation; version 3 added refunds' failed
+/// attempts and the `Failed` status (and `RefundFailed` outbox events), and webhooks. An older snapshot is
+/// refused with [`SnapshotError::UnsupportedVersion`], never misread.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ struct HeadRef<'a> {
 struct TailRef<'a> {
     outbox: &'a Outbox,
     retired_nodes: &'a BTreeSet<u64>,
+    webhooks: &'a Webhooks,
 }
 
 /// The idempotency records as one serde sequence: with [`HeadRef`] before it and
@@ -108,6 +111,7 @@ struct SnapshotOwned {
     idempotency: Vec<RecordOwned>,
     outbox: Outbox,
     retired_nodes: BTreeSet<u64>,
+    webhooks: Webhooks,
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -176,6 +180,7 @@ impl StateMachine {
         TailRef {
             outbox: &self.outbox,
             retired_nodes: &self.retired_nodes,
+            webhooks: &self.webhooks,
         }
     }
 
@@ -245,6 +250,7 @@ impl StateMachine {
         state.idempotency = IdempotencyTable::from_records(records);
         state.outbox = snapshot.outbox;
         state.retired_nodes = snapshot.retired_nodes;
+        state.webhooks = snapshot.webhooks;
         state.rebuild_derived();
         state
             .check_invariants()

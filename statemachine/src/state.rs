@@ -190,6 +190,11 @@ pub(crate) struct Refund {
     pub created_at_ms: u64,
     pub status: RefundStatus,
     pub refunded_at_ms: Option<u64>,
+    /// Failed attempts recorded (`RefundAttemptFailed`).
+    pub attempts: u32,
+    pub last_attempt_at_ms: Option<u64>,
+    /// Why the last attempt failed.
+    pub failure_reason: Option<String>,
 }
 
 /// The whole booking state of a cluster.
@@ -220,6 +225,11 @@ pub struct StateMachine {
     pub(crate) customer_bookings: HashMap<CompactString, Vec<u64>>,
     /// Events that are not cancelled, by start time and by category (see `search.rs`).
     pub(crate) search_index: crate::search::SearchIndex,
+    /// Ids of the refunds still `Pending`, so the refund worker and `GET /refunds` find them
+    /// without walking every refund ever recorded.
+    pub(crate) pending_refunds: BTreeSet<u64>,
+    /// Where the notifier delivers outbox events (canonical; serialised after the outbox).
+    pub(crate) webhooks: crate::webhooks::Webhooks,
 }
 
 impl Default for StateMachine {
@@ -248,6 +258,8 @@ impl StateMachine {
             ended_holds: TimeQueue::default(),
             customer_bookings: HashMap::new(),
             search_index: crate::search::SearchIndex::default(),
+            pending_refunds: BTreeSet::new(),
+            webhooks: crate::webhooks::Webhooks::default(),
         }
     }
 
@@ -412,6 +424,21 @@ impl StateMachine {
             }
             Command::UpdateEvent(update) => self.update_event(update),
             Command::CancelEvent { event_id, reason } => self.cancel_event(event_id, reason),
+            Command::RefundAttemptFailed {
+                refund_id,
+                attempt,
+                reason,
+                give_up,
+            } => self.refund_attempt_failed(refund_id, *attempt, reason, *give_up),
+            Command::AddWebhook {
+                url,
+                secret,
+                events,
+            } => self.add_webhook(url, secret, events),
+            Command::RemoveWebhook { webhook_id } => self.remove_webhook(webhook_id),
+            Command::AckWebhook { webhook_id, up_to } => {
+                self.acknowledge_webhook(webhook_id, *up_to)
+            }
         };
         result.unwrap_or_else(Outcome::Rejected)
     }
@@ -460,6 +487,12 @@ impl StateMachine {
                 .or_default()
                 .push(id);
         }
+        self.pending_refunds = self
+            .refunds
+            .iter()
+            .filter(|(_, refund)| refund.status == RefundStatus::Pending)
+            .map(|(id, _)| id)
+            .collect();
     }
 }
 

@@ -896,6 +896,7 @@ fn outbox_orders_events_and_trims_on_acknowledgement() {
             OutboxKind::BookingCancelled { .. } => "cancelled",
             OutboxKind::RefundOwed { .. } => "refund",
             OutboxKind::RefundPaid { .. } => "paid",
+            OutboxKind::RefundFailed { .. } => "failed",
         })
         .collect();
     assert_eq!(kinds, vec!["confirmed", "expired", "cancelled", "refund"]);

@@ -7,6 +7,7 @@ pub mod expiry;
 pub mod invariants;
 pub mod linearizability;
 pub mod liveness;
+pub mod refunds;
 
 use holdfast_statemachine::StateMachine;
 use serde::Serialize;
