@@ -760,6 +760,15 @@ impl Inner {
             });
         }
         let membership = self.node.metrics().borrow().membership_config.clone();
+        let members = membership.membership().nodes().count();
+        let known = membership.membership().get_node(&member.id).is_some();
+        if !known && members >= crate::cluster::CLUSTER_MEMBERS_MAX {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "the cluster has {members} members, the most it takes: remove one first"
+                ),
+            });
+        }
         if let Some(existing) = membership.membership().get_node(&member.id) {
             if existing.raft_addr != member.raft_addr {
                 return Err(NodeError::MembershipRefused {
@@ -874,6 +883,19 @@ impl Inner {
         if let Some(unknown) = voters.iter().find(|id| !known.contains(id)) {
             return Err(NodeError::MembershipRefused {
                 message: format!("node {unknown} is not a member; add it as a learner first"),
+            });
+        }
+        // A change keeps a majority of the current voters, or only removes some: one call
+        // cannot hand the cluster to nodes that never voted in it (replace voters a few at
+        // a time instead).
+        let current: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        let kept = voters.intersection(&current).count();
+        if kept * 2 <= current.len() && !voters.is_subset(&current) {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "the new voters keep {kept} of the {} current voters: a change must keep a majority of them (or only remove voters); replace voters a few at a time",
+                    current.len()
+                ),
             });
         }
         let mut healthy = self.healthy_voters();

@@ -78,6 +78,36 @@ async fn add_promote_remove() -> anyhow::Result<()> {
         .await?;
     assert_eq!(unknown_node.status().as_u16(), 404);
 
+    // Refused: a change that keeps only a minority of the current voters (here one of three
+    // current voters, with a new learner), which would hand the cluster to nodes that never
+    // voted in it.
+    let newer = cluster.spawn_new_node()?;
+    cluster.wait_healthy(newer).await?;
+    let node = &cluster.nodes[newer];
+    let learner = json!({"id": node.id, "raft_addr": node.raft_addr, "http_addr": node.http_addr, "region": "local"});
+    let added = cluster
+        .post(leader, "/cluster/learners", learner, None)
+        .await?;
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    let takeover = json!({"voters": [cluster.nodes[new].id, cluster.nodes[newer].id]});
+    let refused = cluster
+        .post(leader, "/cluster/membership", takeover, None)
+        .await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "MEMBERSHIP_REFUSED"),
+        "{:?}",
+        refused.body
+    );
+    let status = cluster.get(leader, "/cluster/status").await?;
+    let voters = status.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .count();
+    assert_eq!(voters, 3, "{:?}", status.body);
+
     // Refused: voters that are not members, an empty voter set, and a removed id.
     let unknown = cluster
         .post(leader, "/cluster/membership", json!({"voters": [99]}), None)
