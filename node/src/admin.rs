@@ -15,8 +15,8 @@ use crate::wire::{
     AddPoolsBody, AddSeatsBody, CreateEventBody, ErrorBody, EventChangeJson, PoolCapacityBody,
 };
 
-/// Proposes an inventory command and answers the event's new version.
-async fn change(
+/// Proposes an inventory or listing command and answers the event's new version.
+pub(crate) async fn change(
     state: &AppState,
     request_id: Option<String>,
     command: Command,

@@ -159,19 +159,8 @@ pub async fn update_event(
     ApiJson(body): ApiJson<UpdateEventBody>,
 ) -> Result<Response, ApiError> {
     let command = update_command(event_id, body)?;
-    let committed = propose(&state, key.request_id("admin.events.update"), command).await?;
-    match &committed.outcome {
-        Outcome::InventoryChanged(change) => Ok(write_answer(
-            StatusCode::OK,
-            committed.index,
-            &EventChangeJson {
-                event_id: change.event_id.clone(),
-                version: change.version,
-                applied_index: committed.index,
-            },
-        )),
-        other => Err(unexpected(other)),
-    }
+    let request_id = key.request_id("admin.events.update");
+    crate::admin::change(&state, request_id, command, StatusCode::OK).await
 }
 
 /// Cancels an event: releases every active hold, cancels every booking with its refund
