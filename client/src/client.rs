@@ -612,6 +612,16 @@ impl Client {
                 ) {
                     shared.transport.rotate_from(&node);
                 }
+                // The node it reached has no leader it believes in (its region may be cut
+                // off, or it lost its quorum): stop sending writes to it as the leader and
+                // try the next node, which forwards to whichever leader it knows.
+                if matches!(
+                    error.code(),
+                    Some(ErrorCode::NoLeader | ErrorCode::OutcomeUnknown)
+                ) {
+                    shared.transport.forget_leader(&node);
+                    shared.transport.rotate_from(&node);
+                }
                 let retryable = match retry {
                     Retry::Safe => error.is_retryable(),
                     Retry::NotSent => never_sent(&error),

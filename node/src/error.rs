@@ -337,6 +337,7 @@ impl From<NodeError> for ApiError {
                 leader_http_addr,
             } => unavailable(json!({"leader_id": leader_id, "leader_http_addr": leader_http_addr})),
             NodeError::NoQuorum { .. }
+            | NodeError::OutcomeUnknown { .. }
             | NodeError::NotReady { .. }
             | NodeError::Overloaded { .. } => unavailable(json!({})),
             NodeError::IndexNotReached {

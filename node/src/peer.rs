@@ -181,7 +181,10 @@ fn error_to_proto(error: &NodeError) -> Error {
         details_json: String::new(),
         retry_after_seconds: matches!(
             error,
-            NodeError::NoLeader | NodeError::Overloaded { .. } | NodeError::NoQuorum { .. }
+            NodeError::NoLeader
+                | NodeError::Overloaded { .. }
+                | NodeError::NoQuorum { .. }
+                | NodeError::OutcomeUnknown { .. }
         )
         .then_some(1),
     }

@@ -82,8 +82,19 @@ pub struct RaftReplicaConfig {
     pub forwards_in_flight_max: usize,
     /// Deadline of a forwarded write or read-index request to the leader.
     pub forward_timeout: Duration,
+    /// How long a follower tries to open a connection to the leader's peer service.
+    pub forward_connect_timeout: Duration,
+    /// A node believes in a leader only while it heard from it this recently (a follower:
+    /// its last AppendEntries; the leader itself: its last quorum acknowledgement). Writes
+    /// are forwarded only to a leader the node believes in, and a forwarded write whose
+    /// leader changes or falls silent this long is answered at once (`OUTCOME_UNKNOWN`)
+    /// instead of waiting for [`Self::forward_timeout`].
+    pub leader_contact_max: Duration,
+    /// How long a write waits, unsent, for a leader this node believes in (for instance
+    /// during an election) before it is refused with `NO_LEADER`.
+    pub leader_wait: Duration,
     /// How long the leader waits for a batch to commit before answering that its outcome
-    /// is unknown (`NO_QUORUM`; a retry with the same idempotency key is safe).
+    /// is unknown (`OUTCOME_UNKNOWN`; a retry with the same idempotency key is safe).
     pub commit_timeout: Duration,
     /// How long a follower waits to apply a write it forwarded before answering anyway.
     pub forwarded_apply_wait: Duration,
@@ -113,6 +124,9 @@ impl Default for RaftReplicaConfig {
             batches_in_flight_max: 2,
             forwards_in_flight_max: 8,
             forward_timeout: Duration::from_secs(8),
+            forward_connect_timeout: Duration::from_millis(500),
+            leader_contact_max: Duration::from_millis(1_000),
+            leader_wait: Duration::from_secs(2),
             commit_timeout: Duration::from_secs(5),
             forwarded_apply_wait: Duration::from_secs(2),
             min_index_wait: MIN_INDEX_WAIT_DEFAULT,
@@ -358,17 +372,38 @@ fn raft_error(error: holdfast_raft::Error) -> NodeError {
 }
 
 /// Turns a forwarding failure (transport or deadline) into the answer the client gets: the
-/// write may or may not have committed, so a keyed retry is the safe next step.
+/// batch was sent, so the write may or may not have committed (`OUTCOME_UNKNOWN`, never
+/// "not committed"); a keyed retry is the safe next step.
 fn forward_status(status: tonic::Status) -> NodeError {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            NodeError::NoLeader
-        }
+        // The leader answers its refusals in the reply; a failed call is the transport
+        // (a reset connection is `Unknown`) or a deadline, after the batch was sent.
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::Unknown
+        | tonic::Code::Aborted
+        | tonic::Code::Internal => NodeError::OutcomeUnknown {
+                message: format!(
+                    "the leader did not answer a forwarded write ({}); retry with the same Idempotency-Key",
+                    status.message()
+                ),
+        },
         _ => NodeError::Internal {
             message: format!("forwarding to the leader failed: {status}"),
         },
     }
 }
+
+/// Where a batch goes: this node leads, or another node it believes in does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Here,
+    Leader(NodeId),
+}
+
+/// How often a waiting write or a forwarded one looks at the leader again.
+const LEADER_POLL: Duration = Duration::from_millis(20);
 
 pub(crate) fn encode_command(command: &Command) -> Vec<u8> {
     bincode::serde::encode_to_vec(command, bincode::config::standard())
@@ -406,6 +441,57 @@ impl Inner {
         self.node.metrics().borrow().current_leader
     }
 
+    /// The leader this node believes in right now: itself while it leads and its quorum
+    /// acknowledged it within [`RaftReplicaConfig::leader_contact_max`], or the leader it
+    /// knows when it heard from it that recently. `None` while there is no such leader
+    /// (an election, or a leader that fell silent: its region may be cut off).
+    fn believed_leader(&self) -> Option<Target> {
+        let max_ms = self.config.leader_contact_max.as_millis() as u64;
+        let (leader, me, leading, quorum_ack) = {
+            let metrics = self.node.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.current_leader?,
+                metrics.id,
+                metrics.state == ServerState::Leader,
+                metrics.millis_since_quorum_ack,
+            )
+        };
+        if leader == me {
+            // No acknowledgement yet (a fresh leader) counts as contact.
+            return (leading && quorum_ack.is_none_or(|age| age <= max_ms)).then_some(Target::Here);
+        }
+        self.contact
+            .age_ms()
+            .is_some_and(|age| age <= max_ms)
+            .then_some(Target::Leader(leader))
+    }
+
+    /// Waits, bounded by [`RaftReplicaConfig::leader_wait`], for a leader this node
+    /// believes in (not at all on a leader that lost contact with its quorum).
+    async fn await_believed_leader(&self) -> Option<Target> {
+        let deadline = Instant::now() + self.config.leader_wait;
+        loop {
+            if let Some(target) = self.believed_leader() {
+                return Some(target);
+            }
+            // A leader that lost its quorum's acknowledgements (cut off with a minority)
+            // refuses at once: waiting would not bring the quorum back sooner.
+            if self.is_leader() || Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Resolves once this node no longer believes in `leader_id` (it changed, or it fell
+    /// silent for longer than [`RaftReplicaConfig::leader_contact_max`]).
+    async fn leader_lost(&self, leader_id: NodeId) {
+        while self.believed_leader() == Some(Target::Leader(leader_id)) {
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
     fn applied_time(&self) -> AppliedTime {
         self.node.read_stale(|state| AppliedTime {
             time_ms: state.machine.now_ms(),
@@ -414,7 +500,15 @@ impl Inner {
     }
 
     async fn commit_group(&self, mut group: Vec<Pending>) {
-        let leader = self.is_leader();
+        // Only to a leader this node believes in; unsent batches wait (bounded) for one
+        // and are refused with NO_LEADER (not committed: never sent) when none comes.
+        let Some(target) = self.await_believed_leader().await else {
+            for pending in group {
+                let _ = pending.reply.send(Err(NodeError::NoLeader));
+            }
+            return;
+        };
+        let leader = target == Target::Here;
         if !leader {
             // Batches forwarded to this node while it led are not forwarded again.
             let (forwarded, own): (Vec<Pending>, Vec<Pending>) =
@@ -431,10 +525,9 @@ impl Inner {
             .iter()
             .flat_map(|p| p.proposals.iter().cloned())
             .collect();
-        let result = if leader {
-            self.commit_as_leader(proposals).await
-        } else {
-            self.forward(proposals).await
+        let result = match target {
+            Target::Here => self.commit_as_leader(proposals).await,
+            Target::Leader(leader_id) => self.forward(leader_id, proposals).await,
         };
         match result {
             Ok((index, outcomes)) => {
@@ -535,7 +628,7 @@ impl Inner {
                 other => other,
             })?,
             Err(_) => {
-                return Err(NodeError::NoQuorum {
+                return Err(NodeError::OutcomeUnknown {
                     message: format!(
                         "the write was not committed within {:?}; its outcome is unknown: retry with the same Idempotency-Key",
                         self.config.commit_timeout
@@ -551,10 +644,12 @@ impl Inner {
         Ok((result.log_id.index, result.outcomes))
     }
 
-    /// A gRPC client to the current leader's peer service, cached until it fails.
-    async fn leader_client(&self) -> Result<PeerClient, NodeError> {
+    /// A gRPC client to the peer service of leader `expected` (the current leader when
+    /// `None`), cached until it fails.
+    async fn leader_client(&self, expected: Option<NodeId>) -> Result<PeerClient, NodeError> {
         let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
-        if leader_id == self.node_id() {
+        if leader_id == self.node_id() || expected.is_some_and(|expected| expected != leader_id)
+        {
             return Err(NodeError::NoLeader);
         }
         {
@@ -578,6 +673,7 @@ impl Inner {
         .map_err(|error| NodeError::Internal {
             message: error.to_string(),
         })?
+        .connect_timeout(self.config.forward_connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
@@ -610,9 +706,15 @@ impl Inner {
             .expect("leader client lock poisoned") = None;
     }
 
-    /// Sends a batch to the leader and waits (bounded) until this node applied it.
-    async fn forward(&self, proposals: Vec<Proposal>) -> Result<(u64, Vec<Outcome>), NodeError> {
-        let mut client = self.leader_client().await?;
+    /// Sends a batch to leader `leader_id` and waits (bounded) until this node applied it.
+    /// Not connected: `NO_LEADER` (nothing was sent). Sent, and the leader changed or fell
+    /// silent before it answered: `OUTCOME_UNKNOWN` at once, not after the deadline.
+    async fn forward(
+        &self,
+        leader_id: NodeId,
+        proposals: Vec<Proposal>,
+    ) -> Result<(u64, Vec<Outcome>), NodeError> {
+        let mut client = self.leader_client(Some(leader_id)).await?;
         let request = ProposeRequest {
             format_version: PROPOSE_WIRE_FORMAT_VERSION,
             commands: proposals
@@ -625,7 +727,18 @@ impl Inner {
         };
         let mut request = tonic::Request::new(request);
         request.set_timeout(self.config.forward_timeout);
-        let response = match client.propose(request).await {
+        let answer = tokio::select! {
+            answer = client.propose(request) => answer,
+            () = self.leader_lost(leader_id) => {
+                self.forget_leader_client();
+                return Err(NodeError::OutcomeUnknown {
+                    message: format!(
+                        "leader {leader_id} changed or fell silent before it answered a forwarded write; retry with the same Idempotency-Key"
+                    ),
+                });
+            }
+        };
+        let response = match answer {
             Ok(response) => response.into_inner(),
             Err(status) => {
                 self.forget_leader_client();
@@ -687,7 +800,7 @@ impl Inner {
             self.leader_read_index().await?
         } else {
             let mut client = self
-                .leader_client()
+                .leader_client(None)
                 .await
                 .map_err(|_| NodeError::NoQuorum {
                     message: "no leader is reachable to confirm the read".into(),
@@ -1147,7 +1260,7 @@ impl Replica for RaftReplica {
         if self.inner.is_leader() {
             return self.inner.leader_add_learner(member).await;
         }
-        let mut client = self.inner.leader_client().await?;
+        let mut client = self.inner.leader_client(None).await?;
         let request = AddLearnerRequest {
             learner: Some(crate::peer::member_to_proto(&member)),
         };
@@ -1160,7 +1273,7 @@ impl Replica for RaftReplica {
         if self.inner.is_leader() {
             return self.inner.leader_change_membership(voters).await;
         }
-        let mut client = self.inner.leader_client().await?;
+        let mut client = self.inner.leader_client(None).await?;
         let request = ChangeMembershipRequest {
             voters: voters.into_iter().collect(),
         };
@@ -1183,7 +1296,7 @@ impl Replica for RaftReplica {
         if self.inner.is_leader() {
             return self.inner.leader_remove_node(node_id).await;
         }
-        let mut client = self.inner.leader_client().await?;
+        let mut client = self.inner.leader_client(None).await?;
         let answer = client.remove_node(RemoveNodeRequest { id: node_id }).await;
         // The leader's NODE_NOT_FOUND names this id: keep it a 404, not an internal error.
         if let Ok(response) = &answer {

@@ -174,6 +174,10 @@ pub enum NodeError {
     /// Leadership could not be confirmed with a quorum in time.
     #[error("no quorum: {message}")]
     NoQuorum { message: String },
+    /// A write was sent on (forwarded to a leader) and no answer came: it may or may not
+    /// have committed. Retrying with the same idempotency key is safe and tells which.
+    #[error("outcome unknown: {message}")]
+    OutcomeUnknown { message: String },
     /// The node is starting, catching up, or stopping.
     #[error("not ready: {message}")]
     NotReady { message: String },
@@ -208,6 +212,7 @@ impl NodeError {
         match ErrorCode::parse(code) {
             Some(ErrorCode::NoLeader) => NodeError::NoLeader,
             Some(ErrorCode::NoQuorum) => NodeError::NoQuorum { message },
+            Some(ErrorCode::OutcomeUnknown) => NodeError::OutcomeUnknown { message },
             Some(ErrorCode::Overloaded) => NodeError::Overloaded { message },
             Some(ErrorCode::NotReady) => NodeError::NotReady { message },
             Some(ErrorCode::AlreadyInitialized) => NodeError::AlreadyInitialized,
@@ -233,6 +238,7 @@ impl NodeError {
         match self {
             NodeError::NoLeader | NodeError::NotLeader { .. } => ErrorCode::NoLeader,
             NodeError::NoQuorum { .. } => ErrorCode::NoQuorum,
+            NodeError::OutcomeUnknown { .. } => ErrorCode::OutcomeUnknown,
             NodeError::NotReady { .. } => ErrorCode::NotReady,
             NodeError::IndexNotReached { .. } => ErrorCode::IndexNotReached,
             NodeError::Overloaded { .. } => ErrorCode::Overloaded,
