@@ -86,14 +86,20 @@ impl RaftNodeConfig {
     }
 }
 
-/// openraft settings for Holdfast: elections after 1–2 s without a leader, a snapshot every
-/// 10,000 entries, 1 MiB snapshot chunks.
+/// openraft settings for Holdfast: heartbeats every 100 ms, elections after 0.5–1 s without
+/// a leader, a snapshot every 10,000 entries, 1 MiB snapshot chunks.
+///
+/// The election timeouts bound failover: openraft 0.9 voters refuse votes while the lease
+/// of the leader they last heard from runs (`election_timeout_max`), so a new leader takes
+/// at least that long after the old one fell silent, and about one more timeout when the
+/// first candidate asks too early. 0.5–1 s brings bookings back within 2 s of losing the
+/// leader's region; with 1–2 s it took 3.5–4.5 s (BENCHMARKS.md).
 pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
     openraft::Config {
         cluster_name: cluster_id.to_owned(),
-        heartbeat_interval: 250,
-        election_timeout_min: 1_000,
-        election_timeout_max: 2_000,
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1_000,
         max_payload_entries: 256,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
