@@ -648,8 +648,7 @@ impl Inner {
     /// `None`), cached until it fails.
     async fn leader_client(&self, expected: Option<NodeId>) -> Result<PeerClient, NodeError> {
         let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
-        if leader_id == self.node_id() || expected.is_some_and(|expected| expected != leader_id)
-        {
+        if leader_id == self.node_id() || expected.is_some_and(|expected| expected != leader_id) {
             return Err(NodeError::NoLeader);
         }
         {

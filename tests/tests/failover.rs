@@ -35,7 +35,11 @@ fn seat_name(number: usize) -> String {
     } else {
         ("B", number - ROWS * per_row)
     };
-    format!("{section}-{}-{}", number / per_row + 1, number % per_row + 1)
+    format!(
+        "{section}-{}-{}",
+        number / per_row + 1,
+        number % per_row + 1
+    )
 }
 
 /// Holds seats through node `position` until `stop`, each with its own idempotency key,
@@ -187,7 +191,10 @@ async fn bookings_resume_through_the_surviving_regions_when_the_leaders_region_i
         assert_eq!(write.status, 503, "{:?}", write.body);
         assert!(write.header("retry-after").is_some(), "{:?}", write.body);
         let stale = cluster
-            .get(position, &format!("/availability?event_id={EVENT}&view=summary"))
+            .get(
+                position,
+                &format!("/availability?event_id={EVENT}&view=summary"),
+            )
             .await?;
         assert_eq!(stale.status, 200, "{:?}", stale.body);
     }
@@ -208,9 +215,7 @@ async fn bookings_resume_through_the_surviving_regions_when_the_leaders_region_i
             let page = cluster
                 .get(
                     position,
-                    &format!(
-                        "/availability?event_id={EVENT}&consistency=linearizable&limit=5000"
-                    ),
+                    &format!("/availability?event_id={EVENT}&consistency=linearizable&limit=5000"),
                 )
                 .await?;
             let missing: Vec<&String> = if page.status == 200 {
