@@ -139,6 +139,16 @@ struct ServeArgs {
     /// commit, new commands gather into the next entry [default: 2].
     #[arg(long, env = "HOLDFAST_BATCHES_IN_FLIGHT_MAX")]
     batches_in_flight_max: Option<usize>,
+    /// Raft heartbeat interval in ms; an AppendEntries call fails after one interval, so it
+    /// must exceed the slowest round trip between voters plus an fsync [default: 250].
+    /// The same on every node.
+    #[arg(long, env = "HOLDFAST_RAFT_HEARTBEAT_MS")]
+    raft_heartbeat_ms: Option<u64>,
+    /// Shortest Raft election timeout in ms (the longest is twice it); at least twice the
+    /// heartbeat interval. Failover takes about three times it [default: 500]. The same on
+    /// every node.
+    #[arg(long, env = "HOLDFAST_RAFT_ELECTION_TIMEOUT_MS")]
+    raft_election_timeout_ms: Option<u64>,
     /// PEM file of the cluster CA: the peer port accepts only peers whose certificate it
     /// signed, and this node dials only peers whose certificate it signed. With
     /// --peer-cert and --peer-key; without the three the peer port is open.
@@ -180,6 +190,31 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// openraft's settings when a timer flag is given (`None`: the defaults).
+    fn raft_timers(&self, cluster_id: &str) -> anyhow::Result<Option<openraft::Config>> {
+        if self.raft_heartbeat_ms.is_none() && self.raft_election_timeout_ms.is_none() {
+            return Ok(None);
+        }
+        let heartbeat_ms = self
+            .raft_heartbeat_ms
+            .unwrap_or(holdfast_raft::node::HEARTBEAT_MS_DEFAULT);
+        let election_ms = self
+            .raft_election_timeout_ms
+            .unwrap_or(holdfast_raft::node::ELECTION_TIMEOUT_MS_DEFAULT);
+        anyhow::ensure!(
+            (10..=60_000).contains(&heartbeat_ms),
+            "--raft-heartbeat-ms must be within 10..=60000"
+        );
+        anyhow::ensure!(
+            election_ms >= heartbeat_ms.saturating_mul(2) && election_ms <= 600_000,
+            "--raft-election-timeout-ms must be at least twice --raft-heartbeat-ms ({heartbeat_ms}) and at most 600000"
+        );
+        let config = holdfast_raft::node::raft_config(cluster_id, heartbeat_ms, election_ms)
+            .validate()
+            .map_err(|error| anyhow::anyhow!("invalid Raft timers: {error}"))?;
+        Ok(Some(config))
+    }
+
     /// Fills what the command line and environment left out from the config file.
     fn merge_file(mut self) -> anyhow::Result<ServeArgs> {
         let Some(path) = self.config.clone() else {
@@ -211,6 +246,8 @@ impl ServeArgs {
             proposals_queued_max,
             batch_entries_max,
             batches_in_flight_max,
+            raft_heartbeat_ms,
+            raft_election_timeout_ms,
             peer_ca,
             peer_cert,
             peer_key,
@@ -396,6 +433,11 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     }
     if let Some(in_flight) = args.batches_in_flight_max {
         config.replica.batches_in_flight_max = in_flight.max(1);
+    }
+    if let Some(raft) = args.raft_timers(&cluster_id)? {
+        // A follower believes in its leader for as long as the leader's lease runs.
+        config.replica.leader_contact_max = Duration::from_millis(raft.election_timeout_max);
+        config.raft = Some(raft);
     }
     let http_listener = bind(http_addr, "HTTP").await?;
     let raft_listener = bind(raft_addr, "Raft").await?;
@@ -639,5 +681,44 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args, signal).await,
         Command::Dev(args) => dev(args, signal).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let mut argv = vec!["holdfast", "serve"];
+        argv.extend_from_slice(flags);
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Serve(args) => *args,
+            Command::Dev(_) => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn raft_timer_flags_set_openraft_timers_and_refuse_inconsistent_ones() {
+        assert!(serve_args(&[]).raft_timers("c").unwrap().is_none());
+        let config = serve_args(&[
+            "--raft-heartbeat-ms",
+            "400",
+            "--raft-election-timeout-ms",
+            "1000",
+        ])
+        .raft_timers("c")
+        .unwrap()
+        .expect("timers given");
+        assert_eq!(config.heartbeat_interval, 400);
+        assert_eq!(config.election_timeout_min, 1_000);
+        assert_eq!(config.election_timeout_max, 2_000);
+        // The heartbeat alone keeps the default election timeout (500 ms): 300 ms is too long.
+        let error = serve_args(&["--raft-heartbeat-ms", "300"])
+            .raft_timers("c")
+            .unwrap_err();
+        assert!(error.to_string().contains("at least twice"), "{error}");
+        assert!(serve_args(&["--raft-heartbeat-ms", "0"])
+            .raft_timers("c")
+            .is_err());
     }
 }

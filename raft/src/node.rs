@@ -86,20 +86,46 @@ impl RaftNodeConfig {
     }
 }
 
-/// openraft settings for Holdfast: heartbeats every 100 ms, elections after 0.5–1 s without
+/// Heartbeat interval of [`default_raft_config`], in milliseconds.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 250;
+/// Shortest election timeout of [`default_raft_config`], in milliseconds (the longest is
+/// twice it).
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 500;
+
+/// openraft settings for Holdfast: heartbeats every 250 ms, elections after 0.5–1 s without
 /// a leader, a snapshot every 10,000 entries, 1 MiB snapshot chunks.
-///
-/// The election timeouts bound failover: openraft 0.9 voters refuse votes while the lease
-/// of the leader they last heard from runs (`election_timeout_max`), so a new leader takes
-/// at least that long after the old one fell silent, and about one more timeout when the
-/// first candidate asks too early. 0.5–1 s brings bookings back within 2 s of losing the
-/// leader's region; with 1–2 s it took 3.5–4.5 s (BENCHMARKS.md).
 pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
+    raft_config(
+        cluster_id,
+        HEARTBEAT_MS_DEFAULT,
+        ELECTION_TIMEOUT_MS_DEFAULT,
+    )
+}
+
+/// openraft settings with the given timers: heartbeats every `heartbeat_ms`, elections
+/// after `election_timeout_min_ms` to twice that without a leader.
+///
+/// Two constraints set them:
+/// - openraft 0.9 gives an AppendEntries RPC (heartbeats included) one heartbeat interval
+///   before it counts as failed, so the interval must exceed the slowest round trip between
+///   voters plus an fsync. 100 ms failed every call across 30–80 ms links between regions
+///   (the `region-loss` simulation never converged); 250 ms covers round trips up to about
+///   200 ms. Raise it for regions farther apart.
+/// - The election timeouts bound failover: openraft 0.9 voters refuse votes while the lease
+///   of the leader they last heard from runs (`election_timeout_max`), and start their own
+///   election only a lease plus a timeout after they last heard from it, so a new leader
+///   takes 1.5–2 s after the old one fell silent with the defaults; with 1–2 s it took
+///   3.5–4.5 s (BENCHMARKS.md).
+pub fn raft_config(
+    cluster_id: &str,
+    heartbeat_ms: u64,
+    election_timeout_min_ms: u64,
+) -> openraft::Config {
     openraft::Config {
         cluster_name: cluster_id.to_owned(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1_000,
+        heartbeat_interval: heartbeat_ms,
+        election_timeout_min: election_timeout_min_ms,
+        election_timeout_max: election_timeout_min_ms.saturating_mul(2),
         max_payload_entries: 256,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
