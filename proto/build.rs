@@ -45,6 +45,7 @@ const CLIENT_MESSAGES: &[&str] = &[
     "AddLearnerRequest",
     "ChangeMembershipRequest",
     "RemoveNodeRequest",
+    "TransferLeaderRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1343,6 +1343,26 @@ impl Client {
         .await
     }
 
+    /// Hands leadership to voter `node_id` (a planned move, e.g. before taking the leader
+    /// down or to bring it to another region). Writes pause for about a second while the
+    /// leader makes room; answers once `node_id` leads, or
+    /// [`ErrorCode::LeaderTransferFailed`] naming the leader there is.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
+    /// let status = client.transfer_leader(2).await?;
+    /// assert_eq!(status.leader_id, Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub async fn transfer_leader(&self, node_id: u64) -> Result<ClusterStatus> {
+        let message = pb::TransferLeaderRequest { node_id };
+        self.cluster_change("transfer_leader", |mut service, timeout| {
+            let request = self.request(message, timeout);
+            async move { service.transfer_leader(request).await }
+        })
+        .await
+    }
+
     /// Makes the node the client talks to take a snapshot now.
     ///
     /// ```no_run

@@ -90,6 +90,8 @@ pub enum ErrorCode {
     Overloaded,
     /// `OUTCOME_UNKNOWN`: the write may or may not have committed; retry with the same key.
     OutcomeUnknown,
+    /// `LEADER_TRANSFER_FAILED`: leadership did not move to the voter asked for.
+    LeaderTransferFailed,
     /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
     Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
@@ -140,6 +142,7 @@ impl ErrorCode {
             "INDEX_NOT_REACHED" => IndexNotReached,
             "OVERLOADED" => Overloaded,
             "OUTCOME_UNKNOWN" => OutcomeUnknown,
+            "LEADER_TRANSFER_FAILED" => LeaderTransferFailed,
             "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
@@ -188,6 +191,7 @@ impl ErrorCode {
             IndexNotReached => "INDEX_NOT_REACHED",
             Overloaded => "OVERLOADED",
             OutcomeUnknown => "OUTCOME_UNKNOWN",
+            LeaderTransferFailed => "LEADER_TRANSFER_FAILED",
             Internal => "INTERNAL",
             Other(code) => code,
         }
@@ -238,7 +242,8 @@ impl ErrorCode {
             HoldExpired => 410,
             BodyTooLarge => 413,
             RateLimited => 429,
-            NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown => 503,
+            NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown
+            | LeaderTransferFailed => 503,
             Internal | Other(_) => 500,
         }
     }

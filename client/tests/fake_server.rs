@@ -283,6 +283,13 @@ impl ClusterService for Fake {
         unimplemented()
     }
 
+    async fn transfer_leader(
+        &self,
+        _: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        unimplemented()
+    }
+
     async fn snapshot(
         &self,
         _: Request<pb::SnapshotRequest>,

@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/init", post(cluster::initialize))
         .route("/cluster/learners", post(cluster::add_learner))
         .route("/cluster/membership", post(cluster::change_membership))
+        .route("/cluster/leader", post(cluster::transfer_leader))
         .route("/cluster/snapshot", post(cluster::snapshot))
         .layer(Extension(BodyLimit(state.config.booking_body_bytes_max)));
     let batch_routes = Router::new()

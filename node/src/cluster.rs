@@ -13,7 +13,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::replica::MemberSpec;
 use crate::wire::{
     ClusterInitBody, ClusterStatusJson, ErrorBody, HealthJson, MemberBody, MembershipBody,
-    SnapshotJson,
+    SnapshotJson, TransferLeaderBody,
 };
 
 /// Members named in one cluster request at most.
@@ -152,6 +152,32 @@ pub async fn change_membership(
         ));
     }
     state.replica.change_membership(voters).await?;
+    Ok(status_answer(&state))
+}
+
+/// Hands leadership to a voter: the leader stops taking writes (they wait, as in an
+/// election), lets the voter catch up, falls silent for a lease and asks it to start an
+/// election. Answers once it leads (about 1.5 s).
+#[utoipa::path(
+    post, path = "/cluster/leader", tag = "cluster",
+    request_body = TransferLeaderBody,
+    responses(
+        (status = 200, description = "The voter leads", body = ClusterStatusJson),
+        (status = 409, description = "MEMBERSHIP_REFUSED: not a voter, or another transfer is under way", body = ErrorBody),
+        (status = 503, description = "LEADER_TRANSFER_FAILED, NO_LEADER", body = ErrorBody),
+    )
+)]
+pub async fn transfer_leader(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TransferLeaderBody>,
+) -> Result<Response, ApiError> {
+    if body.node_id == 0 {
+        return Err(ApiError::invalid_field(
+            "node_id",
+            "a node id is at least 1",
+        ));
+    }
+    state.replica.transfer_leader(body.node_id).await?;
     Ok(status_answer(&state))
 }
 

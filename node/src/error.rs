@@ -338,6 +338,7 @@ impl From<NodeError> for ApiError {
             } => unavailable(json!({"leader_id": leader_id, "leader_http_addr": leader_http_addr})),
             NodeError::NoQuorum { .. }
             | NodeError::OutcomeUnknown { .. }
+            | NodeError::TransferFailed { .. }
             | NodeError::NotReady { .. }
             | NodeError::Overloaded { .. } => unavailable(json!({})),
             NodeError::IndexNotReached {

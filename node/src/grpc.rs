@@ -881,6 +881,19 @@ impl ClusterService for GrpcBooking {
             .await
     }
 
+    async fn transfer_leader(
+        &self,
+        request: tonic::Request<TransferLeaderRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.post(
+            "/cluster/leader",
+            request.get_ref(),
+            None,
+            request.metadata(),
+        )
+        .await
+    }
+
     async fn snapshot(
         &self,
         request: tonic::Request<SnapshotRequest>,

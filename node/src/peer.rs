@@ -347,6 +347,26 @@ impl PeerRpc for PeerService {
             .await;
         Ok(Response::new(self.change_response(result)))
     }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open_from_member(&request)?;
+        let to = request.into_inner().node_id;
+        let result = self.replica.leader_transfer(to).await;
+        Ok(Response::new(self.change_response(result)))
+    }
+
+    async fn elect(
+        &self,
+        request: Request<ElectRequest>,
+    ) -> Result<Response<ClusterChangeResponse>, Status> {
+        self.open_from_member(&request)?;
+        let last_log_index = request.into_inner().last_log_index;
+        let result = self.replica.elect_on_request(last_log_index).await;
+        Ok(Response::new(self.change_response(result)))
+    }
 }
 
 impl PeerService {

@@ -196,6 +196,9 @@ pub enum NodeError {
     /// A node id that is not a member.
     #[error("node {node_id} is not a member")]
     NodeNotFound { node_id: NodeId },
+    /// A leader transfer that did not complete (the target did not take over in time).
+    #[error("leader transfer failed: {message}")]
+    TransferFailed { message: String },
     /// A malformed cluster request.
     #[error("invalid {field}: {reason}")]
     InvalidField { field: String, reason: String },
@@ -217,6 +220,7 @@ impl NodeError {
             Some(ErrorCode::NotReady) => NodeError::NotReady { message },
             Some(ErrorCode::AlreadyInitialized) => NodeError::AlreadyInitialized,
             Some(ErrorCode::MembershipRefused) => NodeError::MembershipRefused { message },
+            Some(ErrorCode::LeaderTransferFailed) => NodeError::TransferFailed { message },
             Some(ErrorCode::InvalidField) => NodeError::InvalidField {
                 field: "request".into(),
                 reason: message,
@@ -244,6 +248,7 @@ impl NodeError {
             NodeError::Overloaded { .. } => ErrorCode::Overloaded,
             NodeError::AlreadyInitialized => ErrorCode::AlreadyInitialized,
             NodeError::MembershipRefused { .. } => ErrorCode::MembershipRefused,
+            NodeError::TransferFailed { .. } => ErrorCode::LeaderTransferFailed,
             NodeError::NodeNotFound { .. } => ErrorCode::NodeNotFound,
             NodeError::InvalidField { .. } => ErrorCode::InvalidField,
             NodeError::Internal { .. } => ErrorCode::Internal,
@@ -303,6 +308,16 @@ pub trait Replica: Send + Sync + 'static {
 
     /// `DELETE /cluster/nodes/{id}`: removes a node from the cluster (voter or learner).
     async fn remove_node(&self, node_id: NodeId) -> Result<(), NodeError>;
+
+    /// `POST /cluster/leader`: hands leadership to voter `to` and answers once it leads.
+    /// Replicas without Raft refuse.
+    async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
+        let _ = to;
+        Err(NodeError::InvalidField {
+            field: "node_id".into(),
+            reason: "this node is not replicated: it has no leader to move".into(),
+        })
+    }
 
     /// `POST /cluster/snapshot`: builds a snapshot of this node's applied state now and
     /// answers once it is persisted. Replicas without snapshots refuse.

@@ -213,6 +213,14 @@ pub struct MembershipBody {
     pub voters: Vec<u64>,
 }
 
+/// `POST /cluster/leader`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderBody {
+    /// The voter to hand leadership to.
+    pub node_id: u64,
+}
+
 // ----------------------------------------------------------------------------------------
 // Answers.
 

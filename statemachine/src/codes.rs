@@ -175,6 +175,8 @@ define_error_codes! {
     Overloaded = ("OVERLOADED", 503, Unavailable);
     /// The write may or may not have committed; retry with the same key to learn which.
     OutcomeUnknown = ("OUTCOME_UNKNOWN", 503, Unavailable);
+    /// A leader transfer did not complete; the details name the leader there is.
+    LeaderTransferFailed = ("LEADER_TRANSFER_FAILED", 503, Unavailable);
     /// The payment provider did not answer; nothing was charged.
     PaymentUnavailable = ("PAYMENT_UNAVAILABLE", 503, Unavailable);
     // The storage and replication layer's own failures (logged, seen by operators).

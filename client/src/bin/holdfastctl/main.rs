@@ -77,6 +77,9 @@ enum Command {
     /// Membership changes.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Leadership.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
     /// Readiness of every node (exit 3 if any is not ready).
     Health,
     /// Make a node take a snapshot now.
@@ -196,6 +199,13 @@ enum ClusterCommand {
         #[arg(long = "member", required = true, value_parser = parse_member)]
         members: Vec<Member>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum LeaderCommand {
+    /// Hand leadership to voter ID (writes pause for about a second); answers once it
+    /// leads.
+    Transfer { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -366,6 +376,22 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
         Command::Member(command) => member(&client, command, json).await,
+        Command::Leader(LeaderCommand::Transfer { id }) => {
+            let before = client.cluster_status().await?.leader_id;
+            if before == Some(id) {
+                println!("node {id} leads already; nothing to do");
+                return Ok(EXIT_OK);
+            }
+            let status = client.transfer_leader(id).await?;
+            if json {
+                print_json(&status);
+            } else {
+                let from = before.map_or_else(|| "none".to_owned(), |id| id.to_string());
+                println!("leadership moved from node {from} to node {id}");
+                output::members(&status);
+            }
+            Ok(EXIT_OK)
+        }
         Command::Health => health(&client, json).await,
         Command::Snapshot => {
             let taken = client.snapshot().await?;

@@ -18,14 +18,14 @@
 //! and otherwise takes the linearizable path. `min_index` waits, bounded, for that index.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use holdfast_proto::booking::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ProposeRequest,
-    ProposedCommand, ReadIndexRequest, RemoveNodeRequest,
+    ProposedCommand, ReadIndexRequest, RemoveNodeRequest, TransferLeaderRequest,
 };
 use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
@@ -34,6 +34,8 @@ use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
+
+mod transfer;
 
 use crate::peer::{peer_client, PeerClient, PeerEnvelope};
 
@@ -213,6 +215,10 @@ struct Inner {
     contact: Arc<LeaderContact>,
     /// The last read-index confirmation: when it started and what it answered.
     read_confirmation: tokio::sync::Mutex<Option<(Instant, Result<u64, NodeError>)>>,
+    /// Set while this leader hands its leadership over (see [`transfer`]).
+    handing_over: AtomicBool,
+    /// One leader transfer at a time.
+    transfer: tokio::sync::Mutex<()>,
 }
 
 impl RaftReplica {
@@ -238,6 +244,8 @@ impl RaftReplica {
             leader_client: Mutex::new(None),
             contact,
             read_confirmation: tokio::sync::Mutex::new(None),
+            handing_over: AtomicBool::new(false),
+            transfer: tokio::sync::Mutex::new(()),
             config,
         });
         tokio::spawn(run_batcher(Arc::downgrade(&inner), receiver));
@@ -293,6 +301,17 @@ impl RaftReplica {
     /// Leader-side `DELETE /cluster/nodes/{id}`.
     pub async fn leader_remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
         self.inner.leader_remove_node(node_id).await
+    }
+
+    /// Leader-side `POST /cluster/leader`: hands leadership to voter `to`.
+    pub async fn leader_transfer(&self, to: NodeId) -> Result<(), NodeError> {
+        self.inner.leader_transfer(to).await
+    }
+
+    /// Target side of a leader transfer: starts an election now if this voter has the
+    /// leader's log up to `last_log_index`.
+    pub async fn elect_on_request(&self, last_log_index: u64) -> Result<(), NodeError> {
+        self.inner.elect_on_request(last_log_index).await
     }
 }
 
@@ -405,6 +424,10 @@ enum Target {
 /// How often a waiting write or a forwarded one looks at the leader again.
 const LEADER_POLL: Duration = Duration::from_millis(20);
 
+/// How long a follower waits for the leader to answer a forwarded leader transfer (catch
+/// up, a lease of silence, an election).
+const TRANSFER_FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) fn encode_command(command: &Command) -> Vec<u8> {
     bincode::serde::encode_to_vec(command, bincode::config::standard())
         .expect("encoding a command into memory cannot fail")
@@ -458,6 +481,9 @@ impl Inner {
             )
         };
         if leader == me {
+            if self.handing_over() {
+                return None;
+            }
             // No acknowledgement yet (a fresh leader) counts as contact.
             return (leading && quorum_ack.is_none_or(|age| age <= max_ms)).then_some(Target::Here);
         }
@@ -477,7 +503,7 @@ impl Inner {
             }
             // A leader that lost its quorum's acknowledgements (cut off with a minority)
             // refuses at once: waiting would not bring the quorum back sooner.
-            if self.is_leader() || Instant::now() >= deadline {
+            if (self.is_leader() && !self.handing_over()) || Instant::now() >= deadline {
                 return None;
             }
             tokio::time::sleep(LEADER_POLL).await;
@@ -785,6 +811,8 @@ impl Inner {
     }
 
     async fn confirm_read_index(&self) -> Result<u64, NodeError> {
+        // A confirmation would renew the followers' lease on a leader handing over.
+        self.handover_finished().await;
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -795,6 +823,7 @@ impl Inner {
 
     async fn linearizable(&self) -> Result<(), NodeError> {
         let deadline = self.config.linearizable_timeout;
+        self.handover_finished().await;
         let read_index = if self.is_leader() {
             self.leader_read_index().await?
         } else {
@@ -863,6 +892,7 @@ impl Inner {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
+        self.refuse_during_handover()?;
         if self.retired(member.id) {
             return Err(NodeError::MembershipRefused {
                 message: format!(
@@ -951,27 +981,45 @@ impl Inner {
         healthy
     }
 
+    /// A new peer connection to member `node_id` (calls time out after `timeout`).
+    async fn member_client(
+        &self,
+        node_id: NodeId,
+        timeout: Duration,
+    ) -> Result<PeerClient, NodeError> {
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        let info = membership
+            .membership()
+            .get_node(&node_id)
+            .cloned()
+            .ok_or(NodeError::NodeNotFound { node_id })?;
+        let endpoint = peer_endpoint(self.node.peer_tls(), &info.raft_addr, node_id, timeout)
+            .map_err(|error| NodeError::Internal {
+                message: error.to_string(),
+            })?
+            .connect_timeout(self.config.forward_connect_timeout);
+        let channel =
+            self.transport
+                .connect(endpoint)
+                .await
+                .map_err(|error| NodeError::Internal {
+                    message: format!("cannot reach node {node_id}: {error}"),
+                })?;
+        Ok(peer_client(
+            channel,
+            self.peer_envelope(node_id),
+            self.config.message_bytes_max,
+        ))
+    }
+
     /// Whether member `node_id` answers a status request over the peer network within
     /// [`MEMBER_PROBE_TIMEOUT`].
     async fn answers_probe(&self, node_id: NodeId) -> bool {
-        let membership = self.node.metrics().borrow().membership_config.clone();
-        let Some(info) = membership.membership().get_node(&node_id).cloned() else {
-            return false;
-        };
         let probe = async {
-            let endpoint = peer_endpoint(
-                self.node.peer_tls(),
-                &info.raft_addr,
-                node_id,
-                MEMBER_PROBE_TIMEOUT,
-            )
-            .ok()?;
-            let channel = self.transport.connect(endpoint).await.ok()?;
-            let mut client = peer_client(
-                channel,
-                self.peer_envelope(node_id),
-                self.config.message_bytes_max,
-            );
+            let mut client = self
+                .member_client(node_id, MEMBER_PROBE_TIMEOUT)
+                .await
+                .ok()?;
             client.cluster_status(ClusterStatusRequest {}).await.ok()
         };
         matches!(
@@ -984,6 +1032,7 @@ impl Inner {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
+        self.refuse_during_handover()?;
         if voters.is_empty() {
             return Err(NodeError::InvalidField {
                 field: "voters".into(),
@@ -1039,6 +1088,7 @@ impl Inner {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
+        self.refuse_during_handover()?;
         let membership = self.node.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
         if membership.get_node(&node_id).is_none() {
@@ -1277,6 +1327,16 @@ impl Replica for RaftReplica {
             voters: voters.into_iter().collect(),
         };
         crate::peer::cluster_change_answer(client.change_membership(request).await)
+    }
+
+    async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
+        if self.inner.is_leader() {
+            return self.inner.leader_transfer(to).await;
+        }
+        let mut client = self.inner.leader_client(None).await?;
+        let mut request = tonic::Request::new(TransferLeaderRequest { node_id: to });
+        request.set_timeout(TRANSFER_FORWARD_TIMEOUT);
+        crate::peer::cluster_change_answer(client.transfer_leader(request).await)
     }
 
     async fn snapshot_now(&self) -> Result<SnapshotTaken, NodeError> {

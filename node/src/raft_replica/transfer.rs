@@ -1,0 +1,217 @@
+//! Planned leadership transfer (`POST /cluster/leader`, `holdfastctl leader transfer`).
+//!
+//! openraft 0.9 has no transfer call, and a voter refuses to vote while the lease of the
+//! leader it last heard from runs (`election_timeout_max`), so the leader makes room for
+//! the target itself:
+//!
+//! 1. It stops taking writes and linearizable reads (they wait, bounded, as in an
+//!    election, and then go to the new leader) and waits until the target has every entry
+//!    of its log.
+//! 2. It falls silent (no heartbeats) for one lease plus one heartbeat interval, so every
+//!    voter's lease on it has run out, while the voters' own election timers (a lease plus
+//!    at least `election_timeout_min`) have not.
+//! 3. It asks the target, over the peer service, to start an election now. The target,
+//!    with the longest log, wins it; the old leader steps down on the new term.
+//!
+//! Writes pause for about a lease (1.25 s with the default timers). Whatever happens, the
+//! leader's heartbeats are switched back on and writes resume; a target that did not take
+//! over is reported as `LEADER_TRANSFER_FAILED`, naming the leader the cluster has.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio::time::Instant;
+
+use super::{Inner, LEADER_POLL};
+use crate::replica::{NodeError, NodeId};
+
+/// How long the target may take to catch up with the leader's log before a transfer
+/// gives up.
+const CATCH_UP_MAX: Duration = Duration::from_secs(3);
+
+/// Undoes a handover however the transfer ends: heartbeats on, writes flowing.
+struct Handover<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for Handover<'_> {
+    fn drop(&mut self) {
+        self.inner.node.raft().runtime_config().heartbeat(true);
+        self.inner.handing_over.store(false, Ordering::Release);
+    }
+}
+
+impl Inner {
+    /// Whether this leader is handing its leadership over right now (it takes no writes).
+    pub(super) fn handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Acquire)
+    }
+
+    /// Waits (bounded by `leader_wait`) until no handover is under way here.
+    pub(super) async fn handover_finished(&self) {
+        let deadline = Instant::now() + self.config.leader_wait;
+        while self.handing_over() && Instant::now() < deadline {
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Refuses cluster changes while leadership is being handed over.
+    pub(super) fn refuse_during_handover(&self) -> Result<(), NodeError> {
+        if self.handing_over() {
+            return Err(NodeError::MembershipRefused {
+                message: "a leader transfer is under way; try again in a few seconds".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Leader side of a transfer to voter `to`; answers once `to` leads.
+    pub(super) async fn leader_transfer(&self, to: NodeId) -> Result<(), NodeError> {
+        if !self.is_leader() {
+            return Err(NodeError::NoLeader);
+        }
+        if to == self.node_id() {
+            return Ok(());
+        }
+        let membership = self.node.metrics().borrow().membership_config.clone();
+        if !membership.membership().voter_ids().any(|id| id == to) {
+            return Err(NodeError::MembershipRefused {
+                message: format!("node {to} is not a voter: only a voter can lead"),
+            });
+        }
+        let Ok(_one_at_a_time) = self.transfer.try_lock() else {
+            return Err(NodeError::MembershipRefused {
+                message: "another leader transfer is under way".into(),
+            });
+        };
+        let raft = self.node.raft();
+        let heartbeat = Duration::from_millis(raft.config().heartbeat_interval);
+        let lease = Duration::from_millis(raft.config().election_timeout_max);
+
+        self.handing_over.store(true, Ordering::Release);
+        let _handover = Handover { inner: self };
+        let last = self.await_caught_up(to).await?;
+
+        raft.runtime_config().heartbeat(false);
+        tokio::time::sleep(lease + heartbeat).await;
+        let metrics = self.node.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(
+                self.transfer_failed(to, "this node lost its leadership during the handover")
+            );
+        }
+        if metrics.last_log_index.unwrap_or(0) != last {
+            return Err(self.transfer_failed(to, "the log grew during the handover"));
+        }
+        self.ask_to_elect(to, last).await?;
+
+        let deadline = Instant::now() + lease * 2;
+        loop {
+            if self.leader_id() == Some(to) {
+                tracing::info!(from = self.node_id(), to, "leadership handed over");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.transfer_failed(to, "it did not win its election in time"));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Waits until `to` has every entry of this leader's log and all of it is committed;
+    /// answers the last index.
+    async fn await_caught_up(&self, to: NodeId) -> Result<u64, NodeError> {
+        let deadline = Instant::now() + CATCH_UP_MAX;
+        loop {
+            let metrics = self.node.metrics().borrow().clone();
+            if metrics.state != ServerState::Leader {
+                return Err(NodeError::NoLeader);
+            }
+            let last = metrics.last_log_index.unwrap_or(0);
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&to).cloned().flatten())
+                .map_or(0, |log_id| log_id.index);
+            let committed = self.node.state().applied_index() >= last;
+            if matched == last && committed {
+                return Ok(last);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.transfer_failed(
+                    to,
+                    &format!(
+                        "it has {matched} of this leader's {last} entries after {CATCH_UP_MAX:?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Asks `to` over the peer service to start an election now.
+    async fn ask_to_elect(&self, to: NodeId, last_log_index: u64) -> Result<(), NodeError> {
+        let mut client = self.member_client(to, self.config.forward_timeout).await?;
+        let mut request =
+            tonic::Request::new(holdfast_proto::booking::ElectRequest { last_log_index });
+        request.set_timeout(self.config.forward_timeout);
+        match client.elect(request).await {
+            Ok(answer) => match answer.into_inner().error {
+                None => Ok(()),
+                Some(error) => {
+                    Err(self.transfer_failed(to, &format!("it refused: {}", error.message)))
+                }
+            },
+            Err(status) => {
+                Err(self
+                    .transfer_failed(to, &format!("it could not be asked: {}", status.message())))
+            }
+        }
+    }
+
+    fn transfer_failed(&self, to: NodeId, why: &str) -> NodeError {
+        let leader = self
+            .leader_id()
+            .map_or_else(|| "none yet".to_owned(), |id| id.to_string());
+        tracing::warn!(to, why, "leader transfer failed");
+        NodeError::TransferFailed {
+            message: format!("leadership did not move to node {to}: {why} (leader now: {leader})"),
+        }
+    }
+
+    /// Target side: starts an election now if this voter has the leader's whole log.
+    pub(super) async fn elect_on_request(&self, last_log_index: u64) -> Result<(), NodeError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let metrics = self.node.metrics().borrow().clone();
+        if !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == metrics.id)
+        {
+            return Err(NodeError::MembershipRefused {
+                message: format!("node {} is not a voter", metrics.id),
+            });
+        }
+        let have = metrics.last_log_index.unwrap_or(0);
+        if have < last_log_index {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "node {} has {have} of the leader's {last_log_index} entries",
+                    metrics.id
+                ),
+            });
+        }
+        self.node
+            .raft()
+            .trigger()
+            .elect()
+            .await
+            .map_err(|error| NodeError::Internal {
+                message: error.to_string(),
+            })
+    }
+}
