@@ -56,16 +56,20 @@ impl ChangeFeed {
     /// A feed of the events after index `after`, or `503 OVERLOADED` when this node serves
     /// as many change streams as it may.
     pub fn open(state: &AppState, after: u64) -> Result<ChangeFeed, ApiError> {
-        let place = state.change_streams.clone().try_acquire_owned().map_err(|_| {
-            let max = state.config.change_streams_max;
-            metrics::counter!("holdfast_change_streams_refused_total").increment(1);
-            ApiError::new(
-                ErrorCode::Overloaded,
-                format!("this node serves {max} change streams already; retry later"),
-            )
-            .with_details(serde_json::json!({"change_streams_max": max}))
-            .with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
-        })?;
+        let place = state
+            .change_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                let max = state.config.change_streams_max;
+                metrics::counter!("holdfast_change_streams_refused_total").increment(1);
+                ApiError::new(
+                    ErrorCode::Overloaded,
+                    format!("this node serves {max} change streams already; retry later"),
+                )
+                .with_details(serde_json::json!({"change_streams_max": max}))
+                .with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
+            })?;
         Ok(ChangeFeed {
             replica: state.replica.clone(),
             after,

@@ -89,7 +89,13 @@ fn serve_refuses_the_sandbox_payment_provider_unless_asked() {
     let data = tempfile::tempdir().expect("a directory");
     let serve = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--raft-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)

@@ -38,10 +38,8 @@ struct Node {
 /// `with_keys`, an admin and a customer key.
 async fn serve(mut config: HttpConfig, state_config: Config, with_keys: bool) -> Node {
     if with_keys {
-        let keys = AuthKeys::parse(&format!(
-            "admin {ADMIN_KEY}\ncustomer {CUSTOMER_KEY}\n"
-        ))
-        .unwrap();
+        let keys =
+            AuthKeys::parse(&format!("admin {ADMIN_KEY}\ncustomer {CUSTOMER_KEY}\n")).unwrap();
         config.auth_keys = Some(Arc::new(keys));
     }
     let replica = LocalReplica::shared(LocalReplicaConfig {
@@ -135,7 +133,10 @@ async fn hold(node: &Node, seat: u32, idempotency_key: &str, key: Option<&str>) 
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn admin<T>(message: T, key: &str) -> tonic::Request<T> {
@@ -299,8 +300,10 @@ async fn a_lagging_webhook_fills_the_outbox_and_holds_are_refused_until_it_catch
         &node,
         Method::POST,
         "/admin/webhooks",
-        Some(json!({"url": "http://127.0.0.1:9/hook", "secret": "whsec_0123456789",
-                    "events": ["hold.placed", "hold.released"]})),
+        Some(
+            json!({"url": "http://127.0.0.1:9/hook", "secret": "whsec_0123456789",
+                    "events": ["hold.placed", "hold.released"]}),
+        ),
         None,
     )
     .await;
