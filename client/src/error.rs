@@ -90,6 +90,9 @@ pub enum ErrorCode {
     Overloaded,
     /// `OUTCOME_UNKNOWN`: the write may or may not have committed; retry with the same key.
     OutcomeUnknown,
+    /// `OUTBOX_FULL`: a webhook lags and the cluster's outbox has no room for the events
+    /// this write would add; nothing was stored, retry with the same key later.
+    OutboxFull,
     /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
     Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
@@ -140,6 +143,7 @@ impl ErrorCode {
             "INDEX_NOT_REACHED" => IndexNotReached,
             "OVERLOADED" => Overloaded,
             "OUTCOME_UNKNOWN" => OutcomeUnknown,
+            "OUTBOX_FULL" => OutboxFull,
             "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
@@ -188,6 +192,7 @@ impl ErrorCode {
             IndexNotReached => "INDEX_NOT_REACHED",
             Overloaded => "OVERLOADED",
             OutcomeUnknown => "OUTCOME_UNKNOWN",
+            OutboxFull => "OUTBOX_FULL",
             Internal => "INTERNAL",
             Other(code) => code,
         }
@@ -213,6 +218,7 @@ impl ErrorCode {
                 | IndexNotReached
                 | Overloaded
                 | OutcomeUnknown
+                | OutboxFull
         )
     }
 
@@ -238,7 +244,8 @@ impl ErrorCode {
             HoldExpired => 410,
             BodyTooLarge => 413,
             RateLimited => 429,
-            NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown => 503,
+            NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown
+            | OutboxFull => 503,
             Internal | Other(_) => 500,
         }
     }

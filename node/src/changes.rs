@@ -53,9 +53,29 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// A feed of the events after index `after`, or `503 OVERLOADED` when this node serves
-    /// as many change streams as it may.
-    pub fn open(state: &AppState, after: u64) -> Result<ChangeFeed, ApiError> {
+    /// A feed of the events after index `after` (`field` names where the client gave it),
+    /// `400 INVALID_FIELD` when some of those events are no longer in the outbox (the
+    /// stream could not go on without a gap; `details.oldest_index` is where it can start),
+    /// or `503 OVERLOADED` when this node serves as many change streams as it may.
+    pub fn open(state: &AppState, after: u64, field: &str) -> Result<ChangeFeed, ApiError> {
+        let ((first, last), _) = read_now(&*state.replica, |machine| {
+            (
+                machine.outbox_first_index(),
+                machine.outbox_status().last_index,
+            )
+        });
+        let oldest = first.unwrap_or(last + 1);
+        if after >= 1 && after + 1 < oldest {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                format!(
+                    "invalid {field}: the events after {after} up to {} are no longer in the \
+                     outbox; start from {oldest}",
+                    oldest - 1
+                ),
+            )
+            .with_details(serde_json::json!({"field": field, "oldest_index": oldest})));
+        }
         let place = state
             .change_streams
             .clone()
@@ -121,7 +141,7 @@ fn sse_event(event: &OutboxEvent) -> Event {
     ),
     responses(
         (status = 200, description = "text/event-stream: id = outbox index, event = type, data = the event's JSON"),
-        (status = 400, description = "INVALID_FIELD (from, Last-Event-ID)"),
+        (status = 400, description = "INVALID_FIELD (from, Last-Event-ID; also when events after it were trimmed: details.oldest_index)"),
         (status = 503, description = "OVERLOADED: as many change streams as the node serves (--change-streams-max)"),
     )
 )]
@@ -139,7 +159,12 @@ pub async fn changes(
             .ok_or_else(|| ApiError::invalid_field("Last-Event-ID", "must be an outbox index"))?,
         None => from.saturating_sub(1),
     };
-    let feed = ChangeFeed::open(&state, after)?;
+    let field = if headers.contains_key("last-event-id") {
+        "Last-Event-ID"
+    } else {
+        "from"
+    };
+    let feed = ChangeFeed::open(&state, after, field)?;
     let stream = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         Some((Ok::<_, Infallible>(sse_event(&event)), feed))

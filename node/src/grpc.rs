@@ -784,7 +784,7 @@ impl AdminService for GrpcBooking {
         let needed = auth::required_role("/changes").unwrap_or(Role::Admin);
         self.authorize(request.metadata(), needed)?;
         let after = request.get_ref().from_index.saturating_sub(1);
-        let feed = crate::changes::ChangeFeed::open(&self.state, after)
+        let feed = crate::changes::ChangeFeed::open(&self.state, after, "from_index")
             .map_err(|error| status_of(&error))?;
         let stream = futures::stream::unfold(feed, |mut feed| async move {
             let event = feed.next().await?;

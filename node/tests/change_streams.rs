@@ -345,3 +345,52 @@ async fn a_lagging_webhook_fills_the_outbox_and_holds_are_refused_until_it_catch
     assert_eq!(status, 201, "{answer}");
     assert!(node.replica.status().leader_id.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_point_whose_events_were_trimmed_is_refused_not_skipped() {
+    // No webhook: the outbox keeps a window of the newest three events.
+    let state_config = Config {
+        outbox_events_max: 3,
+        ..Config::default()
+    };
+    let node = serve(HttpConfig::default(), state_config, false).await;
+    create_event(&node, None).await;
+    for seat in 1..=6 {
+        let (status, answer) = hold(&node, seat, &format!("k{seat}"), None).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    // Events 4, 5 and 6 are held; a client that saw 1 would miss 2 and 3.
+    let request = Request::builder()
+        .uri("/changes")
+        .header("last-event-id", "1")
+        .body(Body::empty())
+        .unwrap();
+    let response = node.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let refused: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(refused["error"]["code"], "INVALID_FIELD");
+    assert_eq!(refused["error"]["details"]["field"], "Last-Event-ID");
+    assert_eq!(refused["error"]["details"]["oldest_index"], 4);
+
+    let mut admin_client = AdminServiceClient::connect(node.address.clone())
+        .await
+        .unwrap();
+    let refused = admin_client
+        .watch_changes(WatchChangesRequest { from_index: 2 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(error_code(&refused), "INVALID_FIELD");
+    // From the oldest held, or from the start: no gap to hide.
+    for from_index in [4, 1] {
+        let mut stream = admin_client
+            .watch_changes(WatchChangesRequest { from_index })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(next_change(&mut stream).await.index, 4);
+    }
+}
