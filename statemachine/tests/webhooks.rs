@@ -144,7 +144,10 @@ fn event_types_cover_every_outbox_kind_and_parse_back() {
         assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
     }
     assert_eq!(EventType::parse("hold.placed"), Some(EventType::HoldPlaced));
-    assert_eq!(EventType::parse("hold.released"), Some(EventType::HoldReleased));
+    assert_eq!(
+        EventType::parse("hold.released"),
+        Some(EventType::HoldReleased)
+    );
     assert_eq!(EventType::parse("hold.unknown"), None);
     let kind = OutboxKind::RefundPaid {
         refund_id: "r_1".into(),
