@@ -10,7 +10,7 @@ trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 for id in 1 2 3; do
   mkdir -p "$data/node-$id"
   ./target/release/holdfast serve --id "$id" --http-addr "127.0.0.1:700$id" --raft-addr "127.0.0.1:710$id" \
-    --data-dir "$data/node-$id" >"$data/node-$id.log" 2>&1 &
+    --allow-sandbox-payments --data-dir "$data/node-$id" >"$data/node-$id.log" 2>&1 &
   pids+=($!)
 done
 for id in 1 2 3; do

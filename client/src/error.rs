@@ -92,6 +92,9 @@ pub enum ErrorCode {
     OutcomeUnknown,
     /// `LEADER_TRANSFER_FAILED`: leadership did not move to the voter asked for.
     LeaderTransferFailed,
+    /// `OUTBOX_FULL`: a webhook lags and the cluster's outbox has no room for the events
+    /// this write would add; nothing was stored, retry with the same key later.
+    OutboxFull,
     /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
     Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
@@ -143,6 +146,7 @@ impl ErrorCode {
             "OVERLOADED" => Overloaded,
             "OUTCOME_UNKNOWN" => OutcomeUnknown,
             "LEADER_TRANSFER_FAILED" => LeaderTransferFailed,
+            "OUTBOX_FULL" => OutboxFull,
             "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
@@ -192,6 +196,7 @@ impl ErrorCode {
             Overloaded => "OVERLOADED",
             OutcomeUnknown => "OUTCOME_UNKNOWN",
             LeaderTransferFailed => "LEADER_TRANSFER_FAILED",
+            OutboxFull => "OUTBOX_FULL",
             Internal => "INTERNAL",
             Other(code) => code,
         }
@@ -217,6 +222,7 @@ impl ErrorCode {
                 | IndexNotReached
                 | Overloaded
                 | OutcomeUnknown
+                | OutboxFull
         )
     }
 
@@ -243,7 +249,7 @@ impl ErrorCode {
             BodyTooLarge => 413,
             RateLimited => 429,
             NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown
-            | LeaderTransferFailed => 503,
+            | LeaderTransferFailed | OutboxFull => 503,
             Internal | Other(_) => 500,
         }
     }

@@ -54,6 +54,9 @@ pub struct HttpConfig {
     pub charges_in_flight_max: usize,
     /// Rate limits per caller and the cap on requests in flight (see [`crate::rate`]).
     pub admission: crate::rate::AdmissionConfig,
+    /// Change streams served at once (`GET /changes` and gRPC `WatchChanges` together);
+    /// beyond it a new one is refused with `503 OVERLOADED` (see [`crate::changes`]).
+    pub change_streams_max: usize,
 }
 
 impl Default for HttpConfig {
@@ -66,6 +69,7 @@ impl Default for HttpConfig {
             charges_in_flight_max: crate::charges::CHARGES_IN_FLIGHT_MAX_DEFAULT,
             admission: crate::rate::AdmissionConfig::default(),
             server: ServerLimits::default(),
+            change_streams_max: crate::changes::CHANGE_STREAMS_MAX_DEFAULT,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Shared {
     /// Turns true when the server stops: long-lived answers (`GET /changes`) end, so a
     /// graceful shutdown does not wait for them.
     streams_stop: tokio::sync::watch::Sender<bool>,
+    /// One place per change stream open (`HttpConfig::change_streams_max`).
+    pub change_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -110,6 +116,11 @@ impl AppState {
             charges: ChargeResolver::new(replica.clone(), config.charges_in_flight_max),
             availability_cache: crate::reads::AvailabilityCache::default(),
             admission: crate::rate::Admission::new(config.admission),
+            change_streams: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .change_streams_max
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             replica,
             payments,
             config: Arc::new(config),

@@ -292,6 +292,11 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
             "too many requests remembered; retry shortly".to_string(),
             json!({"entries": entries}),
         ),
+        Rejection::OutboxFull { claims, max } => (
+            "the outbox is full: a webhook has not acknowledged enough events; retry later"
+                .to_string(),
+            json!({"claims": claims, "max": max}),
+        ),
     }
 }
 
@@ -307,7 +312,7 @@ impl From<&Rejection> for ApiError {
         let (message, details) = rejection_message_and_details(rejection);
         let error = ApiError::new(rejection.code(), message).with_details(details);
         match rejection {
-            Rejection::IdempotencyTableFull { .. } => {
+            Rejection::IdempotencyTableFull { .. } | Rejection::OutboxFull { .. } => {
                 error.with_retry_after(RETRY_AFTER_SECONDS_DEFAULT)
             }
             _ => error,

@@ -753,8 +753,46 @@ fn event_path(event_id: &str, rest: &str) -> String {
     format!("/admin/events/{}{rest}", segment(event_id))
 }
 
+/// The stream of `AdminService.WatchChanges`.
+pub type ChangeStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ChangeEvent, Status>> + Send>>;
+
+/// An outbox event as a `ChangeEvent` message: its index, id and type, and the JSON a
+/// webhook receives.
+fn change_message(event: &holdfast_statemachine::OutboxEvent) -> ChangeEvent {
+    ChangeEvent {
+        index: event.index,
+        id: crate::webhooks::event_id(event),
+        r#type: holdfast_statemachine::EventType::of(&event.kind)
+            .as_str()
+            .to_string(),
+        created_at: rfc3339(event.time_ms),
+        json: crate::webhooks::event_json(event).to_string(),
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for GrpcBooking {
+    type WatchChangesStream = ChangeStream;
+
+    /// `GET /changes` as a gRPC stream: the same key check (admin), the same cap on
+    /// change streams and the same [`crate::changes::ChangeFeed`].
+    async fn watch_changes(
+        &self,
+        request: tonic::Request<WatchChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let needed = auth::required_role("/changes").unwrap_or(Role::Admin);
+        self.authorize(request.metadata(), needed)?;
+        let after = request.get_ref().from_index.saturating_sub(1);
+        let feed = crate::changes::ChangeFeed::open(&self.state, after, "from_index")
+            .map_err(|error| status_of(&error))?;
+        let stream = futures::stream::unfold(feed, |mut feed| async move {
+            let event = feed.next().await?;
+            Some((Ok(change_message(&event)), feed))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn create_event(
         &self,
         request: tonic::Request<CreateEventRequest>,

@@ -162,9 +162,16 @@ struct ServeArgs {
     #[arg(long, env = "HOLDFAST_PEER_KEY")]
     peer_key: Option<PathBuf>,
     /// Payment provider: sandbox (test tokens) or http (the Stripe-like API at
-    /// --payment-url) [default: sandbox].
+    /// --payment-url) [default: sandbox]. A Raft node refuses the sandbox unless
+    /// --allow-sandbox-payments is given.
     #[arg(long, env = "HOLDFAST_PAYMENT_PROVIDER")]
     payment_provider: Option<String>,
+    /// Let a Raft node take payments with the sandbox provider, which accepts public test
+    /// tokens and charges nothing: for test and demo clusters only (`holdfast dev` and
+    /// --single-node use it without asking).
+    #[arg(long, env = "HOLDFAST_ALLOW_SANDBOX_PAYMENTS")]
+    #[serde(default)]
+    allow_sandbox_payments: bool,
     /// Base URL of the http payment provider.
     #[arg(long, env = "HOLDFAST_PAYMENT_URL")]
     payment_url: Option<String>,
@@ -174,6 +181,10 @@ struct ServeArgs {
     /// Time for one call to the http payment provider, in ms [default: 10000].
     #[arg(long, env = "HOLDFAST_PAYMENT_TIMEOUT_MS")]
     payment_timeout_ms: Option<u64>,
+    /// Change streams served at once, `GET /changes` and gRPC `WatchChanges` together;
+    /// beyond it 503 OVERLOADED [default: 256].
+    #[arg(long, env = "HOLDFAST_CHANGE_STREAMS_MAX")]
+    change_streams_max: Option<usize>,
     /// How often the leader looks for refunds to pay, in ms [default: 1000].
     #[arg(long, env = "HOLDFAST_REFUND_CHECK_INTERVAL_MS")]
     refund_check_interval_ms: Option<u64>,
@@ -258,9 +269,11 @@ impl ServeArgs {
             refund_check_interval_ms,
             refund_attempts_max,
             refund_retry_base_ms,
-            refund_retry_max_ms
+            refund_retry_max_ms,
+            change_streams_max
         );
         self.single_node |= file.single_node;
+        self.allow_sandbox_payments |= file.allow_sandbox_payments;
         Ok(self)
     }
 
@@ -288,7 +301,19 @@ impl ServeArgs {
 
     fn payments(&self) -> anyhow::Result<PaymentConfig> {
         match self.payment_provider.as_deref().unwrap_or("sandbox") {
-            "sandbox" => Ok(PaymentConfig::Sandbox),
+            "sandbox" if self.single_node || self.allow_sandbox_payments => {
+                tracing::warn!(
+                    "payments go to the sandbox provider: test tokens, nothing is charged"
+                );
+                Ok(PaymentConfig::Sandbox)
+            }
+            "sandbox" => bail!(
+                "the sandbox payment provider accepts public test tokens and charges nothing, \
+                 so holdfast serve refuses it outside development: configure a real provider \
+                 (--payment-provider http --payment-url URL, with HOLDFAST_PAYMENT_SECRET), or \
+                 pass --allow-sandbox-payments (HOLDFAST_ALLOW_SANDBOX_PAYMENTS=true) for a test \
+                 or demo cluster"
+            ),
             "http" => {
                 let Some(url) = &self.payment_url else {
                     bail!("--payment-provider http needs --payment-url");
@@ -353,12 +378,16 @@ impl ServeArgs {
                 .max(1),
             ..Default::default()
         };
-        Ok(HttpConfig {
+        let mut config = HttpConfig {
             auth_keys,
             admission,
             server,
             ..HttpConfig::default()
-        })
+        };
+        if let Some(streams) = self.change_streams_max {
+            config.change_streams_max = streams;
+        }
+        Ok(config)
     }
 }
 
@@ -402,6 +431,8 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     let Some(data_dir) = args.data_dir.clone() else {
         bail!("--data-dir is required (or --single-node for an in-memory node without Raft)");
     };
+    // Before anything is opened: a node that would take fake payments does not start.
+    let payments = args.payments()?;
     let http_addr = args
         .http_addr
         .unwrap_or_else(|| "127.0.0.1:7001".parse().expect("valid address"));
@@ -423,7 +454,7 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     config.http = args.http_config()?;
     config.peer_tls = args.peer_tls()?;
     config.expiry = args.expiry();
-    config.payments = args.payments()?;
+    config.payments = payments;
     config.refunds = args.refunds();
     if let Some(queued) = args.proposals_queued_max {
         config.replica.proposals_queued_max = queued.max(1);
@@ -689,11 +720,15 @@ mod tests {
     use super::*;
 
     fn serve_args(flags: &[&str]) -> ServeArgs {
-        let mut argv = vec!["holdfast", "serve"];
-        argv.extend_from_slice(flags);
-        match Cli::try_parse_from(argv).expect("valid flags").command {
+        let cli = Cli::try_parse_from(
+            ["holdfast", "serve", "--data-dir", "/nonexistent"]
+                .iter()
+                .chain(flags),
+        )
+        .expect("the flags parse");
+        match cli.command {
             Command::Serve(args) => *args,
-            Command::Dev(_) => unreachable!("parsed serve"),
+            Command::Dev(_) => unreachable!(),
         }
     }
 
@@ -720,5 +755,38 @@ mod tests {
         assert!(serve_args(&["--raft-heartbeat-ms", "0"])
             .raft_timers("c")
             .is_err());
+    }
+
+    #[test]
+    fn serve_refuses_the_sandbox_unless_asked() {
+        let refused = serve_args(&[]).payments().unwrap_err().to_string();
+        assert!(refused.contains("--allow-sandbox-payments"), "{refused}");
+        let refused = serve_args(&["--payment-provider", "sandbox"]).payments();
+        assert!(refused.is_err());
+        for flags in [
+            &["--allow-sandbox-payments"][..],
+            &["--payment-provider", "sandbox", "--allow-sandbox-payments"],
+            &["--single-node"],
+        ] {
+            assert!(
+                matches!(serve_args(flags).payments(), Ok(PaymentConfig::Sandbox)),
+                "{flags:?}"
+            );
+        }
+        let http = serve_args(&[
+            "--payment-provider",
+            "http",
+            "--payment-url",
+            "http://127.0.0.1:9",
+        ]);
+        assert!(matches!(http.payments(), Ok(PaymentConfig::Http(_))));
+    }
+
+    #[test]
+    fn the_config_file_can_allow_the_sandbox() {
+        let file: ServeArgs =
+            toml::from_str("allow_sandbox_payments = true\nchange_streams_max = 3\n").unwrap();
+        assert!(file.allow_sandbox_payments);
+        assert_eq!(file.change_streams_max, Some(3));
     }
 }

@@ -204,6 +204,26 @@ pub fn event_json(event: &OutboxEvent) -> Value {
         OutboxKind::RefundFailed { refund_id, reason } => {
             json!({"refund_id": refund_id, "reason": reason})
         }
+        OutboxKind::HoldPlaced {
+            hold_id,
+            event_id,
+            customer_id,
+            amount,
+            currency,
+            expires_at_ms,
+        } => json!({
+            "hold_id": hold_id.as_str(), "event_id": event_id.as_str(),
+            "customer_id": customer_id.as_str(), "amount": amount,
+            "currency": currency.as_str(), "expires_at": rfc3339(*expires_at_ms),
+        }),
+        OutboxKind::HoldReleased {
+            hold_id,
+            event_id,
+            customer_id,
+        } => json!({
+            "hold_id": hold_id.as_str(), "event_id": event_id.as_str(),
+            "customer_id": customer_id.as_str(),
+        }),
     };
     json!({
         "id": event_id(event),

@@ -83,3 +83,39 @@ fn serve_refuses_to_start_without_a_mode() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--single-node"), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_the_sandbox_payment_provider_unless_asked() {
+    let data = tempfile::tempdir().expect("a directory");
+    let serve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--raft-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(extra)
+            .env_remove("HOLDFAST_SINGLE_NODE")
+            .env_remove("HOLDFAST_ALLOW_SANDBOX_PAYMENTS")
+            .env_remove("HOLDFAST_PAYMENT_PROVIDER")
+            .output()
+            .expect("run holdfast")
+    };
+    for extra in [&[][..], &["--payment-provider", "sandbox"]] {
+        let output = serve(extra);
+        assert!(!output.status.success(), "{extra:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("sandbox") && stderr.contains("--allow-sandbox-payments"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(data.path()).unwrap().next().is_none(),
+        "nothing was opened before the refusal"
+    );
+}

@@ -152,8 +152,8 @@ async fn create_event(router: &Router) {
     assert_eq!(status, 201, "{answer}");
 }
 
-/// Books seat `A-1-<seat>` and cancels it: three outbox events (confirmed, cancelled,
-/// refund recorded).
+/// Books seat `A-1-<seat>` and cancels it: four outbox events (hold placed, confirmed,
+/// cancelled, refund recorded).
 async fn book_and_cancel(router: &Router, seat: u32) {
     let (_, hold) = call(
         router,
@@ -229,7 +229,7 @@ async fn webhooks_get_every_event_signed_in_order_across_an_outage() {
         book_and_cancel(&router, seat).await;
     }
     let notifier = Notifier::new(eager_notifier());
-    notify_until(&notifier, &replica, || receiver.events().len() >= 9).await;
+    notify_until(&notifier, &replica, || receiver.events().len() >= 12).await;
 
     let events = receiver.events();
     assert_eq!(
@@ -243,11 +243,16 @@ async fn webhooks_get_every_event_signed_in_order_across_an_outage() {
         "the outage was retried"
     );
     let indexes: Vec<u64> = events.iter().map(|event| event.2).collect();
-    assert_eq!(indexes, (1..=9).collect::<Vec<u64>>(), "in order, no gaps");
-    let types: Vec<&str> = events.iter().take(3).map(|e| e.1.as_str()).collect();
+    assert_eq!(indexes, (1..=12).collect::<Vec<u64>>(), "in order, no gaps");
+    let types: Vec<&str> = events.iter().take(4).map(|e| e.1.as_str()).collect();
     assert_eq!(
         types,
-        ["booking.confirmed", "booking.cancelled", "refund.recorded"]
+        [
+            "hold.placed",
+            "booking.confirmed",
+            "booking.cancelled",
+            "refund.recorded"
+        ]
     );
     assert_eq!(events[0].0, "evt_1");
 
@@ -255,14 +260,14 @@ async fn webhooks_get_every_event_signed_in_order_across_an_outage() {
     let (status, _) = read_now(&*replica, |machine| machine.outbox_status());
     assert_eq!(status.pending, 0);
     let (_, listed) = call(&router, Method::GET, "/admin/webhooks", None).await;
-    assert_eq!(listed["webhooks"][0]["delivered_up_to"], 9);
+    assert_eq!(listed["webhooks"][0]["delivered_up_to"], 12);
 
     // A new notifier (a new leader) resumes from the committed mark: nothing twice.
     book_and_cancel(&router, 4).await;
     let successor = Notifier::new(eager_notifier());
-    notify_until(&successor, &replica, || receiver.events().len() >= 12).await;
+    notify_until(&successor, &replica, || receiver.events().len() >= 16).await;
     let indexes: Vec<u64> = receiver.events().iter().map(|event| event.2).collect();
-    assert_eq!(indexes, (1..=12).collect::<Vec<u64>>());
+    assert_eq!(indexes, (1..=16).collect::<Vec<u64>>());
 }
 
 #[tokio::test]
@@ -284,7 +289,7 @@ async fn a_webhook_gets_only_the_types_it_asked_for_and_the_laggard_holds_the_ou
     assert!(down.events().is_empty());
     let (status, _) = read_now(&*replica, |machine| machine.outbox_status());
     assert_eq!(
-        status.pending, 6,
+        status.pending, 8,
         "the down webhook has acknowledged nothing"
     );
 
@@ -428,8 +433,8 @@ async fn a_raft_node_notifies_and_streams_changes() {
     book_and_cancel(2).await;
     // The stream gives the first events, then the client disconnects.
     let first = read_events(&mut changes, 2).await;
-    assert_eq!(first[0], (1, "booking.confirmed".to_string()));
-    assert_eq!(first[1], (2, "booking.cancelled".to_string()));
+    assert_eq!(first[0], (1, "hold.placed".to_string()));
+    assert_eq!(first[1], (2, "booking.confirmed".to_string()));
     drop(changes);
     // Resumed with Last-Event-ID: the rest, without gaps or repeats.
     let mut resumed = client

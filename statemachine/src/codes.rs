@@ -179,6 +179,11 @@ define_error_codes! {
     LeaderTransferFailed = ("LEADER_TRANSFER_FAILED", 503, Unavailable);
     /// The payment provider did not answer; nothing was charged.
     PaymentUnavailable = ("PAYMENT_UNAVAILABLE", 503, Unavailable);
+    /// A webhook is lagging and the outbox has no room for the events this write would
+    /// add; nothing was stored. 503, not 507: the condition is temporary and clears as the
+    /// webhook catches up (or is removed), so clients retry after `Retry-After` with the
+    /// same key, as for every other 503; 507 would say the server's storage is full.
+    OutboxFull = ("OUTBOX_FULL", 503, Unavailable);
     // The storage and replication layer's own failures (logged, seen by operators).
     /// The data directory belongs to another node.
     DataDirNodeMismatch = ("DATA_DIR_NODE_MISMATCH", 500, FailedPrecondition);

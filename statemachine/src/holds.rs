@@ -430,6 +430,15 @@ impl StateMachine {
         expiry_queue.insert(hold.expires_at_ms, hold_id);
         let view = hold_view(event, hold_id, &hold);
         holds.insert(hold_id, hold);
+        // Copies of inline ids: no allocation for ids of up to 24 bytes.
+        self.emit(OutboxKind::HoldPlaced {
+            hold_id: view.hold_id.clone(),
+            event_id: view.event_id.clone(),
+            customer_id: view.customer_id.clone(),
+            amount: view.amount,
+            currency: view.currency.clone(),
+            expires_at_ms: view.expires_at_ms,
+        });
         Ok(Outcome::Held(view))
     }
 
@@ -500,8 +509,20 @@ impl StateMachine {
             Err(rejection) => return Err(rejection),
         };
         self.end_hold(id, HoldStatus::Released, None);
+        self.emit_released(id);
         let hold = &self.holds[&id];
         Ok(Outcome::Released(self.hold_view(id, hold)))
+    }
+
+    /// Tells the outbox that hold `id` was released.
+    pub(crate) fn emit_released(&mut self, id: u64) {
+        let hold = &self.holds[&id];
+        let kind = OutboxKind::HoldReleased {
+            hold_id: compact_id(HOLD_ID_PREFIX, id),
+            event_id: hold.event_id.clone(),
+            customer_id: hold.customer_id.clone(),
+        };
+        self.emit(kind);
     }
 
     /// Ends an active hold: frees its items (or books them, for a confirm) and updates every

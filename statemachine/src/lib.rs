@@ -57,7 +57,9 @@ pub use outcome::*;
 pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 /// The list type of a [`HoldView`]'s seats.
 pub use smallvec::SmallVec;
-pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use snapshot::{
+    SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
+};
 pub use state::StateMachine;
 pub use webhooks::{
     validate_webhook_secret, validate_webhook_url, EventType, WebhookTarget, WebhookView,

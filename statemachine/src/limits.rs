@@ -65,6 +65,11 @@ pub const SEARCH_PAGE_MAX: usize = 500;
 pub const SEARCH_TEXT_BYTES_MAX: usize = 128;
 /// Nights a hotel search may name (`nights_from` to `nights_to`, both included).
 pub const SEARCH_NIGHTS_MAX: usize = 90;
+/// Outbox events kept while no webhook is configured: nobody has a claim on them, so the
+/// outbox is a window of the newest ones for change-stream readers (`GET /changes`, the
+/// gRPC `WatchChanges`) to resume in, and older ones are trimmed (counted in `dropped`).
+/// The smaller of this and [`Config::outbox_events_max`] applies.
+pub const OUTBOX_UNCLAIMED_EVENTS_MAX: usize = 65_536;
 /// Ended holds pruned per applied entry, so that pruning never makes one entry slow.
 pub const ENDED_HOLDS_PRUNED_PER_ENTRY_MAX: usize = 64;
 
@@ -80,7 +85,11 @@ pub struct Config {
     pub idempotency_retention_ms: u64,
     /// Request ids remembered at once; a full table of live ids sheds new writes.
     pub idempotency_entries_max: usize,
-    /// Unacknowledged outbox events kept; beyond that the oldest are dropped and counted.
+    /// The outbox's bound. With a webhook configured, events are kept until every webhook
+    /// acknowledged them, and a write that would add events is refused (`OUTBOX_FULL`)
+    /// when the events held plus those already promised (one for the end of each active
+    /// hold, one for the settlement of each pending refund) would pass it. With none, the
+    /// newest `min(this, OUTBOX_UNCLAIMED_EVENTS_MAX)` are kept and older ones trimmed.
     pub outbox_events_max: usize,
     /// How long ended holds stay readable, in log milliseconds.
     pub ended_hold_retention_ms: u64,

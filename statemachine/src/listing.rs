@@ -205,6 +205,7 @@ impl StateMachine {
 
         for &id in &holds {
             self.end_hold(id, HoldStatus::Released, None);
+            self.emit_released(id);
         }
         let (mut refunds_recorded, mut refund_amount) = (0u64, 0u64);
         for &id in &bookings {

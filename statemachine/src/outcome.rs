@@ -347,6 +347,13 @@ pub enum Rejection {
     EventCancelled {
         event_id: String,
     },
+    /// A webhook is configured and lagging: the outbox's claims (events held plus events
+    /// promised) would pass its bound. Decided before the command applies, never remembered
+    /// for its request id, so a retry after the webhook caught up is evaluated afresh.
+    OutboxFull {
+        claims: u64,
+        max: u64,
+    },
 }
 
 impl Rejection {
@@ -382,6 +389,7 @@ impl Rejection {
             Rejection::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
             Rejection::IdempotencyTableFull { .. } => ErrorCode::Overloaded,
             Rejection::EventCancelled { .. } => ErrorCode::EventCancelled,
+            Rejection::OutboxFull { .. } => ErrorCode::OutboxFull,
         }
     }
 
@@ -512,6 +520,23 @@ pub enum OutboxKind {
     RefundFailed {
         refund_id: String,
         reason: String,
+    },
+    /// A hold was placed. Every hold makes one, so its ids are [`CompactString`]s: inline
+    /// up to 24 bytes, copied from the hold's answer without an allocation.
+    HoldPlaced {
+        hold_id: CompactString,
+        event_id: CompactString,
+        customer_id: CompactString,
+        amount: u64,
+        currency: CompactString,
+        expires_at_ms: u64,
+    },
+    /// A hold was released before its time: by its customer, or with its event's
+    /// cancellation.
+    HoldReleased {
+        hold_id: CompactString,
+        event_id: CompactString,
+        customer_id: CompactString,
     },
 }
 

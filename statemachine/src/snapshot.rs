@@ -23,9 +23,16 @@ use crate::StateMachine;
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// The snapshot format this build writes and reads. Version 2 added events' listings
 /// (venue, city, end, description, tags) and cancellation; version 3 added refunds' failed
-/// attempts and the `Failed` status (and `RefundFailed` outbox events), and webhooks. An older snapshot is
-/// refused with [`SnapshotError::UnsupportedVersion`], never misread.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// attempts and the `Failed` status (and `RefundFailed` outbox events), and webhooks;
+/// version 4 added the `HoldPlaced` and `HoldReleased` outbox events and event types.
+/// Version 4 only appended enum variants, so a version 3 snapshot is a version 4 snapshot
+/// without them and is read as one ([`SNAPSHOT_FORMAT_VERSION_OLDEST_READ`]); a build that
+/// reads only version 3 refuses a version 4 snapshot by its version, instead of failing on
+/// the first new variant. Any other version is refused with
+/// [`SnapshotError::UnsupportedVersion`], never misread.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// The oldest snapshot format this build reads (see [`SNAPSHOT_FORMAT_VERSION`]).
+pub const SNAPSHOT_FORMAT_VERSION_OLDEST_READ: u32 = 3;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +214,7 @@ impl StateMachine {
             return Err(SnapshotError::BadMagic);
         }
         let version = u32::from_le_bytes(header[8..12].try_into().expect("four bytes"));
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(SNAPSHOT_FORMAT_VERSION_OLDEST_READ..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 found: version,
                 supported: SNAPSHOT_FORMAT_VERSION,

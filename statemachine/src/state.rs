@@ -293,6 +293,9 @@ impl StateMachine {
         self.prune_ended_holds();
 
         let Some(request_id) = entry.request_id.as_deref() else {
+            if let Err(rejection) = self.outbox_admits(&entry.command) {
+                return Outcome::Rejected(rejection);
+            }
             return self.execute(&entry.command);
         };
         let fingerprint = self.idempotency.fingerprint(&entry.command);
@@ -323,6 +326,11 @@ impl StateMachine {
             return Outcome::Rejected(Rejection::IdempotencyTableFull {
                 entries: self.idempotency.len() as u64,
             });
+        }
+        // Like a full idempotency table, a full outbox is decided before the command
+        // applies and not remembered: a retry once the webhook caught up applies afresh.
+        if let Err(rejection) = self.outbox_admits(&entry.command) {
+            return Outcome::Rejected(rejection);
         }
         let outcome = self.execute(&entry.command);
         // A successful hold (always the one just made) is remembered by reference when the

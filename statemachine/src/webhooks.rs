@@ -21,18 +21,23 @@ pub(crate) const WEBHOOK_ID_PREFIX: &str = "wh_";
 /// The kinds of outbox events a webhook can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EventType {
+    // Appended only: a webhook's types are stored by their position in this list.
     HoldExpired,
     BookingConfirmed,
     BookingCancelled,
     RefundRecorded,
     RefundPaid,
     RefundFailed,
+    HoldPlaced,
+    HoldReleased,
 }
 
 impl EventType {
     /// Every type, in wire order.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
+        EventType::HoldPlaced,
         EventType::HoldExpired,
+        EventType::HoldReleased,
         EventType::BookingConfirmed,
         EventType::BookingCancelled,
         EventType::RefundRecorded,
@@ -43,7 +48,9 @@ impl EventType {
     /// The wire name (`booking.confirmed`).
     pub fn as_str(self) -> &'static str {
         match self {
+            EventType::HoldPlaced => "hold.placed",
             EventType::HoldExpired => "hold.expired",
+            EventType::HoldReleased => "hold.released",
             EventType::BookingConfirmed => "booking.confirmed",
             EventType::BookingCancelled => "booking.cancelled",
             EventType::RefundRecorded => "refund.recorded",
@@ -62,7 +69,9 @@ impl EventType {
     /// The type of an outbox event.
     pub fn of(kind: &OutboxKind) -> EventType {
         match kind {
+            OutboxKind::HoldPlaced { .. } => EventType::HoldPlaced,
             OutboxKind::HoldExpired { .. } => EventType::HoldExpired,
+            OutboxKind::HoldReleased { .. } => EventType::HoldReleased,
             OutboxKind::BookingConfirmed { .. } => EventType::BookingConfirmed,
             OutboxKind::BookingCancelled { .. } => EventType::BookingCancelled,
             OutboxKind::RefundOwed { .. } => EventType::RefundRecorded,
@@ -199,6 +208,8 @@ impl StateMachine {
                 delivered_up_to,
             },
         );
+        // Nothing before it is this webhook's; what no other webhook needs goes.
+        self.trim_delivered();
         Ok(Outcome::WebhookAdded(
             self.webhook_view(id).expect("just added"),
         ))
@@ -246,7 +257,7 @@ impl StateMachine {
     }
 
     /// Drops the outbox events every webhook has acknowledged (none while there is no
-    /// webhook: then only `AckOutbox` trims).
+    /// webhook: then the unclaimed window trims, see `outbox.rs`).
     fn trim_delivered(&mut self) {
         let Some(lowest) = self
             .webhooks

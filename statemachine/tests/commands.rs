@@ -897,12 +897,24 @@ fn outbox_orders_events_and_trims_on_acknowledgement() {
             OutboxKind::RefundOwed { .. } => "refund",
             OutboxKind::RefundPaid { .. } => "paid",
             OutboxKind::RefundFailed { .. } => "failed",
+            OutboxKind::HoldPlaced { .. } => "placed",
+            OutboxKind::HoldReleased { .. } => "released",
         })
         .collect();
-    assert_eq!(kinds, vec!["confirmed", "expired", "cancelled", "refund"]);
+    assert_eq!(
+        kinds,
+        vec![
+            "placed",
+            "confirmed",
+            "placed",
+            "expired",
+            "cancelled",
+            "refund"
+        ]
+    );
     assert_eq!(
         events.iter().map(|e| e.index).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
+        vec![1, 2, 3, 4, 5, 6]
     );
     let Outcome::OutboxAcknowledged {
         acknowledged_up_to,
@@ -911,31 +923,32 @@ fn outbox_orders_events_and_trims_on_acknowledgement() {
     else {
         panic!()
     };
-    assert_eq!((acknowledged_up_to, remaining), (2, 2));
+    assert_eq!((acknowledged_up_to, remaining), (2, 4));
     assert_eq!(harness.state.outbox_events(0, 100)[0].index, 3);
     assert_refused_unchanged(
         &mut harness,
-        Command::AckOutbox { up_to: 5 },
+        Command::AckOutbox { up_to: 7 },
         "INVALID_FIELD",
     );
 }
 
 #[test]
-fn outbox_is_bounded() {
+fn without_webhooks_the_outbox_keeps_a_window_of_the_newest_events() {
     let mut harness = Harness::with_config(Config {
         outbox_events_max: 3,
         ..Config::default()
     });
     harness.run(Command::CreateEvent(cinema_event("film")));
     for n in 1..=5 {
+        // hold.placed and booking.confirmed each.
         harness.booked(&format!("c{n}"), &[&format!("S-A-{n}")]);
     }
     let status = harness.state.outbox_status();
     assert_eq!(
         (status.pending, status.last_index, status.dropped),
-        (3, 5, 2)
+        (3, 10, 7)
     );
-    assert_eq!(harness.state.outbox_events(0, 10)[0].index, 3);
+    assert_eq!(harness.state.outbox_events(0, 10)[0].index, 8);
 }
 
 fn best(count: u32, section: Option<&str>, allow_split: bool) -> Command {

@@ -43,8 +43,8 @@ fn webhooks_are_added_listed_and_removed_without_their_secrets() {
         first.events,
         vec![EventType::BookingConfirmed, EventType::RefundPaid]
     );
-    // It hears of what happens from now on.
-    assert_eq!(first.delivered_up_to, 1);
+    // It hears of what happens from now on (after hold.placed and booking.confirmed).
+    assert_eq!(first.delivered_up_to, 2);
     let listed = harness.state.webhooks();
     assert_eq!(listed, vec![first.clone()]);
     assert!(!format!("{listed:?}").contains("whsec"));
@@ -100,22 +100,23 @@ fn the_outbox_is_trimmed_only_below_what_every_webhook_acknowledged() {
     for seat in ["S-A-1", "S-A-2", "S-A-3"] {
         harness.booked("c1", &[seat]);
     }
-    assert_eq!(harness.state.outbox_status().pending, 3);
-    ack(&mut harness, &fast.webhook_id, 3);
+    // Each booking: hold.placed and booking.confirmed.
+    assert_eq!(harness.state.outbox_status().pending, 6);
+    ack(&mut harness, &fast.webhook_id, 6);
     assert_eq!(
         harness.state.outbox_status().pending,
-        3,
+        6,
         "the slow webhook still needs them"
     );
-    ack(&mut harness, &slow.webhook_id, 2);
-    assert_eq!(harness.state.outbox_status().pending, 1);
-    assert_eq!(harness.state.outbox_events(0, 10)[0].index, 3);
+    ack(&mut harness, &slow.webhook_id, 4);
+    assert_eq!(harness.state.outbox_status().pending, 2);
+    assert_eq!(harness.state.outbox_events(0, 10)[0].index, 5);
     // Marks only move forward.
     let late = ack(&mut harness, &slow.webhook_id, 1);
     assert!(matches!(
         late,
         Outcome::WebhookAcknowledged {
-            delivered_up_to: 2,
+            delivered_up_to: 4,
             ..
         }
     ));
@@ -142,7 +143,12 @@ fn event_types_cover_every_outbox_kind_and_parse_back() {
     for event_type in EventType::ALL {
         assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
     }
-    assert_eq!(EventType::parse("hold.placed"), None);
+    assert_eq!(EventType::parse("hold.placed"), Some(EventType::HoldPlaced));
+    assert_eq!(
+        EventType::parse("hold.released"),
+        Some(EventType::HoldReleased)
+    );
+    assert_eq!(EventType::parse("hold.unknown"), None);
     let kind = OutboxKind::RefundPaid {
         refund_id: "r_1".into(),
     };

@@ -319,6 +319,9 @@ impl ProcessCluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env("RUST_LOG", &self.launch.log_filter)
+            // Test clusters take the sandbox's test tokens (a launch may choose another
+            // provider through its environment).
+            .env("HOLDFAST_ALLOW_SANDBOX_PAYMENTS", "true")
             .envs(self.launch.env.iter().map(|(name, value)| (name, value)));
         if self.launch.test_faults {
             command.env("HOLDFAST_TEST_FAULTS", "1");

@@ -18,6 +18,7 @@ fn serve_on(
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
+        .env("HOLDFAST_ALLOW_SANDBOX_PAYMENTS", "true")
         .output()?;
     let text = format!(
         "{}{}",

@@ -221,6 +221,7 @@ async fn the_config_file_fills_what_flags_leave_out() -> anyhow::Result<()> {
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
+        .env("HOLDFAST_ALLOW_SANDBOX_PAYMENTS", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -267,6 +268,7 @@ async fn the_config_file_fills_what_flags_leave_out() -> anyhow::Result<()> {
         .arg("--data-dir")
         .arg(root.path().join("data"))
         .env("RUST_LOG", "warn")
+        .env("HOLDFAST_ALLOW_SANDBOX_PAYMENTS", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
