@@ -197,7 +197,9 @@ impl Replica for LocalReplica {
                 http_addr: self.config.http_addr.clone(),
                 region: self.config.region.clone(),
                 voter: true,
+                lag: Some(0),
             }],
+            placement_warning: None,
         }
     }
 

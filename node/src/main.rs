@@ -149,6 +149,20 @@ struct ServeArgs {
     /// every node.
     #[arg(long, env = "HOLDFAST_RAFT_ELECTION_TIMEOUT_MS")]
     raft_election_timeout_ms: Option<u64>,
+    /// What a membership change that leaves the voters unable to survive the loss of one
+    /// region does (members in three or more regions): warn, refuse (when they survive it
+    /// today) or off [default: warn].
+    #[arg(long, env = "HOLDFAST_PLACEMENT")]
+    placement: Option<String>,
+    /// Regions the leader should be in, most preferred first, comma-separated; the same on
+    /// every node. A leader elsewhere hands leadership to a caught-up voter of a more
+    /// preferred region [default: none].
+    #[arg(long, env = "HOLDFAST_LEADER_REGIONS", value_delimiter = ',')]
+    leader_regions: Option<Vec<String>>,
+    /// How long a leader leads, and a voter of a preferred region stays caught up, before
+    /// leadership moves to it, in ms [default: 30000].
+    #[arg(long, env = "HOLDFAST_LEADER_PREFERENCE_DELAY_MS")]
+    leader_preference_delay_ms: Option<u64>,
     /// PEM file of the cluster CA: the peer port accepts only peers whose certificate it
     /// signed, and this node dials only peers whose certificate it signed. With
     /// --peer-cert and --peer-key; without the three the peer port is open.
@@ -259,6 +273,9 @@ impl ServeArgs {
             batches_in_flight_max,
             raft_heartbeat_ms,
             raft_election_timeout_ms,
+            placement,
+            leader_regions,
+            leader_preference_delay_ms,
             peer_ca,
             peer_cert,
             peer_key,
@@ -464,6 +481,21 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     }
     if let Some(in_flight) = args.batches_in_flight_max {
         config.replica.batches_in_flight_max = in_flight.max(1);
+    }
+    if let Some(placement) = &args.placement {
+        config.replica.placement = placement
+            .parse()
+            .map_err(|error: String| anyhow::anyhow!(error))?;
+    }
+    if let Some(regions) = &args.leader_regions {
+        config.replica.leader_regions = regions
+            .iter()
+            .map(|region| region.trim().to_owned())
+            .filter(|region| !region.is_empty())
+            .collect();
+    }
+    if let Some(delay_ms) = args.leader_preference_delay_ms {
+        config.replica.leader_preference_delay = Duration::from_millis(delay_ms);
     }
     if let Some(raft) = args.raft_timers(&cluster_id)? {
         // A follower believes in its leader for as long as the leader's lease runs.

@@ -134,6 +134,8 @@ pub struct MemberStatus {
     pub http_addr: String,
     pub region: String,
     pub voter: bool,
+    /// Log entries this member is behind the leader's log (known on the leader only).
+    pub lag: Option<u64>,
 }
 
 /// `GET /cluster/status`.
@@ -146,6 +148,9 @@ pub struct ClusterStatus {
     pub applied_index: u64,
     pub committed_index: u64,
     pub members: Vec<MemberStatus>,
+    /// Set while the voters would not survive the loss of one region (members in at
+    /// least three regions; see `raft_replica::placement`).
+    pub placement_warning: Option<String>,
 }
 
 /// A snapshot built on request.

@@ -286,6 +286,12 @@ where
             .await
         })
     };
+    if !config.replica.leader_regions.is_empty() {
+        tokio::spawn(crate::raft_replica::run_leader_preference(
+            replica.clone(),
+            stopped.clone(),
+        ));
+    }
     let shared: Arc<dyn Replica> = Arc::new(replica.clone());
     let ticker = tokio::spawn(run_expiry_ticker(
         shared.clone(),

@@ -601,6 +601,9 @@ pub struct MemberJson {
     pub http_addr: String,
     pub region: String,
     pub voter: bool,
+    /// Log entries behind the leader's log; only in the leader's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 /// `GET /cluster/status`.
@@ -614,6 +617,10 @@ pub struct ClusterStatusJson {
     pub applied_index: u64,
     pub committed_index: u64,
     pub members: Vec<MemberJson>,
+    /// Present while the voters would not survive the loss of one region (members in at
+    /// least three regions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_warning: Option<String>,
 }
 
 impl From<&ClusterStatus> for ClusterStatusJson {
@@ -626,6 +633,7 @@ impl From<&ClusterStatus> for ClusterStatusJson {
             applied_index: status.applied_index,
             committed_index: status.committed_index,
             members: status.members.iter().map(MemberJson::from).collect(),
+            placement_warning: status.placement_warning.clone(),
         }
     }
 }
@@ -638,6 +646,7 @@ impl From<&MemberStatus> for MemberJson {
             http_addr: member.http_addr.clone(),
             region: member.region.clone(),
             voter: member.voter,
+            lag: member.lag,
         }
     }
 }

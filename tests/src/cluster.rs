@@ -20,8 +20,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct NodeHandle {
     pub id: u64,
     pub http_addr: String,
+    /// The peer address the other nodes dial (a delay proxy's, with
+    /// [`Launch::peer_delay`]).
     pub raft_addr: String,
+    /// The peer address the node listens on.
+    pub listen_raft_addr: String,
     pub data_dir: PathBuf,
+    /// `--region`, and the region it is a member in.
+    pub region: String,
     child: Option<Child>,
 }
 
@@ -35,7 +41,7 @@ impl NodeHandle {
     }
 
     fn member_json(&self) -> Value {
-        json!({"id": self.id, "raft_addr": self.raft_addr, "http_addr": self.http_addr, "region": "local"})
+        json!({"id": self.id, "raft_addr": self.raft_addr, "http_addr": self.http_addr, "region": self.region})
     }
 }
 
@@ -73,6 +79,8 @@ pub struct ProcessCluster {
     launch: Launch,
     /// The cluster's throwaway CA, when the nodes run peer TLS.
     ca: Option<TestCa>,
+    /// Delay proxies in front of the peer ports ([`Launch::peer_delay`]).
+    proxies: Vec<crate::delay::DelayProxy>,
 }
 
 /// How node processes are started.
@@ -89,6 +97,11 @@ pub struct Launch {
     /// Mutual TLS on the peer ports, with a CA made for this cluster (on by default, as
     /// a cluster should run).
     pub peer_tls: bool,
+    /// Node `id`'s region is `regions[id - 1]` (`local` beyond the list).
+    pub regions: Vec<String>,
+    /// A delay proxy in front of every node's peer port, delaying each direction by the
+    /// first duration plus up to the second (see [`crate::delay`]).
+    pub peer_delay: Option<(Duration, Duration)>,
 }
 
 impl Default for Launch {
@@ -100,6 +113,8 @@ impl Default for Launch {
             env: vec![("HOLDFAST_EXPIRY_CHECK_INTERVAL_MS".into(), "200".into())],
             root_in: None,
             peer_tls: true,
+            regions: Vec::new(),
+            peer_delay: None,
         }
     }
 }
@@ -283,6 +298,7 @@ impl ProcessCluster {
             next_id: 1,
             launch,
             ca,
+            proxies: Vec::new(),
         })
     }
 
@@ -292,11 +308,28 @@ impl ProcessCluster {
         self.next_id += 1;
         let data_dir = self.root.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir)?;
+        let listen_raft_addr = format!("127.0.0.1:{}", free_port()?);
+        let raft_addr = match self.launch.peer_delay {
+            Some((delay, jitter)) => {
+                let proxy = crate::delay::start(listen_raft_addr.clone(), delay, jitter)?;
+                let addr = proxy.addr.clone();
+                self.proxies.push(proxy);
+                addr
+            }
+            None => listen_raft_addr.clone(),
+        };
         self.nodes.push(NodeHandle {
             id,
             http_addr: format!("127.0.0.1:{}", free_port()?),
-            raft_addr: format!("127.0.0.1:{}", free_port()?),
+            raft_addr,
+            listen_raft_addr,
             data_dir,
+            region: self
+                .launch
+                .regions
+                .get(id as usize - 1)
+                .cloned()
+                .unwrap_or_else(|| "local".into()),
             child: None,
         });
         let position = self.nodes.len() - 1;
@@ -315,7 +348,9 @@ impl ProcessCluster {
             .arg("serve")
             .args(["--id", &node.id.to_string()])
             .args(["--http-addr", &node.http_addr])
-            .args(["--raft-addr", &node.raft_addr])
+            .args(["--raft-addr", &node.listen_raft_addr])
+            .args(["--advertise-raft-addr", &node.raft_addr])
+            .args(["--region", &node.region])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env("RUST_LOG", &self.launch.log_filter)

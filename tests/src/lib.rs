@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod browser;
 pub mod cluster;
+pub mod delay;
 
 pub use cluster::{Launch, NodeHandle, ProcessCluster, Response, TestCa};
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use holdfast_tests::cluster::Launch;
 use holdfast_tests::{event_body, hold_body, seat_status, ProcessCluster};
 
 const EVENT: &str = "failover";
@@ -99,7 +100,22 @@ async fn buyer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookings_resume_through_the_surviving_regions_when_the_leaders_region_is_cut(
 ) -> anyhow::Result<()> {
-    let cluster = Arc::new(ProcessCluster::start(5).await?);
+    region_cut(Launch::default(), "no added latency").await
+}
+
+/// The same with every peer link 30–80 ms round trip (a delay proxy in front of each
+/// node's peer port: 15–40 ms each way), as between regions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_resume_after_a_region_cut_with_30_to_80_ms_between_nodes() -> anyhow::Result<()> {
+    let launch = Launch {
+        peer_delay: Some((Duration::from_millis(15), Duration::from_millis(25))),
+        ..Launch::default()
+    };
+    region_cut(launch, "30-80 ms round trips between nodes").await
+}
+
+async fn region_cut(launch: Launch, label: &str) -> anyhow::Result<()> {
+    let cluster = Arc::new(ProcessCluster::start_with(5, launch).await?);
     cluster
         .create_event(0, event_body(EVENT, ROWS, PER_ROW, 10))
         .await?;
@@ -137,6 +153,20 @@ async fn bookings_resume_through_the_surviving_regions_when_the_leaders_region_i
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let cut_at = Instant::now();
+    let mut latencies: Vec<Duration> = acks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|ack| ack.acked - ack.first_sent)
+        .collect();
+    latencies.sort();
+    let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "failover ({label}): hold latency before the cut over {} holds: p50 {} ms, p99 {} ms",
+        latencies.len(),
+        percentile(50).as_millis(),
+        percentile(99).as_millis()
+    );
     for &position in &cut {
         cluster.set_isolated(position, true).await?;
     }
@@ -162,7 +192,7 @@ async fn bookings_resume_through_the_surviving_regions_when_the_leaders_region_i
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!(
-        "failover: first booking through a surviving region {} ms after the cut (cut took {} ms)",
+        "failover ({label}): first booking through a surviving region {} ms after the cut (cut took {} ms)",
         (first - cut_at).as_millis(),
         (cut_done - cut_at).as_millis()
     );

@@ -35,7 +35,12 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
+mod placement;
+mod preference;
 mod transfer;
+
+pub use placement::{region_loss_risk, PlacementPolicy};
+pub use preference::{region_rank, run_leader_preference};
 
 use crate::peer::{peer_client, PeerClient, PeerEnvelope};
 
@@ -115,6 +120,15 @@ pub struct RaftReplicaConfig {
     pub request_index_retention_ms: u64,
     /// Largest gRPC message between nodes.
     pub message_bytes_max: usize,
+    /// What a membership change that leaves the voters unable to survive a region's loss
+    /// does (see [`placement`]).
+    pub placement: PlacementPolicy,
+    /// Regions the leader should be in, most preferred first (empty: no preference; see
+    /// [`preference`]).
+    pub leader_regions: Vec<String>,
+    /// Hysteresis of the leader preference: how long a leader leads, and a candidate stays
+    /// caught up, before leadership moves.
+    pub leader_preference_delay: Duration,
 }
 
 impl Default for RaftReplicaConfig {
@@ -138,6 +152,9 @@ impl Default for RaftReplicaConfig {
             request_index_entries_max: 1_000_000,
             request_index_retention_ms: 15 * 60 * 1000,
             message_bytes_max: 64 * 1024 * 1024,
+            placement: PlacementPolicy::Warn,
+            leader_regions: Vec::new(),
+            leader_preference_delay: Duration::from_secs(30),
         }
     }
 }
@@ -191,6 +208,11 @@ impl LeaderContact {
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Milliseconds since this record's epoch (a monotonic clock).
+    pub fn epoch_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     /// Milliseconds since the last contact, if there was one.
     pub fn age_ms(&self) -> Option<u64> {
         let last = self.last_ms.load(Ordering::Relaxed);
@@ -219,6 +241,9 @@ struct Inner {
     handing_over: AtomicBool,
     /// One leader transfer at a time.
     transfer: tokio::sync::Mutex<()>,
+    /// When the leader last sent followers its commit index early (ms of `contact`'s
+    /// epoch), for forwarded writes.
+    commit_nudged_ms: AtomicU64,
 }
 
 impl RaftReplica {
@@ -246,6 +271,7 @@ impl RaftReplica {
             read_confirmation: tokio::sync::Mutex::new(None),
             handing_over: AtomicBool::new(false),
             transfer: tokio::sync::Mutex::new(()),
+            commit_nudged_ms: AtomicU64::new(0),
             config,
         });
         tokio::spawn(run_batcher(Arc::downgrade(&inner), receiver));
@@ -272,6 +298,21 @@ impl RaftReplica {
             return Err(NodeError::NoLeader);
         }
         let answers = self.inner.submit(proposals, true).await?;
+        // The follower answers its client once it has applied the entry, and learns that
+        // it committed from the next AppendEntries: send one now rather than at the next
+        // heartbeat (up to a heartbeat interval later).
+        // At most one every couple of milliseconds: under load the next entry carries it.
+        let now_ms = self.inner.contact.epoch_ms();
+        let last = self.inner.commit_nudged_ms.load(Ordering::Relaxed);
+        if last + COMMIT_NUDGE_EVERY_MS <= now_ms
+            && self
+                .inner
+                .commit_nudged_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let _ = self.inner.node.raft().trigger().heartbeat().await;
+        }
         let index = answers.iter().map(|answer| answer.index).max().unwrap_or(0);
         Ok((
             index,
@@ -423,6 +464,10 @@ enum Target {
 
 /// How often a waiting write or a forwarded one looks at the leader again.
 const LEADER_POLL: Duration = Duration::from_millis(20);
+
+/// Shortest time between two early commit notices to the followers (see
+/// [`RaftReplica::commit_forwarded`]).
+const COMMIT_NUDGE_EVERY_MS: u64 = 2;
 
 /// How long a follower waits for the leader to answer a forwarded leader transfer (catch
 /// up, a lease of silence, an election).
@@ -1059,6 +1104,7 @@ impl Inner {
                 ),
             });
         }
+        self.check_placement(&current, &voters)?;
         let mut healthy = self.healthy_voters();
         // Caught up is not enough: a node that died a moment ago still looks caught up.
         // Every other new voter must answer a status probe now.
@@ -1209,6 +1255,15 @@ impl Replica for RaftReplica {
         let metrics = self.inner.node.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let lag = |id: &NodeId| {
+            let replication = metrics.replication.as_ref()?;
+            if *id == metrics.id {
+                return Some(0);
+            }
+            let matched = replication.get(id)?.map_or(0, |log_id| log_id.index);
+            Some(last.saturating_sub(matched))
+        };
         let members: Vec<MemberStatus> = membership
             .nodes()
             .map(|(id, info)| MemberStatus {
@@ -1217,6 +1272,7 @@ impl Replica for RaftReplica {
                 http_addr: info.http_addr.clone(),
                 region: info.region.clone(),
                 voter: voters.contains(id),
+                lag: lag(id),
             })
             .collect();
         let role = match metrics.state {
@@ -1236,6 +1292,7 @@ impl Replica for RaftReplica {
             applied_index,
             committed_index: committed_index(&metrics, &voters).max(applied_index),
             members,
+            placement_warning: self.inner.placement_warning(),
         }
     }
 

@@ -212,6 +212,7 @@ async fn start_cluster(options: &Options, nodes: usize) -> Result<ProcessCluster
         env,
         root_in: Some(options.data_dir.clone()),
         peer_tls: true,
+        ..Launch::default()
     };
     ProcessCluster::start_with(nodes, launch).await
 }
