@@ -163,6 +163,36 @@ pub fn fault_routes(switch: Arc<FaultSwitch>) -> Router {
 }
 
 /// Whether the test-only fault routes are enabled (`HOLDFAST_TEST_FAULTS=1`).
+/// With `HOLDFAST_TEST_FAULTS` on, `HOLDFAST_TEST_CLOCK_OFFSET_MS=N` runs this node's wall
+/// clock N milliseconds ahead (or behind, when negative) of the system's: a bad clock for
+/// the clock guard's tests. `None` otherwise.
+pub fn test_clock() -> Option<std::sync::Arc<dyn crate::replica::WallClock>> {
+    if !test_faults_enabled() {
+        return None;
+    }
+    let offset_ms: i64 = std::env::var("HOLDFAST_TEST_CLOCK_OFFSET_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!(
+        offset_ms,
+        "HOLDFAST_TEST_CLOCK_OFFSET_MS is set: this node's clock is off on purpose"
+    );
+    Some(std::sync::Arc::new(OffsetClock { offset_ms }))
+}
+
+/// The system clock moved by a fixed offset (tests only).
+#[derive(Debug)]
+struct OffsetClock {
+    offset_ms: i64,
+}
+
+impl crate::replica::WallClock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        crate::replica::wall_clock_ms().saturating_add_signed(self.offset_ms)
+    }
+}
+
 pub fn test_faults_enabled() -> bool {
     std::env::var("HOLDFAST_TEST_FAULTS").is_ok_and(|value| value == "1" || value == "true")
 }

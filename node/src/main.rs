@@ -163,6 +163,10 @@ struct ServeArgs {
     /// leadership moves to it, in ms [default: 30000].
     #[arg(long, env = "HOLDFAST_LEADER_PREFERENCE_DELAY_MS")]
     leader_preference_delay_ms: Option<u64>,
+    /// How far ahead of the time its voters' clocks agree on a leader may stamp entries, in
+    /// ms; a leader whose clock runs further ahead stamps the agreed time [default: 1000].
+    #[arg(long, env = "HOLDFAST_CLOCK_TOLERANCE_MS")]
+    clock_tolerance_ms: Option<u64>,
     /// PEM file of the cluster CA: the peer port accepts only peers whose certificate it
     /// signed, and this node dials only peers whose certificate it signed. With
     /// --peer-cert and --peer-key; without the three the peer port is open.
@@ -274,6 +278,7 @@ impl ServeArgs {
             raft_heartbeat_ms,
             raft_election_timeout_ms,
             placement,
+            clock_tolerance_ms,
             leader_regions,
             leader_preference_delay_ms,
             peer_ca,
@@ -493,6 +498,9 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
             .map(|region| region.trim().to_owned())
             .filter(|region| !region.is_empty())
             .collect();
+    }
+    if let Some(tolerance_ms) = args.clock_tolerance_ms {
+        config.replica.clock_tolerance = Duration::from_millis(tolerance_ms);
     }
     if let Some(delay_ms) = args.leader_preference_delay_ms {
         config.replica.leader_preference_delay = Duration::from_millis(delay_ms);

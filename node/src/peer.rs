@@ -358,6 +358,16 @@ impl PeerRpc for PeerService {
         Ok(Response::new(self.change_response(result)))
     }
 
+    async fn clock(
+        &self,
+        request: Request<ClockRequest>,
+    ) -> Result<Response<ClockResponse>, Status> {
+        self.open_from_member(&request)?;
+        Ok(Response::new(ClockResponse {
+            wall_ms: self.replica.wall_ms(),
+        }))
+    }
+
     async fn elect(
         &self,
         request: Request<ElectRequest>,

@@ -460,8 +460,53 @@ impl ClusterClock {
     /// Cluster time now, without stamping anything: what the expiry ticker compares due
     /// holds with.
     pub fn now_ms(&self, applied: AppliedTime) -> u64 {
+        self.now_ms_guarded(applied, |_, _| None)
+    }
+
+    /// [`ClusterClock::now_ms`] with the wall clock held to at most what `ceiling` answers
+    /// for (the wall clock, the applied time carried on to now).
+    pub fn now_ms_guarded(
+        &self,
+        applied: AppliedTime,
+        ceiling: impl FnOnce(u64, u64) -> Option<u64>,
+    ) -> u64 {
+        let monotonic = Instant::now();
+        let wall_ms = self.guarded_wall(monotonic, applied, ceiling);
         let last = *self.last.lock().expect("cluster clock lock poisoned");
-        cluster_time(self.wall.now_ms(), Instant::now(), last, applied)
+        cluster_time(wall_ms, monotonic, last, applied)
+    }
+
+    /// [`ClusterClock::stamp`] with the wall clock held to at most what `ceiling` answers
+    /// for (the wall clock, the applied time carried on to now): the clock guard.
+    pub fn stamp_guarded(
+        &self,
+        applied: AppliedTime,
+        ceiling: impl FnOnce(u64, u64) -> Option<u64>,
+    ) -> u64 {
+        if self.faults.local_wall_clock_only {
+            return self.wall.now_ms();
+        }
+        let monotonic = Instant::now();
+        let wall_ms = self.guarded_wall(monotonic, applied, ceiling);
+        self.stamp_with(wall_ms, monotonic, applied)
+    }
+
+    fn guarded_wall(
+        &self,
+        monotonic: Instant,
+        applied: AppliedTime,
+        ceiling: impl FnOnce(u64, u64) -> Option<u64>,
+    ) -> u64 {
+        let wall_ms = self.wall.now_ms();
+        let applied_carried = applied.applied_at.map_or(applied.time_ms, |applied_at| {
+            applied
+                .time_ms
+                .saturating_add(monotonic.saturating_duration_since(applied_at).as_millis() as u64)
+        });
+        match ceiling(wall_ms, applied_carried) {
+            Some(ceiling) => wall_ms.min(ceiling),
+            None => wall_ms,
+        }
     }
 
     /// The time to stamp on the next entry.

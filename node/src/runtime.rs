@@ -201,7 +201,7 @@ pub async fn start(
         raft_incoming,
         raft_addr,
         transport: Arc::new(SwitchedTransport::new(switch)),
-        clock: Arc::new(SystemClock),
+        clock: crate::faults::test_clock().unwrap_or_else(|| Arc::new(SystemClock)),
         memory_disk: None,
         extra_routes,
     };
@@ -286,6 +286,10 @@ where
             .await
         })
     };
+    tokio::spawn(crate::raft_replica::run_clock_sampler(
+        replica.clone(),
+        stopped.clone(),
+    ));
     if !config.replica.leader_regions.is_empty() {
         tokio::spawn(crate::raft_replica::run_leader_preference(
             replica.clone(),

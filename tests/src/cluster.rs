@@ -102,6 +102,8 @@ pub struct Launch {
     /// A delay proxy in front of every node's peer port, delaying each direction by the
     /// first duration plus up to the second (see [`crate::delay`]).
     pub peer_delay: Option<(Duration, Duration)>,
+    /// More environment for one node: `(node id, name, value)`.
+    pub node_env: Vec<(u64, String, String)>,
 }
 
 impl Default for Launch {
@@ -115,6 +117,7 @@ impl Default for Launch {
             peer_tls: true,
             regions: Vec::new(),
             peer_delay: None,
+            node_env: Vec::new(),
         }
     }
 }
@@ -357,7 +360,14 @@ impl ProcessCluster {
             // Test clusters take the sandbox's test tokens (a launch may choose another
             // provider through its environment).
             .env("HOLDFAST_ALLOW_SANDBOX_PAYMENTS", "true")
-            .envs(self.launch.env.iter().map(|(name, value)| (name, value)));
+            .envs(self.launch.env.iter().map(|(name, value)| (name, value)))
+            .envs(
+                self.launch
+                    .node_env
+                    .iter()
+                    .filter(|(id, _, _)| *id == node.id)
+                    .map(|(_, name, value)| (name, value)),
+            );
         if self.launch.test_faults {
             command.env("HOLDFAST_TEST_FAULTS", "1");
         }

@@ -35,10 +35,12 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
+mod clock_guard;
 mod placement;
 mod preference;
 mod transfer;
 
+pub use clock_guard::{agreed_time, run_clock_sampler};
 pub use placement::{region_loss_risk, PlacementPolicy};
 pub use preference::{region_rank, run_leader_preference};
 
@@ -129,6 +131,9 @@ pub struct RaftReplicaConfig {
     /// Hysteresis of the leader preference: how long a leader leads, and a candidate stays
     /// caught up, before leadership moves.
     pub leader_preference_delay: Duration,
+    /// How far ahead of the time its quorum's clocks agree on a leader may stamp (see
+    /// [`clock_guard`]).
+    pub clock_tolerance: Duration,
 }
 
 impl Default for RaftReplicaConfig {
@@ -155,6 +160,7 @@ impl Default for RaftReplicaConfig {
             placement: PlacementPolicy::Warn,
             leader_regions: Vec::new(),
             leader_preference_delay: Duration::from_secs(30),
+            clock_tolerance: Duration::from_secs(1),
         }
     }
 }
@@ -241,6 +247,10 @@ struct Inner {
     handing_over: AtomicBool,
     /// One leader transfer at a time.
     transfer: tokio::sync::Mutex<()>,
+    /// The voters' clocks as this leader last sampled them (see [`clock_guard`]).
+    clock_samples: clock_guard::ClockSamples,
+    /// The last term in which the batcher waited for the first clock samples.
+    clock_awaited_term: AtomicU64,
     /// When the leader last sent followers its commit index early (ms of `contact`'s
     /// epoch), for forwarded writes.
     commit_nudged_ms: AtomicU64,
@@ -271,6 +281,8 @@ impl RaftReplica {
             read_confirmation: tokio::sync::Mutex::new(None),
             handing_over: AtomicBool::new(false),
             transfer: tokio::sync::Mutex::new(()),
+            clock_samples: clock_guard::ClockSamples::default(),
+            clock_awaited_term: AtomicU64::new(0),
             commit_nudged_ms: AtomicU64::new(0),
             config,
         });
@@ -342,6 +354,11 @@ impl RaftReplica {
     /// Leader-side `DELETE /cluster/nodes/{id}`.
     pub async fn leader_remove_node(&self, node_id: NodeId) -> Result<(), NodeError> {
         self.inner.leader_remove_node(node_id).await
+    }
+
+    /// This node's wall clock, for a leader's clock guard (peer `Clock`).
+    pub fn wall_ms(&self) -> u64 {
+        self.inner.clock.wall_ms()
     }
 
     /// Leader-side `POST /cluster/leader`: hands leadership to voter `to`.
@@ -580,6 +597,15 @@ impl Inner {
             return;
         };
         let leader = target == Target::Here;
+        if leader && !self.clock_ready() {
+            // A new leader stamps nothing before it can compare its clock with a quorum's
+            // (waiting once per term: voters that cannot be sampled, e.g. of an older
+            // version, leave it stamping near the log's time instead).
+            let term = self.node.metrics().borrow().current_term;
+            if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term {
+                self.await_clock_ready().await;
+            }
+        }
         if !leader {
             // Batches forwarded to this node while it led are not forwarded again.
             let (forwarded, own): (Vec<Pending>, Vec<Pending>) =
@@ -682,7 +708,11 @@ impl Inner {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
-        let time_ms = self.clock.stamp(self.applied_time());
+        let time_ms = self
+            .clock
+            .stamp_guarded(self.applied_time(), |wall, applied| {
+                self.clock_ceiling(wall, applied)
+            });
         let count = proposals.len();
         let entries = proposals
             .into_iter()
@@ -1202,7 +1232,15 @@ impl Replica for RaftReplica {
     }
 
     fn cluster_time_ms(&self) -> u64 {
-        self.inner.clock.now_ms(self.inner.applied_time())
+        let inner = &self.inner;
+        inner
+            .clock
+            .now_ms_guarded(inner.applied_time(), |wall, applied| {
+                inner
+                    .is_leader()
+                    .then(|| inner.clock_ceiling(wall, applied))
+                    .flatten()
+            })
     }
 
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {

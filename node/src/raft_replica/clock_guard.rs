@@ -1,0 +1,253 @@
+//! The clock guard: cluster time cannot be pushed ahead by one clock.
+//!
+//! The leader stamps every entry with cluster time (`ClusterClock`), which follows its wall
+//! clock. A leader whose clock runs hours ahead would expire every hold and forget every
+//! idempotency key at once, and the state machine alone cannot tell that from a cluster
+//! that was down overnight. So the leader samples its voters' clocks (peer `Clock` calls,
+//! every half second, each corrected by half its round trip, as NTP does) and takes the
+//! median of its own and the fresh samples as the time a quorum agrees on (TigerBeetle's
+//! cluster clock is the anchor; with a majority of correct clocks the median lies among
+//! them). It stamps at most `--clock-tolerance-ms` (1 s) ahead of that time; when its own
+//! clock runs further ahead it logs it, counts it (`holdfast_clock_guard_engaged_total`),
+//! exports the skew (`holdfast_clock_skew_ms`) and stamps the agreed time instead.
+//!
+//! Without a quorum of fresh samples (the first moments of a leadership) the leader stamps
+//! at most the tolerance ahead of the last applied time plus the monotonic time since, and
+//! the batcher waits (bounded) for the first samples before it proposes. Cluster time never
+//! goes back either way: a ceiling below the last stamp leaves the last stamp carried on.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Inner, RaftReplica};
+use crate::peer::PeerClient;
+use crate::replica::NodeId;
+
+/// How often the leader samples its voters' clocks.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// A sample older than this is not used.
+const SAMPLE_FRESH_FOR: Duration = Duration::from_secs(5);
+/// Longest wait for one clock sample.
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One voter's clock as the leader last measured it.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Its wall clock minus ours, in milliseconds.
+    offset_ms: i64,
+    taken_at: Instant,
+}
+
+/// The leader's view of its voters' clocks.
+#[derive(Debug, Default)]
+pub struct ClockSamples {
+    samples: Mutex<BTreeMap<NodeId, Sample>>,
+    /// When a warning was last logged (they are rate limited).
+    warned_at: Mutex<Option<Instant>>,
+}
+
+/// The median of `own_ms` and the voters' clocks, when at least a majority of the
+/// `voters` voters took part (the leader is one of them).
+pub fn agreed_time(own_ms: u64, others_ms: &[u64], voters: usize) -> Option<u64> {
+    let mut clocks: Vec<u64> = Vec::with_capacity(others_ms.len() + 1);
+    clocks.push(own_ms);
+    clocks.extend_from_slice(others_ms);
+    if clocks.len() * 2 <= voters {
+        return None;
+    }
+    clocks.sort_unstable();
+    Some(clocks[(clocks.len() - 1) / 2])
+}
+
+impl Inner {
+    /// The highest time this leader may stamp now with wall clock `wall_ms`, or `None` for
+    /// no limit (a single voter: its clock is the quorum's).
+    pub(super) fn clock_ceiling(&self, wall_ms: u64, applied_carried_ms: u64) -> Option<u64> {
+        let tolerance = self.config.clock_tolerance.as_millis() as u64;
+        let voters: Vec<NodeId> = self
+            .node
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if voters.len() <= 1 {
+            return None;
+        }
+        let now = Instant::now();
+        let others: Vec<u64> = {
+            let samples = self
+                .clock_samples
+                .samples
+                .lock()
+                .expect("clock samples lock");
+            voters
+                .iter()
+                .filter(|id| **id != self.node_id())
+                .filter_map(|id| samples.get(id))
+                .filter(|sample| now.duration_since(sample.taken_at) <= SAMPLE_FRESH_FOR)
+                .map(|sample| wall_ms.saturating_add_signed(sample.offset_ms))
+                .collect()
+        };
+        let Some(agreed) = agreed_time(wall_ms, &others, voters.len()) else {
+            // No quorum to compare with: stay near the log's own time (a fresh cluster,
+            // whose log has no time yet, takes the wall clock).
+            return (applied_carried_ms > 0).then(|| applied_carried_ms.saturating_add(tolerance));
+        };
+        let skew = wall_ms as i64 - agreed as i64;
+        metrics::gauge!("holdfast_clock_skew_ms").set(skew as f64);
+        let ceiling = agreed.saturating_add(tolerance);
+        if wall_ms > ceiling {
+            metrics::counter!("holdfast_clock_guard_engaged_total").increment(1);
+            let mut warned_at = self
+                .clock_samples
+                .warned_at
+                .lock()
+                .expect("clock warn lock");
+            if warned_at.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+                *warned_at = Some(now);
+                tracing::warn!(
+                    skew_ms = skew,
+                    tolerance_ms = tolerance,
+                    "this leader's clock is ahead of the time its quorum agrees on: stamping the agreed time"
+                );
+            }
+        }
+        Some(ceiling)
+    }
+
+    /// Whether fresh samples from a quorum of voters are at hand (always, for a single
+    /// voter).
+    pub(super) fn clock_ready(&self) -> bool {
+        let wall_ms = self.clock.wall_ms();
+        self.clock_ceiling(wall_ms, 0).is_some() || self.voter_count() <= 1
+    }
+
+    fn voter_count(&self) -> usize {
+        self.node
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+    }
+
+    /// Waits (bounded) until the clock guard has a quorum's samples.
+    pub(super) async fn await_clock_ready(&self) {
+        let deadline = Instant::now() + self.config.leader_wait;
+        while !self.clock_ready() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Measures voter `id`'s clock once.
+    async fn sample(&self, client: &mut PeerClient) -> Option<Sample> {
+        let sent = Instant::now();
+        let sent_wall = self.clock.wall_ms();
+        let mut request = tonic::Request::new(holdfast_proto::booking::ClockRequest {});
+        request.set_timeout(SAMPLE_TIMEOUT);
+        let answer = tokio::time::timeout(SAMPLE_TIMEOUT, client.clock(request))
+            .await
+            .ok()?
+            .ok()?
+            .into_inner();
+        let round_trip = sent.elapsed().as_millis() as u64;
+        let their_ms = answer.wall_ms;
+        let ours_at_their_reading = sent_wall.saturating_add(round_trip / 2);
+        Some(Sample {
+            offset_ms: their_ms as i64 - ours_at_their_reading as i64,
+            taken_at: Instant::now(),
+        })
+    }
+}
+
+/// Samples the voters' clocks while this node leads, until `stopped`.
+pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receiver<bool>) {
+    let inner = std::sync::Arc::downgrade(&replica.inner);
+    drop(replica);
+    let mut clients: BTreeMap<NodeId, PeerClient> = BTreeMap::new();
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.is_leader() {
+            let me = inner.node_id();
+            let voters: Vec<NodeId> = inner
+                .node
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| *id != me)
+                .collect();
+            clients.retain(|id, _| voters.contains(id));
+            let mut measured = Vec::new();
+            for id in voters {
+                let client = match clients.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        match inner.member_client(id, SAMPLE_TIMEOUT).await {
+                            Ok(client) => entry.insert(client),
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                match inner.sample(client).await {
+                    Some(sample) => measured.push((id, sample)),
+                    None => {
+                        clients.remove(&id);
+                    }
+                }
+            }
+            inner
+                .clock_samples
+                .samples
+                .lock()
+                .expect("clock samples lock")
+                .extend(measured);
+        } else {
+            clients.clear();
+            inner
+                .clock_samples
+                .samples
+                .lock()
+                .expect("clock samples lock")
+                .clear();
+        }
+        drop(inner);
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agreed_time;
+
+    #[test]
+    fn the_agreed_time_is_the_median_of_a_majority() {
+        // A leader two hours ahead, two followers right: the followers' time.
+        let hours = 2 * 3_600_000;
+        assert_eq!(agreed_time(1_000 + hours, &[1_000, 1_010], 3), Some(1_010));
+        // One follower wrong: the leader and the other follower carry it.
+        assert_eq!(agreed_time(1_000, &[1_005, 1_000 + hours], 3), Some(1_005));
+        // Five voters, two wrong the same way: still the correct majority's median.
+        assert_eq!(
+            agreed_time(1_000, &[1_002, 1_004, 1_000 + hours, 1_000 + hours], 5),
+            Some(1_004)
+        );
+        // Without a majority of clocks there is no agreed time.
+        assert_eq!(agreed_time(1_000, &[], 3), None);
+        assert_eq!(agreed_time(1_000, &[1_000], 5), None);
+        assert_eq!(agreed_time(1_000, &[], 1), Some(1_000));
+    }
+}
