@@ -55,6 +55,7 @@ pub struct GrpcBooking {
 /// `router` (the HTTP API of [`crate::router`] over `state`) with the gRPC services added
 /// under `/holdfast.booking.v1.*/`.
 pub fn with_grpc(router: Router, state: AppState) -> Router {
+    let admission_state = state.clone();
     let grpc = GrpcBooking {
         router: router.clone(),
         state,
@@ -68,7 +69,7 @@ pub fn with_grpc(router: Router, state: AppState) -> Router {
     let cluster = ClusterServiceServer::new(grpc)
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(ANSWER_BYTES_MAX);
-    router
+    let grpc_routes = Router::new()
         .route_service(
             &service_path::<BookingServiceServer<GrpcBooking>>(),
             service,
@@ -78,6 +79,11 @@ pub fn with_grpc(router: Router, state: AppState) -> Router {
             &service_path::<ClusterServiceServer<GrpcBooking>>(),
             cluster,
         )
+        .layer(axum::middleware::from_fn_with_state(
+            admission_state,
+            crate::rate::admit_grpc,
+        ));
+    router.merge(grpc_routes)
 }
 
 /// The route of every method of a gRPC service.
@@ -191,9 +197,11 @@ impl<'a> Call<'a> {
             }
             None => Body::empty(),
         };
-        let request = request
+        let mut request = request
             .body(body)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        // The gRPC edge admitted the call already.
+        request.extensions_mut().insert(crate::rate::Admitted);
         let response = router
             .clone()
             .oneshot(request)

@@ -133,6 +133,42 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Takes one request of `key` of this kind from its budget and a place among the
+    /// requests in flight (held by the permit until the answer is built).
+    fn admit(
+        &self,
+        key: &CallerKey,
+        read: bool,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+        let (budget, kind) = if read {
+            (&self.reads, "reads")
+        } else {
+            (&self.writes, "writes")
+        };
+        if let Err(wait_seconds) = budget.check(key) {
+            refused(kind);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many {kind} from this caller; retry after {wait_seconds} s"),
+            )
+            .with_retry_after(wait_seconds.max(1)));
+        }
+        match &self.in_flight {
+            Some(semaphore) => match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => Ok(Some(permit)),
+                Err(_) => {
+                    refused("in_flight");
+                    Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        "the node is serving as many requests as it takes at once",
+                    )
+                    .with_retry_after(1))
+                }
+            },
+            None => Ok(None),
+        }
+    }
+
     pub fn new(config: AdmissionConfig) -> Admission {
         Admission {
             reads: Budget::new(config.reads_per_second),
@@ -143,14 +179,20 @@ impl Admission {
     }
 }
 
+/// Marks a request that was already admitted (a gRPC call the gRPC edge passes on to the
+/// HTTP router), so it is not counted twice.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted;
+
 /// The middleware: the caller's budget for this kind of request, then a place among the
 /// requests in flight, held until the answer is built. Runs inside `authorize`, so an
 /// authenticated caller is limited by its key.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if crate::auth::required_role(request.uri().path()).is_none() {
+    if crate::auth::required_role(request.uri().path()).is_none()
+        || request.extensions().get::<Admitted>().is_some()
+    {
         return next.run(request).await;
     }
-    let admission = &state.admission;
     let key = CallerKey::of(
         request.extensions().get::<Caller>(),
         request
@@ -159,36 +201,54 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
             .map(|info| info.0),
     );
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
-    let (budget, kind) = if read {
-        (&admission.reads, "reads")
-    } else {
-        (&admission.writes, "writes")
-    };
-    if let Err(wait_seconds) = budget.check(&key) {
-        refused(kind);
-        return ApiError::new(
-            ErrorCode::RateLimited,
-            format!("too many {kind} from this caller; retry after {wait_seconds} s"),
-        )
-        .with_retry_after(wait_seconds.max(1))
-        .into_response();
+    match state.admission.admit(&key, read) {
+        Ok(_permit) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
-    let _permit = match &admission.in_flight {
-        Some(semaphore) => match semaphore.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                refused("in_flight");
-                return ApiError::new(
-                    ErrorCode::Overloaded,
-                    "the node is serving as many requests as it takes at once",
-                )
-                .with_retry_after(1)
-                .into_response();
-            }
-        },
-        None => None,
-    };
-    next.run(request).await
+}
+
+/// gRPC methods that only read (the rest count against the write budget).
+const GRPC_READS: &[&str] = &[
+    "GetAvailability",
+    "SearchEvents",
+    "GetEvent",
+    "GetHold",
+    "GetBooking",
+    "CustomerBookings",
+    "Ready",
+    "Status",
+    "WatchChanges",
+];
+
+/// The gRPC edge's admission (a layer on the gRPC routes): the same budgets and cap as
+/// HTTP, the caller known by its key (else its address), reads told from writes by the
+/// method's name; a refusal is a gRPC status (`RESOURCE_EXHAUSTED` with `RATE_LIMITED`,
+/// `UNAVAILABLE` with `OVERLOADED`). What the call passes on to the HTTP router is not
+/// counted again.
+pub async fn admit_grpc(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let caller = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|authorization| {
+            let keys = state.config.auth_keys.as_deref()?;
+            keys.caller(crate::auth::bearer_key(Some(authorization))?)
+        });
+    let key = CallerKey::of(
+        caller.as_ref(),
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0),
+    );
+    let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+    let read = GRPC_READS.contains(&method);
+    match state.admission.admit(&key, read) {
+        Ok(_permit) => next.run(request).await,
+        Err(error) => crate::grpc::status_of(&error)
+            .into_http::<axum::body::Body>()
+            .map(axum::body::Body::new),
+    }
 }
 
 fn refused(budget: &'static str) {

@@ -14,15 +14,15 @@ use holdfast_proto::booking::*;
 use tonic::Code;
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
+    serve_with(HttpConfig::default()).await
+}
+
+async fn serve_with(config: HttpConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
     let replica = LocalReplica::shared(LocalReplicaConfig {
         min_index_wait: Duration::from_millis(50),
         ..LocalReplicaConfig::default()
     });
-    let state = AppState::new(
-        replica,
-        Arc::new(SandboxProvider::default()),
-        HttpConfig::default(),
-    );
+    let state = AppState::new(replica, Arc::new(SandboxProvider::default()), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -435,4 +435,62 @@ async fn a_batch_over_grpc_answers_each_operation() {
     let refused = client.batch(too_many).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(error_code(&refused), "TOO_MANY_ITEMS");
+}
+
+#[tokio::test]
+async fn grpc_calls_are_rate_limited_per_caller_like_http_ones() {
+    let (address, _stop) = serve_with(HttpConfig {
+        admission: holdfast_node::rate::AdmissionConfig {
+            writes_per_second: 2,
+            reads_per_second: 1_000,
+            ..holdfast_node::rate::AdmissionConfig::default()
+        },
+        ..HttpConfig::default()
+    })
+    .await;
+    let created = reqwest_like_post(
+        &address,
+        "/admin/events",
+        r#"{"event_id":"R","name":"Film","category":"movie","currency":"EUR",
+            "seat_blocks":[{"section":"A","rows":["1"],"seats_per_row":20,"price":4500}]}"#,
+    )
+    .await;
+    assert_eq!(created, 201);
+    let mut client = BookingServiceClient::connect(address.clone())
+        .await
+        .unwrap();
+    // The event's creation took one write of this address's two; a burst of holds runs
+    // out of the rest at once.
+    let mut refused = Vec::new();
+    for seat in 1..=6 {
+        let answer = client
+            .create_hold(HoldRequest {
+                idempotency_key: Some(format!("rate-{seat}")),
+                event_id: "R".into(),
+                customer_id: "c".into(),
+                seats: vec![format!("A-1-{seat}")],
+                ..HoldRequest::default()
+            })
+            .await;
+        if let Err(status) = answer {
+            refused.push(status);
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "six writes at once within a budget of two a second"
+    );
+    for status in &refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(error_code(status), "RATE_LIMITED");
+        assert!(status.metadata().get("retry-after").is_some(), "{status:?}");
+    }
+    // Reads have their own budget.
+    let read = client
+        .get_availability(AvailabilityRequest {
+            event_id: "R".into(),
+            ..AvailabilityRequest::default()
+        })
+        .await;
+    assert!(read.is_ok(), "{read:?}");
 }
