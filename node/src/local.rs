@@ -198,6 +198,7 @@ impl Replica for LocalReplica {
                 region: self.config.region.clone(),
                 voter: true,
                 lag: Some(0),
+                last_contact_ms: None,
             }],
             placement_warning: None,
         }

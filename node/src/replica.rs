@@ -136,6 +136,8 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Log entries this member is behind the leader's log (known on the leader only).
     pub lag: Option<u64>,
+    /// Milliseconds since this member last answered the leader (known on the leader only).
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `GET /cluster/status`.

@@ -604,6 +604,9 @@ pub struct MemberJson {
     /// Log entries behind the leader's log; only in the leader's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<u64>,
+    /// Milliseconds since the member last answered the leader; only in the leader's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `GET /cluster/status`.
@@ -647,6 +650,7 @@ impl From<&MemberStatus> for MemberJson {
             region: member.region.clone(),
             voter: member.voter,
             lag: member.lag,
+            last_contact_ms: member.last_contact_ms,
         }
     }
 }

@@ -81,6 +81,34 @@ struct Shared {
     cluster_id: String,
     config: NetworkConfig,
     transport: Arc<dyn Transport>,
+    contact: PeerContact,
+}
+
+/// When this node last got an answer from each peer it calls (a leader calls every
+/// follower at least every heartbeat), for operators: the cluster status's last contact.
+#[derive(Clone, Debug, Default)]
+pub struct PeerContact {
+    answered_at: Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, Instant>>>,
+}
+
+impl PeerContact {
+    fn record(&self, peer: NodeId) {
+        self.answered_at
+            .lock()
+            .expect("peer contact lock poisoned")
+            .insert(peer, Instant::now());
+    }
+
+    /// Milliseconds since each peer last answered this node.
+    pub fn millis_since(&self) -> std::collections::BTreeMap<NodeId, u64> {
+        let now = Instant::now();
+        self.answered_at
+            .lock()
+            .expect("peer contact lock poisoned")
+            .iter()
+            .map(|(peer, at)| (*peer, now.duration_since(*at).as_millis() as u64))
+            .collect()
+    }
 }
 
 /// Creates one [`Connection`] per peer for openraft.
@@ -105,8 +133,14 @@ impl NetworkFactory {
                 cluster_id,
                 config,
                 transport,
+                contact: PeerContact::default(),
             }),
         }
+    }
+
+    /// When each peer last answered this node's Raft calls.
+    pub fn contact(&self) -> PeerContact {
+        self.shared.contact.clone()
     }
 }
 
@@ -264,7 +298,10 @@ impl Connection {
                 self.client = None;
                 return Err(CallError::Status(status));
             }
-            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Ok(reply)) => {
+                self.shared.contact.record(self.target);
+                reply.into_inner()
+            }
         };
         decode_reply(reply)
     }

@@ -157,6 +157,7 @@ pub struct RaftNode {
     linearizable_read_timeout: Duration,
     stop_server: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<Result<(), Error>>>>,
+    peer_contact: crate::network::PeerContact,
 }
 
 impl RaftNode {
@@ -195,6 +196,7 @@ impl RaftNode {
             config.network.clone(),
             transport,
         );
+        let peer_contact = network.contact();
         let raft_config = Arc::new(raft_config);
         let fatal = |error: openraft::error::Fatal<NodeId>| Error::Fatal {
             message: error.to_string(),
@@ -247,6 +249,7 @@ impl RaftNode {
             linearizable_read_timeout: config.linearizable_read_timeout,
             stop_server,
             server: Mutex::new(None),
+            peer_contact,
         })
     }
 
@@ -263,6 +266,12 @@ impl RaftNode {
     }
 
     /// The openraft handle, for anything this wrapper does not cover.
+    /// Milliseconds since each peer last answered this node's Raft calls (a leader hears
+    /// from every reachable follower at least every heartbeat).
+    pub fn peer_contact_ms(&self) -> BTreeMap<NodeId, u64> {
+        self.peer_contact.millis_since()
+    }
+
     pub fn raft(&self) -> &HoldfastRaft {
         &self.raft
     }

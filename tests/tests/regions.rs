@@ -71,13 +71,29 @@ async fn leadership_goes_to_the_preferred_region_and_placement_is_kept() -> anyh
         regions,
         vec![(1, "ap".into()), (2, "us".into()), (3, "eu".into())]
     );
-    // The leader knows every member's lag; 1-1-1 survives the loss of any one region.
+    // The leader knows every member's lag and last contact; 1-1-1 survives the loss of
+    // any one region.
+    let contact_ms = |body: &serde_json::Value| -> Vec<Option<u64>> {
+        body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|member| member["last_contact_ms"].as_u64())
+            .collect()
+    };
     assert!(
         status.body["members"]
             .as_array()
             .unwrap()
             .iter()
             .all(|member| member["lag"].is_u64()),
+        "{}",
+        status.body
+    );
+    assert!(
+        contact_ms(&status.body)
+            .iter()
+            .all(|ms| ms.is_some_and(|ms| ms < 10_000)),
         "{}",
         status.body
     );

@@ -590,22 +590,29 @@ impl Inner {
     async fn commit_group(&self, mut group: Vec<Pending>) {
         // Only to a leader this node believes in; unsent batches wait (bounded) for one
         // and are refused with NO_LEADER (not committed: never sent) when none comes.
-        let Some(target) = self.await_believed_leader().await else {
-            for pending in group {
-                let _ = pending.reply.send(Err(NodeError::NoLeader));
+        let (target, leader) = loop {
+            let Some(target) = self.await_believed_leader().await else {
+                for pending in group {
+                    let _ = pending.reply.send(Err(NodeError::NoLeader));
+                }
+                return;
+            };
+            let leader = target == Target::Here;
+            if leader && !self.clock_ready() {
+                // A new leader stamps nothing before it can compare its clock with a
+                // quorum's (waiting once per term: voters that cannot be sampled, e.g. of
+                // an older version, leave it stamping near the log's time instead).
+                let term = self.node.metrics().borrow().current_term;
+                if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term {
+                    self.await_clock_ready().await;
+                }
             }
-            return;
+            // A leader transfer that began meanwhile: wait for the next leader instead.
+            if leader && self.handing_over() {
+                continue;
+            }
+            break (target, leader);
         };
-        let leader = target == Target::Here;
-        if leader && !self.clock_ready() {
-            // A new leader stamps nothing before it can compare its clock with a quorum's
-            // (waiting once per term: voters that cannot be sampled, e.g. of an older
-            // version, leave it stamping near the log's time instead).
-            let term = self.node.metrics().borrow().current_term;
-            if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term {
-                self.await_clock_ready().await;
-            }
-        }
         if !leader {
             // Batches forwarded to this node while it led are not forwarded again.
             let (forwarded, own): (Vec<Pending>, Vec<Pending>) =
@@ -1302,6 +1309,12 @@ impl Replica for RaftReplica {
             let matched = replication.get(id)?.map_or(0, |log_id| log_id.index);
             Some(last.saturating_sub(matched))
         };
+        let leading = metrics.state == ServerState::Leader;
+        let contact = if leading {
+            self.inner.node.peer_contact_ms()
+        } else {
+            BTreeMap::new()
+        };
         let members: Vec<MemberStatus> = membership
             .nodes()
             .map(|(id, info)| MemberStatus {
@@ -1311,6 +1324,11 @@ impl Replica for RaftReplica {
                 region: info.region.clone(),
                 voter: voters.contains(id),
                 lag: lag(id),
+                last_contact_ms: if *id == metrics.id && leading {
+                    Some(0)
+                } else {
+                    contact.get(id).copied()
+                },
             })
             .collect();
         let role = match metrics.state {

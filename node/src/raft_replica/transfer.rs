@@ -30,6 +30,10 @@ use crate::replica::{NodeError, NodeId};
 /// gives up.
 const CATCH_UP_MAX: Duration = Duration::from_secs(3);
 
+/// Times the leader catches up the target and falls silent before giving up because
+/// entries already on their way kept appending.
+const HANDOVER_ROUNDS_MAX: u32 = 3;
+
 /// Undoes a handover however the transfer ends: heartbeats on, writes flowing.
 struct Handover<'a> {
     inner: &'a Inner,
@@ -91,19 +95,28 @@ impl Inner {
 
         self.handing_over.store(true, Ordering::Release);
         let _handover = Handover { inner: self };
-        let last = self.await_caught_up(to).await?;
-
-        raft.runtime_config().heartbeat(false);
-        tokio::time::sleep(lease + heartbeat).await;
-        let metrics = self.node.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
-            return Err(
-                self.transfer_failed(to, "this node lost its leadership during the handover")
-            );
-        }
-        if metrics.last_log_index.unwrap_or(0) != last {
-            return Err(self.transfer_failed(to, "the log grew during the handover"));
-        }
+        let mut rounds = 0;
+        let last = loop {
+            let last = self.await_caught_up(to).await?;
+            raft.runtime_config().heartbeat(false);
+            tokio::time::sleep(lease + heartbeat).await;
+            let metrics = self.node.metrics().borrow().clone();
+            if metrics.state != ServerState::Leader {
+                return Err(
+                    self.transfer_failed(to, "this node lost its leadership during the handover")
+                );
+            }
+            if metrics.last_log_index.unwrap_or(0) == last {
+                break last;
+            }
+            // A batch that was already on its way when the handover began appended (and
+            // its AppendEntries renewed the voters' leases): catch up and fall silent
+            // again, a bounded number of times.
+            rounds += 1;
+            if rounds >= HANDOVER_ROUNDS_MAX {
+                return Err(self.transfer_failed(to, "the log kept growing during the handover"));
+            }
+        };
         self.ask_to_elect(to, last).await?;
 
         let deadline = Instant::now() + lease * 2;
