@@ -266,6 +266,12 @@ impl Notifier {
     /// commits how far each got.
     pub async fn notify(&self, replica: &dyn Replica) -> NotifyPass {
         let limit = self.config.events_per_pass_max.max(1);
+        let mut pass = NotifyPass::default();
+        // Followers stop here, before copying any event.
+        let ((), meta) = replica::read_now(replica, |_| ());
+        if meta.leader_id != Some(meta.node_id) {
+            return pass;
+        }
         let (work, meta) = replica::read_now(replica, |machine| {
             machine
                 .webhook_targets()
@@ -277,7 +283,6 @@ impl Notifier {
                 .filter(|(_, events)| !events.is_empty())
                 .collect::<Vec<_>>()
         });
-        let mut pass = NotifyPass::default();
         if work.is_empty() || meta.leader_id != Some(meta.node_id) {
             return pass;
         }
@@ -287,7 +292,9 @@ impl Notifier {
             .filter(|(target, _)| !self.backing_off(&target.webhook_id))
             .map(|(target, events)| async move {
                 let mut own = NotifyPass::default();
-                let mark = self.deliver_pending(replica, target, events, &mut own).await;
+                let mark = self
+                    .deliver_pending(replica, target, events, &mut own)
+                    .await;
                 (target, mark, own)
             });
         for (target, mark, own) in futures::future::join_all(deliveries).await {

@@ -250,7 +250,10 @@ fn split_url(url: &str) -> Result<(String, u16, String), String> {
         .ok_or_else(|| format!("not an http:// URL: {url}"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, port.parse().map_err(|_| format!("bad port in {url}"))?),
+        Some((host, port)) => (
+            host,
+            port.parse().map_err(|_| format!("bad port in {url}"))?,
+        ),
         None => (authority, 80),
     };
     let path = if path.is_empty() { "/" } else { path };

@@ -90,7 +90,10 @@ fn final_mark(replicas: &[ReplicaState]) -> Option<(u64, u64)> {
         .max_by_key(|replica| replica.applied_index)
         .and_then(|replica| {
             let webhooks = replica.machine.webhooks();
-            let mark = webhooks.iter().map(|webhook| webhook.delivered_up_to).min()?;
+            let mark = webhooks
+                .iter()
+                .map(|webhook| webhook.delivered_up_to)
+                .min()?;
             Some((mark, replica.machine.outbox_status().last_index))
         })
 }
@@ -263,9 +266,12 @@ fn signed(run: &DeliveryRun<'_>) -> CheckOutcome {
 /// In a `webhook-outage` run: the outbox filled while the receiver was down (some write
 /// was answered `OUTBOX_FULL`), and a hold made after the receiver came back (at
 /// `receiver_back_ms`) succeeded.
-pub fn outage(history: &History, outbox_full_answers: usize, receiver_back_ms: Option<u64>) -> CheckOutcome {
-    let mut outcome =
-        CheckOutcome::new("a full outbox refuses holds until the webhook catches up");
+pub fn outage(
+    history: &History,
+    outbox_full_answers: usize,
+    receiver_back_ms: Option<u64>,
+) -> CheckOutcome {
+    let mut outcome = CheckOutcome::new("a full outbox refuses holds until the webhook catches up");
     outcome.checked = outbox_full_answers;
     if outbox_full_answers == 0 {
         outcome.violation("no write was refused with OUTBOX_FULL: the outbox never filled".into());
@@ -285,4 +291,103 @@ pub fn outage(history: &History, outbox_full_answers: usize, receiver_back_ms: O
         ));
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(index: u64, kind: &str, data: Value) -> Value {
+        json!({"id": format!("evt_{index}"), "type": kind, "index": index,
+               "created_at": "2026-06-01T20:00:00Z", "data": data})
+    }
+
+    /// Three events of hold h_1 (placed, confirmed, cancelled) and one of hold h_2.
+    fn record() -> OutboxRecord {
+        let mut record = OutboxRecord::default();
+        for (index, json) in [
+            (1, event(1, "hold.placed", json!({"hold_id": "h_1"}))),
+            (2, event(2, "hold.placed", json!({"hold_id": "h_2"}))),
+            (
+                3,
+                event(
+                    3,
+                    "booking.confirmed",
+                    json!({"hold_id": "h_1", "booking_id": "b_1"}),
+                ),
+            ),
+            (
+                4,
+                event(4, "booking.cancelled", json!({"booking_id": "b_1"})),
+            ),
+        ] {
+            record.events.insert(index, json);
+        }
+        record
+    }
+
+    fn delivery(record: &OutboxRecord, index: u64, at_ms: u64) -> Received {
+        Received {
+            at_ms,
+            index,
+            body: record.events[&index].clone(),
+            signature_valid: true,
+            accepted: true,
+        }
+    }
+
+    fn failures(outcome: &CheckOutcome) -> usize {
+        outcome.violations.len()
+    }
+
+    #[test]
+    fn deliveries_out_of_order_within_a_booking_are_caught_and_across_bookings_are_not() {
+        let record = record();
+        let run = |order: &[u64]| {
+            let received: Vec<Received> = order
+                .iter()
+                .enumerate()
+                .map(|(at, &index)| delivery(&record, index, at as u64))
+                .collect();
+            in_order_per_booking(&DeliveryRun {
+                received: &received,
+                record: &record,
+                replicas: &[],
+                start_mark: Some(0),
+            })
+        };
+        assert_eq!(failures(&run(&[1, 2, 3, 4])), 0);
+        assert_eq!(
+            failures(&run(&[2, 1, 3, 4])),
+            0,
+            "other holds may interleave"
+        );
+        assert_eq!(failures(&run(&[1, 3, 1, 3, 4])), 0, "repeats are allowed");
+        // The cancellation (found through the booking id) before the confirmation.
+        assert_eq!(failures(&run(&[1, 2, 4, 3])), 1);
+        assert_eq!(failures(&run(&[3, 1, 2, 4])), 1);
+    }
+
+    #[test]
+    fn deliveries_unlike_the_outbox_or_unsigned_are_caught() {
+        let record = record();
+        let mut invented = delivery(&record, 2, 0);
+        invented.body["data"]["hold_id"] = json!("h_9");
+        let mut beyond = delivery(&record, 4, 1);
+        beyond.index = 5;
+        beyond.body["index"] = json!(5);
+        let mut unsigned = delivery(&record, 1, 2);
+        unsigned.signature_valid = false;
+        let received = vec![invented, beyond, unsigned];
+        let run = DeliveryRun {
+            received: &received,
+            record: &record,
+            replicas: &[],
+            start_mark: Some(0),
+        };
+        assert_eq!(failures(&nothing_invented(&run)), 2);
+        assert_eq!(failures(&signed(&run)), 1);
+    }
 }
