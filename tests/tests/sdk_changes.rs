@@ -147,7 +147,11 @@ async fn the_change_stream_resumes_after_its_node_is_killed_and_after_a_drop() {
         .await
         .expect("add a webhook");
     assert_eq!(added.status, 201, "{}", added.body);
-    let mut trimmed = client.watch_changes(2);
+    // On the node that answered, which applied the webhook (another may not have yet).
+    let on_that_node = client
+        .only(&cluster.nodes[running].http_addr)
+        .expect("a client of one node");
+    let mut trimmed = on_that_node.watch_changes(2);
     let refusal = tokio::time::timeout(CHANGE_WAIT_MAX, trimmed.next())
         .await
         .expect("an answer in time")
