@@ -503,6 +503,16 @@ impl Stream for ChangeStream {
                             // Already yielded (a server never sends this; be sure anyway).
                             continue;
                         }
+                        // From 0 or 1 the server starts at the oldest event it holds;
+                        // from any later index it starts exactly there or refuses. A gap
+                        // would lose events silently: end with an error instead.
+                        if next > 1 && event.index > next {
+                            this.state = State::Done;
+                            return Poll::Ready(Some(Err(Error::Protocol(format!(
+                                "the change stream skipped from {next} to {}",
+                                event.index
+                            )))));
+                        }
                         match Change::from_proto(event) {
                             Ok(change) => {
                                 this.next_index.store(change.index + 1, Ordering::Relaxed);
