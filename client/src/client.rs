@@ -14,6 +14,7 @@ use rand::Rng;
 use tracing::Instrument;
 
 use crate::batch::{BatchFailure, Batcher, BATCH_OPERATIONS_MAX};
+use crate::changes::{admin_service, ChangeStream};
 use crate::error::{ApiError, Error, ErrorCode, Result};
 use crate::transport::{normalise, Meta, Node, Route, Transport, MESSAGE_BYTES_MAX};
 use crate::types::*;
@@ -491,6 +492,64 @@ impl Client {
         self.session
             .as_ref()
             .map(|index| index.load(Ordering::Relaxed))
+    }
+
+    /// Follows the replicated outbox (API.md, *Notifications*) from outbox index
+    /// `from_index` (0 or 1: the oldest event it holds) as a [`ChangeStream`] of typed
+    /// [`Change`]s: `AdminService.WatchChanges`, reopened after a disconnect from the last
+    /// index it yielded plus one, on whichever node answers, so nothing is skipped or
+    /// repeated. Admin only. A resume point whose events were trimmed (acknowledged by every
+    /// webhook) is refused with `INVALID_FIELD` rather than skipped. Nothing is sent until
+    /// the stream is first polled.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
+    /// use futures::StreamExt;
+    /// use holdfast_client::ChangeData;
+    /// let mut changes = client.watch_changes(1);
+    /// while let Some(change) = changes.next().await {
+    ///     if let ChangeData::BookingConfirmed { booking_id, customer_id, .. } = change?.data {
+    ///         println!("send {customer_id} the tickets of {booking_id}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_changes(&self, from_index: u64) -> ChangeStream {
+        ChangeStream::new(self.clone(), from_index)
+    }
+
+    /// Opens `WatchChanges` from `from_index` on a node the retry loop picks.
+    pub(crate) async fn open_change_stream(
+        &self,
+        from_index: u64,
+    ) -> Result<(tonic::Streaming<pb::ChangeEvent>, Arc<Node>)> {
+        self.run(
+            "watch_changes",
+            Route::Near,
+            Retry::Safe,
+            |node, _timeout, _deadline| async move {
+                let mut service = admin_service(node.channel.clone());
+                let request = self
+                    .shared
+                    .transport
+                    .stream_request(pb::WatchChangesRequest { from_index });
+                let (stream, meta) = self.unary(&node, service.watch_changes(request)).await?;
+                Ok(((stream, node), meta))
+            },
+        )
+        .await
+    }
+
+    /// A stream from `node` broke: leave it for a moment and start from the next node.
+    pub(crate) fn stream_node_failed(&self, node: &Node) {
+        node.mark_down();
+        self.shared.transport.forget_leader(node);
+        self.shared.transport.rotate_from(node);
+    }
+
+    /// The longest pause between retries.
+    pub(crate) fn max_backoff(&self) -> Duration {
+        self.shared.retry.max_backoff
     }
 
     /// The leader this client believes in.

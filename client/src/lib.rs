@@ -21,6 +21,9 @@
 //!   number of tasks are gathered into the node's `Batch` call while a batch is in flight;
 //!   each keeps its own key and gets its own answer, and a lone caller sends at once.
 //! - **Sessions.** [`Client::session`] reads its own writes on any node with `min_index`.
+//! - **The change stream.** [`Client::watch_changes`] follows the outbox from an index as a
+//!   `Stream` of typed [`Change`]s, resuming on another node after a disconnect from the
+//!   last index it yielded plus one.
 //! - **Typed errors** ([`Error`], [`ErrorCode`]) mirroring the API's stable codes, per-call
 //!   deadlines ([`Client::with_timeout`]) and `tracing` spans (`holdfast`, `holdfast.batch`).
 //!
@@ -45,12 +48,14 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod changes;
 mod client;
 mod error;
 mod transport;
 mod types;
 
 pub use batch::BATCH_OPERATIONS_MAX;
+pub use changes::{Change, ChangeData, ChangeStream, CHANGE_STREAM_REOPENS_MAX};
 pub use client::{Client, ClientBuilder, ClientStats, NodeReport, RetryPolicy};
 pub use error::{ApiError, Error, ErrorCode, Result};
 pub use types::*;

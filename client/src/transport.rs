@@ -272,6 +272,16 @@ impl Transport {
         request
     }
 
+    /// A request for a server stream: the key, but no `grpc-timeout`, which would end the
+    /// stream when it passed (the stream's life is the caller's to decide).
+    pub(crate) fn stream_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(key) = &self.api_key {
+            request.metadata_mut().insert("authorization", key.clone());
+        }
+        request
+    }
+
     /// Learns from an answer's metadata: which node answered, who leads, the applied index.
     pub(crate) fn observe(self: &Arc<Self>, node: &Node, metadata: &MetadataMap) -> Meta {
         node.mark_up();

@@ -12,8 +12,14 @@
 //!   memory only; a new leader tries at once.
 //! - **Bounded.** At most `events_per_pass_max` events per webhook per pass, each delivery
 //!   within `delivery_timeout`; the receiver's answer body is not read.
+//! - **Seams.** Deliveries go through a [`WebhookPoster`] (reqwest over the operating
+//!   system's network by default; the simulations post over turmoil's), and the signature's
+//!   time and the backoff's jitter come from the replica's cluster time, never the system
+//!   clock, so a simulated run replays exactly.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +78,61 @@ pub fn signature(secret: &str, unix_seconds: u64, body: &[u8]) -> String {
     format!("t={unix_seconds},v1={hex}")
 }
 
+/// One signed delivery, as the notifier hands it to its [`WebhookPoster`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The webhook's URL.
+    pub url: String,
+    /// The value of the [`SIGNATURE_HEADER`] header.
+    pub signature: String,
+    /// The JSON body (`webhooks::event_json`).
+    pub body: Vec<u8>,
+}
+
+/// What posting a delivery yields: the receiver's HTTP status, or why none came.
+pub type PostFuture = Pin<Box<dyn Future<Output = Result<u16, String>> + Send>>;
+
+/// How the notifier posts a delivery: `POST url` with `content-type: application/json`, the
+/// signature header and the body, answering the status. The notifier bounds every call by
+/// `delivery_timeout` itself, so a poster needs no deadline of its own.
+pub trait WebhookPoster: Send + Sync + 'static {
+    fn post(&self, delivery: Delivery) -> PostFuture;
+}
+
+/// Posts deliveries with reqwest over the operating system's network (no redirects).
+pub struct HttpPoster {
+    client: reqwest::Client,
+}
+
+impl HttpPoster {
+    pub fn new(delivery_timeout: Duration) -> HttpPoster {
+        let client = reqwest::Client::builder()
+            .timeout(delivery_timeout)
+            .connect_timeout(delivery_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a plain HTTP client builds");
+        HttpPoster { client }
+    }
+}
+
+impl WebhookPoster for HttpPoster {
+    fn post(&self, delivery: Delivery) -> PostFuture {
+        let request = self
+            .client
+            .post(&delivery.url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, delivery.signature)
+            .body(delivery.body);
+        Box::pin(async move {
+            match request.send().await {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+}
+
 /// A webhook that failed: how often in a row, and when it may be tried again.
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
@@ -79,10 +140,10 @@ struct Backoff {
     next_try: Instant,
 }
 
-/// The notifier's state on this node: an HTTP client and the webhooks backing off.
+/// The notifier's state on this node: how it posts, and the webhooks backing off.
 pub struct Notifier {
     config: NotifierConfig,
-    client: reqwest::Client,
+    poster: Arc<dyn WebhookPoster>,
     backoff: Mutex<HashMap<String, Backoff>>,
 }
 
@@ -98,21 +159,25 @@ pub struct NotifyPass {
 }
 
 impl Notifier {
+    /// A notifier posting over the operating system's network ([`HttpPoster`]).
     pub fn new(config: NotifierConfig) -> Notifier {
-        let client = reqwest::Client::builder()
-            .timeout(config.delivery_timeout)
-            .connect_timeout(config.delivery_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a plain HTTP client builds");
+        let poster = Arc::new(HttpPoster::new(config.delivery_timeout));
+        Notifier::with_poster(config, poster)
+    }
+
+    /// A notifier posting through `poster`.
+    pub fn with_poster(config: NotifierConfig, poster: Arc<dyn WebhookPoster>) -> Notifier {
         Notifier {
             config,
-            client,
+            poster,
             backoff: Mutex::new(HashMap::new()),
         }
     }
 
-    fn retry_delay(&self, webhook_id: &str, failures: u32) -> Duration {
+    /// The wait before a webhook's next try after `failures` failures in a row; the jitter
+    /// is a hash of the webhook id, the count and `now_ms` (cluster time, never the system
+    /// clock: a simulation replays it).
+    fn retry_delay(&self, webhook_id: &str, failures: u32, now_ms: u64) -> Duration {
         let doublings = failures.saturating_sub(1).min(30);
         let full = self
             .config
@@ -122,7 +187,7 @@ impl Notifier {
         let half_ms = (full.as_millis() / 2) as u64;
         let seed = xxhash_rust::xxh3::xxh3_64_with_seed(
             webhook_id.as_bytes(),
-            u64::from(failures) ^ crate::replica::wall_clock_ms(),
+            u64::from(failures) ^ now_ms,
         );
         Duration::from_millis(half_ms + seed % (half_ms + 1))
     }
@@ -134,40 +199,40 @@ impl Notifier {
             .is_some_and(|backoff| backoff.next_try > Instant::now())
     }
 
-    fn record(&self, webhook_id: &str, delivered: bool) {
+    fn record(&self, webhook_id: &str, delivered: bool, now_ms: u64) {
         let mut backoff = self.backoff.lock().expect("backoff lock poisoned");
         if delivered {
             backoff.remove(webhook_id);
             return;
         }
         let failures = backoff.get(webhook_id).map_or(0, |b| b.failures) + 1;
-        let next_try = Instant::now() + self.retry_delay(webhook_id, failures);
+        let next_try = Instant::now() + self.retry_delay(webhook_id, failures, now_ms);
         backoff.insert(webhook_id.to_string(), Backoff { failures, next_try });
     }
 
-    /// Posts one event; whether the receiver acknowledged it (2xx).
-    async fn deliver(&self, target: &WebhookTarget, event: &OutboxEvent) -> bool {
+    /// Posts one event, signed at `now_ms`; whether the receiver acknowledged it (2xx)
+    /// within `delivery_timeout`.
+    async fn deliver(&self, target: &WebhookTarget, event: &OutboxEvent, now_ms: u64) -> bool {
         let body = serde_json::to_vec(&event_json(event)).expect("JSON values serialise");
-        let unix_seconds = crate::replica::wall_clock_ms() / 1_000;
-        let answer = self
-            .client
-            .post(&target.url)
-            .header("content-type", "application/json")
-            .header(
-                SIGNATURE_HEADER,
-                signature(&target.secret, unix_seconds, &body),
-            )
-            .body(body)
-            .send()
-            .await;
+        let delivery = Delivery {
+            url: target.url.clone(),
+            signature: signature(&target.secret, now_ms / 1_000, &body),
+            body,
+        };
+        let answer =
+            tokio::time::timeout(self.config.delivery_timeout, self.poster.post(delivery)).await;
         match answer {
-            Ok(response) if response.status().is_success() => true,
-            Ok(response) => {
-                tracing::warn!(webhook_id = %target.webhook_id, index = event.index, status = %response.status(), "a webhook refused a delivery");
+            Ok(Ok(status)) if (200..300).contains(&status) => true,
+            Ok(Ok(status)) => {
+                tracing::warn!(webhook_id = %target.webhook_id, index = event.index, status, "a webhook refused a delivery");
                 false
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(webhook_id = %target.webhook_id, index = event.index, %error, "a webhook delivery failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(webhook_id = %target.webhook_id, index = event.index, "a webhook delivery timed out");
                 false
             }
         }
@@ -176,6 +241,7 @@ impl Notifier {
     /// Delivers one webhook's pending events in order; the mark it reached.
     async fn deliver_pending(
         &self,
+        replica: &dyn Replica,
         target: &WebhookTarget,
         events: &[OutboxEvent],
         pass: &mut NotifyPass,
@@ -183,8 +249,8 @@ impl Notifier {
         let mut mark = target.delivered_up_to;
         for event in events {
             if target.wants(EventType::of(&event.kind)) {
-                let delivered = self.deliver(target, event).await;
-                self.record(&target.webhook_id, delivered);
+                let delivered = self.deliver(target, event, replica.cluster_time_ms()).await;
+                self.record(&target.webhook_id, delivered, replica.cluster_time_ms());
                 if !delivered {
                     pass.failed += 1;
                     break;
@@ -200,6 +266,12 @@ impl Notifier {
     /// commits how far each got.
     pub async fn notify(&self, replica: &dyn Replica) -> NotifyPass {
         let limit = self.config.events_per_pass_max.max(1);
+        let mut pass = NotifyPass::default();
+        // Followers stop here, before copying any event.
+        let ((), meta) = replica::read_now(replica, |_| ());
+        if meta.leader_id != Some(meta.node_id) {
+            return pass;
+        }
         let (work, meta) = replica::read_now(replica, |machine| {
             machine
                 .webhook_targets()
@@ -211,7 +283,6 @@ impl Notifier {
                 .filter(|(_, events)| !events.is_empty())
                 .collect::<Vec<_>>()
         });
-        let mut pass = NotifyPass::default();
         if work.is_empty() || meta.leader_id != Some(meta.node_id) {
             return pass;
         }
@@ -221,7 +292,9 @@ impl Notifier {
             .filter(|(target, _)| !self.backing_off(&target.webhook_id))
             .map(|(target, events)| async move {
                 let mut own = NotifyPass::default();
-                let mark = self.deliver_pending(target, events, &mut own).await;
+                let mark = self
+                    .deliver_pending(replica, target, events, &mut own)
+                    .await;
                 (target, mark, own)
             });
         for (target, mark, own) in futures::future::join_all(deliveries).await {
@@ -252,14 +325,23 @@ impl Notifier {
     }
 }
 
-/// Runs [`Notifier::notify`] every `check_interval` until `shutdown` turns true.
+/// Runs [`Notifier::notify`] every `check_interval` until `shutdown` turns true, posting
+/// over the operating system's network.
 pub async fn run_notifier(
     replica: Arc<dyn Replica>,
     config: NotifierConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_notifier_with(replica, Notifier::new(config), shutdown).await;
+}
+
+/// Runs `notifier`'s passes every `check_interval` until `shutdown` turns true.
+pub async fn run_notifier_with(
+    replica: Arc<dyn Replica>,
+    notifier: Notifier,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let notifier = Notifier::new(config.clone());
-    let mut interval = tokio::time::interval(config.check_interval);
+    let mut interval = tokio::time::interval(notifier.config.check_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

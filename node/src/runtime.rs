@@ -16,7 +16,7 @@ use crate::expiry::{run_expiry_ticker, ExpiryConfig};
 use crate::faults::{
     fault_routes, test_faults_enabled, FaultSwitch, SwitchedStream, SwitchedTransport,
 };
-use crate::notifier::{run_notifier, NotifierConfig};
+use crate::notifier::{run_notifier_with, HttpPoster, Notifier, NotifierConfig, WebhookPoster};
 use crate::payment::PaymentProvider;
 use crate::payment_http::{HttpPaymentProvider, HttpProviderConfig, HttpProviderError};
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
@@ -163,6 +163,9 @@ pub struct NodeIo<HttpListener, RaftIncoming> {
     pub memory_disk: Option<MemoryDisk>,
     /// Routes served before the API's (the test-only fault switch).
     pub extra_routes: Option<axum::Router>,
+    /// How the notifier posts webhook deliveries; `None` for HTTP over the operating
+    /// system's network ([`HttpPoster`]).
+    pub webhook_poster: Option<Arc<dyn WebhookPoster>>,
 }
 
 /// Opens the node's data directory and starts serving on the two listeners, over the
@@ -204,6 +207,7 @@ pub async fn start(
         clock: crate::faults::test_clock().unwrap_or_else(|| Arc::new(SystemClock)),
         memory_disk: None,
         extra_routes,
+        webhook_poster: None,
     };
     start_with(config, io).await
 }
@@ -229,6 +233,7 @@ where
         clock,
         memory_disk,
         extra_routes,
+        webhook_poster,
     } = io;
     let info = NodeInfo {
         raft_addr: config
@@ -308,9 +313,11 @@ where
         config.refunds.clone(),
         stopped.clone(),
     ));
-    let notifier = tokio::spawn(run_notifier(
+    let webhook_poster = webhook_poster
+        .unwrap_or_else(|| Arc::new(HttpPoster::new(config.notifier.delivery_timeout)));
+    let notifier = tokio::spawn(run_notifier_with(
         shared.clone(),
-        config.notifier.clone(),
+        Notifier::with_poster(config.notifier.clone(), webhook_poster),
         stopped.clone(),
     ));
     let state = AppState::new(shared, payments, config.http.clone());

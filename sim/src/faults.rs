@@ -38,7 +38,17 @@ pub enum Scenario {
     /// Five nodes in three regions (2-2-1), 30–80 ms between regions; a whole region is
     /// lost and comes back.
     RegionLoss,
+    /// The webhook receiver goes down for several seconds with a small outbox
+    /// ([`WEBHOOK_OUTAGE_OUTBOX_EVENTS_MAX`]): the outbox fills, holds are refused with
+    /// `OUTBOX_FULL`, and once the receiver is back every event arrives and holds succeed
+    /// again.
+    WebhookOutage,
 }
+
+/// The outbox's bound in the [`Scenario::WebhookOutage`] runs: room for the customers'
+/// active holds (at most 30) and a few dozen events, so that an outage fills it within a
+/// second or two of holds.
+pub const WEBHOOK_OUTAGE_OUTBOX_EVENTS_MAX: usize = 64;
 
 impl Scenario {
     /// The scenario a seed runs when none is forced: they take turns.
@@ -146,7 +156,16 @@ pub enum Action {
     AddVoter(u64),
     /// Removes a voter from the cluster.
     RemoveVoter(Target),
-    /// Network back to normal and every crashed node restarted.
+    /// The webhook receiver answers in this way from now on.
+    Receiver(crate::webhook::ReceiverMode),
+    /// The webhook receiver's host goes down (deliveries cannot connect).
+    ReceiverDown,
+    /// The webhook receiver's host comes back up, answering at once.
+    ReceiverUp,
+    /// Cuts the webhook receiver off from `target` (the leader: its notifier cannot reach it).
+    IsolateReceiver(Target),
+    /// Network back to normal, every crashed node and the receiver restarted, and the
+    /// receiver answering at once.
     Heal,
 }
 
@@ -379,6 +398,8 @@ pub fn plan(scenario: Scenario, seed: u64, timeline: &Timeline) -> Vec<Scheduled
             });
             // The others keep taking writes (and compacting their logs) until the heal.
         }
+        // Only the receiver fails (see `receiver_plan`).
+        Scenario::WebhookOutage => {}
         Scenario::RegionLoss => {
             let start = at(&mut rng);
             let region = rng.gen_range(1..=3);
@@ -403,10 +424,61 @@ pub fn plan(scenario: Scenario, seed: u64, timeline: &Timeline) -> Vec<Scheduled
             }
         }
     }
+    plan.extend(receiver_plan(scenario, seed, timeline));
     plan.push(Scheduled {
         at_ms: timeline.heal_ms,
         action: Action::Heal,
     });
+    // Stable: actions at the same time keep the order they were planned in.
     plan.sort_by_key(|scheduled| scheduled.at_ms);
+    plan
+}
+
+/// What happens to the webhook receiver, drawn from its own generator so that the other
+/// faults of a seed stay what they were before the receiver existed. In the
+/// [`Scenario::WebhookOutage`] runs it goes down for 4–6 s early on; in every other run,
+/// now and then, it fails, answers slowly or is cut off from the leader for a while.
+fn receiver_plan(scenario: Scenario, seed: u64, timeline: &Timeline) -> Vec<Scheduled> {
+    use crate::webhook::ReceiverMode;
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9FB2_1C65_1E98_DF25) ^ 0x00B0_0C5E);
+    let mut plan = Vec::new();
+    if scenario == Scenario::WebhookOutage {
+        let start = timeline.faults_from_ms + rng.gen_range(0..1_000);
+        plan.push(Scheduled {
+            at_ms: start,
+            action: Action::ReceiverDown,
+        });
+        plan.push(Scheduled {
+            at_ms: start + rng.gen_range(4_000..6_000),
+            action: Action::ReceiverUp,
+        });
+        return plan;
+    }
+    if !rng.gen_bool(0.5) {
+        return plan;
+    }
+    let start = rng.gen_range(timeline.faults_from_ms..timeline.heal_ms - 2_000);
+    let length = rng.gen_range(300..1_500);
+    let (fault, end) = match rng.gen_range(0..3) {
+        0 => (
+            Action::Receiver(ReceiverMode::Failing),
+            Action::Receiver(ReceiverMode::Up),
+        ),
+        1 => (
+            Action::Receiver(ReceiverMode::Slow {
+                ms: rng.gen_range(100..3_000),
+            }),
+            Action::Receiver(ReceiverMode::Up),
+        ),
+        _ => (Action::IsolateReceiver(Target::Leader), Action::ReceiverUp),
+    };
+    plan.push(Scheduled {
+        at_ms: start,
+        action: fault,
+    });
+    plan.push(Scheduled {
+        at_ms: start + length,
+        action: end,
+    });
     plan
 }

@@ -3,7 +3,8 @@
 //! A run ([`run::run`]) starts real nodes (`holdfast_node::runtime::start_with`: Raft, the
 //! state machine, the peer gRPC service and the HTTP API) as turmoil hosts, each on its own
 //! in-memory disk ([`holdfast_raft::MemoryDisk`]) and its own clock ([`clock::SimClock`]);
-//! simulated customers drive the HTTP API ([`workload`]), the harness injects the seed's
+//! simulated customers drive the HTTP API ([`workload`]), a webhook receiver on its own host
+//! records the nodes' notifications ([`webhook`]), the harness injects the seed's
 //! faults ([`faults`]), and the checkers ([`check`]) judge the recorded [`history`] and the
 //! replicas' final states. The same seed replays the same run.
 
@@ -14,6 +15,7 @@ pub mod faults;
 pub mod history;
 pub mod net;
 pub mod run;
+pub mod webhook;
 pub mod workload;
 
 pub use faults::{Scenario, Timeline};

@@ -190,9 +190,9 @@ impl Summary {
         for (fault, count) in &self.faults {
             println!("{fault:<22} {count:>8}");
         }
-        println!("\n{:<48} {:>6} {:>7}", "check", "runs", "passed");
+        println!("\n{:<60} {:>6} {:>7}", "check", "runs", "passed");
         for (check, (runs, passed)) in &self.checks {
-            println!("{check:<48} {runs:>6} {passed:>7}");
+            println!("{check:<60} {runs:>6} {passed:>7}");
         }
         println!(
             "\nclient calls: {} ({} without a definite answer)",

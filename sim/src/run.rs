@@ -25,6 +25,7 @@ use crate::clock::{SimClock, SIM_EPOCH_MS};
 use crate::faults::{self, Action, Scenario, Scheduled, Target, Timeline, Topology};
 use crate::history::Call;
 use crate::net::{peer_incoming, HttpListener, SimTransport};
+use crate::webhook::{self, Receiver, ReceiverMode, SimPoster, RECEIVER_HOST};
 use crate::workload::{self, Customer, Shared};
 
 /// A test-only way to break the system, to prove that the checkers catch it. The
@@ -39,6 +40,9 @@ pub enum Breakage {
     SkipFsync,
     /// The leader stamps entries with its local wall clock alone.
     LocalClock,
+    /// The nodes' webhook connection answers every fourth delivery `200` without sending
+    /// it: a notifier that acknowledges events the receiver never got.
+    LostDeliveries,
 }
 
 impl std::fmt::Display for Breakage {
@@ -120,6 +124,10 @@ impl RunReport {
     }
 }
 
+/// The harness records the replicas' outboxes every this many simulation steps (see
+/// `check::deliveries`).
+const OUTBOX_RECORD_STEPS: u64 = 3;
+
 fn host_name(id: u64) -> String {
     format!("n{id}")
 }
@@ -143,6 +151,11 @@ struct World {
     /// The payment provider every node charges and refunds through, as real nodes share
     /// the provider's servers: what it paid is what the refund checker compares with.
     payments: Arc<holdfast_node::SandboxProvider>,
+    /// The webhook receiver's record and answers.
+    receiver: Rc<Receiver>,
+    /// The webhook's mark when the operator added it.
+    webhook_start_mark: Cell<Option<u64>>,
+    scenario: Scenario,
 }
 
 /// Runs one seed and checks it.
@@ -192,6 +205,9 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         operator_tasks: RefCell::new(VecDeque::new()),
         recovered_after_ms: Cell::new(None),
         payments: Arc::new(holdfast_node::SandboxProvider::default()),
+        receiver: Rc::new(Receiver::default()),
+        webhook_start_mark: Cell::new(None),
+        scenario,
         topology: topology.clone(),
     });
     if config.breakage == Breakage::SkipFsync {
@@ -204,6 +220,12 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         let breakage = config.breakage;
         sim.host(host_name(id), move || {
             run_node(world.clone(), id, region, breakage)
+        });
+    }
+    {
+        let receiver = world.receiver.clone();
+        sim.host(RECEIVER_HOST, move || {
+            webhook::run_receiver(receiver.clone())
         });
     }
     // Regions far apart: 30–80 ms between them.
@@ -235,6 +257,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         stop_at_ms: timeline.stop_ms,
         request_deadline: Duration::from_secs(3),
         write_attempts_max: 3,
+        outbox_full_answers: Cell::new(0),
     });
     {
         let world = world.clone();
@@ -259,10 +282,14 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         fault_log: Vec::new(),
         leadership: LeadershipTimeline::default(),
         invariants: check::invariants::InvariantSampler::default(),
+        outbox: check::deliveries::OutboxRecord::default(),
         crashed: BTreeSet::new(),
+        receiver_down: false,
+        receiver_back_ms: None,
     };
     let mut error = None;
     let mut last_sample_ms = 0;
+    let mut steps = 0u64;
     let mut converged = None;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
@@ -270,6 +297,13 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         if now_ms >= last_sample_ms + 10 {
             last_sample_ms = now_ms;
             harness.sample(now_ms);
+        }
+        // Every third step (6 ms): an event stays in the leader's outbox for at least four
+        // steps after it applied it (a delivery's request and answer, then the
+        // acknowledgement's round to a follower), so no event is trimmed unseen.
+        steps += 1;
+        if steps % OUTBOX_RECORD_STEPS == 0 {
+            harness.record_outbox();
         }
         let finished = match sim.step() {
             Ok(finished) => finished,
@@ -279,7 +313,9 @@ fn run_seeded(config: &RunConfig) -> RunReport {
             }
         };
         if finished && now_ms >= timeline.stop_ms {
-            if let Some(states) = harness.converged() {
+            // Converged, and the notifier delivered everything (the delivery checker
+            // reports it if that never happens before the run gives up).
+            if let Some(states) = harness.converged().filter(|states| delivered(states)) {
                 converged = Some(states);
                 break;
             }
@@ -298,7 +334,9 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         harness
             .invariants
             .sample(replica.node_id, sim_ms, &replica.machine);
+        harness.outbox.sample(replica.node_id, &replica.machine);
     }
+    let received = world.receiver.received.borrow().clone();
     let history = shared.history.borrow().clone();
     let members = harness.members().len();
     let linearizable = linearizability_outcome(&history);
@@ -311,6 +349,19 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         check::liveness::check(world.recovered_after_ms.get()),
         check::refunds::check(&replicas, &world.payments),
     ];
+    checks.extend(check::deliveries::check(&check::deliveries::DeliveryRun {
+        received: &received,
+        record: &harness.outbox,
+        replicas: &replicas,
+        start_mark: world.webhook_start_mark.get(),
+    }));
+    if scenario == Scenario::WebhookOutage {
+        checks.push(check::deliveries::outage(
+            &history,
+            shared.outbox_full_answers.get(),
+            harness.receiver_back_ms,
+        ));
+    }
     if error.is_none() && !did_converge {
         checks[3].violation(format!(
             "the members did not reach the same applied index by {} ms",
@@ -320,6 +371,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
     let trace_hash = {
         let mut bytes = serde_json::to_vec(&history).unwrap_or_default();
         bytes.extend(serde_json::to_vec(&harness.fault_log).unwrap_or_default());
+        bytes.extend(serde_json::to_vec(&received).unwrap_or_default());
         for replica in &replicas {
             bytes.extend(replica.applied_index.to_le_bytes());
             bytes.extend(check::convergence::state_hash(replica).to_le_bytes());
@@ -343,6 +395,18 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         sim_ms,
         error,
     }
+}
+
+/// Whether every webhook's mark reached the outbox's last event.
+fn delivered(states: &[ReplicaState]) -> bool {
+    states.iter().all(|state| {
+        let last = state.machine.outbox_status().last_index;
+        state
+            .machine
+            .webhooks()
+            .iter()
+            .all(|webhook| webhook.delivered_up_to >= last)
+    })
 }
 
 /// Linearizability of the checked seats (the expiring ones are left out: the per-seat
@@ -393,6 +457,18 @@ async fn run_node(world: Rc<World>, id: u64, region: u32, breakage: Breakage) ->
     };
     config.state_machine.faults.skip_seat_check = breakage == Breakage::SkipSeatCheck;
     config.payments = holdfast_node::runtime::PaymentConfig::Shared(world.payments.clone());
+    // Passes often and short waits: a run lasts seconds, not hours.
+    config.notifier = holdfast_node::notifier::NotifierConfig {
+        check_interval: Duration::from_millis(250),
+        delivery_timeout: Duration::from_secs(1),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_secs(1),
+        ..Default::default()
+    };
+    if world.scenario == Scenario::WebhookOutage {
+        config.state_machine.outbox_events_max = faults::WEBHOOK_OUTAGE_OUTBOX_EVENTS_MAX;
+    }
+    let lose_every = (breakage == Breakage::LostDeliveries).then_some(4);
     let io = NodeIo {
         http_listener: HttpListener(http),
         http_addr,
@@ -402,6 +478,7 @@ async fn run_node(world: Rc<World>, id: u64, region: u32, breakage: Breakage) ->
         clock: Arc::new(world.clocks[&id].clone()),
         memory_disk: Some(world.disks[&id].clone()),
         extra_routes: None,
+        webhook_poster: Some(Arc::new(SimPoster::new(lose_every))),
     };
     let node = start_with(config, io)
         .await
@@ -458,6 +535,29 @@ async fn operator(world: Rc<World>, shared: Rc<Shared>, timeline: Timeline) {
         .await
         {
             Ok(answer) if answer.status == 201 || answer.code() == Some("EVENT_EXISTS") => break,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    // The receiver, for every event type, before any customer books. A retry carries the
+    // same key, so a lost answer cannot add a second webhook.
+    let webhook = json!({"url": webhook::RECEIVER_URL, "secret": webhook::RECEIVER_SECRET});
+    loop {
+        match client::send(
+            "n1",
+            Method::POST,
+            "/admin/webhooks",
+            Some("setup-webhook"),
+            Some(&webhook),
+            deadline,
+        )
+        .await
+        {
+            Ok(answer) if answer.status == 201 => {
+                world
+                    .webhook_start_mark
+                    .set(answer.body["delivered_up_to"].as_u64());
+                break;
+            }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -587,7 +687,13 @@ struct Harness {
     fault_log: Vec<(u64, String)>,
     leadership: LeadershipTimeline,
     invariants: check::invariants::InvariantSampler,
+    /// Every event any replica's outbox held (for the delivery checks).
+    outbox: check::deliveries::OutboxRecord,
     crashed: BTreeSet<u64>,
+    /// Whether the receiver's host is down.
+    receiver_down: bool,
+    /// When the receiver last came back from being down.
+    receiver_back_ms: Option<u64>,
 }
 
 impl Harness {
@@ -647,6 +753,18 @@ impl Harness {
         for id in std::mem::take(&mut self.crashed) {
             sim.bounce(host_name(id));
         }
+    }
+
+    /// The receiver back up, answering at once and reachable from every node.
+    fn receiver_up(&mut self, sim: &mut turmoil::Sim<'_>, now_ms: u64) {
+        if std::mem::take(&mut self.receiver_down) {
+            sim.bounce(RECEIVER_HOST);
+            self.receiver_back_ms = Some(now_ms);
+        }
+        for id in self.nodes() {
+            sim.repair(RECEIVER_HOST, host_name(id));
+        }
+        self.world.receiver.mode.set(ReceiverMode::Up);
     }
 
     fn repair_all(&self, sim: &mut turmoil::Sim<'_>) {
@@ -778,11 +896,38 @@ impl Harness {
                     .push_back(OperatorTask::Remove(id));
                 self.count(now_ms, "remove voter", format!("remove n{id}"));
             }
+            Action::Receiver(mode) => {
+                self.world.receiver.mode.set(mode);
+                self.count(now_ms, "receiver answers", format!("receiver {mode:?}"));
+            }
+            Action::ReceiverDown => {
+                if !self.receiver_down {
+                    self.receiver_down = true;
+                    sim.crash(RECEIVER_HOST);
+                }
+                self.count(now_ms, "receiver down", "receiver down".into());
+            }
+            Action::ReceiverUp => {
+                self.receiver_up(sim, now_ms);
+                self.fault_log.push((now_ms, "receiver up".into()));
+            }
+            Action::IsolateReceiver(target) => {
+                let Some(id) = self.resolve(target) else {
+                    return;
+                };
+                sim.partition(RECEIVER_HOST, host_name(id));
+                self.count(
+                    now_ms,
+                    "receiver cut off",
+                    format!("receiver cut off from n{id}"),
+                );
+            }
             Action::Heal => {
                 self.repair_all(sim);
                 sim.set_max_message_latency(Duration::from_millis(5));
                 sim.set_fail_rate(0.0);
                 self.restart_all(sim);
+                self.receiver_up(sim, now_ms);
                 self.fault_log.push((now_ms, "heal".into()));
             }
         }
@@ -812,6 +957,20 @@ impl Harness {
         }
         if let Some((term, leader)) = highest {
             self.leadership.observe(now_ms * 1_000, term, leader);
+        }
+    }
+
+    /// After every step: the events every running replica's outbox holds that were not
+    /// recorded yet (see `check::deliveries`).
+    fn record_outbox(&mut self) {
+        let registry = self.world.registry.borrow();
+        for (id, replica) in registry.iter() {
+            if self.crashed.contains(id) {
+                continue;
+            }
+            replica
+                .node()
+                .read_stale(|state| self.outbox.sample(*id, &state.machine));
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Shared {
     pub request_deadline: Duration,
     /// Attempts of one write at most.
     pub write_attempts_max: u32,
+    /// Answers `503 OUTBOX_FULL` received (any attempt of any write).
+    pub outbox_full_answers: Cell<usize>,
 }
 
 /// Simulated time, in microseconds since the start.
@@ -150,11 +152,15 @@ impl Customer {
     }
 
     /// Sends a keyed write, retrying on silence or a 5xx with the same key on other nodes.
-    /// `None` when no attempt got a definite answer.
+    /// `None` when no attempt got a definite answer. `503 OUTBOX_FULL` is definite (decided
+    /// in apply, nothing stored, the key not remembered) only when every attempt got it: an
+    /// earlier attempt without an answer may still commit.
     async fn write(&mut self, first_host: &str, path: &str, body: &Value) -> Option<Answer> {
         self.next_key += 1;
         let key = format!("c{}-{}", self.index, self.next_key);
         let mut host = first_host.to_string();
+        let mut refused_for_outbox = None;
+        let mut every_attempt_refused_for_outbox = true;
         for attempt in 0..self.shared.write_attempts_max {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(self.rng.gen_range(100..400))).await;
@@ -171,10 +177,15 @@ impl Customer {
             .await;
             match answer {
                 Ok(answer) if answer.status < 500 => return Some(answer),
-                _ => continue,
+                Ok(answer) if answer.code() == Some("OUTBOX_FULL") => {
+                    let count = self.shared.outbox_full_answers.get();
+                    self.shared.outbox_full_answers.set(count + 1);
+                    refused_for_outbox = Some(answer);
+                }
+                _ => every_attempt_refused_for_outbox = false,
             }
         }
-        None
+        refused_for_outbox.filter(|_| every_attempt_refused_for_outbox)
     }
 
     async fn hold(&mut self) {

@@ -138,3 +138,14 @@ fn a_leader_reading_expiry_from_its_local_clock_is_caught_within_three_seeds() {
         report.failures()
     );
 }
+
+#[test]
+fn a_notifier_acknowledging_lost_deliveries_is_caught_within_three_seeds() {
+    let report = first_caught(Scenario::Partitions, Breakage::LostDeliveries, 3)
+        .expect("acknowledging deliveries that never arrived went unnoticed for 3 seeds");
+    assert!(
+        failed_check(&report, "acknowledged to the webhook"),
+        "caught, but not as an acknowledged event the receiver never got: {:?}",
+        report.failures()
+    );
+}

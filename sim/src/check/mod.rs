@@ -2,6 +2,7 @@
 //! the leadership timeline) and reports violations. One module per property.
 
 pub mod convergence;
+pub mod deliveries;
 pub mod durability;
 pub mod expiry;
 pub mod invariants;
