@@ -242,6 +242,10 @@ pub async fn admit_grpc(State(state): State<AppState>, request: Request, next: N
             .map(|info| info.0),
     );
     let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+    if method == "Ready" {
+        // A probe, like HTTP's /readyz: never limited.
+        return next.run(request).await;
+    }
     let read = GRPC_READS.contains(&method);
     match state.admission.admit(&key, read) {
         Ok(_permit) => next.run(request).await,

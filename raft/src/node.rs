@@ -265,13 +265,13 @@ impl RaftNode {
         &self.cluster_id
     }
 
-    /// The openraft handle, for anything this wrapper does not cover.
     /// Milliseconds since each peer last answered this node's Raft calls (a leader hears
     /// from every reachable follower at least every heartbeat).
     pub fn peer_contact_ms(&self) -> BTreeMap<NodeId, u64> {
         self.peer_contact.millis_since()
     }
 
+    /// The openraft handle, for anything this wrapper does not cover.
     pub fn raft(&self) -> &HoldfastRaft {
         &self.raft
     }

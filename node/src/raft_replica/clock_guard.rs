@@ -29,6 +29,8 @@ use crate::replica::NodeId;
 
 /// How often the leader samples its voters' clocks.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How soon a leader without a quorum's samples tries again.
+const SAMPLE_AGAIN_SOON: Duration = Duration::from_millis(50);
 /// A sample older than this is not used.
 const SAMPLE_FRESH_FOR: Duration = Duration::from_secs(5);
 /// Longest wait for one clock sample.
@@ -48,6 +50,10 @@ pub struct ClockSamples {
     samples: Mutex<BTreeMap<NodeId, Sample>>,
     /// When a warning was last logged (they are rate limited).
     warned_at: Mutex<Option<Instant>>,
+    /// Without a quorum's samples: the term, and the applied time carried on when the
+    /// fallback was first needed in it (a fixed anchor, so that stamps cannot ratchet
+    /// cluster time forward by the tolerance one batch after another).
+    fallback_anchor: Mutex<Option<(u64, u64, Instant)>>,
 }
 
 /// The median of `own_ms` and the voters' clocks, when at least a majority of the
@@ -66,16 +72,21 @@ pub fn agreed_time(own_ms: u64, others_ms: &[u64], voters: usize) -> Option<u64>
 impl Inner {
     /// The highest time this leader may stamp now with wall clock `wall_ms`, or `None` for
     /// no limit (a single voter: its clock is the quorum's).
-    pub(super) fn clock_ceiling(&self, wall_ms: u64, applied_carried_ms: u64) -> Option<u64> {
+    pub(super) fn clock_ceiling(
+        &self,
+        wall_ms: u64,
+        applied_carried_ms: u64,
+        stamping: bool,
+    ) -> Option<u64> {
         let tolerance = self.config.clock_tolerance.as_millis() as u64;
-        let voters: Vec<NodeId> = self
-            .node
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let (voters, term): (Vec<NodeId>, u64) = {
+            let metrics = self.node.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.membership_config.membership().voter_ids().collect(),
+                metrics.current_term,
+            )
+        };
         if voters.len() <= 1 {
             return None;
         }
@@ -95,13 +106,31 @@ impl Inner {
                 .collect()
         };
         let Some(agreed) = agreed_time(wall_ms, &others, voters.len()) else {
-            // No quorum to compare with: stay near the log's own time (a fresh cluster,
+            // No quorum to compare with: stay near the log's own time as it was when this
+            // term first needed it, carried on by the monotonic clock (a fresh cluster,
             // whose log has no time yet, takes the wall clock).
-            return (applied_carried_ms > 0).then(|| applied_carried_ms.saturating_add(tolerance));
+            if applied_carried_ms == 0 {
+                return None;
+            }
+            let mut anchor = self
+                .clock_samples
+                .fallback_anchor
+                .lock()
+                .expect("clock anchor lock");
+            let (_, anchor_ms, anchor_at) = *anchor
+                .filter(|(anchor_term, _, _)| *anchor_term == term)
+                .get_or_insert((term, applied_carried_ms, now));
+            *anchor = Some((term, anchor_ms, anchor_at));
+            let carried =
+                anchor_ms.saturating_add(now.duration_since(anchor_at).as_millis() as u64);
+            return Some(carried.saturating_add(tolerance));
         };
         let skew = wall_ms as i64 - agreed as i64;
-        metrics::gauge!("holdfast_clock_skew_ms").set(skew as f64);
         let ceiling = agreed.saturating_add(tolerance);
+        if !stamping {
+            return Some(ceiling);
+        }
+        metrics::gauge!("holdfast_clock_skew_ms").set(skew as f64);
         if wall_ms > ceiling {
             metrics::counter!("holdfast_clock_guard_engaged_total").increment(1);
             let mut warned_at = self
@@ -125,7 +154,7 @@ impl Inner {
     /// voter).
     pub(super) fn clock_ready(&self) -> bool {
         let wall_ms = self.clock.wall_ms();
-        self.clock_ceiling(wall_ms, 0).is_some() || self.voter_count() <= 1
+        self.clock_ceiling(wall_ms, 0, false).is_some() || self.voter_count() <= 1
     }
 
     fn voter_count(&self) -> usize {
@@ -188,23 +217,28 @@ pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receive
                 .filter(|id| *id != me)
                 .collect();
             clients.retain(|id, _| voters.contains(id));
-            let mut measured = Vec::new();
-            for id in voters {
-                let client = match clients.entry(id) {
-                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(entry) => {
-                        match inner.member_client(id, SAMPLE_TIMEOUT).await {
-                            Ok(client) => entry.insert(client),
-                            Err(_) => continue,
-                        }
-                    }
-                };
-                match inner.sample(client).await {
-                    Some(sample) => measured.push((id, sample)),
-                    None => {
-                        clients.remove(&id);
-                    }
+            // Every voter at once: one that cannot be reached costs its own timeout, not
+            // the others' samples.
+            let inner_ref = &inner;
+            let rounds = voters.into_iter().map(|id| {
+                let cached = clients.remove(&id);
+                async move {
+                    let mut client = match cached {
+                        Some(client) => client,
+                        None => inner_ref.member_client(id, SAMPLE_TIMEOUT).await.ok()?,
+                    };
+                    let sample = inner_ref.sample(&mut client).await?;
+                    Some((id, client, sample))
                 }
+            });
+            let mut measured = Vec::new();
+            for (id, client, sample) in futures::future::join_all(rounds)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                clients.insert(id, client);
+                measured.push((id, sample));
             }
             inner
                 .clock_samples
@@ -221,9 +255,16 @@ pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receive
                 .expect("clock samples lock")
                 .clear();
         }
+        // Soon again while a quorum's samples are missing (a new leader waits for them),
+        // and on a follower, so that it samples as soon as it leads.
+        let every = if !inner.is_leader() || !inner.clock_ready() {
+            SAMPLE_AGAIN_SOON
+        } else {
+            SAMPLE_EVERY
+        };
         drop(inner);
         tokio::select! {
-            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
     }

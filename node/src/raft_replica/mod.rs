@@ -718,7 +718,7 @@ impl Inner {
         let time_ms = self
             .clock
             .stamp_guarded(self.applied_time(), |wall, applied| {
-                self.clock_ceiling(wall, applied)
+                self.clock_ceiling(wall, applied, true)
             });
         let count = proposals.len();
         let entries = proposals
@@ -893,8 +893,12 @@ impl Inner {
     }
 
     async fn confirm_read_index(&self) -> Result<u64, NodeError> {
-        // A confirmation would renew the followers' lease on a leader handing over.
+        // A confirmation would renew the followers' lease on a leader handing over: wait
+        // (bounded) for the handover, and refuse rather than confirm during one.
         self.handover_finished().await;
+        if self.handing_over() {
+            return Err(NodeError::NoLeader);
+        }
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -906,6 +910,11 @@ impl Inner {
     async fn linearizable(&self) -> Result<(), NodeError> {
         let deadline = self.config.linearizable_timeout;
         self.handover_finished().await;
+        if self.handing_over() {
+            return Err(NodeError::NoQuorum {
+                message: "this leader is handing its leadership over".into(),
+            });
+        }
         let read_index = if self.is_leader() {
             self.leader_read_index().await?
         } else {
@@ -1245,7 +1254,7 @@ impl Replica for RaftReplica {
             .now_ms_guarded(inner.applied_time(), |wall, applied| {
                 inner
                     .is_leader()
-                    .then(|| inner.clock_ceiling(wall, applied))
+                    .then(|| inner.clock_ceiling(wall, applied, false))
                     .flatten()
             })
     }

@@ -56,7 +56,11 @@ impl Inner {
         let my_rank = membership
             .get_node(&metrics.id)
             .map_or(preferred.len(), |info| region_rank(preferred, &info.region));
-        let healthy = self.healthy_voters();
+        // Caught up and answering now (an idle cluster's dead voter still looks caught up).
+        let lease_ms = self.node.raft().config().election_timeout_max;
+        let contact = self.node.peer_contact_ms();
+        let mut healthy = self.healthy_voters();
+        healthy.retain(|id| contact.get(id).is_some_and(|ms| *ms <= lease_ms));
         watch.healthy_since.retain(|id, _| healthy.contains(id));
         for id in &healthy {
             watch.healthy_since.entry(*id).or_insert(now);

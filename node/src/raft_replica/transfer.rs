@@ -41,7 +41,13 @@ struct Handover<'a> {
 
 impl Drop for Handover<'_> {
     fn drop(&mut self) {
-        self.inner.node.raft().runtime_config().heartbeat(true);
+        let raft = self.inner.node.raft().clone();
+        raft.runtime_config().heartbeat(true);
+        // A heartbeat now: a leader that kept its leadership has its quorum's
+        // acknowledgement again at once, so writes are not refused meanwhile.
+        tokio::spawn(async move {
+            let _ = raft.trigger().heartbeat().await;
+        });
         self.inner.handing_over.store(false, Ordering::Release);
     }
 }
@@ -92,6 +98,18 @@ impl Inner {
         let raft = self.node.raft();
         let heartbeat = Duration::from_millis(raft.config().heartbeat_interval);
         let lease = Duration::from_millis(raft.config().election_timeout_max);
+        // A voter that stopped answering would only leave the cluster without a leader.
+        let contact_ms = self.node.peer_contact_ms().get(&to).copied();
+        if contact_ms.is_none_or(|ms| ms > lease.as_millis() as u64) {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "node {to} has not answered this leader recently ({}): it cannot take over",
+                    contact_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"))
+                ),
+            });
+        }
+        // Connected before falling silent: no handshake inside the silence.
+        let mut target = self.member_client(to, heartbeat * 2).await?;
 
         self.handing_over.store(true, Ordering::Release);
         let _handover = Handover { inner: self };
@@ -99,6 +117,9 @@ impl Inner {
         let last = loop {
             let last = self.await_caught_up(to).await?;
             raft.runtime_config().heartbeat(false);
+            // The voters' leases and election timers run from the last AppendEntries they
+            // received: one more now, so both are measured from here.
+            let _ = raft.trigger().heartbeat().await;
             tokio::time::sleep(lease + heartbeat).await;
             let metrics = self.node.metrics().borrow().clone();
             if metrics.state != ServerState::Leader {
@@ -113,11 +134,15 @@ impl Inner {
             // its AppendEntries renewed the voters' leases): catch up and fall silent
             // again, a bounded number of times.
             rounds += 1;
+            raft.runtime_config().heartbeat(true);
             if rounds >= HANDOVER_ROUNDS_MAX {
                 return Err(self.transfer_failed(to, "the log kept growing during the handover"));
             }
         };
-        self.ask_to_elect(to, last).await?;
+        let asked = self.ask_to_elect(&mut target, to, last).await;
+        // Heartbeats back on from here: if the target does not win, this leader goes on.
+        raft.runtime_config().heartbeat(true);
+        asked?;
 
         let deadline = Instant::now() + lease * 2;
         loop {
@@ -163,12 +188,18 @@ impl Inner {
         }
     }
 
-    /// Asks `to` over the peer service to start an election now.
-    async fn ask_to_elect(&self, to: NodeId, last_log_index: u64) -> Result<(), NodeError> {
-        let mut client = self.member_client(to, self.config.forward_timeout).await?;
+    /// Asks `to` over the peer service to start an election now (quickly: the voters'
+    /// own election timers run).
+    async fn ask_to_elect(
+        &self,
+        client: &mut crate::peer::PeerClient,
+        to: NodeId,
+        last_log_index: u64,
+    ) -> Result<(), NodeError> {
+        let heartbeat = Duration::from_millis(self.node.raft().config().heartbeat_interval);
         let mut request =
             tonic::Request::new(holdfast_proto::booking::ElectRequest { last_log_index });
-        request.set_timeout(self.config.forward_timeout);
+        request.set_timeout(heartbeat * 2);
         match client.elect(request).await {
             Ok(answer) => match answer.into_inner().error {
                 None => Ok(()),
