@@ -29,8 +29,6 @@ use crate::replica::NodeId;
 
 /// How often the leader samples its voters' clocks.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
-/// How soon a leader without a quorum's samples tries again.
-const SAMPLE_AGAIN_SOON: Duration = Duration::from_millis(50);
 /// A sample older than this is not used.
 const SAMPLE_FRESH_FOR: Duration = Duration::from_secs(5);
 /// Longest wait for one clock sample.
@@ -255,16 +253,9 @@ pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receive
                 .expect("clock samples lock")
                 .clear();
         }
-        // Soon again while a quorum's samples are missing (a new leader waits for them),
-        // and on a follower, so that it samples as soon as it leads.
-        let every = if !inner.is_leader() || !inner.clock_ready() {
-            SAMPLE_AGAIN_SOON
-        } else {
-            SAMPLE_EVERY
-        };
         drop(inner);
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
     }
