@@ -174,6 +174,14 @@ fn build_holdfast() -> Result<PathBuf> {
     Ok(profile_dir.join("holdfast"))
 }
 
+/// `holdfastctl`, built next to `holdfast` by the same workspace build.
+pub fn holdfastctl_binary() -> PathBuf {
+    let holdfast = holdfast_binary().expect("holdfast binary");
+    let path = holdfast.with_file_name("holdfastctl");
+    assert!(path.is_file(), "{} is not built", path.display());
+    path
+}
+
 /// A port for a test node to listen on, handed out once in this process.
 ///
 /// A port from `bind(0)` is released before the node binds it, and the kernel may give it to

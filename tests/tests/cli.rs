@@ -2,20 +2,11 @@
 //! issue 16, their table and JSON output, their errors on stderr and their exit codes
 //! (0 success, 2 bad arguments, 3 refused by the cluster, 4 cluster unreachable).
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use holdfast_tests::cluster::{free_port, holdfast_binary};
+use holdfast_tests::cluster::{free_port, holdfastctl_binary};
 use holdfast_tests::{event_body, ProcessCluster};
 use serde_json::Value;
-
-/// `holdfastctl`, built next to `holdfast` by the same workspace build.
-fn holdfastctl() -> PathBuf {
-    let holdfast = holdfast_binary().expect("holdfast binary");
-    let path = holdfast.with_file_name("holdfastctl");
-    assert!(path.is_file(), "{} is not built", path.display());
-    path
-}
 
 struct Run {
     code: i32,
@@ -32,7 +23,7 @@ impl Run {
 
 /// Runs `holdfastctl --endpoints ENDPOINTS ARGS...` (on a blocking thread).
 async fn ctl(endpoints: &str, args: &[&str]) -> Run {
-    let mut command = Command::new(holdfastctl());
+    let mut command = Command::new(holdfastctl_binary());
     command
         .args(["--endpoints", endpoints, "--timeout", "20"])
         .args(args)

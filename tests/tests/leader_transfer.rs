@@ -5,13 +5,12 @@
 //! `holdfastctl leader transfer` moves it back. The pause in writes is printed, not
 //! asserted (the machines are shared and noisy).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use holdfast_tests::cluster::holdfast_binary;
+use holdfast_tests::cluster::holdfastctl_binary;
 use holdfast_tests::{event_body, hold_body, seat_status, ProcessCluster};
 use serde_json::json;
 
@@ -92,13 +91,6 @@ async fn wait_all_see(cluster: &ProcessCluster, leader: u64) -> anyhow::Result<(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// `holdfastctl`, built next to `holdfast` by the same workspace build.
-fn holdfastctl() -> PathBuf {
-    holdfast_binary()
-        .expect("holdfast binary")
-        .with_file_name("holdfastctl")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +195,7 @@ async fn leadership_moves_to_the_voter_asked_for_while_bookings_flow() -> anyhow
         .iter()
         .map(|node| format!("http://{}", node.http_addr))
         .collect();
-    let mut command = Command::new(holdfastctl());
+    let mut command = Command::new(holdfastctl_binary());
     command
         .args(["--endpoints", &endpoints.join(","), "--timeout", "20"])
         .args(["leader", "transfer", &old_leader_id.to_string()])
