@@ -598,12 +598,15 @@ impl Inner {
                 return;
             };
             let leader = target == Target::Here;
-            if leader && !self.clock_ready() {
+            if leader {
                 // A new leader stamps nothing before it can compare its clock with a
-                // quorum's (waiting once per term: voters that cannot be sampled, e.g. of
-                // an older version, leave it stamping near the log's time instead).
+                // quorum's (looked at by the first batch of each term only: voters that
+                // cannot be sampled, e.g. of an older version, leave it stamping near the
+                // log's time instead).
                 let term = self.node.metrics().borrow().current_term;
-                if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term {
+                if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term
+                    && !self.clock_ready()
+                {
                     self.await_clock_ready().await;
                 }
             }
