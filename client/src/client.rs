@@ -19,6 +19,9 @@ use crate::error::{ApiError, Error, ErrorCode, Result};
 use crate::transport::{normalise, Meta, Node, Route, Transport, MESSAGE_BYTES_MAX};
 use crate::types::*;
 
+/// Bytes of a backup's state sent per restore call (the node takes up to 1 MiB).
+const RESTORE_PIECE_BYTES: usize = 1024 * 1024;
+
 /// How failed attempts are retried: exponential backoff with jitter, bounded in attempts,
 /// always within the call's deadline.
 ///
@@ -1448,6 +1451,96 @@ impl Client {
             snapshot_index: taken.snapshot_index,
             build_ms: taken.build_ms,
         })
+    }
+
+    /// A consistent backup of the replicated state: everything acknowledged before the
+    /// call is in it. Any node answers (a follower confirms with the leader first). The
+    /// whole backup is held in memory; give the client a deadline (and attempt timeout)
+    /// long enough for the state's size.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
+    /// let backup = client.backup().await?;
+    /// std::fs::write("holdfast.backup", backup.file_bytes()).expect("written");
+    /// println!("index {} sha256 {}", backup.index(), backup.sha256_hex());
+    /// # Ok(()) }
+    /// ```
+    pub async fn backup(&self) -> Result<Backup> {
+        let file = self
+            .run("backup", Route::Any, Retry::Safe, |node, timeout, _| {
+                let request = self.request(pb::BackupRequest {}, timeout);
+                async move {
+                    let mut service = ClusterServiceClient::new(node.channel.clone());
+                    let (mut stream, meta) = self.unary(&node, service.backup(request)).await?;
+                    let mut file = Vec::new();
+                    while let Some(piece) = stream.message().await.map_err(|status| {
+                        let error = Error::from_status(&status);
+                        if matches!(error, Error::Unreachable { .. }) {
+                            node.mark_down();
+                        }
+                        error
+                    })? {
+                        file.extend_from_slice(&piece.data);
+                    }
+                    Ok((file, meta))
+                }
+            })
+            .await?;
+        Backup::from_file_bytes(file)
+    }
+
+    /// Restores `backup` into this cluster, which must be empty (freshly initialised, no
+    /// events): its state bytes go to the leader in pieces of 1 MiB, in order, and the last
+    /// piece replaces the state at once after the cluster checked the whole against the
+    /// backup's checksum. Each piece is retried on its own (pieces are idempotent); a
+    /// refusal (`RESTORE_REFUSED`: the cluster holds data) stops it with nothing changed.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
+    /// let bytes = std::fs::read("holdfast.backup").expect("readable");
+    /// let backup = holdfast_client::Backup::from_file_bytes(bytes)?;
+    /// let restored = client.restore(&backup).await?;
+    /// assert_eq!(restored.total_bytes, backup.state_bytes().len() as u64);
+    /// # Ok(()) }
+    /// ```
+    pub async fn restore(&self, backup: &Backup) -> Result<Restored> {
+        let restore_id: u64 = rand::thread_rng().gen();
+        let state = backup.state_bytes();
+        let total_bytes = state.len() as u64;
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + RESTORE_PIECE_BYTES).min(state.len());
+            let message = pb::RestoreRequest {
+                restore_id,
+                offset: offset as u64,
+                total_bytes,
+                sha256: backup.header.sha256.to_vec(),
+                data: state[offset..end].to_vec(),
+            };
+            let progress = self
+                .run("restore", Route::Leader, Retry::Safe, |node, timeout, _| {
+                    let request = self.request(message.clone(), timeout);
+                    async move {
+                        let mut service = ClusterServiceClient::new(node.channel.clone());
+                        self.unary(&node, service.restore(request)).await
+                    }
+                })
+                .await?;
+            if progress.done {
+                return Ok(Restored {
+                    restore_id,
+                    total_bytes,
+                    index: progress.index,
+                });
+            }
+            if progress.received_bytes != end as u64 {
+                return Err(Error::Protocol(format!(
+                    "the cluster staged {} bytes after a piece ending at {end}",
+                    progress.received_bytes
+                )));
+            }
+            offset = end;
+        }
     }
 
     /// A client for only the node at `endpoint` (same key and settings, no failover), for

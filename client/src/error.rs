@@ -95,6 +95,9 @@ pub enum ErrorCode {
     /// `OUTBOX_FULL`: a webhook lags and the cluster's outbox has no room for the events
     /// this write would add; nothing was stored, retry with the same key later.
     OutboxFull,
+    /// `RESTORE_REFUSED`: a backup is restored only into an empty cluster, in order and
+    /// whole (the message says which).
+    RestoreRefused,
     /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
     Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
@@ -147,6 +150,7 @@ impl ErrorCode {
             "OUTCOME_UNKNOWN" => OutcomeUnknown,
             "LEADER_TRANSFER_FAILED" => LeaderTransferFailed,
             "OUTBOX_FULL" => OutboxFull,
+            "RESTORE_REFUSED" => RestoreRefused,
             "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
@@ -197,6 +201,7 @@ impl ErrorCode {
             OutcomeUnknown => "OUTCOME_UNKNOWN",
             LeaderTransferFailed => "LEADER_TRANSFER_FAILED",
             OutboxFull => "OUTBOX_FULL",
+            RestoreRefused => "RESTORE_REFUSED",
             Internal => "INTERNAL",
             Other(code) => code,
         }
@@ -244,7 +249,7 @@ impl ErrorCode {
             | NodeNotFound | RouteNotFound => 404,
             SeatUnavailable | PoolExhausted | NoAdjacentSeats | HoldNotActive
             | HoldLimitReached | ItemInUse | EventExists | IdempotencyKeyReused
-            | AlreadyInitialized | MembershipRefused => 409,
+            | AlreadyInitialized | MembershipRefused | RestoreRefused => 409,
             HoldExpired => 410,
             BodyTooLarge => 413,
             RateLimited => 429,

@@ -1616,3 +1616,115 @@ pub struct Health {
     /// The node.
     pub node_id: u64,
 }
+
+/// A backup file: a consistent copy of the replicated state as of one log index, checked
+/// against its SHA-256 when it is read ([`Client::backup`], [`Client::restore`],
+/// `holdfastctl backup FILE` / `restore FILE`).
+///
+/// ```no_run
+/// let bytes = std::fs::read("holdfast.backup").expect("readable");
+/// let backup = holdfast_client::Backup::from_file_bytes(bytes)?;
+/// println!("{} bytes of state at index {}", backup.state_bytes().len(), backup.index());
+/// # Ok::<(), holdfast_client::Error>(())
+/// ```
+///
+/// [`Client::backup`]: crate::Client::backup
+/// [`Client::restore`]: crate::Client::restore
+#[derive(Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub(crate) header: holdfast_proto::backup::BackupHeader,
+    file: Vec<u8>,
+}
+
+impl std::fmt::Debug for Backup {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Backup")
+            .field("index", &self.header.index)
+            .field("bytes", &self.header.length)
+            .field("sha256", &self.sha256_hex())
+            .finish()
+    }
+}
+
+impl Backup {
+    /// Reads a backup file's bytes: the header, then state bytes of exactly the length and
+    /// SHA-256 the header names ([`crate::Error::InvalidArgument`] otherwise).
+    ///
+    /// ```
+    /// assert!(holdfast_client::Backup::from_file_bytes(b"not a backup".to_vec()).is_err());
+    /// ```
+    pub fn from_file_bytes(file: Vec<u8>) -> crate::Result<Backup> {
+        use holdfast_proto::backup::{BackupHeader, HEADER_BYTES};
+        use sha2::Digest;
+        let header = BackupHeader::decode(&file).map_err(crate::Error::InvalidArgument)?;
+        let state = &file[HEADER_BYTES..];
+        if state.len() as u64 != header.length {
+            return Err(crate::Error::InvalidArgument(format!(
+                "the backup is cut or padded: its header names {} bytes of state, the file has {}",
+                header.length,
+                state.len()
+            )));
+        }
+        if <[u8; 32]>::from(sha2::Sha256::digest(state)) != header.sha256 {
+            return Err(crate::Error::InvalidArgument(
+                "the backup's state does not match its SHA-256: the file is damaged".into(),
+            ));
+        }
+        Ok(Backup { header, file })
+    }
+
+    /// The last log index the copy includes.
+    ///
+    /// ```no_run
+    /// # fn demo(backup: holdfast_client::Backup) { let _ = backup.index(); }
+    /// ```
+    pub fn index(&self) -> u64 {
+        self.header.index
+    }
+
+    /// The state's SHA-256 as 64 hex digits.
+    ///
+    /// ```no_run
+    /// # fn demo(backup: holdfast_client::Backup) { assert_eq!(backup.sha256_hex().len(), 64); }
+    /// ```
+    pub fn sha256_hex(&self) -> String {
+        holdfast_proto::backup::hex(&self.header.sha256)
+    }
+
+    /// The state bytes (the state machine's snapshot encoding).
+    ///
+    /// ```no_run
+    /// # fn demo(backup: holdfast_client::Backup) { let _ = backup.state_bytes().len(); }
+    /// ```
+    pub fn state_bytes(&self) -> &[u8] {
+        &self.file[holdfast_proto::backup::HEADER_BYTES..]
+    }
+
+    /// The whole file, header included: what to write to disk.
+    ///
+    /// ```no_run
+    /// # fn demo(backup: holdfast_client::Backup) { std::fs::write("b", backup.file_bytes()).unwrap(); }
+    /// ```
+    pub fn file_bytes(&self) -> &[u8] {
+        &self.file
+    }
+}
+
+/// A completed restore ([`crate::Client::restore`]).
+///
+/// ```no_run
+/// # async fn demo(client: holdfast_client::Client, backup: holdfast_client::Backup) -> holdfast_client::Result<()> {
+/// let restored = client.restore(&backup).await?;
+/// println!("restored {} bytes at index {}", restored.total_bytes, restored.index);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    /// The id the pieces carried.
+    pub restore_id: u64,
+    /// The state bytes restored.
+    pub total_bytes: u64,
+    /// The log index whose entry replaced the state.
+    pub index: u64,
+}

@@ -296,6 +296,24 @@ impl ClusterService for Fake {
     ) -> Result<Response<pb::SnapshotTaken>, Status> {
         unimplemented()
     }
+
+    type BackupStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::BackupChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn backup(
+        &self,
+        _: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        unimplemented()
+    }
+
+    async fn restore(
+        &self,
+        _: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::RestoreProgress>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves `fake` on 127.0.0.1; returns its address.

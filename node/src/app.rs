@@ -153,6 +153,9 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/leader", post(cluster::transfer_leader))
         .route("/cluster/snapshot", post(cluster::snapshot))
         .layer(Extension(BodyLimit(state.config.booking_body_bytes_max)));
+    let restore_routes = Router::new()
+        .route("/cluster/restore", post(crate::backup::restore))
+        .layer(Extension(BodyLimit(crate::backup::RESTORE_BODY_BYTES_MAX)));
     let batch_routes = Router::new()
         .route("/booking/batch", post(booking::batch))
         .layer(Extension(BodyLimit(crate::service::BATCH_BODY_BYTES_MAX)));
@@ -195,6 +198,7 @@ pub fn router(state: AppState) -> Router {
             get(reads::customer_bookings),
         )
         .route("/cluster/status", get(cluster::status))
+        .route("/cluster/backup", get(crate::backup::backup))
         .route("/cluster/nodes/{node_id}", delete(cluster::remove_node))
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz))
@@ -203,6 +207,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(booking_routes)
         .merge(batch_routes)
+        .merge(restore_routes)
         .merge(admin_routes)
         .merge(read_routes)
         .fallback(route_not_found)

@@ -297,6 +297,10 @@ fn rejection_message_and_details(rejection: &Rejection) -> (String, Value) {
                 .to_string(),
             json!({"claims": claims, "max": max}),
         ),
+        Rejection::RestoreRefused { reason } => (
+            format!("restore refused: {reason}"),
+            json!({"reason": reason}),
+        ),
     }
 }
 

@@ -35,6 +35,20 @@ where
 {
     type Rejection = ApiError;
 
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let ApiBytes(bytes) = ApiBytes::from_request(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A body of any kind, read whole within the route's [`BodyLimit`] (`413 BODY_TOO_LARGE`
+/// past it, the same as [`ApiJson`]).
+#[derive(Clone, Debug)]
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let limit = request
             .extensions()
@@ -60,18 +74,13 @@ where
         if declared_length.is_some_and(|length| length > limit as u64) {
             return Err(too_large());
         }
-        let bytes = match Limited::new(request.into_body(), limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(too_large())
-            }
-            Err(error) => {
-                return Err(ApiError::invalid_json(format!(
-                    "could not read the body: {error}"
-                )))
-            }
-        };
-        parse_json(&bytes).map(ApiJson)
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => Ok(ApiBytes(collected.to_bytes())),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(error) => Err(ApiError::invalid_json(format!(
+                "could not read the body: {error}"
+            ))),
+        }
     }
 }
 

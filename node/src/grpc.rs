@@ -880,8 +880,72 @@ impl AdminService for GrpcBooking {
     }
 }
 
+/// `ClusterService.Backup`'s stream of the backup file's pieces.
+pub type BackupStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupChunk, Status>> + Send>>;
+
+/// Bytes per `BackupChunk`: well below every message limit.
+const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
 #[tonic::async_trait]
 impl ClusterService for GrpcBooking {
+    type BackupStream = BackupStream;
+
+    /// `GET /cluster/backup` over gRPC: the same service layer, the file in pieces.
+    async fn backup(
+        &self,
+        request: tonic::Request<BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        self.authorize(request.metadata(), Role::Operator)?;
+        let file = crate::backup::take(&self.state)
+            .await
+            .map_err(|error| status_of(&error))?;
+        let pieces: Vec<Result<BackupChunk, Status>> = file
+            .bytes
+            .chunks(BACKUP_CHUNK_BYTES)
+            .map(|piece| {
+                Ok(BackupChunk {
+                    data: piece.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(pieces))))
+    }
+
+    /// `POST /cluster/restore` over gRPC.
+    async fn restore(
+        &self,
+        request: tonic::Request<RestoreRequest>,
+    ) -> Result<Response<RestoreProgress>, Status> {
+        self.authorize(request.metadata(), Role::Operator)?;
+        let message = request.into_inner();
+        let sha256: [u8; 32] = message
+            .sha256
+            .as_slice()
+            .try_into()
+            .map_err(|_| status_of(&ApiError::invalid_field("sha256", "must be 32 bytes")))?;
+        let chunk = holdfast_statemachine::RestoreChunk {
+            restore_id: message.restore_id,
+            offset: message.offset,
+            total_bytes: message.total_bytes,
+            sha256,
+            data: message.data,
+        };
+        let (progress, index) = crate::backup::restore_chunk(&self.state, chunk)
+            .await
+            .map_err(|error| status_of(&error))?;
+        Ok(self.reply(
+            RestoreProgress {
+                restore_id: progress.restore_id,
+                received_bytes: progress.received_bytes,
+                total_bytes: progress.total_bytes,
+                done: progress.done,
+                index,
+            },
+            index,
+        ))
+    }
+
     async fn status(
         &self,
         request: tonic::Request<ClusterStatusRequest>,

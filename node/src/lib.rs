@@ -13,6 +13,8 @@
 //!   [`validate`]; error mapping in [`error`].
 //! - [`search`]: `GET /events` and `GET /events/{event_id}` (and their gRPC calls);
 //!   [`events`]: the admin listing update and event cancellation.
+//! - [`backup`]: consistent backups of the replicated state and restores into an empty
+//!   cluster (HTTP and gRPC over one service layer).
 //! - [`expiry`]: the leader's hold-expiry ticker. [`metrics`]: Prometheus. [`auth`]: bearer
 //!   keys by role.
 //! - [`ui`]: the dashboard at `/ui` (static pages over the JSON API).
@@ -40,6 +42,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod booking;
 pub mod changes;
 pub mod charges;

@@ -155,6 +155,15 @@ pub struct ClusterStatus {
     pub placement_warning: Option<String>,
 }
 
+/// A consistent copy of the replicated state (see [`Replica::backup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    /// The last log entry the copy includes.
+    pub index: u64,
+    /// The state machine's snapshot bytes (`StateMachine::from_snapshot_bytes` reads them).
+    pub bytes: Vec<u8>,
+}
+
 /// A snapshot built on request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotTaken {
@@ -333,6 +342,22 @@ pub trait Replica: Send + Sync + 'static {
             field: "node".into(),
             reason: "this node keeps no snapshots (it is not replicated)".into(),
         })
+    }
+
+    /// `GET /cluster/backup`: the replicated state's snapshot bytes as of a linearizable
+    /// point (everything acknowledged before the call is in it), with the index of the last
+    /// entry they include. By default encoded under the state's read lock; a replica with a
+    /// snapshot copy encodes that instead, so apply goes on meanwhile.
+    async fn backup(&self) -> Result<Backup, NodeError> {
+        self.prepare_read(ReadRequest::LINEARIZABLE).await?;
+        let mut backup = None;
+        self.with_state(&mut |machine, meta| {
+            backup = Some(Backup {
+                index: meta.applied_index,
+                bytes: machine.snapshot_bytes(),
+            });
+        });
+        Ok(backup.expect("Replica::with_state must call its closure exactly once"))
     }
 
     /// Cluster time as this node would stamp it now (see [`ClusterClock::now_ms`]), in

@@ -2505,3 +2505,162 @@ async fn requests_over_a_socket_carry_the_clients_address_to_the_rate_limit() {
     assert_eq!(statuses[0], "404", "{statuses:?}");
     assert_eq!(statuses.last().unwrap(), "429", "{statuses:?}");
 }
+
+/// `GET /cluster/backup` on one node, `POST /cluster/restore` in pieces into a fresh one:
+/// the same bookings, holds and availability, and the same answer to a retried request.
+/// Refused, with nothing stored: pieces out of order, a checksum that does not match, a
+/// restore into a node with data, a piece over 1 MiB.
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_node_and_nowhere_else() {
+    use holdfast_proto::backup::{hex, BackupHeader, HEADER_BYTES};
+
+    let source = Node::new();
+    source.create_event("E").await;
+    let hold = source.hold("E", &["A-1", "A-2"], Some("h-1")).await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+    let confirm = source
+        .post(
+            "/booking/confirm",
+            Some("c-1"),
+            json!({"hold_id": hold_id, "payment": {"method": "card", "token": "tok_visa"}}),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    let booking_id = confirm.body["booking_id"].as_str().unwrap().to_string();
+    let second = source.hold("E", &["B-1-1"], Some("h-2")).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    let second_id = second.body["hold_id"].as_str().unwrap().to_string();
+
+    let backup = source.get("/cluster/backup").await;
+    assert_eq!(backup.status, StatusCode::OK);
+    assert_eq!(
+        backup.header("content-type"),
+        Some("application/octet-stream")
+    );
+    let header = BackupHeader::decode(&backup.raw).expect("a backup file");
+    let (state, index) = source.state();
+    assert_eq!(&backup.raw[HEADER_BYTES..], state.as_slice());
+    assert_eq!(header.index, index);
+    assert_eq!(header.length, state.len() as u64);
+    assert_eq!(
+        backup.header("x-holdfast-backup-sha256"),
+        Some(hex(&header.sha256).as_str())
+    );
+    assert_eq!(
+        backup.header("x-holdfast-backup-index"),
+        Some(index.to_string().as_str())
+    );
+
+    let target = Node::new();
+    let piece = |restore_id: u64, offset: usize, end: usize, sha256: &str| {
+        let path = format!(
+            "/cluster/restore?restore_id={restore_id}&offset={offset}&total_bytes={}&sha256={sha256}",
+            state.len()
+        );
+        (path, state[offset..end].to_vec())
+    };
+    let sha = hex(&header.sha256);
+    let post = |node: &Node, (path, body): (String, Vec<u8>)| {
+        let router = node.router.clone();
+        async move {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("content-type", "application/octet-stream")
+                .body(Body::from(body))
+                .unwrap();
+            Node::send(&router, request).await
+        }
+    };
+    // Out of order: a restore starts at byte 0.
+    let answer = post(&target, piece(7, 100, 200, &sha)).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    assert_eq!(answer.code(), "RESTORE_REFUSED");
+    // A wrong checksum is found once the whole has arrived: nothing is restored.
+    let wrong = hex(&[0u8; 32]);
+    let mut answer = post(&target, piece(8, 0, state.len() / 2, &wrong)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["done"], false);
+    answer = post(&target, piece(8, state.len() / 2, state.len(), &wrong)).await;
+    assert_eq!(answer.code(), "RESTORE_REFUSED", "{}", answer.body);
+    assert_eq!(target.get("/events/E").await.status, StatusCode::NOT_FOUND);
+    // Malformed pieces are refused at the edge, never proposed.
+    let empty = target.state();
+    let (path, _) = piece(9, 0, 1, &sha);
+    let answer = post(&target, (path.clone(), vec![0; 1024 * 1024 + 1])).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let answer = post(&target, (path.replace(&sha, "abc"), vec![1])).await;
+    assert_eq!(answer.code(), "INVALID_FIELD");
+    assert_eq!(target.state(), empty, "refused pieces stored nothing");
+
+    // In order, in pieces: the last one restores.
+    let mut offset = 0;
+    while offset < state.len() {
+        let end = (offset + 700).min(state.len());
+        let answer = post(&target, piece(9, offset, end, &sha)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body["received_bytes"], end as u64);
+        assert_eq!(answer.body["done"], end == state.len());
+        offset = end;
+    }
+    // A piece sent again answers the same.
+    let again = post(&target, piece(9, 0, 700.min(state.len()), &sha)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["done"], true);
+
+    for path in [
+        "/availability?event_id=E".to_string(),
+        format!("/holds/{second_id}"),
+        format!("/bookings/{booking_id}"),
+        "/customers/c-42/bookings".to_string(),
+        "/events/E".to_string(),
+    ] {
+        let (before, after) = (source.get(&path).await, target.get(&path).await);
+        assert_eq!(after.status, before.status, "{path}");
+        assert_eq!(
+            without_applied_index(after.body),
+            without_applied_index(before.body),
+            "{path}"
+        );
+    }
+    // A retried request is answered as the source answered it; new ids carry on.
+    let replay = target.hold("E", &["A-1", "A-2"], Some("h-1")).await;
+    assert_eq!(replay.body["hold_id"], hold_id.as_str(), "{}", replay.body);
+    let taken = target.hold("E", &["A-1"], Some("h-3")).await;
+    assert_eq!(taken.code(), "SEAT_UNAVAILABLE", "{}", taken.body);
+    let next = target.hold("E", &["B-2-1"], Some("h-4")).await;
+    assert_eq!(next.status, StatusCode::CREATED, "{}", next.body);
+    assert_ne!(next.body["hold_id"], second.body["hold_id"]);
+
+    // Into a node with data: refused, nothing changed.
+    let before = source.get("/availability?event_id=E").await;
+    let answer = post(&source, piece(10, 0, state.len(), &sha)).await;
+    assert_eq!(answer.code(), "RESTORE_REFUSED", "{}", answer.body);
+    let after = source.get("/availability?event_id=E").await;
+    assert_eq!(
+        without_applied_index(after.body),
+        without_applied_index(before.body)
+    );
+    let answer = post(&target, piece(11, 0, state.len(), &sha)).await;
+    assert_eq!(answer.code(), "RESTORE_REFUSED", "{}", answer.body);
+}
+
+/// `value` without its `applied_index` fields (where a read was served, not what it read).
+fn without_applied_index(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(object) => {
+            object.remove("applied_index");
+            for field in object.values_mut() {
+                *field = without_applied_index(field.take());
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                *item = without_applied_index(item.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}

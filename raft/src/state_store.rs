@@ -248,6 +248,21 @@ impl StateMachineStore {
         self.read(|state| state.machine.snapshot_bytes())
     }
 
+    /// A backup: the state machine's snapshot bytes as of every entry applied so far, with
+    /// the index of the last of them. Encoded from the shadow copy, like a snapshot, so
+    /// apply and reads go on meanwhile; blocking (run it off the async workers).
+    pub fn backup_bytes(&self) -> (u64, Vec<u8>) {
+        let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
+        self.shared.catch_up(&mut shadow);
+        let hint = self.shared.last_snapshot_bytes.load(Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        shadow
+            .machine
+            .write_snapshot(&mut bytes)
+            .expect("writing a snapshot into memory cannot fail");
+        (shadow.applied_index(), bytes)
+    }
+
     /// Opens the current snapshot for reading, as openraft streams it to a follower.
     async fn open_current(&self, meta: &SnapshotMeta) -> Result<SnapshotData, StorageError> {
         match &self.shared.place {

@@ -150,6 +150,8 @@ define_error_codes! {
     AlreadyInitialized = ("ALREADY_INITIALIZED", 409, AlreadyExists);
     /// A membership change that is invalid or would lose the majority.
     MembershipRefused = ("MEMBERSHIP_REFUSED", 409, FailedPrecondition);
+    /// A backup can be restored only into an empty cluster, in order, and whole.
+    RestoreRefused = ("RESTORE_REFUSED", 409, FailedPrecondition);
     // 410
     /// The hold's time has passed.
     HoldExpired = ("HOLD_EXPIRED", 410, FailedPrecondition);

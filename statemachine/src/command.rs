@@ -90,6 +90,24 @@ pub enum Command {
     /// Record that a webhook acknowledged every event up to and including `up_to`; the
     /// outbox is trimmed below what every webhook acknowledged.
     AckWebhook { webhook_id: String, up_to: u64 },
+    /// One piece of a backup being restored into an empty cluster (see `restore.rs`):
+    /// pieces are staged in order and the last one replaces the whole state at once.
+    RestoreChunk(RestoreChunk),
+}
+
+/// One piece of a backup's state bytes, as `holdfastctl restore` sends them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreChunk {
+    /// Chosen by the client for this restore; every piece of it carries the same id.
+    pub restore_id: u64,
+    /// Where in the state bytes this piece starts.
+    pub offset: u64,
+    /// The length of the whole state bytes.
+    pub total_bytes: u64,
+    /// SHA-256 of the whole state bytes, checked before they replace the state.
+    pub sha256: [u8; 32],
+    /// The piece.
+    pub data: Vec<u8>,
 }
 
 /// Category of an event.

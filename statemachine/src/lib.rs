@@ -40,6 +40,7 @@ mod outbox;
 mod outcome;
 mod prefetch;
 mod probetable;
+mod restore;
 mod search;
 mod snapshot;
 mod state;
@@ -54,6 +55,7 @@ pub use invariants::InvariantViolation;
 pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;
 pub use outcome::*;
+pub use restore::{sha256 as restore_sha256, RESTORE_BYTES_MAX};
 pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 /// The list type of a [`HoldView`]'s seats.
 pub use smallvec::SmallVec;

@@ -50,6 +50,19 @@ pub enum Outcome {
         webhook_id: String,
         delivered_up_to: u64,
     },
+    /// A piece of a backup was staged; `done` once the backup replaced the state.
+    RestoreProgress(RestoreProgress),
+}
+
+/// How far a restore has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreProgress {
+    pub restore_id: u64,
+    /// Bytes staged so far (all of them once `done`).
+    pub received_bytes: u64,
+    pub total_bytes: u64,
+    /// The backup replaced the state.
+    pub done: bool,
 }
 
 impl Outcome {
@@ -354,6 +367,11 @@ pub enum Rejection {
         claims: u64,
         max: u64,
     },
+    /// A restore piece that cannot be taken: the cluster holds data, the pieces came out
+    /// of order, or the whole does not match its checksum (see `restore.rs`).
+    RestoreRefused {
+        reason: String,
+    },
 }
 
 impl Rejection {
@@ -390,6 +408,7 @@ impl Rejection {
             Rejection::IdempotencyTableFull { .. } => ErrorCode::Overloaded,
             Rejection::EventCancelled { .. } => ErrorCode::EventCancelled,
             Rejection::OutboxFull { .. } => ErrorCode::OutboxFull,
+            Rejection::RestoreRefused { .. } => ErrorCode::RestoreRefused,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
 use crate::outcome::Outcome;
+use crate::restore::Restores;
 use crate::state::{parse_id, Booking, Hold, Refund, HOLD_ID_PREFIX};
 use crate::webhooks::Webhooks;
 use crate::StateMachine;
@@ -24,13 +25,16 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// The snapshot format this build writes and reads. Version 2 added events' listings
 /// (venue, city, end, description, tags) and cancellation; version 3 added refunds' failed
 /// attempts and the `Failed` status (and `RefundFailed` outbox events), and webhooks;
-/// version 4 added the `HoldPlaced` and `HoldReleased` outbox events and event types.
+/// version 4 added the `HoldPlaced` and `HoldReleased` outbox events and event types;
+/// version 5 appended a restore in progress (see `restore.rs`) after the webhooks, and the
+/// `RestoreChunk` command and its outcome and refusal (a version 3 or 4 snapshot has no
+/// restore in progress and is read as one without it).
 /// Version 4 only appended enum variants, so a version 3 snapshot is a version 4 snapshot
 /// without them and is read as one ([`SNAPSHOT_FORMAT_VERSION_OLDEST_READ`]); a build that
 /// reads only version 3 refuses a version 4 snapshot by its version, instead of failing on
 /// the first new variant. Any other version is refused with
 /// [`SnapshotError::UnsupportedVersion`], never misread.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
 /// The oldest snapshot format this build reads (see [`SNAPSHOT_FORMAT_VERSION`]).
 pub const SNAPSHOT_FORMAT_VERSION_OLDEST_READ: u32 = 3;
 
@@ -166,7 +170,8 @@ impl StateMachine {
                 }
             }
         }
-        encode(&self.snapshot_tail(), &mut writer)
+        encode(&self.snapshot_tail(), &mut writer)?;
+        encode(&self.restores, &mut writer)
     }
 
     fn snapshot_head(&self) -> HeadRef<'_> {
@@ -223,6 +228,12 @@ impl StateMachine {
         let body_length = length.saturating_sub(header.len() as u64);
         let snapshot: SnapshotOwned = crate::decode::from_std_read(&mut reader, body_length)
             .map_err(|error| SnapshotError::Corrupt(error.to_string()))?;
+        let restores: Restores = if version >= 5 {
+            crate::decode::from_std_read(&mut reader, body_length)
+                .map_err(|error| SnapshotError::Corrupt(error.to_string()))?
+        } else {
+            Restores::default()
+        };
         let mut state = StateMachine::new(snapshot.config);
         state.now_ms = snapshot.now_ms;
         state.last_hold = snapshot.last_hold;
@@ -258,6 +269,7 @@ impl StateMachine {
         state.outbox = snapshot.outbox;
         state.retired_nodes = snapshot.retired_nodes;
         state.webhooks = snapshot.webhooks;
+        state.restores = restores;
         state.rebuild_derived();
         state
             .check_invariants()
@@ -329,6 +341,7 @@ mod tests {
             state.snapshot_head(),
             RecordsRef(&state),
             state.snapshot_tail(),
+            &state.restores,
         );
         let mut expected = SNAPSHOT_MAGIC.to_vec();
         expected.extend(SNAPSHOT_FORMAT_VERSION.to_le_bytes());

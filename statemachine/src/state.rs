@@ -230,6 +230,9 @@ pub struct StateMachine {
     pub(crate) pending_refunds: BTreeSet<u64>,
     /// Where the notifier delivers outbox events (canonical; serialised after the outbox).
     pub(crate) webhooks: crate::webhooks::Webhooks,
+    /// A backup restore in progress, or the one that made this state (canonical;
+    /// serialised last, see `restore.rs`).
+    pub(crate) restores: crate::restore::Restores,
 }
 
 impl Default for StateMachine {
@@ -260,6 +263,7 @@ impl StateMachine {
             search_index: crate::search::SearchIndex::default(),
             pending_refunds: BTreeSet::new(),
             webhooks: crate::webhooks::Webhooks::default(),
+            restores: crate::restore::Restores::default(),
         }
     }
 
@@ -447,6 +451,7 @@ impl StateMachine {
             Command::AckWebhook { webhook_id, up_to } => {
                 self.acknowledge_webhook(webhook_id, *up_to)
             }
+            Command::RestoreChunk(chunk) => self.restore_chunk(chunk),
         };
         result.unwrap_or_else(Outcome::Rejected)
     }

@@ -182,6 +182,42 @@ pub fn holdfastctl_binary() -> PathBuf {
     path
 }
 
+/// What a `holdfastctl` run printed and how it exited.
+pub struct CtlRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlRun {
+    /// stdout as JSON (panics, showing it, when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.stdout))
+    }
+}
+
+/// Runs `holdfastctl --endpoints ENDPOINTS --timeout 20 ARGS...` on a blocking thread,
+/// with no endpoints or key from the test's environment.
+pub async fn holdfastctl(endpoints: &str, args: &[&str]) -> CtlRun {
+    let mut command = Command::new(holdfastctl_binary());
+    command
+        .args(["--endpoints", endpoints, "--timeout", "20"])
+        .args(args)
+        .env_remove("HOLDFAST_ENDPOINTS")
+        .env_remove("HOLDFAST_KEY")
+        .env("NO_COLOR", "1");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the blocking thread runs")
+        .expect("run holdfastctl");
+    CtlRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// A port for a test node to listen on, handed out once in this process.
 ///
 /// A port from `bind(0)` is released before the node binds it, and the kernel may give it to

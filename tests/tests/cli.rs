@@ -2,44 +2,8 @@
 //! issue 16, their table and JSON output, their errors on stderr and their exit codes
 //! (0 success, 2 bad arguments, 3 refused by the cluster, 4 cluster unreachable).
 
-use std::process::{Command, Output};
-
-use holdfast_tests::cluster::{free_port, holdfastctl_binary};
+use holdfast_tests::cluster::{free_port, holdfastctl as ctl};
 use holdfast_tests::{event_body, ProcessCluster};
-use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.stdout))
-    }
-}
-
-/// Runs `holdfastctl --endpoints ENDPOINTS ARGS...` (on a blocking thread).
-async fn ctl(endpoints: &str, args: &[&str]) -> Run {
-    let mut command = Command::new(holdfastctl_binary());
-    command
-        .args(["--endpoints", endpoints, "--timeout", "20"])
-        .args(args)
-        .env_remove("HOLDFAST_ENDPOINTS")
-        .env_remove("HOLDFAST_KEY")
-        .env("NO_COLOR", "1");
-    let output: Output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("run holdfastctl");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holdfastctl_against_a_real_cluster() {

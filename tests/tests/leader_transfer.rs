@@ -5,12 +5,11 @@
 //! `holdfastctl leader transfer` moves it back. The pause in writes is printed, not
 //! asserted (the machines are shared and noisy).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use holdfast_tests::cluster::holdfastctl_binary;
+use holdfast_tests::cluster::holdfastctl;
 use holdfast_tests::{event_body, hold_body, seat_status, ProcessCluster};
 use serde_json::json;
 
@@ -195,24 +194,18 @@ async fn leadership_moves_to_the_voter_asked_for_while_bookings_flow() -> anyhow
         .iter()
         .map(|node| format!("http://{}", node.http_addr))
         .collect();
-    let mut command = Command::new(holdfastctl_binary());
-    command
-        .args(["--endpoints", &endpoints.join(","), "--timeout", "20"])
-        .args(["leader", "transfer", &old_leader_id.to_string()])
-        .env_remove("HOLDFAST_ENDPOINTS")
-        .env_remove("HOLDFAST_KEY")
-        .env("NO_COLOR", "1");
-    let output = tokio::task::spawn_blocking(move || command.output()).await??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let transfer = holdfastctl(
+        &endpoints.join(","),
+        &["leader", "transfer", &old_leader_id.to_string()],
+    )
+    .await;
+    assert_eq!(transfer.code, 0, "{}{}", transfer.stdout, transfer.stderr);
     assert!(
-        stdout.contains(&format!("to node {old_leader_id}")),
-        "{stdout}"
+        transfer
+            .stdout
+            .contains(&format!("to node {old_leader_id}")),
+        "{}",
+        transfer.stdout
     );
     wait_all_see(&cluster, old_leader_id).await?;
 

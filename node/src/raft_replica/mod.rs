@@ -47,7 +47,7 @@ pub use preference::{region_rank, run_leader_preference};
 use crate::peer::{peer_client, PeerClient, PeerEnvelope};
 
 use crate::replica::{
-    AppliedTime, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
+    AppliedTime, Backup, ClusterClock, ClusterStatus, CommittedOutcome, MemberSpec, MemberStatus,
     NodeError, NodeId, Proposal, ReadConsistency, ReadMeta, ReadRequest, Replica,
     RequestIndexTable, Role, SnapshotTaken, MIN_INDEX_WAIT_DEFAULT,
 };
@@ -1462,6 +1462,17 @@ impl Replica for RaftReplica {
         let mut request = tonic::Request::new(TransferLeaderRequest { node_id: to });
         request.set_timeout(TRANSFER_FORWARD_TIMEOUT);
         crate::peer::cluster_change_answer(client.transfer_leader(request).await)
+    }
+
+    async fn backup(&self) -> Result<Backup, NodeError> {
+        self.prepare_read(ReadRequest::LINEARIZABLE).await?;
+        let state = self.inner.node.state().clone();
+        let (index, bytes) = tokio::task::spawn_blocking(move || state.backup_bytes())
+            .await
+            .map_err(|error| NodeError::Internal {
+                message: format!("encoding the backup failed: {error}"),
+            })?;
+        Ok(Backup { index, bytes })
     }
 
     async fn snapshot_now(&self) -> Result<SnapshotTaken, NodeError> {

@@ -84,6 +84,11 @@ enum Command {
     Health,
     /// Make a node take a snapshot now.
     Snapshot,
+    /// Write a consistent backup of the replicated state (with its index and SHA-256) to
+    /// FILE. Large states need a longer --timeout.
+    Backup { file: std::path::PathBuf },
+    /// Restore a backup FILE into a freshly initialised, empty cluster.
+    Restore { file: std::path::PathBuf },
     /// Search events.
     Events {
         #[arg(long)]
@@ -292,6 +297,69 @@ impl From<Error> for Failure {
     }
 }
 
+/// `backup FILE`: the backup is written next to FILE, made durable, then renamed over it,
+/// so FILE is never a partial backup.
+async fn backup(client: &Client, file: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let backup = client.backup().await?;
+    let cannot = |error: std::io::Error| Failure {
+        code: EXIT_USAGE,
+        message: format!("cannot write {}: {error}", file.display()),
+    };
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    {
+        let mut out = std::fs::File::create(&partial).map_err(cannot)?;
+        out.write_all(backup.file_bytes()).map_err(cannot)?;
+        out.sync_all().map_err(cannot)?;
+    }
+    std::fs::rename(&partial, file).map_err(cannot)?;
+    let bytes = backup.state_bytes().len();
+    if json {
+        print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "index": backup.index(),
+            "bytes": bytes,
+            "sha256": backup.sha256_hex(),
+        }));
+    } else {
+        println!(
+            "backup of {bytes} bytes at index {} written to {} (sha256 {})",
+            backup.index(),
+            file.display(),
+            backup.sha256_hex()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `restore FILE`: the file is checked (header, length, SHA-256) before anything is sent.
+async fn restore(client: &Client, file: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let bytes = std::fs::read(file).map_err(|error| Failure {
+        code: EXIT_USAGE,
+        message: format!("cannot read {}: {error}", file.display()),
+    })?;
+    let backup = holdfast_client::Backup::from_file_bytes(bytes)?;
+    let restored = client.restore(&backup).await?;
+    if json {
+        print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "backup_index": backup.index(),
+            "bytes": restored.total_bytes,
+            "sha256": backup.sha256_hex(),
+            "index": restored.index,
+        }));
+    } else {
+        println!(
+            "restored {} bytes (the backup of index {}) at index {}",
+            restored.total_bytes,
+            backup.index(),
+            restored.index
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 fn refused(message: impl Into<String>) -> Failure {
     Failure {
         code: EXIT_REFUSED,
@@ -335,9 +403,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         });
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
+    // A backup or restore piece may take long on a large state: one attempt may use the
+    // whole deadline.
+    let attempt_timeout = match cli.command {
+        Command::Backup { .. } | Command::Restore { .. } => timeout,
+        _ => timeout.min(Duration::from_secs(3)),
+    };
     let mut builder = ClientBuilder::new(&cli.endpoints)
         .timeout(timeout)
-        .attempt_timeout(timeout.min(Duration::from_secs(3)))
+        .attempt_timeout(attempt_timeout)
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         .batching(false);
     if let Some(key) = &cli.key {
@@ -405,6 +479,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(EXIT_OK)
         }
+        Command::Backup { file } => backup(&client, &file, json).await,
+        Command::Restore { file } => restore(&client, &file, json).await,
         Command::Events {
             category,
             city,
