@@ -35,20 +35,34 @@ pub const RESTORE_BODY_BYTES_MAX: usize = RESTORE_CHUNK_BYTES_MAX;
 /// A backup file's bytes: the header, then the state bytes.
 pub struct BackupFile {
     pub header: BackupHeader,
-    pub bytes: Vec<u8>,
+    pub bytes: axum::body::Bytes,
 }
 
-/// Takes a backup (the service layer of both edges).
+/// One backup at a time per node: each holds a copy of the state in memory.
+static BACKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Takes a backup (the service layer of both edges). A second backup asked for meanwhile
+/// waits for the first.
 pub async fn take(state: &AppState) -> Result<BackupFile, ApiError> {
+    let _one_at_a_time = BACKUPS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the backup gate is closed"))?;
     let backup = state.replica.backup().await?;
-    let header = BackupHeader {
-        index: backup.index,
-        length: backup.bytes.len() as u64,
-        sha256: holdfast_statemachine::restore_sha256(&backup.bytes),
-    };
-    let mut bytes = Vec::with_capacity(holdfast_proto::backup::HEADER_BYTES + backup.bytes.len());
-    bytes.extend_from_slice(&header.encode());
-    bytes.extend_from_slice(&backup.bytes);
+    let (header, bytes) = tokio::task::spawn_blocking(move || {
+        let header = BackupHeader {
+            index: backup.index,
+            length: backup.bytes.len() as u64,
+            sha256: holdfast_statemachine::restore_sha256(&backup.bytes),
+        };
+        let mut bytes =
+            Vec::with_capacity(holdfast_proto::backup::HEADER_BYTES + backup.bytes.len());
+        bytes.extend_from_slice(&header.encode());
+        bytes.extend_from_slice(&backup.bytes);
+        (header, axum::body::Bytes::from(bytes))
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("checksumming the backup failed: {error}")))?;
     tracing::info!(
         index = header.index,
         bytes = header.length,
@@ -76,6 +90,9 @@ pub async fn restore_chunk(
             format!("must be 1 to {}", holdfast_statemachine::RESTORE_BYTES_MAX),
         ));
     }
+    if chunk.offset == 0 {
+        check_format(&chunk.data)?;
+    }
     let committed = service::propose(state, None, Command::RestoreChunk(chunk)).await?;
     match committed.outcome {
         Outcome::RestoreProgress(progress) => {
@@ -91,6 +108,32 @@ pub async fn restore_chunk(
         }
         other => Err(service::unexpected(&other)),
     }
+}
+
+/// The first piece opens with a snapshot header of a format this build reads: a backup
+/// that every replica of this build would refuse is refused before anything is staged.
+fn check_format(first: &[u8]) -> Result<(), ApiError> {
+    use holdfast_statemachine::{
+        SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
+    };
+    let magic = SNAPSHOT_MAGIC.len();
+    if first.len() < magic + 4 || first[..magic] != SNAPSHOT_MAGIC {
+        return Err(ApiError::invalid_field(
+            "data",
+            "the state bytes do not open with a Holdfast snapshot header",
+        ));
+    }
+    let version = u32::from_le_bytes(first[magic..magic + 4].try_into().expect("four bytes"));
+    if !(SNAPSHOT_FORMAT_VERSION_OLDEST_READ..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
+        return Err(ApiError::invalid_field(
+            "data",
+            format!(
+                "the backup's state format {version} is not one this node reads \
+                 ({SNAPSHOT_FORMAT_VERSION_OLDEST_READ} to {SNAPSHOT_FORMAT_VERSION})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Downloads a consistent backup of the replicated state: the backup file (a 60-byte
@@ -148,13 +191,13 @@ fn number(query: &ApiQuery, name: &str) -> Result<u64, ApiError> {
 /// Restores one piece of a backup's state bytes (the body, at most 1 MiB) into an empty
 /// cluster. Pieces go in order from byte 0; the one that completes the state replaces the
 /// cluster's state at once, after its length and SHA-256 are checked. A piece sent again
-/// answers the same progress.
+/// answers the progress so far (`done` once the restore completed).
 #[utoipa::path(
     post, path = "/cluster/restore", tag = "cluster",
     params(
         ("restore_id" = u64, Query, description = "Chosen by the client, the same for every piece"),
         ("offset" = u64, Query, description = "Where this piece starts in the state bytes"),
-        ("total_bytes" = u64, Query, description = "The length of the whole state bytes (at most 4 GiB)"),
+        ("total_bytes" = u64, Query, description = "The length of the whole state bytes (at most 2 GiB)"),
         ("sha256" = String, Query, description = "SHA-256 of the whole state bytes, 64 hex digits"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),

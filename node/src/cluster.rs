@@ -90,6 +90,14 @@ pub async fn initialize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ClusterInitBody>,
 ) -> Result<Response, ApiError> {
+    let members = init_members(body)?;
+    state.replica.initialize(members).await?;
+    Ok(status_answer(&state))
+}
+
+/// A cluster's first members, checked: 1 to [`CLUSTER_MEMBERS_MAX`], unique ids, valid
+/// addresses and regions.
+fn init_members(body: ClusterInitBody) -> Result<Vec<MemberSpec>, ApiError> {
     if body.members.is_empty() || body.members.len() > CLUSTER_MEMBERS_MAX {
         return Err(ApiError::invalid_field(
             "members",
@@ -108,8 +116,13 @@ pub async fn initialize(
             "node ids must be unique",
         ));
     }
-    state.replica.initialize(members).await?;
-    Ok(status_answer(&state))
+    Ok(members)
+}
+
+/// The members of a `--bootstrap-members` file: the JSON `POST /cluster/init` takes,
+/// checked as it checks it.
+pub fn parse_members(text: &str) -> Result<Vec<MemberSpec>, ApiError> {
+    init_members(crate::extract::parse_json(text.as_bytes())?)
 }
 
 /// Adds a learner; returns once it has caught up.

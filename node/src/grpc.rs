@@ -900,15 +900,15 @@ impl ClusterService for GrpcBooking {
         let file = crate::backup::take(&self.state)
             .await
             .map_err(|error| status_of(&error))?;
-        let pieces: Vec<Result<BackupChunk, Status>> = file
-            .bytes
-            .chunks(BACKUP_CHUNK_BYTES)
-            .map(|piece| {
+        let bytes = file.bytes;
+        let pieces = (0..bytes.len())
+            .step_by(BACKUP_CHUNK_BYTES)
+            .map(move |start| {
+                let end = (start + BACKUP_CHUNK_BYTES).min(bytes.len());
                 Ok(BackupChunk {
-                    data: piece.to_vec(),
+                    data: bytes.slice(start..end).to_vec(),
                 })
-            })
-            .collect();
+            });
         Ok(Response::new(Box::pin(futures::stream::iter(pieces))))
     }
 

@@ -163,6 +163,14 @@ struct ServeArgs {
     /// leadership moves to it, in ms [default: 30000].
     #[arg(long, env = "HOLDFAST_LEADER_PREFERENCE_DELAY_MS")]
     leader_preference_delay_ms: Option<u64>,
+    /// JSON file of the cluster's first members (`{"members": [...]}`, as `POST
+    /// /cluster/init` takes it): the listed nodes form the cluster by themselves and a node
+    /// not listed joins it (see deploy/README.md) [default: none, initialise by hand].
+    #[arg(long, env = "HOLDFAST_BOOTSTRAP_MEMBERS")]
+    bootstrap_members: Option<PathBuf>,
+    /// What a node not in --bootstrap-members joins as: voter or learner [default: voter].
+    #[arg(long, env = "HOLDFAST_BOOTSTRAP_JOIN_AS")]
+    bootstrap_join_as: Option<String>,
     /// How far ahead of the time its voters' clocks agree on a leader may stamp entries, in
     /// ms; a leader whose clock runs further ahead stamps the agreed time [default: 1000].
     #[arg(long, env = "HOLDFAST_CLOCK_TOLERANCE_MS")]
@@ -244,6 +252,28 @@ impl ServeArgs {
         Ok(Some(config))
     }
 
+    /// `--bootstrap-members` and `--bootstrap-join-as`, read and checked.
+    fn bootstrap(&self) -> anyhow::Result<Option<runtime::BootstrapMembers>> {
+        let join_as_voter = match self.bootstrap_join_as.as_deref() {
+            None | Some("voter") => true,
+            Some("learner") => false,
+            Some(other) => {
+                anyhow::bail!("--bootstrap-join-as must be voter or learner, not {other:?}")
+            }
+        };
+        let Some(path) = &self.bootstrap_members else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the members file {}", path.display()))?;
+        let members = holdfast_node::cluster::parse_members(&text)
+            .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.message))?;
+        Ok(Some(runtime::BootstrapMembers {
+            members,
+            join_as_voter,
+        }))
+    }
+
     /// Fills what the command line and environment left out from the config file.
     fn merge_file(mut self) -> anyhow::Result<ServeArgs> {
         let Some(path) = self.config.clone() else {
@@ -279,6 +309,8 @@ impl ServeArgs {
             raft_election_timeout_ms,
             placement,
             clock_tolerance_ms,
+            bootstrap_members,
+            bootstrap_join_as,
             leader_regions,
             leader_preference_delay_ms,
             peer_ca,
@@ -505,6 +537,7 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     if let Some(delay_ms) = args.leader_preference_delay_ms {
         config.replica.leader_preference_delay = Duration::from_millis(delay_ms);
     }
+    config.bootstrap = args.bootstrap()?;
     if let Some(raft) = args.raft_timers(&cluster_id)? {
         // A follower believes in its leader for as long as the leader's lease runs.
         config.replica.leader_contact_max = Duration::from_millis(raft.election_timeout_max);

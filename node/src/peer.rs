@@ -358,6 +358,28 @@ impl PeerRpc for PeerService {
         Ok(Response::new(self.change_response(result)))
     }
 
+    async fn join(
+        &self,
+        request: Request<JoinRequest>,
+    ) -> Result<Response<ClusterChangeResponse>, Status> {
+        let from = self.open(&request)?;
+        let message = request.into_inner();
+        let learner = message
+            .learner
+            .ok_or_else(|| Status::invalid_argument("learner is required"))?;
+        if learner.id != from {
+            return Err(Status::permission_denied(format!(
+                "JOIN_REFUSED: node {from} may join only as itself, not as node {}",
+                learner.id
+            )));
+        }
+        let result = self
+            .replica
+            .join(member_from_proto(learner), message.voter)
+            .await;
+        Ok(Response::new(self.change_response(result)))
+    }
+
     async fn clock(
         &self,
         request: Request<ClockRequest>,

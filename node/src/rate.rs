@@ -218,6 +218,7 @@ const GRPC_READS: &[&str] = &[
     "Ready",
     "Status",
     "WatchChanges",
+    "Backup",
 ];
 
 /// The gRPC edge's admission (a layer on the gRPC routes): the same budgets and cap as

@@ -21,7 +21,7 @@ use crate::payment::PaymentProvider;
 use crate::payment_http::{HttpPaymentProvider, HttpProviderConfig, HttpProviderError};
 use crate::raft_replica::{LeaderContact, RaftReplica, RaftReplicaConfig};
 use crate::refunds::{run_refund_worker, RefundWorkerConfig};
-use crate::replica::{ClockFaults, ClusterClock, Replica, SystemClock, WallClock};
+use crate::replica::{ClockFaults, ClusterClock, MemberSpec, Replica, SystemClock, WallClock};
 use crate::{router, AppState, HttpConfig, SandboxProvider};
 
 /// Everything a Raft-backed node needs to start.
@@ -53,6 +53,16 @@ pub struct NodeConfig {
     /// Mutual TLS on the peer port (`--peer-ca`, `--peer-cert`, `--peer-key`); `None`
     /// leaves the port open to anyone who reaches it.
     pub peer_tls: Option<PeerTls>,
+    /// Self-bootstrap (`--bootstrap-members`); `None` waits for `POST /cluster/init`.
+    pub bootstrap: Option<BootstrapMembers>,
+}
+
+/// The cluster's first members a node bootstraps from (see `raft_replica::bootstrap`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapMembers {
+    pub members: Vec<MemberSpec>,
+    /// Whether this node, when it is not listed, joins as a voter (else as a learner).
+    pub join_as_voter: bool,
 }
 
 impl NodeConfig {
@@ -75,6 +85,7 @@ impl NodeConfig {
             clock_faults: ClockFaults::default(),
             state_machine: holdfast_statemachine::Config::default(),
             peer_tls: None,
+            bootstrap: None,
         }
     }
 }
@@ -246,6 +257,12 @@ where
             .unwrap_or_else(|| http_addr.to_string()),
         region: config.region.clone(),
     };
+    let this_member = MemberSpec {
+        id: config.node_id,
+        raft_addr: info.raft_addr.clone(),
+        http_addr: info.http_addr.clone(),
+        region: info.region.clone(),
+    };
     let mut raft_config = RaftNodeConfig::new(
         config.node_id,
         &config.cluster_id,
@@ -298,6 +315,17 @@ where
     if !config.replica.leader_regions.is_empty() {
         tokio::spawn(crate::raft_replica::run_leader_preference(
             replica.clone(),
+            stopped.clone(),
+        ));
+    }
+    if let Some(bootstrap) = &config.bootstrap {
+        tokio::spawn(crate::raft_replica::run_bootstrap(
+            replica.clone(),
+            crate::raft_replica::Bootstrap {
+                members: bootstrap.members.clone(),
+                this: this_member,
+                join_as_voter: bootstrap.join_as_voter,
+            },
             stopped.clone(),
         ));
     }

@@ -16,7 +16,17 @@
 //! up cluster's), and cluster time, which never moves back.
 //!
 //! Every piece is idempotent: a piece the state has already staged (a retried request)
-//! answers the progress again, and once a restore completed its pieces answer `done`.
+//! answers the progress so far, and once a restore completed its pieces answer `done`.
+//!
+//! Staged bytes never outlive the chance to use them: a write that makes the state
+//! non-empty drops them (see [`StateMachine::drop_stale_restore`]), as does a piece refused
+//! because the state holds data, a checksum that does not match, or bytes that do not
+//! decode. A first piece (offset 0) with another id replaces a restore that was abandoned.
+//!
+//! Whether the whole decodes depends on the snapshot formats this build reads, so every
+//! voter must run the same build while a restore runs (as for any new command); the edge
+//! checks the format version of the first piece, so a backup this build cannot read is
+//! refused before anything is staged.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,7 +37,7 @@ use crate::StateMachine;
 
 /// The largest backup a cluster restores: the staged bytes are held in memory (twice, by
 /// a node that keeps a snapshot copy) until the last piece arrives.
-pub const RESTORE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+pub const RESTORE_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
 /// A restore in progress, or the last one completed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +54,37 @@ pub(crate) struct Staging {
     pub(crate) restore_id: u64,
     pub(crate) total_bytes: u64,
     pub(crate) sha256: [u8; 32],
+    /// Encoded as one byte string (length, then the bytes), not byte by byte.
+    #[serde(with = "byte_string")]
     pub(crate) data: Vec<u8>,
+}
+
+/// `Vec<u8>` as a serde byte string, which bincode writes and reads in one piece.
+mod byte_string {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a byte string")
+            }
+            fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
 }
 
 fn refused(reason: impl Into<String>) -> Rejection {
@@ -63,6 +103,14 @@ impl StateMachine {
             && self.last_booking == 0
             && self.last_refund == 0
             && self.restores.completed.is_none()
+    }
+
+    /// After a command other than a restore piece: a restore in progress ends once the state
+    /// holds data, since its last piece would be refused anyway (cheap when none is staged).
+    pub(crate) fn drop_stale_restore(&mut self) {
+        if self.restores.staging.is_some() && !self.empty_for_restore() {
+            self.restores.staging = None;
+        }
     }
 
     /// Applies one piece of a restore (see the module documentation).
@@ -95,6 +143,7 @@ impl StateMachine {
             ));
         }
         if !self.empty_for_restore() {
+            self.restores.staging = None;
             return Err(refused(
                 "this cluster holds data: a backup is restored only into an empty cluster",
             ));
@@ -257,6 +306,35 @@ mod tests {
             other.rejection().map(Rejection::code),
             Some(crate::ErrorCode::RestoreRefused)
         );
+    }
+
+    #[test]
+    fn a_write_that_fills_the_state_drops_a_staged_restore() {
+        let backup = source().snapshot_bytes();
+        let mut target = StateMachine::default();
+        progress(&target.apply(&entry(1, chunk(1, &backup, 0, 10))));
+        target.apply(&entry(2, Command::ExpireHolds { max_holds: 10 }));
+        assert!(target.restores.staging.is_some(), "an empty state keeps it");
+        target.apply(&entry(3, source_event()));
+        assert_eq!(target.restores, Restores::default());
+    }
+
+    fn source_event() -> Command {
+        Command::CreateEvent(CreateEvent {
+            event_id: "F".into(),
+            name: "F".into(),
+            category: Category::Event,
+            starts_at_ms: None,
+            currency: "EUR".into(),
+            seats: vec![],
+            seat_blocks: vec![],
+            pools: vec![crate::command::PoolSpec {
+                id: "GA".into(),
+                capacity: 1,
+                price: 1,
+            }],
+            listing: Listing::default(),
+        })
     }
 
     #[test]

@@ -451,8 +451,11 @@ impl StateMachine {
             Command::AckWebhook { webhook_id, up_to } => {
                 self.acknowledge_webhook(webhook_id, *up_to)
             }
-            Command::RestoreChunk(chunk) => self.restore_chunk(chunk),
+            Command::RestoreChunk(chunk) => {
+                return self.restore_chunk(chunk).unwrap_or_else(Outcome::Rejected)
+            }
         };
+        self.drop_stale_restore();
         result.unwrap_or_else(Outcome::Rejected)
     }
 

@@ -104,6 +104,9 @@ pub struct Launch {
     pub peer_delay: Option<(Duration, Duration)>,
     /// More environment for one node: `(node id, name, value)`.
     pub node_env: Vec<(u64, String, String)>,
+    /// The host name in the Raft addresses nodes advertise (`127.0.0.1` when `None`), so
+    /// that peers dial a name, as pods dial their DNS names.
+    pub advertise_host: Option<String>,
 }
 
 impl Default for Launch {
@@ -118,6 +121,7 @@ impl Default for Launch {
             regions: Vec::new(),
             peer_delay: None,
             node_env: Vec::new(),
+            advertise_host: None,
         }
     }
 }
@@ -320,6 +324,39 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
+    /// Starts `count` nodes that form their cluster by themselves, from a
+    /// `--bootstrap-members` file listing all of them (no `POST /cluster/init`), and waits
+    /// for a leader. Nodes spawned later get the same file, so they join.
+    pub async fn start_bootstrapped(count: usize, launch: Launch) -> Result<ProcessCluster> {
+        let mut cluster = ProcessCluster::new(launch)?;
+        for _ in 0..count {
+            cluster.add_node()?;
+        }
+        let members: Vec<Value> = cluster.nodes.iter().map(NodeHandle::member_json).collect();
+        let file = cluster.root.path().join("members.json");
+        std::fs::write(&file, json!({ "members": members }).to_string())?;
+        cluster.launch.env.push((
+            "HOLDFAST_BOOTSTRAP_MEMBERS".into(),
+            file.display().to_string(),
+        ));
+        for position in 0..count {
+            cluster.launch(position)?;
+        }
+        cluster.wait_for_leader().await?;
+        Ok(cluster)
+    }
+
+    /// Removes a stopped node's data directory, as a lost disk would.
+    pub fn wipe(&mut self, position: usize) -> Result<()> {
+        let node = &self.nodes[position];
+        if node.child.is_some() {
+            bail!("node {} is running", node.id);
+        }
+        std::fs::remove_dir_all(&node.data_dir)?;
+        std::fs::create_dir_all(&node.data_dir)?;
+        Ok(())
+    }
+
     fn new(launch: Launch) -> Result<ProcessCluster> {
         let root = match &launch.root_in {
             Some(dir) => {
@@ -351,11 +388,19 @@ impl ProcessCluster {
 
     /// Starts a fresh node process that is not yet a member; returns its position.
     pub fn spawn_new_node(&mut self) -> Result<usize> {
+        let position = self.add_node()?;
+        self.launch(position)?;
+        Ok(position)
+    }
+
+    /// A new node's id, ports and directory, not started yet; returns its position.
+    fn add_node(&mut self) -> Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let data_dir = self.root.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir)?;
-        let listen_raft_addr = format!("127.0.0.1:{}", free_port()?);
+        let raft_port = free_port()?;
+        let listen_raft_addr = format!("127.0.0.1:{raft_port}");
         let raft_addr = match self.launch.peer_delay {
             Some((delay, jitter)) => {
                 let proxy = crate::delay::start(listen_raft_addr.clone(), delay, jitter)?;
@@ -363,7 +408,10 @@ impl ProcessCluster {
                 self.proxies.push(proxy);
                 addr
             }
-            None => listen_raft_addr.clone(),
+            None => match &self.launch.advertise_host {
+                Some(host) => format!("{host}:{raft_port}"),
+                None => listen_raft_addr.clone(),
+            },
         };
         self.nodes.push(NodeHandle {
             id,
@@ -379,9 +427,7 @@ impl ProcessCluster {
                 .unwrap_or_else(|| "local".into()),
             child: None,
         });
-        let position = self.nodes.len() - 1;
-        self.launch(position)?;
-        Ok(position)
+        Ok(self.nodes.len() - 1)
     }
 
     fn launch(&mut self, position: usize) -> Result<()> {

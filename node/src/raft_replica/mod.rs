@@ -35,11 +35,13 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
+mod bootstrap;
 mod clock_guard;
 mod placement;
 mod preference;
 mod transfer;
 
+pub use bootstrap::{run_bootstrap, Bootstrap};
 pub use clock_guard::{agreed_time, run_clock_sampler};
 pub use placement::{region_loss_risk, PlacementPolicy};
 pub use preference::{region_rank, run_leader_preference};
@@ -1087,7 +1089,17 @@ impl Inner {
             .get_node(&node_id)
             .cloned()
             .ok_or(NodeError::NodeNotFound { node_id })?;
-        let endpoint = peer_endpoint(self.node.peer_tls(), &info.raft_addr, node_id, timeout)
+        self.client_at(node_id, &info.raft_addr, timeout).await
+    }
+
+    /// A peer client of node `node_id` at `raft_addr`, member or not (yet).
+    async fn client_at(
+        &self,
+        node_id: NodeId,
+        raft_addr: &str,
+        timeout: Duration,
+    ) -> Result<PeerClient, NodeError> {
+        let endpoint = peer_endpoint(self.node.peer_tls(), raft_addr, node_id, timeout)
             .map_err(|error| NodeError::Internal {
                 message: error.to_string(),
             })?

@@ -297,8 +297,8 @@ impl From<Error> for Failure {
     }
 }
 
-/// `backup FILE`: the backup is written next to FILE, made durable, then renamed over it,
-/// so FILE is never a partial backup.
+/// `backup FILE`: the backup is written next to FILE, made durable, then renamed over it
+/// (and the rename made durable), so FILE is never a partial backup.
 async fn backup(client: &Client, file: &std::path::Path, json: bool) -> Result<u8, Failure> {
     let backup = client.backup().await?;
     let cannot = |error: std::io::Error| Failure {
@@ -308,12 +308,21 @@ async fn backup(client: &Client, file: &std::path::Path, json: bool) -> Result<u
     let mut partial = file.as_os_str().to_owned();
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
-    {
-        let mut out = std::fs::File::create(&partial).map_err(cannot)?;
-        out.write_all(backup.file_bytes()).map_err(cannot)?;
-        out.sync_all().map_err(cannot)?;
+    let written = std::fs::File::create(&partial).and_then(|mut out| {
+        out.write_all(backup.file_bytes())?;
+        out.sync_all()
+    });
+    if let Err(error) = written.and_then(|()| std::fs::rename(&partial, file)) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(cannot(error));
     }
-    std::fs::rename(&partial, file).map_err(cannot)?;
+    let directory = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .map_err(cannot)?;
     let bytes = backup.state_bytes().len();
     if json {
         print_json(&serde_json::json!({
