@@ -61,6 +61,90 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Runs a local cluster with demo data (each node with its own RocksDB directory).
     Dev(DevArgs),
+    /// Makes a cluster CA and a peer certificate per node id, as --peer-ca, --peer-cert and
+    /// --peer-key take them: ca.crt, node-<id>.crt and node-<id>.key in --out. The CA's
+    /// key is not kept, so issue every id the cluster may use (ids beyond today's nodes,
+    /// for the nodes a scale-up adds); a new set means a new CA on every node.
+    Certs(CertsArgs),
+}
+
+/// Flags of `holdfast certs`.
+#[derive(clap::Args, Debug)]
+struct CertsArgs {
+    /// Directory to write into (created if missing; existing files are never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Node ids, comma-separated numbers and ranges (e.g. 1-9,101-109).
+    #[arg(long)]
+    ids: String,
+}
+
+/// Ids one `holdfast certs` issues at most.
+const CERT_IDS_MAX: usize = 1_000;
+
+/// The ids of `--ids`: numbers and `FIRST-LAST` ranges, each at least 1.
+fn parse_ids(text: &str) -> anyhow::Result<Vec<u64>> {
+    let mut ids = std::collections::BTreeSet::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (first.trim().parse::<u64>()?, last.trim().parse::<u64>()?),
+            None => {
+                let id = part.parse::<u64>()?;
+                (id, id)
+            }
+        };
+        if first == 0 || last < first || last - first >= CERT_IDS_MAX as u64 {
+            bail!("{part:?} is not a range of node ids (ids start at 1)");
+        }
+        ids.extend(first..=last);
+        if ids.len() > CERT_IDS_MAX {
+            bail!("at most {CERT_IDS_MAX} ids at once");
+        }
+    }
+    if ids.is_empty() {
+        bail!("--ids names no node");
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// `holdfast certs`.
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let ids = parse_ids(&args.ids).context("--ids")?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let write = |name: &str, text: &str, mode: u32| -> anyhow::Result<()> {
+        let path = args.out.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        Ok(())
+    };
+    let ca = ClusterCa::generate("holdfast cluster CA").context("cannot make the CA")?;
+    write("ca.crt", ca.ca_pem(), 0o644)?;
+    for id in &ids {
+        let (certificate, key) = ca
+            .issue(*id)
+            .with_context(|| format!("cannot issue node {id}'s certificate"))?;
+        write(&format!("node-{id}.crt"), &certificate, 0o644)?;
+        write(&format!("node-{id}.key"), &key, 0o600)?;
+    }
+    println!(
+        "wrote ca.crt and the certificates and keys of {} node ids to {}",
+        ids.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// The cluster id of a fresh node started without `--cluster-id`.
@@ -785,6 +869,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args, signal).await,
         Command::Dev(args) => dev(args, signal).await,
+        Command::Certs(args) => certs(args),
     }
 }
 
@@ -801,8 +886,21 @@ mod tests {
         .expect("the flags parse");
         match cli.command {
             Command::Serve(args) => *args,
-            Command::Dev(_) => unreachable!(),
+            _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn certificate_ids_are_numbers_and_ranges() {
+        assert_eq!(
+            parse_ids("1-3, 7,101-102").unwrap(),
+            vec![1, 2, 3, 7, 101, 102]
+        );
+        assert!(parse_ids("0-2").is_err());
+        assert!(parse_ids("5-3").is_err());
+        assert!(parse_ids("1-5000").is_err());
+        assert!(parse_ids("").is_err());
+        assert!(parse_ids("x").is_err());
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn manifests() -> Vec<PathBuf> {
 fn every_kubernetes_manifest_validates_against_the_schemas() -> Result<()> {
     let manifests = manifests();
     ensure!(
-        manifests.len() >= 5,
+        manifests.len() >= 4,
         "expected the manifests under deploy/kubernetes"
     );
     let output = Command::new(kubernetes_validate()?)
@@ -116,7 +116,6 @@ fn every_kubernetes_manifest_validates_against_the_schemas() -> Result<()> {
         "Service",
         "PodDisruptionBudget",
         "NetworkPolicy",
-        "Job",
     ] {
         ensure!(kinds.contains(kind), "no {kind} in deploy/kubernetes");
     }
@@ -176,7 +175,11 @@ fn the_bootstrap_members_are_the_pods_of_the_overlays() -> Result<()> {
         ),
     ] {
         let text = std::fs::read_to_string(overlays.join(overlay).join("members.json"))?;
-        let members: Vec<Value> = serde_json::from_str(&text)?;
+        let document: Value = serde_json::from_str(&text)?;
+        let members = document["members"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("{overlay}/members.json has no members"))?;
         let mut expected = Vec::new();
         for (set, id_base, replicas, region) in sets {
             for ordinal in 0..replicas {
@@ -190,13 +193,6 @@ fn the_bootstrap_members_are_the_pods_of_the_overlays() -> Result<()> {
             }
         }
         assert_eq!(members, expected, "{overlay}/members.json");
-        // bootstrap.sh reads the addresses line by line.
-        assert_eq!(
-            text.lines()
-                .filter(|line| line.contains("http_addr"))
-                .count(),
-            members.len()
-        );
     }
     // The three-region sets carry the ID_BASE and region the members say.
     for (set, id_base, region) in [
@@ -393,7 +389,7 @@ async fn the_statefulsets_command_starts_a_node_that_answers_the_probes() -> Res
     let statefulset = deploy_dir().join("kubernetes/nodeset/statefulset.yaml");
     let documents = yaml_documents(&statefulset)?;
     let container = &documents[0]["spec"]["template"]["spec"]["containers"][0];
-    let mut env: Vec<(String, String)> = container["env"]
+    let env: Vec<(String, String)> = container["env"]
         .as_array()
         .ok_or_else(|| anyhow!("no env"))?
         .iter()
@@ -450,21 +446,49 @@ async fn the_statefulsets_command_starts_a_node_that_answers_the_probes() -> Res
         "the keys file is not on a volume"
     );
 
-    // Run the container's command as the pod holdfast-1 would.
+    // Run the container's command as the pods holdfast-0, -1 and -2 would: the same
+    // shell, flags and environment, with the addresses moved to loopback ports, the
+    // volumes to a temporary directory, a members file naming the three pods and the peer
+    // certificates `holdfast certs` makes, as the Secret would hold them. They must form
+    // their cluster by themselves, over mutual TLS.
     let dir = tempfile::tempdir()?;
-    let http_addr = format!("127.0.0.1:{}", free_port()?);
-    std::fs::create_dir_all(dir.path().join("data"))?;
     let keys_file = dir.path().join("keys");
     std::fs::write(&keys_file, "operator ops-key-0123456789\n")?;
-    for (name, value) in env.iter_mut() {
-        match name.as_str() {
-            "HOLDFAST_HTTP_ADDR" => *value = http_addr.clone(),
-            "HOLDFAST_RAFT_ADDR" => *value = format!("127.0.0.1:{}", free_port()?),
-            "HOLDFAST_DATA_DIR" => *value = dir.path().join("data").display().to_string(),
-            "HOLDFAST_AUTH_KEYS" => *value = keys_file.display().to_string(),
-            _ => {}
-        }
+    let peer_dir = dir.path().join("peer");
+    let certs = Command::new(holdfast_binary()?)
+        .args(["certs", "--ids", "1-3", "--out"])
+        .arg(&peer_dir)
+        .output()?;
+    ensure!(
+        certs.status.success(),
+        "holdfast certs failed: {}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    let again = Command::new(holdfast_binary()?)
+        .args(["certs", "--ids", "1", "--out"])
+        .arg(&peer_dir)
+        .output()?;
+    ensure!(!again.status.success(), "holdfast certs overwrote a CA");
+    let pods: Vec<(String, String)> = (0..3)
+        .map(|_| -> Result<(String, String)> {
+            Ok((
+                format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut members = Vec::new();
+    for (ordinal, (http_addr, raft_addr)) in pods.iter().enumerate() {
+        let id = ordinal + 1;
+        members.push(serde_json::json!({
+            "id": id, "raft_addr": raft_addr, "http_addr": http_addr, "region": "eu-west-1"
+        }));
     }
+    let members_file = dir.path().join("members.json");
+    std::fs::write(
+        &members_file,
+        serde_json::json!({ "members": members }).to_string(),
+    )?;
     let command: Vec<String> = container["command"]
         .as_array()
         .into_iter()
@@ -485,51 +509,75 @@ async fn the_statefulsets_command_starts_a_node_that_answers_the_probes() -> Res
         binary_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let log = std::fs::File::create(dir.path().join("node.log"))?;
-    let mut child = Command::new(&command[0])
-        .args(&command[1..])
-        .env_clear()
-        .env("PATH", path)
-        .env("HOSTNAME", "holdfast-1")
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
+    let mut children = Vec::new();
+    for (ordinal, (http_addr, raft_addr)) in pods.iter().enumerate() {
+        let data = dir.path().join(format!("data-{ordinal}"));
+        std::fs::create_dir_all(&data)?;
+        let mut pod_env = env.clone();
+        for (name, value) in pod_env.iter_mut() {
+            match name.as_str() {
+                "HOLDFAST_HTTP_ADDR" => *value = http_addr.clone(),
+                "HOLDFAST_RAFT_ADDR" => *value = raft_addr.clone(),
+                "HOLDFAST_DATA_DIR" => *value = data.display().to_string(),
+                "HOLDFAST_AUTH_KEYS" => *value = keys_file.display().to_string(),
+                "HOLDFAST_PEER_CA" => *value = peer_dir.join("ca.crt").display().to_string(),
+                "PEER_TLS_DIR" => *value = peer_dir.display().to_string(),
+                "HOLDFAST_BOOTSTRAP_MEMBERS" => *value = members_file.display().to_string(),
+                _ => {}
+            }
+        }
+        let log = std::fs::File::create(dir.path().join(format!("pod-{ordinal}.log")))?;
+        children.push(
+            Command::new(&command[0])
+                .args(&command[1..])
+                .env_clear()
+                .env("PATH", &path)
+                .env("HOSTNAME", format!("holdfast-{ordinal}"))
+                .envs(pod_env)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    let http_addr = pods[1].0.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let url = |path: &str| format!("http://{http_addr}{path}");
+    let url = |http_addr: &str, path: &str| format!("http://{http_addr}{path}");
+    let logs = |ordinal: usize| {
+        std::fs::read_to_string(dir.path().join(format!("pod-{ordinal}.log"))).unwrap_or_default()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let answer = client
-            .get(url("/cluster/status"))
+            .get(url(&http_addr, "/cluster/status"))
             .bearer_auth("ops-key-0123456789")
             .send()
             .await;
         if let Ok(answer) = answer {
             break answer.json::<Value>().await?;
         }
-        if let Some(exit) = child.try_wait()? {
-            bail!(
-                "the node exited ({exit}):\n{}",
-                std::fs::read_to_string(dir.path().join("node.log"))?
-            );
+        if let Some(exit) = children[1].try_wait()? {
+            bail!("the node exited ({exit}):\n{}", logs(1));
         }
         ensure!(Instant::now() < deadline, "the node never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // holdfast-1 with ID_BASE 0 is node 2; the keys file is in force.
     assert_eq!(status["node_id"], 2, "{status}");
-    let unauthenticated = client.get(url("/cluster/status")).send().await?;
+    let unauthenticated = client
+        .get(url(&http_addr, "/cluster/status"))
+        .send()
+        .await?;
     assert_eq!(unauthenticated.status(), 401);
-    // The probes' paths answer without a key (readiness: 503 until the cluster is
-    // initialised, which is what keeps the pod out of the client service).
+    // The probes' paths answer without a key (readiness: 503 until the cluster has a
+    // leader, which is what keeps the pod out of the client service).
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         let path = container[probe]["httpGet"]["path"]
             .as_str()
             .ok_or_else(|| anyhow!("{probe}"))?;
-        let answer = client.get(url(path)).send().await?;
+        let answer = client.get(url(&http_addr, path)).send().await?;
         let expected: &[u16] = if probe == "readinessProbe" {
             &[200, 503]
         } else {
@@ -541,7 +589,42 @@ async fn the_statefulsets_command_starts_a_node_that_answers_the_probes() -> Res
             answer.status()
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // The three pods form one cluster by themselves: each turns ready and lists the
+    // three voters.
+    let readiness = container["readinessProbe"]["httpGet"]["path"]
+        .as_str()
+        .ok_or_else(|| anyhow!("readinessProbe"))?;
+    for (ordinal, (http_addr, _)) in pods.iter().enumerate() {
+        loop {
+            let ready = client.get(url(http_addr, readiness)).send().await;
+            let status = client
+                .get(url(http_addr, "/cluster/status"))
+                .bearer_auth("ops-key-0123456789")
+                .send()
+                .await;
+            if let (Ok(ready), Ok(status)) = (ready, status) {
+                let status: Value = status.json().await?;
+                let voters = status["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|member| member["voter"] == true)
+                    .count();
+                if ready.status() == 200 && voters == 3 {
+                    break;
+                }
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "holdfast-{ordinal} never joined a ready three-voter cluster:\n{}",
+                logs(ordinal)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     Ok(())
 }
