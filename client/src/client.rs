@@ -1339,7 +1339,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
     /// use holdfast_client::Member;
-    /// let members = (1..=3).map(|id| Member { id, raft_addr: format!("10.0.0.{id}:7100"), http_addr: format!("10.0.0.{id}:7000"), region: "eu".into(), voter: true }).collect();
+    /// let members = (1..=3).map(|id| Member { id, raft_addr: format!("10.0.0.{id}:7100"), http_addr: format!("10.0.0.{id}:7000"), region: "eu".into(), voter: true, lag: None, last_contact_ms: None }).collect();
     /// client.init_cluster(members).await?;
     /// # Ok(()) }
     /// ```
@@ -1359,7 +1359,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
     /// use holdfast_client::Member;
-    /// client.add_learner(Member { id: 4, raft_addr: "10.0.0.4:7100".into(), http_addr: "10.0.0.4:7000".into(), region: "eu".into(), voter: false }).await?;
+    /// client.add_learner(Member { id: 4, raft_addr: "10.0.0.4:7100".into(), http_addr: "10.0.0.4:7000".into(), region: "eu".into(), voter: false, lag: None, last_contact_ms: None }).await?;
     /// # Ok(()) }
     /// ```
     pub async fn add_learner(&self, member: Member) -> Result<ClusterStatus> {

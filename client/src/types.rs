@@ -1484,7 +1484,7 @@ impl From<pb::EventChange> for EventChange {
 /// A member of the cluster.
 ///
 /// ```
-/// let member = holdfast_client::Member { id: 4, raft_addr: "10.0.0.4:7100".into(), http_addr: "10.0.0.4:7000".into(), region: "eu".into(), voter: false };
+/// let member = holdfast_client::Member { id: 4, raft_addr: "10.0.0.4:7100".into(), http_addr: "10.0.0.4:7000".into(), region: "eu".into(), voter: false, lag: None, last_contact_ms: None };
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -1500,6 +1500,12 @@ pub struct Member {
     /// A voter (or a learner).
     #[serde(default)]
     pub voter: bool,
+    /// In a status from the leader: log entries this member is behind the leader's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    /// In a status from the leader: milliseconds since this member last answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
 }
 
 impl From<pb::Member> for Member {
@@ -1510,6 +1516,8 @@ impl From<pb::Member> for Member {
             http_addr: member.http_addr,
             region: member.region,
             voter: member.voter,
+            lag: member.lag,
+            last_contact_ms: member.last_contact_ms,
         }
     }
 }
@@ -1522,6 +1530,8 @@ impl Member {
             http_addr: self.http_addr.clone(),
             region: self.region.clone(),
             voter: self.voter,
+            lag: None,
+            last_contact_ms: None,
         }
     }
 }
@@ -1550,6 +1560,10 @@ pub struct ClusterStatus {
     pub committed_index: u64,
     /// The members.
     pub members: Vec<Member>,
+    /// Set while the voters would not survive the loss of one region (members in three
+    /// or more regions), saying why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_warning: Option<String>,
 }
 
 impl From<pb::ClusterStatusResponse> for ClusterStatus {
@@ -1562,6 +1576,7 @@ impl From<pb::ClusterStatusResponse> for ClusterStatus {
             applied_index: status.applied_index,
             committed_index: status.committed_index,
             members: status.members.into_iter().map(Member::from).collect(),
+            placement_warning: status.placement_warning,
         }
     }
 }

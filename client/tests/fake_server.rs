@@ -252,6 +252,7 @@ impl ClusterService for Fake {
             applied_index: 7,
             committed_index: 7,
             members: Vec::new(),
+            placement_warning: None,
         }))
     }
 

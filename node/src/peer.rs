@@ -162,6 +162,8 @@ pub(crate) fn member_to_proto(member: &MemberSpec) -> Member {
         http_addr: member.http_addr.clone(),
         region: member.region.clone(),
         voter: false,
+        lag: None,
+        last_contact_ms: None,
     }
 }
 
@@ -207,8 +209,11 @@ fn status_to_proto(status: ClusterStatus) -> ClusterStatusResponse {
                 http_addr: member.http_addr,
                 region: member.region,
                 voter: member.voter,
+                lag: member.lag,
+                last_contact_ms: member.last_contact_ms,
             })
             .collect(),
+        placement_warning: status.placement_warning,
     }
 }
 

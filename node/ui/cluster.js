@@ -35,6 +35,15 @@
     rows.replaceChildren();
     const leader = results.find((result) => result.status && result.status.role === "leader");
     const leaderCommitted = leader ? leader.status.committed_index : own.committed_index;
+    // When each member last answered the leader, as the leader's own status says.
+    const contact = new Map();
+    if (leader) {
+      (leader.status.members || []).forEach((member) => {
+        if (member.last_contact_ms !== null && member.last_contact_ms !== undefined) {
+          contact.set(member.id, member.last_contact_ms);
+        }
+      });
+    }
     let up = 0;
     own.members.forEach((member, position) => {
       const result = results[position];
@@ -56,6 +65,7 @@
       cell(row, status ? number(status.applied_index) : "–");
       const lag = status ? Math.max(0, leaderCommitted - status.applied_index) : null;
       cell(row, lag === null ? "–" : number(lag));
+      cell(row, contact.has(member.id) ? number(contact.get(member.id)) + " ms" : "–");
       cell(row, member.http_addr, "address");
       if (result.note) row.title = result.note;
       rows.appendChild(row);
@@ -64,6 +74,10 @@
     byId("cluster-summary").textContent =
       up + " of " + own.members.length + " members up · " + leaderText + " · term " + own.term;
     byId("node-label").textContent = "served by node " + own.node_id + " (" + own.role + ")";
+    const warning = byId("placement-warning");
+    const placement = own.placement_warning || (leader && leader.status.placement_warning);
+    warning.hidden = !placement;
+    warning.textContent = placement ? "Placement: " + placement : "";
   }
 
   async function refreshCluster() {

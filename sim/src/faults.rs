@@ -357,6 +357,16 @@ pub fn plan(scenario: Scenario, seed: u64, timeline: &Timeline) -> Vec<Scheduled
                     });
                 }
             }
+            // Once per run, the leader's clock jumps hours ahead (an NTP step gone wrong, a
+            // VM restored from an old image): the clock guard must keep cluster time with
+            // the voters' clocks.
+            plan.push(Scheduled {
+                at_ms: at(&mut rng),
+                action: Action::ClockOffset {
+                    target: Target::Leader,
+                    offset_ms: rng.gen_range(2..6) * 3_600_000,
+                },
+            });
         }
         Scenario::Membership => {
             let learner = ids[topology.initial_voters];

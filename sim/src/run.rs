@@ -40,6 +40,8 @@ pub enum Breakage {
     SkipFsync,
     /// The leader stamps entries with its local wall clock alone.
     LocalClock,
+    /// The clock guard lets a leader stamp up to a year ahead of its voters' clocks.
+    NoClockGuard,
     /// The nodes' webhook connection answers every fourth delivery `200` without sending
     /// it: a notifier that acknowledges events the receiver never got.
     LostDeliveries,
@@ -344,6 +346,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         harness.invariants.outcome.clone(),
         check::durability::check(&history, &replicas),
         check::expiry::check(&history, &replicas, &harness.leadership),
+        check::clock::check(&history),
         check::convergence::check(&replicas, members),
         linearizable,
         check::liveness::check(world.recovered_after_ms.get()),
@@ -456,6 +459,9 @@ async fn run_node(world: Rc<World>, id: u64, region: u32, breakage: Breakage) ->
         local_wall_clock_only: breakage == Breakage::LocalClock,
     };
     config.state_machine.faults.skip_seat_check = breakage == Breakage::SkipSeatCheck;
+    if breakage == Breakage::NoClockGuard {
+        config.replica.clock_tolerance = Duration::from_secs(365 * 24 * 3_600);
+    }
     config.payments = holdfast_node::runtime::PaymentConfig::Shared(world.payments.clone());
     // Passes often and short waits: a run lasts seconds, not hours.
     config.notifier = holdfast_node::notifier::NotifierConfig {

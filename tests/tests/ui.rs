@@ -267,6 +267,20 @@ async fn the_cluster_view_shows_every_member_and_a_killed_node_as_down() -> Resu
         .page
         .wait_for(&format!("{up} === 2"), SHOWN_WITHIN)
         .await?;
+    // The leader's last contact with the killed node, in ms, in the "last contact" column;
+    // no placement warning for a cluster in one region.
+    browser
+        .page
+        .wait_for(
+            &format!("{row}.children[10].textContent.endsWith(' ms')"),
+            SHOWN_WITHIN,
+        )
+        .await?;
+    let warning_hidden = browser
+        .page
+        .eval("document.getElementById('placement-warning').hidden")
+        .await?;
+    assert_eq!(warning_hidden, serde_json::json!(true));
     let summary = browser
         .page
         .eval("document.getElementById('cluster-summary').textContent")

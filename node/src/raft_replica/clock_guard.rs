@@ -34,12 +34,25 @@ const SAMPLE_FRESH_FOR: Duration = Duration::from_secs(5);
 /// Longest wait for one clock sample.
 const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// One voter's clock as the leader last measured it.
+/// One voter's clock as the leader last measured it. Kept as its reading and the
+/// monotonic instant it stands for, never as an offset from the leader's own wall clock:
+/// an offset would follow the leader's clock when that clock jumps, and until the next
+/// sample the voters would seem to agree with it.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
-    /// Its wall clock minus ours, in milliseconds.
-    offset_ms: i64,
+    /// Its wall clock, in Unix milliseconds, at `read_at`.
+    their_ms: u64,
+    /// The middle of the round trip that read it.
+    read_at: Instant,
     taken_at: Instant,
+}
+
+impl Sample {
+    /// Its wall clock now, carried on from the reading by the monotonic clock.
+    fn now_ms(&self, now: Instant) -> u64 {
+        self.their_ms
+            .saturating_add(now.saturating_duration_since(self.read_at).as_millis() as u64)
+    }
 }
 
 /// The leader's view of its voters' clocks.
@@ -100,7 +113,7 @@ impl Inner {
                 .filter(|id| **id != self.node_id())
                 .filter_map(|id| samples.get(id))
                 .filter(|sample| now.duration_since(sample.taken_at) <= SAMPLE_FRESH_FOR)
-                .map(|sample| wall_ms.saturating_add_signed(sample.offset_ms))
+                .map(|sample| sample.now_ms(now))
                 .collect()
         };
         let Some(agreed) = agreed_time(wall_ms, &others, voters.len()) else {
@@ -176,7 +189,6 @@ impl Inner {
     /// Measures voter `id`'s clock once.
     async fn sample(&self, client: &mut PeerClient) -> Option<Sample> {
         let sent = Instant::now();
-        let sent_wall = self.clock.wall_ms();
         let mut request = tonic::Request::new(holdfast_proto::booking::ClockRequest {});
         request.set_timeout(SAMPLE_TIMEOUT);
         let answer = tokio::time::timeout(SAMPLE_TIMEOUT, client.clock(request))
@@ -184,11 +196,10 @@ impl Inner {
             .ok()?
             .ok()?
             .into_inner();
-        let round_trip = sent.elapsed().as_millis() as u64;
-        let their_ms = answer.wall_ms;
-        let ours_at_their_reading = sent_wall.saturating_add(round_trip / 2);
+        let round_trip = sent.elapsed();
         Some(Sample {
-            offset_ms: their_ms as i64 - ours_at_their_reading as i64,
+            their_ms: answer.wall_ms,
+            read_at: sent + round_trip / 2,
             taken_at: Instant::now(),
         })
     }

@@ -1267,10 +1267,16 @@ impl Replica for RaftReplica {
         inner
             .clock
             .now_ms_guarded(inner.applied_time(), |wall, applied| {
-                inner
-                    .is_leader()
-                    .then(|| inner.clock_ceiling(wall, applied, false))
-                    .flatten()
+                if inner.is_leader() {
+                    return inner.clock_ceiling(wall, applied, false);
+                }
+                // Elsewhere, time is the log's: the applied time carried on by the
+                // monotonic clock, plus what a leader may stamp ahead of it. A follower
+                // whose own clock runs ahead never judges a hold expired early (display,
+                // the confirm pre-check).
+                (applied > 0).then(|| {
+                    applied.saturating_add(inner.config.clock_tolerance.as_millis() as u64)
+                })
             })
     }
 

@@ -1,6 +1,7 @@
 //! The checkers: each takes what a run recorded (the client history, the replicas' states,
 //! the leadership timeline) and reports violations. One module per property.
 
+pub mod clock;
 pub mod convergence;
 pub mod deliveries;
 pub mod durability;

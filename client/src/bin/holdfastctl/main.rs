@@ -272,6 +272,8 @@ fn parse_member(text: &str) -> Result<Member, String> {
         http_addr: parts[2].to_string(),
         region: parts.get(3).unwrap_or(&"").to_string(),
         voter: true,
+        lag: None,
+        last_contact_ms: None,
     })
 }
 
@@ -813,6 +815,8 @@ async fn member(client: &Client, command: MemberCommand, json: bool) -> Result<u
                     http_addr,
                     region,
                     voter: false,
+                    lag: None,
+                    last_contact_ms: None,
                 })
                 .await?;
             if json {

@@ -65,6 +65,14 @@ pub fn cluster_status(reports: &[NodeReport]) {
         .flat_map(|status| status.members.clone())
         .map(|member| (member.id, member))
         .collect();
+    // When each member last answered the leader, as the leader's own status says.
+    let contact: BTreeMap<u64, u64> = reports
+        .iter()
+        .filter_map(|report| report.status.as_ref().ok())
+        .filter(|status| status.role == "leader")
+        .flat_map(|status| status.members.clone())
+        .filter_map(|member| Some((member.id, member.last_contact_ms?)))
+        .collect();
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|report| match &report.status {
@@ -89,6 +97,9 @@ pub fn cluster_status(reports: &[NodeReport]) {
                     status.committed_index.to_string(),
                     status.applied_index.to_string(),
                     committed.saturating_sub(status.applied_index).to_string(),
+                    contact
+                        .get(&status.node_id)
+                        .map_or("-".into(), |ms| format!("{ms} ms")),
                     match &report.ready {
                         Ok(_) => "ready".into(),
                         Err(error) => format!("not ready ({})", short(error)),
@@ -97,7 +108,7 @@ pub fn cluster_status(reports: &[NodeReport]) {
             }
             Err(error) => {
                 let mut row = vec![or_dash(report.node_id), report.endpoint.clone()];
-                row.extend(std::iter::repeat_n("-".to_string(), 8));
+                row.extend(std::iter::repeat_n("-".to_string(), 9));
                 row.push(format!("unreachable ({})", short(error)));
                 row
             }
@@ -115,10 +126,19 @@ pub fn cluster_status(reports: &[NodeReport]) {
             "COMMITTED",
             "APPLIED",
             "LAG",
+            "CONTACT",
             "HEALTH",
         ],
         &rows,
     );
+    let warnings: std::collections::BTreeSet<&String> = reports
+        .iter()
+        .filter_map(|report| report.status.as_ref().ok())
+        .filter_map(|status| status.placement_warning.as_ref())
+        .collect();
+    for warning in warnings {
+        eprintln!("warning: placement: {warning}");
+    }
 }
 
 fn short(error: &holdfast_client::Error) -> String {
