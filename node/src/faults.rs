@@ -23,13 +23,20 @@ use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Uri;
 
-/// Whether this node is cut off from its peers.
+/// Whether this node is cut off from its peers, and whether its disk refuses writes.
 #[derive(Debug, Default)]
 pub struct FaultSwitch {
     isolated: AtomicBool,
+    /// Shared with the log store (`RaftNodeConfig::refuse_writes`).
+    disk_refuses_writes: Arc<AtomicBool>,
 }
 
 impl FaultSwitch {
+    /// The switch the log store watches: while it is on, every log write fails.
+    pub fn disk_switch(&self) -> Arc<AtomicBool> {
+        self.disk_refuses_writes.clone()
+    }
+
     pub fn is_isolated(&self) -> bool {
         self.isolated.load(Ordering::Relaxed)
     }
@@ -139,19 +146,27 @@ impl Transport for SwitchedTransport {
     }
 }
 
+/// The switches a request sets (those it names) and an answer shows (all of them).
 #[derive(Debug, Deserialize, Serialize)]
 struct FaultRequest {
-    isolated: bool,
+    isolated: Option<bool>,
+    disk_refuses_writes: Option<bool>,
 }
 
 async fn set_faults(
     State(switch): State<Arc<FaultSwitch>>,
     Json(request): Json<FaultRequest>,
 ) -> Json<FaultRequest> {
-    switch.set_isolated(request.isolated);
-    tracing::warn!(isolated = request.isolated, "fault switch changed");
+    if let Some(isolated) = request.isolated {
+        switch.set_isolated(isolated);
+    }
+    if let Some(refuse) = request.disk_refuses_writes {
+        switch.disk_refuses_writes.store(refuse, Ordering::Relaxed);
+    }
+    tracing::warn!(?request, "fault switch changed");
     Json(FaultRequest {
-        isolated: switch.is_isolated(),
+        isolated: Some(switch.is_isolated()),
+        disk_refuses_writes: Some(switch.disk_refuses_writes.load(Ordering::Relaxed)),
     })
 }
 

@@ -633,7 +633,17 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
         .await
         .context("the node could not start")?;
     tracing::info!(http = %format!("http://{}", node.http_addr), raft = %node.raft_addr, "holdfast is serving");
-    signal.recv().await;
+    tokio::select! {
+        () = signal.recv() => {}
+        reason = node.raft_failed() => {
+            // A node whose Raft stopped (a disk that refuses writes, say) can neither
+            // apply nor vote: stop serving and exit non-zero, so that the supervisor sees
+            // it, instead of answering reads from a state that no longer moves.
+            tracing::error!(%reason, "raft stopped on a fatal error: stopping this node");
+            node.shutdown().await;
+            bail!("raft stopped on a fatal error: {reason}");
+        }
+    }
     node.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -177,6 +177,8 @@ pub struct NodeIo<HttpListener, RaftIncoming> {
     /// How the notifier posts webhook deliveries; `None` for HTTP over the operating
     /// system's network ([`HttpPoster`]).
     pub webhook_poster: Option<Arc<dyn WebhookPoster>>,
+    /// Tests only: while set, the log store's writes fail (see [`FaultSwitch`]).
+    pub refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Opens the node's data directory and starts serving on the two listeners, over the
@@ -197,6 +199,7 @@ pub async fn start(
         );
     }
     let switch = Arc::new(FaultSwitch::default());
+    let switch_for_disk = switch.disk_switch();
     let incoming =
         tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
     let raft_incoming = {
@@ -219,6 +222,7 @@ pub async fn start(
         memory_disk: None,
         extra_routes,
         webhook_poster: None,
+        refuse_writes: test_faults_enabled().then(|| switch_for_disk.clone()),
     };
     start_with(config, io).await
 }
@@ -245,6 +249,7 @@ where
         memory_disk,
         extra_routes,
         webhook_poster,
+        refuse_writes,
     } = io;
     let info = NodeInfo {
         raft_addr: config
@@ -274,6 +279,7 @@ where
     }
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
     raft_config.memory_disk = memory_disk;
+    raft_config.refuse_writes = refuse_writes;
     raft_config.state_machine = config.state_machine.clone();
     raft_config.network.tls = config.peer_tls.clone();
     let message_bytes_max = raft_config.network.message_bytes_max;
@@ -392,6 +398,21 @@ impl RunningNode {
     /// The Raft member.
     pub fn node(&self) -> &Arc<RaftNode> {
         &self.node
+    }
+
+    /// Waits until Raft stops on a fatal error (a storage failure, say) and answers why.
+    /// Such a node can neither apply nor vote any more: the caller stops it and exits,
+    /// so that its supervisor sees the failure and a healthy node can take its place.
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.node.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
     }
 
     /// Stops accepting requests, finishes those in flight, stops the ticker and Raft, and

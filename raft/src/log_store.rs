@@ -61,7 +61,14 @@ struct Inner {
     path: PathBuf,
     /// Serialises every write, so the order on disk is the order openraft asked for.
     write_lock: Mutex<()>,
+    /// Tests only: while set, every write fails as a dying disk's would.
+    refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
+
+/// The error a write gets while [`LogStore::refusing_writes_when`]'s switch is on.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk refused the write (test fault)")]
+struct RefusedWrite;
 
 impl LogStore {
     /// Opens (or creates) the log database at `path`.
@@ -79,6 +86,7 @@ impl LogStore {
                 db,
                 path: path.to_owned(),
                 write_lock: Mutex::new(()),
+                refuse_writes: None,
             }),
         };
         // Decode what is there now, so a directory written by another format fails at
@@ -140,10 +148,27 @@ impl LogStore {
     }
 
     /// Runs `write` on a blocking thread under the write lock.
+    /// Tests only: every write fails while `switch` is on (a dying disk), so that the
+    /// node's handling of storage failures can be tested with real processes.
+    pub fn refusing_writes_when(mut self, switch: Arc<std::sync::atomic::AtomicBool>) -> LogStore {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.refuse_writes = Some(switch);
+        }
+        self
+    }
+
     async fn write<F>(&self, write: F) -> Result<(), StorageError>
     where
         F: FnOnce(&Inner, &WriteOptions) -> Result<(), StorageError> + Send + 'static,
     {
+        if self
+            .inner
+            .refuse_writes
+            .as_ref()
+            .is_some_and(|switch| switch.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(write_error(ErrorSubject::Logs, &RefusedWrite));
+        }
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _guard = inner.write_lock.lock().expect("log write lock poisoned");

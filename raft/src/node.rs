@@ -61,6 +61,8 @@ pub struct RaftNodeConfig {
     /// Simulations only: keep the log and snapshots on this in-memory disk instead of in
     /// `data_dir` (which is then not touched). See [`crate::memory`].
     pub memory_disk: Option<MemoryDisk>,
+    /// Tests only: while set, the log store's writes fail (a dying disk).
+    pub refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RaftNodeConfig {
@@ -82,6 +84,7 @@ impl RaftNodeConfig {
             state_machine: holdfast_statemachine::Config::default(),
             linearizable_read_timeout: Duration::from_secs(2),
             memory_disk: None,
+            refuse_writes: None,
         }
     }
 }
@@ -217,8 +220,12 @@ impl RaftNode {
             }
             None => {
                 let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+                let refuse_writes = config.refuse_writes.clone();
                 let (log_store, state) = tokio::task::spawn_blocking(move || {
-                    let log_store = LogStore::open(&data_dir.log_path())?;
+                    let mut log_store = LogStore::open(&data_dir.log_path())?;
+                    if let Some(switch) = refuse_writes {
+                        log_store = log_store.refusing_writes_when(switch);
+                    }
                     let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
                     Ok::<_, Error>((log_store, state))
                 })

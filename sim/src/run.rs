@@ -485,6 +485,7 @@ async fn run_node(world: Rc<World>, id: u64, region: u32, breakage: Breakage) ->
         memory_disk: Some(world.disks[&id].clone()),
         extra_routes: None,
         webhook_poster: Some(Arc::new(SimPoster::new(lose_every))),
+        refuse_writes: None,
     };
     let node = start_with(config, io)
         .await

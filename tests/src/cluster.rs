@@ -487,10 +487,15 @@ impl ProcessCluster {
         Ok(())
     }
 
+    /// Everything a node logged.
+    pub fn log(&self, position: usize) -> String {
+        let path = self.nodes[position].data_dir.with_extension("log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     /// The last lines a node logged, for failure messages.
     pub fn log_tail(&self, position: usize) -> String {
-        let path = self.nodes[position].data_dir.with_extension("log");
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text = self.log(position);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -552,6 +557,14 @@ impl ProcessCluster {
     /// The process id of a running node.
     pub fn pid(&self, position: usize) -> Option<u32> {
         self.nodes[position].child.as_ref().map(Child::id)
+    }
+
+    /// How a node's process ended, once it has (it is then no longer running).
+    pub fn exit_status(&mut self, position: usize) -> Option<std::process::ExitStatus> {
+        let node = &mut self.nodes[position];
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        Some(status)
     }
 
     /// Kills a node with SIGKILL: no shutdown, no flush.

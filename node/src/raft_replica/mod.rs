@@ -1402,6 +1402,11 @@ impl Replica for RaftReplica {
 
     fn readiness(&self) -> Result<(), NodeError> {
         let metrics = self.inner.node.metrics().borrow().clone();
+        if let Err(fatal) = &metrics.running_state {
+            return Err(NodeError::NotReady {
+                message: format!("raft stopped: {fatal}"),
+            });
+        }
         if metrics.current_leader.is_none() {
             return Err(NodeError::NoLeader);
         }
