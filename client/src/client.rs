@@ -337,6 +337,10 @@ enum Retry {
     Safe,
     /// An unkeyed write: only when the request certainly never left (connection refused).
     NotSent,
+    /// Like [`Retry::Safe`], for calls whose one attempt may take as long as the state is
+    /// large (a backup, a restore piece): an attempt may use the whole remaining deadline
+    /// instead of the attempt timeout, so a big backup is not cut off and encoded again.
+    SafeLong,
 }
 
 /// The answer of a booking write, whichever way it went.
@@ -640,7 +644,11 @@ impl Client {
                 attempts += 1;
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let node = shared.transport.pick(route);
-                let budget = remaining.min(shared.attempt_timeout);
+                let budget = if retry == Retry::SafeLong {
+                    remaining
+                } else {
+                    remaining.min(shared.attempt_timeout)
+                };
                 let answer =
                     tokio::time::timeout(budget, attempt(node.clone(), budget, deadline)).await;
                 let error = match answer {
@@ -685,7 +693,7 @@ impl Client {
                     shared.transport.rotate_from(&node);
                 }
                 let retryable = match retry {
-                    Retry::Safe => error.is_retryable(),
+                    Retry::Safe | Retry::SafeLong => error.is_retryable(),
                     Retry::NotSent => never_sent(&error),
                 };
                 if !retryable || attempts >= shared.retry.max_attempts {
@@ -1455,8 +1463,9 @@ impl Client {
 
     /// A consistent backup of the replicated state: everything acknowledged before the
     /// call is in it. Any node answers (a follower confirms with the leader first). The
-    /// whole backup is held in memory; give the client a deadline (and attempt timeout)
-    /// long enough for the state's size.
+    /// whole backup is held in memory; one attempt may use the client's whole deadline
+    /// (not just its attempt timeout), so give the client a deadline long enough for the
+    /// state's size.
     ///
     /// ```no_run
     /// # async fn demo(client: holdfast_client::Client) -> holdfast_client::Result<()> {
@@ -1467,7 +1476,7 @@ impl Client {
     /// ```
     pub async fn backup(&self) -> Result<Backup> {
         let file = self
-            .run("backup", Route::Any, Retry::Safe, |node, timeout, _| {
+            .run("backup", Route::Any, Retry::SafeLong, |node, timeout, _| {
                 let request = self.request(pb::BackupRequest {}, timeout);
                 async move {
                     let mut service = ClusterServiceClient::new(node.channel.clone());
@@ -1518,13 +1527,18 @@ impl Client {
                 data: state[offset..end].to_vec(),
             };
             let progress = self
-                .run("restore", Route::Leader, Retry::Safe, |node, timeout, _| {
-                    let request = self.request(message.clone(), timeout);
-                    async move {
-                        let mut service = ClusterServiceClient::new(node.channel.clone());
-                        self.unary(&node, service.restore(request)).await
-                    }
-                })
+                .run(
+                    "restore",
+                    Route::Leader,
+                    Retry::SafeLong,
+                    |node, timeout, _| {
+                        let request = self.request(message.clone(), timeout);
+                        async move {
+                            let mut service = ClusterServiceClient::new(node.channel.clone());
+                            self.unary(&node, service.restore(request)).await
+                        }
+                    },
+                )
                 .await?;
             if progress.done {
                 return Ok(Restored {
