@@ -99,9 +99,16 @@ impl PeerService {
     }
 
     /// Checks a call's envelope: the cluster is this one, the addressee is this node, and
-    /// the sender is the node its certificate names. Answers the sender's id.
+    /// the sender is the node its certificate names. Answers the sender's id. A refusal is
+    /// counted and logged (see [`refused`]).
     #[allow(clippy::result_large_err)]
     fn open<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+        self.check_envelope(request)
+            .inspect_err(|status| refused(request, status))
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn check_envelope<T>(&self, request: &Request<T>) -> Result<u64, Status> {
         let metadata = request.metadata();
         let node = self.replica.node();
         let cluster_id = metadata
@@ -147,11 +154,56 @@ impl PeerService {
             .get_node(&from)
             .is_some();
         if !is_member {
-            return Err(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "NOT_A_MEMBER: node {from} is not a member of this cluster"
-            )));
+            ));
+            refused(request, &status);
+            return Err(status);
         }
         Ok(from)
+    }
+}
+
+/// When a refused peer call was last logged (Unix ms): at most one line every few seconds,
+/// however many calls a misconfigured or hostile peer makes.
+static LAST_REFUSAL_LOGGED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const REFUSAL_LOG_EVERY_MS: u64 = 5_000;
+
+/// Counts a refused peer call in `holdfast_peer_refusals_total{reason}` (the code that
+/// opens the status's message, e.g. `CLUSTER_MISMATCH`) and logs it, rate limited, with
+/// the caller's address: an operator sees a peer of another cluster, a stale member or a
+/// probe at the peer port.
+fn refused<T>(request: &Request<T>, status: &Status) {
+    let code = status.message().split(':').next().unwrap_or_default();
+    let reason = if !code.is_empty()
+        && code.len() <= 40
+        && code
+            .bytes()
+            .all(|byte| byte.is_ascii_uppercase() || byte == b'_')
+    {
+        code.to_owned()
+    } else {
+        "OTHER".to_owned()
+    };
+    metrics::counter!("holdfast_peer_refusals_total", "reason" => reason.clone()).increment(1);
+    let now = crate::replica::wall_clock_ms();
+    let last = LAST_REFUSAL_LOGGED_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if now.saturating_sub(last) >= REFUSAL_LOG_EVERY_MS
+        && LAST_REFUSAL_LOGGED_MS
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(
+            remote = ?request.remote_addr(),
+            reason,
+            message = status.message(),
+            "a peer call was refused (more in holdfast_peer_refusals_total)"
+        );
     }
 }
 

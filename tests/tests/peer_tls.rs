@@ -256,6 +256,22 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
         .await
         .expect_err("a proposal without an envelope");
     assert!(status.message().contains("CLUSTER_MISMATCH"), "{status:?}");
+    // The refusals are counted by reason, for operators.
+    let metrics = cluster
+        .client
+        .get(cluster.nodes[leader].url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for reason in ["CLUSTER_MISMATCH", "NODE_MISMATCH"] {
+        assert!(
+            metrics.contains(&format!(
+                "holdfast_peer_refusals_total{{reason=\"{reason}\"}}"
+            )),
+            "no {reason} refusals counted in:\n{metrics}"
+        );
+    }
 
     // A length prefix of 2^40 bytes, in a Raft payload and in a forwarded command: an
     // error, and the node keeps serving.
