@@ -29,13 +29,33 @@ use crate::service;
 /// one entry whatever else is batched with it.
 pub const RESTORE_CHUNK_BYTES_MAX: usize = 1024 * 1024;
 
+/// How a backup file is handed out: pieces of this many bytes (HTTP body chunks and
+/// gRPC `BackupChunk`s), well below every message limit.
+pub const BACKUP_PIECE_BYTES: usize = 1024 * 1024;
+
 /// The body limit of `POST /cluster/restore`.
 pub const RESTORE_BODY_BYTES_MAX: usize = RESTORE_CHUNK_BYTES_MAX;
 
-/// A backup file's bytes: the header, then the state bytes.
+/// A backup file: the header, then the state bytes (kept apart, so that the state is never
+/// copied to put the header in front of it).
 pub struct BackupFile {
     pub header: BackupHeader,
-    pub bytes: axum::body::Bytes,
+    pub state: axum::body::Bytes,
+}
+
+impl BackupFile {
+    /// The file's bytes in order, in pieces of at most `piece_bytes` (the header first).
+    pub fn into_pieces(
+        self,
+        piece_bytes: usize,
+    ) -> impl Iterator<Item = axum::body::Bytes> + Send + 'static {
+        let state = self.state;
+        std::iter::once(axum::body::Bytes::copy_from_slice(&self.header.encode())).chain(
+            (0..state.len())
+                .step_by(piece_bytes)
+                .map(move |start| state.slice(start..(start + piece_bytes).min(state.len()))),
+        )
+    }
 }
 
 /// One backup at a time per node: each holds a copy of the state in memory.
@@ -49,17 +69,13 @@ pub async fn take(state: &AppState) -> Result<BackupFile, ApiError> {
         .await
         .map_err(|_| ApiError::internal("the backup gate is closed"))?;
     let backup = state.replica.backup().await?;
-    let (header, bytes) = tokio::task::spawn_blocking(move || {
+    let (header, state) = tokio::task::spawn_blocking(move || {
         let header = BackupHeader {
             index: backup.index,
             length: backup.bytes.len() as u64,
             sha256: holdfast_statemachine::restore_sha256(&backup.bytes),
         };
-        let mut bytes =
-            Vec::with_capacity(holdfast_proto::backup::HEADER_BYTES + backup.bytes.len());
-        bytes.extend_from_slice(&header.encode());
-        bytes.extend_from_slice(&backup.bytes);
-        (header, axum::body::Bytes::from(bytes))
+        (header, axum::body::Bytes::from(backup.bytes))
     })
     .await
     .map_err(|error| ApiError::internal(format!("checksumming the backup failed: {error}")))?;
@@ -69,7 +85,7 @@ pub async fn take(state: &AppState) -> Result<BackupFile, ApiError> {
         sha256 = %hex(&header.sha256),
         "backup taken"
     );
-    Ok(BackupFile { header, bytes })
+    Ok(BackupFile { header, state })
 }
 
 /// Restores one piece (the service layer of both edges): the progress and the log index
@@ -114,26 +130,22 @@ pub async fn restore_chunk(
 /// that every replica of this build would refuse is refused before anything is staged.
 fn check_format(first: &[u8]) -> Result<(), ApiError> {
     use holdfast_statemachine::{
-        SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
+        SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_OLDEST_READ,
     };
-    let magic = SNAPSHOT_MAGIC.len();
-    if first.len() < magic + 4 || first[..magic] != SNAPSHOT_MAGIC {
-        return Err(ApiError::invalid_field(
-            "data",
-            "the state bytes do not open with a Holdfast snapshot header",
-        ));
-    }
-    let version = u32::from_le_bytes(first[magic..magic + 4].try_into().expect("four bytes"));
-    if !(SNAPSHOT_FORMAT_VERSION_OLDEST_READ..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
-        return Err(ApiError::invalid_field(
+    match holdfast_statemachine::snapshot_format_version(first) {
+        Ok(_) => Ok(()),
+        Err(SnapshotError::UnsupportedVersion { found, .. }) => Err(ApiError::invalid_field(
             "data",
             format!(
-                "the backup's state format {version} is not one this node reads \
+                "the backup's state format {found} is not one this node reads \
                  ({SNAPSHOT_FORMAT_VERSION_OLDEST_READ} to {SNAPSHOT_FORMAT_VERSION})"
             ),
-        ));
+        )),
+        Err(_) => Err(ApiError::invalid_field(
+            "data",
+            "the state bytes do not open with a Holdfast snapshot header",
+        )),
     }
-    Ok(())
 }
 
 /// Downloads a consistent backup of the replicated state: the backup file (a 60-byte
@@ -148,21 +160,27 @@ fn check_format(first: &[u8]) -> Result<(), ApiError> {
 )]
 pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError> {
     let file = take(&state).await?;
+    let (index, sha256, length) = (
+        file.header.index,
+        hex(&file.header.sha256),
+        holdfast_proto::backup::HEADER_BYTES as u64 + file.header.length,
+    );
     let mut response = (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        file.bytes,
+        axum::body::Body::from_stream(futures::stream::iter(
+            file.into_pieces(BACKUP_PIECE_BYTES)
+                .map(Ok::<_, std::convert::Infallible>),
+        )),
     )
         .into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        "x-holdfast-backup-index",
-        HeaderValue::from(file.header.index),
-    );
-    if let Ok(value) = HeaderValue::from_str(&hex(&file.header.sha256)) {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert("x-holdfast-backup-index", HeaderValue::from(index));
+    if let Ok(value) = HeaderValue::from_str(&sha256) {
         headers.insert("x-holdfast-backup-sha256", value);
     }
     Ok(response)

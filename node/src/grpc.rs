@@ -884,9 +884,6 @@ impl AdminService for GrpcBooking {
 pub type BackupStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupChunk, Status>> + Send>>;
 
-/// Bytes per `BackupChunk`: well below every message limit.
-const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
-
 #[tonic::async_trait]
 impl ClusterService for GrpcBooking {
     type BackupStream = BackupStream;
@@ -900,15 +897,9 @@ impl ClusterService for GrpcBooking {
         let file = crate::backup::take(&self.state)
             .await
             .map_err(|error| status_of(&error))?;
-        let bytes = file.bytes;
-        let pieces = (0..bytes.len())
-            .step_by(BACKUP_CHUNK_BYTES)
-            .map(move |start| {
-                let end = (start + BACKUP_CHUNK_BYTES).min(bytes.len());
-                Ok(BackupChunk {
-                    data: bytes.slice(start..end).to_vec(),
-                })
-            });
+        let pieces = file
+            .into_pieces(crate::backup::BACKUP_PIECE_BYTES)
+            .map(|piece| Ok(BackupChunk { data: piece.into() }));
         Ok(Response::new(Box::pin(futures::stream::iter(pieces))))
     }
 

@@ -60,7 +60,8 @@ pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 /// The list type of a [`HoldView`]'s seats.
 pub use smallvec::SmallVec;
 pub use snapshot::{
-    SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
+    snapshot_format_version, SnapshotError, SNAPSHOT_FORMAT_VERSION,
+    SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
 };
 pub use state::StateMachine;
 pub use webhooks::{

@@ -105,8 +105,9 @@ impl StateMachine {
             && self.restores.completed.is_none()
     }
 
-    /// After a command other than a restore piece: a restore in progress ends once the state
-    /// holds data, since its last piece would be refused anyway (cheap when none is staged).
+    /// After every command: a restore in progress ends once the state holds data, since its
+    /// last piece would be refused anyway (cheap when none is staged). So a state with
+    /// data never has staged pieces.
     pub(crate) fn drop_stale_restore(&mut self) {
         if self.restores.staging.is_some() && !self.empty_for_restore() {
             self.restores.staging = None;
@@ -143,7 +144,6 @@ impl StateMachine {
             ));
         }
         if !self.empty_for_restore() {
-            self.restores.staging = None;
             return Err(refused(
                 "this cluster holds data: a backup is restored only into an empty cluster",
             ));

@@ -38,6 +38,32 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
 /// The oldest snapshot format this build reads (see [`SNAPSHOT_FORMAT_VERSION`]).
 pub const SNAPSHOT_FORMAT_VERSION_OLDEST_READ: u32 = 3;
 
+/// The length of the snapshot header: the magic, then the format version.
+pub const SNAPSHOT_HEADER_BYTES: usize = SNAPSHOT_MAGIC.len() + 4;
+
+/// The format version the snapshot header at the start of `bytes` names, when it is one
+/// this build reads.
+pub fn snapshot_format_version(bytes: &[u8]) -> Result<u32, SnapshotError> {
+    let header = bytes
+        .get(..SNAPSHOT_HEADER_BYTES)
+        .ok_or(SnapshotError::BadMagic)?;
+    if header[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = u32::from_le_bytes(
+        header[SNAPSHOT_MAGIC.len()..]
+            .try_into()
+            .expect("four bytes"),
+    );
+    if !(SNAPSHOT_FORMAT_VERSION_OLDEST_READ..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
+        return Err(SnapshotError::UnsupportedVersion {
+            found: version,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    Ok(version)
+}
+
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -211,20 +237,11 @@ impl StateMachine {
         mut reader: R,
         length: u64,
     ) -> Result<StateMachine, SnapshotError> {
-        let mut header = [0u8; 12];
+        let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
         reader
             .read_exact(&mut header)
             .map_err(|_| SnapshotError::BadMagic)?;
-        if header[..8] != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let version = u32::from_le_bytes(header[8..12].try_into().expect("four bytes"));
-        if !(SNAPSHOT_FORMAT_VERSION_OLDEST_READ..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
-            return Err(SnapshotError::UnsupportedVersion {
-                found: version,
-                supported: SNAPSHOT_FORMAT_VERSION,
-            });
-        }
+        let version = snapshot_format_version(&header)?;
         let body_length = length.saturating_sub(header.len() as u64);
         let snapshot: SnapshotOwned = crate::decode::from_std_read(&mut reader, body_length)
             .map_err(|error| SnapshotError::Corrupt(error.to_string()))?;

@@ -451,9 +451,7 @@ impl StateMachine {
             Command::AckWebhook { webhook_id, up_to } => {
                 self.acknowledge_webhook(webhook_id, *up_to)
             }
-            Command::RestoreChunk(chunk) => {
-                return self.restore_chunk(chunk).unwrap_or_else(Outcome::Rejected)
-            }
+            Command::RestoreChunk(chunk) => self.restore_chunk(chunk),
         };
         self.drop_stale_restore();
         result.unwrap_or_else(Outcome::Rejected)

@@ -600,6 +600,12 @@ impl ProcessCluster {
         self.wait_healthy(position).await
     }
 
+    /// A node's `/metrics` text.
+    pub async fn metrics(&self, position: usize) -> Result<String> {
+        let request = self.client.get(self.nodes[position].url("/metrics"));
+        Ok(request.send().await?.text().await?)
+    }
+
     pub async fn get(&self, position: usize, path: &str) -> Result<Response> {
         let request = self.client.get(self.nodes[position].url(path));
         send(request).await

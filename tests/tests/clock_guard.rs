@@ -65,25 +65,17 @@ async fn a_leader_whose_clock_runs_hours_ahead_stamps_the_quorums_time() -> anyh
     // The leader says what it did.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = cluster
-            .client
-            .get(cluster.nodes[0].url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let engaged = metrics
-            .lines()
-            .find(|line| line.starts_with("holdfast_clock_guard_engaged_total"))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let skew = metrics
-            .lines()
-            .find(|line| line.starts_with("holdfast_clock_skew_ms"))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let metrics = cluster.metrics(0).await?;
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let engaged = value("holdfast_clock_guard_engaged_total");
+        let skew = value("holdfast_clock_skew_ms");
         if engaged > 0.0 && skew > (TWO_HOURS_MS - 60_000) as f64 {
             break;
         }

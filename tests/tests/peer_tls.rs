@@ -257,13 +257,7 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
         .expect_err("a proposal without an envelope");
     assert!(status.message().contains("CLUSTER_MISMATCH"), "{status:?}");
     // The refusals are counted by reason, for operators.
-    let metrics = cluster
-        .client
-        .get(cluster.nodes[leader].url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = cluster.metrics(leader).await?;
     for reason in ["CLUSTER_MISMATCH", "NODE_MISMATCH"] {
         assert!(
             metrics.contains(&format!(

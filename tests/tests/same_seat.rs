@@ -47,13 +47,7 @@ async fn fifty_clients_one_seat_exactly_one_hold() -> anyhow::Result<()> {
 
     // The leader's metrics count the outcomes and report each follower's replication lag.
     let leader = cluster.wait_for_leader().await?;
-    let metrics = cluster
-        .client
-        .get(cluster.nodes[leader].url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = cluster.metrics(leader).await?;
     assert!(metrics.contains("holdfast_holds_total"), "{metrics}");
     assert!(
         metrics.contains("holdfast_replication_lag_entries"),

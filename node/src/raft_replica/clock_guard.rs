@@ -42,9 +42,8 @@ const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 struct Sample {
     /// Its wall clock, in Unix milliseconds, at `read_at`.
     their_ms: u64,
-    /// The middle of the round trip that read it.
+    /// The middle of the round trip that read it (also how old the sample is).
     read_at: Instant,
-    taken_at: Instant,
 }
 
 impl Sample {
@@ -112,7 +111,7 @@ impl Inner {
                 .iter()
                 .filter(|id| **id != self.node_id())
                 .filter_map(|id| samples.get(id))
-                .filter(|sample| now.duration_since(sample.taken_at) <= SAMPLE_FRESH_FOR)
+                .filter(|sample| now.saturating_duration_since(sample.read_at) <= SAMPLE_FRESH_FOR)
                 .map(|sample| sample.now_ms(now))
                 .collect()
         };
@@ -200,7 +199,6 @@ impl Inner {
         Some(Sample {
             their_ms: answer.wall_ms,
             read_at: sent + round_trip / 2,
-            taken_at: Instant::now(),
         })
     }
 }

@@ -414,15 +414,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         });
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
-    // A backup or restore piece may take long on a large state: one attempt may use the
-    // whole deadline.
-    let attempt_timeout = match cli.command {
-        Command::Backup { .. } | Command::Restore { .. } => timeout,
-        _ => timeout.min(Duration::from_secs(3)),
-    };
     let mut builder = ClientBuilder::new(&cli.endpoints)
         .timeout(timeout)
-        .attempt_timeout(attempt_timeout)
+        .attempt_timeout(timeout.min(Duration::from_secs(3)))
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         .batching(false);
     if let Some(key) = &cli.key {
