@@ -161,7 +161,7 @@ impl StateMachine {
         }
     }
 
-    fn refund_view(&self, id: u64) -> Option<RefundView> {
+    pub(crate) fn refund_view(&self, id: u64) -> Option<RefundView> {
         let refund = self.refunds.get(&id)?;
         Some(self.refund_view_of(id, refund, &format_id(HOLD_ID_PREFIX, refund.hold)))
     }

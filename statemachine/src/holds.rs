@@ -13,8 +13,8 @@ use crate::limits::*;
 use crate::outcome::{BookingStatus, RefundStatus};
 use crate::outcome::{HoldStatus, HoldView, OutboxKind, Outcome, PoolShortage, Rejection};
 use crate::state::{
-    compact_id, format_id, parse_id, Booking, Hold, Positions, Refund, BOOKING_ID_PREFIX,
-    HOLD_ID_PREFIX,
+    compact_id, format_id, parse_id, payment_key, Booking, Hold, PaymentUse, Positions, Refund,
+    BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
 };
 use crate::StateMachine;
 
@@ -565,7 +565,50 @@ impl StateMachine {
 
     /// Confirms a hold into a booking. A refused confirm whose payment was charged records a
     /// refund owed in the same entry.
+    ///
+    /// A payment the state already knows is never used twice and never refunded twice: a
+    /// confirm whose payment bought this hold's booking (a retry whose idempotency key was
+    /// forgotten, or whose hold was pruned since) answers that booking; one whose payment
+    /// bought another hold's booking is refused without a refund (it is that booking's
+    /// money); one whose payment is already owed back answers that refund.
     pub(crate) fn confirm(&mut self, hold_id: &str, payment: &PaymentRecord) -> Outcome {
+        let used = self
+            .payment_uses
+            .get(&payment_key(&payment.provider, &payment.payment_id))
+            .copied();
+        match used {
+            Some(PaymentUse::Booking(booking)) => {
+                let hold = self.bookings[&booking].hold;
+                if parse_id(HOLD_ID_PREFIX, hold_id) == Some(hold) {
+                    return Outcome::Confirmed(Box::new(self.booking_view(booking)));
+                }
+                return Outcome::Rejected(Rejection::invalid(
+                    "payment",
+                    format!(
+                        "{} {} paid for booking {}",
+                        payment.provider,
+                        payment.payment_id,
+                        format_id(BOOKING_ID_PREFIX, booking)
+                    ),
+                ));
+            }
+            Some(PaymentUse::Refund(refund)) => {
+                let rejection = self.live_hold(hold_id).err().unwrap_or_else(|| {
+                    Rejection::invalid(
+                        "payment",
+                        format!(
+                            "{} {} is owed back by refund {}",
+                            payment.provider,
+                            payment.payment_id,
+                            format_id(REFUND_ID_PREFIX, refund)
+                        ),
+                    )
+                });
+                let refund = self.refund_view(refund).expect("an indexed refund exists");
+                return Outcome::ConfirmRefused { rejection, refund };
+            }
+            None => {}
+        }
         match self.try_confirm(hold_id, payment) {
             Ok(outcome) => outcome,
             Err(rejection) if payment.amount > 0 && self.valid_payment(payment) => {
@@ -637,6 +680,10 @@ impl StateMachine {
             .entry(booking.customer_id.clone())
             .or_default()
             .push(booking_id);
+        self.payment_uses.insert(
+            payment_key(&payment.provider, &payment.payment_id),
+            PaymentUse::Booking(booking_id),
+        );
         self.bookings.insert(booking_id, booking);
         Ok(Outcome::Confirmed(Box::new(self.booking_view(booking_id))))
     }
@@ -672,6 +719,13 @@ impl StateMachine {
             amount: refund.amount,
             currency: refund.currency.clone(),
         });
+        if booking.is_none() {
+            // A booking's refund shares the booking's payment, which the booking names.
+            self.payment_uses.insert(
+                payment_key(&payment.provider, &payment.payment_id),
+                PaymentUse::Refund(refund_id),
+            );
+        }
         self.refunds.insert(refund_id, refund);
         self.pending_refunds.insert(refund_id);
         view

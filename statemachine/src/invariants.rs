@@ -173,6 +173,10 @@ impl StateMachine {
             self.pending_refunds,
             pending
         );
+        ensure!(
+            crate::state::payment_uses(&self.bookings, &self.refunds) == self.payment_uses,
+            "the payment index differs from the bookings and refunds"
+        );
         let last_event = self.outbox.next_index.saturating_sub(1);
         for (id, webhook) in &self.webhooks.by_id {
             ensure!(

@@ -228,6 +228,10 @@ pub struct StateMachine {
     /// Ids of the refunds still `Pending`, so the refund worker and `GET /refunds` find them
     /// without walking every refund ever recorded.
     pub(crate) pending_refunds: BTreeSet<u64>,
+    /// What each payment went to, by `(provider, payment_id)`: a confirm retried after its
+    /// idempotency key was forgotten must answer the booking its payment already bought,
+    /// never record a refund of it (see `holds.rs`, `StateMachine::confirm`).
+    pub(crate) payment_uses: HashMap<PaymentKey, PaymentUse>,
     /// Where the notifier delivers outbox events (canonical; serialised after the outbox).
     pub(crate) webhooks: crate::webhooks::Webhooks,
     /// A backup restore in progress, or the one that made this state (canonical;
@@ -262,6 +266,7 @@ impl StateMachine {
             customer_bookings: HashMap::new(),
             search_index: crate::search::SearchIndex::default(),
             pending_refunds: BTreeSet::new(),
+            payment_uses: HashMap::new(),
             webhooks: crate::webhooks::Webhooks::default(),
             restores: crate::restore::Restores::default(),
         }
@@ -507,7 +512,52 @@ impl StateMachine {
             .filter(|(_, refund)| refund.status == RefundStatus::Pending)
             .map(|(id, _)| id)
             .collect();
+        self.payment_uses = payment_uses(&self.bookings, &self.refunds);
     }
+}
+
+/// A payment's name: its provider and the provider's id for it.
+pub(crate) type PaymentKey = (CompactString, CompactString);
+
+/// The key of a payment record.
+pub(crate) fn payment_key(provider: &str, payment_id: &str) -> PaymentKey {
+    (
+        CompactString::from(provider),
+        CompactString::from(payment_id),
+    )
+}
+
+/// What a payment went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PaymentUse {
+    /// It paid for this booking (confirmed or cancelled since).
+    Booking(u64),
+    /// It is owed back by this refund, recorded when its confirm was refused.
+    Refund(u64),
+}
+
+/// The payment index of `bookings` and `refunds`, built from scratch. A cancelled booking's
+/// refund shares the booking's payment; the booking names it.
+pub(crate) fn payment_uses(
+    bookings: &IdMap<Booking>,
+    refunds: &IdMap<Refund>,
+) -> HashMap<PaymentKey, PaymentUse> {
+    let mut uses = HashMap::new();
+    for (id, refund) in refunds.iter() {
+        if refund.booking.is_none() {
+            uses.insert(
+                payment_key(&refund.provider, &refund.payment_id),
+                PaymentUse::Refund(id),
+            );
+        }
+    }
+    for (id, booking) in bookings.iter() {
+        uses.insert(
+            payment_key(&booking.payment.provider, &booking.payment.payment_id),
+            PaymentUse::Booking(id),
+        );
+    }
+    uses
 }
 
 #[cfg(test)]

@@ -581,6 +581,126 @@ fn refused_confirm_with_a_charge_records_a_refund() {
     assert_eq!(harness.state.pending_refunds(10).len(), 3);
 }
 
+/// A confirm retried after its idempotency key was forgotten, with the payment the first
+/// attempt charged: the provider gives the same charge back, and the state machine must
+/// answer the booking that payment bought, never record a refund of a live booking's money.
+#[test]
+fn a_confirm_retried_after_its_key_is_forgotten_answers_the_booking() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    let charged = payment(hold.amount);
+    let confirm = Command::Confirm {
+        hold_id: hold.hold_id.to_string(),
+        payment: charged.clone(),
+    };
+    let Outcome::Confirmed(booking) = harness.run_keyed("confirm:k1", confirm.clone()) else {
+        panic!("the first confirm books");
+    };
+    // Long enough for the key and the ended hold to be forgotten.
+    let config = harness.state.config().clone();
+    harness.advance(
+        config
+            .idempotency_retention_ms
+            .max(config.ended_hold_retention_ms)
+            + 1,
+    );
+    harness.run(Command::ExpireHolds { max_holds: 10 });
+    assert!(!harness.state.remembers_request("confirm:k1"));
+    assert!(
+        harness.state.hold_by_id(&hold.hold_id).is_none(),
+        "the hold is pruned"
+    );
+    for key in ["confirm:k1", "confirm:k2"] {
+        let retried = harness.run_keyed(key, confirm.clone());
+        assert_eq!(retried, Outcome::Confirmed(booking.clone()), "{key}");
+    }
+    assert_eq!(
+        harness.run(confirm.clone()),
+        Outcome::Confirmed(booking.clone())
+    );
+    assert_eq!(
+        harness.state.pending_refunds(10),
+        vec![],
+        "no refund of a live booking"
+    );
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Booked);
+    // Cancelled, the booking's payment is refunded once; a retried confirm does not refund
+    // it again.
+    let cancelled = harness.run(Command::CancelBooking {
+        booking_id: booking.booking_id.to_string(),
+        reason: "changed plans".into(),
+    });
+    assert!(cancelled.is_success(), "{cancelled:?}");
+    let Outcome::Confirmed(answered) = harness.run(confirm) else {
+        panic!("the retry answers the booking");
+    };
+    assert_eq!(answered.booking_id, booking.booking_id);
+    assert_eq!(answered.status, BookingStatus::Cancelled);
+    assert_eq!(harness.state.pending_refunds(10).len(), 1);
+    // The payment cannot buy another hold either, and is not refunded for it: it is the
+    // first booking's money.
+    let other = harness.held("c2", &["S-A-2"]);
+    let before = harness.state.pending_refunds(10);
+    let outcome = harness.run(Command::Confirm {
+        hold_id: other.hold_id.to_string(),
+        payment: charged,
+    });
+    assert_eq!(code(&outcome), "INVALID_FIELD", "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Rejected(_)));
+    assert_eq!(harness.state.pending_refunds(10), before);
+    assert_eq!(harness.seat_status("S-A-2"), SeatStatus::Held);
+    harness.state.check_invariants().unwrap();
+}
+
+/// A refused confirm records one refund for its charge; the same charge confirmed again
+/// (a retry after the key was forgotten) answers that refund instead of a second one, and
+/// cannot book a hold with money that is being given back.
+#[test]
+fn a_charge_already_owed_back_is_refunded_once() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1"]);
+    let wrong = PaymentRecord {
+        amount: 1,
+        ..payment(1)
+    };
+    let confirm = Command::Confirm {
+        hold_id: hold.hold_id.to_string(),
+        payment: wrong,
+    };
+    let Outcome::ConfirmRefused { refund, .. } = harness.run(confirm.clone()) else {
+        panic!("a wrong amount is refused with a refund");
+    };
+    let Outcome::ConfirmRefused {
+        refund: again,
+        rejection,
+    } = harness.run(confirm.clone())
+    else {
+        panic!("the retry answers the refund");
+    };
+    assert_eq!(again.refund_id, refund.refund_id);
+    assert_eq!(rejection.code().as_str(), "INVALID_FIELD");
+    assert_eq!(harness.state.pending_refunds(10).len(), 1);
+    assert_eq!(harness.seat_status("S-A-1"), SeatStatus::Held);
+    harness.state.check_invariants().unwrap();
+    // The index is derived state: a restored replica answers the same.
+    let mut restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
+    restored.check_invariants().unwrap();
+    let entry = Entry {
+        time_ms: harness.now_ms,
+        request_id: None,
+        command: confirm,
+    };
+    let Outcome::ConfirmRefused {
+        refund: restored_answer,
+        ..
+    } = restored.apply(&entry)
+    else {
+        panic!("the restored replica answers the refund");
+    };
+    assert_eq!(restored_answer.refund_id, refund.refund_id);
+    assert_eq!(restored.pending_refunds(10).len(), 1);
+}
+
 #[test]
 fn confirm_after_expiry_is_refused_even_before_items_are_freed() {
     let mut harness = Harness::cinema();

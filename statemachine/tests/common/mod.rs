@@ -6,6 +6,8 @@ use holdfast_statemachine::*;
 pub struct Harness {
     pub state: StateMachine,
     pub now_ms: u64,
+    /// Charges made by [`Harness::confirm`], which names each after its number.
+    pub charges: u64,
 }
 
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -25,6 +27,7 @@ impl Harness {
         Harness {
             state: StateMachine::new(config),
             now_ms: START_MS,
+            charges: 0,
         }
     }
 
@@ -67,10 +70,16 @@ impl Harness {
         }
     }
 
+    /// Confirms `hold` with a new charge of its amount.
     pub fn confirm(&mut self, hold: &HoldView) -> Outcome {
+        self.charges += 1;
         self.run(Command::Confirm {
             hold_id: hold.hold_id.to_string(),
-            payment: payment(hold.amount),
+            payment: PaymentRecord {
+                provider: "sandbox".into(),
+                payment_id: format!("pay_h{}", self.charges),
+                amount: hold.amount,
+            },
         })
     }
 
@@ -153,10 +162,13 @@ pub fn hold_request(
     }
 }
 
+/// A new payment of `amount`: every call names another charge, as a provider's ids do.
 pub fn payment(amount: u64) -> PaymentRecord {
+    static CHARGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let charge = CHARGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     PaymentRecord {
         provider: "sandbox".into(),
-        payment_id: format!("pay_{amount}"),
+        payment_id: format!("pay_{charge}"),
         amount,
     }
 }
