@@ -93,6 +93,15 @@ pub enum Command {
     /// One piece of a backup being restored into an empty cluster (see `restore.rs`):
     /// pieces are staged in order and the last one replaces the whole state at once.
     RestoreChunk(RestoreChunk),
+    /// Record that `provider` is about to charge for a live hold under `charge_key` (see
+    /// `intents.rs`); the confirm proposed with `charge_key` as its request id resolves it.
+    RecordChargeIntent {
+        charge_key: String,
+        hold_id: String,
+        provider: String,
+    },
+    /// Drop a charge intent whose provider made no charge under its key.
+    DropChargeIntent { charge_key: String },
 }
 
 /// One piece of a backup's state bytes, as `holdfastctl restore` sends them.

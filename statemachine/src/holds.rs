@@ -443,7 +443,7 @@ impl StateMachine {
     }
 
     /// Finds an active, unexpired hold.
-    fn live_hold(&self, hold_id: &str) -> Result<u64, Rejection> {
+    pub(crate) fn live_hold(&self, hold_id: &str) -> Result<u64, Rejection> {
         let not_found = || Rejection::HoldNotFound {
             hold_id: hold_id.to_string(),
         };
@@ -593,6 +593,7 @@ impl StateMachine {
                 ));
             }
             Some(PaymentUse::Refund(refund)) => {
+                // Money being given back cannot buy the hold: answer its refund.
                 let rejection = self.live_hold(hold_id).err().unwrap_or_else(|| {
                     Rejection::invalid(
                         "payment",
@@ -604,14 +605,40 @@ impl StateMachine {
                         ),
                     )
                 });
-                let refund = self.refund_view(refund).expect("an indexed refund exists");
-                return Outcome::ConfirmRefused { rejection, refund };
+                return self.refund_unbooked_charge(hold_id, payment, rejection);
             }
             None => {}
         }
         match self.try_confirm(hold_id, payment) {
             Ok(outcome) => outcome,
-            Err(rejection) if payment.amount > 0 && self.valid_payment(payment) => {
+            Err(rejection) => self.refund_unbooked_charge(hold_id, payment, rejection),
+        }
+    }
+
+    /// The answer to a confirm refused with `rejection` before its payment bought anything:
+    /// the payment is owed back (a refund recorded in the same entry) when it is a charge
+    /// the state does not know yet, its refund when it is owed back already.
+    pub(crate) fn refund_unbooked_charge(
+        &mut self,
+        hold_id: &str,
+        payment: &PaymentRecord,
+        rejection: Rejection,
+    ) -> Outcome {
+        if payment.amount == 0 || !self.valid_payment(payment) {
+            return Outcome::Rejected(rejection);
+        }
+        match self
+            .payment_uses
+            .get(&payment_key(&payment.provider, &payment.payment_id))
+            .copied()
+        {
+            // It is a booking's money: never refunded for another request.
+            Some(PaymentUse::Booking(_)) => Outcome::Rejected(rejection),
+            Some(PaymentUse::Refund(refund)) => {
+                let refund = self.refund_view(refund).expect("an indexed refund exists");
+                Outcome::ConfirmRefused { rejection, refund }
+            }
+            None => {
                 let hold = parse_id(HOLD_ID_PREFIX, hold_id);
                 let currency = hold
                     .and_then(|id| self.holds.get(&id))
@@ -620,7 +647,6 @@ impl StateMachine {
                 let refund = self.record_refund(hold_id, None, payment, currency);
                 Outcome::ConfirmRefused { rejection, refund }
             }
-            Err(rejection) => Outcome::Rejected(rejection),
         }
     }
 

@@ -32,6 +32,7 @@ mod fastcode;
 mod holds;
 mod idempotency;
 mod idmap;
+mod intents;
 mod invariants;
 mod inventory;
 pub mod limits;
@@ -51,6 +52,7 @@ pub use codes::{ErrorCode, GrpcCode};
 pub use command::*;
 /// The string type of ids in answers ([`HoldView`], [`BookingView`]).
 pub use compact_str::CompactString;
+pub use intents::ChargeIntent;
 pub use invariants::InvariantViolation;
 pub use limits::{Config, Faults};
 pub use outbox::OutboxStatus;

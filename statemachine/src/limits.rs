@@ -49,6 +49,9 @@ pub const WEBHOOK_SECRET_BYTES_MAX: usize = 256;
 pub const WEBHOOK_EVENT_TYPES_MAX: usize = 16;
 /// Largest page of `GET /refunds`.
 pub const REFUNDS_PAGE_MAX: usize = 100;
+/// Charges recorded as about to be made and not yet confirmed (see `intents.rs`); a confirm
+/// past it is refused before anything is charged.
+pub const CHARGE_INTENTS_MAX: usize = 100_000;
 /// Refunds one page of `GET /refunds` by a status other than `PENDING` walks at most.
 pub const REFUNDS_SCAN_MAX: usize = 10_000;
 /// Longest venue or city label of a listing, in bytes.

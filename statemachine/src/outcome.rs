@@ -52,6 +52,13 @@ pub enum Outcome {
     },
     /// A piece of a backup was staged; `done` once the backup replaced the state.
     RestoreProgress(RestoreProgress),
+    /// A charge intent is recorded (or was already): charge this amount and currency.
+    ChargeIntentRecorded(crate::intents::ChargeIntent),
+    /// A charge intent is gone; `dropped` when this command removed it.
+    ChargeIntentDropped {
+        charge_key: String,
+        dropped: bool,
+    },
 }
 
 /// How far a restore has come.

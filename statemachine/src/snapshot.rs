@@ -28,13 +28,15 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// version 4 added the `HoldPlaced` and `HoldReleased` outbox events and event types;
 /// version 5 appended a restore in progress (see `restore.rs`) after the webhooks, and the
 /// `RestoreChunk` command and its outcome and refusal (a version 3 or 4 snapshot has no
-/// restore in progress and is read as one without it).
+/// restore in progress and is read as one without it); version 6 appended the charge
+/// intents (see `intents.rs`) and the commands and outcomes that record and drop them (an
+/// older snapshot has none).
 /// Version 4 only appended enum variants, so a version 3 snapshot is a version 4 snapshot
 /// without them and is read as one ([`SNAPSHOT_FORMAT_VERSION_OLDEST_READ`]); a build that
 /// reads only version 3 refuses a version 4 snapshot by its version, instead of failing on
 /// the first new variant. Any other version is refused with
 /// [`SnapshotError::UnsupportedVersion`], never misread.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 6;
 /// The oldest snapshot format this build reads (see [`SNAPSHOT_FORMAT_VERSION`]).
 pub const SNAPSHOT_FORMAT_VERSION_OLDEST_READ: u32 = 3;
 
@@ -197,7 +199,8 @@ impl StateMachine {
             }
         }
         encode(&self.snapshot_tail(), &mut writer)?;
-        encode(&self.restores, &mut writer)
+        encode(&self.restores, &mut writer)?;
+        encode(&self.charge_intents, &mut writer)
     }
 
     fn snapshot_head(&self) -> HeadRef<'_> {
@@ -251,6 +254,12 @@ impl StateMachine {
         } else {
             Restores::default()
         };
+        let charge_intents: crate::intents::ChargeIntents = if version >= 6 {
+            crate::decode::from_std_read(&mut reader, body_length)
+                .map_err(|error| SnapshotError::Corrupt(error.to_string()))?
+        } else {
+            crate::intents::ChargeIntents::default()
+        };
         let mut state = StateMachine::new(snapshot.config);
         state.now_ms = snapshot.now_ms;
         state.last_hold = snapshot.last_hold;
@@ -287,6 +296,7 @@ impl StateMachine {
         state.retired_nodes = snapshot.retired_nodes;
         state.webhooks = snapshot.webhooks;
         state.restores = restores;
+        state.charge_intents = charge_intents;
         state.rebuild_derived();
         state
             .check_invariants()
@@ -359,6 +369,7 @@ mod tests {
             RecordsRef(&state),
             state.snapshot_tail(),
             &state.restores,
+            &state.charge_intents,
         );
         let mut expected = SNAPSHOT_MAGIC.to_vec();
         expected.extend(SNAPSHOT_FORMAT_VERSION.to_le_bytes());

@@ -237,6 +237,9 @@ pub struct StateMachine {
     /// A backup restore in progress, or the one that made this state (canonical;
     /// serialised last, see `restore.rs`).
     pub(crate) restores: crate::restore::Restores,
+    /// Charges about to be made (canonical; serialised after the restore, see
+    /// `intents.rs`).
+    pub(crate) charge_intents: crate::intents::ChargeIntents,
 }
 
 impl Default for StateMachine {
@@ -269,6 +272,7 @@ impl StateMachine {
             payment_uses: HashMap::new(),
             webhooks: crate::webhooks::Webhooks::default(),
             restores: crate::restore::Restores::default(),
+            charge_intents: crate::intents::ChargeIntents::default(),
         }
     }
 
@@ -296,6 +300,48 @@ impl StateMachine {
     /// Applies one entry. Deterministic: the same sequence of entries gives the same state
     /// and the same outcomes on every replica.
     pub fn apply(&mut self, entry: &Entry) -> Outcome {
+        let outcome = self.apply_entry(entry);
+        match &entry.command {
+            Command::Confirm { hold_id, payment } => {
+                self.settle_confirm(entry.request_id.as_deref(), hold_id, payment, outcome)
+            }
+            _ => outcome,
+        }
+    }
+
+    /// A confirm's charge is accounted for once the confirm is answered: its charge intent
+    /// (under its request id) is resolved. A confirm refused for reusing another request's
+    /// key still carries a charge: it records the refund owed, as any refused confirm does.
+    /// Only a confirm the idempotency table turned away unapplied (full, or an invalid
+    /// request id) leaves its intent, for the node to propose it again.
+    fn settle_confirm(
+        &mut self,
+        request_id: Option<&str>,
+        hold_id: &str,
+        payment: &crate::command::PaymentRecord,
+        outcome: Outcome,
+    ) -> Outcome {
+        let unapplied = matches!(
+            outcome,
+            Outcome::Rejected(Rejection::IdempotencyTableFull { .. })
+        ) || request_id
+            .is_some_and(|id| id.is_empty() || id.len() > crate::limits::REQUEST_ID_BYTES_MAX);
+        if unapplied {
+            return outcome;
+        }
+        let outcome = match outcome {
+            Outcome::Rejected(rejection @ Rejection::IdempotencyKeyReused { .. }) => {
+                self.refund_unbooked_charge(hold_id, payment, rejection)
+            }
+            outcome => outcome,
+        };
+        if let Some(request_id) = request_id {
+            self.resolve_charge_intent(request_id);
+        }
+        outcome
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) -> Outcome {
         self.now_ms = self.now_ms.max(entry.time_ms);
         self.idempotency
             .evict_expired(self.now_ms, self.config.idempotency_retention_ms);
@@ -457,6 +503,12 @@ impl StateMachine {
                 self.acknowledge_webhook(webhook_id, *up_to)
             }
             Command::RestoreChunk(chunk) => self.restore_chunk(chunk),
+            Command::RecordChargeIntent {
+                charge_key,
+                hold_id,
+                provider,
+            } => self.record_charge_intent(charge_key, hold_id, provider),
+            Command::DropChargeIntent { charge_key } => self.drop_charge_intent(charge_key),
         };
         self.drop_stale_restore();
         result.unwrap_or_else(Outcome::Rejected)

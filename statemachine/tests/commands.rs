@@ -1456,3 +1456,116 @@ fn section_pages_follow_creation_order_across_interleaved_additions() {
         assert!(!paged.contains(&"S-B-4".to_string()));
     }
 }
+
+fn record_intent(harness: &mut Harness, key: &str, hold_id: &str) -> Outcome {
+    harness.run(Command::RecordChargeIntent {
+        charge_key: key.into(),
+        hold_id: hold_id.into(),
+        provider: "sandbox".into(),
+    })
+}
+
+/// A charge intent is recorded against a live hold with the hold's price, is idempotent on
+/// its key, outlives a snapshot, and is resolved by the confirm proposed under its key,
+/// whatever that confirm answers.
+#[test]
+fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
+    let mut harness = Harness::cinema();
+    let hold = harness.held("c1", &["S-A-1", "S-A-2"]);
+    let Outcome::ChargeIntentRecorded(intent) =
+        record_intent(&mut harness, "confirm:k1", &hold.hold_id)
+    else {
+        panic!("a live hold takes an intent");
+    };
+    assert_eq!((intent.amount, intent.currency.as_str()), (1800, "EUR"));
+    assert_eq!(intent.recorded_at_ms, harness.now_ms);
+    harness.advance(10);
+    assert_eq!(
+        record_intent(&mut harness, "confirm:k1", &hold.hold_id),
+        Outcome::ChargeIntentRecorded(intent.clone()),
+        "recording a key again answers the same intent"
+    );
+    let restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
+    assert_eq!(restored.charge_intent("confirm:k1"), Some(&intent));
+    assert_eq!(
+        harness.state.charge_intents_recorded_by(harness.now_ms, 10),
+        vec![intent.clone()]
+    );
+    assert_eq!(
+        harness
+            .state
+            .charge_intents_recorded_by(intent.recorded_at_ms - 1, 10),
+        vec![]
+    );
+    // The confirm under the key resolves it.
+    let confirmed = harness.run_keyed(
+        "confirm:k1",
+        Command::Confirm {
+            hold_id: hold.hold_id.to_string(),
+            payment: payment(1800),
+        },
+    );
+    assert!(confirmed.is_success(), "{confirmed:?}");
+    assert_eq!(harness.state.charge_intents_len(), 0);
+
+    // A hold that ended is refused before anything is charged, and nothing is stored.
+    let before = harness.state.snapshot_bytes();
+    let refused = record_intent(&mut harness, "confirm:k2", &hold.hold_id);
+    assert_eq!(code(&refused), "HOLD_NOT_ACTIVE");
+    assert_eq!(harness.state.snapshot_bytes(), before);
+    assert_eq!(
+        code(&record_intent(&mut harness, "", &hold.hold_id)),
+        "INVALID_FIELD"
+    );
+
+    // A confirm refused as a reused key still accounts for its charge: a refund, and the
+    // intent under the key is resolved.
+    let other = harness.held("c2", &["S-B-1"]);
+    record_intent(&mut harness, "confirm:k1-again", &other.hold_id);
+    harness.run_keyed(
+        "confirm:k1-again",
+        Command::ReleaseHold {
+            hold_id: "h_99".into(),
+        },
+    );
+    let charged = payment(900);
+    let reused = harness.run_keyed(
+        "confirm:k1-again",
+        Command::Confirm {
+            hold_id: other.hold_id.to_string(),
+            payment: charged.clone(),
+        },
+    );
+    let Outcome::ConfirmRefused { rejection, refund } = reused else {
+        panic!("a reused key with a charge records its refund: {reused:?}");
+    };
+    assert_eq!(rejection.code().as_str(), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(
+        (refund.payment_id.as_str(), refund.amount),
+        (charged.payment_id.as_str(), 900)
+    );
+    assert_eq!(harness.state.charge_intents_len(), 0);
+    assert_eq!(harness.seat_status("S-B-1"), SeatStatus::Held);
+
+    // An intent whose provider made no charge is dropped, once.
+    let third = harness.held("c3", &["S-B-2"]);
+    record_intent(&mut harness, "confirm:k3", &third.hold_id);
+    let drop = Command::DropChargeIntent {
+        charge_key: "confirm:k3".into(),
+    };
+    assert_eq!(
+        harness.run(drop.clone()),
+        Outcome::ChargeIntentDropped {
+            charge_key: "confirm:k3".into(),
+            dropped: true
+        }
+    );
+    assert_eq!(
+        harness.run(drop),
+        Outcome::ChargeIntentDropped {
+            charge_key: "confirm:k3".into(),
+            dropped: false
+        }
+    );
+    harness.state.check_invariants().unwrap();
+}
