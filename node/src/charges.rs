@@ -14,18 +14,29 @@
 //! holds it until its charge is accounted for; with every slot taken a new confirm is
 //! refused with `503 OVERLOADED` before anything is charged. A slot costs one proposal.
 //!
-//! What this does not cover: a node that dies while it holds an unresolved charge. The
-//! charge is logged (`payment_id`, `request_id`) when it is handed over and again at
-//! shutdown; reconciling the provider's charges against bookings and refunds is the
-//! provider integration's job (a real provider lists charges with their metadata).
+//! **A node that stops** while it holds a charge (a crash, a SIGTERM, a lost machine) is
+//! covered by the charge intent the confirm recorded in the replicated state before it
+//! called the provider (`holdfast_statemachine::ChargeIntent`). The leader's reconciler
+//! ([`reconcile_charge_intents`], run by the refund worker) takes every intent older than
+//! `intent_reconcile_after` — longer than any charge and commit may take — and asks the
+//! provider for the charge made under its key: found, it proposes the confirm with it (the
+//! booking, or the refund owed when the hold ended meanwhile); not found, it drops the
+//! intent; no answer, it asks again on the next pass. An intent names its provider; one
+//! made through another provider than the leader's is left for a leader that has it, with a
+//! warning.
+//!
+//! The remaining window: a provider that makes a charge more than
+//! `intent_reconcile_after` after it was asked, for a node that stopped meanwhile. The
+//! provider's own call timeout (10 s by default) keeps a live node from asking that late.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use holdfast_statemachine::{Outcome, Rejection};
+use holdfast_statemachine::{ChargeIntent, Command, Outcome, PaymentRecord, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::payment::PaymentProvider;
 use crate::replica::{self, CommittedOutcome, NodeError, Proposal, Replica};
 
 /// Confirms at once between charge and answer, by default.
@@ -161,6 +172,102 @@ impl Drop for Unresolved {
                 payment_id = %self.payment_id,
                 "stopping with a charge whose confirm never got an answer: reconcile it with the provider"
             );
+        }
+    }
+}
+
+/// Charge intents one reconciler pass looks at, at most.
+pub const INTENTS_PER_PASS_MAX: usize = 100;
+
+/// One pass of the leader's reconciler (see the module documentation): settles the charge
+/// intents recorded at least `reconcile_after` ago, at most [`INTENTS_PER_PASS_MAX`], each
+/// provider call within `call_timeout`. Returns how many it settled. Does nothing on a node
+/// that does not lead.
+pub async fn reconcile_charge_intents(
+    replica: &dyn Replica,
+    payments: &dyn PaymentProvider,
+    reconcile_after: Duration,
+    call_timeout: Duration,
+) -> usize {
+    let cluster_ms = replica.cluster_time_ms();
+    let after_ms = reconcile_after.as_millis() as u64;
+    let (intents, meta) = replica::read_now(replica, |machine| {
+        let now_ms = machine.now_ms().max(cluster_ms);
+        if machine.charge_intents_len() == 0 {
+            return Vec::new();
+        }
+        machine.charge_intents_recorded_by(now_ms.saturating_sub(after_ms), INTENTS_PER_PASS_MAX)
+    });
+    if intents.is_empty() || meta.leader_id != Some(meta.node_id) {
+        return 0;
+    }
+    let mut settled = 0;
+    for intent in intents {
+        let outcome = settle_intent(replica, payments, call_timeout, &intent).await;
+        settled += usize::from(matches!(outcome, "booked" | "refunded" | "dropped"));
+        metrics::counter!(crate::metrics::CHARGE_INTENTS_RECONCILED_TOTAL, "outcome" => outcome)
+            .increment(1);
+    }
+    settled
+}
+
+/// Settles one intent; the metric label of what happened.
+async fn settle_intent(
+    replica: &dyn Replica,
+    payments: &dyn PaymentProvider,
+    call_timeout: Duration,
+    intent: &ChargeIntent,
+) -> &'static str {
+    let key = intent.charge_key.as_str();
+    if intent.provider != payments.name() {
+        tracing::warn!(
+            charge_key = key,
+            provider = %intent.provider,
+            "a charge intent of another payment provider is left for a leader that has it"
+        );
+        return "unknown";
+    }
+    let found = match tokio::time::timeout(call_timeout, payments.find_charge(key)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
+            tracing::warn!(charge_key = key, %error, "could not ask the provider for an intent's charge");
+            return "unknown";
+        }
+        Err(_) => return "unknown",
+    };
+    let proposal = match found {
+        Some(charge) => Proposal {
+            request_id: Some(intent.charge_key.clone()),
+            command: Command::Confirm {
+                hold_id: intent.hold_id.clone(),
+                payment: PaymentRecord {
+                    provider: intent.provider.clone(),
+                    payment_id: charge.payment_id,
+                    amount: charge.amount,
+                },
+            },
+        },
+        None => Proposal {
+            request_id: None,
+            command: Command::DropChargeIntent {
+                charge_key: intent.charge_key.clone(),
+            },
+        },
+    };
+    match replica::propose_one(replica, proposal).await {
+        Ok(committed) => {
+            let label = match &committed.outcome {
+                Outcome::Confirmed(_) => "booked",
+                Outcome::ConfirmRefused { .. } => "refunded",
+                Outcome::ChargeIntentDropped { .. } => "dropped",
+                _ => "not_committed",
+            };
+            tracing::info!(charge_key = key, hold_id = %intent.hold_id, outcome = label, index = committed.index, "a charge intent left by a stopped confirm was settled");
+            label
+        }
+        Err(error) => {
+            tracing::warn!(charge_key = key, %error, "could not commit a charge intent's settlement");
+            "not_committed"
         }
     }
 }

@@ -308,6 +308,12 @@ struct ServeArgs {
     /// Longest wait between two attempts to pay a refund, in ms [default: 600000].
     #[arg(long, env = "HOLDFAST_REFUND_RETRY_MAX_MS")]
     refund_retry_max_ms: Option<u64>,
+    /// Age of a charge intent after which the leader settles it itself, because the
+    /// confirm that recorded it stopped between the provider and the log: it books or
+    /// refunds the charge the provider made under the intent's key, or drops the intent.
+    /// Keep it above the payment timeout, in ms [default: 60000].
+    #[arg(long, env = "HOLDFAST_CHARGE_RECONCILE_AFTER_MS")]
+    charge_reconcile_after_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -408,6 +414,7 @@ impl ServeArgs {
             refund_attempts_max,
             refund_retry_base_ms,
             refund_retry_max_ms,
+            charge_reconcile_after_ms,
             change_streams_max
         );
         self.single_node |= file.single_node;
@@ -483,6 +490,10 @@ impl ServeArgs {
                 .max(1),
             retry_base: millis(self.refund_retry_base_ms, defaults.retry_base),
             retry_max: millis(self.refund_retry_max_ms, defaults.retry_max),
+            intent_reconcile_after: millis(
+                self.charge_reconcile_after_ms,
+                defaults.intent_reconcile_after,
+            ),
             ..defaults
         }
     }

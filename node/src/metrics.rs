@@ -31,6 +31,9 @@ pub const HTTP_RESPONSES_TOTAL: &str = "holdfast_http_responses_total";
 /// Charges whose confirm got no answer yet and is being proposed again (see
 /// [`crate::charges`]).
 pub const CHARGES_UNRESOLVED: &str = "holdfast_charges_unresolved";
+/// Charge intents the leader's reconciler settled, by outcome (`booked`, `refunded`,
+/// `dropped`, `unknown`, `not_committed`; see [`crate::charges`]).
+pub const CHARGE_INTENTS_RECONCILED_TOTAL: &str = "holdfast_charge_intents_reconciled_total";
 /// Latency of `GET /availability`, seconds.
 pub const AVAILABILITY_SECONDS: &str = "holdfast_availability_seconds";
 /// Latency of `POST /booking/hold`, seconds.
@@ -104,6 +107,10 @@ fn describe() {
         BATCH_SECONDS,
         metrics::Unit::Seconds,
         "Latency of whole batch calls."
+    );
+    metrics::describe_counter!(
+        CHARGE_INTENTS_RECONCILED_TOTAL,
+        "Charge intents left by a stopped confirm that the leader settled, by outcome."
     );
     metrics::describe_gauge!(
         CHARGES_UNRESOLVED,

@@ -1,5 +1,6 @@
 //! The refund worker: on the leader, every interval, pays the refunds that are due through
-//! the payment provider and commits the result through Raft.
+//! the payment provider and commits the result through Raft. Each pass first settles the
+//! charge intents that confirms left behind when they stopped (see [`crate::charges`]).
 //!
 //! - **Idempotent by refund id.** The provider is asked with the refund id as its
 //!   idempotency key, so asking again — in the next pass, after a lost answer, from a new
@@ -47,6 +48,9 @@ pub struct RefundWorkerConfig {
     pub retry_max: Duration,
     /// Longest wait for one provider call (the provider's own timeouts apply as well).
     pub call_timeout: Duration,
+    /// Age of a charge intent after which the leader settles it itself: its confirm must
+    /// have stopped (see [`crate::charges`]). Longer than any charge and commit may take.
+    pub intent_reconcile_after: Duration,
 }
 
 impl Default for RefundWorkerConfig {
@@ -59,6 +63,7 @@ impl Default for RefundWorkerConfig {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
             call_timeout: Duration::from_secs(30),
+            intent_reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -291,6 +296,16 @@ pub async fn run_refund_worker(
         }
         if *shutdown.borrow() {
             return;
+        }
+        // Charges whose confirm stopped between the provider and the log.
+        tokio::select! {
+            _ = crate::charges::reconcile_charge_intents(
+                &*replica,
+                &*payments,
+                config.intent_reconcile_after,
+                config.call_timeout,
+            ) => {}
+            _ = shutdown.changed() => return,
         }
         // A full pass means more may be due: keep going, one bounded pass at a time.
         loop {

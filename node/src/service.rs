@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use holdfast_statemachine::{
-    BookingView, Command, HoldStatus, HoldView, Outcome, PaymentRecord, Rejection,
+    BookingView, ChargeIntent, Command, HoldStatus, HoldView, Outcome, PaymentRecord, Rejection,
 };
 use serde_json::json;
 
@@ -21,7 +21,7 @@ use crate::charges;
 use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
 use crate::metrics::{self, outcome_label};
-use crate::payment::{Charge, ChargeRequest};
+use crate::payment::{Charge, ChargeRequest, PaymentError};
 use crate::replica::{self, CommittedOutcome, Proposal, ReadRequest};
 use crate::validate;
 use crate::wire::{CancelBody, ConfirmBody, ExtendBody, HoldBody, RefundJson};
@@ -473,61 +473,184 @@ async fn confirm_inner(
     // A slot before the charge: from here until the state machine answers, the charge is
     // this node's to account for (see `crate::charges`).
     let slot = state.charges.reserve()?;
-    let charge = charge(
-        state,
-        prior_charge.is_some() || remembered,
-        ChargeRequest {
-            idempotency_key: request_id.clone(),
-            hold_id: body.hold_id.clone(),
+    // Without a client key the confirm still gets a key of its own, in a scope no client
+    // key can produce, so that its charge is idempotent and its intent can be found.
+    let charge_key = request_id
+        .unwrap_or_else(|| format!("{CHARGE_REQUEST_SCOPE}{:032x}", rand::random::<u128>()));
+    let replay = prior_charge.is_some() || remembered;
+    let (amount, currency) = if replay {
+        (amount, currency)
+    } else {
+        // Durable before the provider is called: should this node stop between the charge
+        // and the commit, the leader's reconciler finds the charge by this key.
+        let intent = record_charge_intent(state, &charge_key, &body.hold_id).await?;
+        (intent.amount, intent.currency)
+    };
+    let charging = Charging {
+        state: state.clone(),
+        slot,
+        replay,
+        intent_recorded: !replay,
+        request: ChargeRequest {
+            idempotency_key: Some(charge_key),
+            hold_id: body.hold_id,
             amount,
             currency,
             method,
             token: body.payment.token,
         },
-    )
-    .await?;
+    };
+    // The charge and its commit run to the end whether or not the caller waits: a dropped
+    // connection or a gRPC deadline must not stop a charge halfway (slots bound them).
+    match tokio::spawn(charging.run()).await {
+        Ok(result) => result,
+        Err(error) => Err(ApiError::internal(format!(
+            "the confirm task failed: {error}"
+        ))),
+    }
+}
 
-    // Without a client key the confirm still gets a request id, named after its charge
-    // (a scope no client key can produce), so that it can be proposed again safely.
-    let request_id =
-        request_id.unwrap_or_else(|| format!("{CHARGE_REQUEST_SCOPE}{}", charge.payment_id));
+/// Records the charge intent under `charge_key` for `hold_id` (see
+/// `holdfast_statemachine::ChargeIntent`): a hold that ended is refused here, before
+/// anything is charged.
+async fn record_charge_intent(
+    state: &AppState,
+    charge_key: &str,
+    hold_id: &str,
+) -> Result<ChargeIntent, ApiError> {
     let proposal = Proposal {
-        request_id: Some(request_id),
-        command: Command::Confirm {
-            hold_id: body.hold_id,
-            payment: PaymentRecord {
-                provider: state.payments.name().to_string(),
-                payment_id: charge.payment_id.clone(),
-                amount: charge.amount,
-            },
+        request_id: None,
+        command: Command::RecordChargeIntent {
+            charge_key: charge_key.to_string(),
+            hold_id: hold_id.to_string(),
+            provider: state.payments.name().to_string(),
         },
     };
-    let answered = match replica::propose_one(&*state.replica, proposal.clone()).await {
-        Ok(committed) if charges::is_answer(&committed) => Ok(committed),
-        Ok(committed) => Err(unexpected(&committed.outcome)),
-        Err(error) => Err(ApiError::from(error)),
-    };
-    let committed = match answered {
-        Ok(committed) => committed,
-        Err(error) => {
-            let payment_id = charge.payment_id.clone();
-            state.charges.hand_over(slot, proposal, payment_id);
-            return Err(charged_but_not_committed(error, &charge));
-        }
-    };
-    drop(slot);
-    let index = committed.index;
+    let committed = replica::propose_one(&*state.replica, proposal).await?;
     match committed.outcome {
-        Outcome::Confirmed(value) => Ok(Committed { value, index }),
-        Outcome::ConfirmRefused { rejection, refund } => {
-            let mut error = ApiError::from(&rejection);
-            if let Some(details) = error.details.as_object_mut() {
-                details.insert("refund".into(), json!(RefundJson::from_view(&refund)));
-            }
-            Err(error)
-        }
+        Outcome::ChargeIntentRecorded(intent) => Ok(intent),
+        Outcome::Rejected(rejection) => Err(ApiError::from(rejection)),
         other => Err(unexpected(&other)),
     }
+}
+
+/// One confirm from its charge to the state machine's answer, run as a task of its own.
+struct Charging {
+    state: AppState,
+    slot: charges::ChargeSlot,
+    /// The key was charged before (the provider hands back that charge).
+    replay: bool,
+    /// This confirm recorded the charge intent under the key.
+    intent_recorded: bool,
+    request: ChargeRequest,
+}
+
+impl Charging {
+    async fn run(self) -> Result<Committed<Box<BookingView>>, ApiError> {
+        let Charging {
+            state,
+            slot,
+            replay,
+            intent_recorded,
+            request,
+        } = self;
+        let charge_key = request.idempotency_key.clone().unwrap_or_default();
+        let hold_id = request.hold_id.clone();
+        let charge = match charge(&state, replay, request).await {
+            Ok(charge) => charge,
+            // No answer is not "nothing charged": ask for the charge by its key.
+            Err(failure @ PaymentError::Unavailable { .. }) => {
+                match state.payments.find_charge(&charge_key).await {
+                    Ok(Some(charge)) => charge,
+                    Ok(None) | Err(_) => {
+                        return Err(
+                            charge_failed(&state, intent_recorded, &charge_key, failure).await
+                        )
+                    }
+                }
+            }
+            Err(failure) => {
+                return Err(charge_failed(&state, intent_recorded, &charge_key, failure).await)
+            }
+        };
+        let proposal = Proposal {
+            request_id: Some(charge_key),
+            command: Command::Confirm {
+                hold_id,
+                payment: PaymentRecord {
+                    provider: state.payments.name().to_string(),
+                    payment_id: charge.payment_id.clone(),
+                    amount: charge.amount,
+                },
+            },
+        };
+        let answered = match replica::propose_one(&*state.replica, proposal.clone()).await {
+            Ok(committed) if charges::is_answer(&committed) => Ok(committed),
+            Ok(committed) => Err(unexpected(&committed.outcome)),
+            Err(error) => Err(ApiError::from(error)),
+        };
+        let committed = match answered {
+            Ok(committed) => committed,
+            Err(error) => {
+                let payment_id = charge.payment_id.clone();
+                state.charges.hand_over(slot, proposal, payment_id);
+                return Err(charged_but_not_committed(error, &charge));
+            }
+        };
+        drop(slot);
+        let index = committed.index;
+        match committed.outcome {
+            Outcome::Confirmed(value) => Ok(Committed { value, index }),
+            Outcome::ConfirmRefused { rejection, refund } => {
+                let mut error = ApiError::from(&rejection);
+                if let Some(details) = error.details.as_object_mut() {
+                    details.insert("refund".into(), json!(RefundJson::from_view(&refund)));
+                }
+                Err(error)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// What a confirm whose charge failed answers, after accounting for its intent.
+///
+/// A refusal (declined, an invalid instrument, a key used for another charge) charged
+/// nothing under this key: the intent this confirm recorded is dropped. A provider that did
+/// not answer may have charged all the same: when a lookup by its key found no charge
+/// either (the provider may still be making it), the intent stays for the leader's reconciler, which
+/// asks again later and books or refunds what it finds.
+async fn charge_failed(
+    state: &AppState,
+    intent_recorded: bool,
+    charge_key: &str,
+    failure: PaymentError,
+) -> ApiError {
+    let mut error = ApiError::from(failure.clone());
+    if !intent_recorded {
+        return error;
+    }
+    if let PaymentError::Unavailable { .. } = failure {
+        if let Some(details) = error.details.as_object_mut() {
+            details.insert("charge".into(), json!("UNKNOWN"));
+            details.insert(
+                "retry".into(),
+                json!("the provider did not say whether it charged; retry with the same Idempotency-Key (the charge is reused, never repeated), or the cluster books or refunds it once the provider answers"),
+            );
+        }
+        return error;
+    }
+    let proposal = Proposal {
+        request_id: None,
+        command: Command::DropChargeIntent {
+            charge_key: charge_key.to_string(),
+        },
+    };
+    if let Err(drop_error) = replica::propose_one(&*state.replica, proposal).await {
+        // The reconciler drops it later, once the provider confirms there is no charge.
+        tracing::warn!(%drop_error, charge_key, "could not drop a charge intent after a refused charge");
+    }
+    error
 }
 
 /// Charges through the provider; `replay` when the key was charged before (the provider
@@ -536,7 +659,7 @@ async fn charge(
     state: &AppState,
     replay: bool,
     request: ChargeRequest,
-) -> Result<Charge, ApiError> {
+) -> Result<Charge, PaymentError> {
     let started = Instant::now();
     let charged = state.payments.charge(request).await;
     metrics::observe(metrics::PAYMENT_SECONDS, started);
@@ -546,7 +669,7 @@ async fn charge(
         Err(error) => outcome_label(ApiError::from(error.clone()).code),
     };
     metrics::count(metrics::PAYMENTS_TOTAL, outcome);
-    Ok(charged?)
+    charged
 }
 
 /// The charge succeeded but the confirm got no answer (no leader, overload, a commit that

@@ -19,7 +19,7 @@ use holdfast_node::{
     router, AppState, HttpConfig, LocalReplica, LocalReplicaConfig, PaymentProvider,
     SandboxProvider,
 };
-use holdfast_statemachine::StateMachine;
+use holdfast_statemachine::{Command, StateMachine};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -378,7 +378,25 @@ async fn a_declined_payment_leaves_the_hold_held() {
     assert_eq!(declined.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(declined.code(), "PAYMENT_DECLINED");
     error_shape_ok(&declined);
-    assert_eq!(node.state(), before, "a declined payment stores nothing");
+    // The charge intent recorded before the provider was asked is dropped again: nothing
+    // is left but the clock.
+    let (before, _) = before;
+    let (after, _) = node.state();
+    let lasting = |bytes: &[u8]| {
+        let machine = StateMachine::from_snapshot_bytes(bytes).unwrap();
+        (
+            machine.hold_by_id(&hold_id),
+            machine.summary("E"),
+            machine.pending_refunds(10),
+            machine.charge_intents_len(),
+            machine.remembers_request("confirm:pay-1"),
+        )
+    };
+    assert_eq!(
+        lasting(&after),
+        lasting(&before),
+        "a declined payment stores nothing"
+    );
     assert_eq!(node.sandbox.charges_made(), 0);
     assert_eq!(
         node.get(&format!("/holds/{hold_id}")).await.body["status"],
@@ -1781,7 +1799,12 @@ impl Replica for Unreachable {
         self.inner.node_id()
     }
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {
-        if self.off.load(std::sync::atomic::Ordering::SeqCst) {
+        // Off, the leader is lost between the charge and the commit: the charge intent
+        // before the charge still commits, the confirm after it does not.
+        let confirms = proposals
+            .iter()
+            .any(|proposal| matches!(proposal.command, Command::Confirm { .. }));
+        if confirms && self.off.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(NodeError::NoLeader);
         }
         self.inner.propose(proposals).await
@@ -2663,4 +2686,139 @@ fn without_applied_index(mut value: Value) -> Value {
         _ => {}
     }
     value
+}
+
+/// A confirm whose caller goes away mid-charge (a dropped connection, a passed deadline)
+/// still books: the charge and its commit run to the end on their own, so no charge is
+/// left without its booking by a caller that stopped waiting.
+#[tokio::test]
+async fn a_confirm_whose_caller_goes_away_mid_charge_still_books() {
+    let node = Node::new();
+    node.create_event("E").await;
+    let hold = node.hold("E", &["A-1"], None).await;
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+    let call = node.post(
+        "/booking/confirm",
+        None,
+        json!({"hold_id": hold_id, "payment": {"token": "tok_visa_delay_400"}}),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err(),
+        "the caller gave up before the charge was made"
+    );
+    let held = wait_hold_status(&node, &hold_id, "CONFIRMED").await;
+    let booking_id = held["booking_id"].as_str().expect("a booking id");
+    assert_eq!(
+        node.get(&format!("/bookings/{booking_id}")).await.body["status"],
+        "CONFIRMED"
+    );
+    assert_eq!(node.sandbox.charges_made(), 1);
+    let intents = read_now(&*node.replica, |machine| machine.charge_intents_len()).0;
+    assert_eq!(intents, 0, "the confirm resolved its charge intent");
+}
+
+/// The leader settles the charge intents that stopped confirms left behind: a charge made
+/// under the intent's key is booked (or refunded, when the hold ended meanwhile), an intent
+/// without a charge is dropped, and an intent younger than the reconcile age is left to its
+/// confirm.
+#[tokio::test]
+async fn charge_intents_left_by_stopped_confirms_are_settled_by_the_leader() {
+    use holdfast_node::charges::reconcile_charge_intents;
+    let node = Node::new();
+    node.create_event("E").await;
+    let booked = node.hold("E", &["A-1"], None).await;
+    let never_charged = node.hold("E", &["A-2"], None).await;
+    let ending = node
+        .post(
+            "/booking/hold",
+            None,
+            json!({"event_id": "E", "customer_id": "c-1", "seats": ["B-1-1"], "ttl_seconds": 1}),
+        )
+        .await;
+    let id = |answer: &Answer| answer.body["hold_id"].as_str().unwrap().to_string();
+    let provider = node.sandbox.name().to_string();
+    let mut charges = Vec::new();
+    for (key, hold, charged) in [
+        ("confirm:lost", id(&booked), true),
+        ("confirm:never", id(&never_charged), false),
+        ("confirm:late", id(&ending), true),
+    ] {
+        // A confirm that recorded its intent, maybe charged, and stopped.
+        let recorded = holdfast_node::replica::propose_one(
+            &*node.replica,
+            Proposal {
+                request_id: None,
+                command: Command::RecordChargeIntent {
+                    charge_key: key.into(),
+                    hold_id: hold.clone(),
+                    provider: provider.clone(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+        let holdfast_statemachine::Outcome::ChargeIntentRecorded(intent) = recorded.outcome else {
+            panic!("{:?}", recorded.outcome);
+        };
+        if charged {
+            let charge = node
+                .sandbox
+                .charge(ChargeRequest {
+                    idempotency_key: Some(key.into()),
+                    hold_id: hold.clone(),
+                    amount: intent.amount,
+                    currency: intent.currency.clone(),
+                    method: "card".into(),
+                    token: "tok_visa".into(),
+                })
+                .await
+                .unwrap();
+            charges.push((hold, charge));
+        }
+    }
+    let reconcile = |after_ms: u64| {
+        reconcile_charge_intents(
+            &*node.replica,
+            &*node.sandbox,
+            Duration::from_millis(after_ms),
+            Duration::from_secs(5),
+        )
+    };
+    assert_eq!(
+        reconcile(3_600_000).await,
+        0,
+        "young intents are their confirms'"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(reconcile(0).await, 3);
+
+    let (booked_hold, booked_charge) = &charges[0];
+    let held = wait_hold_status(&node, booked_hold, "CONFIRMED").await;
+    let booking = node
+        .get(&format!(
+            "/bookings/{}",
+            held["booking_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        booking.body["payment_id"],
+        booked_charge.payment_id.as_str()
+    );
+    assert_eq!(
+        node.get(&format!("/holds/{}", id(&never_charged)))
+            .await
+            .body["status"],
+        "HELD"
+    );
+    let (late_hold, late_charge) = &charges[1];
+    let refunds = read_now(&*node.replica, |machine| machine.pending_refunds(10)).0;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].payment_id, late_charge.payment_id);
+    assert_eq!(refunds[0].hold_id, *late_hold);
+    let intents = read_now(&*node.replica, |machine| machine.charge_intents_len()).0;
+    assert_eq!(intents, 0);
+    assert_eq!(reconcile(0).await, 0, "nothing is left to settle");
+    assert_eq!(node.sandbox.charges_made(), 2);
 }

@@ -1,0 +1,189 @@
+//! A charge made by a leader that dies before it commits the confirm is still booked.
+//!
+//! The nodes use the HTTP payment provider against a fake Stripe-like provider served by
+//! this test on 127.0.0.1. The fake makes the first charge and then never answers it (the
+//! leader is killed while it waits). The charge intent the leader recorded before it called
+//! the provider is in the replicated state; the new leader's reconciler finds it, asks the
+//! provider for the charge made under the intent's key, and proposes the confirm with it:
+//! the hold is booked with that payment, charged once, and nothing is refunded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use holdfast_tests::{confirm_body, event_body, hold_body, Launch, ProcessCluster};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Ledger {
+    /// Charges made, by idempotency key.
+    charges: HashMap<String, Value>,
+    /// Charge calls answered or left hanging.
+    calls: u32,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+fn key_of(headers: &HeaderMap) -> String {
+    headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn charge(
+    State(ledger): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let key = key_of(&headers);
+    let (first_call, intent) = {
+        let mut ledger = ledger.lock().unwrap();
+        ledger.calls += 1;
+        let count = ledger.charges.len();
+        let intent = ledger
+            .charges
+            .entry(key)
+            .or_insert_with(|| {
+                json!({
+                    "id": format!("pi_{}", count + 1), "status": "succeeded",
+                    "amount": body["amount"], "currency": body["currency"],
+                    "metadata": body["metadata"],
+                })
+            })
+            .clone();
+        (ledger.calls == 1, intent)
+    };
+    if first_call {
+        // The charge is made, but its answer never leaves.
+        std::future::pending::<()>().await;
+    }
+    Json(intent)
+}
+
+async fn find(
+    State(ledger): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let ledger = ledger.lock().unwrap();
+    let found: Vec<Value> = query
+        .get("idempotency_key")
+        .and_then(|key| ledger.charges.get(key))
+        .into_iter()
+        .cloned()
+        .collect();
+    Json(json!({ "data": found }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_whose_leader_dies_before_the_commit_is_booked_by_the_next() -> anyhow::Result<()>
+{
+    let ledger = Shared::default();
+    let app = Router::new()
+        .route("/v1/payment_intents", post(charge).get(find))
+        .route(
+            "/v1/refunds",
+            post(|| async { Json(json!({"id": "re_1", "status": "succeeded"})) }),
+        )
+        .with_state(ledger.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let provider_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut launch = Launch::default();
+    for (name, value) in [
+        ("HOLDFAST_PAYMENT_PROVIDER", "http"),
+        ("HOLDFAST_PAYMENT_URL", provider_url.as_str()),
+        ("HOLDFAST_PAYMENT_SECRET", "sk_test_holdfast"),
+        ("HOLDFAST_PAYMENT_TIMEOUT_MS", "120000"),
+        ("HOLDFAST_REFUND_CHECK_INTERVAL_MS", "100"),
+        ("HOLDFAST_CHARGE_RECONCILE_AFTER_MS", "2000"),
+    ] {
+        launch.env.push((name.to_string(), value.to_string()));
+    }
+    let mut cluster = ProcessCluster::start_with(3, launch).await?;
+    let leader = cluster.wait_for_leader().await?;
+    cluster
+        .create_event(leader, event_body("intents", 1, 10, 10))
+        .await?;
+    let hold = cluster
+        .post(
+            leader,
+            "/booking/hold",
+            hold_body("intents", "c-1", &["A-1-1"], 600),
+            Some("h1"),
+        )
+        .await?;
+    assert_eq!(hold.status, 201, "{:?}", hold.body);
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+
+    // The confirm reaches the provider, which charges and never answers; its caller gives
+    // up and the leader dies.
+    let confirm = {
+        let url = cluster.nodes[leader].url("/booking/confirm");
+        let body = confirm_body(&hold_id, "tok_visa");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let _ = client
+                .post(url)
+                .header("Idempotency-Key", "c1")
+                .json(&body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+        })
+    };
+    for _ in 0..300 {
+        if !ledger.lock().unwrap().charges.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ledger.lock().unwrap().charges.len(),
+        1,
+        "the leader charged"
+    );
+    cluster.kill(leader);
+    confirm.abort();
+
+    let successor = cluster.wait_for_leader_without(leader).await?;
+    let mut hold_now = Value::Null;
+    for _ in 0..400 {
+        hold_now = cluster
+            .get(successor, &format!("/holds/{hold_id}"))
+            .await?
+            .body;
+        if hold_now["status"] == "CONFIRMED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        hold_now["status"],
+        "CONFIRMED",
+        "{}",
+        cluster.log(successor)
+    );
+    let booking_id = hold_now["booking_id"].as_str().expect("a booking id");
+    let booking = cluster
+        .get(successor, &format!("/bookings/{booking_id}"))
+        .await?;
+    assert_eq!(booking.body["payment_id"], "pi_1", "{:?}", booking.body);
+    let refunds = cluster.get(successor, "/refunds?status=PENDING").await?;
+    assert_eq!(refunds.body["refunds"], json!([]), "{:?}", refunds.body);
+    assert_eq!(ledger.lock().unwrap().charges.len(), 1, "charged once");
+    assert!(
+        cluster
+            .metrics(successor)
+            .await?
+            .contains("holdfast_charge_intents_reconciled_total{outcome=\"booked\"} 1"),
+        "the new leader's reconciler booked it"
+    );
+    Ok(())
+}
