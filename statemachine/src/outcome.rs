@@ -382,6 +382,28 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Whether this refuses the request itself — malformed, or naming nothing that exists
+    /// — rather than answering it from the state. Such a refusal changes nothing and is not
+    /// remembered under the request id, so cheap bad requests cannot fill the idempotency
+    /// table; a retry is judged afresh. Answers that depend on the state (a seat taken, a
+    /// hold expired) are remembered, so that a retry gets the first answer.
+    pub fn refuses_the_request_itself(&self) -> bool {
+        matches!(
+            self,
+            Rejection::InvalidField { .. }
+                | Rejection::InvalidQuantity { .. }
+                | Rejection::InvalidTtl { .. }
+                | Rejection::TooManyItems { .. }
+                | Rejection::EventNotFound { .. }
+                | Rejection::SeatNotFound { .. }
+                | Rejection::PoolNotFound { .. }
+                | Rejection::HoldNotFound { .. }
+                | Rejection::BookingNotFound { .. }
+                | Rejection::RefundNotFound { .. }
+                | Rejection::WebhookNotFound { .. }
+        )
+    }
+
     /// The stable code of this refusal, as the API names it.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -388,6 +388,11 @@ impl StateMachine {
             return Outcome::Rejected(rejection);
         }
         let outcome = self.execute(&entry.command);
+        if let Outcome::Rejected(rejection) = &outcome {
+            if rejection.refuses_the_request_itself() {
+                return outcome;
+            }
+        }
         // A successful hold (always the one just made) is remembered by reference when the
         // hold will outlive the record; anything else by its encoding.
         let held = match &outcome {

@@ -1522,12 +1522,12 @@ fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
     // intent under the key is resolved.
     let other = harness.held("c2", &["S-B-1"]);
     record_intent(&mut harness, "confirm:k1-again", &other.hold_id);
-    harness.run_keyed(
+    // The key was used before for another request (a hold of a taken seat: remembered).
+    let taken = harness.run_keyed(
         "confirm:k1-again",
-        Command::ReleaseHold {
-            hold_id: "h_99".into(),
-        },
+        Command::Hold(hold_request("film", "c9", &["S-A-1"], &[])),
     );
+    assert_eq!(code(&taken), "SEAT_UNAVAILABLE");
     let charged = payment(900);
     let reused = harness.run_keyed(
         "confirm:k1-again",
@@ -1568,4 +1568,52 @@ fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
         }
     );
     harness.state.check_invariants().unwrap();
+}
+
+/// A keyed request refused for what it is (malformed, or naming nothing that exists) is not
+/// remembered: one caller's cheap bad requests cannot fill the idempotency table, and the
+/// same key is judged afresh once the request can apply. A refusal that answers from the
+/// state (a seat taken) is still remembered.
+#[test]
+fn requests_refused_for_what_they_are_are_not_remembered() {
+    let mut harness = Harness::new();
+    let unknown = harness.run_keyed(
+        "hold:k1",
+        Command::Hold(hold_request("film", "c1", &["S-A-1"], &[])),
+    );
+    assert_eq!(code(&unknown), "EVENT_NOT_FOUND");
+    let bad_ttl = harness.run_keyed(
+        "hold:k2",
+        Command::ExtendHold {
+            hold_id: "h_1".into(),
+            ttl_seconds: 0,
+        },
+    );
+    assert_eq!(code(&bad_ttl), "INVALID_TTL");
+    assert!(!harness.state.remembers_request("hold:k1"));
+    assert!(!harness.state.remembers_request("hold:k2"));
+    let before = harness.state.snapshot_bytes();
+    for n in 0..100 {
+        let refused = harness.run_keyed(
+            &format!("hold:junk-{n}"),
+            Command::ReleaseHold {
+                hold_id: "h_77".into(),
+            },
+        );
+        assert_eq!(code(&refused), "HOLD_NOT_FOUND");
+    }
+    assert_eq!(harness.state.snapshot_bytes(), before, "nothing stored");
+
+    harness.run(Command::CreateEvent(cinema_event("film")));
+    let held = harness.run_keyed(
+        "hold:k1",
+        Command::Hold(hold_request("film", "c1", &["S-A-1"], &[])),
+    );
+    assert!(held.is_success(), "the key applies afresh: {held:?}");
+    let taken = harness.run_keyed(
+        "hold:k3",
+        Command::Hold(hold_request("film", "c2", &["S-A-1"], &[])),
+    );
+    assert_eq!(code(&taken), "SEAT_UNAVAILABLE");
+    assert!(harness.state.remembers_request("hold:k3"));
 }
