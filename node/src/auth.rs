@@ -103,6 +103,8 @@ pub struct Caller {
     pub customer: Option<String>,
     /// The key's scope (16 hex digits of its digest); `None` when the API is open.
     pub scope: Option<String>,
+    /// The client's address, when the edge knows it (limits count by it without a key).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -250,6 +252,7 @@ impl AuthKeys {
             role: Some(grant.role),
             customer: grant.customer.clone(),
             scope: Some(scope_of(&digest)),
+            address: None,
         })
     }
 
@@ -340,7 +343,11 @@ pub async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     match check(state.config.auth_keys.as_deref(), authorization, needed) {
-        Ok(caller) => {
+        Ok(mut caller) => {
+            caller.address = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip());
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
@@ -424,6 +431,7 @@ mod tests {
             role: Some(Role::Customer),
             customer: Some("alice".into()),
             scope: Some("00".into()),
+            address: None,
         };
         assert!(bound.may_act_for("alice").is_ok());
         assert_eq!(bound.may_act_for("bob").unwrap_err().code, "FORBIDDEN");

@@ -312,6 +312,22 @@ impl GrpcBooking {
         .map_err(|error| status_of(&error))
     }
 
+    /// [`Self::authorize`] for a booking write: the caller with the client's address,
+    /// which the hold velocity limit counts by when there is no key.
+    fn writer<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        let mut caller = self.authorize(request.metadata(), Role::Customer)?;
+        caller.address = request
+            .remote_addr()
+            .map(|address| address.ip())
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|info| info.0.ip())
+            });
+        Ok(caller)
+    }
+
     /// A write's reply with the `x-holdfast-*` metadata: the index that produced it, this
     /// node and the leader it knows.
     fn reply<T>(&self, message: T, index: u64) -> Response<T> {
@@ -554,7 +570,7 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<HoldRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let caller = self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.writer(&request)?;
         let message = request.into_inner();
         let key = key_of(&caller, message.idempotency_key.as_deref())?;
         let held = service::hold(&self.state, &caller, key, hold_body(message))
@@ -567,7 +583,7 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<ExtendRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let caller = self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.writer(&request)?;
         let message = request.into_inner();
         let key = key_of(&caller, message.idempotency_key.as_deref())?;
         let extended = service::extend(&self.state, &caller, key, extend_body(message))
@@ -583,7 +599,7 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<ConfirmRequest>,
     ) -> Result<Response<Booking>, Status> {
-        let caller = self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.writer(&request)?;
         let message = request.into_inner();
         let key = key_of(&caller, message.idempotency_key.as_deref())?;
         let body = confirm_body(message).map_err(|error| status_of(&error))?;
@@ -600,7 +616,7 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<BatchRequest>,
     ) -> Result<Response<BatchResponse>, Status> {
-        let caller = self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.writer(&request)?;
         let message = request.into_inner();
         service::check_batch_size(message.operations.len()).map_err(|error| status_of(&error))?;
         let items = message
@@ -698,7 +714,7 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<CancelRequest>,
     ) -> Result<Response<Cancelled>, Status> {
-        let caller = self.authorize(request.metadata(), Role::Customer)?;
+        let caller = self.writer(&request)?;
         let message = request.into_inner();
         let key = key_of(&caller, message.idempotency_key.as_deref())?;
         let cancelled = service::cancel(&self.state, &caller, key, cancel_body(message))

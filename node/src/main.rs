@@ -201,6 +201,16 @@ struct ServeArgs {
     /// RATE_LIMITED; 0 = no limit [default: 20000].
     #[arg(long, env = "HOLDFAST_RATE_LIMIT_WRITES")]
     rate_limit_writes: Option<u32>,
+    /// Holds one customer id may place a minute (in a burst of as many); over it 429
+    /// RATE_LIMITED; 0 = no limit [default: 600].
+    #[arg(long, env = "HOLDFAST_HOLDS_PER_MINUTE_PER_CUSTOMER")]
+    holds_per_minute_per_customer: Option<u32>,
+    /// Holds one caller (its key, else its address) may place a minute whatever customer
+    /// ids it names; over it 429 RATE_LIMITED. Off by default (0): a front end or proxy
+    /// places everyone's holds from one address; set it where clients reach the nodes
+    /// directly.
+    #[arg(long, env = "HOLDFAST_HOLDS_PER_MINUTE_PER_CALLER")]
+    holds_per_minute_per_caller: Option<u32>,
     /// HTTP requests served at once; beyond it 503 OVERLOADED; 0 = no cap [default: 8192].
     #[arg(long, env = "HOLDFAST_REQUESTS_IN_FLIGHT_MAX")]
     requests_in_flight_max: Option<usize>,
@@ -388,6 +398,8 @@ impl ServeArgs {
             auth_keys,
             rate_limit_reads,
             rate_limit_writes,
+            holds_per_minute_per_customer,
+            holds_per_minute_per_caller,
             requests_in_flight_max,
             connections_max,
             expiry_check_interval_ms,
@@ -519,6 +531,12 @@ impl ServeArgs {
             requests_in_flight_max: self
                 .requests_in_flight_max
                 .unwrap_or(defaults.requests_in_flight_max),
+            holds_per_minute_per_customer: self
+                .holds_per_minute_per_customer
+                .unwrap_or(defaults.holds_per_minute_per_customer),
+            holds_per_minute_per_caller: self
+                .holds_per_minute_per_caller
+                .unwrap_or(defaults.holds_per_minute_per_caller),
         };
         let server = holdfast_node::app::ServerLimits {
             connections_max: self

@@ -25,7 +25,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use holdfast_statemachine::ErrorCode;
+use holdfast_statemachine::{CompactString, ErrorCode};
 use tokio::sync::Semaphore;
 
 use crate::app::AppState;
@@ -38,6 +38,8 @@ pub const WRITES_PER_SECOND_DEFAULT: u32 = 20_000;
 pub const READS_PER_SECOND_DEFAULT: u32 = 100_000;
 /// Requests served at once by default.
 pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 8_192;
+/// Holds one customer id may place a minute by default.
+pub const HOLDS_PER_MINUTE_PER_CUSTOMER_DEFAULT: u32 = 600;
 /// Checks between two sweeps of the buckets of quiet callers.
 const SWEEP_EVERY_CHECKS: u64 = 4_096;
 
@@ -50,6 +52,13 @@ pub struct AdmissionConfig {
     pub writes_per_second: u32,
     /// Requests served at once; 0 switches the cap off.
     pub requests_in_flight_max: usize,
+    /// Holds one customer id may place a minute (a burst of as many); 0 switches it off.
+    pub holds_per_minute_per_customer: u32,
+    /// Holds one caller (its key, else its client address) may place a minute, whatever
+    /// customer ids it names; 0 (the default) switches it off. Off by default because a
+    /// trusted front end, a proxy or a benchmark places every customer's holds from one
+    /// address: set it where clients reach the nodes directly.
+    pub holds_per_minute_per_caller: u32,
 }
 
 impl Default for AdmissionConfig {
@@ -58,6 +67,8 @@ impl Default for AdmissionConfig {
             reads_per_second: READS_PER_SECOND_DEFAULT,
             writes_per_second: WRITES_PER_SECOND_DEFAULT,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+            holds_per_minute_per_customer: HOLDS_PER_MINUTE_PER_CUSTOMER_DEFAULT,
+            holds_per_minute_per_caller: 0,
         }
     }
 }
@@ -90,14 +101,14 @@ impl CallerKey {
     }
 }
 
-/// One budget: a bucket per caller, or nothing when switched off.
-struct Budget {
-    limiter: Option<DefaultKeyedRateLimiter<CallerKey>>,
+/// One budget: a bucket per key (a caller, a customer), or nothing when switched off.
+struct Budget<K: Clone + std::hash::Hash + Eq = CallerKey> {
+    limiter: Option<DefaultKeyedRateLimiter<K>>,
     checks: AtomicU64,
 }
 
-impl Budget {
-    fn new(per_second: u32) -> Budget {
+impl<K: Clone + std::hash::Hash + Eq> Budget<K> {
+    fn new(per_second: u32) -> Budget<K> {
         Budget {
             limiter: NonZeroU32::new(per_second)
                 .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
@@ -105,8 +116,17 @@ impl Budget {
         }
     }
 
+    /// `per_minute` a minute, in a burst of as many.
+    fn per_minute(per_minute: u32) -> Budget<K> {
+        Budget {
+            limiter: NonZeroU32::new(per_minute)
+                .map(|rate| RateLimiter::keyed(Quota::per_minute(rate))),
+            checks: AtomicU64::new(0),
+        }
+    }
+
     /// `Ok`, or how many whole seconds to wait.
-    fn check(&self, key: &CallerKey) -> Result<(), u64> {
+    fn check(&self, key: &K) -> Result<(), u64> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -130,6 +150,8 @@ pub struct Admission {
     reads: Budget,
     writes: Budget,
     in_flight: Option<Arc<Semaphore>>,
+    holds_per_customer: Budget<CompactString>,
+    holds_per_caller: Budget,
 }
 
 impl Admission {
@@ -175,7 +197,37 @@ impl Admission {
             writes: Budget::new(config.writes_per_second),
             in_flight: (config.requests_in_flight_max > 0)
                 .then(|| Arc::new(Semaphore::new(config.requests_in_flight_max))),
+            holds_per_customer: Budget::per_minute(config.holds_per_minute_per_customer),
+            holds_per_caller: Budget::per_minute(config.holds_per_minute_per_caller),
         }
+    }
+
+    /// The hold velocity limits: one more hold for `customer_id` by `caller`, or
+    /// `429 RATE_LIMITED` naming the limit, so that no customer id and no caller can take
+    /// a venue's inventory faster than a person books (made-up customer ids count against
+    /// their caller).
+    pub fn admit_hold(&self, caller: &Caller, customer_id: &str) -> Result<(), ApiError> {
+        let by_caller = CallerKey::of(
+            Some(caller),
+            caller.address.map(|ip| SocketAddr::new(ip, 0)),
+        );
+        let by_customer = CompactString::from(customer_id);
+        let refusal = |limit: &'static str, wait_seconds: u64| {
+            refused(limit);
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many holds ({limit}); retry after {wait_seconds} s"),
+            )
+            .with_details(serde_json::json!({"limit": limit}))
+            .with_retry_after(wait_seconds.max(1))
+        };
+        self.holds_per_customer
+            .check(&by_customer)
+            .map_err(|wait| refusal("holds_per_customer", wait))?;
+        self.holds_per_caller
+            .check(&by_caller)
+            .map_err(|wait| refusal("holds_per_caller", wait))?;
+        Ok(())
     }
 }
 
@@ -291,6 +343,49 @@ mod tests {
             CallerKey::of(None, Some(address))
         );
         assert_eq!(CallerKey::of(None, None), CallerKey::Unknown);
+    }
+
+    #[test]
+    fn holds_are_limited_per_customer_and_per_caller_whatever_customers_it_names() {
+        let admission = Admission::new(AdmissionConfig {
+            holds_per_minute_per_customer: 2,
+            holds_per_minute_per_caller: 5,
+            ..AdmissionConfig::default()
+        });
+        let front_end = Caller {
+            address: Some("10.0.0.7".parse().unwrap()),
+            ..Caller::default()
+        };
+        let code =
+            |result: Result<(), ApiError>| result.map_err(|error| error.details["limit"].clone());
+        assert_eq!(code(admission.admit_hold(&front_end, "c-1")), Ok(()));
+        assert_eq!(code(admission.admit_hold(&front_end, "c-1")), Ok(()));
+        assert_eq!(
+            code(admission.admit_hold(&front_end, "c-1")),
+            Err(serde_json::json!("holds_per_customer"))
+        );
+        // Made-up customer ids count against their caller.
+        for customer in ["m-1", "m-2", "m-3"] {
+            assert_eq!(code(admission.admit_hold(&front_end, customer)), Ok(()));
+        }
+        let refused = admission.admit_hold(&front_end, "m-4").unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert_eq!(refused.details["limit"], "holds_per_caller");
+        // Another address has its own budget.
+        let other = Caller {
+            address: Some("10.0.0.8".parse().unwrap()),
+            ..Caller::default()
+        };
+        assert_eq!(code(admission.admit_hold(&other, "m-5")), Ok(()));
+        // Off: never refuses.
+        let off = Admission::new(AdmissionConfig {
+            holds_per_minute_per_customer: 0,
+            holds_per_minute_per_caller: 0,
+            ..AdmissionConfig::default()
+        });
+        for _ in 0..1_000 {
+            assert_eq!(code(off.admit_hold(&front_end, "c-1")), Ok(()));
+        }
     }
 
     #[test]

@@ -242,7 +242,24 @@ impl Owned {
 /// One linearizable read for them all: a hold's or booking's owner never changes once it
 /// exists, so what the read sees still holds when the command applies, and an id that
 /// does not exist yet is refused here instead of racing its creation.
+///
+/// A hold that passes is then counted against the hold velocity limits
+/// ([`crate::rate::Admission::admit_hold`]), which refuse it with `429 RATE_LIMITED`.
 async fn refused_owners(
+    state: &AppState,
+    caller: &Caller,
+    owned: &[Owned],
+) -> Result<Vec<Option<ApiError>>, ApiError> {
+    let mut refusals = refused_by_owner(state, caller, owned).await?;
+    for (refusal, owned) in refusals.iter_mut().zip(owned) {
+        if let (None, Owned::Customer(customer_id)) = (&refusal, owned) {
+            *refusal = state.admission.admit_hold(caller, customer_id).err();
+        }
+    }
+    Ok(refusals)
+}
+
+async fn refused_by_owner(
     state: &AppState,
     caller: &Caller,
     owned: &[Owned],

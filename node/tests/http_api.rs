@@ -2134,7 +2134,14 @@ async fn a_batch_answers_each_operation_as_its_own_route_would() {
 
 #[tokio::test]
 async fn oversized_batches_are_refused_whole_and_store_nothing() {
-    let node = Node::new();
+    // One customer places the whole batch: no hold velocity limit here.
+    let node = Node::with_config(HttpConfig {
+        admission: holdfast_node::rate::AdmissionConfig {
+            holds_per_minute_per_customer: 0,
+            ..Default::default()
+        },
+        ..HttpConfig::default()
+    });
     node.create_event("E").await;
     let before = node.state();
     let operation =
@@ -2821,4 +2828,86 @@ async fn charge_intents_left_by_stopped_confirms_are_settled_by_the_leader() {
     assert_eq!(intents, 0);
     assert_eq!(reconcile(0).await, 0, "nothing is left to settle");
     assert_eq!(node.sandbox.charges_made(), 2);
+}
+
+/// Hold velocity: one customer id is limited, and so is one caller whatever customer ids
+/// it makes up; the refusal is 429 RATE_LIMITED with Retry-After and the limit's name, and
+/// stores nothing.
+#[tokio::test]
+async fn holds_are_limited_per_customer_and_per_caller() {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "admin admin-key-000000001\n\
+         customer front-key-00000000001\n\
+         customer other-front-key-000001\n",
+    )
+    .unwrap();
+    let node = Node::with_config(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        admission: holdfast_node::rate::AdmissionConfig {
+            holds_per_minute_per_customer: 2,
+            holds_per_minute_per_caller: 5,
+            ..Default::default()
+        },
+        ..HttpConfig::default()
+    });
+    let created = node
+        .as_key(
+            Method::POST,
+            "/admin/events",
+            "admin-key-000000001",
+            None,
+            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 100, "price": 100}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let hold = |key: &'static str, customer: String| {
+        let node = &node;
+        async move {
+            node.as_key(
+                Method::POST,
+                "/booking/hold",
+                key,
+                None,
+                json!({"event_id": "E", "customer_id": customer, "pools": [{"pool_id": "GA", "quantity": 1}]}),
+            )
+            .await
+        }
+    };
+    let front = "front-key-00000000001";
+    for _ in 0..2 {
+        assert_eq!(hold(front, "c-1".into()).await.status, StatusCode::CREATED);
+    }
+    let before = node.state();
+    let refused = hold(front, "c-1".into()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "RATE_LIMITED");
+    assert_eq!(
+        refused.body["error"]["details"]["limit"],
+        "holds_per_customer"
+    );
+    assert!(refused.headers.get("retry-after").is_some());
+    assert_eq!(node.state(), before, "a refused hold stores nothing");
+
+    // Made-up customer ids: the caller's own budget runs out.
+    let mut placed = 2;
+    let mut last = None;
+    for n in 0..10 {
+        let answer = hold(front, format!("made-up-{n}")).await;
+        if answer.status != StatusCode::CREATED {
+            last = Some(answer);
+            break;
+        }
+        placed += 1;
+    }
+    assert_eq!(placed, 5, "five holds a minute for this caller");
+    let last = last.expect("the caller was limited");
+    assert_eq!(last.body["error"]["details"]["limit"], "holds_per_caller");
+    // Another caller is not held back by this one.
+    let other = hold("other-front-key-000001", "someone".into()).await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
 }
