@@ -174,6 +174,11 @@ const REFUSAL_LOG_EVERY_MS: u64 = 5_000;
 /// the caller's address: an operator sees a peer of another cluster, a stale member or a
 /// probe at the peer port.
 fn refused<T>(request: &Request<T>, status: &Status) {
+    refused_from(request.remote_addr(), status);
+}
+
+/// [`refused`] by the caller's address: also told of refused Raft RPCs.
+pub(crate) fn refused_from(remote: Option<std::net::SocketAddr>, status: &Status) {
     let code = status.message().split(':').next().unwrap_or_default();
     let reason = if !code.is_empty()
         && code.len() <= 40
@@ -199,7 +204,7 @@ fn refused<T>(request: &Request<T>, status: &Status) {
             .is_ok()
     {
         tracing::warn!(
-            remote = ?request.remote_addr(),
+            ?remote,
             reason,
             message = status.message(),
             "a peer call was refused (more in holdfast_peer_refusals_total)"
@@ -568,7 +573,7 @@ where
         .max_concurrent_streams(Some(256))
         .tcp_nodelay(true)
         .layer(ContactLayer::new(contact))
-        .add_service(node.grpc_service())
+        .add_service(node.grpc_service_observed(std::sync::Arc::new(refused_from)))
         .add_service(peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

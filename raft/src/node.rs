@@ -322,13 +322,26 @@ impl RaftNode {
     pub fn grpc_service(
         &self,
     ) -> holdfast_proto::raft::raft_service_server::RaftServiceServer<RaftGrpcService> {
+        self.raft_grpc_service().into_server(self.message_bytes_max)
+    }
+
+    /// [`RaftNode::grpc_service`] that tells `hook` of every request it refuses.
+    pub fn grpc_service_observed(
+        &self,
+        hook: crate::server::RefusalHook,
+    ) -> holdfast_proto::raft::raft_service_server::RaftServiceServer<RaftGrpcService> {
+        self.raft_grpc_service()
+            .with_refusal_hook(hook)
+            .into_server(self.message_bytes_max)
+    }
+
+    fn raft_grpc_service(&self) -> RaftGrpcService {
         RaftGrpcService::new(
             self.raft.clone(),
             self.cluster_id.clone(),
             self.node_id(),
             self.tls.is_some(),
         )
-        .into_server(self.message_bytes_max)
     }
 
     /// Serves the Raft RPCs on `listener` in a background task until [`RaftNode::shutdown`].

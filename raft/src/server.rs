@@ -18,6 +18,10 @@ use crate::error::Error;
 use crate::tls::{check_peer_identity, PeerTls};
 use crate::types::{HoldfastRaft, NodeId};
 
+/// Told of every Raft RPC this node refuses (its envelope or its bytes): the caller's
+/// address and the refusal, so that the embedding node can count and log it.
+pub type RefusalHook = std::sync::Arc<dyn Fn(Option<std::net::SocketAddr>, &Status) + Send + Sync>;
+
 /// Serves one node's Raft RPCs.
 #[derive(Clone)]
 pub struct RaftGrpcService {
@@ -27,6 +31,7 @@ pub struct RaftGrpcService {
     /// Served over mutual TLS: every request must come over a connection whose client
     /// certificate names the sender ([`check_peer_identity`]).
     tls_required: bool,
+    on_refusal: Option<RefusalHook>,
 }
 
 impl RaftGrpcService {
@@ -43,7 +48,14 @@ impl RaftGrpcService {
             cluster_id,
             node_id,
             tls_required,
+            on_refusal: None,
         }
+    }
+
+    /// Calls `hook` with every refused request.
+    pub fn with_refusal_hook(mut self, hook: RefusalHook) -> RaftGrpcService {
+        self.on_refusal = Some(hook);
+        self
     }
 
     /// The tonic service with explicit message size limits.
@@ -57,6 +69,16 @@ impl RaftGrpcService {
     /// certificate says) and decodes the openraft message, with a bounded decode.
     #[allow(clippy::result_large_err)]
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
+        let remote = request.remote_addr();
+        self.checked(request).inspect_err(|status| {
+            if let Some(hook) = &self.on_refusal {
+                hook(remote, status);
+            }
+        })
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn checked<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
         check_peer_identity(&request, request.get_ref().from_node_id, self.tls_required)?;
         let request = request.into_inner();
         if request.format_version != RAFT_WIRE_FORMAT_VERSION {

@@ -239,6 +239,12 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
         status.message().contains("PEER_IDENTITY_MISMATCH"),
         "{status:?}"
     );
+    // Refused Raft RPCs are counted like refused peer calls.
+    let metrics = cluster.metrics(leader).await?;
+    assert!(
+        metrics.contains("holdfast_peer_refusals_total{reason=\"PEER_IDENTITY_MISMATCH\"} 1"),
+        "the refused Raft RPC is not counted in:\n{metrics}"
+    );
     // Forwarded proposals carry the envelope too: another cluster, another addressee, or
     // none at all are refused.
     for (cluster_id, to, code) in [
