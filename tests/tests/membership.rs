@@ -78,6 +78,35 @@ async fn add_promote_remove() -> anyhow::Result<()> {
         .await?;
     assert_eq!(unknown_node.status().as_u16(), 404);
 
+    // Refused before anything changes: a learner that does not answer at its peer address
+    // (nothing listens there), on the leader and through a follower alike.
+    let nobody = json!({"id": 77, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2", "region": "local"});
+    for position in [leader, follower] {
+        let refused = cluster
+            .post(position, "/cluster/learners", nobody.clone(), None)
+            .await?;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (409, "MEMBERSHIP_REFUSED"),
+            "{:?}",
+            refused.body
+        );
+        let message = refused.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains("did not answer"), "{message}");
+    }
+    let status = cluster.get(leader, "/cluster/status").await?;
+    assert!(
+        !status.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|member| member["id"] == 77),
+        "{:?}",
+        status.body
+    );
+
     // Refused: a change that keeps only a minority of the current voters (here one of three
     // current voters, with a new learner), which would hand the cluster to nodes that never
     // voted in it.

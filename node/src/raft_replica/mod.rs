@@ -1007,6 +1007,9 @@ impl Inner {
                 ),
             });
         }
+        if !known {
+            self.probe_new_member(&member).await?;
+        }
         if let Some(existing) = membership.membership().get_node(&member.id) {
             if existing.raft_addr != member.raft_addr {
                 return Err(NodeError::MembershipRefused {
@@ -1116,6 +1119,50 @@ impl Inner {
             self.peer_envelope(node_id),
             self.config.message_bytes_max,
         ))
+    }
+
+    /// Refuses to add a node that does not answer at its peer address as node `member.id`
+    /// of this cluster (the envelope names both, and with peer TLS its certificate must
+    /// name it), or that belongs to another cluster: a learner that cannot be reached
+    /// would otherwise be in the membership, unreplicated, until an operator removes it.
+    async fn probe_new_member(&self, member: &MemberSpec) -> Result<(), NodeError> {
+        let refused = |why: String| {
+            NodeError::MembershipRefused {
+            message: format!(
+                "node {} did not answer at {} as a node of this cluster ({why}): start it first, with this cluster's id and certificates",
+                member.id, member.raft_addr
+            ),
+        }
+        };
+        let probe = async {
+            let mut client = self
+                .client_at(member.id, &member.raft_addr, MEMBER_PROBE_TIMEOUT)
+                .await
+                .map_err(|error| error.to_string())?;
+            client
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.message().to_string())
+        };
+        let status = match tokio::time::timeout(MEMBER_PROBE_TIMEOUT, probe).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(why)) => return Err(refused(why)),
+            Err(_) => return Err(refused("no answer in time".into())),
+        };
+        let ours = status
+            .members
+            .iter()
+            .any(|other| other.id == self.node_id());
+        if status.role != Role::Uninitialized.as_str() && !ours {
+            return Err(NodeError::MembershipRefused {
+                message: format!(
+                    "node {} at {} is a member of another cluster",
+                    member.id, member.raft_addr
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Whether member `node_id` answers a status request over the peer network within
