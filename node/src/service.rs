@@ -492,8 +492,12 @@ async fn confirm_inner(
     let slot = state.charges.reserve()?;
     // Without a client key the confirm still gets a key of its own, in a scope no client
     // key can produce, so that its charge is idempotent and its intent can be found.
-    let charge_key = request_id
-        .unwrap_or_else(|| format!("{CHARGE_REQUEST_SCOPE}{:032x}", rand::random::<u128>()));
+    // Drawn from `RaftRng`: the system's randomness, or a simulation's seeded generator.
+    let charge_key = request_id.unwrap_or_else(|| {
+        use rand::Rng;
+        let random: u128 = holdfast_raft::runtime::RaftRng.gen();
+        format!("{CHARGE_REQUEST_SCOPE}{random:032x}")
+    });
     let replay = prior_charge.is_some() || remembered;
     let (amount, currency) = if replay {
         (amount, currency)

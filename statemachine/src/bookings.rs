@@ -9,9 +9,7 @@ use crate::outcome::{
     BookingPage, BookingStatus, BookingView, OutboxKind, Outcome, RefundPage, RefundStatus,
     RefundView, Rejection,
 };
-use crate::state::{
-    compact_id, format_id, parse_id, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
-};
+use crate::state::{Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX};
 use crate::StateMachine;
 
 impl StateMachine {
@@ -24,7 +22,10 @@ impl StateMachine {
         let not_found = || Rejection::BookingNotFound {
             booking_id: booking_id.to_string(),
         };
-        let id = parse_id(BOOKING_ID_PREFIX, booking_id).ok_or_else(not_found)?;
+        let id = self
+            .ids
+            .parse(BOOKING_ID_PREFIX, booking_id)
+            .ok_or_else(not_found)?;
         let booking = self.bookings.get(&id).ok_or_else(not_found)?;
         if booking.status != BookingStatus::Confirmed {
             return Err(Rejection::BookingNotActive {
@@ -66,9 +67,12 @@ impl StateMachine {
             reason: reason.to_string(),
         });
         if booking.payment.amount > 0 {
-            let hold_id = format_id(HOLD_ID_PREFIX, booking.hold);
+            let hold_id = self.ids.format(HOLD_ID_PREFIX, booking.hold);
             let refund = self.record_refund(&hold_id, Some(id), &booking.payment, currency);
-            let refund_id = parse_id(REFUND_ID_PREFIX, &refund.refund_id).expect("just formatted");
+            let refund_id = self
+                .ids
+                .parse(REFUND_ID_PREFIX, &refund.refund_id)
+                .expect("just formatted");
             self.bookings.get_mut(&id).expect("booking exists").refund = Some(refund_id);
         }
         Ok(Outcome::BookingCancelled(Box::new(self.booking_view(id))))
@@ -78,7 +82,10 @@ impl StateMachine {
         let not_found = || Rejection::RefundNotFound {
             refund_id: refund_id.to_string(),
         };
-        let id = parse_id(REFUND_ID_PREFIX, refund_id).ok_or_else(not_found)?;
+        let id = self
+            .ids
+            .parse(REFUND_ID_PREFIX, refund_id)
+            .ok_or_else(not_found)?;
         let now_ms = self.now_ms;
         let refund = self.refunds.get_mut(&id).ok_or_else(not_found)?;
         if refund.status != RefundStatus::Pending {
@@ -111,7 +118,10 @@ impl StateMachine {
         let not_found = || Rejection::RefundNotFound {
             refund_id: refund_id.to_string(),
         };
-        let id = parse_id(REFUND_ID_PREFIX, refund_id).ok_or_else(not_found)?;
+        let id = self
+            .ids
+            .parse(REFUND_ID_PREFIX, refund_id)
+            .ok_or_else(not_found)?;
         let now_ms = self.now_ms;
         let refund = self.refunds.get_mut(&id).ok_or_else(not_found)?;
         if refund.status != RefundStatus::Pending {
@@ -143,12 +153,12 @@ impl StateMachine {
 
     pub(crate) fn refund_view_of(&self, id: u64, refund: &Refund, hold_id: &str) -> RefundView {
         RefundView {
-            refund_id: format_id(REFUND_ID_PREFIX, id),
+            refund_id: self.ids.format(REFUND_ID_PREFIX, id),
             status: refund.status,
             hold_id: hold_id.to_string(),
             booking_id: refund
                 .booking
-                .map(|booking| format_id(BOOKING_ID_PREFIX, booking)),
+                .map(|booking| self.ids.format(BOOKING_ID_PREFIX, booking)),
             provider: refund.provider.clone(),
             payment_id: refund.payment_id.clone(),
             amount: refund.amount,
@@ -163,12 +173,12 @@ impl StateMachine {
 
     pub(crate) fn refund_view(&self, id: u64) -> Option<RefundView> {
         let refund = self.refunds.get(&id)?;
-        Some(self.refund_view_of(id, refund, &format_id(HOLD_ID_PREFIX, refund.hold)))
+        Some(self.refund_view_of(id, refund, &self.ids.format(HOLD_ID_PREFIX, refund.hold)))
     }
 
     /// A refund by id.
     pub fn refund_by_id(&self, refund_id: &str) -> Option<RefundView> {
-        self.refund_view(parse_id(REFUND_ID_PREFIX, refund_id)?)
+        self.refund_view(self.ids.parse(REFUND_ID_PREFIX, refund_id)?)
     }
 
     /// Refunds still to be paid out, oldest first, at most `limit`.
@@ -194,7 +204,10 @@ impl StateMachine {
         let limit = limit.clamp(1, REFUNDS_PAGE_MAX);
         let first = match after {
             // An `after` that names no refund of ours starts past every refund.
-            Some(after) => parse_id(REFUND_ID_PREFIX, after).map_or(u64::MAX, |id| id + 1),
+            Some(after) => self
+                .ids
+                .parse(REFUND_ID_PREFIX, after)
+                .map_or(u64::MAX, |id| id + 1),
             None => 0,
         };
         let mut refunds = Vec::new();
@@ -215,14 +228,14 @@ impl StateMachine {
         let mut walked = self.refunds.iter_from(first);
         for (scanned, (id, refund)) in walked.by_ref().enumerate() {
             if refunds.len() == limit || scanned == REFUNDS_SCAN_MAX {
-                next_after = Some(format_id(REFUND_ID_PREFIX, id - 1));
+                next_after = Some(self.ids.format(REFUND_ID_PREFIX, id - 1));
                 break;
             }
             if status.is_none_or(|status| status == refund.status) {
                 refunds.push(self.refund_view_of(
                     id,
                     refund,
-                    &format_id(HOLD_ID_PREFIX, refund.hold),
+                    &self.ids.format(HOLD_ID_PREFIX, refund.hold),
                 ));
             }
         }
@@ -236,8 +249,8 @@ impl StateMachine {
         let booking = &self.bookings[&id];
         let event = &self.events[&*booking.event_id];
         BookingView {
-            booking_id: compact_id(BOOKING_ID_PREFIX, id),
-            hold_id: compact_id(HOLD_ID_PREFIX, booking.hold),
+            booking_id: self.ids.compact(BOOKING_ID_PREFIX, id),
+            hold_id: self.ids.compact(HOLD_ID_PREFIX, booking.hold),
             status: booking.status,
             event_id: booking.event_id.clone(),
             customer_id: booking.customer_id.clone(),
@@ -259,7 +272,7 @@ impl StateMachine {
 
     /// A booking by id.
     pub fn booking_by_id(&self, booking_id: &str) -> Option<BookingView> {
-        let id = parse_id(BOOKING_ID_PREFIX, booking_id)?;
+        let id = self.ids.parse(BOOKING_ID_PREFIX, booking_id)?;
         self.bookings
             .contains_key(&id)
             .then(|| self.booking_view(id))
@@ -279,7 +292,7 @@ impl StateMachine {
             .get(customer_id)
             .map_or(&[], Vec::as_slice);
         // `ids` ascend; the page walks them backwards from just below `after`.
-        let end = match after.and_then(|after| parse_id(BOOKING_ID_PREFIX, after)) {
+        let end = match after.and_then(|after| self.ids.parse(BOOKING_ID_PREFIX, after)) {
             Some(after) => ids.partition_point(|&id| id < after),
             None if after.is_some() => 0,
             None => ids.len(),

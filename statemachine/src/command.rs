@@ -102,6 +102,9 @@ pub enum Command {
     },
     /// Drop a charge intent whose provider made no charge under its key.
     DropChargeIntent { charge_key: String },
+    /// Set the key that spells hold, booking and refund ids (see `ids.rs`): once, before
+    /// any of them exists. The node proposes a random one on a new cluster.
+    SetIdKey { key: [u64; 2] },
 }
 
 /// One piece of a backup's state bytes, as `holdfastctl restore` sends them.

@@ -8,13 +8,14 @@ use compact_str::CompactString;
 
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
 use crate::idmap::IdMap;
+use crate::ids::IdKey;
 use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
 use crate::limits::*;
 use crate::outcome::{BookingStatus, RefundStatus};
 use crate::outcome::{HoldStatus, HoldView, OutboxKind, Outcome, PoolShortage, Rejection};
 use crate::state::{
-    compact_id, format_id, parse_id, payment_key, Booking, Hold, PaymentUse, Positions, Refund,
-    BOOKING_ID_PREFIX, HOLD_ID_PREFIX, REFUND_ID_PREFIX,
+    payment_key, Booking, Hold, PaymentUse, Positions, Refund, BOOKING_ID_PREFIX, HOLD_ID_PREFIX,
+    REFUND_ID_PREFIX,
 };
 use crate::StateMachine;
 
@@ -295,9 +296,9 @@ fn clone_lines(lines: &[PoolQuantity]) -> Vec<PoolQuantity> {
 }
 
 /// The answer about `hold` (id `id`) of `event`.
-fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
+fn hold_view(ids: IdKey, event: &Event, id: u64, hold: &Hold) -> HoldView {
     HoldView {
-        hold_id: compact_id(HOLD_ID_PREFIX, id),
+        hold_id: ids.compact(HOLD_ID_PREFIX, id),
         status: hold.status,
         event_id: hold.event_id.clone(),
         customer_id: hold.customer_id.clone(),
@@ -314,7 +315,7 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
         life_ends_at_ms: hold.life_ends_at_ms,
         booking_id: hold
             .booking
-            .map(|booking| compact_id(BOOKING_ID_PREFIX, booking.get())),
+            .map(|booking| ids.compact(BOOKING_ID_PREFIX, booking.get())),
     }
 }
 
@@ -322,13 +323,14 @@ fn hold_view(event: &Event, id: u64, hold: &Hold) -> HoldView {
 /// view now, with the status, expiry and booking it had then (the rest of a hold never
 /// changes). `None` when the hold or its event is not there.
 pub(crate) fn answer_as_made(
+    ids: IdKey,
     holds: &IdMap<Hold>,
     events: &BTreeMap<String, Event>,
     id: u64,
     expires_at_ms: u64,
 ) -> Option<Outcome> {
     let hold = holds.get(&id)?;
-    let mut view = hold_view(events.get(&*hold.event_id)?, id, hold);
+    let mut view = hold_view(ids, events.get(&*hold.event_id)?, id, hold);
     view.status = HoldStatus::Active;
     view.expires_at_ms = expires_at_ms;
     view.booking_id = None;
@@ -338,11 +340,12 @@ pub(crate) fn answer_as_made(
 /// Rebuilds the answers that request-id records keep by reference
 /// ([`crate::idempotency::Kept::Held`]): their holds are there as long as the records are.
 pub(crate) fn remembered_answers<'a>(
+    ids: IdKey,
     holds: &'a IdMap<Hold>,
     events: &'a BTreeMap<String, Event>,
 ) -> impl Fn(u64, u64) -> Outcome + 'a {
-    |id, expires_at_ms| {
-        answer_as_made(holds, events, id, expires_at_ms)
+    move |id, expires_at_ms| {
+        answer_as_made(ids, holds, events, id, expires_at_ms)
             .expect("a hold remembered by reference outlives its request id")
     }
 }
@@ -428,7 +431,7 @@ impl StateMachine {
             booking: None,
         };
         expiry_queue.insert(hold.expires_at_ms, hold_id);
-        let view = hold_view(event, hold_id, &hold);
+        let view = hold_view(self.ids, event, hold_id, &hold);
         holds.insert(hold_id, hold);
         // Copies of inline ids: no allocation for ids of up to 24 bytes.
         self.emit(OutboxKind::HoldPlaced {
@@ -447,7 +450,10 @@ impl StateMachine {
         let not_found = || Rejection::HoldNotFound {
             hold_id: hold_id.to_string(),
         };
-        let id = parse_id(HOLD_ID_PREFIX, hold_id).ok_or_else(not_found)?;
+        let id = self
+            .ids
+            .parse(HOLD_ID_PREFIX, hold_id)
+            .ok_or_else(not_found)?;
         let hold = self.holds.get(&id).ok_or_else(not_found)?;
         // An expired hold answers HOLD_EXPIRED whether or not an expiry entry ended it yet.
         if hold.status == HoldStatus::Expired
@@ -500,7 +506,10 @@ impl StateMachine {
             Ok(id) => id,
             // Due but not yet ended by an expiry entry: releasing frees the items all the same.
             Err(rejection @ Rejection::HoldExpired { .. }) => {
-                let id = parse_id(HOLD_ID_PREFIX, hold_id).expect("parsed before");
+                let id = self
+                    .ids
+                    .parse(HOLD_ID_PREFIX, hold_id)
+                    .expect("parsed before");
                 if self.holds[&id].status != HoldStatus::Active {
                     return Err(rejection);
                 }
@@ -518,7 +527,7 @@ impl StateMachine {
     pub(crate) fn emit_released(&mut self, id: u64) {
         let hold = &self.holds[&id];
         let kind = OutboxKind::HoldReleased {
-            hold_id: compact_id(HOLD_ID_PREFIX, id),
+            hold_id: self.ids.compact(HOLD_ID_PREFIX, id),
             event_id: hold.event_id.clone(),
             customer_id: hold.customer_id.clone(),
         };
@@ -579,7 +588,7 @@ impl StateMachine {
         match used {
             Some(PaymentUse::Booking(booking)) => {
                 let hold = self.bookings[&booking].hold;
-                if parse_id(HOLD_ID_PREFIX, hold_id) == Some(hold) {
+                if self.ids.parse(HOLD_ID_PREFIX, hold_id) == Some(hold) {
                     return Outcome::Confirmed(Box::new(self.booking_view(booking)));
                 }
                 return Outcome::Rejected(Rejection::invalid(
@@ -588,7 +597,7 @@ impl StateMachine {
                         "{} {} paid for booking {}",
                         payment.provider,
                         payment.payment_id,
-                        format_id(BOOKING_ID_PREFIX, booking)
+                        self.ids.format(BOOKING_ID_PREFIX, booking)
                     ),
                 ));
             }
@@ -601,7 +610,7 @@ impl StateMachine {
                             "{} {} is owed back by refund {}",
                             payment.provider,
                             payment.payment_id,
-                            format_id(REFUND_ID_PREFIX, refund)
+                            self.ids.format(REFUND_ID_PREFIX, refund)
                         ),
                     )
                 });
@@ -639,7 +648,7 @@ impl StateMachine {
                 Outcome::ConfirmRefused { rejection, refund }
             }
             None => {
-                let hold = parse_id(HOLD_ID_PREFIX, hold_id);
+                let hold = self.ids.parse(HOLD_ID_PREFIX, hold_id);
                 let currency = hold
                     .and_then(|id| self.holds.get(&id))
                     .and_then(|hold| self.events.get(&*hold.event_id))
@@ -695,7 +704,7 @@ impl StateMachine {
         self.end_hold(id, HoldStatus::Confirmed, Some(booking_id));
         let currency = self.events[&*booking.event_id].currency.clone();
         self.emit(OutboxKind::BookingConfirmed {
-            booking_id: format_id(BOOKING_ID_PREFIX, booking_id),
+            booking_id: self.ids.format(BOOKING_ID_PREFIX, booking_id),
             hold_id: hold_id.to_string(),
             event_id: String::from(&*booking.event_id),
             customer_id: String::from(&*booking.customer_id),
@@ -724,7 +733,7 @@ impl StateMachine {
         self.last_refund += 1;
         let refund_id = self.last_refund;
         let refund = Refund {
-            hold: parse_id(HOLD_ID_PREFIX, hold_id).unwrap_or(0),
+            hold: self.ids.parse(HOLD_ID_PREFIX, hold_id).unwrap_or(0),
             booking,
             provider: payment.provider.clone(),
             payment_id: payment.payment_id.clone(),
@@ -775,12 +784,12 @@ impl StateMachine {
             self.end_hold(id, HoldStatus::Expired, None);
             let hold = &self.holds[&id];
             let kind = OutboxKind::HoldExpired {
-                hold_id: format_id(HOLD_ID_PREFIX, id),
+                hold_id: self.ids.format(HOLD_ID_PREFIX, id),
                 event_id: String::from(&*hold.event_id),
                 customer_id: String::from(&*hold.customer_id),
             };
             self.emit(kind);
-            hold_ids.push(format_id(HOLD_ID_PREFIX, id));
+            hold_ids.push(self.ids.format(HOLD_ID_PREFIX, id));
         }
         Ok(Outcome::HoldsExpired { hold_ids })
     }
@@ -798,7 +807,7 @@ impl StateMachine {
         let event = &self.events[&*hold.event_id];
         crate::fastcode::held_fields(
             crate::fastcode::HeldFields {
-                hold_id: &compact_id(HOLD_ID_PREFIX, id),
+                hold_id: &self.ids.compact(HOLD_ID_PREFIX, id),
                 status: HoldStatus::Active,
                 event_id: &hold.event_id,
                 customer_id: &hold.customer_id,
@@ -819,12 +828,12 @@ impl StateMachine {
     }
 
     pub(crate) fn hold_view(&self, id: u64, hold: &Hold) -> HoldView {
-        hold_view(&self.events[&*hold.event_id], id, hold)
+        hold_view(self.ids, &self.events[&*hold.event_id], id, hold)
     }
 
     /// A hold, active or recently ended.
     pub fn hold_by_id(&self, hold_id: &str) -> Option<HoldView> {
-        let id = parse_id(HOLD_ID_PREFIX, hold_id)?;
+        let id = self.ids.parse(HOLD_ID_PREFIX, hold_id)?;
         self.holds.get(&id).map(|hold| self.hold_view(id, hold))
     }
 

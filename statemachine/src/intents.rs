@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::validate_text;
 use crate::limits::{CHARGE_INTENTS_MAX, REQUEST_ID_BYTES_MAX};
 use crate::outcome::{Outcome, Rejection};
-use crate::state::{format_id, HOLD_ID_PREFIX};
+use crate::state::HOLD_ID_PREFIX;
 use crate::StateMachine;
 
 /// A charge about to be made for a hold.
@@ -75,7 +75,7 @@ impl StateMachine {
         let hold = &self.holds[&id];
         let intent = ChargeIntent {
             charge_key: charge_key.to_string(),
-            hold_id: format_id(HOLD_ID_PREFIX, id),
+            hold_id: self.ids.format(HOLD_ID_PREFIX, id),
             provider: provider.to_string(),
             amount: hold.amount,
             currency: self.events[&*hold.event_id].currency.clone(),

@@ -32,6 +32,7 @@ mod fastcode;
 mod holds;
 mod idempotency;
 mod idmap;
+mod ids;
 mod intents;
 mod invariants;
 mod inventory;

@@ -9,7 +9,7 @@ use crate::limits::{
 use crate::outcome::{
     BookingStatus, EventCancellation, EventChange, HoldStatus, Outcome, Rejection,
 };
-use crate::state::{format_id, BOOKING_ID_PREFIX};
+use crate::state::BOOKING_ID_PREFIX;
 use crate::StateMachine;
 
 /// `text` is 1 to `max` bytes without control characters.
@@ -209,7 +209,7 @@ impl StateMachine {
         }
         let (mut refunds_recorded, mut refund_amount) = (0u64, 0u64);
         for &id in &bookings {
-            let booking_id = format_id(BOOKING_ID_PREFIX, id);
+            let booking_id = self.ids.format(BOOKING_ID_PREFIX, id);
             match self.cancel_booking(&booking_id, reason) {
                 Ok(Outcome::BookingCancelled(view)) => {
                     if let Some(refund) = &view.refund {

@@ -59,6 +59,8 @@ pub enum Outcome {
         charge_key: String,
         dropped: bool,
     },
+    /// The id key is set: ids from now on are spelled with it.
+    IdKeySet,
 }
 
 /// How far a restore has come.

@@ -16,7 +16,7 @@ use crate::limits::Config;
 use crate::outbox::Outbox;
 use crate::outcome::Outcome;
 use crate::restore::Restores;
-use crate::state::{parse_id, Booking, Hold, Refund, HOLD_ID_PREFIX};
+use crate::state::{Booking, Hold, Refund, HOLD_ID_PREFIX};
 use crate::webhooks::Webhooks;
 use crate::StateMachine;
 
@@ -29,8 +29,8 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"HFSNAP\0\0";
 /// version 5 appended a restore in progress (see `restore.rs`) after the webhooks, and the
 /// `RestoreChunk` command and its outcome and refusal (a version 3 or 4 snapshot has no
 /// restore in progress and is read as one without it); version 6 appended the charge
-/// intents (see `intents.rs`) and the commands and outcomes that record and drop them (an
-/// older snapshot has none).
+/// intents (see `intents.rs`) and the id key (see `ids.rs`), and the commands and outcomes
+/// that change them (an older snapshot has neither: sequential ids).
 /// Version 4 only appended enum variants, so a version 3 snapshot is a version 4 snapshot
 /// without them and is read as one ([`SNAPSHOT_FORMAT_VERSION_OLDEST_READ`]); a build that
 /// reads only version 3 refuses a version 4 snapshot by its version, instead of failing on
@@ -124,7 +124,7 @@ struct RecordsRef<'a>(&'a StateMachine);
 impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = self.0;
-        let rebuild = crate::holds::remembered_answers(&state.holds, &state.events);
+        let rebuild = crate::holds::remembered_answers(state.ids, &state.holds, &state.events);
         serializer.collect_seq(state.idempotency.records().map(|record| {
             crate::idempotency::RecordRef {
                 request_id: record.request_id(),
@@ -200,7 +200,8 @@ impl StateMachine {
         }
         encode(&self.snapshot_tail(), &mut writer)?;
         encode(&self.restores, &mut writer)?;
-        encode(&self.charge_intents, &mut writer)
+        encode(&self.charge_intents, &mut writer)?;
+        encode(&self.ids, &mut writer)
     }
 
     fn snapshot_head(&self) -> HeadRef<'_> {
@@ -254,12 +255,13 @@ impl StateMachine {
         } else {
             Restores::default()
         };
-        let charge_intents: crate::intents::ChargeIntents = if version >= 6 {
-            crate::decode::from_std_read(&mut reader, body_length)
-                .map_err(|error| SnapshotError::Corrupt(error.to_string()))?
-        } else {
-            crate::intents::ChargeIntents::default()
-        };
+        let (charge_intents, ids): (crate::intents::ChargeIntents, crate::ids::IdKey) =
+            if version >= 6 {
+                crate::decode::from_std_read(&mut reader, body_length)
+                    .map_err(|error| SnapshotError::Corrupt(error.to_string()))?
+            } else {
+                Default::default()
+            };
         let mut state = StateMachine::new(snapshot.config);
         state.now_ms = snapshot.now_ms;
         state.last_hold = snapshot.last_hold;
@@ -280,8 +282,12 @@ impl StateMachine {
                     let Outcome::Held(view) = outcome else {
                         return None;
                     };
-                    let hold = parse_id(HOLD_ID_PREFIX, &view.hold_id).filter(|_| by_reference)?;
+                    let hold = state
+                        .ids
+                        .parse(HOLD_ID_PREFIX, &view.hold_id)
+                        .filter(|_| by_reference)?;
                     let rebuilt = crate::holds::answer_as_made(
+                        state.ids,
                         &state.holds,
                         &state.events,
                         hold,
@@ -297,6 +303,7 @@ impl StateMachine {
         state.webhooks = snapshot.webhooks;
         state.restores = restores;
         state.charge_intents = charge_intents;
+        state.ids = ids;
         state.rebuild_derived();
         state
             .check_invariants()
@@ -370,6 +377,7 @@ mod tests {
             state.snapshot_tail(),
             &state.restores,
             &state.charge_intents,
+            &state.ids,
         );
         let mut expected = SNAPSHOT_MAGIC.to_vec();
         expected.extend(SNAPSHOT_FORMAT_VERSION.to_le_bytes());

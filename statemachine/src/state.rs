@@ -28,26 +28,15 @@ const PREFETCH_DISTANCE: usize = 2;
 /// Seats of one hold whose records are prefetched (almost every hold has fewer).
 const PREFETCH_SEATS_MAX: usize = 4;
 
-/// `prefix` followed by `sequence` in decimal, inline (without an allocation or the
-/// formatting machinery: every hold answer builds one).
-pub(crate) fn compact_id(prefix: &'static str, sequence: u64) -> CompactString {
-    let mut id = CompactString::const_new(prefix);
-    id.push_str(itoa::Buffer::new().format(sequence));
-    id
-}
-
-/// [`compact_id`] as a `String`, for the outbox and expiry answers.
+/// `prefix` followed by `sequence` in decimal: the spelling of webhook ids, which stay
+/// sequential (hold, booking and refund ids go through the state's `IdKey`, see `ids.rs`).
 pub(crate) fn format_id(prefix: &'static str, sequence: u64) -> String {
-    compact_id(prefix, sequence).into_string()
+    crate::ids::IdKey::default().format(prefix, sequence)
 }
 
+/// The number a [`format_id`] spelling names.
 pub(crate) fn parse_id(prefix: &str, id: &str) -> Option<u64> {
-    let digits = id.strip_prefix(prefix)?;
-    // Leading zeros or signs would let two spellings name one record.
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::ids::IdKey::default().parse(prefix, id)
 }
 
 /// Positions of seats in an event's seat table: inline for up to four (almost every hold),
@@ -240,6 +229,9 @@ pub struct StateMachine {
     /// Charges about to be made (canonical; serialised after the restore, see
     /// `intents.rs`).
     pub(crate) charge_intents: crate::intents::ChargeIntents,
+    /// How hold, booking and refund ids are spelled (canonical; serialised after the
+    /// charge intents, see `ids.rs`).
+    pub(crate) ids: crate::ids::IdKey,
 }
 
 impl Default for StateMachine {
@@ -273,6 +265,7 @@ impl StateMachine {
             webhooks: crate::webhooks::Webhooks::default(),
             restores: crate::restore::Restores::default(),
             charge_intents: crate::intents::ChargeIntents::default(),
+            ids: crate::ids::IdKey::default(),
         }
     }
 
@@ -356,8 +349,11 @@ impl StateMachine {
         let fingerprint = self.idempotency.fingerprint(&entry.command);
         let vacancy = match self.idempotency.lookup(request_id, fingerprint) {
             Lookup::Replay(record) => {
-                return record
-                    .outcome(&crate::holds::remembered_answers(&self.holds, &self.events));
+                return record.outcome(&crate::holds::remembered_answers(
+                    self.ids,
+                    &self.holds,
+                    &self.events,
+                ));
             }
             Lookup::Conflict => {
                 return Outcome::Rejected(Rejection::IdempotencyKeyReused {
@@ -398,7 +394,7 @@ impl StateMachine {
         let held = match &outcome {
             Outcome::Held(view) if self.config.remembers_holds_by_reference() => {
                 debug_assert_eq!(
-                    parse_id(HOLD_ID_PREFIX, &view.hold_id),
+                    self.ids.parse(HOLD_ID_PREFIX, &view.hold_id),
                     Some(self.last_hold)
                 );
                 Some((self.last_hold, view.expires_at_ms))
@@ -514,6 +510,7 @@ impl StateMachine {
                 provider,
             } => self.record_charge_intent(charge_key, hold_id, provider),
             Command::DropChargeIntent { charge_key } => self.drop_charge_intent(charge_key),
+            Command::SetIdKey { key } => self.set_id_key(*key),
         };
         self.drop_stale_restore();
         result.unwrap_or_else(Outcome::Rejected)

@@ -1617,3 +1617,64 @@ fn requests_refused_for_what_they_are_are_not_remembered() {
     assert_eq!(code(&taken), "SEAT_UNAVAILABLE");
     assert!(harness.state.remembers_request("hold:k3"));
 }
+
+/// With an id key, hold, booking and refund ids are a keyed permutation of their numbers:
+/// 16 hex digits that say nothing about each other, looked up, confirmed, cancelled and
+/// replayed like sequential ones, and kept across a snapshot. The key is set once, before
+/// any id is handed out.
+#[test]
+fn keyed_ids_are_unguessable_and_work_like_sequential_ones() {
+    let mut harness = Harness::cinema();
+    assert!(harness.state.wants_id_key());
+    let key = Command::SetIdKey {
+        key: [0x5eed, 0xc0ffee],
+    };
+    assert_eq!(harness.run(key.clone()), Outcome::IdKeySet);
+    assert!(!harness.state.wants_id_key());
+    assert_eq!(code(&harness.run(key)), "INVALID_FIELD", "set once");
+    let keyed = |id: &str, prefix: &str| {
+        id.strip_prefix(prefix).is_some_and(|digits| {
+            digits.len() == 16 && digits.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    let hold = harness.held("c1", &["S-A-1"]);
+    let other = harness.held("c2", &["S-A-2"]);
+    assert!(keyed(&hold.hold_id, "h_"), "{}", hold.hold_id);
+    assert_ne!(&hold.hold_id[2..10], &other.hold_id[2..10]);
+    assert_eq!(harness.state.hold_by_id(&hold.hold_id).unwrap(), hold);
+    assert!(
+        harness.state.hold_by_id("h_1").is_none(),
+        "no sequential spelling"
+    );
+    // A replayed hold answers the same keyed id.
+    let request = Command::Hold(hold_request("film", "c3", &["S-A-3"], &[]));
+    let first = harness.run_keyed("hold:k", request.clone());
+    assert_eq!(harness.run_keyed("hold:k", request), first);
+    let Outcome::Confirmed(booking) = harness.confirm(&hold) else {
+        panic!("confirmed");
+    };
+    assert!(keyed(&booking.booking_id, "b_"), "{}", booking.booking_id);
+    let Outcome::BookingCancelled(cancelled) = harness.run(Command::CancelBooking {
+        booking_id: booking.booking_id.to_string(),
+        reason: "plans".into(),
+    }) else {
+        panic!("cancelled");
+    };
+    let refund_id = cancelled.refund.expect("a refund").refund_id;
+    assert!(keyed(&refund_id, "r_"), "{refund_id}");
+    assert!(harness.state.refund_by_id(&refund_id).is_some());
+    let restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
+    assert_eq!(restored.hold_by_id(&other.hold_id).unwrap(), other);
+    assert_eq!(restored.snapshot_bytes(), harness.state.snapshot_bytes());
+    harness.state.check_invariants().unwrap();
+
+    // A state that handed out sequential ids keeps them.
+    let mut old = Harness::cinema();
+    old.held("c1", &["S-A-1"]);
+    assert!(!old.state.wants_id_key());
+    assert_eq!(
+        code(&old.run(Command::SetIdKey { key: [1, 2] })),
+        "INVALID_FIELD"
+    );
+    assert!(old.state.hold_by_id("h_1").is_some());
+}

@@ -256,6 +256,8 @@ struct Inner {
     /// When the leader last sent followers its commit index early (ms of `contact`'s
     /// epoch), for forwarded writes.
     commit_nudged_ms: AtomicU64,
+    /// Set once the state has its id key (or handed out ids without one): no more asking.
+    ids_keyed: AtomicBool,
 }
 
 impl RaftReplica {
@@ -286,6 +288,7 @@ impl RaftReplica {
             clock_samples: clock_guard::ClockSamples::default(),
             clock_awaited_term: AtomicU64::new(0),
             commit_nudged_ms: AtomicU64::new(0),
+            ids_keyed: AtomicBool::new(false),
             config,
         });
         tokio::spawn(run_batcher(Arc::downgrade(&inner), receiver));
@@ -726,14 +729,26 @@ impl Inner {
                 self.clock_ceiling(wall, applied, true)
             });
         let count = proposals.len();
-        let entries = proposals
-            .into_iter()
-            .map(|proposal| Entry {
+        // A new cluster's first write keys its ids (see `holdfast_statemachine`'s `ids.rs`):
+        // the key goes in ahead of the batch, so no hold, booking or refund is ever made
+        // with a sequential id. Its answer is not one of the proposals'.
+        let key_ids = self.wants_id_key();
+        let mut entries = Vec::with_capacity(count + usize::from(key_ids));
+        if key_ids {
+            use rand::Rng;
+            entries.push(Entry {
                 time_ms,
-                request_id: proposal.request_id,
-                command: proposal.command,
-            })
-            .collect();
+                request_id: None,
+                command: Command::SetIdKey {
+                    key: holdfast_raft::runtime::RaftRng.gen(),
+                },
+            });
+        }
+        entries.extend(proposals.into_iter().map(|proposal| Entry {
+            time_ms,
+            request_id: proposal.request_id,
+            command: proposal.command,
+        }));
         let commit = self.node.propose(Batch { entries });
         let result = match tokio::time::timeout(self.config.commit_timeout, commit).await {
             Ok(result) => result.map_err(|error| match raft_error(error) {
@@ -749,12 +764,16 @@ impl Inner {
                 })
             }
         };
-        if result.outcomes.len() != count {
+        let mut outcomes = result.outcomes;
+        if key_ids && !outcomes.is_empty() {
+            outcomes.remove(0);
+        }
+        if outcomes.len() != count {
             return Err(NodeError::Internal {
                 message: "the state machine answered a different number of outcomes".into(),
             });
         }
-        Ok((result.log_id.index, result.outcomes))
+        Ok((result.log_id.index, outcomes))
     }
 
     /// A gRPC client to the peer service of leader `expected` (the current leader when
@@ -977,6 +996,19 @@ impl Inner {
                 .contact
                 .age_ms()
                 .is_some_and(|age| age <= max_staleness_ms)
+    }
+
+    /// Whether the state still wants its id key (a new cluster); once it does not, never
+    /// asked again.
+    fn wants_id_key(&self) -> bool {
+        if self.ids_keyed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let wants = self.node.read_stale(|state| state.machine.wants_id_key());
+        if !wants {
+            self.ids_keyed.store(true, Ordering::Relaxed);
+        }
+        wants
     }
 
     fn retired(&self, node_id: NodeId) -> bool {
