@@ -437,81 +437,80 @@ async fn confirm_inner(
     }
     validate::text("payment.token", &body.payment.token)?;
     let request_id = key.request_id("confirm");
-
-    // Read the hold through the leader: a follower that has not applied it yet must not
-    // answer HOLD_NOT_FOUND.
-    let (hold, now_ms, remembered) =
-        replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
-            let remembered = request_id
-                .as_deref()
-                .is_some_and(|request_id| machine.remembers_request(request_id));
-            (
-                machine.hold_by_id(&body.hold_id),
-                machine.now_ms(),
-                remembered,
-            )
-        })
-        .await
-        .map(|(answer, _)| answer)?;
-    let now_ms = now_ms.max(state.replica.cluster_time_ms());
-    // Before anything is charged: a key bound to a customer confirms only its own holds.
-    if let Some(hold) = &hold {
-        caller.may_act_for(&hold.customer_id)?;
-    } else if caller.customer.is_some() && !remembered {
-        return Err(ApiError::from(Rejection::HoldNotFound {
-            hold_id: body.hold_id,
-        }));
-    }
-
-    // A retry of a request that was already charged skips the early checks: the
-    // provider gives back the same charge and the state machine the first answer (or, if
-    // the first attempt never reached it, a refund for the charge). The charge may have
-    // been made through another node (the first attempt's), whose provider client this
-    // node does not share: then the replicated idempotency table says the confirm was
-    // committed, and charging again with the same key gets the same charge back from the
-    // provider.
-    let prior_charge = match &request_id {
-        Some(request_id) => state.payments.find_charge(request_id).await?,
-        None => None,
-    };
-    if prior_charge.is_none() && !remembered {
-        check_confirmable(&body.hold_id, hold.as_ref(), now_ms)?;
-    }
-    let (amount, currency) = match (&hold, &prior_charge) {
-        (Some(hold), _) => (hold.amount, hold.currency.to_string()),
-        (None, Some(charge)) => (charge.amount, charge.currency.clone()),
-        // `check_confirmable` answers 404 for a missing hold without a prior charge.
-        (None, None) => {
-            return Err(ApiError::from(Rejection::HoldNotFound {
-                hold_id: body.hold_id,
-            }))
-        }
-    };
-    // A slot before the charge: from here until the state machine answers, the charge is
-    // this node's to account for (see `crate::charges`).
-    let slot = state.charges.reserve()?;
     // Without a client key the confirm still gets a key of its own, in a scope no client
     // key can produce, so that its charge is idempotent and its intent can be found.
     // Drawn from `RaftRng`: the system's randomness, or a simulation's seeded generator.
-    let charge_key = request_id.unwrap_or_else(|| {
+    let charge_key = request_id.clone().unwrap_or_else(|| {
         use rand::Rng;
         let random: u128 = holdfast_raft::runtime::RaftRng.gen();
         format!("{CHARGE_REQUEST_SCOPE}{random:032x}")
     });
-    let replay = prior_charge.is_some() || remembered;
-    let (amount, currency) = if replay {
-        (amount, currency)
+    // A slot before anything is charged: from here until the state machine answers, the
+    // charge is this node's to account for (see `crate::charges`).
+    let slot = state.charges.reserve()?;
+
+    // Three things at once, none waiting for another (for a key bound to a customer, the
+    // intent waits for the owner check):
+    // - the hold, read through the leader (a follower that has not applied it yet must
+    //   not answer HOLD_NOT_FOUND);
+    // - the provider's charge under the key, for a retry of a request already charged;
+    // - the charge intent, durable before the provider is called, so that should this
+    //   node stop between the charge and the commit, the leader's reconciler finds the
+    //   charge by the key. It checks the hold in log order itself; when the checks below
+    //   refuse the confirm, the intent it recorded is dropped again, and on a retry the
+    //   confirm under the key resolves it.
+    let read = replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
+        let remembered = request_id
+            .as_deref()
+            .is_some_and(|request_id| machine.remembers_request(request_id));
+        (
+            machine.hold_by_id(&body.hold_id),
+            machine.now_ms(),
+            remembered,
+        )
+    });
+    let prior = async {
+        match &request_id {
+            Some(request_id) => state.payments.find_charge(request_id).await,
+            None => Ok(None),
+        }
+    };
+    let intent = record_charge_intent(state, charge_key.clone(), body.hold_id.clone());
+    let (read, prior, intent) = if caller.customer.is_some() {
+        // A key bound to one customer is checked before anything is written, so that a
+        // confirm of another customer's hold is refused with the state as it was.
+        let (read, prior) = tokio::join!(read, prior);
+        let may = match &read {
+            Ok(((Some(hold), _, _), _)) => caller.may_act_for(&hold.customer_id).is_ok(),
+            Ok(((None, _, remembered), _)) => *remembered,
+            Err(_) => false,
+        };
+        let intent = if may {
+            intent.await
+        } else {
+            Err(ApiError::internal(
+                "no charge intent: the caller was refused",
+            ))
+        };
+        (read, prior, intent)
     } else {
-        // Durable before the provider is called: should this node stop between the charge
-        // and the commit, the leader's reconciler finds the charge by this key.
-        let intent = record_charge_intent(state, &charge_key, &body.hold_id).await?;
-        (intent.amount, intent.currency)
+        tokio::join!(read, prior, intent)
+    };
+    let checked = confirm_checks(caller, &body.hold_id, read, prior, &intent, state);
+    let (replay, amount, currency) = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            if let Ok((_, true)) = intent {
+                drop_charge_intent(state, &charge_key).await;
+            }
+            return Err(error);
+        }
     };
     let charging = Charging {
         state: state.clone(),
         slot,
         replay,
-        intent_recorded: !replay,
+        intent_recorded: matches!(intent, Ok((_, true))),
         request: ChargeRequest {
             idempotency_key: Some(charge_key),
             hold_id: body.hold_id,
@@ -531,25 +530,91 @@ async fn confirm_inner(
     }
 }
 
+type HoldRead =
+    Result<((Option<HoldView>, u64, bool), crate::replica::ReadMeta), crate::replica::NodeError>;
+
+/// What a confirm may go on with, from the three answers it gathered (see
+/// `confirm_inner`): whether it replays a charged request, and the amount and currency to
+/// charge; or its early answer, with nothing charged.
+fn confirm_checks(
+    caller: &Caller,
+    hold_id: &str,
+    read: HoldRead,
+    prior: Result<Option<Charge>, PaymentError>,
+    intent: &Result<(ChargeIntent, bool), ApiError>,
+    state: &AppState,
+) -> Result<(bool, u64, String), ApiError> {
+    let ((hold, now_ms, remembered), _) = read?;
+    let now_ms = now_ms.max(state.replica.cluster_time_ms());
+    // Before anything is charged: a key bound to a customer confirms only its own holds.
+    if let Some(hold) = &hold {
+        caller.may_act_for(&hold.customer_id)?;
+    } else if caller.customer.is_some() && !remembered {
+        return Err(ApiError::from(Rejection::HoldNotFound {
+            hold_id: hold_id.to_string(),
+        }));
+    }
+    // A retry of a request that was already charged skips the early checks: the
+    // provider gives back the same charge and the state machine the first answer (or, if
+    // the first attempt never reached it, a refund for the charge). The charge may have
+    // been made through another node (the first attempt's), whose provider client this
+    // node does not share: then the replicated idempotency table says the confirm was
+    // committed, and charging again with the same key gets the same charge back from the
+    // provider.
+    let prior_charge = prior?;
+    if prior_charge.is_some() || remembered {
+        let (amount, currency) = match (&hold, &prior_charge) {
+            (Some(hold), _) => (hold.amount, hold.currency.to_string()),
+            (None, Some(charge)) => (charge.amount, charge.currency.clone()),
+            (None, None) => {
+                return Err(ApiError::from(Rejection::HoldNotFound {
+                    hold_id: hold_id.to_string(),
+                }))
+            }
+        };
+        return Ok((true, amount, currency));
+    }
+    check_confirmable(hold_id, hold.as_ref(), now_ms)?;
+    // The intent checked the hold in log order too, and names the price to charge.
+    match intent {
+        Ok((intent, _)) => Ok((false, intent.amount, intent.currency.clone())),
+        Err(error) => Err(error.clone()),
+    }
+}
+
+/// Drops the charge intent this confirm recorded and then did not charge (best effort: the
+/// leader's reconciler drops it later otherwise, once the provider confirms no charge).
+async fn drop_charge_intent(state: &AppState, charge_key: &str) {
+    let proposal = Proposal {
+        request_id: None,
+        command: Command::DropChargeIntent {
+            charge_key: charge_key.to_string(),
+        },
+    };
+    if let Err(error) = replica::propose_one(&*state.replica, proposal).await {
+        tracing::warn!(%error, charge_key, "could not drop a charge intent");
+    }
+}
+
 /// Records the charge intent under `charge_key` for `hold_id` (see
 /// `holdfast_statemachine::ChargeIntent`): a hold that ended is refused here, before
 /// anything is charged.
 async fn record_charge_intent(
     state: &AppState,
-    charge_key: &str,
-    hold_id: &str,
-) -> Result<ChargeIntent, ApiError> {
+    charge_key: String,
+    hold_id: String,
+) -> Result<(ChargeIntent, bool), ApiError> {
     let proposal = Proposal {
         request_id: None,
         command: Command::RecordChargeIntent {
-            charge_key: charge_key.to_string(),
-            hold_id: hold_id.to_string(),
+            charge_key,
+            hold_id,
             provider: state.payments.name().to_string(),
         },
     };
     let committed = replica::propose_one(&*state.replica, proposal).await?;
     match committed.outcome {
-        Outcome::ChargeIntentRecorded(intent) => Ok(intent),
+        Outcome::ChargeIntentRecorded { intent, new } => Ok((intent, new)),
         Outcome::Rejected(rejection) => Err(ApiError::from(rejection)),
         other => Err(unexpected(&other)),
     }
@@ -661,16 +726,7 @@ async fn charge_failed(
         }
         return error;
     }
-    let proposal = Proposal {
-        request_id: None,
-        command: Command::DropChargeIntent {
-            charge_key: charge_key.to_string(),
-        },
-    };
-    if let Err(drop_error) = replica::propose_one(&*state.replica, proposal).await {
-        // The reconciler drops it later, once the provider confirms there is no charge.
-        tracing::warn!(%drop_error, charge_key, "could not drop a charge intent after a refused charge");
-    }
+    drop_charge_intent(state, charge_key).await;
     error
 }
 

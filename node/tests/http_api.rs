@@ -2766,7 +2766,8 @@ async fn charge_intents_left_by_stopped_confirms_are_settled_by_the_leader() {
         )
         .await
         .unwrap();
-        let holdfast_statemachine::Outcome::ChargeIntentRecorded(intent) = recorded.outcome else {
+        let holdfast_statemachine::Outcome::ChargeIntentRecorded { intent, .. } = recorded.outcome
+        else {
             panic!("{:?}", recorded.outcome);
         };
         if charged {

@@ -63,7 +63,10 @@ impl StateMachine {
         }
         validate_text("provider", provider)?;
         if let Some(intent) = self.charge_intents.by_key.get(charge_key) {
-            return Ok(Outcome::ChargeIntentRecorded(intent.clone()));
+            return Ok(Outcome::ChargeIntentRecorded {
+                intent: intent.clone(),
+                new: false,
+            });
         }
         if self.charge_intents.by_key.len() >= CHARGE_INTENTS_MAX {
             return Err(Rejection::LimitReached {
@@ -84,7 +87,7 @@ impl StateMachine {
         self.charge_intents
             .by_key
             .insert(charge_key.to_string(), intent.clone());
-        Ok(Outcome::ChargeIntentRecorded(intent))
+        Ok(Outcome::ChargeIntentRecorded { intent, new: true })
     }
 
     /// Drops the intent under `charge_key`: its provider made no charge under the key.

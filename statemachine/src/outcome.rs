@@ -53,7 +53,11 @@ pub enum Outcome {
     /// A piece of a backup was staged; `done` once the backup replaced the state.
     RestoreProgress(RestoreProgress),
     /// A charge intent is recorded (or was already): charge this amount and currency.
-    ChargeIntentRecorded(crate::intents::ChargeIntent),
+    ChargeIntentRecorded {
+        intent: crate::intents::ChargeIntent,
+        /// This command recorded it (not an earlier one with the same key).
+        new: bool,
+    },
     /// A charge intent is gone; `dropped` when this command removed it.
     ChargeIntentDropped {
         charge_key: String,

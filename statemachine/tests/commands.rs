@@ -1472,7 +1472,7 @@ fn record_intent(harness: &mut Harness, key: &str, hold_id: &str) -> Outcome {
 fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
     let mut harness = Harness::cinema();
     let hold = harness.held("c1", &["S-A-1", "S-A-2"]);
-    let Outcome::ChargeIntentRecorded(intent) =
+    let Outcome::ChargeIntentRecorded { intent, new: true } =
         record_intent(&mut harness, "confirm:k1", &hold.hold_id)
     else {
         panic!("a live hold takes an intent");
@@ -1482,7 +1482,10 @@ fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
     harness.advance(10);
     assert_eq!(
         record_intent(&mut harness, "confirm:k1", &hold.hold_id),
-        Outcome::ChargeIntentRecorded(intent.clone()),
+        Outcome::ChargeIntentRecorded {
+            intent: intent.clone(),
+            new: false
+        },
         "recording a key again answers the same intent"
     );
     let restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
