@@ -177,17 +177,22 @@ impl Drop for Unresolved {
 }
 
 /// Charge intents one reconciler pass looks at, at most.
-pub const INTENTS_PER_PASS_MAX: usize = 100;
+pub const INTENTS_PER_PASS_MAX: usize = 20;
+/// Longest wait for the provider's answer about one intent.
+const INTENT_CALL_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
 /// One pass of the leader's reconciler (see the module documentation): settles the charge
-/// intents recorded at least `reconcile_after` ago, at most [`INTENTS_PER_PASS_MAX`], each
-/// provider call within `call_timeout`. Returns how many it settled. Does nothing on a node
-/// that does not lead.
+/// intents recorded at least `reconcile_after` ago, at most [`INTENTS_PER_PASS_MAX`] of
+/// them in key order after `cursor`, each provider call within `call_timeout`. Moves
+/// `cursor` past them (back to the start after the last), so that intents it cannot settle
+/// yet (a provider that does not answer, another provider's) never hide the others.
+/// Returns how many it settled. Does nothing on a node that does not lead.
 pub async fn reconcile_charge_intents(
     replica: &dyn Replica,
     payments: &dyn PaymentProvider,
     reconcile_after: Duration,
     call_timeout: Duration,
+    cursor: &mut Option<String>,
 ) -> usize {
     let cluster_ms = replica.cluster_time_ms();
     let after_ms = reconcile_after.as_millis() as u64;
@@ -196,11 +201,21 @@ pub async fn reconcile_charge_intents(
         if machine.charge_intents_len() == 0 {
             return Vec::new();
         }
-        machine.charge_intents_recorded_by(now_ms.saturating_sub(after_ms), INTENTS_PER_PASS_MAX)
+        machine.charge_intents_recorded_by(
+            now_ms.saturating_sub(after_ms),
+            cursor.as_deref(),
+            INTENTS_PER_PASS_MAX,
+        )
     });
+    *cursor = if intents.len() < INTENTS_PER_PASS_MAX {
+        None
+    } else {
+        intents.last().map(|intent| intent.charge_key.clone())
+    };
     if intents.is_empty() || meta.leader_id != Some(meta.node_id) {
         return 0;
     }
+    let call_timeout = call_timeout.min(INTENT_CALL_TIMEOUT_MAX);
     let mut settled = 0;
     for intent in intents {
         let outcome = settle_intent(replica, payments, call_timeout, &intent).await;
@@ -209,6 +224,39 @@ pub async fn reconcile_charge_intents(
             .increment(1);
     }
     settled
+}
+
+/// Runs [`reconcile_charge_intents`] every `check_interval` until `shutdown` turns true:
+/// the refund worker starts it beside itself, so that slow provider answers about intents
+/// never hold refunds back.
+pub async fn run_charge_reconciler(
+    replica: Arc<dyn Replica>,
+    payments: Arc<dyn PaymentProvider>,
+    config: crate::refunds::RefundWorkerConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(config.check_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cursor = None;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = reconcile_charge_intents(
+                &*replica,
+                &*payments,
+                config.intent_reconcile_after,
+                config.call_timeout,
+                &mut cursor,
+            ) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Settles one intent; the metric label of what happened.

@@ -1,6 +1,6 @@
 //! The refund worker: on the leader, every interval, pays the refunds that are due through
-//! the payment provider and commits the result through Raft. Each pass first settles the
-//! charge intents that confirms left behind when they stopped (see [`crate::charges`]).
+//! the payment provider and commits the result through Raft. Beside it runs the settlement
+//! of charge intents that confirms left behind when they stopped (see [`crate::charges`]).
 //!
 //! - **Idempotent by refund id.** The provider is asked with the refund id as its
 //!   idempotency key, so asking again — in the next pass, after a lost answer, from a new
@@ -287,6 +287,13 @@ pub async fn run_refund_worker(
     config: RefundWorkerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Charges whose confirm stopped between the provider and the log, beside the refunds.
+    tokio::spawn(crate::charges::run_charge_reconciler(
+        Arc::clone(&replica),
+        Arc::clone(&payments),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let mut interval = tokio::time::interval(config.check_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -296,16 +303,6 @@ pub async fn run_refund_worker(
         }
         if *shutdown.borrow() {
             return;
-        }
-        // Charges whose confirm stopped between the provider and the log.
-        tokio::select! {
-            _ = crate::charges::reconcile_charge_intents(
-                &*replica,
-                &*payments,
-                config.intent_reconcile_after,
-                config.call_timeout,
-            ) => {}
-            _ = shutdown.changed() => return,
         }
         // A full pass means more may be due: keep going, one bounded pass at a time.
         loop {

@@ -2786,21 +2786,24 @@ async fn charge_intents_left_by_stopped_confirms_are_settled_by_the_leader() {
             charges.push((hold, charge));
         }
     }
-    let reconcile = |after_ms: u64| {
+    async fn reconcile_once(node: &Node, after_ms: u64) -> usize {
+        let mut cursor = None;
         reconcile_charge_intents(
             &*node.replica,
             &*node.sandbox,
             Duration::from_millis(after_ms),
             Duration::from_secs(5),
+            &mut cursor,
         )
-    };
+        .await
+    }
     assert_eq!(
-        reconcile(3_600_000).await,
+        reconcile_once(&node, 3_600_000).await,
         0,
         "young intents are their confirms'"
     );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(reconcile(0).await, 3);
+    assert_eq!(reconcile_once(&node, 0).await, 3);
 
     let (booked_hold, booked_charge) = &charges[0];
     let held = wait_hold_status(&node, booked_hold, "CONFIRMED").await;
@@ -2827,7 +2830,11 @@ async fn charge_intents_left_by_stopped_confirms_are_settled_by_the_leader() {
     assert_eq!(refunds[0].hold_id, *late_hold);
     let intents = read_now(&*node.replica, |machine| machine.charge_intents_len()).0;
     assert_eq!(intents, 0);
-    assert_eq!(reconcile(0).await, 0, "nothing is left to settle");
+    assert_eq!(
+        reconcile_once(&node, 0).await,
+        0,
+        "nothing is left to settle"
+    );
     assert_eq!(node.sandbox.charges_made(), 2);
 }
 

@@ -63,6 +63,14 @@ impl StateMachine {
         }
         validate_text("provider", provider)?;
         if let Some(intent) = self.charge_intents.by_key.get(charge_key) {
+            // The key of another hold's charge (a client reusing its Idempotency-Key).
+            if self.ids.parse(HOLD_ID_PREFIX, hold_id)
+                != self.ids.parse(HOLD_ID_PREFIX, &intent.hold_id)
+            {
+                return Err(Rejection::IdempotencyKeyReused {
+                    request_id: charge_key.to_string(),
+                });
+            }
             return Ok(Outcome::ChargeIntentRecorded {
                 intent: intent.clone(),
                 new: false,
@@ -106,16 +114,22 @@ impl StateMachine {
         }
     }
 
-    /// Charge intents recorded at or before `recorded_up_to_ms`, oldest key order, at most
-    /// `limit`: the ones whose charge should long have been confirmed.
+    /// Charge intents recorded at or before `recorded_up_to_ms`, in key order after the key
+    /// `after` (from the first without it), at most `limit`: the ones whose charge should
+    /// long have been confirmed. A reconciler walks them with `after` as its cursor, so
+    /// intents it cannot settle yet do not hide the ones behind them.
     pub fn charge_intents_recorded_by(
         &self,
         recorded_up_to_ms: u64,
+        after: Option<&str>,
         limit: usize,
     ) -> Vec<ChargeIntent> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.charge_intents
             .by_key
-            .values()
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, intent)| intent)
             .filter(|intent| intent.recorded_at_ms <= recorded_up_to_ms)
             .take(limit)
             .cloned()

@@ -271,6 +271,8 @@ impl StateMachine {
         state.holds = snapshot.holds;
         state.bookings = snapshot.bookings;
         state.refunds = snapshot.refunds;
+        // Before the records below: a remembered hold answer names its hold by keyed id.
+        state.ids = ids;
         // A hold's answer is kept by reference again when the hold is there and rebuilds
         // to exactly that answer, as it was when the record was made.
         let by_reference = state.config.remembers_holds_by_reference();
@@ -303,7 +305,6 @@ impl StateMachine {
         state.webhooks = snapshot.webhooks;
         state.restores = restores;
         state.charge_intents = charge_intents;
-        state.ids = ids;
         state.rebuild_derived();
         state
             .check_invariants()

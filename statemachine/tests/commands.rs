@@ -1488,17 +1488,30 @@ fn charge_intents_are_recorded_before_a_charge_and_resolved_by_its_confirm() {
         },
         "recording a key again answers the same intent"
     );
+    // The same key for another hold is another request's key.
+    let elsewhere = harness.held("c5", &["S-B-5"]);
+    assert_eq!(
+        code(&record_intent(
+            &mut harness,
+            "confirm:k1",
+            &elsewhere.hold_id
+        )),
+        "IDEMPOTENCY_KEY_REUSED"
+    );
     let restored = StateMachine::from_snapshot_bytes(&harness.state.snapshot_bytes()).unwrap();
     assert_eq!(restored.charge_intent("confirm:k1"), Some(&intent));
-    assert_eq!(
-        harness.state.charge_intents_recorded_by(harness.now_ms, 10),
-        vec![intent.clone()]
-    );
-    assert_eq!(
+    let by = |up_to_ms: u64, after: Option<&str>| {
         harness
             .state
-            .charge_intents_recorded_by(intent.recorded_at_ms - 1, 10),
-        vec![]
+            .charge_intents_recorded_by(up_to_ms, after, 10)
+    };
+    assert_eq!(by(harness.now_ms, None), vec![intent.clone()]);
+    assert_eq!(by(intent.recorded_at_ms - 1, None), vec![]);
+    assert_eq!(by(harness.now_ms, Some("confirm:k0")), vec![intent.clone()]);
+    assert_eq!(
+        by(harness.now_ms, Some("confirm:k1")),
+        vec![],
+        "the cursor is past it"
     );
     // The confirm under the key resolves it.
     let confirmed = harness.run_keyed(

@@ -655,9 +655,16 @@ impl Inner {
                         .iter()
                         .map(|proposal| {
                             let outcome = outcomes.next().expect("one outcome per proposal");
+                            // A refusal the state machine does not remember under the
+                            // id is not the id's first index either.
+                            let remembered = !matches!(
+                                &outcome,
+                                Outcome::Rejected(rejection)
+                                    if rejection.refuses_the_request_itself()
+                            );
                             let index = match &proposal.request_id {
-                                Some(id) => table.record(id, index, now_ms),
-                                None => index,
+                                Some(id) if remembered => table.record(id, index, now_ms),
+                                _ => index,
                             };
                             CommittedOutcome { outcome, index }
                         })
