@@ -235,17 +235,9 @@ pub async fn run_charge_reconciler(
     config: crate::refunds::RefundWorkerConfig,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(config.check_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = crate::periodic::interval(config.check_interval);
     let mut cursor = None;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while crate::periodic::next_tick(&mut interval, &mut shutdown).await {
         tokio::select! {
             _ = reconcile_charge_intents(
                 &*replica,

@@ -65,16 +65,8 @@ pub async fn run_expiry_ticker(
     config: ExpiryConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(config.check_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    let mut interval = crate::periodic::interval(config.check_interval);
+    while crate::periodic::next_tick(&mut interval, &mut shutdown).await {
         // Keep going while a full batch was due: a backlog drains at once, bounded per entry.
         loop {
             match expire_due_holds(&*replica, &config).await {

@@ -62,6 +62,7 @@ pub mod openapi;
 pub mod payment;
 pub mod payment_http;
 pub mod peer;
+pub mod periodic;
 pub mod raft_replica;
 pub mod rate;
 pub mod reads;

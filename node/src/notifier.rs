@@ -341,16 +341,8 @@ pub async fn run_notifier_with(
     notifier: Notifier,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(notifier.config.check_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    let mut interval = crate::periodic::interval(notifier.config.check_interval);
+    while crate::periodic::next_tick(&mut interval, &mut shutdown).await {
         tokio::select! {
             _ = notifier.notify(&*replica) => {}
             _ = shutdown.changed() => return,

@@ -294,16 +294,8 @@ pub async fn run_refund_worker(
         config.clone(),
         shutdown.clone(),
     ));
-    let mut interval = tokio::time::interval(config.check_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    let mut interval = crate::periodic::interval(config.check_interval);
+    while crate::periodic::next_tick(&mut interval, &mut shutdown).await {
         // A full pass means more may be due: keep going, one bounded pass at a time.
         loop {
             let pass = tokio::select! {

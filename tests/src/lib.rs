@@ -10,6 +10,23 @@ pub use cluster::{Launch, NodeHandle, ProcessCluster, Response, TestCa};
 
 use serde_json::{json, Value};
 
+/// A launch whose nodes pay through the HTTP payment provider at `provider_url` (a fake one
+/// the test serves), with a refund worker that looks every 100 ms, and `extra` environment.
+pub fn http_provider_launch(provider_url: &str, extra: &[(&str, &str)]) -> Launch {
+    let mut launch = Launch::default();
+    let base = [
+        ("HOLDFAST_PAYMENT_PROVIDER", "http"),
+        ("HOLDFAST_PAYMENT_URL", provider_url),
+        ("HOLDFAST_PAYMENT_SECRET", "sk_test_holdfast"),
+        ("HOLDFAST_PAYMENT_TIMEOUT_MS", "120000"),
+        ("HOLDFAST_REFUND_CHECK_INTERVAL_MS", "100"),
+    ];
+    for (name, value) in base.iter().chain(extra) {
+        launch.env.push((name.to_string(), value.to_string()));
+    }
+    launch
+}
+
 /// An event body for `POST /admin/events`: sections A and B of `rows` × `per_row` seats at
 /// 4500, and a general-admission pool `GA` of `pool_capacity` at 2500.
 pub fn event_body(event_id: &str, rows: usize, per_row: u32, pool_capacity: u64) -> Value {

@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use holdfast_tests::{confirm_body, event_body, hold_body, Launch, ProcessCluster};
+use holdfast_tests::{confirm_body, event_body, hold_body, http_provider_launch, ProcessCluster};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -95,17 +95,10 @@ async fn a_charge_whose_leader_dies_before_the_commit_is_booked_by_the_next() ->
     let provider_url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut launch = Launch::default();
-    for (name, value) in [
-        ("HOLDFAST_PAYMENT_PROVIDER", "http"),
-        ("HOLDFAST_PAYMENT_URL", provider_url.as_str()),
-        ("HOLDFAST_PAYMENT_SECRET", "sk_test_holdfast"),
-        ("HOLDFAST_PAYMENT_TIMEOUT_MS", "120000"),
-        ("HOLDFAST_REFUND_CHECK_INTERVAL_MS", "100"),
-        ("HOLDFAST_CHARGE_RECONCILE_AFTER_MS", "2000"),
-    ] {
-        launch.env.push((name.to_string(), value.to_string()));
-    }
+    let launch = http_provider_launch(
+        &provider_url,
+        &[("HOLDFAST_CHARGE_RECONCILE_AFTER_MS", "2000")],
+    );
     let mut cluster = ProcessCluster::start_with(3, launch).await?;
     let leader = cluster.wait_for_leader().await?;
     cluster

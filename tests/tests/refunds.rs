@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use holdfast_tests::{confirm_body, event_body, hold_body, Launch, ProcessCluster};
+use holdfast_tests::{confirm_body, event_body, hold_body, http_provider_launch, ProcessCluster};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -79,17 +79,7 @@ async fn a_refund_in_flight_at_a_leader_kill_is_paid_exactly_once() -> anyhow::R
     let provider_url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut launch = Launch::default();
-    for (name, value) in [
-        ("HOLDFAST_PAYMENT_PROVIDER", "http"),
-        ("HOLDFAST_PAYMENT_URL", provider_url.as_str()),
-        ("HOLDFAST_PAYMENT_SECRET", "sk_test_holdfast"),
-        ("HOLDFAST_PAYMENT_TIMEOUT_MS", "120000"),
-        ("HOLDFAST_REFUND_CHECK_INTERVAL_MS", "100"),
-        ("HOLDFAST_REFUND_RETRY_BASE_MS", "100"),
-    ] {
-        launch.env.push((name.to_string(), value.to_string()));
-    }
+    let launch = http_provider_launch(&provider_url, &[("HOLDFAST_REFUND_RETRY_BASE_MS", "100")]);
     let mut cluster = ProcessCluster::start_with(3, launch).await?;
     let leader = cluster.wait_for_leader().await?;
     cluster
