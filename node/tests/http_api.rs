@@ -157,6 +157,21 @@ impl Node {
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     }
 
+    /// Event `E` with one pool `GA` of `capacity` at 100, created with the admin key of
+    /// the keyed test nodes.
+    async fn create_pool_event_as_admin(&self, capacity: u64) {
+        let created = self
+            .as_key(
+                Method::POST,
+                "/admin/events",
+                "admin-key-000000001",
+                None,
+                json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": capacity, "price": 100}]}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+
     async fn hold(&self, event_id: &str, seats: &[&str], key: Option<&str>) -> Answer {
         self.post(
             "/booking/hold",
@@ -1534,16 +1549,7 @@ const BOB: &str = "bob-key-00000000001";
 #[tokio::test]
 async fn a_bound_customer_key_acts_only_for_its_customer() {
     let node = node_with_owner_keys();
-    let created = node
-        .as_key(
-            Method::POST,
-            "/admin/events",
-            "admin-key-000000001",
-            None,
-            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 10, "price": 100}]}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    node.create_pool_event_as_admin(10).await;
     let hold_body = |customer: &str| json!({"event_id": "E", "customer_id": customer, "pools": [{"pool_id": "GA", "quantity": 1}]});
 
     // A hold in another customer's name: refused, and nothing stored.
@@ -2236,16 +2242,7 @@ async fn a_caller_over_its_write_rate_is_refused_and_others_are_not() {
         writes_per_second: 2,
         ..Default::default()
     });
-    let created = node
-        .as_key(
-            Method::POST,
-            "/admin/events",
-            "admin-key-000000001",
-            None,
-            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 1000, "price": 100}]}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    node.create_pool_event_as_admin(1000).await;
     let hold = |key: &'static str, customer: &'static str| {
         let node = &node;
         async move {
@@ -2858,16 +2855,7 @@ async fn holds_are_limited_per_customer_and_per_caller() {
         },
         ..HttpConfig::default()
     });
-    let created = node
-        .as_key(
-            Method::POST,
-            "/admin/events",
-            "admin-key-000000001",
-            None,
-            json!({"event_id": "E", "currency": "EUR", "pools": [{"id": "GA", "capacity": 100, "price": 100}]}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    node.create_pool_event_as_admin(100).await;
     let hold = |key: &'static str, customer: String| {
         let node = &node;
         async move {
