@@ -454,22 +454,32 @@ async fn confirm_inner(
     // request already charged. One after the other: running them beside the intent below
     // made simulation runs differ between two runs of one seed in one process (see
     // issue 15's notes), so the confirm keeps this order until that is understood.
-    let read = replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
-        let remembered = request_id
-            .as_deref()
-            .is_some_and(|request_id| machine.remembers_request(request_id));
-        (
-            machine.hold_by_id(&body.hold_id),
-            machine.now_ms(),
-            remembered,
-        )
-    })
-    .await;
-    let prior = match &request_id {
-        Some(request_id) => state.payments.find_charge(request_id).await,
-        None => Ok(None),
+    let (hold, now_ms, remembered) =
+        replica::read(&*state.replica, ReadRequest::LINEARIZABLE, |machine| {
+            let remembered = request_id
+                .as_deref()
+                .is_some_and(|request_id| machine.remembers_request(request_id));
+            (
+                machine.hold_by_id(&body.hold_id),
+                machine.now_ms(),
+                remembered,
+            )
+        })
+        .await
+        .map(|(answer, _)| answer)?;
+    let prior_charge = match &request_id {
+        Some(request_id) => state.payments.find_charge(request_id).await?,
+        None => None,
     };
-    let (replay, amount, currency) = confirm_checks(caller, &body.hold_id, read, prior, state)?;
+    let now_ms = now_ms.max(state.replica.cluster_time_ms());
+    let (replay, amount, currency) = confirm_checks(
+        caller,
+        &body.hold_id,
+        hold,
+        now_ms,
+        remembered,
+        prior_charge,
+    )?;
     // Durable before the provider is called: should this node stop between the charge and
     // the commit, the leader's reconciler finds the charge by the key. It checks the hold
     // again, in log order, and names the price to charge.
@@ -485,6 +495,7 @@ async fn confirm_inner(
         slot,
         replay,
         intent_recorded,
+        charge_key: charge_key.clone(),
         request: ChargeRequest {
             idempotency_key: Some(charge_key),
             hold_id: body.hold_id,
@@ -504,21 +515,17 @@ async fn confirm_inner(
     }
 }
 
-type HoldRead =
-    Result<((Option<HoldView>, u64, bool), crate::replica::ReadMeta), crate::replica::NodeError>;
-
 /// What a confirm may go on with, from the hold it read and the provider's charge under
 /// its key: whether it replays a charged request, and the amount and currency of the hold
 /// (or of the charge); or its early answer, with nothing charged.
 fn confirm_checks(
     caller: &Caller,
     hold_id: &str,
-    read: HoldRead,
-    prior: Result<Option<Charge>, PaymentError>,
-    state: &AppState,
+    hold: Option<HoldView>,
+    now_ms: u64,
+    remembered: bool,
+    prior_charge: Option<Charge>,
 ) -> Result<(bool, u64, String), ApiError> {
-    let ((hold, now_ms, remembered), _) = read?;
-    let now_ms = now_ms.max(state.replica.cluster_time_ms());
     // Before anything is charged: a key bound to a customer confirms only its own holds.
     if let Some(hold) = &hold {
         caller.may_act_for(&hold.customer_id)?;
@@ -534,7 +541,6 @@ fn confirm_checks(
     // node does not share: then the replicated idempotency table says the confirm was
     // committed, and charging again with the same key gets the same charge back from the
     // provider.
-    let prior_charge = prior?;
     let replay = prior_charge.is_some() || remembered;
     if !replay {
         check_confirmable(hold_id, hold.as_ref(), now_ms)?;
@@ -595,6 +601,8 @@ struct Charging {
     replay: bool,
     /// This confirm recorded the charge intent under the key.
     intent_recorded: bool,
+    /// The charge's idempotency key, and the confirm's request id.
+    charge_key: String,
     request: ChargeRequest,
 }
 
@@ -605,9 +613,9 @@ impl Charging {
             slot,
             replay,
             intent_recorded,
+            charge_key,
             request,
         } = self;
-        let charge_key = request.idempotency_key.clone().unwrap_or_default();
         let hold_id = request.hold_id.clone();
         let charge = match charge(&state, replay, request).await {
             Ok(charge) => charge,

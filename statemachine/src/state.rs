@@ -317,8 +317,7 @@ impl StateMachine {
         let unapplied = matches!(
             outcome,
             Outcome::Rejected(Rejection::IdempotencyTableFull { .. })
-        ) || request_id
-            .is_some_and(|id| id.is_empty() || id.len() > crate::limits::REQUEST_ID_BYTES_MAX);
+        ) || request_id.is_some_and(|id| !request_id_is_valid(id));
         if unapplied {
             return outcome;
         }
@@ -362,7 +361,7 @@ impl StateMachine {
             }
             Lookup::Absent(vacancy) => vacancy,
         };
-        if request_id.is_empty() || request_id.len() > crate::limits::REQUEST_ID_BYTES_MAX {
+        if !request_id_is_valid(request_id) {
             return Outcome::Rejected(Rejection::invalid(
                 "request_id",
                 format!("must be 1 to {} bytes", crate::limits::REQUEST_ID_BYTES_MAX),
@@ -568,6 +567,11 @@ impl StateMachine {
             .collect();
         self.payment_uses = payment_uses(&self.bookings, &self.refunds);
     }
+}
+
+/// Whether `apply` takes `id` as a request id (else it refuses the entry unapplied).
+fn request_id_is_valid(id: &str) -> bool {
+    !id.is_empty() && id.len() <= crate::limits::REQUEST_ID_BYTES_MAX
 }
 
 /// A payment's name: its provider and the provider's id for it.

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use holdfast_proto::booking::{ClusterStatusRequest, JoinRequest};
+use holdfast_proto::booking::JoinRequest;
 use tokio::sync::watch;
 
 use super::RaftReplica;
@@ -126,17 +126,13 @@ async fn survey(replica: &RaftReplica, bootstrap: &Bootstrap) -> Found {
         .filter(|member| member.id != this)
         .collect();
     for member in &others {
-        let Ok(mut client) = replica
+        let Ok(status) = replica
             .inner
-            .client_at(member.id, &member.raft_addr, PROBE_TIMEOUT)
+            .status_at(member.id, &member.raft_addr, PROBE_TIMEOUT)
             .await
         else {
             continue;
         };
-        let Ok(status) = client.cluster_status(ClusterStatusRequest {}).await else {
-            continue;
-        };
-        let status = status.into_inner();
         if status.role == Role::Uninitialized.as_str() {
             fresh += 1;
         } else {

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use holdfast_proto::booking::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ProposeRequest,
-    ProposedCommand, ReadIndexRequest, RemoveNodeRequest, TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
+    ProposeRequest, ProposedCommand, ReadIndexRequest, RemoveNodeRequest, TransferLeaderRequest,
 };
 use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
@@ -1165,30 +1165,16 @@ impl Inner {
     /// name it), or that belongs to another cluster: a learner that cannot be reached
     /// would otherwise be in the membership, unreplicated, until an operator removes it.
     async fn probe_new_member(&self, member: &MemberSpec) -> Result<(), NodeError> {
-        let refused = |why: String| {
-            NodeError::MembershipRefused {
-            message: format!(
-                "node {} did not answer at {} as a node of this cluster ({why}): start it first, with this cluster's id and certificates",
-                member.id, member.raft_addr
-            ),
-        }
-        };
-        let probe = async {
-            let mut client = self
-                .client_at(member.id, &member.raft_addr, MEMBER_PROBE_TIMEOUT)
-                .await
-                .map_err(|error| error.to_string())?;
-            client
-                .cluster_status(ClusterStatusRequest {})
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|status| status.message().to_string())
-        };
-        let status = match tokio::time::timeout(MEMBER_PROBE_TIMEOUT, probe).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(why)) => return Err(refused(why)),
-            Err(_) => return Err(refused("no answer in time".into())),
-        };
+        let status = self
+            .status_at(member.id, &member.raft_addr, MEMBER_PROBE_TIMEOUT)
+            .await
+            .map_err(|why| NodeError::MembershipRefused {
+                message: format!(
+                    "node {} did not answer at {} as a node of this cluster ({why}): \
+                     start it first, with this cluster's id and certificates",
+                    member.id, member.raft_addr
+                ),
+            })?;
         let ours = status
             .members
             .iter()
@@ -1202,6 +1188,31 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// The cluster status node `node_id` answers at `raft_addr` (its peer service, under
+    /// this cluster's envelope and, with peer TLS, a certificate naming it) within
+    /// `timeout`; why not, otherwise.
+    async fn status_at(
+        &self,
+        node_id: NodeId,
+        raft_addr: &str,
+        timeout: Duration,
+    ) -> Result<ClusterStatusResponse, String> {
+        let ask = async {
+            let mut client = self
+                .client_at(node_id, raft_addr, timeout)
+                .await
+                .map_err(|error| error.to_string())?;
+            client
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.message().to_string())
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into()))
     }
 
     /// Whether member `node_id` answers a status request over the peer network within
