@@ -1532,6 +1532,8 @@ impl Member {
             voter: self.voter,
             lag: None,
             last_contact_ms: None,
+            // A member's incarnation is what it answers when the leader probes it.
+            incarnation: String::new(),
         }
     }
 }

@@ -253,6 +253,8 @@ impl ClusterService for Fake {
             committed_index: 7,
             members: Vec::new(),
             placement_warning: None,
+            incarnation: String::new(),
+            cluster_id: "fake".into(),
         }))
     }
 

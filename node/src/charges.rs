@@ -36,7 +36,7 @@ use std::time::Duration;
 use holdfast_statemachine::{ChargeIntent, Command, Outcome, PaymentRecord, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::payment::PaymentProvider;
+use crate::payment::{Charge, PaymentProvider, RefundError, RefundReceipt, RefundRequest};
 use crate::replica::{self, CommittedOutcome, NodeError, Proposal, Replica};
 
 /// Confirms at once between charge and answer, by default.
@@ -179,7 +179,7 @@ impl Drop for Unresolved {
 /// Charge intents one reconciler pass looks at, at most.
 pub const INTENTS_PER_PASS_MAX: usize = 20;
 /// Longest wait for the provider's answer about one intent.
-const INTENT_CALL_TIMEOUT_MAX: Duration = Duration::from_secs(10);
+pub(crate) const INTENT_CALL_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
 /// One pass of the leader's reconciler (see the module documentation): settles the charge
 /// intents recorded at least `reconcile_after` ago, at most [`INTENTS_PER_PASS_MAX`] of
@@ -275,24 +275,40 @@ async fn settle_intent(
         }
         Err(_) => return "unknown",
     };
+    let drop_intent = Proposal {
+        request_id: None,
+        command: Command::DropChargeIntent {
+            charge_key: intent.charge_key.clone(),
+        },
+    };
     let proposal = match found {
-        Some(charge) => Proposal {
-            request_id: Some(intent.charge_key.clone()),
-            command: Command::Confirm {
-                hold_id: intent.hold_id.clone(),
-                payment: PaymentRecord {
-                    provider: intent.provider.clone(),
-                    payment_id: charge.payment_id,
-                    amount: charge.amount,
+        Some(charge) => {
+            let payment = PaymentRecord {
+                provider: intent.provider.clone(),
+                payment_id: charge.payment_id.clone(),
+                amount: charge.amount,
+            };
+            if !payment.is_recordable() {
+                // Given back through the provider, then the intent is dropped.
+                let label = match refund_unrecordable(payments, key, &charge, call_timeout).await {
+                    Ok(_) => "refunded_unrecordable",
+                    Err(RefundError::Unavailable { .. }) => return "unknown",
+                    Err(RefundError::Refused { .. }) => "unrecordable_refund_refused",
+                };
+                return match replica::propose_one(replica, drop_intent).await {
+                    Ok(_) => label,
+                    Err(_) => "not_committed",
+                };
+            }
+            Proposal {
+                request_id: Some(intent.charge_key.clone()),
+                command: Command::Confirm {
+                    hold_id: intent.hold_id.clone(),
+                    payment,
                 },
-            },
-        },
-        None => Proposal {
-            request_id: None,
-            command: Command::DropChargeIntent {
-                charge_key: intent.charge_key.clone(),
-            },
-        },
+            }
+        }
+        None => drop_intent,
     };
     match replica::propose_one(replica, proposal).await {
         Ok(committed) => {
@@ -310,4 +326,54 @@ async fn settle_intent(
             "not_committed"
         }
     }
+}
+
+/// The refund id under which an unrecordable charge is given back: derived from the
+/// charge's key, so that every attempt (the confirm, its retries, the reconciler on any
+/// leader) asks the provider for the same refund, which it makes once.
+fn unrecordable_refund_id(charge_key: &str) -> String {
+    format!("unrecordable-{charge_key}")
+}
+
+/// Gives back, through the provider itself, a charge whose answer the state cannot record
+/// (a payment id that is empty, longer than 256 bytes or holds control characters; see
+/// `PaymentRecord::is_recordable`): a confirm with it would be refused without recording a
+/// refund, so the money would be neither booked nor owed back. Logged at `error` (the
+/// provider answered something no real charge has), and within `timeout`.
+pub(crate) async fn refund_unrecordable(
+    payments: &dyn PaymentProvider,
+    charge_key: &str,
+    charge: &Charge,
+    timeout: Duration,
+) -> Result<RefundReceipt, RefundError> {
+    let request = RefundRequest {
+        refund_id: unrecordable_refund_id(charge_key),
+        payment_id: charge.payment_id.clone(),
+        amount: charge.amount,
+        currency: charge.currency.clone(),
+    };
+    let refunded = match tokio::time::timeout(timeout, payments.refund(request)).await {
+        Ok(refunded) => refunded,
+        Err(_) => Err(RefundError::Unavailable {
+            message: format!("no answer within {timeout:?}"),
+        }),
+    };
+    let payment_id: String = charge.payment_id.chars().take(64).collect();
+    match &refunded {
+        Ok(receipt) => tracing::error!(
+            charge_key,
+            payment_id,
+            payment_id_bytes = charge.payment_id.len(),
+            provider_refund_id = %receipt.provider_refund_id,
+            "the payment provider answered a charge whose payment id the cluster cannot record; it was refunded"
+        ),
+        Err(error) => tracing::error!(
+            charge_key,
+            payment_id,
+            payment_id_bytes = charge.payment_id.len(),
+            %error,
+            "the payment provider answered a charge whose payment id the cluster cannot record, and refunding it failed"
+        ),
+    }
+    refunded
 }

@@ -199,8 +199,11 @@ impl Replica for LocalReplica {
                 voter: true,
                 lag: Some(0),
                 last_contact_ms: None,
+                incarnation: 0,
             }],
             placement_warning: None,
+            incarnation: 0,
+            cluster_id: None,
         }
     }
 

@@ -147,9 +147,6 @@ fn certs(args: CertsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster id of a fresh node started without `--cluster-id`.
-const DEFAULT_CLUSTER_ID: &str = "holdfast";
-
 /// Flags of `holdfast serve`. Every one is optional here so that the config file can fill
 /// what the command line and the environment leave out; defaults apply last.
 #[derive(clap::Args, Debug, Default, Deserialize)]
@@ -177,9 +174,10 @@ struct ServeArgs {
     /// Data directory (RocksDB log, snapshots, node identity).
     #[arg(long, env = "HOLDFAST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Cluster id, recorded in the data directory at first start [default: the recorded
-    /// one, else holdfast]. Nodes of one cluster must agree; a node refuses a directory of
-    /// another cluster.
+    /// Cluster id, recorded in the data directory [default: the recorded one; on a fresh
+    /// directory, the random id `POST /cluster/init` generates, or the id of the cluster
+    /// whose leader first reaches the node]. A node refuses a directory of another cluster
+    /// and the calls of other clusters' nodes.
     #[arg(long, env = "HOLDFAST_CLUSTER_ID")]
     cluster_id: Option<String>,
     /// Region or zone label [default: local].
@@ -607,13 +605,21 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
         .raft_addr
         .unwrap_or_else(|| "127.0.0.1:7101".parse().expect("valid address"));
     // Without --cluster-id a node resumes the cluster its directory records; a fresh one
-    // takes the default.
+    // belongs to no cluster until it initialises one (`POST /cluster/init` generates a
+    // random id) or a cluster's leader reaches it.
     let cluster_id = match &args.cluster_id {
         Some(cluster_id) => cluster_id.clone(),
         None => holdfast_raft::DataDir::recorded_cluster_id(&data_dir)
             .context("cannot read the data directory")?
-            .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string()),
+            .unwrap_or_default(),
     };
+    if cluster_id.is_empty() {
+        tracing::info!(
+            "no --cluster-id and a fresh data directory: this node takes a random cluster id \
+             when it initialises a cluster (POST /cluster/init), or the id of the cluster whose \
+             leader first reaches it"
+        );
+    }
     let mut config = NodeConfig::new(args.id.unwrap_or(1), &cluster_id, data_dir);
     config.region = args.region.clone().unwrap_or_else(|| "local".into());
     config.advertised_http_addr = args.advertise_http_addr.clone();

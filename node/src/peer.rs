@@ -103,21 +103,36 @@ impl PeerService {
     /// counted and logged (see [`refused`]).
     #[allow(clippy::result_large_err)]
     fn open<T>(&self, request: &Request<T>) -> Result<u64, Status> {
-        self.check_envelope(request)
+        self.check_envelope(request, false)
+            .inspect_err(|status| refused(request, status))
+    }
+
+    /// [`PeerService::open`] that also takes a caller that belongs to no cluster yet (its
+    /// envelope names none): such a node asks whether the listed members form a cluster,
+    /// and asks to join one, before it has a cluster id.
+    #[allow(clippy::result_large_err)]
+    fn open_from_any_new_node<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+        self.check_envelope(request, true)
             .inspect_err(|status| refused(request, status))
     }
 
     #[allow(clippy::result_large_err)]
-    fn check_envelope<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+    fn check_envelope<T>(&self, request: &Request<T>, new_caller: bool) -> Result<u64, Status> {
         let metadata = request.metadata();
         let node = self.replica.node();
-        let cluster_id = metadata
+        let theirs = metadata
             .get_bin(CLUSTER_ID_KEY)
-            .and_then(|value| value.to_bytes().ok());
-        if cluster_id.as_deref() != Some(node.cluster_id().as_bytes()) {
+            .and_then(|value| value.to_bytes().ok())
+            .unwrap_or_default();
+        let ours = node.cluster_id();
+        // A node of no cluster yet answers anyone (it has nothing to give away, and takes
+        // work from members only, having none); one of a cluster answers its own cluster,
+        // and where asked, a caller of none.
+        let accepted =
+            ours.is_empty() || *theirs == *ours.as_bytes() || (new_caller && theirs.is_empty());
+        if !accepted {
             return Err(Status::failed_precondition(format!(
-                "CLUSTER_MISMATCH: the request is not for cluster {:?}",
-                node.cluster_id()
+                "CLUSTER_MISMATCH: the request is not for cluster {ours:?}"
             )));
         }
         let node_id = |key: &str| {
@@ -221,6 +236,7 @@ pub(crate) fn member_to_proto(member: &MemberSpec) -> Member {
         voter: false,
         lag: None,
         last_contact_ms: None,
+        incarnation: String::new(),
     }
 }
 
@@ -268,9 +284,12 @@ fn status_to_proto(status: ClusterStatus) -> ClusterStatusResponse {
                 voter: member.voter,
                 lag: member.lag,
                 last_contact_ms: member.last_contact_ms,
+                incarnation: crate::wire::incarnation_json(member.incarnation).unwrap_or_default(),
             })
             .collect(),
         placement_warning: status.placement_warning,
+        incarnation: crate::wire::incarnation_json(status.incarnation).unwrap_or_default(),
+        cluster_id: status.cluster_id.unwrap_or_default(),
     }
 }
 
@@ -353,7 +372,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.open(&request)?;
+        self.open_from_any_new_node(&request)?;
         Ok(Response::new(status_to_proto(self.replica.status())))
     }
 
@@ -424,7 +443,7 @@ impl PeerRpc for PeerService {
         &self,
         request: Request<JoinRequest>,
     ) -> Result<Response<ClusterChangeResponse>, Status> {
-        let from = self.open(&request)?;
+        let from = self.open_from_any_new_node(&request)?;
         let message = request.into_inner();
         let learner = message
             .learner

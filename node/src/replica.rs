@@ -138,6 +138,8 @@ pub struct MemberStatus {
     pub lag: Option<u64>,
     /// Milliseconds since this member last answered the leader (known on the leader only).
     pub last_contact_ms: Option<u64>,
+    /// The incarnation of its data directory the membership records (0: not known).
+    pub incarnation: u64,
 }
 
 /// `GET /cluster/status`.
@@ -153,6 +155,10 @@ pub struct ClusterStatus {
     /// Set while the voters would not survive the loss of one region (members in at
     /// least three regions; see `raft_replica::placement`).
     pub placement_warning: Option<String>,
+    /// The incarnation of the answering node's data directory (0: a node without one).
+    pub incarnation: u64,
+    /// The id of the node's cluster; none while it belongs to none yet.
+    pub cluster_id: Option<String>,
 }
 
 /// A consistent copy of the replicated state (see [`Replica::backup`]).

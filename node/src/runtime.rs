@@ -261,6 +261,8 @@ where
             .clone()
             .unwrap_or_else(|| http_addr.to_string()),
         region: config.region.clone(),
+        // The data directory's, filled in when the Raft node opens it.
+        incarnation: 0,
     };
     let this_member = MemberSpec {
         id: config.node_id,

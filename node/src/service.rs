@@ -244,15 +244,33 @@ impl Owned {
 /// does not exist yet is refused here instead of racing its creation.
 ///
 /// A hold that passes is then counted against the hold velocity limits
-/// ([`crate::rate::Admission::admit_hold`]), which refuse it with `429 RATE_LIMITED`.
+/// ([`crate::rate::Admission::admit_hold`]), which refuse it with `429 RATE_LIMITED` —
+/// unless it is the retry of a hold the state already answered (its request id, one per
+/// operation in `request_ids`, is remembered): a retry replays that answer and takes
+/// nothing, so it is not counted again. The state is read as this node has it: a node
+/// behind may count a retry, never let a new hold through uncounted.
 async fn refused_owners(
     state: &AppState,
     caller: &Caller,
     owned: &[Owned],
+    request_ids: &[Option<String>],
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
     let mut refusals = refused_by_owner(state, caller, owned).await?;
-    for (refusal, owned) in refusals.iter_mut().zip(owned) {
-        if let (None, Owned::Customer(customer_id)) = (&refusal, owned) {
+    let new_holds: Vec<bool> = replica::read_now(&*state.replica, |machine| {
+        owned
+            .iter()
+            .zip(request_ids)
+            .map(|(owned, request_id)| {
+                matches!(owned, Owned::Customer(_))
+                    && !request_id
+                        .as_deref()
+                        .is_some_and(|request_id| machine.remembers_request(request_id))
+            })
+            .collect()
+    })
+    .0;
+    for ((refusal, owned), new_hold) in refusals.iter_mut().zip(owned).zip(new_holds) {
+        if let (None, Owned::Customer(customer_id), true) = (&refusal, owned, new_hold) {
             *refusal = state.admission.admit_hold(caller, customer_id).err();
         }
     }
@@ -320,7 +338,7 @@ async fn single(
     let request_id = key.request_id(operation.route());
     let owned = Owned::of(&operation);
     let command = command_of(operation)?;
-    if let Some(refusal) = refused_owners(state, caller, &[owned])
+    if let Some(refusal) = refused_owners(state, caller, &[owned], &[request_id.clone()])
         .await?
         .pop()
         .flatten()
@@ -634,16 +652,17 @@ impl Charging {
                 return Err(charge_failed(&state, intent_recorded, &charge_key, failure).await)
             }
         };
+        let payment = PaymentRecord {
+            provider: state.payments.name().to_string(),
+            payment_id: charge.payment_id.clone(),
+            amount: charge.amount,
+        };
+        if !payment.is_recordable() {
+            return Err(unrecordable_charge(&state, &charge_key, &charge).await);
+        }
         let proposal = Proposal {
             request_id: Some(charge_key),
-            command: Command::Confirm {
-                hold_id,
-                payment: PaymentRecord {
-                    provider: state.payments.name().to_string(),
-                    payment_id: charge.payment_id.clone(),
-                    amount: charge.amount,
-                },
-            },
+            command: Command::Confirm { hold_id, payment },
         };
         let answered = match replica::propose_one(&*state.replica, proposal.clone()).await {
             Ok(committed) if charges::is_answer(&committed) => Ok(committed),
@@ -702,6 +721,46 @@ async fn charge_failed(
         return error;
     }
     drop_charge_intent(state, charge_key).await;
+    error
+}
+
+/// What a confirm answers whose charge the state cannot record (the provider answered a
+/// payment id it refuses): the node gives the money back through the provider and drops
+/// the intent; when the refund cannot be made now, the intent stays and the leader's
+/// reconciler refunds it later. Nothing is booked either way.
+async fn unrecordable_charge(state: &AppState, charge_key: &str, charge: &Charge) -> ApiError {
+    let refunded = charges::refund_unrecordable(
+        &*state.payments,
+        charge_key,
+        charge,
+        charges::INTENT_CALL_TIMEOUT_MAX,
+    )
+    .await;
+    let (charge_state, retry) = match refunded {
+        Err(crate::payment::RefundError::Unavailable { .. }) => (
+            "REFUND_PENDING",
+            "the cluster refunds the charge once the provider answers; nothing was booked",
+        ),
+        Ok(_) => {
+            drop_charge_intent(state, charge_key).await;
+            ("REFUNDED", "the charge was given back; nothing was booked")
+        }
+        // Logged at `error` for an operator, who settles it with the provider.
+        Err(crate::payment::RefundError::Refused { .. }) => {
+            drop_charge_intent(state, charge_key).await;
+            (
+                "REFUND_REFUSED",
+                "the provider refused to give the charge back; nothing was booked: contact the operator",
+            )
+        }
+    };
+    let mut error = ApiError::from(PaymentError::Unavailable {
+        message: "the payment provider answered a payment id that cannot be recorded".into(),
+    });
+    if let Some(details) = error.details.as_object_mut() {
+        details.insert("charge".into(), json!(charge_state));
+        details.insert("retry".into(), json!(retry));
+    }
     error
 }
 
@@ -809,7 +868,11 @@ pub async fn batch(
         .iter()
         .map(|(_, _, owned, _)| owned.clone())
         .collect();
-    let refusals = match refused_owners(state, caller, &owned).await {
+    let request_ids: Vec<Option<String>> = checked
+        .iter()
+        .map(|(_, _, _, proposal)| proposal.request_id.clone())
+        .collect();
+    let refusals = match refused_owners(state, caller, &owned, &request_ids).await {
         Ok(refusals) => refusals,
         Err(error) => vec![Some(error); owned.len()],
     };

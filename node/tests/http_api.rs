@@ -2907,3 +2907,46 @@ async fn holds_are_limited_per_customer_and_per_caller() {
     let other = hold("other-front-key-000001", "someone".into()).await;
     assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
 }
+
+/// A retried hold (same idempotency key) replays its answer and takes nothing, so it is
+/// not counted against the velocity limits again; a new hold still is.
+#[tokio::test]
+async fn a_retried_hold_is_not_counted_against_the_velocity_limits_again() {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "admin admin-key-000000001\n\
+         customer front-key-00000000001\n",
+    )
+    .unwrap();
+    let node = Node::with_config(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        admission: holdfast_node::rate::AdmissionConfig {
+            holds_per_minute_per_customer: 1,
+            ..Default::default()
+        },
+        ..HttpConfig::default()
+    });
+    node.create_pool_event_as_admin(100).await;
+    let hold = |key: &'static str| {
+        let node = &node;
+        async move {
+            node.as_key(
+                Method::POST,
+                "/booking/hold",
+                "front-key-00000000001",
+                Some(key),
+                json!({"event_id": "E", "customer_id": "c-1", "pools": [{"pool_id": "GA", "quantity": 1}]}),
+            )
+            .await
+        }
+    };
+    let first = hold("retry-1").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    for _ in 0..3 {
+        let again = hold("retry-1").await;
+        assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+        assert_eq!(again.body["hold_id"], first.body["hold_id"]);
+    }
+    let new = hold("retry-2").await;
+    assert_eq!(new.status, StatusCode::TOO_MANY_REQUESTS, "{}", new.body);
+    assert_eq!(new.body["error"]["details"]["limit"], "holds_per_customer");
+}

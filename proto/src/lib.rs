@@ -122,8 +122,9 @@ pub mod backup {
 }
 
 /// Version of the envelope's `payload` encoding in [`raft::RaftRequest`] and
-/// [`raft::RaftReply`]. Bumped whenever the encoding of a payload changes.
-pub const RAFT_WIRE_FORMAT_VERSION: u32 = 1;
+/// [`raft::RaftReply`]. Bumped whenever the encoding of a payload changes (2: members
+/// carry their incarnation).
+pub const RAFT_WIRE_FORMAT_VERSION: u32 = 2;
 
 /// Version of the encoding of commands and outcomes in [`booking::ProposeRequest`] and
 /// [`booking::ProposeResponse`].

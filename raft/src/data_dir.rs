@@ -1,17 +1,31 @@
 //! A node's data directory.
 //!
 //! ```text
-//! <data dir>/holdfast.meta      JSON: format version, cluster id, node id
+//! <data dir>/holdfast.meta      JSON: format version, cluster id, node id, incarnation
 //! <data dir>/raft-log/          RocksDB: vote, committed id, last purged id, log entries
 //! <data dir>/snapshots/current.snapshot   the last durable snapshot (see state_store)
 //! ```
 //!
 //! **Invariant:** a data directory belongs to one node of one cluster, for ever. The meta
 //! file is written once, atomically, at first start; every later start checks it.
+//!
+//! **Cluster id.** A node given no cluster id on a fresh directory belongs to no cluster
+//! yet: its meta file records an empty id until the node learns one, either by generating a
+//! random one when it initialises a cluster (`POST /cluster/init`) or by taking the id of
+//! the first cluster whose Raft calls reach it (see [`ClusterId::adopt`]). Once recorded,
+//! the id never changes.
+//!
+//! **Incarnation.** The meta file also holds a random, non-zero incarnation drawn when the
+//! directory is created. The membership records each member's incarnation, and Raft RPCs
+//! carry the sender's and the addressee's, so that a node whose directory was wiped (it
+//! has forgotten its votes and the entries it acknowledged) is refused under its old id
+//! instead of voting again: see `server.rs`. A directory written before incarnations
+//! existed gets one at its next start.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,71 +37,219 @@ pub const DATA_DIR_FORMAT_VERSION: u32 = 1;
 
 const META_FILE_NAME: &str = "holdfast.meta";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct MetaFile {
     format_version: u32,
     cluster_id: String,
     node_id: NodeId,
+    /// Zero in a meta file written before incarnations existed.
+    #[serde(default)]
+    incarnation: u64,
 }
 
 /// An opened and checked data directory.
 #[derive(Clone, Debug)]
 pub struct DataDir {
     path: PathBuf,
-    cluster_id: String,
+    cluster: ClusterId,
     node_id: NodeId,
+    incarnation: u64,
+}
+
+/// The id of the cluster a node belongs to: fixed once known, and until then (a node
+/// started without one on a fresh directory) learned once and recorded in the data
+/// directory. Clones share it.
+#[derive(Clone, Debug)]
+pub struct ClusterId {
+    inner: Arc<ClusterIdInner>,
+}
+
+#[derive(Debug)]
+struct ClusterIdInner {
+    current: RwLock<Option<Arc<str>>>,
+    /// The meta file an adopted id is recorded in, and what else it holds; none in a
+    /// simulation, which keeps no directory.
+    record: Option<(PathBuf, MetaFile)>,
+}
+
+/// The most bytes of a cluster id.
+pub const CLUSTER_ID_BYTES_MAX: usize = 64;
+
+/// Whether `id` can name a cluster: 1 to [`CLUSTER_ID_BYTES_MAX`] letters, digits, `.`,
+/// `_` or `-`.
+pub fn cluster_id_is_valid(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= CLUSTER_ID_BYTES_MAX
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+}
+
+impl ClusterId {
+    /// An id known from the start (or none, `""`), recorded nowhere when adopted later.
+    pub fn fixed(id: &str) -> ClusterId {
+        ClusterId {
+            inner: Arc::new(ClusterIdInner {
+                current: RwLock::new((!id.is_empty()).then(|| Arc::from(id))),
+                record: None,
+            }),
+        }
+    }
+
+    /// A new random id, as `POST /cluster/init` gives a cluster: `hf-` and 16 hex digits.
+    pub fn generate() -> String {
+        format!("hf-{:016x}", rand::random::<u64>())
+    }
+
+    /// The id, or `None` while this node belongs to no cluster yet.
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.inner
+            .current
+            .read()
+            .expect("cluster id lock poisoned")
+            .clone()
+    }
+
+    /// The id, or `""` while this node belongs to no cluster yet (what its calls carry).
+    pub fn to_wire(&self) -> String {
+        self.get().map(|id| id.to_string()).unwrap_or_default()
+    }
+
+    /// Takes `id` as this node's cluster when it has none yet, recording it in the data
+    /// directory (durably) before anyone sees it. Answers whether `id` is this node's
+    /// cluster now: `false` when it belongs to another; an error when `id` is not a valid id
+    /// or it cannot be recorded.
+    pub fn adopt(&self, id: &str) -> Result<bool, Error> {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .expect("cluster id lock poisoned");
+        if let Some(known) = current.as_deref() {
+            return Ok(known == id);
+        }
+        if !cluster_id_is_valid(id) {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "cluster id {id:?}: must be 1 to {CLUSTER_ID_BYTES_MAX} letters, digits, '.', '_' or '-'"
+                ),
+            });
+        }
+        if let Some((meta_path, meta)) = &self.inner.record {
+            let meta = MetaFile {
+                cluster_id: id.to_owned(),
+                ..meta.clone()
+            };
+            let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
+            write_file_atomically(meta_path, text.as_bytes())?;
+        }
+        *current = Some(Arc::from(id));
+        tracing::info!(cluster_id = id, "this node now belongs to cluster {id}");
+        Ok(true)
+    }
+}
+
+/// A random incarnation: never zero (zero means "not known" in a membership).
+fn new_incarnation() -> u64 {
+    loop {
+        let incarnation = rand::random::<u64>();
+        if incarnation != 0 {
+            return incarnation;
+        }
+    }
 }
 
 impl DataDir {
-    /// Opens `path` for `node_id` of `cluster_id`, creating it on first start.
+    /// Opens `path` for `node_id` of `cluster_id`, creating it on first start. An empty
+    /// `cluster_id` takes the one the directory records, if any; else the node belongs to
+    /// no cluster until it learns one ([`ClusterId::adopt`]).
     ///
     /// Fails with [`Error::NodeIdMismatch`], [`Error::ClusterIdMismatch`] or
     /// [`Error::UnsupportedFormat`] when the directory belongs to someone else or was
     /// written by a build with another layout.
     pub fn open(path: &Path, cluster_id: &str, node_id: NodeId) -> Result<DataDir, Error> {
-        if cluster_id.is_empty() {
+        if !cluster_id.is_empty() && !cluster_id_is_valid(cluster_id) {
             return Err(Error::InvalidConfig {
-                message: "cluster id must not be empty".into(),
+                message: format!(
+                    "cluster id {cluster_id:?}: must be 1 to {CLUSTER_ID_BYTES_MAX} letters, digits, '.', '_' or '-'"
+                ),
             });
         }
         fs::create_dir_all(path).map_err(|error| Error::storage(path, error))?;
         let meta_path = path.join(META_FILE_NAME);
-        if let Some(meta) = read_meta(&meta_path)? {
-            check_meta(path, &meta, cluster_id, node_id)?;
-        } else {
-            let meta = MetaFile {
-                format_version: DATA_DIR_FORMAT_VERSION,
-                cluster_id: cluster_id.to_owned(),
-                node_id,
-            };
-            let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
-            write_file_atomically(&meta_path, text.as_bytes())?;
+        let found = read_meta(&meta_path)?;
+        if let Some(meta) = &found {
+            check_meta(path, meta, cluster_id, node_id)?;
         }
+        let meta = match found {
+            // Recorded, with an incarnation, and nothing to learn: as it is.
+            Some(meta)
+                if meta.incarnation != 0
+                    && (!meta.cluster_id.is_empty() || cluster_id.is_empty()) =>
+            {
+                meta
+            }
+            found => {
+                let meta = MetaFile {
+                    format_version: DATA_DIR_FORMAT_VERSION,
+                    cluster_id: match &found {
+                        Some(meta) if !meta.cluster_id.is_empty() => meta.cluster_id.clone(),
+                        _ => cluster_id.to_owned(),
+                    },
+                    node_id,
+                    incarnation: found
+                        .as_ref()
+                        .map(|meta| meta.incarnation)
+                        .filter(|incarnation| *incarnation != 0)
+                        .unwrap_or_else(new_incarnation),
+                };
+                let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
+                write_file_atomically(&meta_path, text.as_bytes())?;
+                meta
+            }
+        };
         fs::create_dir_all(path.join("snapshots")).map_err(|error| Error::storage(path, error))?;
+        let cluster = ClusterId {
+            inner: Arc::new(ClusterIdInner {
+                current: RwLock::new(
+                    (!meta.cluster_id.is_empty()).then(|| Arc::from(meta.cluster_id.as_str())),
+                ),
+                record: Some((meta_path, meta.clone())),
+            }),
+        };
         Ok(DataDir {
             path: path.to_owned(),
-            cluster_id: cluster_id.to_owned(),
+            cluster,
             node_id,
+            incarnation: meta.incarnation,
         })
     }
 
-    /// The cluster id recorded in the directory at `path`, if it was ever opened (so a node
-    /// restarted without `--cluster-id` resumes its own cluster). Errors as [`DataDir::open`]
-    /// for a meta file it cannot read.
+    /// The cluster id recorded in the directory at `path`, if it was ever opened and
+    /// belongs to a cluster (so a node restarted without `--cluster-id` resumes its own
+    /// cluster). Errors as [`DataDir::open`] for a meta file it cannot read.
     pub fn recorded_cluster_id(path: &Path) -> Result<Option<String>, Error> {
-        Ok(read_meta(&path.join(META_FILE_NAME))?.map(|meta| meta.cluster_id))
+        Ok(read_meta(&path.join(META_FILE_NAME))?
+            .map(|meta| meta.cluster_id)
+            .filter(|id| !id.is_empty()))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The cluster this directory belongs to (shared: an id learned later shows here).
+    pub fn cluster(&self) -> &ClusterId {
+        &self.cluster
     }
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// The directory's random incarnation, drawn when it was created (never zero).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The RocksDB directory of the log store.
@@ -140,7 +302,9 @@ fn check_meta(
     cluster_id: &str,
     node_id: NodeId,
 ) -> Result<(), Error> {
-    if meta.cluster_id != cluster_id {
+    // An empty id on either side is not known yet: the given one is learned, the recorded
+    // one resumed.
+    if !meta.cluster_id.is_empty() && !cluster_id.is_empty() && meta.cluster_id != cluster_id {
         return Err(Error::ClusterIdMismatch {
             path: path.to_owned(),
             expected: cluster_id.to_owned(),
@@ -192,6 +356,79 @@ mod tests {
         assert_eq!(other_node.code(), "DATA_DIR_NODE_MISMATCH");
         let other_cluster = DataDir::open(directory.path(), "beta", 1).unwrap_err();
         assert_eq!(other_cluster.code(), "DATA_DIR_CLUSTER_MISMATCH");
+    }
+
+    #[test]
+    fn a_directory_keeps_its_incarnation_and_a_new_one_gets_another() {
+        let first = tempfile::tempdir().unwrap();
+        let opened = DataDir::open(first.path(), "alpha", 1).unwrap();
+        assert_ne!(opened.incarnation(), 0);
+        let reopened = DataDir::open(first.path(), "alpha", 1).unwrap();
+        assert_eq!(reopened.incarnation(), opened.incarnation());
+        // The same node id on a wiped (new) directory is another incarnation.
+        let second = tempfile::tempdir().unwrap();
+        let wiped = DataDir::open(second.path(), "alpha", 1).unwrap();
+        assert_ne!(wiped.incarnation(), opened.incarnation());
+    }
+
+    #[test]
+    fn a_directory_from_before_incarnations_gets_one_once() {
+        let directory = tempfile::tempdir().unwrap();
+        fs::write(
+            directory.path().join(META_FILE_NAME),
+            r#"{"format_version": 1, "cluster_id": "alpha", "node_id": 1}"#,
+        )
+        .unwrap();
+        let upgraded = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        assert_ne!(upgraded.incarnation(), 0);
+        let again = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        assert_eq!(again.incarnation(), upgraded.incarnation());
+        // The old directory's owner is still checked before it is upgraded.
+        let other = tempfile::tempdir().unwrap();
+        fs::write(
+            other.path().join(META_FILE_NAME),
+            r#"{"format_version": 1, "cluster_id": "beta", "node_id": 1}"#,
+        )
+        .unwrap();
+        let error = DataDir::open(other.path(), "alpha", 1).unwrap_err();
+        assert_eq!(error.code(), "DATA_DIR_CLUSTER_MISMATCH");
+    }
+
+    #[test]
+    fn a_node_without_a_cluster_id_learns_one_once_and_resumes_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let opened = DataDir::open(directory.path(), "", 1).unwrap();
+        assert_eq!(opened.cluster().get(), None);
+        assert_eq!(
+            DataDir::recorded_cluster_id(directory.path()).unwrap(),
+            None
+        );
+        assert!(opened.cluster().adopt("hf-0123").unwrap());
+        // Learned once: another cluster's id is not taken afterwards.
+        assert!(!opened.cluster().adopt("hf-4567").unwrap());
+        assert_eq!(opened.cluster().get().as_deref(), Some("hf-0123"));
+        // Recorded durably, with the incarnation unchanged.
+        let reopened = DataDir::open(directory.path(), "", 1).unwrap();
+        assert_eq!(reopened.cluster().get().as_deref(), Some("hf-0123"));
+        assert_eq!(reopened.incarnation(), opened.incarnation());
+        assert_eq!(
+            DataDir::recorded_cluster_id(directory.path())
+                .unwrap()
+                .as_deref(),
+            Some("hf-0123")
+        );
+        let other = DataDir::open(directory.path(), "hf-4567", 1).unwrap_err();
+        assert_eq!(other.code(), "DATA_DIR_CLUSTER_MISMATCH");
+        // An id that is not one is refused, and a node given its id up front has it.
+        let fresh = tempfile::tempdir().unwrap();
+        let unassigned = DataDir::open(fresh.path(), "", 2).unwrap();
+        assert!(unassigned.cluster().adopt("not an id").is_err());
+        assert_eq!(unassigned.cluster().get(), None);
+        let given = DataDir::open(fresh.path(), "alpha", 2).unwrap();
+        assert_eq!(given.cluster().get().as_deref(), Some("alpha"));
+        assert_eq!(given.incarnation(), unassigned.incarnation());
+        assert!(ClusterId::generate().starts_with("hf-"));
+        assert_ne!(ClusterId::generate(), ClusterId::generate());
     }
 
     #[test]

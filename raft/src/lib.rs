@@ -23,6 +23,7 @@
 
 pub mod data_dir;
 pub mod error;
+mod legacy;
 pub mod log_store;
 pub mod memory;
 pub mod network;

@@ -40,8 +40,11 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::types::{LogEntry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
-/// Version of the encoding of every stored log entry and log metadata value.
-pub const LOG_ENTRY_FORMAT_VERSION: u8 = 1;
+/// Version of the encoding of every stored log entry and log metadata value. Version 2
+/// added each member's incarnation to membership entries; version 1 values are still read
+/// (the metadata values did not change; see `legacy.rs` for the entries).
+pub const LOG_ENTRY_FORMAT_VERSION: u8 = 2;
+const LOG_ENTRY_FORMAT_VERSION_V1: u8 = 1;
 
 const LOGS: &str = "logs";
 const META: &str = "meta";
@@ -129,7 +132,7 @@ impl LogStore {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let body =
+        let (_, body) =
             check_version(&bytes).map_err(|error| read_error(ErrorSubject::Store, &error))?;
         let value = serde_json::from_slice(body)
             .map_err(|error| read_error(ErrorSubject::Store, &error))?;
@@ -210,19 +213,29 @@ struct UnknownVersion {
     found: u8,
 }
 
-fn check_version(bytes: &[u8]) -> Result<&[u8], UnknownVersion> {
+/// The version and body of a stored value of a version this build reads.
+fn check_version(bytes: &[u8]) -> Result<(u8, &[u8]), UnknownVersion> {
     match bytes.split_first() {
-        Some((&LOG_ENTRY_FORMAT_VERSION, body)) => Ok(body),
+        Some((&version, body))
+            if version == LOG_ENTRY_FORMAT_VERSION || version == LOG_ENTRY_FORMAT_VERSION_V1 =>
+        {
+            Ok((version, body))
+        }
         Some((&found, _)) => Err(UnknownVersion { found }),
         None => Err(UnknownVersion { found: 0 }),
     }
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StorageError> {
-    let body = check_version(bytes).map_err(|error| read_error(ErrorSubject::Logs, &error))?;
-    let (entry, _) = holdfast_statemachine::decode::from_slice(body)
-        .map_err(|error| read_error(ErrorSubject::Logs, &error))?;
-    Ok(entry)
+    let (version, body) =
+        check_version(bytes).map_err(|error| read_error(ErrorSubject::Logs, &error))?;
+    let decoded = if version == LOG_ENTRY_FORMAT_VERSION_V1 {
+        holdfast_statemachine::decode::from_slice(body)
+            .map(|(entry, _)| crate::legacy::upgrade_entry(entry))
+    } else {
+        holdfast_statemachine::decode::from_slice(body).map(|(entry, _)| entry)
+    };
+    decoded.map_err(|error| read_error(ErrorSubject::Logs, &error))
 }
 
 fn read_error<E: std::error::Error + 'static>(
@@ -432,5 +445,52 @@ mod tests {
         let bytes = encode_entry(&entry).unwrap();
         assert_eq!(bytes[0], LOG_ENTRY_FORMAT_VERSION);
         assert_eq!(decode_entry(&bytes).unwrap(), entry);
+    }
+
+    #[test]
+    fn a_membership_entry_keeps_its_incarnations_and_one_of_version_1_is_read() {
+        use crate::legacy::{NodeInfoV1, TypeConfigV1};
+        use crate::types::NodeInfo;
+        use std::collections::{BTreeMap, BTreeSet};
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(2, 1), 9);
+        let member = |incarnation| NodeInfo {
+            raft_addr: "10.0.0.1:7101".into(),
+            http_addr: "10.0.0.1:7001".into(),
+            region: "eu".into(),
+            incarnation,
+        };
+        let entry = LogEntry {
+            log_id,
+            payload: openraft::EntryPayload::Membership(openraft::Membership::new(
+                vec![BTreeSet::from([1])],
+                BTreeMap::from([(1, member(0xfeed))]),
+            )),
+        };
+        assert_eq!(decode_entry(&encode_entry(&entry).unwrap()).unwrap(), entry);
+
+        // An entry as the previous build wrote it: version byte 1, members without one.
+        let old = openraft::Entry::<TypeConfigV1> {
+            log_id,
+            payload: openraft::EntryPayload::Membership(openraft::Membership::new(
+                vec![BTreeSet::from([1])],
+                BTreeMap::from([(
+                    1,
+                    NodeInfoV1 {
+                        raft_addr: "10.0.0.1:7101".into(),
+                        http_addr: "10.0.0.1:7001".into(),
+                        region: "eu".into(),
+                    },
+                )]),
+            )),
+        };
+        let mut bytes = vec![LOG_ENTRY_FORMAT_VERSION_V1];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+        let read = decode_entry(&bytes).unwrap();
+        let openraft::EntryPayload::Membership(membership) = read.payload else {
+            panic!("a membership entry: {read:?}");
+        };
+        assert_eq!(read.log_id, log_id);
+        assert_eq!(membership.get_node(&1), Some(&member(0)));
+        assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1]);
     }
 }

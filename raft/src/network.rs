@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::data_dir::ClusterId;
 use crate::tls::{peer_endpoint, PeerTls};
 use crate::transport::Transport;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
@@ -77,8 +78,10 @@ impl Default for NetworkConfig {
 
 struct Shared {
     node_id: NodeId,
+    /// The incarnation of this node's data directory (0 without one).
+    incarnation: u64,
     node_address: String,
-    cluster_id: String,
+    cluster: ClusterId,
     config: NetworkConfig,
     transport: Arc<dyn Transport>,
     contact: PeerContact,
@@ -118,19 +121,22 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// A factory for node `node_id` (listening on `node_address`) of `cluster_id`.
+    /// A factory for node `node_id` (listening on `node_address`) of `cluster_id`, whose
+    /// data directory is `incarnation`.
     pub fn new(
         node_id: NodeId,
+        incarnation: u64,
         node_address: String,
-        cluster_id: String,
+        cluster: ClusterId,
         config: NetworkConfig,
         transport: Arc<dyn Transport>,
     ) -> NetworkFactory {
         NetworkFactory {
             shared: Arc::new(Shared {
                 node_id,
+                incarnation,
                 node_address,
-                cluster_id,
+                cluster,
                 config,
                 transport,
                 contact: PeerContact::default(),
@@ -152,6 +158,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             shared: Arc::clone(&self.shared),
             target,
             target_address: node.raft_addr.clone(),
+            target_incarnation: node.incarnation,
+            incarnation_refusal_logged: false,
             client: None,
             connect_failures: 0,
             reconnect_at: None,
@@ -164,6 +172,11 @@ pub struct Connection {
     shared: Arc<Shared>,
     target: NodeId,
     target_address: String,
+    /// The incarnation the membership records for the target (0: not known).
+    target_incarnation: u64,
+    /// Whether this connection logged that the target refused it as another incarnation
+    /// (once, not at every heartbeat).
+    incarnation_refusal_logged: bool,
     client: Option<RaftServiceClient<Channel>>,
     connect_failures: u32,
     reconnect_at: Option<Instant>,
@@ -186,6 +199,10 @@ enum CallError {
     #[error("bad reply: {0}")]
     Decode(String),
 }
+
+/// Opens the message of a Raft RPC refused because one side's data directory is not the
+/// incarnation the other's membership records (see `server.rs`).
+pub const INCARNATION_MISMATCH: &str = "INCARNATION_MISMATCH";
 
 #[derive(Clone, Copy)]
 enum RpcKind {
@@ -275,10 +292,12 @@ impl Connection {
         let deadline = deadline.min(self.shared.config.rpc_deadline_max);
         let mut request = tonic::Request::new(RaftRequest {
             format_version: RAFT_WIRE_FORMAT_VERSION,
-            cluster_id: self.shared.cluster_id.clone(),
+            cluster_id: self.shared.cluster.to_wire(),
             from_node_id: self.shared.node_id,
             to_node_id: self.target,
             payload,
+            from_incarnation: self.shared.incarnation,
+            to_incarnation: self.target_incarnation,
         });
         request.set_timeout(deadline);
         let call = async {
@@ -296,6 +315,20 @@ impl Connection {
             }
             Ok(Err(status)) => {
                 self.client = None;
+                if status.message().starts_with(INCARNATION_MISMATCH) {
+                    if !self.incarnation_refusal_logged {
+                        self.incarnation_refusal_logged = true;
+                        tracing::error!(
+                            node_id = self.target,
+                            address = %self.target_address,
+                            message = status.message(),
+                            "a member refuses this node's Raft calls: its data directory is not \
+                             the one it joined with; remove it and add it under a new id"
+                        );
+                    }
+                } else {
+                    self.incarnation_refusal_logged = false;
+                }
                 return Err(CallError::Status(status));
             }
             Ok(Ok(reply)) => {
@@ -470,8 +503,9 @@ mod tests {
         let address = "127.0.0.1:7101".to_owned();
         let mut factory = NetworkFactory::new(
             1,
+            0,
             address.clone(),
-            "cluster".into(),
+            ClusterId::fixed("cluster"),
             NetworkConfig::default(),
             Arc::new(RefusingTransport),
         );
@@ -560,8 +594,9 @@ mod tests {
         };
         let mut factory = NetworkFactory::new(
             1,
+            0,
             "127.0.0.1:7101".into(),
-            "cluster".into(),
+            ClusterId::fixed("cluster"),
             config,
             Arc::new(transport),
         );
@@ -610,8 +645,9 @@ mod tests {
     async fn reconnects_back_off() {
         let mut factory = NetworkFactory::new(
             1,
+            0,
             "127.0.0.1:7101".into(),
-            "cluster".into(),
+            ClusterId::fixed("cluster"),
             NetworkConfig::default(),
             Arc::new(crate::transport::TcpTransport),
         );

@@ -7,6 +7,7 @@
 //!
 //! let config = RaftNodeConfig::new(1, "cluster-a", "/var/lib/holdfast".into(), NodeInfo {
 //!     raft_addr: "10.0.0.1:7101".into(), http_addr: "10.0.0.1:7001".into(), region: "eu".into(),
+//!     incarnation: 0, // the data directory's, filled in by `open`
 //! });
 //! let node = RaftNode::open(config, Arc::new(TcpTransport)).await?;
 //! let listener = tokio::net::TcpListener::bind("10.0.0.1:7101").await.unwrap();
@@ -31,7 +32,7 @@ use openraft::{RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::data_dir::DataDir;
+use crate::data_dir::{ClusterId, DataDir};
 use crate::error::Error;
 use crate::log_store::LogStore;
 use crate::memory::MemoryDisk;
@@ -125,7 +126,12 @@ pub fn raft_config(
     election_timeout_min_ms: u64,
 ) -> openraft::Config {
     openraft::Config {
-        cluster_name: cluster_id.to_owned(),
+        // Only a label in openraft's logs; the checked id is the node's `ClusterId`.
+        cluster_name: if cluster_id.is_empty() {
+            "holdfast".to_owned()
+        } else {
+            cluster_id.to_owned()
+        },
         heartbeat_interval: heartbeat_ms,
         election_timeout_min: election_timeout_min_ms,
         election_timeout_max: election_timeout_min_ms.saturating_mul(2),
@@ -152,7 +158,7 @@ pub struct RaftNode {
     state: StateMachineStore,
     node_id: NodeId,
     node_info: NodeInfo,
-    cluster_id: String,
+    cluster: ClusterId,
     message_bytes_max: usize,
     /// Mutual TLS of the peer port, if on.
     tls: Option<PeerTls>,
@@ -192,10 +198,26 @@ impl RaftNode {
                 message: error.to_string(),
             })?;
         let initial = StateMachine::new(config.state_machine.clone());
+        // Simulations keep no directory: their nodes have no incarnation (zero, unchecked).
+        let data_dir = match &config.memory_disk {
+            Some(_) => None,
+            None => Some(DataDir::open(
+                &config.data_dir,
+                &config.cluster_id,
+                config.node_id,
+            )?),
+        };
+        let mut node_info = config.node_info.clone();
+        node_info.incarnation = data_dir.as_ref().map_or(0, DataDir::incarnation);
+        let cluster = match &data_dir {
+            Some(data_dir) => data_dir.cluster().clone(),
+            None => ClusterId::fixed(&config.cluster_id),
+        };
         let network = NetworkFactory::new(
             config.node_id,
+            node_info.incarnation,
             config.node_info.raft_addr.clone(),
-            config.cluster_id.clone(),
+            cluster.clone(),
             config.network.clone(),
             transport,
         );
@@ -219,7 +241,7 @@ impl RaftNode {
                 (raft, state)
             }
             None => {
-                let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+                let data_dir = data_dir.expect("opened above");
                 let refuse_writes = config.refuse_writes.clone();
                 let (log_store, state) = tokio::task::spawn_blocking(move || {
                     let mut log_store = LogStore::open(&data_dir.log_path())?;
@@ -248,8 +270,8 @@ impl RaftNode {
             raft,
             state,
             node_id: config.node_id,
-            node_info: config.node_info,
-            cluster_id: config.cluster_id,
+            node_info,
+            cluster,
             message_bytes_max,
             tls: config.network.tls.clone(),
             server_config: config.server,
@@ -264,12 +286,27 @@ impl RaftNode {
         self.node_id
     }
 
+    /// This node's member record: its addresses, region and its data directory's
+    /// incarnation (what [`RaftNode::initialize`] and a learner probe record).
     pub fn node_info(&self) -> &NodeInfo {
         &self.node_info
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The incarnation of this node's data directory (zero in simulations, which have
+    /// none).
+    pub fn incarnation(&self) -> u64 {
+        self.node_info.incarnation
+    }
+
+    /// The id of this node's cluster, `""` while it belongs to none yet (a node started
+    /// without one on a fresh directory; see [`ClusterId`]).
+    pub fn cluster_id(&self) -> String {
+        self.cluster.to_wire()
+    }
+
+    /// This node's cluster id handle, to learn or generate the id (see [`ClusterId`]).
+    pub fn cluster(&self) -> &ClusterId {
+        &self.cluster
     }
 
     /// Milliseconds since each peer last answered this node's Raft calls (a leader hears
@@ -338,8 +375,9 @@ impl RaftNode {
     fn raft_grpc_service(&self) -> RaftGrpcService {
         RaftGrpcService::new(
             self.raft.clone(),
-            self.cluster_id.clone(),
+            self.cluster.clone(),
             self.node_id(),
+            self.incarnation(),
             self.tls.is_some(),
         )
     }

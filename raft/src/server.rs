@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
+use crate::data_dir::ClusterId;
 use crate::error::Error;
+use crate::network::INCARNATION_MISMATCH;
 use crate::tls::{check_peer_identity, PeerTls};
 use crate::types::{HoldfastRaft, NodeId};
 
@@ -26,8 +28,12 @@ pub type RefusalHook = std::sync::Arc<dyn Fn(Option<std::net::SocketAddr>, &Stat
 #[derive(Clone)]
 pub struct RaftGrpcService {
     raft: HoldfastRaft,
-    cluster_id: String,
+    /// This node's cluster; a node that belongs to none yet takes the id of the first
+    /// cluster that calls it.
+    cluster: ClusterId,
     node_id: NodeId,
+    /// The incarnation of this node's data directory (0 without one).
+    incarnation: u64,
     /// Served over mutual TLS: every request must come over a connection whose client
     /// certificate names the sender ([`check_peer_identity`]).
     tls_required: bool,
@@ -35,18 +41,21 @@ pub struct RaftGrpcService {
 }
 
 impl RaftGrpcService {
-    /// The Raft RPCs of node `node_id` of `cluster_id`; `tls_required` when the listener
-    /// runs mutual TLS, so that a request without a client certificate is refused.
+    /// The Raft RPCs of node `node_id` of `cluster_id`, whose data directory is
+    /// `incarnation`; `tls_required` when the listener runs mutual TLS, so that a request
+    /// without a client certificate is refused.
     pub fn new(
         raft: HoldfastRaft,
-        cluster_id: String,
+        cluster: ClusterId,
         node_id: NodeId,
+        incarnation: u64,
         tls_required: bool,
     ) -> RaftGrpcService {
         RaftGrpcService {
             raft,
-            cluster_id,
+            cluster,
             node_id,
+            incarnation,
             tls_required,
             on_refusal: None,
         }
@@ -87,11 +96,8 @@ impl RaftGrpcService {
                 request.format_version
             )));
         }
-        if request.cluster_id != self.cluster_id {
-            return Err(Status::failed_precondition(format!(
-                "CLUSTER_MISMATCH: request for cluster {:?} reached cluster {:?}",
-                request.cluster_id, self.cluster_id
-            )));
+        if self.cluster.get().is_some() {
+            self.check_cluster(&request.cluster_id)?;
         }
         if request.to_node_id != self.node_id {
             return Err(Status::failed_precondition(format!(
@@ -99,9 +105,76 @@ impl RaftGrpcService {
                 request.to_node_id, self.node_id
             )));
         }
+        self.check_incarnations(&request)?;
+        // A node of no cluster yet joins the caller's last, so that only a well-formed
+        // request meant for it gets that far.
+        self.check_cluster(&request.cluster_id)?;
         let (message, _) = holdfast_statemachine::decode::from_slice(&request.payload)
             .map_err(|error| Status::invalid_argument(format!("CORRUPT_DATA: {error}")))?;
         Ok(message)
+    }
+}
+
+impl RaftGrpcService {
+    /// Refuses a request from another cluster. A node that belongs to no cluster yet (its
+    /// directory is fresh and it was given no id) joins the cluster of the first call that
+    /// reaches it: a leader initialising it, or replicating to it as a new learner. Without
+    /// a cluster it has no log, no vote and no membership, so nothing it had is mixed in;
+    /// with peer TLS only holders of the cluster CA's certificates reach it at all.
+    #[allow(clippy::result_large_err)]
+    fn check_cluster(&self, theirs: &str) -> Result<(), Status> {
+        let adopted = match self.cluster.get() {
+            Some(ours) => Ok(*ours == *theirs),
+            None if theirs.is_empty() => Ok(false),
+            None => self.cluster.adopt(theirs),
+        };
+        match adopted {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Status::failed_precondition(format!(
+                "CLUSTER_MISMATCH: request for cluster {theirs:?} reached cluster {:?}",
+                self.cluster.to_wire()
+            ))),
+            Err(error) => Err(Status::failed_precondition(format!(
+                "CLUSTER_MISMATCH: cannot join cluster {theirs:?}: {error}"
+            ))),
+        }
+    }
+
+    /// Refuses a request meant for another incarnation of this node (its data directory
+    /// was wiped or replaced after it joined: it has forgotten its votes and the entries it
+    /// acknowledged, so it must not vote or acknowledge under its old id), and one from a
+    /// member that is not the incarnation this node's membership records. Zero on either
+    /// side means "not known" and is not checked.
+    #[allow(clippy::result_large_err)]
+    fn check_incarnations(&self, request: &RaftRequest) -> Result<(), Status> {
+        let node_id = self.node_id;
+        if request.to_incarnation != 0 && request.to_incarnation != self.incarnation {
+            return Err(Status::failed_precondition(format!(
+                "{INCARNATION_MISMATCH}: node {node_id} was added to the cluster with data \
+                 directory incarnation {:016x}, and answers with {:016x}: its data directory was \
+                 wiped or replaced, so it has forgotten its votes and log. It cannot rejoin under \
+                 id {node_id}: remove node {node_id} from the membership and add this node \
+                 under a new id",
+                request.to_incarnation, self.incarnation
+            )));
+        }
+        let recorded = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&request.from_node_id)
+            .map_or(0, |node| node.incarnation);
+        if recorded != 0 && request.from_incarnation != recorded {
+            return Err(Status::failed_precondition(format!(
+                "{INCARNATION_MISMATCH}: node {} calls with data directory incarnation \
+                 {:016x}, but the membership records {recorded:016x}: its data directory was \
+                 wiped or replaced; remove it and add it under a new id",
+                request.from_node_id, request.from_incarnation
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -126,8 +126,8 @@ impl Cluster {
             raft_addr: address.to_string(),
             http_addr: String::new(),
             region: "local".into(),
+            incarnation: 0,
         };
-        self.members.insert(node_id, info.clone());
         let mut config = RaftNodeConfig::new(
             node_id,
             &self.options.cluster_id,
@@ -158,6 +158,8 @@ impl Cluster {
             .map_err(|error| Error::Fatal {
                 message: error.to_string(),
             })??;
+        // What the membership records: with the incarnation of the directory it opened.
+        self.members.insert(node_id, node.node_info().clone());
         self.live.insert(
             node_id,
             LiveNode {

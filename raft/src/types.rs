@@ -19,6 +19,11 @@ pub struct NodeInfo {
     pub http_addr: String,
     /// Region or zone label, for placement and operators.
     pub region: String,
+    /// The incarnation of the member's data directory (see `data_dir.rs`); zero when not
+    /// known (a member recorded before incarnations existed), which is never checked.
+    /// Raft RPCs to and from a member with another incarnation are refused.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl fmt::Display for NodeInfo {
@@ -27,7 +32,11 @@ impl fmt::Display for NodeInfo {
             formatter,
             "raft={} http={} region={}",
             self.raft_addr, self.http_addr, self.region
-        )
+        )?;
+        if self.incarnation != 0 {
+            write!(formatter, " incarnation={:016x}", self.incarnation)?;
+        }
+        Ok(())
     }
 }
 

@@ -267,3 +267,17 @@ pub struct PaymentRecord {
     pub payment_id: String,
     pub amount: u64,
 }
+
+impl PaymentRecord {
+    /// Whether the state records this payment (on a booking, or on a refund owed back):
+    /// provider and payment id 1 to 256 bytes, without control characters. A confirm with
+    /// a payment it does not record is refused and records no refund either, so a node
+    /// that charged checks this before it proposes, and gives an unrecordable charge back
+    /// through the provider itself.
+    pub fn is_recordable(&self) -> bool {
+        crate::inventory::validate_text("payment.provider", &self.provider).is_ok()
+            && crate::inventory::validate_text("payment.payment_id", &self.payment_id).is_ok()
+            && !self.provider.is_empty()
+            && !self.payment_id.is_empty()
+    }
+}

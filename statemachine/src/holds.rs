@@ -9,7 +9,7 @@ use compact_str::CompactString;
 use crate::command::{BestAvailable, HoldRequest, PaymentRecord, PoolQuantity};
 use crate::idmap::IdMap;
 use crate::ids::IdKey;
-use crate::inventory::{first_few, validate_id, validate_text, Event, SeatState};
+use crate::inventory::{first_few, validate_id, Event, SeatState};
 use crate::limits::*;
 use crate::outcome::{BookingStatus, RefundStatus};
 use crate::outcome::{HoldStatus, HoldView, OutboxKind, Outcome, PoolShortage, Rejection};
@@ -633,7 +633,7 @@ impl StateMachine {
         payment: &PaymentRecord,
         rejection: Rejection,
     ) -> Outcome {
-        if payment.amount == 0 || !self.valid_payment(payment) {
+        if payment.amount == 0 || !payment.is_recordable() {
             return Outcome::Rejected(rejection);
         }
         match self
@@ -659,19 +659,12 @@ impl StateMachine {
         }
     }
 
-    fn valid_payment(&self, payment: &PaymentRecord) -> bool {
-        validate_text("payment.provider", &payment.provider).is_ok()
-            && validate_text("payment.payment_id", &payment.payment_id).is_ok()
-            && !payment.provider.is_empty()
-            && !payment.payment_id.is_empty()
-    }
-
     fn try_confirm(
         &mut self,
         hold_id: &str,
         payment: &PaymentRecord,
     ) -> Result<Outcome, Rejection> {
-        if !self.valid_payment(payment) {
+        if !payment.is_recordable() {
             return Err(Rejection::invalid(
                 "payment",
                 "provider and payment_id must be 1 to 256 bytes",

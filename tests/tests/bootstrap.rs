@@ -2,8 +2,9 @@
 //! `--bootstrap-members` file, as a StatefulSet's pods are, form their cluster with no
 //! `POST /cluster/init`; peers dial each other by name (`localhost`, as pods dial DNS
 //! names); a node started later with the same file joins as a voter; and the first node,
-//! its disk lost and restarted empty, does not start a second cluster beside the first: it
-//! is caught up by the leader it had and serves the data written before.
+//! its disk lost and restarted empty, neither starts a second cluster beside the first nor
+//! rejoins under its old id (issue 15: its data directory is another incarnation), until
+//! the operator removes it and starts it under a new id.
 
 use std::time::{Duration, Instant};
 
@@ -74,42 +75,86 @@ async fn nodes_form_their_cluster_by_themselves_and_a_new_one_joins() {
     }
 
     // The first listed node loses its disk and starts empty: it must not initialise a
-    // second cluster, nor campaign with a membership of its own; the cluster it belongs
-    // to catches it up, with no election.
+    // second cluster, nor campaign with a membership of its own; and it must not rejoin
+    // under its old id either (it has forgotten its votes and the entries it acknowledged):
+    // its data directory is another incarnation, which its peers refuse. The cluster goes
+    // on, undisturbed.
     cluster.stop(0).unwrap();
     cluster.wait_for_leader().await.unwrap();
     let term_before = cluster.get(1, "/cluster/status").await.unwrap().body["term"].clone();
+    let recorded = cluster.get(1, "/cluster/status").await.unwrap().body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["id"] == 1)
+        .map(|member| member["incarnation"].clone())
+        .unwrap();
+    assert!(recorded.is_string(), "{recorded:?}");
     cluster.wipe(0).unwrap();
     cluster.restart(0).await.unwrap();
-    wait_voters(&cluster, 0, &[1, 2, 3, 4]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.log(0).contains("wiped or replaced") {
+        assert!(
+            Instant::now() < deadline,
+            "the wiped node never said why it cannot rejoin:\n{}",
+            cluster.log_tail(0)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wiped = cluster.get(0, "/cluster/status").await.unwrap().body;
+    assert_eq!(wiped["role"], "uninitialized", "{wiped:?}");
+    assert_ne!(wiped["incarnation"], recorded, "{wiped:?}");
+    let leader = cluster.wait_for_leader_without(0).await.unwrap();
+    let hold = cluster
+        .post(
+            leader,
+            "/booking/hold",
+            hold_body("boot", "c-2", &["A-1-2"], 600),
+            Some("boot-2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hold.status, 201, "{:?}", hold.body);
+    let status = cluster.get(1, "/cluster/status").await.unwrap().body;
+    assert_eq!(
+        status["term"], term_before,
+        "the wiped node disturbed the cluster"
+    );
+    let wiped = cluster.get(0, "/cluster/status").await.unwrap().body;
+    assert_eq!(wiped["applied_index"], 0, "{wiped:?}");
+
+    // The operator's way back: remove the lost member, and start the node under a new id.
+    // With the same members file it joins by itself and serves the data written before.
+    cluster.stop(0).unwrap();
+    let removed = cluster
+        .client
+        .delete(cluster.nodes[leader].url("/cluster/nodes/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16(), 200);
+    let fifth = cluster.spawn_new_node().unwrap();
+    cluster.wait_healthy(fifth).await.unwrap();
+    for position in [1, 2, 3, fifth] {
+        wait_voters(&cluster, position, &[2, 3, 4, 5]).await;
+    }
     let leader = cluster.wait_for_leader().await.unwrap();
     let index = cluster.get(leader, "/cluster/status").await.unwrap().body["applied_index"]
         .as_u64()
         .unwrap();
-    let seat = cluster
+    let seats = cluster
         .get(
-            0,
+            fifth,
             &format!("/availability?event_id=boot&section=A&min_index={index}"),
         )
         .await
         .unwrap();
-    assert_eq!(seat.status, 200, "{:?}\n{}", seat.body, cluster.log_tail(0));
-    assert_eq!(
-        holdfast_tests::seat_status(&seat.body, "A-1-1").as_deref(),
-        Some("HELD")
-    );
-    // One cluster: every node names the same leader and term.
-    let mut terms = Vec::new();
-    for position in 0..4 {
-        let status = cluster.get(position, "/cluster/status").await.unwrap();
-        terms.push((
-            status.body["leader_id"].clone(),
-            status.body["term"].clone(),
-        ));
+    assert_eq!(seats.status, 200, "{:?}", seats.body);
+    for seat in ["A-1-1", "A-1-2"] {
+        assert_eq!(
+            holdfast_tests::seat_status(&seats.body, seat).as_deref(),
+            Some("HELD"),
+            "{seat}"
+        );
     }
-    assert!(terms.windows(2).all(|pair| pair[0] == pair[1]), "{terms:?}");
-    assert_eq!(
-        terms[1].1, term_before,
-        "the empty first node disturbed the cluster"
-    );
 }

@@ -180,3 +180,154 @@ async fn a_charge_whose_leader_dies_before_the_commit_is_booked_by_the_next() ->
     );
     Ok(())
 }
+
+/// A provider whose charges name a payment id the cluster cannot record (300 bytes): a
+/// confirm with it would be refused without recording a refund, so the money would be
+/// neither booked nor owed back. The node gives it back through the provider itself, once,
+/// under a refund id derived from the charge's key, and books nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_the_cluster_cannot_record_is_refunded_and_nothing_is_booked() -> anyhow::Result<()>
+{
+    #[derive(Default)]
+    struct Calls {
+        charges: u32,
+        /// The last charge request's body, answered by lookups by key as well.
+        last: Value,
+        /// (idempotency key, payment intent) of each refund call.
+        refunds: Vec<(String, String)>,
+    }
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let unrecordable = format!("pi_{}", "x".repeat(300));
+    let intent = {
+        let unrecordable = unrecordable.clone();
+        move |body: &Value| {
+            json!({
+                "id": unrecordable, "status": "succeeded",
+                "amount": body["amount"], "currency": body["currency"],
+                "metadata": body["metadata"],
+            })
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/v1/payment_intents",
+            post({
+                let calls = calls.clone();
+                let intent = intent.clone();
+                move |Json(body): Json<Value>| {
+                    let mut calls = calls.lock().unwrap();
+                    calls.charges += 1;
+                    calls.last = body.clone();
+                    let answer = intent(&body);
+                    async move { Json(answer) }
+                }
+            })
+            .get({
+                let calls = calls.clone();
+                move || {
+                    let last = calls.lock().unwrap().last.clone();
+                    let found = if last.is_null() {
+                        json!([])
+                    } else {
+                        json!([intent(&last)])
+                    };
+                    async move { Json(json!({ "data": found })) }
+                }
+            }),
+        )
+        .route(
+            "/v1/refunds",
+            post({
+                let calls = calls.clone();
+                move |headers: HeaderMap, Json(body): Json<Value>| {
+                    let payment = body["payment_intent"].as_str().unwrap_or_default();
+                    calls
+                        .lock()
+                        .unwrap()
+                        .refunds
+                        .push((key_of(&headers), payment.to_string()));
+                    async { Json(json!({"id": "re_1", "status": "succeeded"})) }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let provider_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let launch = http_provider_launch(
+        &provider_url,
+        &[("HOLDFAST_CHARGE_RECONCILE_AFTER_MS", "200")],
+    );
+    let cluster = ProcessCluster::start_with(1, launch).await?;
+    cluster
+        .create_event(0, event_body("unrecordable", 1, 10, 10))
+        .await?;
+    let hold = cluster
+        .post(
+            0,
+            "/booking/hold",
+            hold_body("unrecordable", "c-1", &["A-1-1"], 600),
+            Some("h1"),
+        )
+        .await?;
+    assert_eq!(hold.status, 201, "{:?}", hold.body);
+    let hold_id = hold.body["hold_id"].as_str().unwrap().to_string();
+
+    let confirm = cluster
+        .post(
+            0,
+            "/booking/confirm",
+            confirm_body(&hold_id, "tok_visa"),
+            Some("c1"),
+        )
+        .await?;
+    assert_eq!(
+        (confirm.status, confirm.code()),
+        (503, "PAYMENT_UNAVAILABLE"),
+        "{:?}",
+        confirm.body
+    );
+    assert_eq!(
+        confirm.body["error"]["details"]["charge"], "REFUNDED",
+        "{:?}",
+        confirm.body
+    );
+    // A retry with the same key gets the same charge back and asks for the same refund.
+    let retry = cluster
+        .post(
+            0,
+            "/booking/confirm",
+            confirm_body(&hold_id, "tok_visa"),
+            Some("c1"),
+        )
+        .await?;
+    assert_eq!(retry.status, 503, "{:?}", retry.body);
+    {
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.charges, 2);
+        assert_eq!(calls.refunds.len(), 2);
+        assert!(calls
+            .refunds
+            .iter()
+            .all(|refund| *refund == calls.refunds[0]));
+        assert_eq!(calls.refunds[0].1, unrecordable);
+        assert!(
+            calls.refunds[0].0.starts_with("unrecordable-"),
+            "{:?}",
+            calls.refunds
+        );
+    }
+    // Nothing was booked, the hold is still the customer's, and no intent is left over:
+    // the reconciler, which would find the charge by its key and refund it a third time,
+    // finds nothing to settle.
+    let hold_now = cluster.get(0, &format!("/holds/{hold_id}")).await?;
+    assert_eq!(hold_now.body["status"], "HELD", "{:?}", hold_now.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls.lock().unwrap().refunds.len(), 2);
+    let metrics = cluster.metrics(0).await?;
+    assert!(
+        !metrics.contains("holdfast_charge_intents_reconciled_total{"),
+        "{metrics}"
+    );
+    Ok(())
+}

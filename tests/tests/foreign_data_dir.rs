@@ -31,11 +31,18 @@ fn serve_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_a_data_directory_that_is_not_its_own() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start(1).await?;
+    // The random id `POST /cluster/init` gave the cluster, recorded in the directory.
+    let status = cluster.get(0, "/cluster/status").await?;
+    let cluster_id = status.body["cluster_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cluster_id.starts_with("hf-"), "{:?}", status.body);
     cluster.stop(0)?;
     let data_dir = cluster.nodes[0].data_dir.clone();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let (started, text) = serve_on(&data_dir, "7", "holdfast")?;
+    let (started, text) = serve_on(&data_dir, "7", &cluster_id)?;
     assert!(
         !started,
         "a node with another id started on node 1's directory:\n{text}"

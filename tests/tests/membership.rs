@@ -10,12 +10,39 @@ async fn add_promote_remove() -> anyhow::Result<()> {
         .create_event(0, event_body("grow", 2, 10, 10))
         .await?;
 
+    // Started without --cluster-id: `POST /cluster/init` gave the cluster a random id,
+    // which every member took.
+    let cluster_id = cluster.get(0, "/cluster/status").await?.body["cluster_id"].clone();
+    let text = cluster_id.as_str().unwrap_or_default();
+    assert!(
+        text.len() == 19
+            && text.starts_with("hf-")
+            && text[3..].bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{cluster_id:?}"
+    );
+    for position in 1..3 {
+        let status = cluster.get(position, "/cluster/status").await?;
+        assert_eq!(status.body["cluster_id"], cluster_id, "{:?}", status.body);
+    }
+
     let new = cluster.spawn_new_node()?;
     cluster.wait_healthy(new).await?;
+    // A fresh node belongs to no cluster until one reaches it.
+    let fresh = cluster.get(new, "/cluster/status").await?;
+    assert!(fresh.body.get("cluster_id").is_none(), "{:?}", fresh.body);
     let node = &cluster.nodes[new];
     let learner = json!({"id": node.id, "raft_addr": node.raft_addr, "http_addr": node.http_addr, "region": "local"});
     let added = cluster.post(0, "/cluster/learners", learner, None).await?;
     assert_eq!(added.status, 200, "{:?}", added.body);
+    let joined = cluster.get(new, "/cluster/status").await?;
+    assert_eq!(joined.body["cluster_id"], cluster_id, "{:?}", joined.body);
+
+    // Another cluster initialised the same way has another id.
+    let other = ProcessCluster::start(1).await?;
+    let other_status = other.get(0, "/cluster/status").await?;
+    assert!(other_status.body["cluster_id"].is_string());
+    assert_ne!(other_status.body["cluster_id"], cluster_id);
+    drop(other);
 
     let promoted = cluster
         .post(
@@ -136,6 +163,38 @@ async fn add_promote_remove() -> anyhow::Result<()> {
         .filter(|m| m["voter"] == true)
         .count();
     assert_eq!(voters, 3, "{:?}", status.body);
+
+    // Refused: adding again a member whose data directory was wiped (it answers with
+    // another incarnation than the membership records); the status shows both.
+    let recorded = status.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["id"] == cluster.nodes[newer].id)
+        .map(|member| member["incarnation"].clone())
+        .unwrap();
+    assert!(recorded.is_string(), "{:?}", status.body);
+    cluster.stop(newer)?;
+    cluster.wipe(newer)?;
+    cluster.restart(newer).await?;
+    let node = &cluster.nodes[newer];
+    let again = json!({"id": node.id, "raft_addr": node.raft_addr, "http_addr": node.http_addr, "region": "local"});
+    let refused = cluster
+        .post(leader, "/cluster/learners", again, None)
+        .await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "MEMBERSHIP_REFUSED"),
+        "{:?}",
+        refused.body
+    );
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("wiped or replaced"), "{message}");
+    let own = cluster.get(newer, "/cluster/status").await?;
+    assert_ne!(own.body["incarnation"], recorded, "{:?}", own.body);
+    assert_eq!(own.body["applied_index"], 0, "{:?}", own.body);
 
     // Refused: voters that are not members, an empty voter set, and a removed id.
     let unknown = cluster

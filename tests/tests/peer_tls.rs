@@ -16,9 +16,6 @@ use holdfast_tests::{event_body, hold_body, ProcessCluster, TestCa};
 use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// The cluster id of nodes started without `--cluster-id`.
-const CLUSTER_ID: &str = "holdfast";
-
 /// bincode bytes that start with a string length of 2^40 (the marker 253, then a u64):
 /// decoded without a limit, an allocation of a terabyte.
 fn forged_length_prefix() -> Vec<u8> {
@@ -58,13 +55,43 @@ async fn channel(address: &str, target: u64, ca: &TestCa, dial: Dial<'_>) -> Res
         .await?)
 }
 
-fn raft_request(from: u64, to: u64, payload: Vec<u8>) -> RaftRequest {
+/// Who a member is to its peers: its cluster's id (random, from `POST /cluster/init`) and
+/// its data directory's incarnation.
+#[derive(Clone)]
+struct Sender {
+    cluster_id: String,
+    incarnation: u64,
+}
+
+/// The identity of member `id`, as node `position`'s status gives it.
+async fn identity(cluster: &ProcessCluster, position: usize, id: u64) -> Result<Sender> {
+    let status = cluster.get(position, "/cluster/status").await?.body;
+    let cluster_id = status["cluster_id"]
+        .as_str()
+        .context("no cluster id in the status")?
+        .to_owned();
+    let incarnation = status["members"]
+        .as_array()
+        .context("no members in the status")?
+        .iter()
+        .find(|member| member["id"] == id)
+        .and_then(|member| member["incarnation"].as_str())
+        .context("no incarnation for the member")?;
+    Ok(Sender {
+        cluster_id,
+        incarnation: u64::from_str_radix(incarnation, 16)?,
+    })
+}
+
+fn raft_request(sender: &Sender, from: u64, to: u64, payload: Vec<u8>) -> RaftRequest {
     RaftRequest {
         format_version: RAFT_WIRE_FORMAT_VERSION,
-        cluster_id: CLUSTER_ID.into(),
+        cluster_id: sender.cluster_id.clone(),
         from_node_id: from,
         to_node_id: to,
         payload,
+        from_incarnation: sender.incarnation,
+        to_incarnation: 0,
     }
 }
 
@@ -93,7 +120,7 @@ fn propose_request(command: Vec<u8>) -> ProposeRequest {
 
 /// Tries to propose, append entries and change the membership over `channel`; answers
 /// what succeeded (nothing may).
-async fn attempts(channel: Channel, leader_id: u64) -> Vec<&'static str> {
+async fn attempts(channel: Channel, leader_id: u64, sender: &Sender) -> Vec<&'static str> {
     let mut succeeded = Vec::new();
     let mut raft = RaftServiceClient::new(channel.clone());
     let mut peer = PeerServiceClient::new(channel);
@@ -101,7 +128,7 @@ async fn attempts(channel: Channel, leader_id: u64) -> Vec<&'static str> {
     if peer
         .propose(enveloped(
             propose_request(vec![0]),
-            CLUSTER_ID,
+            &sender.cluster_id,
             other,
             leader_id,
         ))
@@ -111,7 +138,7 @@ async fn attempts(channel: Channel, leader_id: u64) -> Vec<&'static str> {
         succeeded.push("propose");
     }
     if raft
-        .append_entries(raft_request(other, leader_id, Vec::new()))
+        .append_entries(raft_request(sender, other, leader_id, Vec::new()))
         .await
         .is_ok()
     {
@@ -121,7 +148,7 @@ async fn attempts(channel: Channel, leader_id: u64) -> Vec<&'static str> {
         voters: vec![leader_id],
     };
     if peer
-        .change_membership(enveloped(voters, CLUSTER_ID, other, leader_id))
+        .change_membership(enveloped(voters, &sender.cluster_id, other, leader_id))
         .await
         .is_ok()
     {
@@ -157,6 +184,8 @@ async fn outsiders_are_refused_at_the_handshake() -> Result<()> {
     let address = cluster.nodes[leader].raft_addr.clone();
     let ca = cluster.peer_ca().context("the cluster runs peer TLS")?;
     let other_ca = TestCa::generate("another CA")?;
+    let other = if leader_id == 1 { 2 } else { 1 };
+    let sender = identity(&cluster, leader, other).await?;
     let (foreign_cert, foreign_key) = other_ca.issue(&["holdfast-node-2".into()])?;
 
     // Without TLS, or without a client certificate: nothing gets through.
@@ -165,7 +194,7 @@ async fn outsiders_are_refused_at_the_handshake() -> Result<()> {
         ("no client certificate", Dial::NoClientCertificate),
     ] {
         if let Ok(channel) = channel(&address, leader_id, ca, dial).await {
-            let succeeded = attempts(channel, leader_id).await;
+            let succeeded = attempts(channel, leader_id, &sender).await;
             assert!(succeeded.is_empty(), "{what}: {succeeded:?} got through");
         }
     }
@@ -177,7 +206,7 @@ async fn outsiders_are_refused_at_the_handshake() -> Result<()> {
         key: &foreign_key,
     };
     if let Ok(channel) = channel(&address, leader_id, ca, dial).await {
-        let succeeded = attempts(channel, leader_id).await;
+        let succeeded = attempts(channel, leader_id, &sender).await;
         assert!(
             succeeded.is_empty(),
             "another CA: {succeeded:?} got through"
@@ -220,6 +249,8 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     let address = cluster.nodes[leader].raft_addr.clone();
     let ca = cluster.peer_ca().context("the cluster runs peer TLS")?;
     let other = if leader_id == 1 { 2 } else { 1 };
+    let sender = identity(&cluster, leader, other).await?;
+    let cluster_id = sender.cluster_id.as_str();
     let (cert, key) = ca.issue(&[format!("holdfast-node-{other}")])?;
     let member = || Dial::Certificate {
         cert: &cert,
@@ -231,7 +262,7 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     // A member's certificate gets through TLS; the envelope is still checked. The sender
     // must be the node the certificate names.
     let status = raft
-        .append_entries(raft_request(99, leader_id, Vec::new()))
+        .append_entries(raft_request(&sender, 99, leader_id, Vec::new()))
         .await
         .expect_err("a request from another node than the certificate's");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -247,12 +278,17 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     );
     // Forwarded proposals carry the envelope too: another cluster, another addressee, or
     // none at all are refused.
-    for (cluster_id, to, code) in [
+    for (envelope_cluster, to, code) in [
         ("another-cluster", leader_id, "CLUSTER_MISMATCH"),
-        (CLUSTER_ID, leader_id + 100, "NODE_MISMATCH"),
+        (cluster_id, leader_id + 100, "NODE_MISMATCH"),
     ] {
         let status = peer
-            .propose(enveloped(propose_request(vec![0]), cluster_id, other, to))
+            .propose(enveloped(
+                propose_request(vec![0]),
+                envelope_cluster,
+                other,
+                to,
+            ))
             .await
             .expect_err("a mismatched envelope");
         assert!(status.message().contains(code), "{status:?}");
@@ -276,7 +312,12 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     // A length prefix of 2^40 bytes, in a Raft payload and in a forwarded command: an
     // error, and the node keeps serving.
     let status = raft
-        .append_entries(raft_request(other, leader_id, forged_length_prefix()))
+        .append_entries(raft_request(
+            &sender,
+            other,
+            leader_id,
+            forged_length_prefix(),
+        ))
         .await
         .expect_err("a forged Raft payload");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -284,7 +325,7 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     let answer = peer
         .propose(enveloped(
             propose_request(forged_length_prefix()),
-            CLUSTER_ID,
+            cluster_id,
             other,
             leader_id,
         ))
@@ -305,7 +346,7 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
     let status = outsider
         .propose(enveloped(
             propose_request(vec![0]),
-            CLUSTER_ID,
+            cluster_id,
             42,
             leader_id,
         ))
@@ -316,7 +357,7 @@ async fn members_are_checked_and_forged_lengths_are_refused() -> Result<()> {
         voters: vec![leader_id],
     };
     let status = outsider
-        .change_membership(enveloped(voters_request, CLUSTER_ID, 42, leader_id))
+        .change_membership(enveloped(voters_request, cluster_id, 42, leader_id))
         .await
         .expect_err("a membership change from a non-member");
     assert!(status.message().contains("NOT_A_MEMBER"), "{status:?}");

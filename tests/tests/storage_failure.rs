@@ -1,8 +1,9 @@
-//! A node whose disk starts refusing writes (the test-only fault switch) stops: Raft
-//! stops on the storage error, the node says why, leaves the cluster's way and exits
-//! non-zero for its supervisor — it does not go on answering from a state that no longer
-//! moves. The other two nodes keep taking bookings, and every acknowledged booking is
-//! there.
+//! A node whose disk starts refusing writes (the test-only fault switch), or whose disk is
+//! really full (a small tmpfs filled to the last byte), stops: Raft stops on the storage
+//! error, the node says why, leaves the cluster's way and exits non-zero for its supervisor
+//! — it does not go on answering from a state that no longer moves. The other two nodes
+//! keep taking bookings, and every acknowledged booking is there; the full disk's node,
+//! given room again, restarts on its directory and catches up.
 
 use std::time::{Duration, Instant};
 
@@ -95,4 +96,162 @@ async fn a_node_whose_disk_refuses_writes_stops_and_the_cluster_goes_on() {
             "{seat}"
         );
     }
+}
+
+/// A tmpfs of `size` mounted over `path` (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed ({status}): this test runs as root, as CI does"
+        );
+        Tmpfs(path.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes `path` until the disk under it is full; answers the bytes written.
+fn fill(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("filler file");
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(bytes) => written += bytes as u64,
+        }
+    }
+    let _ = file.sync_all();
+    written
+}
+
+/// A real full disk, not the fault switch: a follower's data directory on a small tmpfs
+/// that is then filled to the last byte. Its next log write fails with "no space left";
+/// the node stops and exits non-zero, and the other two go on taking bookings. Once there
+/// is room again it restarts on the same directory, replays what it had, and catches up:
+/// nothing acknowledged is lost anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_fills_up_stops_and_catches_up_once_there_is_room() {
+    let mut cluster = ProcessCluster::start(3).await.expect("cluster");
+    let leader = cluster.wait_for_leader().await.unwrap();
+    cluster
+        .create_event(leader, event_body("full", 50, 40, 10))
+        .await
+        .unwrap();
+    let hold = |customer: String, seat: String, key: String| {
+        let body = hold_body("full", &customer, &[&seat], 600);
+        (body, key)
+    };
+
+    // The follower moves onto a 64 MiB tmpfs, with its data.
+    let victim = (leader + 1) % 3;
+    let data_dir = cluster.nodes[victim].data_dir.clone();
+    cluster.stop(victim).unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", data_dir.display()))
+        .arg(saved.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let _tmpfs = Tmpfs::mount(&data_dir, "64m");
+    let restored = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.path().display()))
+        .arg(&data_dir)
+        .status()
+        .unwrap();
+    assert!(restored.success());
+    cluster.restart(victim).await.unwrap();
+
+    // Full to the last byte.
+    let filler = data_dir.join("filler");
+    assert!(fill(&filler) > 0);
+
+    // Bookings go on through the leader until the victim's writes fail (RocksDB may
+    // have room preallocated for its write-ahead log, so the first few can still fit).
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = 'writing: loop {
+        for _ in 0..10 {
+            let n = held.len();
+            let seat = format!("A-{}-{}", n / 40 + 1, n % 40 + 1);
+            let (body, key) = hold(format!("c-{n}"), seat.clone(), format!("full-{n}"));
+            let answer = cluster
+                .post(leader, "/booking/hold", body, Some(&key))
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 201, "{:?}", answer.body);
+            held.push(seat);
+        }
+        if let Some(status) = cluster.exit_status(victim) {
+            break 'writing status;
+        }
+        assert!(
+            Instant::now() < deadline && held.len() < 2_000,
+            "the node with the full disk is still running after {} holds:\n{}",
+            held.len(),
+            cluster.log_tail(victim)
+        );
+    };
+    assert!(!status.success(), "it exited with {status}");
+    let log = cluster.log(victim);
+    assert!(
+        log.contains("raft stopped on a fatal error")
+            && log.to_lowercase().contains("no space left"),
+        "{}",
+        cluster.log_tail(victim)
+    );
+
+    // The two others go on.
+    let leader = cluster.wait_for_leader().await.unwrap();
+    let (body, key) = hold("c-after".into(), "B-1-1".into(), "full-after".into());
+    let more = cluster
+        .post(leader, "/booking/hold", body, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(more.status, 201, "{:?}", more.body);
+    held.push("B-1-1".into());
+
+    // Room again: it restarts on its directory and catches up with everything.
+    std::fs::remove_file(&filler).unwrap();
+    cluster.restart(victim).await.unwrap();
+    let index = cluster.get(leader, "/cluster/status").await.unwrap().body["applied_index"]
+        .as_u64()
+        .unwrap();
+    for section in ["A", "B"] {
+        let page = cluster
+            .get(
+                victim,
+                &format!("/availability?event_id=full&section={section}&min_index={index}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for seat in held.iter().filter(|seat| seat.starts_with(section)) {
+            assert_eq!(
+                holdfast_tests::seat_status(&page.body, seat).as_deref(),
+                Some("HELD"),
+                "{seat} on the node that ran out of disk"
+            );
+        }
+    }
+    cluster.stop(victim).unwrap();
 }

@@ -46,8 +46,9 @@ pub struct Bootstrap {
 enum Found {
     /// Every other listed member answered and none is part of a cluster.
     AllFresh,
-    /// Some member is part of a cluster; `with_us` when its members include this node.
-    Cluster { with_us: bool },
+    /// Some member is part of a cluster; `with_us` when its members include this node,
+    /// recorded with `incarnation` (0: not known).
+    Cluster { with_us: bool, incarnation: u64 },
     /// Not everyone answered yet.
     Waiting,
 }
@@ -76,7 +77,11 @@ pub async fn run_bootstrap(
             Err(note) => note,
         };
         if !note.is_empty() && note != last_note {
-            tracing::info!(node_id = this, "bootstrap: {note}");
+            if note.starts_with("REFUSED") {
+                tracing::error!(node_id = this, "bootstrap: {note}");
+            } else {
+                tracing::info!(node_id = this, "bootstrap: {note}");
+            }
         }
         last_note = note;
         tokio::select! {
@@ -109,10 +114,24 @@ async fn attempt(
             }
             Err(error) => Err(format!("initialising failed: {error}")),
         },
-        Found::Cluster { with_us: true } => {
+        Found::Cluster {
+            with_us: true,
+            incarnation,
+        } if incarnation != 0 && incarnation != replica.inner.node.incarnation() => {
+            let id = bootstrap.this.id;
+            Err(format!(
+                "REFUSED: the cluster knows node {id} with data directory incarnation \
+                 {incarnation:016x}, and this node's directory is {:016x}: it was wiped or \
+                 replaced, so it has forgotten its votes and log, and its peers refuse it under \
+                 id {id}. Remove node {id} (DELETE /cluster/nodes/{id}) and start this node \
+                 under a new id",
+                replica.inner.node.incarnation()
+            ))
+        }
+        Found::Cluster { with_us: true, .. } => {
             Err("a cluster with this node exists: waiting for its leader to catch us up".into())
         }
-        Found::AllFresh | Found::Cluster { with_us: false } => join(replica, bootstrap).await,
+        Found::AllFresh | Found::Cluster { with_us: false, .. } => join(replica, bootstrap).await,
     }
 }
 
@@ -136,8 +155,13 @@ async fn survey(replica: &RaftReplica, bootstrap: &Bootstrap) -> Found {
         if status.role == Role::Uninitialized.as_str() {
             fresh += 1;
         } else {
-            let with_us = status.members.iter().any(|member| member.id == this);
-            return Found::Cluster { with_us };
+            let us = status.members.iter().find(|member| member.id == this);
+            return Found::Cluster {
+                with_us: us.is_some(),
+                incarnation: us.map_or(0, |member| {
+                    crate::wire::incarnation_from_text(&member.incarnation)
+                }),
+            };
         }
     }
     if fresh == others.len() {

@@ -834,7 +834,7 @@ impl Inner {
 
     /// The envelope of this node's calls to node `to`'s peer service.
     fn peer_envelope(&self, to: NodeId) -> PeerEnvelope {
-        PeerEnvelope::new(self.node.cluster_id(), self.node_id(), to)
+        PeerEnvelope::new(&self.node.cluster_id(), self.node_id(), to)
     }
 
     fn forget_leader_client(&self) {
@@ -1046,9 +1046,7 @@ impl Inner {
                 ),
             });
         }
-        if !known {
-            self.probe_new_member(&member).await?;
-        }
+        let incarnation = self.probe_new_member(&member).await?;
         if let Some(existing) = membership.membership().get_node(&member.id) {
             if existing.raft_addr != member.raft_addr {
                 return Err(NodeError::MembershipRefused {
@@ -1058,11 +1056,25 @@ impl Inner {
                     ),
                 });
             }
+            if existing.incarnation != 0 && existing.incarnation != incarnation {
+                return Err(NodeError::MembershipRefused {
+                    message: format!(
+                        "node {id} is a member with data directory incarnation {:016x}, but the \
+                         node answering at {} is incarnation {incarnation:016x}: its data \
+                         directory was wiped or replaced, and it has forgotten its votes and \
+                         log. Remove node {id} and add this node under a new id",
+                        existing.incarnation,
+                        member.raft_addr,
+                        id = member.id,
+                    ),
+                });
+            }
         }
         let info = NodeInfo {
             raft_addr: member.raft_addr,
             http_addr: member.http_addr,
             region: member.region,
+            incarnation,
         };
         let learner = member.id;
         let caught_up = async {
@@ -1164,7 +1176,8 @@ impl Inner {
     /// of this cluster (the envelope names both, and with peer TLS its certificate must
     /// name it), or that belongs to another cluster: a learner that cannot be reached
     /// would otherwise be in the membership, unreplicated, until an operator removes it.
-    async fn probe_new_member(&self, member: &MemberSpec) -> Result<(), NodeError> {
+    /// Answers the incarnation of the node's data directory, which the membership records.
+    async fn probe_new_member(&self, member: &MemberSpec) -> Result<u64, NodeError> {
         let status = self
             .status_at(member.id, &member.raft_addr, MEMBER_PROBE_TIMEOUT)
             .await
@@ -1187,7 +1200,39 @@ impl Inner {
                 ),
             });
         }
-        Ok(())
+        Ok(crate::wire::incarnation_from_text(&status.incarnation))
+    }
+
+    /// The incarnations of the members a new cluster starts with, as each answers within
+    /// [`MEMBER_PROBE_TIMEOUT`] (this node's own without asking). A member that does not
+    /// answer is recorded without one (zero: not checked), with a warning.
+    async fn initial_incarnations(&self, members: &[MemberSpec]) -> BTreeMap<NodeId, u64> {
+        let asks = members.iter().map(|member| async move {
+            if member.id == self.node_id() {
+                return (member.id, self.node.incarnation());
+            }
+            match self
+                .status_at(member.id, &member.raft_addr, MEMBER_PROBE_TIMEOUT)
+                .await
+            {
+                Ok(status) => (
+                    member.id,
+                    crate::wire::incarnation_from_text(&status.incarnation),
+                ),
+                Err(why) => {
+                    tracing::warn!(
+                        node_id = member.id,
+                        address = %member.raft_addr,
+                        why,
+                        "a member did not answer when the cluster was initialised: its data \
+                         directory's incarnation is not recorded, so a wipe of it will not be \
+                         detected"
+                    );
+                    (member.id, 0)
+                }
+            }
+        });
+        futures::future::join_all(asks).await.into_iter().collect()
     }
 
     /// The cluster status node `node_id` answers at `raft_addr` (its peer service, under
@@ -1456,6 +1501,7 @@ impl Replica for RaftReplica {
                 } else {
                     contact.get(id).copied()
                 },
+                incarnation: info.incarnation,
             })
             .collect();
         let role = match metrics.state {
@@ -1476,6 +1522,8 @@ impl Replica for RaftReplica {
             committed_index: committed_index(&metrics, &voters).max(applied_index),
             members,
             placement_warning: self.inner.placement_warning(),
+            incarnation: self.inner.node.incarnation(),
+            cluster_id: self.inner.node.cluster().get().map(|id| id.to_string()),
         }
     }
 
@@ -1524,12 +1572,36 @@ impl Replica for RaftReplica {
                 reason: "must name at least one node".into(),
             });
         }
+        if !members
+            .iter()
+            .any(|member| member.id == self.inner.node_id())
+        {
+            return Err(NodeError::InvalidField {
+                field: "members".into(),
+                reason: format!("must include this node ({})", self.inner.node_id()),
+            });
+        }
+        // A node that belongs to no cluster yet (started without an id on a fresh
+        // directory) gives the new cluster a random id, recorded before any member hears
+        // of it; the others take it from the first Raft call that reaches them.
+        if self.inner.node.cluster().get().is_none() {
+            let id = holdfast_raft::data_dir::ClusterId::generate();
+            self.inner
+                .node
+                .cluster()
+                .adopt(&id)
+                .map_err(|error| NodeError::Internal {
+                    message: format!("cannot record the new cluster id: {error}"),
+                })?;
+        }
+        let incarnations = self.inner.initial_incarnations(&members).await;
         let members: BTreeMap<NodeId, NodeInfo> = members
             .into_iter()
             .map(|member| {
                 (
                     member.id,
                     NodeInfo {
+                        incarnation: incarnations.get(&member.id).copied().unwrap_or(0),
                         raft_addr: member.raft_addr,
                         http_addr: member.http_addr,
                         region: member.region,
@@ -1537,12 +1609,6 @@ impl Replica for RaftReplica {
                 )
             })
             .collect();
-        if !members.contains_key(&self.inner.node_id()) {
-            return Err(NodeError::InvalidField {
-                field: "members".into(),
-                reason: format!("must include this node ({})", self.inner.node_id()),
-            });
-        }
         self.inner
             .node
             .initialize(members)
