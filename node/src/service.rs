@@ -338,10 +338,11 @@ async fn single(
     let request_id = key.request_id(operation.route());
     let owned = Owned::of(&operation);
     let command = command_of(operation)?;
-    if let Some(refusal) = refused_owners(state, caller, &[owned], &[request_id.clone()])
-        .await?
-        .pop()
-        .flatten()
+    if let Some(refusal) =
+        refused_owners(state, caller, &[owned], std::slice::from_ref(&request_id))
+            .await?
+            .pop()
+            .flatten()
     {
         return Err(refusal);
     }
