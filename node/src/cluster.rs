@@ -218,11 +218,13 @@ pub async fn remove_node(
     responses((status = 200, description = "Up", body = HealthJson))
 )]
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    let reason = state.replica.fatal();
     json_answer(
         StatusCode::OK,
         &HealthJson {
-            status: "ok",
+            status: if reason.is_some() { "read_only" } else { "ok" },
             node_id: state.replica.node_id(),
+            reason,
         },
     )
 }
@@ -242,6 +244,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
         &HealthJson {
             status: "ok",
             node_id: state.replica.node_id(),
+            reason: None,
         },
     ))
 }

@@ -322,6 +322,12 @@ struct ServeArgs {
     /// Keep it above the payment timeout, in ms [default: 60000].
     #[arg(long, env = "HOLDFAST_CHARGE_RECONCILE_AFTER_MS")]
     charge_reconcile_after_ms: Option<u64>,
+    /// What a node does when its Raft stops on a fatal storage error (a full disk, an I/O
+    /// error): `exit` (non-zero, for its supervisor to see) or `read-only` (stay up serving
+    /// stale reads of what it has; writes and consistent reads answer 503 NOT_READY,
+    /// /readyz 503, /healthz says read_only) [default: exit].
+    #[arg(long, env = "HOLDFAST_ON_STORAGE_FAILURE", value_parser = ["exit", "read-only"])]
+    on_storage_failure: Option<String>,
 }
 
 impl ServeArgs {
@@ -662,21 +668,34 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
         config.replica.leader_contact_max = Duration::from_millis(raft.election_timeout_max);
         config.raft = Some(raft);
     }
+    let read_only_on_failure = args.on_storage_failure.as_deref() == Some("read-only");
     let http_listener = bind(http_addr, "HTTP").await?;
     let raft_listener = bind(raft_addr, "Raft").await?;
     let node = runtime::start(config, http_listener, raft_listener)
         .await
         .context("the node could not start")?;
     tracing::info!(http = %format!("http://{}", node.http_addr), raft = %node.raft_addr, "holdfast is serving");
+    let stopped = signal.recv();
+    tokio::pin!(stopped);
     tokio::select! {
-        () = signal.recv() => {}
+        () = &mut stopped => {}
         reason = node.raft_failed() => {
             // A node whose Raft stopped (a disk that refuses writes, say) can neither
             // apply nor vote: stop serving and exit non-zero, so that the supervisor sees
-            // it, instead of answering reads from a state that no longer moves.
-            tracing::error!(%reason, "raft stopped on a fatal error: stopping this node");
-            node.shutdown().await;
-            bail!("raft stopped on a fatal error: {reason}");
+            // it, instead of answering reads from a state that no longer moves — unless
+            // the operator asked it to stay up for stale reads.
+            if read_only_on_failure {
+                tracing::error!(
+                    %reason,
+                    "raft stopped on a fatal error: staying up read-only (stale reads of what \
+                     this node has; writes and consistent reads answer 503 NOT_READY) until stopped"
+                );
+                stopped.await;
+            } else {
+                tracing::error!(%reason, "raft stopped on a fatal error: stopping this node");
+                node.shutdown().await;
+                bail!("raft stopped on a fatal error: {reason}");
+            }
         }
     }
     node.shutdown().await;

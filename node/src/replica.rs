@@ -318,6 +318,13 @@ pub trait Replica: Send + Sync + 'static {
     /// `/readyz`: a leader is known and this node has caught up.
     fn readiness(&self) -> Result<(), NodeError>;
 
+    /// Why replication stopped for good on this node (a storage failure, say), if it did:
+    /// such a node applies nothing more; it serves `stale` reads of what it has, if it
+    /// stays up at all (`--on-storage-failure read-only`).
+    fn fatal(&self) -> Option<String> {
+        None
+    }
+
     /// `POST /cluster/init` on one node of a fresh cluster.
     async fn initialize(&self, members: Vec<MemberSpec>) -> Result<(), NodeError>;
 

@@ -694,9 +694,13 @@ pub struct SnapshotJson {
 /// `/healthz` and `/readyz`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HealthJson {
-    /// `ok`.
+    /// `ok`; on `/healthz`, `read_only` when replication stopped for good on this node and
+    /// it stays up to serve stale reads (`--on-storage-failure read-only`).
     pub status: &'static str,
     pub node_id: u64,
+    /// Why replication stopped (with `read_only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]

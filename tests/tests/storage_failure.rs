@@ -255,3 +255,152 @@ async fn a_node_whose_disk_fills_up_stops_and_catches_up_once_there_is_room() {
     }
     cluster.stop(victim).unwrap();
 }
+
+/// With `--on-storage-failure read-only` the node whose disk fails stays up: it serves
+/// stale reads of what it had, refuses writes and consistent reads with `503 NOT_READY`
+/// (nothing it proposes could commit through it), is not ready, and says why on
+/// `/healthz`. The cluster goes on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_told_to_stay_read_only_serves_stale_reads_after_its_disk_fails() {
+    let mut launch = holdfast_tests::cluster::Launch::default();
+    launch
+        .env
+        .push(("HOLDFAST_ON_STORAGE_FAILURE".into(), "read-only".into()));
+    let mut cluster = ProcessCluster::start_with(3, launch)
+        .await
+        .expect("cluster");
+    let leader = cluster.wait_for_leader().await.unwrap();
+    cluster
+        .create_event(leader, event_body("ro", 4, 10, 10))
+        .await
+        .unwrap();
+    let before = cluster
+        .post(
+            leader,
+            "/booking/hold",
+            hold_body("ro", "c-0", &["A-1-1"], 600),
+            Some("ro-0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before.status, 201, "{:?}", before.body);
+    let index = before.body["applied_index"].as_u64().unwrap_or(0);
+    let victim = (leader + 1) % 3;
+    let caught_up = cluster
+        .get(
+            victim,
+            &format!("/availability?event_id=ro&section=A&min_index={index}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(caught_up.status, 200, "{:?}", caught_up.body);
+    cluster
+        .post(
+            victim,
+            "/debug/faults",
+            json!({"disk_refuses_writes": true}),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Its next append fails; it stays up, read-only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 1;
+    let health = loop {
+        let hold = cluster
+            .post(
+                leader,
+                "/booking/hold",
+                hold_body("ro", &format!("c-{n}"), &[&format!("A-2-{n}")], 600),
+                Some(&format!("ro-{n}")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hold.status, 201, "{:?}", hold.body);
+        n += 1;
+        let health = cluster.get(victim, "/healthz").await.unwrap();
+        if health.body["status"] == "read_only" {
+            break health;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never reported the failure:\n{}",
+            cluster.log_tail(victim)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health.status, 200);
+    assert!(
+        health.body["reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()),
+        "{:?}",
+        health.body
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        cluster.exit_status(victim).is_none(),
+        "it exited:\n{}",
+        cluster.log_tail(victim)
+    );
+    let ready = cluster.get(victim, "/readyz").await.unwrap();
+    assert_eq!(
+        (ready.status, ready.code()),
+        (503, "NOT_READY"),
+        "{:?}",
+        ready.body
+    );
+    // What it had is still served at `stale`.
+    let stale = cluster
+        .get(victim, "/availability?event_id=ro&section=A")
+        .await
+        .unwrap();
+    assert_eq!(stale.status, 200, "{:?}", stale.body);
+    assert_eq!(
+        holdfast_tests::seat_status(&stale.body, "A-1-1").as_deref(),
+        Some("HELD")
+    );
+    // Writes and consistent reads through it are refused, quickly and clearly.
+    let write = cluster
+        .post(
+            victim,
+            "/booking/hold",
+            hold_body("ro", "c-x", &["B-1-1"], 600),
+            Some("ro-x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (write.status, write.code()),
+        (503, "NOT_READY"),
+        "{:?}",
+        write.body
+    );
+    let consistent = cluster
+        .get(
+            victim,
+            "/availability?event_id=ro&section=A&consistency=linearizable",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (consistent.status, consistent.code()),
+        (503, "NOT_READY"),
+        "{:?}",
+        consistent.body
+    );
+    // The others go on.
+    let leader = cluster.wait_for_leader_without(victim).await.unwrap();
+    let more = cluster
+        .post(
+            leader,
+            "/booking/hold",
+            hold_body("ro", "c-after", &["B-2-2"], 600),
+            Some("ro-after"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(more.status, 201, "{:?}", more.body);
+    cluster.stop(victim).unwrap();
+}

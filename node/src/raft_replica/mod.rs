@@ -261,6 +261,20 @@ struct Inner {
 }
 
 impl RaftReplica {
+    /// `503 NOT_READY` once Raft stopped for good: nothing this node proposes or waits for
+    /// can happen any more (it is up read-only, serving `stale` reads of what it has).
+    fn refuse_when_stopped(&self) -> Result<(), NodeError> {
+        match self.fatal() {
+            Some(reason) => Err(NodeError::NotReady {
+                message: format!(
+                    "raft stopped: {reason}; this node serves stale reads only (writes and \
+                     consistent reads go to another node)"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Wraps a started [`RaftNode`] and starts the batcher task.
     pub fn new(
         node: Arc<RaftNode>,
@@ -1423,10 +1437,21 @@ impl Replica for RaftReplica {
     }
 
     async fn propose(&self, proposals: Vec<Proposal>) -> Result<Vec<CommittedOutcome>, NodeError> {
+        self.refuse_when_stopped()?;
         self.inner.submit(proposals, false).await
     }
 
+    fn fatal(&self) -> Option<String> {
+        match &self.inner.node.metrics().borrow().running_state {
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => None,
+        }
+    }
+
     async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError> {
+        if !matches!(request.consistency, ReadConsistency::Stale) || request.min_index.is_some() {
+            self.refuse_when_stopped()?;
+        }
         match request.consistency {
             ReadConsistency::Stale => {}
             ReadConsistency::Linearizable => self.inner.linearizable().await?,
