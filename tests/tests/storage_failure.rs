@@ -7,7 +7,22 @@
 
 use std::time::{Duration, Instant};
 
+use holdfast_tests::cluster::Response;
 use holdfast_tests::{event_body, hold_body, ProcessCluster};
+
+/// Holds `seat` of `event` through node `position`, for a customer and under an
+/// idempotency key of the seat's own.
+async fn hold_seat(cluster: &ProcessCluster, position: usize, event: &str, seat: &str) -> Response {
+    cluster
+        .post(
+            position,
+            "/booking/hold",
+            hold_body(event, &format!("c-{seat}"), &[seat], 600),
+            Some(&format!("{event}-{seat}")),
+        )
+        .await
+        .unwrap()
+}
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,17 +53,10 @@ async fn a_node_whose_disk_refuses_writes_stops_and_the_cluster_goes_on() {
     // Bookings go on through the leader; the victim's next append fails.
     let mut held = Vec::new();
     for n in 1..=10 {
-        let hold = cluster
-            .post(
-                leader,
-                "/booking/hold",
-                hold_body("disk", &format!("c-{n}"), &[&format!("A-1-{n}")], 600),
-                Some(&format!("disk-{n}")),
-            )
-            .await
-            .unwrap();
+        let seat = format!("A-1-{n}");
+        let hold = hold_seat(&cluster, leader, "disk", &seat).await;
         assert_eq!(hold.status, 201, "{:?}", hold.body);
-        held.push(format!("A-1-{n}"));
+        held.push(seat);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -72,15 +80,7 @@ async fn a_node_whose_disk_refuses_writes_stops_and_the_cluster_goes_on() {
 
     // The two others go on, and every acknowledged hold is there.
     let leader = cluster.wait_for_leader().await.unwrap();
-    let more = cluster
-        .post(
-            leader,
-            "/booking/hold",
-            hold_body("disk", "c-after", &["B-1-1"], 600),
-            Some("disk-after"),
-        )
-        .await
-        .unwrap();
+    let more = hold_seat(&cluster, leader, "disk", "B-1-1").await;
     assert_eq!(more.status, 201, "{:?}", more.body);
     let page = cluster
         .get(
@@ -154,10 +154,6 @@ async fn a_node_whose_disk_fills_up_stops_and_catches_up_once_there_is_room() {
         .create_event(leader, event_body("full", 50, 40, 10))
         .await
         .unwrap();
-    let hold = |customer: String, seat: String, key: String| {
-        let body = hold_body("full", &customer, &[&seat], 600);
-        (body, key)
-    };
 
     // The follower moves onto a 64 MiB tmpfs, with its data.
     let victim = (leader + 1) % 3;
@@ -193,11 +189,7 @@ async fn a_node_whose_disk_fills_up_stops_and_catches_up_once_there_is_room() {
         for _ in 0..10 {
             let n = held.len();
             let seat = format!("A-{}-{}", n / 40 + 1, n % 40 + 1);
-            let (body, key) = hold(format!("c-{n}"), seat.clone(), format!("full-{n}"));
-            let answer = cluster
-                .post(leader, "/booking/hold", body, Some(&key))
-                .await
-                .unwrap();
+            let answer = hold_seat(&cluster, leader, "full", &seat).await;
             assert_eq!(answer.status, 201, "{:?}", answer.body);
             held.push(seat);
         }
@@ -222,11 +214,7 @@ async fn a_node_whose_disk_fills_up_stops_and_catches_up_once_there_is_room() {
 
     // The two others go on.
     let leader = cluster.wait_for_leader().await.unwrap();
-    let (body, key) = hold("c-after".into(), "B-1-1".into(), "full-after".into());
-    let more = cluster
-        .post(leader, "/booking/hold", body, Some(&key))
-        .await
-        .unwrap();
+    let more = hold_seat(&cluster, leader, "full", "B-1-1").await;
     assert_eq!(more.status, 201, "{:?}", more.body);
     held.push("B-1-1".into());
 
@@ -274,15 +262,7 @@ async fn a_node_told_to_stay_read_only_serves_stale_reads_after_its_disk_fails()
         .create_event(leader, event_body("ro", 4, 10, 10))
         .await
         .unwrap();
-    let before = cluster
-        .post(
-            leader,
-            "/booking/hold",
-            hold_body("ro", "c-0", &["A-1-1"], 600),
-            Some("ro-0"),
-        )
-        .await
-        .unwrap();
+    let before = hold_seat(&cluster, leader, "ro", "A-1-1").await;
     assert_eq!(before.status, 201, "{:?}", before.body);
     let index = before.body["applied_index"].as_u64().unwrap_or(0);
     let victim = (leader + 1) % 3;
@@ -308,15 +288,7 @@ async fn a_node_told_to_stay_read_only_serves_stale_reads_after_its_disk_fails()
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 1;
     let health = loop {
-        let hold = cluster
-            .post(
-                leader,
-                "/booking/hold",
-                hold_body("ro", &format!("c-{n}"), &[&format!("A-2-{n}")], 600),
-                Some(&format!("ro-{n}")),
-            )
-            .await
-            .unwrap();
+        let hold = hold_seat(&cluster, leader, "ro", &format!("A-2-{n}")).await;
         assert_eq!(hold.status, 201, "{:?}", hold.body);
         n += 1;
         let health = cluster.get(victim, "/healthz").await.unwrap();
@@ -362,15 +334,7 @@ async fn a_node_told_to_stay_read_only_serves_stale_reads_after_its_disk_fails()
         Some("HELD")
     );
     // Writes and consistent reads through it are refused, quickly and clearly.
-    let write = cluster
-        .post(
-            victim,
-            "/booking/hold",
-            hold_body("ro", "c-x", &["B-1-1"], 600),
-            Some("ro-x"),
-        )
-        .await
-        .unwrap();
+    let write = hold_seat(&cluster, victim, "ro", "B-1-1").await;
     assert_eq!(
         (write.status, write.code()),
         (503, "NOT_READY"),
@@ -392,15 +356,7 @@ async fn a_node_told_to_stay_read_only_serves_stale_reads_after_its_disk_fails()
     );
     // The others go on.
     let leader = cluster.wait_for_leader_without(victim).await.unwrap();
-    let more = cluster
-        .post(
-            leader,
-            "/booking/hold",
-            hold_body("ro", "c-after", &["B-2-2"], 600),
-            Some("ro-after"),
-        )
-        .await
-        .unwrap();
+    let more = hold_seat(&cluster, leader, "ro", "B-2-2").await;
     assert_eq!(more.status, 201, "{:?}", more.body);
     cluster.stop(victim).unwrap();
 }
