@@ -109,7 +109,8 @@ impl PeerService {
 
     /// [`PeerService::open`] that also takes a caller that belongs to no cluster yet (its
     /// envelope names none): such a node asks whether the listed members form a cluster,
-    /// and asks to join one, before it has a cluster id.
+    /// and asks to join one, before it has a cluster id. On a node of no cluster yet, only
+    /// these calls are answered, from anyone.
     #[allow(clippy::result_large_err)]
     fn open_from_any_new_node<T>(&self, request: &Request<T>) -> Result<u64, Status> {
         self.check_envelope(request, true)
@@ -125,11 +126,12 @@ impl PeerService {
             .and_then(|value| value.to_bytes().ok())
             .unwrap_or_default();
         let ours = node.cluster_id();
-        // A node of no cluster yet answers anyone (it has nothing to give away, and takes
-        // work from members only, having none); one of a cluster answers its own cluster,
-        // and where asked, a caller of none.
-        let accepted =
-            ours.is_empty() || *theirs == *ours.as_bytes() || (new_caller && theirs.is_empty());
+        // A node of a cluster answers its own cluster. The status probe and the join
+        // request also take a caller of no cluster yet (a fresh node asking), and a node of
+        // no cluster yet answers the probe from anyone (a leader about to add it); nothing
+        // else reaches a node that belongs to no cluster.
+        let accepted = (!ours.is_empty() && *theirs == *ours.as_bytes())
+            || (new_caller && (theirs.is_empty() || ours.is_empty()));
         if !accepted {
             return Err(Status::failed_precondition(format!(
                 "CLUSTER_MISMATCH: the request is not for cluster {ours:?}"

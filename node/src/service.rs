@@ -248,7 +248,14 @@ impl Owned {
 /// unless it is the retry of a hold the state already answered (its request id, one per
 /// operation in `request_ids`, is remembered): a retry replays that answer and takes
 /// nothing, so it is not counted again. The state is read as this node has it: a node
-/// behind may count a retry, never let a new hold through uncounted.
+/// behind may count a retry, never let a new hold through uncounted; and a remembered
+/// answer counts only while it will still be remembered a minute from now (in cluster time
+/// as this node would stamp it), so a key about to be forgotten, which would make a new
+/// hold, is counted.
+/// How long after now a retried hold's remembered answer must still be remembered for the
+/// retry not to count against the velocity limits (see [`refused_owners`]).
+const RETRY_MARGIN_MS: u64 = 60_000;
+
 async fn refused_owners(
     state: &AppState,
     caller: &Caller,
@@ -256,15 +263,19 @@ async fn refused_owners(
     request_ids: &[Option<String>],
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
     let mut refusals = refused_by_owner(state, caller, owned).await?;
+    let remembered_until = state
+        .replica
+        .cluster_time_ms()
+        .saturating_add(RETRY_MARGIN_MS);
     let new_holds: Vec<bool> = replica::read_now(&*state.replica, |machine| {
         owned
             .iter()
             .zip(request_ids)
             .map(|(owned, request_id)| {
                 matches!(owned, Owned::Customer(_))
-                    && !request_id
-                        .as_deref()
-                        .is_some_and(|request_id| machine.remembers_request(request_id))
+                    && !request_id.as_deref().is_some_and(|request_id| {
+                        machine.remembers_request_at(request_id, remembered_until)
+                    })
             })
             .collect()
     })
@@ -659,7 +670,7 @@ impl Charging {
             amount: charge.amount,
         };
         if !payment.is_recordable() {
-            return Err(unrecordable_charge(&state, &charge_key, &charge).await);
+            return Err(unrecordable_charge(&state, intent_recorded, &charge_key, &charge).await);
         }
         let proposal = Proposal {
             request_id: Some(charge_key),
@@ -727,9 +738,15 @@ async fn charge_failed(
 
 /// What a confirm answers whose charge the state cannot record (the provider answered a
 /// payment id it refuses): the node gives the money back through the provider and drops
-/// the intent; when the refund cannot be made now, the intent stays and the leader's
-/// reconciler refunds it later. Nothing is booked either way.
-async fn unrecordable_charge(state: &AppState, charge_key: &str, charge: &Charge) -> ApiError {
+/// the intent; when the refund cannot be made now, the intent this confirm recorded stays
+/// and the leader's reconciler refunds it later (a retry, which recorded none, says only
+/// that the refund is not confirmed: retrying asks again). Nothing is booked either way.
+async fn unrecordable_charge(
+    state: &AppState,
+    intent_recorded: bool,
+    charge_key: &str,
+    charge: &Charge,
+) -> ApiError {
     let refunded = charges::refund_unrecordable(
         &*state.payments,
         charge_key,
@@ -738,9 +755,13 @@ async fn unrecordable_charge(state: &AppState, charge_key: &str, charge: &Charge
     )
     .await;
     let (charge_state, retry) = match refunded {
-        Err(crate::payment::RefundError::Unavailable { .. }) => (
+        Err(crate::payment::RefundError::Unavailable { .. }) if intent_recorded => (
             "REFUND_PENDING",
             "the cluster refunds the charge once the provider answers; nothing was booked",
+        ),
+        Err(crate::payment::RefundError::Unavailable { .. }) => (
+            "REFUND_UNCONFIRMED",
+            "the provider did not answer the refund; retry with the same Idempotency-Key to ask again (a refund is never paid twice); nothing was booked",
         ),
         Ok(_) => {
             drop_charge_intent(state, charge_key).await;

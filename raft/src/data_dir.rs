@@ -54,6 +54,9 @@ pub struct DataDir {
     cluster: ClusterId,
     node_id: NodeId,
     incarnation: u64,
+    /// The meta file was written by this open (a new directory, or one whose meta file
+    /// was lost).
+    created: bool,
 }
 
 /// The id of the cluster a node belongs to: fixed once known, and until then (a node
@@ -67,6 +70,9 @@ pub struct ClusterId {
 #[derive(Debug)]
 struct ClusterIdInner {
     current: RwLock<Option<Arc<str>>>,
+    /// Set when the id was taken from a peer's call in this process: such a node was
+    /// reached by a cluster, and initialising another one on it is refused.
+    learned_from_peer: std::sync::atomic::AtomicBool,
     /// The meta file an adopted id is recorded in, and what else it holds; none in a
     /// simulation, which keeps no directory.
     record: Option<(PathBuf, MetaFile)>,
@@ -91,6 +97,7 @@ impl ClusterId {
         ClusterId {
             inner: Arc::new(ClusterIdInner {
                 current: RwLock::new((!id.is_empty()).then(|| Arc::from(id))),
+                learned_from_peer: Default::default(),
                 record: None,
             }),
         }
@@ -113,6 +120,40 @@ impl ClusterId {
     /// The id, or `""` while this node belongs to no cluster yet (what its calls carry).
     pub fn to_wire(&self) -> String {
         self.get().map(|id| id.to_string()).unwrap_or_default()
+    }
+
+    /// [`ClusterId::adopt`] for an id a peer's call carries; remembered, so that
+    /// [`ClusterId::generate_unless_known`] does not start another cluster on this node.
+    pub fn adopt_from_peer(&self, id: &str) -> Result<bool, Error> {
+        let adopted = self.adopt(id)?;
+        if adopted {
+            self.inner
+                .learned_from_peer
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(adopted)
+    }
+
+    /// For a node initialising a new cluster: when it has no id yet, a new random one,
+    /// recorded before anyone hears of it. Refused (`Ok(false)`) when this node was
+    /// reached by a cluster meanwhile, whose id it took: it belongs to that one.
+    pub fn generate_unless_known(&self) -> Result<bool, Error> {
+        if self
+            .inner
+            .learned_from_peer
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(false);
+        }
+        if self.get().is_some() {
+            return Ok(true);
+        }
+        let adopted = self.adopt(&ClusterId::generate())?;
+        Ok(adopted
+            && !self
+                .inner
+                .learned_from_peer
+                .load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Takes `id` as this node's cluster when it has none yet, recording it in the data
@@ -181,6 +222,7 @@ impl DataDir {
         if let Some(meta) = &found {
             check_meta(path, meta, cluster_id, node_id)?;
         }
+        let created = found.is_none();
         let meta = match found {
             // Recorded, with an incarnation, and nothing to learn: as it is.
             Some(meta)
@@ -214,6 +256,7 @@ impl DataDir {
                 current: RwLock::new(
                     (!meta.cluster_id.is_empty()).then(|| Arc::from(meta.cluster_id.as_str())),
                 ),
+                learned_from_peer: Default::default(),
                 record: Some((meta_path, meta.clone())),
             }),
         };
@@ -222,7 +265,65 @@ impl DataDir {
             cluster,
             node_id,
             incarnation: meta.incarnation,
+            created,
         })
+    }
+
+    /// Checks the incarnation against the one the Raft log records, so that a directory
+    /// whose log was wiped or replaced while its meta file survived is another incarnation
+    /// too (it has forgotten its votes as surely as a wiped directory):
+    /// - the log records this incarnation: nothing to do;
+    /// - the log records another and the meta file is new (it was lost, the log was not):
+    ///   the log's incarnation is the directory's;
+    /// - the log records another, or it is empty while the meta file is not new: a new
+    ///   incarnation, recorded in both;
+    /// - the log records none but holds something (written before incarnations), or the
+    ///   directory is new: this incarnation is recorded in the log.
+    pub fn confirm_incarnation(&mut self, log: &crate::log_store::LogStore) -> Result<(), Error> {
+        let renew = match log.incarnation()? {
+            Some(recorded) if recorded == self.incarnation => return Ok(()),
+            Some(recorded) if self.created => {
+                self.rewrite_meta(recorded)?;
+                return Ok(());
+            }
+            Some(_) => true,
+            None => !self.created && log.is_empty()?,
+        };
+        if renew {
+            let incarnation = new_incarnation();
+            tracing::warn!(
+                path = %self.path.display(),
+                old = format!("{:016x}", self.incarnation),
+                new = format!("{incarnation:016x}"),
+                "the Raft log of this data directory was wiped or replaced: it becomes a new \
+                 incarnation, which the cluster refuses under this node's old id"
+            );
+            self.rewrite_meta(incarnation)?;
+        }
+        log.record_incarnation(self.incarnation)
+    }
+
+    /// Rewrites the meta file with `incarnation` (before anyone else holds this directory's
+    /// cluster id handle).
+    fn rewrite_meta(&mut self, incarnation: u64) -> Result<(), Error> {
+        let meta_path = self.path.join(META_FILE_NAME);
+        let meta = MetaFile {
+            format_version: DATA_DIR_FORMAT_VERSION,
+            cluster_id: self.cluster.to_wire(),
+            node_id: self.node_id,
+            incarnation,
+        };
+        let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
+        write_file_atomically(&meta_path, text.as_bytes())?;
+        self.cluster = ClusterId {
+            inner: Arc::new(ClusterIdInner {
+                current: RwLock::new(self.cluster.get()),
+                learned_from_peer: Default::default(),
+                record: Some((meta_path, meta)),
+            }),
+        };
+        self.incarnation = incarnation;
+        Ok(())
     }
 
     /// The cluster id recorded in the directory at `path`, if it was ever opened and
@@ -427,8 +528,56 @@ mod tests {
         let given = DataDir::open(fresh.path(), "alpha", 2).unwrap();
         assert_eq!(given.cluster().get().as_deref(), Some("alpha"));
         assert_eq!(given.incarnation(), unassigned.incarnation());
+        // A node a cluster reached does not initialise another one; a node given its id
+        // up front, or one with none, does (with a new random id in the second case).
+        let reached = ClusterId::fixed("");
+        assert!(reached.adopt_from_peer("hf-0123").unwrap());
+        assert!(!reached.generate_unless_known().unwrap());
+        assert_eq!(reached.get().as_deref(), Some("hf-0123"));
+        assert!(ClusterId::fixed("alpha").generate_unless_known().unwrap());
+        let fresh_id = ClusterId::fixed("");
+        assert!(fresh_id.generate_unless_known().unwrap());
+        assert!(fresh_id.get().is_some_and(|id| id.starts_with("hf-")));
         assert!(ClusterId::generate().starts_with("hf-"));
         assert_ne!(ClusterId::generate(), ClusterId::generate());
+    }
+
+    #[test]
+    fn a_directory_whose_raft_log_was_wiped_is_another_incarnation() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut first = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        let log = crate::log_store::LogStore::open(&first.log_path()).unwrap();
+        first.confirm_incarnation(&log).unwrap();
+        assert_eq!(log.incarnation().unwrap(), Some(first.incarnation()));
+        drop(log);
+
+        // Restarted as it was: the same incarnation.
+        let mut again = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        let log = crate::log_store::LogStore::open(&again.log_path()).unwrap();
+        again.confirm_incarnation(&log).unwrap();
+        assert_eq!(again.incarnation(), first.incarnation());
+        drop(log);
+
+        // The meta file lost, the log kept: the log's incarnation is the directory's.
+        fs::remove_file(directory.path().join(META_FILE_NAME)).unwrap();
+        let mut lost_meta = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        let log = crate::log_store::LogStore::open(&lost_meta.log_path()).unwrap();
+        lost_meta.confirm_incarnation(&log).unwrap();
+        assert_eq!(lost_meta.incarnation(), first.incarnation());
+        drop(log);
+        let reread = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        assert_eq!(reread.incarnation(), first.incarnation());
+
+        // The log wiped, the meta file kept: a new incarnation, in both.
+        fs::remove_dir_all(first.log_path()).unwrap();
+        let mut wiped = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        let log = crate::log_store::LogStore::open(&wiped.log_path()).unwrap();
+        wiped.confirm_incarnation(&log).unwrap();
+        assert_ne!(wiped.incarnation(), first.incarnation());
+        assert_eq!(log.incarnation().unwrap(), Some(wiped.incarnation()));
+        drop(log);
+        let reread = DataDir::open(directory.path(), "alpha", 1).unwrap();
+        assert_eq!(reread.incarnation(), wiped.incarnation());
     }
 
     #[test]

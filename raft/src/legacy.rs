@@ -1,6 +1,8 @@
 //! Log entries of format version 1, written before members carried an incarnation: read
 //! so that a data directory of an earlier build keeps its log. Their members come back
-//! with incarnation zero ("not known", never checked) until they are added again.
+//! with incarnation zero ("not known", never checked): nothing fills it in later (adding a
+//! known member again does not replace its record), so such a member stays unchecked until
+//! it is replaced by a new node.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -51,6 +51,7 @@ const META: &str = "meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
+const KEY_INCARNATION: &[u8] = b"incarnation";
 
 /// The RocksDB log store. Cloning it gives another handle on the same database (openraft
 /// uses clones as log readers).
@@ -96,6 +97,51 @@ impl LogStore {
         // start with a clear message rather than later inside Raft.
         store.check_format()?;
         Ok(store)
+    }
+
+    /// The data directory incarnation this log was written under, if it records one (a
+    /// log written before incarnations, or a new one, does not). See
+    /// `DataDir::confirm_incarnation`.
+    pub fn incarnation(&self) -> Result<Option<u64>, Error> {
+        self.read_meta::<u64>(KEY_INCARNATION)
+            .map_err(|error| Error::Corrupt {
+                what: format!("raft log at {}", self.inner.path.display()),
+                message: error.to_string(),
+            })
+    }
+
+    /// Records the directory's incarnation in the log, durably.
+    pub fn record_incarnation(&self, incarnation: u64) -> Result<(), Error> {
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .expect("log write lock poisoned");
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.inner
+            .db
+            .put_cf_opt(
+                self.meta(),
+                KEY_INCARNATION,
+                encode_meta(&incarnation),
+                &options,
+            )
+            .map_err(|error| Error::storage(&self.inner.path, error))
+    }
+
+    /// Whether the log holds nothing at all: no vote, no entry, nothing purged.
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        let corrupt = |error: StorageError| Error::Corrupt {
+            what: format!("raft log at {}", self.inner.path.display()),
+            message: error.to_string(),
+        };
+        Ok(self.read_meta::<Vote>(KEY_VOTE).map_err(corrupt)?.is_none()
+            && self
+                .read_meta::<LogId>(KEY_LAST_PURGED)
+                .map_err(corrupt)?
+                .is_none()
+            && self.last_entry_log_id().map_err(corrupt)?.is_none())
     }
 
     fn check_format(&self) -> Result<(), Error> {

@@ -197,20 +197,37 @@ impl RaftNode {
             .map_err(|error| Error::InvalidConfig {
                 message: error.to_string(),
             })?;
-        let initial = StateMachine::new(config.state_machine.clone());
-        // Simulations keep no directory: their nodes have no incarnation (zero, unchecked).
-        let data_dir = match &config.memory_disk {
+        let mut initial = Some(StateMachine::new(config.state_machine.clone()));
+        // The stores first: the log store confirms the directory's incarnation (see
+        // `DataDir::confirm_incarnation`), which the network then carries. Simulations keep
+        // no directory: their nodes have no incarnation (zero, unchecked).
+        let disk_stores = match &config.memory_disk {
             Some(_) => None,
-            None => Some(DataDir::open(
-                &config.data_dir,
-                &config.cluster_id,
-                config.node_id,
-            )?),
+            None => {
+                let mut data_dir =
+                    DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+                let refuse_writes = config.refuse_writes.clone();
+                let initial = initial.take().expect("the initial state is taken once");
+                let opened = tokio::task::spawn_blocking(move || {
+                    let mut log_store = LogStore::open(&data_dir.log_path())?;
+                    data_dir.confirm_incarnation(&log_store)?;
+                    if let Some(switch) = refuse_writes {
+                        log_store = log_store.refusing_writes_when(switch);
+                    }
+                    let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
+                    Ok::<_, Error>((data_dir, log_store, state))
+                })
+                .await
+                .map_err(|error| Error::storage(&config.data_dir, error))??;
+                Some(opened)
+            }
         };
         let mut node_info = config.node_info.clone();
-        node_info.incarnation = data_dir.as_ref().map_or(0, DataDir::incarnation);
-        let cluster = match &data_dir {
-            Some(data_dir) => data_dir.cluster().clone(),
+        node_info.incarnation = disk_stores
+            .as_ref()
+            .map_or(0, |(data_dir, _, _)| data_dir.incarnation());
+        let cluster = match &disk_stores {
+            Some((data_dir, _, _)) => data_dir.cluster().clone(),
             None => ClusterId::fixed(&config.cluster_id),
         };
         let network = NetworkFactory::new(
@@ -226,8 +243,21 @@ impl RaftNode {
         let fatal = |error: openraft::error::Fatal<NodeId>| Error::Fatal {
             message: error.to_string(),
         };
-        let (raft, state) = match &config.memory_disk {
-            Some(disk) => {
+        let (raft, state) = match (&config.memory_disk, disk_stores) {
+            (_, Some((_, log_store, state))) => {
+                let raft = openraft::Raft::new(
+                    config.node_id,
+                    raft_config,
+                    network,
+                    log_store,
+                    state.clone(),
+                )
+                .await
+                .map_err(fatal)?;
+                (raft, state)
+            }
+            (Some(disk), None) => {
+                let initial = initial.take().expect("the initial state is taken once");
                 let state = StateMachineStore::open_in_memory(disk, initial)?;
                 let raft = openraft::Raft::new(
                     config.node_id,
@@ -240,30 +270,7 @@ impl RaftNode {
                 .map_err(fatal)?;
                 (raft, state)
             }
-            None => {
-                let data_dir = data_dir.expect("opened above");
-                let refuse_writes = config.refuse_writes.clone();
-                let (log_store, state) = tokio::task::spawn_blocking(move || {
-                    let mut log_store = LogStore::open(&data_dir.log_path())?;
-                    if let Some(switch) = refuse_writes {
-                        log_store = log_store.refusing_writes_when(switch);
-                    }
-                    let state = StateMachineStore::open(&data_dir.snapshot_dir(), initial)?;
-                    Ok::<_, Error>((log_store, state))
-                })
-                .await
-                .map_err(|error| Error::storage(&config.data_dir, error))??;
-                let raft = openraft::Raft::new(
-                    config.node_id,
-                    raft_config,
-                    network,
-                    log_store,
-                    state.clone(),
-                )
-                .await
-                .map_err(fatal)?;
-                (raft, state)
-            }
+            (None, None) => unreachable!("a node without a memory disk opens its directory"),
         };
         let (stop_server, _) = watch::channel(false);
         Ok(RaftNode {

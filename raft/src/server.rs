@@ -106,11 +106,11 @@ impl RaftGrpcService {
             )));
         }
         self.check_incarnations(&request)?;
-        // A node of no cluster yet joins the caller's last, so that only a well-formed
-        // request meant for it gets that far.
-        self.check_cluster(&request.cluster_id)?;
         let (message, _) = holdfast_statemachine::decode::from_slice(&request.payload)
             .map_err(|error| Status::invalid_argument(format!("CORRUPT_DATA: {error}")))?;
+        // A node of no cluster yet joins the caller's last, so that only a well-formed
+        // request meant for it, whose payload decodes, gets that far.
+        self.check_cluster(&request.cluster_id)?;
         Ok(message)
     }
 }
@@ -126,7 +126,7 @@ impl RaftGrpcService {
         let adopted = match self.cluster.get() {
             Some(ours) => Ok(*ours == *theirs),
             None if theirs.is_empty() => Ok(false),
-            None => self.cluster.adopt(theirs),
+            None => self.cluster.adopt_from_peer(theirs),
         };
         match adopted {
             Ok(true) => Ok(()),
@@ -134,8 +134,11 @@ impl RaftGrpcService {
                 "CLUSTER_MISMATCH: request for cluster {theirs:?} reached cluster {:?}",
                 self.cluster.to_wire()
             ))),
-            Err(error) => Err(Status::failed_precondition(format!(
+            Err(error @ Error::InvalidConfig { .. }) => Err(Status::failed_precondition(format!(
                 "CLUSTER_MISMATCH: cannot join cluster {theirs:?}: {error}"
+            ))),
+            Err(error) => Err(Status::unavailable(format!(
+                "STORAGE_FAILURE: cannot record cluster {theirs:?} in the data directory: {error}"
             ))),
         }
     }

@@ -242,6 +242,11 @@ impl IdempotencyTable {
         self.find(request_id).0.is_some()
     }
 
+    /// When the answer to `request_id` was stored (cluster time, ms), if it is remembered.
+    pub fn stored_at_ms(&self, request_id: &str) -> Option<u64> {
+        self.find(request_id).0.map(|record| record.stored_at_ms)
+    }
+
     /// Asks the processor to fetch the index line a lookup of `request_id` reads.
     pub fn prefetch(&self, request_id: &str) {
         self.index.prefetch(self.tag(request_id));

@@ -285,6 +285,17 @@ impl StateMachine {
         self.idempotency.contains(request_id)
     }
 
+    /// Whether the answer to `request_id` is remembered and will still be at cluster time
+    /// `at_ms` (it is forgotten once the idempotency retention has passed since it was
+    /// stored).
+    pub fn remembers_request_at(&self, request_id: &str, at_ms: u64) -> bool {
+        self.idempotency
+            .stored_at_ms(request_id)
+            .is_some_and(|stored| {
+                stored.saturating_add(self.config.idempotency_retention_ms) > at_ms
+            })
+    }
+
     /// Cluster time as of the last applied entry, in Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.now_ms

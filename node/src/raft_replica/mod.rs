@@ -1609,15 +1609,17 @@ impl Replica for RaftReplica {
         // A node that belongs to no cluster yet (started without an id on a fresh
         // directory) gives the new cluster a random id, recorded before any member hears
         // of it; the others take it from the first Raft call that reaches them.
-        if self.inner.node.cluster().get().is_none() {
-            let id = holdfast_raft::data_dir::ClusterId::generate();
-            self.inner
-                .node
-                .cluster()
-                .adopt(&id)
-                .map_err(|error| NodeError::Internal {
-                    message: format!("cannot record the new cluster id: {error}"),
-                })?;
+        let ours = self
+            .inner
+            .node
+            .cluster()
+            .generate_unless_known()
+            .map_err(|error| NodeError::Internal {
+                message: format!("cannot record the new cluster id: {error}"),
+            })?;
+        if !ours {
+            // A cluster's leader reached this node first and it took that cluster's id.
+            return Err(NodeError::AlreadyInitialized);
         }
         let incarnations = self.inner.initial_incarnations(&members).await;
         let members: BTreeMap<NodeId, NodeInfo> = members
