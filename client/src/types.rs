@@ -1566,11 +1566,31 @@ pub struct ClusterStatus {
     /// or more regions), saying why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_warning: Option<String>,
+    /// The id of the answering node's cluster; `None` while it belongs to none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// The incarnation of the answering node's data directory (16 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
+    /// The incarnation the membership records for each member, by node id (members
+    /// recorded without one are absent). A node that answers with another incarnation than
+    /// the one recorded for it had its data directory wiped or replaced.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub recorded_incarnations: std::collections::BTreeMap<u64, String>,
 }
 
 impl From<pb::ClusterStatusResponse> for ClusterStatus {
     fn from(status: pb::ClusterStatusResponse) -> ClusterStatus {
+        let recorded_incarnations = status
+            .members
+            .iter()
+            .filter(|member| !member.incarnation.is_empty())
+            .map(|member| (member.id, member.incarnation.clone()))
+            .collect();
         ClusterStatus {
+            cluster_id: Some(status.cluster_id.clone()).filter(|id| !id.is_empty()),
+            incarnation: Some(status.incarnation.clone()).filter(|id| !id.is_empty()),
+            recorded_incarnations,
             node_id: status.node_id,
             leader_id: status.leader_id,
             term: status.term,

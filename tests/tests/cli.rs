@@ -39,9 +39,21 @@ async fn holdfastctl_against_a_real_cluster() {
         assert!(document["applied_index"].as_u64().is_some());
         assert!(document["committed_index"].as_u64().is_some());
         assert_eq!(document["members"].as_array().unwrap().len(), 3);
+        // One cluster, named by the random id its init gave it; each node's own
+        // incarnation is the one the membership records for it.
+        assert_eq!(document["cluster_id"], documents[0]["cluster_id"]);
+        assert!(document["cluster_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("hf-")));
+        let node_id = document["node_id"].as_u64().unwrap().to_string();
+        assert_eq!(
+            document["incarnation"], documents[0]["recorded_incarnations"][&node_id],
+            "{document}"
+        );
     }
     let table = ctl(&all, &["cluster", "status"]).await;
     assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(!table.stderr.contains("warning"), "{}", table.stderr);
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert!(lines[0].starts_with("ID"), "{}", table.stdout);
     for column in ["ROLE", "TERM", "COMMITTED", "APPLIED", "LAG", "HEALTH"] {

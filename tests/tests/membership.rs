@@ -195,6 +195,20 @@ async fn add_promote_remove() -> anyhow::Result<()> {
     let own = cluster.get(newer, "/cluster/status").await?;
     assert_ne!(own.body["incarnation"], recorded, "{:?}", own.body);
     assert_eq!(own.body["applied_index"], 0, "{:?}", own.body);
+    // holdfastctl tells the operator which node it is and what to do.
+    let endpoints = format!(
+        "{},{}",
+        cluster.nodes[leader].http_addr, cluster.nodes[newer].http_addr
+    );
+    let ctl = holdfast_tests::cluster::holdfastctl(&endpoints, &["cluster", "status"]).await;
+    assert!(
+        ctl.stderr.contains(&format!(
+            "node {} answers as data directory incarnation",
+            cluster.nodes[newer].id
+        )) && ctl.stderr.contains("wiped or replaced"),
+        "{}",
+        ctl.stderr
+    );
 
     // Refused: voters that are not members, an empty voter set, and a removed id.
     let unknown = cluster

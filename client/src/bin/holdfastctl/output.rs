@@ -139,6 +139,51 @@ pub fn cluster_status(reports: &[NodeReport]) {
     for warning in warnings {
         eprintln!("warning: placement: {warning}");
     }
+    for warning in identity_warnings(reports) {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// What the nodes' identities say is wrong: endpoints of more than one cluster, and nodes
+/// whose data directory is not the one the membership recorded (wiped or replaced: their
+/// peers refuse them until an operator replaces them under a new id).
+fn identity_warnings(reports: &[NodeReport]) -> Vec<String> {
+    let statuses: Vec<&holdfast_client::ClusterStatus> = reports
+        .iter()
+        .filter_map(|report| report.status.as_ref().ok())
+        .collect();
+    let mut warnings = Vec::new();
+    let clusters: std::collections::BTreeSet<&str> = statuses
+        .iter()
+        .filter_map(|status| status.cluster_id.as_deref())
+        .collect();
+    if clusters.len() > 1 {
+        warnings.push(format!(
+            "the endpoints belong to {} clusters: {}",
+            clusters.len(),
+            clusters.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let recorded: BTreeMap<u64, &String> = statuses
+        .iter()
+        .flat_map(|status| status.recorded_incarnations.iter())
+        .map(|(id, incarnation)| (*id, incarnation))
+        .collect();
+    for status in &statuses {
+        let (Some(own), Some(expected)) = (&status.incarnation, recorded.get(&status.node_id))
+        else {
+            continue;
+        };
+        if own != *expected {
+            warnings.push(format!(
+                "node {} answers as data directory incarnation {own}, but the membership records \
+                 {expected}: its data directory was wiped or replaced, and its peers refuse it; \
+                 remove node {} and add it under a new id",
+                status.node_id, status.node_id
+            ));
+        }
+    }
+    warnings
 }
 
 fn short(error: &holdfast_client::Error) -> String {
