@@ -73,6 +73,8 @@ struct ClusterIdInner {
     /// Set when the id was taken from a peer's call in this process: such a node was
     /// reached by a cluster, and initialising another one on it is refused.
     learned_from_peer: std::sync::atomic::AtomicBool,
+    /// Held while an id is checked, recorded and assigned.
+    adopting: std::sync::Mutex<()>,
     /// The meta file an adopted id is recorded in, and what else it holds; none in a
     /// simulation, which keeps no directory.
     record: Option<(PathBuf, MetaFile)>,
@@ -98,6 +100,7 @@ impl ClusterId {
             inner: Arc::new(ClusterIdInner {
                 current: RwLock::new((!id.is_empty()).then(|| Arc::from(id))),
                 learned_from_peer: Default::default(),
+                adopting: Default::default(),
                 record: None,
             }),
         }
@@ -161,13 +164,14 @@ impl ClusterId {
     /// cluster now: `false` when it belongs to another; an error when `id` is not a valid id
     /// or it cannot be recorded.
     pub fn adopt(&self, id: &str) -> Result<bool, Error> {
-        let mut current = self
+        // Adopters take turns; readers wait only for the assignment, never for the disk.
+        let _adopting = self
             .inner
-            .current
-            .write()
-            .expect("cluster id lock poisoned");
-        if let Some(known) = current.as_deref() {
-            return Ok(known == id);
+            .adopting
+            .lock()
+            .expect("cluster id adoption lock poisoned");
+        if let Some(known) = self.get() {
+            return Ok(*known == *id);
         }
         if !cluster_id_is_valid(id) {
             return Err(Error::InvalidConfig {
@@ -184,7 +188,11 @@ impl ClusterId {
             let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
             write_file_atomically(meta_path, text.as_bytes())?;
         }
-        *current = Some(Arc::from(id));
+        *self
+            .inner
+            .current
+            .write()
+            .expect("cluster id lock poisoned") = Some(Arc::from(id));
         tracing::info!(cluster_id = id, "this node now belongs to cluster {id}");
         Ok(true)
     }
@@ -257,6 +265,7 @@ impl DataDir {
                     (!meta.cluster_id.is_empty()).then(|| Arc::from(meta.cluster_id.as_str())),
                 ),
                 learned_from_peer: Default::default(),
+                adopting: Default::default(),
                 record: Some((meta_path, meta.clone())),
             }),
         };
@@ -319,6 +328,7 @@ impl DataDir {
             inner: Arc::new(ClusterIdInner {
                 current: RwLock::new(self.cluster.get()),
                 learned_from_peer: Default::default(),
+                adopting: Default::default(),
                 record: Some((meta_path, meta)),
             }),
         };
