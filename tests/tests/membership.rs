@@ -3,6 +3,30 @@
 use holdfast_tests::{event_body, ProcessCluster};
 use serde_json::json;
 
+/// Asks node `position` to add `learner` and checks that it is refused with
+/// `409 MEMBERSHIP_REFUSED`, saying `why`.
+async fn assert_learner_refused(
+    cluster: &ProcessCluster,
+    position: usize,
+    learner: serde_json::Value,
+    why: &str,
+) -> anyhow::Result<()> {
+    let refused = cluster
+        .post(position, "/cluster/learners", learner, None)
+        .await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "MEMBERSHIP_REFUSED"),
+        "{:?}",
+        refused.body
+    );
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(why), "{message}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_promote_remove() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start(3).await?;
@@ -109,19 +133,7 @@ async fn add_promote_remove() -> anyhow::Result<()> {
     // (nothing listens there), on the leader and through a follower alike.
     let nobody = json!({"id": 77, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2", "region": "local"});
     for position in [leader, follower] {
-        let refused = cluster
-            .post(position, "/cluster/learners", nobody.clone(), None)
-            .await?;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (409, "MEMBERSHIP_REFUSED"),
-            "{:?}",
-            refused.body
-        );
-        let message = refused.body["error"]["message"]
-            .as_str()
-            .unwrap_or_default();
-        assert!(message.contains("did not answer"), "{message}");
+        assert_learner_refused(&cluster, position, nobody.clone(), "did not answer").await?;
     }
     let status = cluster.get(leader, "/cluster/status").await?;
     assert!(
@@ -179,19 +191,7 @@ async fn add_promote_remove() -> anyhow::Result<()> {
     cluster.restart(newer).await?;
     let node = &cluster.nodes[newer];
     let again = json!({"id": node.id, "raft_addr": node.raft_addr, "http_addr": node.http_addr, "region": "local"});
-    let refused = cluster
-        .post(leader, "/cluster/learners", again, None)
-        .await?;
-    assert_eq!(
-        (refused.status, refused.code()),
-        (409, "MEMBERSHIP_REFUSED"),
-        "{:?}",
-        refused.body
-    );
-    let message = refused.body["error"]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(message.contains("wiped or replaced"), "{message}");
+    assert_learner_refused(&cluster, leader, again, "wiped or replaced").await?;
     let own = cluster.get(newer, "/cluster/status").await?;
     assert_ne!(own.body["incarnation"], recorded, "{:?}", own.body);
     assert_eq!(own.body["applied_index"], 0, "{:?}", own.body);
