@@ -125,16 +125,19 @@ impl PeerService {
             .get_bin(CLUSTER_ID_KEY)
             .and_then(|value| value.to_bytes().ok())
             .unwrap_or_default();
-        let ours = node.cluster_id();
+        let ours = node.cluster().get();
         // A node of a cluster answers its own cluster. The status probe and the join
         // request also take a caller of no cluster yet (a fresh node asking), and a node of
         // no cluster yet answers the probe from anyone (a leader about to add it); nothing
         // else reaches a node that belongs to no cluster.
-        let accepted = (!ours.is_empty() && *theirs == *ours.as_bytes())
-            || (new_caller && (theirs.is_empty() || ours.is_empty()));
+        let accepted = match ours.as_deref() {
+            Some(ours) => *theirs == *ours.as_bytes() || (new_caller && theirs.is_empty()),
+            None => new_caller,
+        };
         if !accepted {
             return Err(Status::failed_precondition(format!(
-                "CLUSTER_MISMATCH: the request is not for cluster {ours:?}"
+                "CLUSTER_MISMATCH: the request is not for cluster {:?}",
+                ours.as_deref().unwrap_or_default()
             )));
         }
         let node_id = |key: &str| {

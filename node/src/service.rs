@@ -263,6 +263,14 @@ async fn refused_owners(
     request_ids: &[Option<String>],
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
     let mut refusals = refused_by_owner(state, caller, owned).await?;
+    // Only holds are counted: an extend, release, confirm or cancel reads nothing more.
+    let holds_to_count = refusals
+        .iter()
+        .zip(owned)
+        .any(|(refusal, owned)| refusal.is_none() && matches!(owned, Owned::Customer(_)));
+    if !holds_to_count {
+        return Ok(refusals);
+    }
     let remembered_until = state
         .replica
         .cluster_time_ms()

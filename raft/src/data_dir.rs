@@ -93,15 +93,38 @@ pub fn cluster_id_is_valid(id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }
 
+/// [`cluster_id_is_valid`] as the error a configuration or a peer's id gets.
+fn check_cluster_id(id: &str) -> Result<(), Error> {
+    if cluster_id_is_valid(id) {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        message: format!(
+            "cluster id {id:?}: must be 1 to {CLUSTER_ID_BYTES_MAX} letters, digits, '.', '_' or '-'"
+        ),
+    })
+}
+
+/// Writes `meta` to the meta file at `meta_path`, atomically and durably.
+fn write_meta(meta_path: &Path, meta: &MetaFile) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(meta).expect("meta serialises");
+    write_file_atomically(meta_path, text.as_bytes())
+}
+
 impl ClusterId {
     /// An id known from the start (or none, `""`), recorded nowhere when adopted later.
     pub fn fixed(id: &str) -> ClusterId {
+        ClusterId::new(id, None)
+    }
+
+    /// `id` (none while `""`), recorded in `record`'s meta file when adopted later.
+    fn new(id: &str, record: Option<(PathBuf, MetaFile)>) -> ClusterId {
         ClusterId {
             inner: Arc::new(ClusterIdInner {
                 current: RwLock::new((!id.is_empty()).then(|| Arc::from(id))),
                 learned_from_peer: Default::default(),
                 adopting: Default::default(),
-                record: None,
+                record,
             }),
         }
     }
@@ -173,20 +196,13 @@ impl ClusterId {
         if let Some(known) = self.get() {
             return Ok(*known == *id);
         }
-        if !cluster_id_is_valid(id) {
-            return Err(Error::InvalidConfig {
-                message: format!(
-                    "cluster id {id:?}: must be 1 to {CLUSTER_ID_BYTES_MAX} letters, digits, '.', '_' or '-'"
-                ),
-            });
-        }
+        check_cluster_id(id)?;
         if let Some((meta_path, meta)) = &self.inner.record {
             let meta = MetaFile {
                 cluster_id: id.to_owned(),
                 ..meta.clone()
             };
-            let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
-            write_file_atomically(meta_path, text.as_bytes())?;
+            write_meta(meta_path, &meta)?;
         }
         *self
             .inner
@@ -217,12 +233,8 @@ impl DataDir {
     /// [`Error::UnsupportedFormat`] when the directory belongs to someone else or was
     /// written by a build with another layout.
     pub fn open(path: &Path, cluster_id: &str, node_id: NodeId) -> Result<DataDir, Error> {
-        if !cluster_id.is_empty() && !cluster_id_is_valid(cluster_id) {
-            return Err(Error::InvalidConfig {
-                message: format!(
-                    "cluster id {cluster_id:?}: must be 1 to {CLUSTER_ID_BYTES_MAX} letters, digits, '.', '_' or '-'"
-                ),
-            });
+        if !cluster_id.is_empty() {
+            check_cluster_id(cluster_id)?;
         }
         fs::create_dir_all(path).map_err(|error| Error::storage(path, error))?;
         let meta_path = path.join(META_FILE_NAME);
@@ -253,22 +265,12 @@ impl DataDir {
                         .filter(|incarnation| *incarnation != 0)
                         .unwrap_or_else(new_incarnation),
                 };
-                let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
-                write_file_atomically(&meta_path, text.as_bytes())?;
+                write_meta(&meta_path, &meta)?;
                 meta
             }
         };
         fs::create_dir_all(path.join("snapshots")).map_err(|error| Error::storage(path, error))?;
-        let cluster = ClusterId {
-            inner: Arc::new(ClusterIdInner {
-                current: RwLock::new(
-                    (!meta.cluster_id.is_empty()).then(|| Arc::from(meta.cluster_id.as_str())),
-                ),
-                learned_from_peer: Default::default(),
-                adopting: Default::default(),
-                record: Some((meta_path, meta.clone())),
-            }),
-        };
+        let cluster = ClusterId::new(&meta.cluster_id, Some((meta_path, meta.clone())));
         Ok(DataDir {
             path: path.to_owned(),
             cluster,
@@ -322,16 +324,8 @@ impl DataDir {
             node_id: self.node_id,
             incarnation,
         };
-        let text = serde_json::to_string_pretty(&meta).expect("meta serialises");
-        write_file_atomically(&meta_path, text.as_bytes())?;
-        self.cluster = ClusterId {
-            inner: Arc::new(ClusterIdInner {
-                current: RwLock::new(self.cluster.get()),
-                learned_from_peer: Default::default(),
-                adopting: Default::default(),
-                record: Some((meta_path, meta)),
-            }),
-        };
+        write_meta(&meta_path, &meta)?;
+        self.cluster = ClusterId::new(&meta.cluster_id.clone(), Some((meta_path, meta)));
         self.incarnation = incarnation;
         Ok(())
     }

@@ -104,10 +104,7 @@ impl LogStore {
     /// `DataDir::confirm_incarnation`.
     pub fn incarnation(&self) -> Result<Option<u64>, Error> {
         self.read_meta::<u64>(KEY_INCARNATION)
-            .map_err(|error| Error::Corrupt {
-                what: format!("raft log at {}", self.inner.path.display()),
-                message: error.to_string(),
-            })
+            .map_err(|error| self.corrupt(error))
     }
 
     /// Records the directory's incarnation in the log, durably.
@@ -132,10 +129,7 @@ impl LogStore {
 
     /// Whether the log holds nothing at all: no vote, no entry, nothing purged.
     pub fn is_empty(&self) -> Result<bool, Error> {
-        let corrupt = |error: StorageError| Error::Corrupt {
-            what: format!("raft log at {}", self.inner.path.display()),
-            message: error.to_string(),
-        };
+        let corrupt = |error| self.corrupt(error);
         Ok(self.read_meta::<Vote>(KEY_VOTE).map_err(corrupt)?.is_none()
             && self
                 .read_meta::<LogId>(KEY_LAST_PURGED)
@@ -144,11 +138,16 @@ impl LogStore {
             && self.last_entry_log_id().map_err(corrupt)?.is_none())
     }
 
-    fn check_format(&self) -> Result<(), Error> {
-        let corrupt = |error: StorageError| Error::Corrupt {
+    /// A value of this log that does not read, as the error of the log as a whole.
+    fn corrupt(&self, error: StorageError) -> Error {
+        Error::Corrupt {
             what: format!("raft log at {}", self.inner.path.display()),
             message: error.to_string(),
-        };
+        }
+    }
+
+    fn check_format(&self) -> Result<(), Error> {
+        let corrupt = |error| self.corrupt(error);
         self.read_meta::<Vote>(KEY_VOTE).map_err(corrupt)?;
         self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(corrupt)?;
         self.last_entry_log_id().map_err(corrupt)?;

@@ -96,7 +96,9 @@ impl RaftGrpcService {
                 request.format_version
             )));
         }
-        if self.cluster.get().is_some() {
+        // A node of a cluster refuses another cluster's request before anything else.
+        let of_a_cluster = self.cluster.get().is_some();
+        if of_a_cluster {
             self.check_cluster(&request.cluster_id)?;
         }
         if request.to_node_id != self.node_id {
@@ -110,7 +112,9 @@ impl RaftGrpcService {
             .map_err(|error| Status::invalid_argument(format!("CORRUPT_DATA: {error}")))?;
         // A node of no cluster yet joins the caller's last, so that only a well-formed
         // request meant for it, whose payload decodes, gets that far.
-        self.check_cluster(&request.cluster_id)?;
+        if !of_a_cluster {
+            self.check_cluster(&request.cluster_id)?;
+        }
         Ok(message)
     }
 }
