@@ -21,6 +21,7 @@ pub(crate) fn prefetch_all<T>(value: &T) {
 }
 
 #[inline(always)]
+#[allow(unsafe_code)] // the workspace's one `unsafe` block: see the SAFETY comment below
 fn prefetch_address(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint: it reads nothing into the program, never faults (the
