@@ -1,40 +1,32 @@
-//! Admin inventory writes: create events, add seats and pools, change pool capacity,
-//! remove items. Bodies up to 4 MiB.
+//! The HTTP edge of admin inventory writes: create events, add seats and pools, change
+//! pool capacity, remove items (bodies up to 4 MiB). Each handler hands its path and body
+//! to the service layer ([`crate::service::admin`]) and answers the event's change as
+//! JSON.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use holdfast_statemachine::{Command, Outcome};
+use holdfast_statemachine::EventChange;
 
 use crate::app::{write_answer, AppState};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, IdempotencyKey};
-use crate::service::{propose, unexpected};
-use crate::validate;
+use crate::service::{admin as service, Committed};
 use crate::wire::{
     AddPoolsBody, AddSeatsBody, CreateEventBody, ErrorBody, EventChangeJson, PoolCapacityBody,
 };
 
-/// Proposes an inventory or listing command and answers the event's new version.
-pub(crate) async fn change(
-    state: &AppState,
-    request_id: Option<String>,
-    command: Command,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let committed = propose(state, request_id, command).await?;
-    match &committed.outcome {
-        Outcome::EventCreated(change) | Outcome::InventoryChanged(change) => Ok(write_answer(
-            status,
-            committed.index,
-            &EventChangeJson {
-                event_id: change.event_id.clone(),
-                version: change.version,
-                applied_index: committed.index,
-            },
-        )),
-        other => Err(unexpected(other)),
-    }
+/// The answer of an inventory or listing write: the event's new version.
+pub(crate) fn change_answer(status: StatusCode, committed: &Committed<EventChange>) -> Response {
+    write_answer(
+        status,
+        committed.index,
+        &EventChangeJson {
+            event_id: committed.value.event_id.clone(),
+            version: committed.value.version,
+            applied_index: committed.index,
+        },
+    )
 }
 
 /// Creates an event with its seats, seat blocks and pools.
@@ -54,9 +46,8 @@ pub async fn create_event(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateEventBody>,
 ) -> Result<Response, ApiError> {
-    let command = validate::create_event(body)?;
-    let request_id = key.request_id("admin.events");
-    change(&state, request_id, command, StatusCode::CREATED).await
+    let created = service::create_event(&state, key, body).await?;
+    Ok(change_answer(StatusCode::CREATED, &created))
 }
 
 /// Adds seats (listed and/or in blocks) to an event.
@@ -79,21 +70,8 @@ pub async fn add_seats(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<AddSeatsBody>,
 ) -> Result<Response, ApiError> {
-    validate::id("event_id", &event_id)?;
-    if body.seats.is_empty() && body.seat_blocks.is_empty() {
-        return Err(ApiError::invalid_field(
-            "seats",
-            "name at least one seat or seat block",
-        ));
-    }
-    let (seats, seat_blocks) = validate::seats(&body.seats, &body.seat_blocks)?;
-    let command = Command::AddSeats {
-        event_id,
-        seats,
-        seat_blocks,
-    };
-    let request_id = key.request_id("admin.seats");
-    change(&state, request_id, command, StatusCode::OK).await
+    let added = service::add_seats(&state, key, event_id, body).await?;
+    Ok(change_answer(StatusCode::OK, &added))
 }
 
 /// Adds pools to an event.
@@ -116,14 +94,8 @@ pub async fn add_pools(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<AddPoolsBody>,
 ) -> Result<Response, ApiError> {
-    validate::id("event_id", &event_id)?;
-    if body.pools.is_empty() {
-        return Err(ApiError::invalid_field("pools", "name at least one pool"));
-    }
-    let pools = validate::pools(&body.pools)?;
-    let command = Command::AddPools { event_id, pools };
-    let request_id = key.request_id("admin.pools");
-    change(&state, request_id, command, StatusCode::OK).await
+    let added = service::add_pools(&state, key, event_id, body).await?;
+    Ok(change_answer(StatusCode::OK, &added))
 }
 
 /// Changes a pool's capacity (never below what is held and booked).
@@ -147,16 +119,8 @@ pub async fn set_pool_capacity(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<PoolCapacityBody>,
 ) -> Result<Response, ApiError> {
-    validate::id("event_id", &event_id)?;
-    validate::id("pool_id", &pool_id)?;
-    let capacity = validate::capacity("capacity", body.capacity)?;
-    let command = Command::SetPoolCapacity {
-        event_id,
-        pool_id,
-        capacity,
-    };
-    let request_id = key.request_id("admin.pool_capacity");
-    change(&state, request_id, command, StatusCode::OK).await
+    let changed = service::set_pool_capacity(&state, key, event_id, pool_id, body.capacity).await?;
+    Ok(change_answer(StatusCode::OK, &changed))
 }
 
 /// Removes a seat that is neither held nor booked.
@@ -178,11 +142,8 @@ pub async fn remove_seat(
     ApiPath((event_id, seat_id)): ApiPath<(String, String)>,
     key: IdempotencyKey,
 ) -> Result<Response, ApiError> {
-    validate::id("event_id", &event_id)?;
-    validate::id("seat_id", &seat_id)?;
-    let command = Command::RemoveSeat { event_id, seat_id };
-    let request_id = key.request_id("admin.remove_seat");
-    change(&state, request_id, command, StatusCode::OK).await
+    let removed = service::remove_seat(&state, key, event_id, seat_id).await?;
+    Ok(change_answer(StatusCode::OK, &removed))
 }
 
 /// Removes a pool that has nothing held or booked.
@@ -204,9 +165,6 @@ pub async fn remove_pool(
     ApiPath((event_id, pool_id)): ApiPath<(String, String)>,
     key: IdempotencyKey,
 ) -> Result<Response, ApiError> {
-    validate::id("event_id", &event_id)?;
-    validate::id("pool_id", &pool_id)?;
-    let command = Command::RemovePool { event_id, pool_id };
-    let request_id = key.request_id("admin.remove_pool");
-    change(&state, request_id, command, StatusCode::OK).await
+    let removed = service::remove_pool(&state, key, event_id, pool_id).await?;
+    Ok(change_answer(StatusCode::OK, &removed))
 }

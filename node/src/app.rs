@@ -22,7 +22,7 @@ use crate::charges::ChargeResolver;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, BodyLimit, ADMIN_BODY_BYTES_MAX, BOOKING_BODY_BYTES_MAX};
 use crate::payment::PaymentProvider;
-use crate::replica::{self, ReadConsistency, ReadMeta, ReadRequest, Replica};
+use crate::replica::{self, ReadMeta, ReadRequest, Replica};
 use crate::{admin, booking, cluster, events, reads, search};
 
 /// `X-Holdfast-Applied-Index`.
@@ -305,25 +305,16 @@ pub fn set_meta_headers(headers: &mut HeaderMap, meta: &ReadMeta, applied_index:
     }
 }
 
-/// Parses `consistency`, `max_staleness_ms` and `min_index`.
+/// Parses `consistency`, `max_staleness_ms` (read only for `bounded`) and `min_index`
+/// ([`crate::service::reads::consistency`]).
 pub fn read_request(query: &ApiQuery, config: &HttpConfig) -> Result<ReadRequest, ApiError> {
-    let consistency = match query.get("consistency") {
-        None | Some("stale") => ReadConsistency::Stale,
-        Some("bounded") => ReadConsistency::Bounded {
-            max_staleness_ms: query
-                .get_u64("max_staleness_ms")?
-                .unwrap_or(config.max_staleness_ms_default),
-        },
-        Some("linearizable") => ReadConsistency::Linearizable,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "consistency",
-                "must be stale, bounded or linearizable",
-            ))
-        }
+    let name = query.get("consistency");
+    let max_staleness_ms = match name {
+        Some("bounded") => query.get_u64("max_staleness_ms")?,
+        _ => None,
     };
     Ok(ReadRequest {
-        consistency,
+        consistency: crate::service::reads::consistency(name, max_staleness_ms, config)?,
         min_index: query.get_u64("min_index")?,
     })
 }

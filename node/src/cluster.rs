@@ -1,7 +1,5 @@
-//! Cluster operations (delegated to the [`crate::replica::Replica`] seam) and operations
-//! endpoints: health, readiness, metrics.
-
-use std::collections::BTreeSet;
+//! The HTTP edge of cluster operations (the service layer's [`crate::service::cluster`])
+//! and the operations endpoints: health, readiness, metrics.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -10,41 +8,17 @@ use axum::response::{IntoResponse, Response};
 use crate::app::{json_answer, AppState};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::replica::MemberSpec;
+use crate::replica::{ClusterStatus, MemberSpec};
+use crate::service::cluster as service;
 use crate::wire::{
     ClusterInitBody, ClusterStatusJson, ErrorBody, HealthJson, MemberBody, MembershipBody,
     SnapshotJson, TransferLeaderBody,
 };
 
-/// Members named in one cluster request at most.
-pub const CLUSTER_MEMBERS_MAX: usize = 100;
+pub use crate::service::cluster::CLUSTER_MEMBERS_MAX;
 
-fn status_answer(state: &AppState) -> Response {
-    json_answer(
-        StatusCode::OK,
-        &ClusterStatusJson::from(&state.replica.status()),
-    )
-}
-
-fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
-    if body.id == 0 {
-        return Err(ApiError::invalid_field("id", "node ids start at 1"));
-    }
-    for (field, value) in [
-        ("raft_addr", &body.raft_addr),
-        ("http_addr", &body.http_addr),
-    ] {
-        if value.is_empty() || value.len() > 256 {
-            return Err(ApiError::invalid_field(field, "must be host:port"));
-        }
-    }
-    crate::validate::text("region", &body.region)?;
-    Ok(MemberSpec {
-        id: body.id,
-        raft_addr: body.raft_addr,
-        http_addr: body.http_addr,
-        region: body.region,
-    })
+fn status_answer(status: &ClusterStatus) -> Response {
+    json_answer(StatusCode::OK, &ClusterStatusJson::from(status))
 }
 
 /// Builds a snapshot of this node's state now (the log behind it is then purged by the
@@ -57,11 +31,11 @@ fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
     )
 )]
 pub async fn snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let taken = state.replica.snapshot_now().await?;
+    let taken = service::snapshot(&state).await?;
     Ok(json_answer(
         StatusCode::OK,
         &SnapshotJson {
-            node_id: state.replica.node_id(),
+            node_id: taken.node_id,
             snapshot_index: taken.index,
             build_ms: taken.build.as_secs_f64() * 1e3,
         },
@@ -74,7 +48,7 @@ pub async fn snapshot(State(state): State<AppState>) -> Result<Response, ApiErro
     responses((status = 200, description = "Status", body = ClusterStatusJson))
 )]
 pub async fn status(State(state): State<AppState>) -> Response {
-    status_answer(&state)
+    status_answer(&service::status(&state))
 }
 
 /// Initialises a fresh cluster with its first members.
@@ -90,39 +64,13 @@ pub async fn initialize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ClusterInitBody>,
 ) -> Result<Response, ApiError> {
-    let members = init_members(body)?;
-    state.replica.initialize(members).await?;
-    Ok(status_answer(&state))
-}
-
-/// A cluster's first members, checked: 1 to [`CLUSTER_MEMBERS_MAX`], unique ids, valid
-/// addresses and regions.
-fn init_members(body: ClusterInitBody) -> Result<Vec<MemberSpec>, ApiError> {
-    if body.members.is_empty() || body.members.len() > CLUSTER_MEMBERS_MAX {
-        return Err(ApiError::invalid_field(
-            "members",
-            format!("name 1 to {CLUSTER_MEMBERS_MAX} members"),
-        ));
-    }
-    let members = body
-        .members
-        .into_iter()
-        .map(member)
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids: BTreeSet<u64> = members.iter().map(|member| member.id).collect();
-    if ids.len() != members.len() {
-        return Err(ApiError::invalid_field(
-            "members",
-            "node ids must be unique",
-        ));
-    }
-    Ok(members)
+    Ok(status_answer(&service::initialize(&state, body).await?))
 }
 
 /// The members of a `--bootstrap-members` file: the JSON `POST /cluster/init` takes,
 /// checked as it checks it.
 pub fn parse_members(text: &str) -> Result<Vec<MemberSpec>, ApiError> {
-    init_members(crate::extract::parse_json(text.as_bytes())?)
+    service::init_members(crate::extract::parse_json(text.as_bytes())?)
 }
 
 /// Adds a learner; returns once it has caught up.
@@ -139,9 +87,7 @@ pub async fn add_learner(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Response, ApiError> {
-    let member = member(body)?;
-    state.replica.add_learner(member).await?;
-    Ok(status_answer(&state))
+    Ok(status_answer(&service::add_learner(&state, body).await?))
 }
 
 /// Makes `voters` the voter set.
@@ -157,15 +103,9 @@ pub async fn change_membership(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<MembershipBody>,
 ) -> Result<Response, ApiError> {
-    let voters: BTreeSet<u64> = body.voters.iter().copied().collect();
-    if voters.is_empty() || voters.len() > CLUSTER_MEMBERS_MAX || voters.contains(&0) {
-        return Err(ApiError::invalid_field(
-            "voters",
-            format!("name 1 to {CLUSTER_MEMBERS_MAX} node ids, each at least 1"),
-        ));
-    }
-    state.replica.change_membership(voters).await?;
-    Ok(status_answer(&state))
+    Ok(status_answer(
+        &service::change_membership(&state, &body.voters).await?,
+    ))
 }
 
 /// Hands leadership to a voter: the leader stops taking writes (they wait, as in an
@@ -184,14 +124,9 @@ pub async fn transfer_leader(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TransferLeaderBody>,
 ) -> Result<Response, ApiError> {
-    if body.node_id == 0 {
-        return Err(ApiError::invalid_field(
-            "node_id",
-            "a node id is at least 1",
-        ));
-    }
-    state.replica.transfer_leader(body.node_id).await?;
-    Ok(status_answer(&state))
+    Ok(status_answer(
+        &service::transfer_leader(&state, body.node_id).await?,
+    ))
 }
 
 /// Removes a node from the cluster.
@@ -208,8 +143,7 @@ pub async fn remove_node(
     State(state): State<AppState>,
     ApiPath(node_id): ApiPath<u64>,
 ) -> Result<Response, ApiError> {
-    state.replica.remove_node(node_id).await?;
-    Ok(status_answer(&state))
+    Ok(status_answer(&service::remove_node(&state, node_id).await?))
 }
 
 /// The process is up.
@@ -238,12 +172,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.replica.readiness()?;
     Ok(json_answer(
         StatusCode::OK,
         &HealthJson {
             status: "ok",
-            node_id: state.replica.node_id(),
+            node_id: service::ready(&state)?,
             reason: None,
         },
     ))

@@ -160,7 +160,8 @@ pub async fn update_event(
 ) -> Result<Response, ApiError> {
     let command = update_command(event_id, body)?;
     let request_id = key.request_id("admin.events.update");
-    crate::admin::change(&state, request_id, command, StatusCode::OK).await
+    let changed = crate::service::admin::change(&state, request_id, command).await?;
+    Ok(crate::admin::change_answer(StatusCode::OK, &changed))
 }
 
 /// Cancels an event: releases every active hold, cancels every booking with its refund

@@ -1,75 +1,70 @@
 //! The client-facing gRPC services (`proto/holdfast/booking.proto`: `BookingService`,
 //! `AdminService`, `ClusterService`), served on the HTTP port next to the JSON API.
 //!
-//! Booking writes (hold, extend, confirm, cancel) and the batch call are a sibling edge
-//! of the HTTP handlers over the typed service layer ([`crate::service`]): each call's
-//! message is converted by hand into the service's request and its answer into the reply
-//! message; authentication is the same [`crate::auth::check`]. Errors become gRPC statuses
-//! whose metadata carries API.md's code (`holdfast-error-code`) and details
-//! (`holdfast-error-details`); answers carry the `x-holdfast-*` headers as metadata.
-//!
-//! Reads, admin inventory and cluster calls are still answered by running the matching
-//! HTTP request through the router (authentication, validation and metrics included) and
-//! converting its JSON answer; they move onto the service layer next (issue 14).
+//! Every method is a sibling of its HTTP handler over the typed service layer
+//! ([`crate::service`], [`crate::search`], [`crate::backup`]): the call's message is
+//! converted by hand into the service's request and its answer into the reply message; no
+//! call passes through the HTTP router. Who may call is decided as for the HTTP route of
+//! the same operation: the role [`crate::auth::required_role`] gives for that route,
+//! checked by the same [`crate::auth::check`] on the `authorization` metadata; admission
+//! (rate budgets, the cap on calls in flight) is [`crate::rate::admit_grpc`], a layer on
+//! the gRPC routes. Errors become gRPC statuses whose metadata carries API.md's code
+//! (`holdfast-error-code`), details (`holdfast-error-details`), `retry-after` and the
+//! `x-holdfast-*` headers; answers carry the `x-holdfast-*` headers as metadata.
 
-use axum::body::Body;
-use axum::http::{header, Method, Request};
-use axum::Router;
 use holdfast_proto::booking::admin_service_server::{AdminService, AdminServiceServer};
 use holdfast_proto::booking::booking_service_server::{BookingService, BookingServiceServer};
 use holdfast_proto::booking::cluster_service_server::{ClusterService, ClusterServiceServer};
 use holdfast_proto::booking::*;
-use holdfast_statemachine::{BookingView, ErrorCode, HoldView, RefundView};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use holdfast_statemachine::{AvailabilityPage, BookingView, ErrorCode, HoldView, RefundView};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Response, Status};
-use tower::ServiceExt;
 
 use crate::app::AppState;
 use crate::auth::{self, Caller, Role};
 use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
-use crate::replica::ReadMeta;
+use crate::replica::{ReadMeta, ReadRequest};
 use crate::service;
+use crate::service::reads::{
+    AvailabilityParams, AvailabilityQuery, HistoryParams, SeatPage, SeatPages,
+};
 use crate::wire::{
-    rfc3339, BestAvailableBody, CancelBody, ConfirmBody, ExtendBody, HoldBody, PaymentBody,
-    PoolQuantityBody,
+    rfc3339, AddPoolsBody, AddSeatsBody, BestAvailableBody, CancelBody, ClusterInitBody,
+    ConfirmBody, CreateEventBody, ExtendBody, HoldBody, MemberBody, PaymentBody, PoolBody,
+    PoolQuantityBody, SeatBlockBody, SeatBody,
 };
 
-/// Largest JSON answer taken from the router (a full availability page is far below it).
-const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest gRPC reply message sent (a full availability page is far below it).
+pub const GRPC_REPLY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Largest gRPC request message accepted, bytes: the batch call's body limit (API.md's
 /// 1 MiB for `POST /booking/batch`) with room for protobuf framing; every other call is far
 /// smaller.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = crate::service::BATCH_BODY_BYTES_MAX + 64 * 1024;
 
-/// The gRPC services over the service layer and the HTTP API router.
+/// The gRPC services: thin converters over the service layer, sharing the HTTP edge's
+/// [`AppState`] (keys, admission, the replica).
 #[derive(Clone)]
 pub struct GrpcBooking {
-    router: Router,
     state: AppState,
 }
 
 /// `router` (the HTTP API of [`crate::router`] over `state`) with the gRPC services added
 /// under `/holdfast.booking.v1.*/`.
-pub fn with_grpc(router: Router, state: AppState) -> Router {
+pub fn with_grpc(router: axum::Router, state: AppState) -> axum::Router {
     let admission_state = state.clone();
-    let grpc = GrpcBooking {
-        router: router.clone(),
-        state,
-    };
+    let grpc = GrpcBooking { state };
     let service = BookingServiceServer::new(grpc.clone())
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(ANSWER_BYTES_MAX);
+        .max_encoding_message_size(GRPC_REPLY_BYTES_MAX);
     let admin = AdminServiceServer::new(grpc.clone())
         .max_decoding_message_size(crate::extract::ADMIN_BODY_BYTES_MAX + 64 * 1024)
-        .max_encoding_message_size(ANSWER_BYTES_MAX);
+        .max_encoding_message_size(GRPC_REPLY_BYTES_MAX);
     let cluster = ClusterServiceServer::new(grpc)
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(ANSWER_BYTES_MAX);
-    let grpc_routes = Router::new()
+        .max_encoding_message_size(GRPC_REPLY_BYTES_MAX);
+    let grpc_routes = axum::Router::new()
         .route_service(
             &service_path::<BookingServiceServer<GrpcBooking>>(),
             service,
@@ -89,157 +84,6 @@ pub fn with_grpc(router: Router, state: AppState) -> Router {
 /// The route of every method of a gRPC service.
 fn service_path<S: tonic::server::NamedService>() -> String {
     format!("/{}/{{*method}}", S::NAME)
-}
-
-/// A request of the HTTP API built from a gRPC call.
-struct Call<'a> {
-    method: Method,
-    path: String,
-    query: Vec<(&'static str, String)>,
-    body: Option<serde_json::Value>,
-    idempotency_key: Option<String>,
-    metadata: &'a MetadataMap,
-}
-
-impl<'a> Call<'a> {
-    fn new(method: Method, path: String, metadata: &'a MetadataMap) -> Call<'a> {
-        Call {
-            method,
-            path,
-            query: Vec::new(),
-            body: None,
-            idempotency_key: None,
-            metadata,
-        }
-    }
-
-    fn get(path: String, metadata: &'a MetadataMap) -> Call<'a> {
-        Call::new(Method::GET, path, metadata)
-    }
-
-    /// `message` as the JSON body, without `idempotency_key` (sent as the header, see
-    /// [`Call::key`]) and the fields in `path_fields` (already in the path).
-    fn json(mut self, message: &impl Serialize, path_fields: &[&str]) -> Result<Call<'a>, Status> {
-        let mut body = serde_json::to_value(message)
-            .map_err(|error| Status::internal(format!("cannot encode the request: {error}")))?;
-        if let Some(object) = body.as_object_mut() {
-            object.remove("idempotency_key");
-            for field in path_fields {
-                object.remove(*field);
-            }
-        }
-        self.body = Some(body);
-        Ok(self)
-    }
-
-    fn key(mut self, idempotency_key: Option<&String>) -> Call<'a> {
-        self.idempotency_key = idempotency_key.cloned();
-        self
-    }
-
-    fn read(mut self, read: Option<&Read>) -> Call<'a> {
-        let Some(read) = read else {
-            return self;
-        };
-        if let Some(consistency) = &read.consistency {
-            self.query.push(("consistency", consistency.clone()));
-        }
-        if let Some(staleness) = read.max_staleness_ms {
-            self.query.push(("max_staleness_ms", staleness.to_string()));
-        }
-        if let Some(index) = read.min_index {
-            self.query.push(("min_index", index.to_string()));
-        }
-        self
-    }
-
-    fn param(mut self, name: &'static str, value: Option<impl ToString>) -> Call<'a> {
-        if let Some(value) = value {
-            self.query.push((name, value.to_string()));
-        }
-        self
-    }
-
-    /// Runs the call through the router; the JSON answer as `T`.
-    async fn answer<T: DeserializeOwned>(self, router: &Router) -> Result<Response<T>, Status> {
-        let (json, metadata) = self.send(router).await?;
-        let message = serde_json::from_value(json)
-            .map_err(|error| Status::internal(format!("cannot decode the answer: {error}")))?;
-        let mut response = Response::new(message);
-        *response.metadata_mut() = metadata;
-        Ok(response)
-    }
-
-    async fn send(self, router: &Router) -> Result<(serde_json::Value, MetadataMap), Status> {
-        let mut uri = self.path;
-        if !self.query.is_empty() {
-            let query = serde_urlencoded::to_string(&self.query)
-                .map_err(|error| Status::invalid_argument(error.to_string()))?;
-            uri = format!("{uri}?{query}");
-        }
-        let mut request = Request::builder().method(self.method).uri(uri);
-        if let Some(key) = &self.idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        for name in ["authorization", "x-request-id"] {
-            if let Some(value) = self
-                .metadata
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-            {
-                request = request.header(name, value);
-            }
-        }
-        let body = match self.body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(body.to_string())
-            }
-            None => Body::empty(),
-        };
-        let mut request = request
-            .body(body)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        // The gRPC edge admitted the call already.
-        request.extensions_mut().insert(crate::rate::Admitted);
-        let response = router
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?;
-        let status = response.status();
-        let mut metadata = MetadataMap::new();
-        for (name, value) in response.headers() {
-            let name = name.as_str();
-            if name.starts_with("x-holdfast-") || name == "etag" || name == "retry-after" {
-                if let (Ok(key), Ok(value)) = (
-                    tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-                    MetadataValue::try_from(value.as_bytes()),
-                ) {
-                    metadata.insert(key, value);
-                }
-            }
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), ANSWER_BYTES_MAX)
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if status.is_success() {
-            return Ok((json, metadata));
-        }
-        Err(error_status(&json, metadata))
-    }
-}
-
-/// The gRPC status of an HTTP error answer in API.md's error shape.
-fn error_status(json: &serde_json::Value, metadata: MetadataMap) -> Status {
-    let code = json["error"]["code"]
-        .as_str()
-        .and_then(ErrorCode::parse)
-        .unwrap_or(ErrorCode::Internal);
-    let message = json["error"]["message"].as_str().unwrap_or("");
-    let details = json["error"]["details"].to_string();
-    grpc_status(code, message, &details, metadata)
 }
 
 /// The gRPC status of a service error, with its code, details and `retry-after`.
@@ -273,32 +117,7 @@ fn grpc_status(code: ErrorCode, message: &str, details: &str, metadata: Metadata
     grpc_status
 }
 
-/// One path segment, percent-encoded (everything but RFC 3986's unreserved characters).
-fn segment(value: &str) -> String {
-    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(value, RESERVED).to_string()
-}
-
 impl GrpcBooking {
-    /// A POST of `message` to `path` with its idempotency key, answered as `T`.
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        message: &impl Serialize,
-        key: Option<&String>,
-        metadata: &MetadataMap,
-    ) -> Result<Response<T>, Status> {
-        Call::new(Method::POST, path.to_string(), metadata)
-            .json(message, &[])?
-            .key(key)
-            .answer(&self.router)
-            .await
-    }
-
     /// [`crate::auth::check`] on the call's `authorization` metadata: who is calling.
     fn authorize(&self, metadata: &MetadataMap, needed: Role) -> Result<Caller, Status> {
         let authorization = metadata
@@ -309,7 +128,16 @@ impl GrpcBooking {
             authorization,
             needed,
         )
-        .map_err(|error| status_of(&error))
+        .map_err(|error| self.status(&error))
+    }
+
+    /// [`Self::authorize`] with the role the HTTP route `route` of the same operation needs
+    /// ([`crate::auth::required_role`]); anyone on an open route.
+    fn caller(&self, metadata: &MetadataMap, route: &str) -> Result<Caller, Status> {
+        match auth::required_role(route) {
+            Some(needed) => self.authorize(metadata, needed),
+            None => Ok(Caller::default()),
+        }
     }
 
     /// [`Self::authorize`] for a booking write: the caller with the client's address,
@@ -328,6 +156,30 @@ impl GrpcBooking {
         Ok(caller)
     }
 
+    /// The status of a service error ([`status_of`]) with the `x-holdfast-*` metadata of
+    /// this node, as an HTTP error answer carries the headers.
+    fn status(&self, error: &ApiError) -> Status {
+        let mut status = status_of(error);
+        let ((), meta) = crate::replica::read_now(&*self.state.replica, |_| ());
+        insert_meta(status.metadata_mut(), &meta);
+        status
+    }
+
+    /// The read level of a call's `Read` ([`crate::service::reads::consistency`]).
+    fn read_request(&self, read: Option<&Read>) -> Result<ReadRequest, Status> {
+        let read = read.cloned().unwrap_or_default();
+        let consistency = service::reads::consistency(
+            read.consistency.as_deref(),
+            read.max_staleness_ms,
+            &self.state.config,
+        )
+        .map_err(|error| self.status(&error))?;
+        Ok(ReadRequest {
+            consistency,
+            min_index: read.min_index,
+        })
+    }
+
     /// A write's reply with the `x-holdfast-*` metadata: the index that produced it, this
     /// node and the leader it knows.
     fn reply<T>(&self, message: T, index: u64) -> Response<T> {
@@ -340,13 +192,31 @@ impl GrpcBooking {
             },
         )
     }
+
+    /// A cluster call's reply: the status, with this node's `x-holdfast-*` metadata.
+    fn status_reply(
+        &self,
+        status: crate::replica::ClusterStatus,
+    ) -> Response<ClusterStatusResponse> {
+        self.reply_now(crate::peer::status_to_proto(status))
+    }
+
+    /// A reply with this node's `x-holdfast-*` metadata as it is now.
+    fn reply_now<T>(&self, message: T) -> Response<T> {
+        let ((), meta) = crate::replica::read_now(&*self.state.replica, |_| ());
+        with_meta(message, &meta)
+    }
 }
 
 /// A reply carrying where it was served as metadata, as HTTP answers carry the headers:
 /// `x-holdfast-applied-index`, `x-holdfast-node` and, when known, `x-holdfast-leader`.
 pub fn with_meta<T>(message: T, meta: &ReadMeta) -> Response<T> {
     let mut response = Response::new(message);
-    let metadata = response.metadata_mut();
+    insert_meta(response.metadata_mut(), meta);
+    response
+}
+
+fn insert_meta(metadata: &mut MetadataMap, meta: &ReadMeta) {
     metadata.insert(
         "x-holdfast-applied-index",
         MetadataValue::from(meta.applied_index),
@@ -355,18 +225,15 @@ pub fn with_meta<T>(message: T, meta: &ReadMeta) -> Response<T> {
     if let Some(leader) = meta.leader_id {
         metadata.insert("x-holdfast-leader", MetadataValue::from(leader));
     }
-    response
 }
 
 // ---- Wire conversions of the booking writes ---------------------------------------------
 
 /// A message's `idempotency_key`, checked as the `Idempotency-Key` header is and scoped to
 /// the caller.
-fn key_of(caller: &Caller, key: Option<&str>) -> Result<IdempotencyKey, Status> {
+fn key_of(caller: &Caller, key: Option<&str>) -> Result<IdempotencyKey, ApiError> {
     match key {
-        Some(key) => IdempotencyKey::parse("idempotency_key", key)
-            .map(|key| key.scoped(caller))
-            .map_err(|error| status_of(&error)),
+        Some(key) => IdempotencyKey::parse("idempotency_key", key).map(|key| key.scoped(caller)),
         None => Ok(IdempotencyKey(None)),
     }
 }
@@ -467,7 +334,7 @@ fn pool_messages(pools: &[holdfast_statemachine::PoolQuantity]) -> Vec<PoolQuant
         .collect()
 }
 
-fn hold_message(view: &HoldView, index: u64) -> Hold {
+fn hold_message(view: &HoldView, index: Option<u64>) -> Hold {
     Hold {
         hold_id: view.hold_id.to_string(),
         status: view.status.as_str().to_string(),
@@ -481,7 +348,7 @@ fn hold_message(view: &HoldView, index: u64) -> Hold {
         expires_at: rfc3339(view.expires_at_ms),
         max_expires_at: rfc3339(view.life_ends_at_ms),
         booking_id: view.booking_id.as_ref().map(|id| id.to_string()),
-        applied_index: Some(index),
+        applied_index: index,
     }
 }
 
@@ -527,7 +394,7 @@ fn booking_message(view: &BookingView, index: Option<u64>) -> Booking {
 fn cancelled_message(cancelled: &service::Cancelled, index: u64) -> Cancelled {
     match cancelled {
         service::Cancelled::Hold(view) => Cancelled {
-            hold: Some(hold_message(view, index)),
+            hold: Some(hold_message(view, Some(index))),
             booking: None,
         },
         service::Cancelled::Booking(view) => Cancelled {
@@ -548,22 +415,197 @@ fn error_message(error: &ApiError) -> Error {
     }
 }
 
+// ---- Wire conversions of the reads ---------------------------------------------------
+
+/// The gRPC edge's seat pages: seat messages, rendered for each call (not kept).
+struct SeatMessages;
+
+impl SeatPages for SeatMessages {
+    type Seats = Vec<Seat>;
+
+    fn cached(&self, _query: &AvailabilityQuery, _version: u64) -> Option<SeatPage<Vec<Seat>>> {
+        None
+    }
+
+    fn render(&self, _query: &AvailabilityQuery, page: &AvailabilityPage) -> SeatPage<Vec<Seat>> {
+        let seats = page
+            .seats
+            .iter()
+            .map(|seat| Seat {
+                id: seat.id.clone(),
+                section: seat.section.clone(),
+                row: seat.row.clone(),
+                number: seat.number,
+                price: seat.price,
+                currency: page.currency.clone(),
+                status: seat.status.as_str().to_string(),
+            })
+            .collect();
+        SeatPage {
+            seats,
+            next_after: page.next_after.clone(),
+        }
+    }
+}
+
+fn availability_params(message: AvailabilityRequest) -> AvailabilityParams {
+    AvailabilityParams {
+        event_id: message.event_id,
+        view: message.view,
+        section: message.section,
+        after: message.after,
+        limit: message.limit.map(u64::from),
+    }
+}
+
+fn availability_message(
+    answer: service::reads::Availability<Vec<Seat>>,
+    applied_index: u64,
+) -> Availability {
+    let page = answer.page;
+    let summary = page.summary;
+    let pools = page
+        .pools
+        .iter()
+        .map(|pool| Pool {
+            id: pool.id.clone(),
+            capacity: pool.capacity,
+            available: pool.available,
+            held: pool.held,
+            booked: pool.booked,
+            price: pool.price,
+            currency: page.currency.clone(),
+        })
+        .collect();
+    let (seats, next_after) = match answer.seats {
+        Some(seats) => (seats.seats, seats.next_after),
+        None => (Vec::new(), None),
+    };
+    Availability {
+        event_id: page.event_id,
+        name: answer.info.name,
+        category: answer.info.category.as_str().to_string(),
+        starts_at: answer.info.starts_at_ms.map(rfc3339),
+        currency: page.currency,
+        version: page.version,
+        applied_index,
+        summary: Some(Summary {
+            seats_total: summary.seats_total,
+            seats_available: summary.seats_available,
+            seats_held: summary.seats_held,
+            seats_booked: summary.seats_booked,
+        }),
+        seats,
+        pools,
+        next_after,
+    }
+}
+
+fn history_params(message: CustomerBookingsRequest) -> HistoryParams {
+    HistoryParams {
+        customer_id: message.customer_id,
+        limit: message.limit.map(u64::from),
+        after: message.after,
+    }
+}
+
+// ---- Wire conversions of admin inventory and cluster calls ----------------------------
+
+fn seat_bodies(seats: Vec<SeatSpec>) -> Vec<SeatBody> {
+    seats
+        .into_iter()
+        .map(|seat| SeatBody {
+            id: seat.id,
+            section: seat.section,
+            row: seat.row,
+            number: seat.number,
+            price: seat.price,
+        })
+        .collect()
+}
+
+fn seat_block_bodies(blocks: Vec<SeatBlock>) -> Vec<SeatBlockBody> {
+    blocks
+        .into_iter()
+        .map(|block| SeatBlockBody {
+            section: block.section,
+            rows: block.rows,
+            seats_per_row: block.seats_per_row,
+            price: block.price,
+        })
+        .collect()
+}
+
+fn pool_bodies(pools: Vec<PoolSpec>) -> Vec<PoolBody> {
+    pools
+        .into_iter()
+        .map(|pool| PoolBody {
+            id: pool.id,
+            capacity: pool.capacity,
+            price: pool.price,
+        })
+        .collect()
+}
+
+/// `CreateEventRequest` as `POST /admin/events`'s body; the listing fields the message
+/// does not carry (venue, city, end, description, tags) are left out, as a JSON body
+/// without them leaves them.
+fn create_event_body(message: CreateEventRequest) -> CreateEventBody {
+    CreateEventBody {
+        event_id: message.event_id,
+        name: message.name,
+        category: message.category,
+        starts_at: message.starts_at,
+        currency: message.currency,
+        seats: seat_bodies(message.seats),
+        seat_blocks: seat_block_bodies(message.seat_blocks),
+        pools: pool_bodies(message.pools),
+        venue: None,
+        city: None,
+        ends_at: None,
+        description: None,
+        tags: Vec::new(),
+    }
+}
+
+fn event_change_message(
+    change: &service::Committed<holdfast_statemachine::EventChange>,
+) -> EventChange {
+    EventChange {
+        event_id: change.value.event_id.clone(),
+        version: change.value.version,
+        applied_index: change.index,
+    }
+}
+
+fn member_body(member: Member) -> MemberBody {
+    MemberBody {
+        id: member.id,
+        raft_addr: member.raft_addr,
+        http_addr: member.http_addr,
+        region: member.region,
+    }
+}
+
 #[tonic::async_trait]
 impl BookingService for GrpcBooking {
     async fn get_availability(
         &self,
         request: tonic::Request<AvailabilityRequest>,
     ) -> Result<Response<Availability>, Status> {
-        let message = request.get_ref();
-        Call::get("/availability".into(), request.metadata())
-            .param("event_id", Some(&message.event_id))
-            .param("view", message.view.as_ref())
-            .param("section", message.section.as_ref())
-            .param("limit", message.limit)
-            .param("after", message.after.as_ref())
-            .read(message.read.as_ref())
-            .answer(&self.router)
+        self.caller(request.metadata(), "/availability")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let query = availability_params(message)
+            .check()
+            .map_err(|error| self.status(&error))?;
+        let (answer, meta) = service::reads::availability(&self.state, read, &query, &SeatMessages)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(with_meta(
+            availability_message(answer, meta.applied_index),
+            &meta,
+        ))
     }
 
     async fn create_hold(
@@ -572,11 +614,12 @@ impl BookingService for GrpcBooking {
     ) -> Result<Response<Hold>, Status> {
         let caller = self.writer(&request)?;
         let message = request.into_inner();
-        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let key = key_of(&caller, message.idempotency_key.as_deref())
+            .map_err(|error| self.status(&error))?;
         let held = service::hold(&self.state, &caller, key, hold_body(message))
             .await
-            .map_err(|error| status_of(&error))?;
-        Ok(self.reply(hold_message(&held.value, held.index), held.index))
+            .map_err(|error| self.status(&error))?;
+        Ok(self.reply(hold_message(&held.value, Some(held.index)), held.index))
     }
 
     async fn extend_hold(
@@ -585,12 +628,13 @@ impl BookingService for GrpcBooking {
     ) -> Result<Response<Hold>, Status> {
         let caller = self.writer(&request)?;
         let message = request.into_inner();
-        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let key = key_of(&caller, message.idempotency_key.as_deref())
+            .map_err(|error| self.status(&error))?;
         let extended = service::extend(&self.state, &caller, key, extend_body(message))
             .await
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         Ok(self.reply(
-            hold_message(&extended.value, extended.index),
+            hold_message(&extended.value, Some(extended.index)),
             extended.index,
         ))
     }
@@ -601,11 +645,12 @@ impl BookingService for GrpcBooking {
     ) -> Result<Response<Booking>, Status> {
         let caller = self.writer(&request)?;
         let message = request.into_inner();
-        let key = key_of(&caller, message.idempotency_key.as_deref())?;
-        let body = confirm_body(message).map_err(|error| status_of(&error))?;
+        let key = key_of(&caller, message.idempotency_key.as_deref())
+            .map_err(|error| self.status(&error))?;
+        let body = confirm_body(message).map_err(|error| self.status(&error))?;
         let booked = service::confirm(&self.state, &caller, key, body)
             .await
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         Ok(self.reply(
             booking_message(&booked.value, Some(booked.index)),
             booked.index,
@@ -618,7 +663,7 @@ impl BookingService for GrpcBooking {
     ) -> Result<Response<BatchResponse>, Status> {
         let caller = self.writer(&request)?;
         let message = request.into_inner();
-        service::check_batch_size(message.operations.len()).map_err(|error| status_of(&error))?;
+        service::check_batch_size(message.operations.len()).map_err(|error| self.status(&error))?;
         let items = message
             .operations
             .into_iter()
@@ -635,7 +680,10 @@ impl BookingService for GrpcBooking {
                     let (index, outcome) = match answer {
                         service::Answer::Held(held) | service::Answer::Extended(held) => (
                             held.index,
-                            batch_result::Outcome::Hold(hold_message(&held.value, held.index)),
+                            batch_result::Outcome::Hold(hold_message(
+                                &held.value,
+                                Some(held.index),
+                            )),
                         ),
                         service::Answer::Confirmed(booked) => (
                             booked.index,
@@ -683,10 +731,13 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<SearchEventsRequest>,
     ) -> Result<Response<EventPage>, Status> {
-        let (page, meta) =
-            crate::grpc_search::search_events(&self.state, request.metadata(), request.get_ref())
-                .await
-                .map_err(|error| status_of(&error))?;
+        self.caller(request.metadata(), "/events")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let params = crate::grpc_search::search_params(message);
+        let (page, meta) = crate::search::search(&self.state, read, &params)
+            .await
+            .map_err(|error| self.status(&error))?;
         let reply = EventPage {
             events: page
                 .events
@@ -702,10 +753,12 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<GetEventRequest>,
     ) -> Result<Response<EventListing>, Status> {
-        let (listing, meta) =
-            crate::grpc_search::get_event(&self.state, request.metadata(), request.get_ref())
-                .await
-                .map_err(|error| status_of(&error))?;
+        self.caller(request.metadata(), "/events")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let (listing, meta) = crate::search::event(&self.state, read, &message.event_id)
+            .await
+            .map_err(|error| self.status(&error))?;
         let reply = crate::grpc_search::listing_message(&listing);
         Ok(with_meta(reply, &meta))
     }
@@ -716,10 +769,11 @@ impl BookingService for GrpcBooking {
     ) -> Result<Response<Cancelled>, Status> {
         let caller = self.writer(&request)?;
         let message = request.into_inner();
-        let key = key_of(&caller, message.idempotency_key.as_deref())?;
+        let key = key_of(&caller, message.idempotency_key.as_deref())
+            .map_err(|error| self.status(&error))?;
         let cancelled = service::cancel(&self.state, &caller, key, cancel_body(message))
             .await
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         let index = cancelled.index;
         Ok(self.reply(cancelled_message(&cancelled.value, index), index))
     }
@@ -728,53 +782,64 @@ impl BookingService for GrpcBooking {
         &self,
         request: tonic::Request<GetHoldRequest>,
     ) -> Result<Response<Hold>, Status> {
-        let message = request.get_ref();
-        let path = format!("/holds/{}", segment(&message.hold_id));
-        Call::get(path, request.metadata())
-            .read(message.read.as_ref())
-            .answer(&self.router)
+        let caller = self.caller(request.metadata(), "/holds")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let (hold, meta) = service::reads::hold(&self.state, &caller, read, message.hold_id)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(with_meta(hold_message(&hold, None), &meta))
     }
 
     async fn get_booking(
         &self,
         request: tonic::Request<GetBookingRequest>,
     ) -> Result<Response<Booking>, Status> {
-        let message = request.get_ref();
-        let path = format!("/bookings/{}", segment(&message.booking_id));
-        Call::get(path, request.metadata())
-            .read(message.read.as_ref())
-            .answer(&self.router)
-            .await
+        let caller = self.caller(request.metadata(), "/bookings")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let (booking, meta) =
+            service::reads::booking(&self.state, &caller, read, message.booking_id)
+                .await
+                .map_err(|error| self.status(&error))?;
+        Ok(with_meta(booking_message(&booking, None), &meta))
     }
 
     async fn customer_bookings(
         &self,
         request: tonic::Request<CustomerBookingsRequest>,
     ) -> Result<Response<BookingPage>, Status> {
-        let message = request.get_ref();
-        let path = format!("/customers/{}/bookings", segment(&message.customer_id));
-        Call::get(path, request.metadata())
-            .param("limit", message.limit)
-            .param("after", message.after.as_ref())
-            .read(message.read.as_ref())
-            .answer(&self.router)
+        let caller = self.caller(request.metadata(), "/customers")?;
+        let message = request.into_inner();
+        let read = self.read_request(message.read.as_ref())?;
+        let params = history_params(message);
+        let (page, meta) = service::reads::customer_bookings(&self.state, &caller, read, &params)
             .await
+            .map_err(|error| self.status(&error))?;
+        let reply = BookingPage {
+            customer_id: params.customer_id,
+            bookings: page
+                .bookings
+                .iter()
+                .map(|booking| booking_message(booking, None))
+                .collect(),
+            next_after: page.next_after,
+        };
+        Ok(with_meta(reply, &meta))
     }
 
+    /// `/readyz`: open, like the HTTP probe.
     async fn ready(
         &self,
         request: tonic::Request<HealthRequest>,
     ) -> Result<Response<Health>, Status> {
-        Call::get("/readyz".into(), request.metadata())
-            .answer(&self.router)
-            .await
+        self.caller(request.metadata(), "/readyz")?;
+        let node_id = service::cluster::ready(&self.state).map_err(|error| self.status(&error))?;
+        Ok(self.reply_now(Health {
+            status: "ok".into(),
+            node_id,
+        }))
     }
-}
-
-/// `/admin/events/{event_id}` followed by `rest`.
-fn event_path(event_id: &str, rest: &str) -> String {
-    format!("/admin/events/{}{rest}", segment(event_id))
 }
 
 /// The stream of `AdminService.WatchChanges`.
@@ -805,11 +870,10 @@ impl AdminService for GrpcBooking {
         &self,
         request: tonic::Request<WatchChangesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
-        let needed = auth::required_role("/changes").unwrap_or(Role::Admin);
-        self.authorize(request.metadata(), needed)?;
+        self.caller(request.metadata(), "/changes")?;
         let after = request.get_ref().from_index.saturating_sub(1);
         let feed = crate::changes::ChangeFeed::open(&self.state, after, "from_index")
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         let stream = futures::stream::unfold(feed, |mut feed| async move {
             let event = feed.next().await?;
             Some((Ok(change_message(&event)), feed))
@@ -821,78 +885,97 @@ impl AdminService for GrpcBooking {
         &self,
         request: tonic::Request<CreateEventRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        self.post("/admin/events", request.get_ref(), None, request.metadata())
+        self.caller(request.metadata(), "/admin/events")?;
+        let body = create_event_body(request.into_inner());
+        let created = service::admin::create_event(&self.state, IdempotencyKey(None), body)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&created), created.index))
     }
 
     async fn add_seats(
         &self,
         request: tonic::Request<AddSeatsRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        let message = request.get_ref();
-        let path = event_path(&message.event_id, "/seats");
-        Call::new(Method::POST, path, request.metadata())
-            .json(message, &["event_id"])?
-            .answer(&self.router)
-            .await
+        self.caller(request.metadata(), "/admin/events")?;
+        let message = request.into_inner();
+        let body = AddSeatsBody {
+            seats: seat_bodies(message.seats),
+            seat_blocks: seat_block_bodies(message.seat_blocks),
+        };
+        let added =
+            service::admin::add_seats(&self.state, IdempotencyKey(None), message.event_id, body)
+                .await
+                .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&added), added.index))
     }
 
     async fn add_pools(
         &self,
         request: tonic::Request<AddPoolsRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        let message = request.get_ref();
-        let path = event_path(&message.event_id, "/pools");
-        Call::new(Method::POST, path, request.metadata())
-            .json(message, &["event_id"])?
-            .answer(&self.router)
-            .await
+        self.caller(request.metadata(), "/admin/events")?;
+        let message = request.into_inner();
+        let body = AddPoolsBody {
+            pools: pool_bodies(message.pools),
+        };
+        let added =
+            service::admin::add_pools(&self.state, IdempotencyKey(None), message.event_id, body)
+                .await
+                .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&added), added.index))
     }
 
     async fn set_pool_capacity(
         &self,
         request: tonic::Request<SetPoolCapacityRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        let message = request.get_ref();
-        let pool = format!("/pools/{}", segment(&message.pool_id));
-        Call::new(
-            Method::PATCH,
-            event_path(&message.event_id, &pool),
-            request.metadata(),
+        self.caller(request.metadata(), "/admin/events")?;
+        let message = request.into_inner();
+        let changed = service::admin::set_pool_capacity(
+            &self.state,
+            IdempotencyKey(None),
+            message.event_id,
+            message.pool_id,
+            message.capacity,
         )
-        .json(message, &["event_id", "pool_id"])?
-        .answer(&self.router)
         .await
+        .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&changed), changed.index))
     }
 
     async fn remove_seat(
         &self,
         request: tonic::Request<RemoveSeatRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        let message = request.get_ref();
-        let seat = format!("/seats/{}", segment(&message.seat_id));
-        Call::new(
-            Method::DELETE,
-            event_path(&message.event_id, &seat),
-            request.metadata(),
+        self.caller(request.metadata(), "/admin/events")?;
+        let message = request.into_inner();
+        let removed = service::admin::remove_seat(
+            &self.state,
+            IdempotencyKey(None),
+            message.event_id,
+            message.seat_id,
         )
-        .answer(&self.router)
         .await
+        .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&removed), removed.index))
     }
 
     async fn remove_pool(
         &self,
         request: tonic::Request<RemovePoolRequest>,
     ) -> Result<Response<EventChange>, Status> {
-        let message = request.get_ref();
-        let pool = format!("/pools/{}", segment(&message.pool_id));
-        Call::new(
-            Method::DELETE,
-            event_path(&message.event_id, &pool),
-            request.metadata(),
+        self.caller(request.metadata(), "/admin/events")?;
+        let message = request.into_inner();
+        let removed = service::admin::remove_pool(
+            &self.state,
+            IdempotencyKey(None),
+            message.event_id,
+            message.pool_id,
         )
-        .answer(&self.router)
         .await
+        .map_err(|error| self.status(&error))?;
+        Ok(self.reply(event_change_message(&removed), removed.index))
     }
 }
 
@@ -909,10 +992,10 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<BackupRequest>,
     ) -> Result<Response<BackupStream>, Status> {
-        self.authorize(request.metadata(), Role::Operator)?;
+        self.caller(request.metadata(), "/cluster/backup")?;
         let file = crate::backup::take(&self.state)
             .await
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         let pieces = file
             .into_pieces(crate::backup::BACKUP_PIECE_BYTES)
             .map(|piece| Ok(BackupChunk { data: piece.into() }));
@@ -924,13 +1007,13 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<RestoreRequest>,
     ) -> Result<Response<RestoreProgress>, Status> {
-        self.authorize(request.metadata(), Role::Operator)?;
+        self.caller(request.metadata(), "/cluster/restore")?;
         let message = request.into_inner();
         let sha256: [u8; 32] = message
             .sha256
             .as_slice()
             .try_into()
-            .map_err(|_| status_of(&ApiError::invalid_field("sha256", "must be 32 bytes")))?;
+            .map_err(|_| self.status(&ApiError::invalid_field("sha256", "must be 32 bytes")))?;
         let chunk = holdfast_statemachine::RestoreChunk {
             restore_id: message.restore_id,
             offset: message.offset,
@@ -940,7 +1023,7 @@ impl ClusterService for GrpcBooking {
         };
         let (progress, index) = crate::backup::restore_chunk(&self.state, chunk)
             .await
-            .map_err(|error| status_of(&error))?;
+            .map_err(|error| self.status(&error))?;
         Ok(self.reply(
             RestoreProgress {
                 restore_id: progress.restore_id,
@@ -957,70 +1040,87 @@ impl ClusterService for GrpcBooking {
         &self,
         request: tonic::Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        Call::get("/cluster/status".into(), request.metadata())
-            .answer(&self.router)
-            .await
+        self.caller(request.metadata(), "/cluster/status")?;
+        Ok(self.status_reply(service::cluster::status(&self.state)))
     }
 
     async fn init(
         &self,
         request: tonic::Request<InitRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.post("/cluster/init", request.get_ref(), None, request.metadata())
+        self.caller(request.metadata(), "/cluster/init")?;
+        let body = ClusterInitBody {
+            members: request
+                .into_inner()
+                .members
+                .into_iter()
+                .map(member_body)
+                .collect(),
+        };
+        let status = service::cluster::initialize(&self.state, body)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.status_reply(status))
     }
 
     async fn add_learner(
         &self,
         request: tonic::Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        let learner = request.get_ref().learner.clone().unwrap_or_default();
-        self.post("/cluster/learners", &learner, None, request.metadata())
+        self.caller(request.metadata(), "/cluster/learners")?;
+        let learner = request.into_inner().learner.unwrap_or_default();
+        let status = service::cluster::add_learner(&self.state, member_body(learner))
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.status_reply(status))
     }
 
     async fn change_membership(
         &self,
         request: tonic::Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        let message = request.get_ref();
-        self.post("/cluster/membership", message, None, request.metadata())
+        self.caller(request.metadata(), "/cluster/membership")?;
+        let voters = request.into_inner().voters;
+        let status = service::cluster::change_membership(&self.state, &voters)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.status_reply(status))
     }
 
     async fn remove_node(
         &self,
         request: tonic::Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        let path = format!("/cluster/nodes/{}", request.get_ref().id);
-        Call::new(Method::DELETE, path, request.metadata())
-            .answer(&self.router)
+        self.caller(request.metadata(), "/cluster/nodes")?;
+        let status = service::cluster::remove_node(&self.state, request.get_ref().id)
             .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.status_reply(status))
     }
 
     async fn transfer_leader(
         &self,
         request: tonic::Request<TransferLeaderRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.post(
-            "/cluster/leader",
-            request.get_ref(),
-            None,
-            request.metadata(),
-        )
-        .await
+        self.caller(request.metadata(), "/cluster/leader")?;
+        let status = service::cluster::transfer_leader(&self.state, request.get_ref().node_id)
+            .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.status_reply(status))
     }
 
     async fn snapshot(
         &self,
         request: tonic::Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotTaken>, Status> {
-        self.post(
-            "/cluster/snapshot",
-            request.get_ref(),
-            None,
-            request.metadata(),
-        )
-        .await
+        self.caller(request.metadata(), "/cluster/snapshot")?;
+        let taken = service::cluster::snapshot(&self.state)
+            .await
+            .map_err(|error| self.status(&error))?;
+        Ok(self.reply_now(SnapshotTaken {
+            node_id: taken.node_id,
+            snapshot_index: taken.index,
+            build_ms: taken.build.as_secs_f64() * 1e3,
+        }))
     }
 }

@@ -1,85 +1,28 @@
-//! The gRPC `SearchEvents` and `GetEvent` calls' side of [`crate::search`]: their
-//! messages converted by hand to and from the domain's types, the caller's key checked as
-//! the HTTP edge checks it for `GET /events`, and the read metadata as reply metadata.
+//! The gRPC `SearchEvents` and `GetEvent` calls' conversions: their messages into
+//! [`crate::search`]'s parameters and its listings into messages, by hand (the calls
+//! themselves are in [`crate::grpc`]).
 
 use holdfast_proto::booking::{
-    EventListing as ListingMessage, GetEventRequest, PoolSummary, Read, SearchEventsRequest,
-    Summary,
+    EventListing as ListingMessage, PoolSummary, SearchEventsRequest, Summary,
 };
-use holdfast_statemachine::{EventListing, SearchPage};
-use tonic::metadata::MetadataMap;
+use holdfast_statemachine::EventListing;
 
-use crate::app::{read_request as parse_read_request, AppState};
-use crate::auth::{required_role, Role};
-use crate::error::ApiError;
-use crate::extract::ApiQuery;
-use crate::replica::{ReadMeta, ReadRequest};
 use crate::search::{status_name, SearchParams};
 use crate::wire::rfc3339;
 
-/// `SearchEvents`: the caller's key, the read level and the filters checked, then the
-/// search.
-pub async fn search_events(
-    state: &AppState,
-    metadata: &MetadataMap,
-    message: &SearchEventsRequest,
-) -> Result<(SearchPage, ReadMeta), ApiError> {
-    authorize(state, metadata)?;
-    let read = read_request(state, message.read.as_ref())?;
-    crate::search::search(state, read, &search_params(message)).await
-}
-
-/// `GetEvent`: the caller's key and the read level checked, then the listing.
-pub async fn get_event(
-    state: &AppState,
-    metadata: &MetadataMap,
-    message: &GetEventRequest,
-) -> Result<(EventListing, ReadMeta), ApiError> {
-    authorize(state, metadata)?;
-    let read = read_request(state, message.read.as_ref())?;
-    crate::search::event(state, read, &message.event_id).await
-}
-
-/// Refuses a call whose `authorization` metadata carries no key good enough for a read
-/// (`GET /events` needs the customer role), when the node has keys.
-pub fn authorize(state: &AppState, metadata: &MetadataMap) -> Result<(), ApiError> {
-    let needed = required_role("/events").unwrap_or(Role::Customer);
-    let authorization = metadata
-        .get("authorization")
-        .and_then(|value| value.to_str().ok());
-    crate::auth::check(state.config.auth_keys.as_deref(), authorization, needed).map(|_| ())
-}
-
-/// The read level of a call's `Read`, parsed as the HTTP edge parses the query string.
-pub fn read_request(state: &AppState, read: Option<&Read>) -> Result<ReadRequest, ApiError> {
-    let mut query = Vec::new();
-    if let Some(read) = read {
-        if let Some(consistency) = &read.consistency {
-            query.push(("consistency".to_string(), consistency.clone()));
-        }
-        if let Some(staleness) = read.max_staleness_ms {
-            query.push(("max_staleness_ms".to_string(), staleness.to_string()));
-        }
-        if let Some(index) = read.min_index {
-            query.push(("min_index".to_string(), index.to_string()));
-        }
-    }
-    parse_read_request(&ApiQuery(query), &state.config)
-}
-
 /// The search parameters of a `SearchEventsRequest`.
-pub fn search_params(message: &SearchEventsRequest) -> SearchParams {
+pub fn search_params(message: SearchEventsRequest) -> SearchParams {
     SearchParams {
-        category: message.category.clone(),
-        q: message.q.clone(),
-        city: message.city.clone(),
-        starts_from: message.starts_from.clone(),
-        starts_to: message.starts_to.clone(),
+        category: message.category,
+        q: message.q,
+        city: message.city,
+        starts_from: message.starts_from,
+        starts_to: message.starts_to,
         min_available: message.min_available,
-        nights_from: message.nights_from.clone(),
-        nights_to: message.nights_to.clone(),
+        nights_from: message.nights_from,
+        nights_to: message.nights_to,
         limit: message.limit.map(u64::from),
-        after: message.after.clone(),
+        after: message.after,
     }
 }
 

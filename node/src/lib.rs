@@ -6,12 +6,14 @@
 //!   tests; not replicated, not durable).
 //! - [`payment`]: the [`PaymentProvider`] seam and the [`SandboxProvider`];
 //!   [`payment_http`]: the [`HttpPaymentProvider`]; [`refunds`]: the leader's refund worker.
-//! - [`service`]: the typed service layer of booking writes and the batch call, which the
-//!   HTTP handlers ([`booking`]) and the gRPC services ([`grpc`]) both call.
+//! - [`service`]: the typed service layer every edge calls: booking writes and the batch
+//!   call, reads, admin inventory and cluster operations. The HTTP handlers and the gRPC
+//!   services ([`grpc`]) are thin siblings over it; neither calls the other.
 //! - [`app`]: the router, middleware and serving loop; handlers live in [`reads`],
 //!   [`booking`], [`admin`] and [`cluster`]; JSON shapes in [`wire`]; edge validation in
 //!   [`validate`]; error mapping in [`error`].
-//! - [`search`]: `GET /events` and `GET /events/{event_id}` (and their gRPC calls);
+//! - [`search`]: `GET /events` and `GET /events/{event_id}` (and their gRPC calls, with
+//!   [`grpc_search`]'s conversions);
 //!   [`events`]: the admin listing update and event cancellation.
 //! - [`backup`]: consistent backups of the replicated state and restores into an empty
 //!   cluster (HTTP and gRPC over one service layer).

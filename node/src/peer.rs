@@ -270,7 +270,9 @@ fn error_to_proto(error: &NodeError) -> Error {
     }
 }
 
-fn status_to_proto(status: ClusterStatus) -> ClusterStatusResponse {
+/// A cluster status as its message (the peer service's and `ClusterService`'s): an
+/// incarnation or cluster id not known is empty.
+pub(crate) fn status_to_proto(status: ClusterStatus) -> ClusterStatusResponse {
     ClusterStatusResponse {
         node_id: status.node_id,
         leader_id: status.leader_id,

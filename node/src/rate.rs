@@ -231,18 +231,11 @@ impl Admission {
     }
 }
 
-/// Marks a request that was already admitted (a gRPC call the gRPC edge passes on to the
-/// HTTP router), so it is not counted twice.
-#[derive(Clone, Copy, Debug)]
-pub struct Admitted;
-
 /// The middleware: the caller's budget for this kind of request, then a place among the
 /// requests in flight, held until the answer is built. Runs inside `authorize`, so an
 /// authenticated caller is limited by its key.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if crate::auth::required_role(request.uri().path()).is_none()
-        || request.extensions().get::<Admitted>().is_some()
-    {
+    if crate::auth::required_role(request.uri().path()).is_none() {
         return next.run(request).await;
     }
     let key = CallerKey::of(
@@ -276,8 +269,7 @@ const GRPC_READS: &[&str] = &[
 /// The gRPC edge's admission (a layer on the gRPC routes): the same budgets and cap as
 /// HTTP, the caller known by its key (else its address), reads told from writes by the
 /// method's name; a refusal is a gRPC status (`RESOURCE_EXHAUSTED` with `RATE_LIMITED`,
-/// `UNAVAILABLE` with `OVERLOADED`). What the call passes on to the HTTP router is not
-/// counted again.
+/// `UNAVAILABLE` with `OVERLOADED`).
 pub async fn admit_grpc(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let caller = request
         .headers()

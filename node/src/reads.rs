@@ -1,45 +1,29 @@
-//! Reads: availability, hold and booking lookups, a customer's history. Every read honours
-//! `consistency`, `max_staleness_ms` and `min_index`, and answers with an ETag and the
-//! `X-Holdfast-*` headers.
-
-use std::time::Instant;
+//! The HTTP edge of reads: availability, hold and booking lookups, a customer's history,
+//! refunds. Every read honours `consistency`, `max_staleness_ms` and `min_index`, and
+//! answers with an ETag and the `X-Holdfast-*` headers. The reads themselves are the
+//! service layer's ([`crate::service::reads`]); each handler turns its query into the
+//! service's parameters and the views it answers into API.md's JSON.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use holdfast_statemachine::limits::{
-    AVAILABILITY_PAGE_SEATS_MAX, HISTORY_PAGE_MAX, REFUNDS_PAGE_MAX,
-};
-use holdfast_statemachine::{HoldStatus, RefundStatus, Rejection};
+use holdfast_statemachine::limits::REFUNDS_PAGE_MAX;
+use holdfast_statemachine::{AvailabilityPage, RefundStatus};
 
 use crate::app::{etag, read_answer, read_request, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::metrics;
 use crate::replica;
+use crate::service::reads::{
+    self as service, AvailabilityParams, AvailabilityQuery, HistoryParams, SeatPage, SeatPages,
+    View, HISTORY_PAGE_DEFAULT,
+};
 use crate::validate;
 use crate::wire::{
     AvailabilityJson, BookingJson, BookingPageJson, ErrorBody, HoldJson, RefundJson,
     RefundPageJson, SeatsJson,
 };
-
-/// Seats in an availability page when `limit` is not given.
-pub const AVAILABILITY_PAGE_SEATS_DEFAULT: usize = 1_000;
-/// Bookings in a history page when `limit` is not given.
-pub const HISTORY_PAGE_DEFAULT: usize = 20;
-
-/// `limit`: absent → `default`, 0 or garbage → 400, above `max` → `max`.
-fn page_limit(query: &ApiQuery, default: usize, max: usize) -> Result<usize, ApiError> {
-    match query.get_u64("limit")? {
-        None => Ok(default),
-        Some(0) => Err(ApiError::invalid_field(
-            "limit",
-            format!("must be 1 to {max}"),
-        )),
-        Some(limit) => Ok((limit as usize).min(max)),
-    }
-}
 
 /// Serialised bytes the availability cache keeps at most; a full cache starts over.
 pub const CACHED_PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -55,7 +39,7 @@ pub struct AvailabilityCache {
 
 #[derive(Default)]
 struct CachedPages {
-    by_key: std::collections::HashMap<PageKey, (u64, SeatsJson, Option<String>)>,
+    by_key: std::collections::HashMap<PageKey, (u64, SeatPage<SeatsJson>)>,
     bytes: usize,
 }
 
@@ -68,36 +52,57 @@ pub struct PageKey {
     limit: usize,
 }
 
+impl PageKey {
+    fn of(query: &AvailabilityQuery) -> PageKey {
+        PageKey {
+            event_id: query.event_id.clone(),
+            section: query.section.clone(),
+            after: query.after.clone(),
+            limit: query.limit,
+        }
+    }
+}
+
 impl AvailabilityCache {
-    fn get(&self, key: &PageKey, version: u64) -> Option<(SeatsJson, Option<String>)> {
+    fn get(&self, key: &PageKey, version: u64) -> Option<SeatPage<SeatsJson>> {
         let pages = self.pages.lock().expect("availability cache lock");
         match pages.by_key.get(key) {
-            Some((cached, seats, next)) if *cached == version => {
-                Some((seats.clone(), next.clone()))
-            }
+            Some((cached, page)) if *cached == version => Some(page.clone()),
             _ => None,
         }
     }
 
-    fn insert(&self, key: PageKey, version: u64, (seats, next): (SeatsJson, Option<String>)) {
+    fn insert(&self, key: PageKey, version: u64, page: SeatPage<SeatsJson>) {
         let mut pages = self.pages.lock().expect("availability cache lock");
-        let added = seats.len() + key.event_id.len();
-        if let Some((_, old, _)) = pages.by_key.remove(&key) {
-            pages.bytes -= old.len() + key.event_id.len();
+        let added = page.seats.len() + key.event_id.len();
+        if let Some((_, old)) = pages.by_key.remove(&key) {
+            pages.bytes -= old.seats.len() + key.event_id.len();
         }
         if pages.bytes + added > CACHED_PAGE_BYTES_MAX {
             pages.by_key.clear();
             pages.bytes = 0;
         }
         pages.bytes += added;
-        pages.by_key.insert(key, (version, seats, next));
+        pages.by_key.insert(key, (version, page));
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum View {
-    Summary,
-    Full,
+/// The HTTP edge's seat pages: serialised JSON, kept per event version.
+impl SeatPages for AvailabilityCache {
+    type Seats = SeatsJson;
+
+    fn cached(&self, query: &AvailabilityQuery, version: u64) -> Option<SeatPage<SeatsJson>> {
+        self.get(&PageKey::of(query), version)
+    }
+
+    fn render(&self, query: &AvailabilityQuery, page: &AvailabilityPage) -> SeatPage<SeatsJson> {
+        let rendered = SeatPage {
+            seats: SeatsJson::from_page(page),
+            next_after: page.next_after.clone(),
+        };
+        self.insert(PageKey::of(query), page.version, rendered.clone());
+        rendered
+    }
 }
 
 /// An event's availability: counters, a page of seats, all pools.
@@ -127,84 +132,34 @@ pub async fn availability(
     query: ApiQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let result = availability_inner(&state, &query, &headers).await;
-    metrics::observe(metrics::AVAILABILITY_SECONDS, started);
-    result
-}
-
-async fn availability_inner(
-    state: &AppState,
-    query: &ApiQuery,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let read_request = read_request(query, &state.config)?;
-    let event_id = query.require("event_id")?.to_string();
-    validate::id("event_id", &event_id)?;
-    let view = match query.get("view") {
-        None | Some("full") => View::Full,
-        Some("summary") => View::Summary,
-        Some(_) => return Err(ApiError::invalid_field("view", "must be summary or full")),
+    let read = read_request(&query, &state.config)?;
+    let params = AvailabilityParams {
+        event_id: query.get("event_id").unwrap_or_default().to_string(),
+        view: query.get("view").map(str::to_string),
+        section: query.get("section").map(str::to_string),
+        after: query.get("after").map(str::to_string),
+        limit: query.get_u64("limit")?,
     };
-    let section = query.get("section").map(str::to_string);
-    if let Some(section) = &section {
-        validate::id("section", section)?;
-    }
-    let after = query.get("after").map(str::to_string);
-    if let Some(after) = &after {
-        validate::id("after", after)?;
-    }
-    let limit = page_limit(
-        query,
-        AVAILABILITY_PAGE_SEATS_DEFAULT,
-        AVAILABILITY_PAGE_SEATS_MAX,
-    )?;
-    let (answer, meta) = replica::read(&*state.replica, read_request, |machine| {
-        let info = machine
-            .event(&event_id)
-            .ok_or_else(|| Rejection::EventNotFound {
-                event_id: event_id.clone(),
-            })?;
-        // Pools are always listed whole; one seat is read and dropped.
-        let summary = || machine.availability(&event_id, None, None, 1);
-        if view == View::Summary {
-            return Ok::<_, Rejection>((info, summary()?, None));
-        }
-        let version = machine.summary(&event_id).map_or(0, |(_, version)| version);
-        let key = PageKey {
-            event_id: event_id.clone(),
-            section: section.clone(),
-            after: after.clone(),
-            limit,
-        };
-        if let Some(seats) = state.availability_cache.get(&key, version) {
-            return Ok((info, summary()?, Some(seats)));
-        }
-        let page = machine.availability(&event_id, section.as_deref(), after.as_deref(), limit)?;
-        let seats = (SeatsJson::from_page(&page), page.next_after.clone());
-        state
-            .availability_cache
-            .insert(key, page.version, seats.clone());
-        Ok((info, page, Some(seats)))
-    })
-    .await?;
-    let (info, page, seats) = answer.map_err(ApiError::from)?;
-    let body = AvailabilityJson::from_page(&info, &page, seats, meta.applied_index);
+    let checked = params.check()?;
+    let (answer, meta) =
+        service::availability(&state, read, &checked, &state.availability_cache).await?;
+    let seats = answer.seats.map(|page| (page.seats, page.next_after));
+    let body = AvailabilityJson::from_page(&answer.info, &answer.page, seats, meta.applied_index);
     // The event's own version, plus what selects the page: unrelated writes leave it alone.
-    let view_name: &[u8] = if view == View::Full {
+    let view_name: &[u8] = if checked.view == View::Full {
         b"full"
     } else {
         b"summary"
     };
     let tag = etag(&[
-        event_id.as_bytes(),
-        &page.version.to_le_bytes(),
+        checked.event_id.as_bytes(),
+        &answer.page.version.to_le_bytes(),
         view_name,
-        section.as_deref().unwrap_or("").as_bytes(),
-        after.as_deref().unwrap_or("").as_bytes(),
-        &(limit as u64).to_le_bytes(),
+        checked.section.as_deref().unwrap_or("").as_bytes(),
+        checked.after.as_deref().unwrap_or("").as_bytes(),
+        &(checked.limit as u64).to_le_bytes(),
     ]);
-    Ok(read_answer(headers, &meta, &tag, &body))
+    Ok(read_answer(&headers, &meta, &tag, &body))
 }
 
 /// A hold by id.
@@ -224,21 +179,13 @@ pub async fn hold(
     query: ApiQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let read_request = read_request(&query, &state.config)?;
-    let ((hold, now_ms), meta) = replica::read(&*state.replica, read_request, |machine| {
-        (machine.hold_by_id(&hold_id), machine.now_ms())
-    })
-    .await?;
-    let hold = hold.ok_or_else(|| ApiError::from(Rejection::HoldNotFound { hold_id }))?;
-    caller.may_act_for(&hold.customer_id)?;
-    let mut body = HoldJson::from_view(&hold, None);
-    // A hold whose time has passed can no longer be confirmed, even before the leader's
-    // expiry entry frees its items: say so rather than show HELD.
-    let now_ms = now_ms.max(state.replica.cluster_time_ms());
-    if hold.status == HoldStatus::Active && hold.expires_at_ms <= now_ms {
-        body.status = HoldStatus::Expired.as_str();
-    }
-    Ok(content_answer(&headers, &meta, &body))
+    let read = read_request(&query, &state.config)?;
+    let (hold, meta) = service::hold(&state, &caller, read, hold_id).await?;
+    Ok(content_answer(
+        &headers,
+        &meta,
+        &HoldJson::from_view(&hold, None),
+    ))
 }
 
 /// A booking by id.
@@ -258,16 +205,13 @@ pub async fn booking(
     query: ApiQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let read_request = read_request(&query, &state.config)?;
-    let (booking, meta) = replica::read(&*state.replica, read_request, |machine| {
-        machine.booking_by_id(&booking_id)
-    })
-    .await?;
-    let booking =
-        booking.ok_or_else(|| ApiError::from(Rejection::BookingNotFound { booking_id }))?;
-    caller.may_act_for(&booking.customer_id)?;
-    let body = BookingJson::from_view(&booking, None);
-    Ok(content_answer(&headers, &meta, &body))
+    let read = read_request(&query, &state.config)?;
+    let (booking, meta) = service::booking(&state, &caller, read, booking_id).await?;
+    Ok(content_answer(
+        &headers,
+        &meta,
+        &BookingJson::from_view(&booking, None),
+    ))
 }
 
 /// A customer's bookings, newest first.
@@ -290,17 +234,15 @@ pub async fn customer_bookings(
     query: ApiQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let read_request = read_request(&query, &state.config)?;
-    validate::id("customer_id", &customer_id)?;
-    caller.may_act_for(&customer_id)?;
-    let limit = page_limit(&query, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX)?;
-    let after = query.get("after").map(str::to_string);
-    let (page, meta) = replica::read(&*state.replica, read_request, |machine| {
-        machine.customer_bookings(&customer_id, after.as_deref(), limit)
-    })
-    .await?;
-    let body = BookingPageJson {
+    let read = read_request(&query, &state.config)?;
+    let params = HistoryParams {
         customer_id,
+        limit: query.get_u64("limit")?,
+        after: query.get("after").map(str::to_string),
+    };
+    let (page, meta) = service::customer_bookings(&state, &caller, read, &params).await?;
+    let body = BookingPageJson {
+        customer_id: params.customer_id,
         bookings: page
             .bookings
             .iter()
@@ -338,7 +280,11 @@ pub async fn refunds(
             ApiError::invalid_field("status", "must be PENDING, REFUNDED or FAILED")
         })?),
     };
-    let limit = page_limit(&query, HISTORY_PAGE_DEFAULT, REFUNDS_PAGE_MAX)?;
+    let limit = service::page_limit(
+        query.get_u64("limit")?,
+        HISTORY_PAGE_DEFAULT,
+        REFUNDS_PAGE_MAX,
+    )?;
     if let Some(after) = query.get("after") {
         validate::id("after", after)?;
     }

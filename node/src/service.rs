@@ -1,11 +1,21 @@
-//! The typed service layer every edge calls: booking writes (hold, extend, confirm with
-//! payment, cancel) and the batch of them, with domain types in and domain outcomes out.
+//! The typed service layer every edge calls, with domain types in and domain outcomes out:
+//! booking writes (hold, extend, confirm with payment, cancel) and the batch of them here;
+//! lookups, history and availability in [`reads`]; admin inventory in [`admin`]; cluster
+//! operations in [`cluster`]. Search is [`crate::search`]'s, backup and restore
+//! [`crate::backup`]'s.
 //!
-//! The HTTP handlers ([`crate::booking`]) and the gRPC services ([`crate::grpc`]) are thin
-//! siblings over it: each converts its own wire types into these requests and the answers
-//! back into its own; neither calls the other. Validation, idempotency scoping, the payment
-//! flow and the per-operation metrics live here, once, so the two edges cannot drift apart.
-//! Failures are one error type, [`ApiError`], whose code each edge renders in its own way.
+//! The HTTP handlers ([`crate::booking`], [`crate::reads`], [`crate::admin`],
+//! [`crate::cluster`]) and the gRPC services ([`crate::grpc`]) are thin siblings over it:
+//! each converts its own wire types into these requests and the answers back into its own;
+//! neither calls the other. Validation, idempotency scoping, owner checks, the payment flow
+//! and the per-operation metrics live here, once, so the two edges cannot drift apart.
+//! Who may call what is decided by each edge before it calls, from one table
+//! ([`crate::auth::required_role`]) and one check ([`crate::auth::check`]). Failures are one
+//! error type, [`ApiError`], whose code each edge renders in its own way.
+
+pub mod admin;
+pub mod cluster;
+pub mod reads;
 
 use std::time::Instant;
 

@@ -494,3 +494,488 @@ async fn grpc_calls_are_rate_limited_per_caller_like_http_ones() {
         .await;
     assert!(read.is_ok(), "{read:?}");
 }
+
+/// A request with `key` as its bearer key.
+fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+fn has_node_metadata(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata.get("x-holdfast-node").is_some() && metadata.get("x-holdfast-applied-index").is_some()
+}
+
+#[tokio::test]
+async fn reads_over_grpc_answer_and_refuse_as_http_does() {
+    let (address, _stop) = serve().await;
+    let mut admin = AdminServiceClient::connect(address.clone()).await.unwrap();
+    admin
+        .create_event(CreateEventRequest {
+            event_id: "R".into(),
+            name: "Film".into(),
+            category: Some("movie".into()),
+            starts_at: Some("2030-01-02T20:00:00Z".into()),
+            currency: "EUR".into(),
+            seat_blocks: vec![SeatBlock {
+                section: "A".into(),
+                rows: vec!["1".into()],
+                seats_per_row: 3,
+                price: 1000,
+            }],
+            pools: vec![PoolSpec {
+                id: "GA".into(),
+                capacity: 5,
+                price: 500,
+            }],
+            ..CreateEventRequest::default()
+        })
+        .await
+        .unwrap();
+    let mut client = BookingServiceClient::connect(address).await.unwrap();
+    let hold = client
+        .create_hold(HoldRequest {
+            event_id: "R".into(),
+            customer_id: "c-1".into(),
+            seats: vec!["A-1-1".into()],
+            ..HoldRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // A page of two seats of three, then the rest after it.
+    let first = client
+        .get_availability(AvailabilityRequest {
+            event_id: "R".into(),
+            limit: Some(2),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(has_node_metadata(first.metadata()));
+    let first = first.into_inner();
+    assert_eq!(
+        (first.name.as_str(), first.category.as_str()),
+        ("Film", "movie")
+    );
+    assert_eq!(first.starts_at.as_deref(), Some("2030-01-02T20:00:00Z"));
+    let seats: Vec<(&str, &str, &str)> = first
+        .seats
+        .iter()
+        .map(|seat| {
+            (
+                seat.id.as_str(),
+                seat.status.as_str(),
+                seat.currency.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seats,
+        [("A-1-1", "HELD", "EUR"), ("A-1-2", "AVAILABLE", "EUR")]
+    );
+    assert_eq!(first.next_after.as_deref(), Some("A-1-2"));
+    assert_eq!(first.pools.len(), 1);
+    assert_eq!((first.pools[0].available, first.pools[0].price), (5, 500));
+    assert!(first.applied_index >= 2 && first.version >= 1);
+    let rest = client
+        .get_availability(AvailabilityRequest {
+            event_id: "R".into(),
+            after: first.next_after.clone(),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = rest.seats.iter().map(|seat| seat.id.as_str()).collect();
+    assert_eq!(ids, ["A-1-3"]);
+    assert_eq!(rest.next_after, None);
+    let summary = client
+        .get_availability(AvailabilityRequest {
+            event_id: "R".into(),
+            view: Some("summary".into()),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(summary.seats.is_empty());
+    assert_eq!(summary.summary.unwrap().seats_held, 1);
+
+    // A lookup is the hold as HTTP shows it: no applied_index in the message.
+    let looked_up = client
+        .get_hold(GetHoldRequest {
+            hold_id: hold.hold_id.clone(),
+            read: Some(Read {
+                consistency: Some("linearizable".into()),
+                ..Read::default()
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(has_node_metadata(looked_up.metadata()));
+    let looked_up = looked_up.into_inner();
+    assert_eq!(looked_up.status, "HELD");
+    assert_eq!(looked_up.seats, ["A-1-1"]);
+    assert_eq!(looked_up.applied_index, None);
+
+    // Refusals: the code's gRPC status, API.md's code, and where it was answered.
+    let unknown = client
+        .get_availability(AvailabilityRequest {
+            event_id: "nope".into(),
+            ..AvailabilityRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(error_code(&unknown), "EVENT_NOT_FOUND");
+    assert!(has_node_metadata(unknown.metadata()), "{unknown:?}");
+    for (request, field) in [
+        (
+            AvailabilityRequest {
+                event_id: "R".into(),
+                view: Some("everything".into()),
+                ..AvailabilityRequest::default()
+            },
+            "view",
+        ),
+        (
+            AvailabilityRequest {
+                event_id: String::new(),
+                ..AvailabilityRequest::default()
+            },
+            "event_id",
+        ),
+        (
+            AvailabilityRequest {
+                event_id: "R".into(),
+                limit: Some(0),
+                ..AvailabilityRequest::default()
+            },
+            "limit",
+        ),
+        (
+            AvailabilityRequest {
+                event_id: "R".into(),
+                read: Some(Read {
+                    consistency: Some("eventual".into()),
+                    ..Read::default()
+                }),
+                ..AvailabilityRequest::default()
+            },
+            "consistency",
+        ),
+    ] {
+        let refused = client.get_availability(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(error_code(&refused), "INVALID_FIELD");
+        let details = refused.metadata().get("holdfast-error-details").unwrap();
+        assert!(
+            details.to_str().unwrap().contains(&format!("\"{field}\"")),
+            "{details:?}"
+        );
+    }
+    let missing = client
+        .get_hold(GetHoldRequest {
+            hold_id: "h_999".into(),
+            read: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(error_code(&missing), "HOLD_NOT_FOUND");
+    let bad_customer = client
+        .customer_bookings(CustomerBookingsRequest {
+            customer_id: "not an id".into(),
+            ..CustomerBookingsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_customer.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&bad_customer), "INVALID_FIELD");
+    let history = client
+        .customer_bookings(CustomerBookingsRequest {
+            customer_id: "c-1".into(),
+            limit: Some(5),
+            ..CustomerBookingsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.customer_id, "c-1");
+    assert!(history.bookings.is_empty());
+}
+
+#[tokio::test]
+async fn admin_and_cluster_calls_over_grpc_need_the_roles_http_needs() {
+    let keys = holdfast_node::auth::AuthKeys::parse(
+        "customer reader-key-0123456789\ncustomer alice-key-0123456789 alice\n\
+         admin admin-key-0123456789\noperator ops-key-0123456789\nmonitor scrape-key-0123456789\n",
+    )
+    .unwrap();
+    let (address, _stop) = serve_with(HttpConfig {
+        auth_keys: Some(Arc::new(keys)),
+        ..HttpConfig::default()
+    })
+    .await;
+    let mut admin = AdminServiceClient::connect(address.clone()).await.unwrap();
+    let event = || CreateEventRequest {
+        event_id: "K".into(),
+        name: "Film".into(),
+        currency: "EUR".into(),
+        seat_blocks: vec![SeatBlock {
+            section: "A".into(),
+            rows: vec!["1".into()],
+            seats_per_row: 2,
+            price: 1000,
+        }],
+        ..CreateEventRequest::default()
+    };
+
+    // A reader's key may not change inventory; no key at all is not known.
+    let denied = admin
+        .create_event(keyed(event(), "reader-key-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert_eq!(error_code(&denied), "FORBIDDEN");
+    let anonymous = admin.create_event(event()).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    for denied in [
+        admin
+            .remove_seat(keyed(
+                RemoveSeatRequest {
+                    event_id: "K".into(),
+                    seat_id: "A-1-1".into(),
+                },
+                "reader-key-0123456789",
+            ))
+            .await
+            .unwrap_err(),
+        admin
+            .set_pool_capacity(keyed(
+                SetPoolCapacityRequest {
+                    event_id: "K".into(),
+                    pool_id: "GA".into(),
+                    capacity: 1,
+                },
+                "scrape-key-0123456789",
+            ))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    }
+
+    let created = admin
+        .create_event(keyed(event(), "admin-key-0123456789"))
+        .await
+        .unwrap();
+    assert!(has_node_metadata(created.metadata()));
+    assert_eq!(created.into_inner().version, 1);
+    let unknown = admin
+        .add_pools(keyed(
+            AddPoolsRequest {
+                event_id: "nope".into(),
+                pools: vec![PoolSpec {
+                    id: "GA".into(),
+                    capacity: 1,
+                    price: 1,
+                }],
+            },
+            "admin-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(error_code(&unknown), "EVENT_NOT_FOUND");
+    let nothing = admin
+        .add_seats(keyed(
+            AddSeatsRequest {
+                event_id: "K".into(),
+                ..AddSeatsRequest::default()
+            },
+            "admin-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(nothing.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&nothing), "INVALID_FIELD");
+    let negative = admin
+        .set_pool_capacity(keyed(
+            SetPoolCapacityRequest {
+                event_id: "K".into(),
+                pool_id: "GA".into(),
+                capacity: -1,
+            },
+            "admin-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), Code::InvalidArgument, "{negative:?}");
+
+    // Reads need a customer's key; a bound key sees only its customer's records.
+    let mut booking = BookingServiceClient::connect(address.clone())
+        .await
+        .unwrap();
+    let scraper = booking
+        .get_availability(keyed(
+            AvailabilityRequest {
+                event_id: "K".into(),
+                ..AvailabilityRequest::default()
+            },
+            "scrape-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(scraper.code(), Code::PermissionDenied);
+    let hold = booking
+        .create_hold(keyed(
+            HoldRequest {
+                event_id: "K".into(),
+                customer_id: "bob".into(),
+                seats: vec!["A-1-1".into()],
+                ..HoldRequest::default()
+            },
+            "reader-key-0123456789",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let not_alices = booking
+        .get_hold(keyed(
+            GetHoldRequest {
+                hold_id: hold.hold_id.clone(),
+                read: None,
+            },
+            "alice-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_alices.code(), Code::PermissionDenied);
+    assert_eq!(error_code(&not_alices), "FORBIDDEN");
+    let history = booking
+        .customer_bookings(keyed(
+            CustomerBookingsRequest {
+                customer_id: "bob".into(),
+                ..CustomerBookingsRequest::default()
+            },
+            "alice-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&history), "FORBIDDEN");
+    let own = booking
+        .get_hold(keyed(
+            GetHoldRequest {
+                hold_id: hold.hold_id,
+                read: None,
+            },
+            "reader-key-0123456789",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.customer_id, "bob");
+    // Readiness is a probe: open, as /readyz is.
+    let ready = booking.ready(HealthRequest {}).await.unwrap();
+    assert!(ready.metadata().get("x-holdfast-node").is_some());
+    assert_eq!(ready.into_inner().node_id, 1);
+
+    // Cluster status needs the monitor role (an admin's key is not one); changes need an
+    // operator's.
+    let mut cluster = ClusterServiceClient::connect(address).await.unwrap();
+    let status = cluster
+        .status(keyed(ClusterStatusRequest {}, "scrape-key-0123456789"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((status.node_id, status.role.as_str()), (1, "leader"));
+    let admin_status = cluster
+        .status(keyed(ClusterStatusRequest {}, "admin-key-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(admin_status.code(), Code::PermissionDenied);
+    let not_operator = cluster
+        .change_membership(keyed(
+            ChangeMembershipRequest { voters: vec![1] },
+            "admin-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_operator.code(), Code::PermissionDenied);
+    let ops = |message| keyed(message, "ops-key-0123456789");
+    let voters = cluster
+        .change_membership(ops(ChangeMembershipRequest { voters: vec![1] }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voters.members.len(), 1);
+    let no_voters = cluster
+        .change_membership(ops(ChangeMembershipRequest { voters: vec![] }))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&no_voters), "INVALID_FIELD");
+    let no_learner = cluster
+        .add_learner(keyed(
+            AddLearnerRequest { learner: None },
+            "ops-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(no_learner.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&no_learner), "INVALID_FIELD");
+    let refused = cluster
+        .add_learner(keyed(
+            AddLearnerRequest {
+                learner: Some(Member {
+                    id: 2,
+                    raft_addr: "127.0.0.1:7102".into(),
+                    http_addr: "127.0.0.1:7002".into(),
+                    ..Member::default()
+                }),
+            },
+            "ops-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&refused), "MEMBERSHIP_REFUSED");
+    let initialised = cluster
+        .init(keyed(
+            InitRequest {
+                members: vec![Member {
+                    id: 1,
+                    raft_addr: "127.0.0.1:7101".into(),
+                    http_addr: "127.0.0.1:7001".into(),
+                    ..Member::default()
+                }],
+            },
+            "ops-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&initialised), "ALREADY_INITIALIZED");
+    let unknown_node = cluster
+        .remove_node(keyed(RemoveNodeRequest { id: 9 }, "ops-key-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_node.code(), Code::NotFound);
+    assert_eq!(error_code(&unknown_node), "NODE_NOT_FOUND");
+    let nobody = cluster
+        .transfer_leader(keyed(
+            TransferLeaderRequest { node_id: 0 },
+            "ops-key-0123456789",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&nobody), "INVALID_FIELD");
+    let snapshot = cluster
+        .snapshot(keyed(SnapshotRequest {}, "admin-key-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(snapshot.code(), Code::PermissionDenied);
+}
