@@ -3,14 +3,19 @@
 # a C/C++ toolchain and libclang (the rocksdb crate builds RocksDB's C++ with bindgen) and a
 # Rust toolchain new enough for tonic 0.14 and rocksdb. Safe to run any number of times.
 # With --test-tools it also installs what the test suite drives besides Rust: Debian's
-# chromium (the dashboard's browser tests), systemd-analyze (the unit file check) and
-# kubernetes-validate from PyPI in a virtualenv (the Kubernetes manifests' check).
+# chromium (the dashboard's browser tests), systemd-analyze (the unit file check), and from
+# PyPI in virtualenvs kubernetes-validate (the Kubernetes manifests' check) and schemathesis
+# (the fuzzing of /openapi.json against a real node).
 set -euo pipefail
 
 TEST_TOOLS=0
 [[ "${1:-}" == "--test-tools" ]] && TEST_TOOLS=1
 # Where kubernetes-validate is installed; tests/tests/deploy.rs looks there too.
 K8S_VALIDATE_VENV="${HOLDFAST_TOOLS_DIR:-/var/tmp/holdfast-tools}/k8s-validate"
+# Where schemathesis is installed (tests/tests/openapi_fuzz.rs looks there), and its version:
+# the test reads its JUnit report, so a new version is taken on purpose.
+SCHEMATHESIS_VENV="${HOLDFAST_TOOLS_DIR:-/var/tmp/holdfast-tools}/schemathesis"
+SCHEMATHESIS_VERSION="4.32.5"
 
 RUST_VERSION_MIN="1.85"
 
@@ -60,6 +65,12 @@ if ((TEST_TOOLS)) && [[ ! -x "$K8S_VALIDATE_VENV/bin/kubernetes-validate" ]]; th
   log "installing kubernetes-validate (PyPI) in $K8S_VALIDATE_VENV"
   python3 -m venv "$K8S_VALIDATE_VENV"
   "$K8S_VALIDATE_VENV/bin/pip" install -q --disable-pip-version-check kubernetes-validate
+fi
+
+if ((TEST_TOOLS)) && ! "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) in $SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"

@@ -309,8 +309,11 @@ pub fn set_meta_headers(headers: &mut HeaderMap, meta: &ReadMeta, applied_index:
 /// ([`crate::service::reads::consistency`]).
 pub fn read_request(query: &ApiQuery, config: &HttpConfig) -> Result<ReadRequest, ApiError> {
     let name = query.get("consistency");
+    // Checked whatever the level (a malformed parameter is refused, not ignored); used
+    // only with `bounded`.
+    let max_staleness_ms = query.get_u64("max_staleness_ms")?;
     let max_staleness_ms = match name {
-        Some("bounded") => query.get_u64("max_staleness_ms")?,
+        Some("bounded") => max_staleness_ms,
         _ => None,
     };
     Ok(ReadRequest {

@@ -96,6 +96,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(value) => value,
+        Err(error)
+            if error
+                .inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            // `2.0` is the integer 2 to JSON (and to JSON Schema); serde's integer types
+            // refuse it. Off the hot path: only a body that failed this way is read again.
+            return parse_integral_floats(bytes).unwrap_or_else(|| {
+                let path = error.path().to_string();
+                Err(classify_json_error(&path, error.into_inner()))
+            });
+        }
         Err(error) => {
             let path = error.path().to_string();
             return Err(classify_json_error(&path, error.into_inner()));
@@ -105,6 +118,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|error| ApiError::invalid_json(error.to_string()))?;
     Ok(value)
+}
+
+/// `bytes` read again with every number that is a whole float (`2.0`, `1e3`) turned into
+/// an integer; `None` when that changes nothing (the refusal stands as it was).
+fn parse_integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<Result<T, ApiError>> {
+    fn normalize(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(number) if number.is_f64() => {
+                let float = number.as_f64().unwrap_or(f64::NAN);
+                let whole = float.fract() == 0.0;
+                if whole && (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+                    *value = serde_json::Value::from(float as u64);
+                    true
+                } else if whole && (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+                    *value = serde_json::Value::from(float as i64);
+                    true
+                } else {
+                    false
+                }
+            }
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, item| normalize(item) | changed),
+            serde_json::Value::Object(fields) => fields
+                .values_mut()
+                .fold(false, |changed, field| normalize(field) | changed),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !normalize(&mut value) {
+        return None;
+    }
+    Some(
+        serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+            let path = error.path().to_string();
+            classify_json_error(&path, error.into_inner())
+        }),
+    )
 }
 
 fn classify_json_error(path: &str, error: serde_json::Error) -> ApiError {

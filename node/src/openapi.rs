@@ -1,12 +1,20 @@
 //! `GET /openapi.json`: the API as OpenAPI 3, generated from the handlers' annotations and
-//! the wire types, so it cannot drift from the code.
+//! the wire types, so it cannot drift from the code, then refined with the answers the
+//! layers in front of every handler give and the input rules the edge enforces
+//! ([`constraints`]). `tests/tests/openapi_fuzz.rs` holds it to that with schemathesis.
 
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use holdfast_statemachine::ErrorCode;
+use serde_json::{json, Value};
 use utoipa::OpenApi;
 
-use crate::app::json_answer;
 use crate::wire;
+
+mod constraints;
 
 /// The OpenAPI document of the HTTP API.
 #[derive(OpenApi)]
@@ -115,5 +123,138 @@ pub struct ApiDoc;
     responses((status = 200, description = "The OpenAPI document"))
 )]
 pub async fn openapi_json() -> Response {
-    json_answer(StatusCode::OK, &ApiDoc::openapi())
+    let mut response = (StatusCode::OK, document_bytes().clone()).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The document served at `/openapi.json`, rendered once.
+fn document_bytes() -> &'static Bytes {
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        Bytes::from(serde_json::to_vec(&document()).expect("the OpenAPI document serializes"))
+    })
+}
+
+/// The OpenAPI document: what the handlers' annotations describe, refined with the
+/// answers every route shares ([`shared_responses`]) and the input rules the edge
+/// enforces ([`constraints`]).
+pub fn document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI is JSON");
+    constraints::apply(&mut document);
+    shared_responses(&mut document);
+    document
+}
+
+/// Adds to every operation the answers that come from the layers in front of its
+/// handler, so that the document lists every status a route can give:
+/// - `400` where the request has parameters or a body (`INVALID_FIELD`, `INVALID_JSON`);
+/// - `401`, `403`, `429` and `503` on every route that needs a role (the key check, the
+///   caller's rate budget, the cap on requests in flight; [`crate::auth::required_role`]);
+/// - `409` where the route takes an `Idempotency-Key` (`IDEMPOTENCY_KEY_REUSED`);
+/// - `413` on every route with a body.
+fn shared_responses(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let role = crate::auth::required_role(path);
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let has_body = operation.get("requestBody").is_some();
+            let takes_key = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|parameters| {
+                    parameters
+                        .iter()
+                        .any(|parameter| parameter["name"] == "Idempotency-Key")
+                });
+            let has_parameters = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|parameters| !parameters.is_empty());
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let mut add = |status: u16, codes: &[ErrorCode], why: &str| {
+                let names: Vec<&str> = codes.iter().map(|code| code.as_str()).collect();
+                let entry = responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(""));
+                let description = entry["description"].as_str().unwrap_or("").to_string();
+                let missing: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|name| !description.contains(name))
+                    .collect();
+                if !missing.is_empty() {
+                    let joined = missing.join(", ");
+                    entry["description"] = Value::String(if description.is_empty() {
+                        format!("{joined}: {why}")
+                    } else {
+                        format!("{description}; {joined}: {why}")
+                    });
+                }
+            };
+            if has_body || has_parameters {
+                add(
+                    400,
+                    &[ErrorCode::InvalidField, ErrorCode::InvalidJson],
+                    "a parameter or the body breaks the rules this document gives",
+                );
+            }
+            if takes_key {
+                add(
+                    409,
+                    &[ErrorCode::IdempotencyKeyReused],
+                    "the Idempotency-Key was used with another request",
+                );
+            }
+            if has_body {
+                add(
+                    413,
+                    &[ErrorCode::BodyTooLarge],
+                    "the body is larger than the route takes",
+                );
+            }
+            if role.is_some() {
+                add(
+                    401,
+                    &[ErrorCode::Unauthenticated],
+                    "keys are configured and none (or an unknown one) was sent",
+                );
+                add(
+                    403,
+                    &[ErrorCode::Forbidden],
+                    "the key's role may not call this route",
+                );
+                add(
+                    429,
+                    &[ErrorCode::RateLimited],
+                    "the caller's budget is spent (Retry-After)",
+                );
+                add(
+                    503,
+                    &[ErrorCode::Overloaded],
+                    "the node serves as many requests as it takes (Retry-After)",
+                );
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    })
 }

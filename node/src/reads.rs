@@ -240,6 +240,9 @@ pub async fn customer_bookings(
         limit: query.get_u64("limit")?,
         after: query.get("after").map(str::to_string),
     };
+    if let Some(after) = &params.after {
+        crate::validate::id("after", after)?;
+    }
     let (page, meta) = service::customer_bookings(&state, &caller, read, &params).await?;
     let body = BookingPageJson {
         customer_id: params.customer_id,

@@ -275,9 +275,10 @@ impl Inner {
         }
         self.refuse_during_handover()?;
         if voters.is_empty() {
-            return Err(NodeError::InvalidField {
-                field: "voters".into(),
-                reason: "must name at least one node".into(),
+            // Only `remove_node` of the last voter gets here (the edge refuses an empty
+            // list): a change the cluster refuses, not a malformed request.
+            return Err(NodeError::MembershipRefused {
+                message: "the change would leave no voter".into(),
             });
         }
         let membership = self.node.metrics().borrow().membership_config.clone();

@@ -25,6 +25,44 @@ pub struct Snapshot {
     pub build: Duration,
 }
 
+/// Longest member address, in bytes.
+pub const ADDRESS_BYTES_MAX: usize = 256;
+/// A member address as `/openapi.json` gives it; [`is_address`] is the check.
+pub const ADDRESS_PATTERN: &str = concat!(
+    "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):",
+    "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$"
+);
+
+/// `host:port`: a DNS name or IPv4 address (letters, digits, `.` and `-`) or an IPv6
+/// address in brackets, then a port from 1 to 65535 without leading zeros; at most
+/// [`ADDRESS_BYTES_MAX`] bytes.
+pub fn is_address(value: &str) -> bool {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        Some(inner) => {
+            !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'-')
+        }
+    };
+    let port_ok = !port.starts_with('0')
+        && port.bytes().all(|byte| byte.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|port| port > 0);
+    value.len() <= ADDRESS_BYTES_MAX && host_ok && port_ok
+}
+
 /// One member, checked: an id of at least 1, `host:port` addresses, a valid region.
 pub fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
     if body.id == 0 {
@@ -34,8 +72,11 @@ pub fn member(body: MemberBody) -> Result<MemberSpec, ApiError> {
         ("raft_addr", &body.raft_addr),
         ("http_addr", &body.http_addr),
     ] {
-        if value.is_empty() || value.len() > 256 {
-            return Err(ApiError::invalid_field(field, "must be host:port"));
+        if !is_address(value) {
+            return Err(ApiError::invalid_field(
+                field,
+                "must be host:port (a DNS name, an IPv4 address or a bracketed IPv6 address, and a port 1 to 65535)",
+            ));
         }
     }
     crate::validate::text("region", &body.region)?;
@@ -142,4 +183,39 @@ pub async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
 pub fn ready(state: &AppState) -> Result<NodeId, ApiError> {
     state.replica.readiness()?;
     Ok(state.replica.node_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_address;
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        for good in [
+            "127.0.0.1:7101",
+            "holdfast-0.holdfast.default.svc:7101",
+            "[::1]:1",
+            "node-3:65535",
+        ] {
+            assert!(is_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "7101",
+            ":7101",
+            "host:",
+            "host:0",
+            "host:07101",
+            "host:65536",
+            "host:+1",
+            "ho st:1",
+            "a/b:1",
+            "[]:1",
+            "[zz]:1",
+            "host:１",
+        ] {
+            assert!(!is_address(bad), "{bad}");
+        }
+        assert!(!is_address(&format!("{}:1", "a".repeat(300))));
+    }
 }

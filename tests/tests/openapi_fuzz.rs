@@ -1,0 +1,254 @@
+//! schemathesis (PyPI, pinned by `scripts/setup.sh --test-tools`) against a real node, with
+//! the repository's `schemathesis.toml`, every check and a bounded number of examples per
+//! operation: `/openapi.json` must say what the node enforces, and no input may get a
+//! `500`.
+//!
+//! What the run may report, and nothing else: a schema-valid request refused with `400`
+//! for a rule JSON Schema cannot state, which the document then names — in the
+//! operation's `x-holdfast-rules` (rules between fields, e.g. `ends_at` not before
+//! `starts_at`), or as a byte limit (`x-max-bytes`: JSON Schema's `maxLength` counts
+//! characters). Every other failure (an undocumented status, a schema-violating request
+//! accepted, a response that breaks its schema, a server error) fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use holdfast_tests::cluster::ProcessCluster;
+use serde_json::{json, Value};
+
+/// Examples per operation and phase: enough to reach every rule, bounded for CI.
+const EXAMPLES: &str = "10";
+
+fn schemathesis() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("HOLDFAST_SCHEMATHESIS") {
+        return Ok(PathBuf::from(path));
+    }
+    let tools =
+        std::env::var("HOLDFAST_TOOLS_DIR").unwrap_or_else(|_| "/var/tmp/holdfast-tools".into());
+    let installed = Path::new(&tools).join("schemathesis/bin/schemathesis");
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    bail!("schemathesis is missing: run ./scripts/setup.sh --test-tools")
+}
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One failing test case of the run: the operation, the checks it failed and the error
+/// body the node answered.
+#[derive(Debug)]
+struct Failure {
+    operation: String,
+    checks: Vec<String>,
+    answer: Option<Value>,
+    text: String,
+}
+
+fn unescape_xml(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The failures of a schemathesis JUnit report: `<testcase name="METHOD /path">` holds
+/// `<failure>` elements, each with numbered test cases ("1. Test Case ID: ..."), their
+/// checks ("- ST202 ...") and the answer's body in backticks.
+fn failures(report: &str) -> Vec<Failure> {
+    let mut found = Vec::new();
+    for testcase in report.split("<testcase ").skip(1) {
+        let operation = testcase
+            .split_once("name=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(name, _)| unescape_xml(name))
+            .unwrap_or_default();
+        for failure in testcase.split("<failure").skip(1) {
+            let body = failure
+                .split_once('>')
+                .map(|(_, rest)| rest.split("</failure>").next().unwrap_or(""))
+                .unwrap_or("");
+            let body = unescape_xml(body);
+            for case in body.split("Test Case ID:").skip(1) {
+                let checks = case
+                    .lines()
+                    .filter_map(|line| line.trim().strip_prefix("- "))
+                    .filter(|line| line.starts_with("ST"))
+                    .map(|line| line.split_whitespace().next().unwrap_or("").to_string())
+                    .collect();
+                let answer = case.lines().find_map(|line| {
+                    let line = line.trim();
+                    let inner = line.strip_prefix('`')?.strip_suffix('`')?;
+                    serde_json::from_str::<Value>(inner).ok()
+                });
+                found.push(Failure {
+                    operation: operation.clone(),
+                    checks,
+                    answer,
+                    text: case.chars().take(1500).collect(),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The fields each operation's `x-holdfast-rules` names, by "METHOD /path".
+fn stated_rules(document: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut rules = BTreeMap::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let fields = operation["x-holdfast-rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|rule| rule["field"].as_str().map(str::to_string))
+                .collect();
+            rules.insert(format!("{} {path}", method.to_uppercase()), fields);
+        }
+    }
+    rules
+}
+
+/// Whether `failure` is a refusal the document states but JSON Schema cannot express.
+fn is_stated_refusal(failure: &Failure, rules: &BTreeMap<String, BTreeSet<String>>) -> bool {
+    if failure.checks.is_empty() || failure.checks.iter().any(|check| check != "ST202") {
+        return false;
+    }
+    let Some(details) = failure.answer.as_ref().map(|answer| &answer["error"]) else {
+        return false;
+    };
+    if details["code"] != "INVALID_FIELD" {
+        return false;
+    }
+    let field = details["details"]["field"].as_str().unwrap_or("");
+    let reason = details["details"]["reason"].as_str().unwrap_or("");
+    // `seat_blocks[0].rows` → `seat_blocks`: rules name the top-level field.
+    let top = field.split(['[', '.']).next().unwrap_or(field);
+    let stated = rules
+        .get(&failure.operation)
+        .is_some_and(|fields| fields.contains(top));
+    stated || reason.contains(" bytes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_the_document_does_not_state() -> Result<()> {
+    let schemathesis = schemathesis()?;
+    let cluster = ProcessCluster::start(1).await?;
+    // Data for the fuzzer to find: a seated event and a general-admission one.
+    cluster
+        .create_event(
+            0,
+            json!({"event_id": "fuzz-cinema", "name": "Fuzz", "currency": "EUR",
+                   "category": "movie", "starts_at": "2027-01-01T20:00:00Z",
+                   "seat_blocks": [{"section": "S", "rows": ["A", "B"], "seats_per_row": 10, "price": 900}]}),
+        )
+        .await?;
+    cluster
+        .create_event(
+            0,
+            json!({"event_id": "fuzz-concert", "name": "Fuzz GA", "currency": "EUR",
+                   "category": "event", "pools": [{"id": "GA", "capacity": 500, "price": 4000}]}),
+        )
+        .await?;
+    let document = cluster.get(0, "/openapi.json").await?.body;
+    let rules = stated_rules(&document);
+
+    let reports = tempfile::tempdir()?;
+    let output = Command::new(&schemathesis)
+        .current_dir(repository_root())
+        .args(["run", &cluster.nodes[0].url("/openapi.json")])
+        .args(["--checks", "all", "--max-examples", EXAMPLES])
+        // Byte limits are exact for ASCII (see the module docs).
+        .args(["--generation-codec", "ascii"])
+        // `/changes` is a stream that stays open; it has its own tests.
+        .args(["--exclude-path", "/changes"])
+        .args(["--request-timeout", "30", "--no-color"])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(reports.path())
+        .output()
+        .context("running schemathesis")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: String = stdout
+        .lines()
+        .skip_while(|line| !line.contains("SUMMARY"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let report = std::fs::read_dir(reports.path())?
+        .filter_map(|entry| entry.ok())
+        .find(|entry| entry.path().extension().is_some_and(|ext| ext == "xml"))
+        .map(|entry| std::fs::read_to_string(entry.path()))
+        .transpose()?
+        .with_context(|| {
+            format!(
+                "schemathesis wrote no report ({}):\n{stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    ensure!(
+        report.contains("<testcase "),
+        "the report lists no operation:\n{summary}"
+    );
+    let found = failures(&report);
+    let unexpected: Vec<&Failure> = found
+        .iter()
+        .filter(|failure| !is_stated_refusal(failure, &rules))
+        .collect();
+    ensure!(
+        unexpected.is_empty(),
+        "schemathesis found {} failure(s) the document does not state:\n{}\n\n{summary}",
+        unexpected.len(),
+        unexpected
+            .iter()
+            .map(|failure| format!(
+                "{} {:?}\n{}",
+                failure.operation, failure.checks, failure.text
+            ))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
+    // The node took all of it.
+    let health = cluster.get(0, "/healthz").await?;
+    ensure!(health.status == 200, "after the run: {}", health.body);
+    Ok(())
+}
+
+#[test]
+fn the_report_parser_reads_schemathesis_junit() {
+    let report = r#"<testsuites><testsuite>
+    <testcase name="POST /admin/events" time="1"><failure type="failure" message="ST202">1. Test Case ID: a
+
+- ST202 Schema-valid request rejected
+
+[400] Bad Request:
+
+    `{"error":{"code":"INVALID_FIELD","message":"m","details":{"field":"seat_blocks[0].rows","reason":"must be 1 to 64 bytes"}}}`
+
+2. Test Case ID: b
+
+- ST103 Undocumented status code
+
+[418] I'm a teapot:
+
+    `{"error":{"code":"X","message":"&lt;m&gt;","details":{}}}`
+</failure></testcase>
+    <testcase name="GET /events" time="1"/>
+    </testsuite></testsuites>"#;
+    let found = failures(report);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].operation, "POST /admin/events");
+    assert_eq!(found[0].checks, ["ST202"]);
+    assert_eq!(found[1].checks, ["ST103"]);
+    assert_eq!(found[1].answer.as_ref().unwrap()["error"]["message"], "<m>");
+    let rules = BTreeMap::from([(
+        "POST /admin/events".to_string(),
+        BTreeSet::from(["ends_at".to_string()]),
+    )]);
+    assert!(is_stated_refusal(&found[0], &rules), "a byte limit");
+    assert!(!is_stated_refusal(&found[1], &rules));
+}
