@@ -98,6 +98,50 @@ pub enum ErrorCode {
     /// `RESTORE_REFUSED`: a backup is restored only into an empty cluster, in order and
     /// whole (the message says which).
     RestoreRefused,
+    /// `REFUND_NOT_FOUND`.
+    RefundNotFound,
+    /// `WEBHOOK_NOT_FOUND`.
+    WebhookNotFound,
+    /// `METHOD_NOT_ALLOWED`: a known path asked with another method.
+    MethodNotAllowed,
+    /// `BOOKING_NOT_ACTIVE`: the booking was cancelled already.
+    BookingNotActive,
+    /// `REFUND_NOT_PENDING`: the refund was paid already.
+    RefundNotPending,
+    /// `REFUND_ATTEMPT_STALE`: another refund attempt was recorded first.
+    RefundAttemptStale,
+    /// `PAYMENT_AMOUNT_MISMATCH`: the charge does not match the hold's amount.
+    PaymentAmountMismatch,
+    /// `ITEM_EXISTS`: seats or pools with these ids exist already.
+    ItemExists,
+    /// `CAPACITY_BELOW_USAGE`: a pool's capacity cannot go below what is held and booked.
+    CapacityBelowUsage,
+    /// `EVENT_CANCELLED`: the event was cancelled; nothing of it can be held.
+    EventCancelled,
+    /// `LIMIT_REACHED`: a replicated inventory limit was reached.
+    LimitReached,
+    /// `PAYMENT_UNAVAILABLE`: the payment provider could not be reached; retry the confirm with the same key.
+    PaymentUnavailable,
+    /// `DATA_DIR_NODE_MISMATCH`: a node started on another node's data directory.
+    DataDirNodeMismatch,
+    /// `DATA_DIR_CLUSTER_MISMATCH`: a node started on another cluster's data directory.
+    DataDirClusterMismatch,
+    /// `UNSUPPORTED_FORMAT`: data of a format this version cannot read.
+    UnsupportedFormat,
+    /// `CORRUPT_DATA`: stored data that does not decode.
+    CorruptData,
+    /// `STORAGE_FAILURE`: the disk refused a read or a write.
+    StorageFailure,
+    /// `NOT_LEADER`: a Raft call reached a node that is not the leader.
+    NotLeader,
+    /// `RAFT_STOPPED`: Raft stopped on a fatal error.
+    RaftStopped,
+    /// `TRANSPORT_FAILURE`: a peer could not be reached.
+    TransportFailure,
+    /// `INVALID_CONFIG`: the node's configuration is invalid.
+    InvalidConfig,
+    /// `PEER_TLS_INVALID`: the peer TLS files cannot be read or do not fit together.
+    PeerTlsInvalid,
     /// `INTERNAL`: the node failed (500); for a write the outcome is unknown.
     Internal,
     /// `ALREADY_INITIALIZED`-style codes this SDK does not know yet, verbatim.
@@ -151,6 +195,28 @@ impl ErrorCode {
             "LEADER_TRANSFER_FAILED" => LeaderTransferFailed,
             "OUTBOX_FULL" => OutboxFull,
             "RESTORE_REFUSED" => RestoreRefused,
+            "REFUND_NOT_FOUND" => RefundNotFound,
+            "WEBHOOK_NOT_FOUND" => WebhookNotFound,
+            "METHOD_NOT_ALLOWED" => MethodNotAllowed,
+            "BOOKING_NOT_ACTIVE" => BookingNotActive,
+            "REFUND_NOT_PENDING" => RefundNotPending,
+            "REFUND_ATTEMPT_STALE" => RefundAttemptStale,
+            "PAYMENT_AMOUNT_MISMATCH" => PaymentAmountMismatch,
+            "ITEM_EXISTS" => ItemExists,
+            "CAPACITY_BELOW_USAGE" => CapacityBelowUsage,
+            "EVENT_CANCELLED" => EventCancelled,
+            "LIMIT_REACHED" => LimitReached,
+            "PAYMENT_UNAVAILABLE" => PaymentUnavailable,
+            "DATA_DIR_NODE_MISMATCH" => DataDirNodeMismatch,
+            "DATA_DIR_CLUSTER_MISMATCH" => DataDirClusterMismatch,
+            "UNSUPPORTED_FORMAT" => UnsupportedFormat,
+            "CORRUPT_DATA" => CorruptData,
+            "STORAGE_FAILURE" => StorageFailure,
+            "NOT_LEADER" => NotLeader,
+            "RAFT_STOPPED" => RaftStopped,
+            "TRANSPORT_FAILURE" => TransportFailure,
+            "INVALID_CONFIG" => InvalidConfig,
+            "PEER_TLS_INVALID" => PeerTlsInvalid,
             "INTERNAL" => Internal,
             other => Other(other.to_string()),
         }
@@ -202,6 +268,28 @@ impl ErrorCode {
             LeaderTransferFailed => "LEADER_TRANSFER_FAILED",
             OutboxFull => "OUTBOX_FULL",
             RestoreRefused => "RESTORE_REFUSED",
+            RefundNotFound => "REFUND_NOT_FOUND",
+            WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            BookingNotActive => "BOOKING_NOT_ACTIVE",
+            RefundNotPending => "REFUND_NOT_PENDING",
+            RefundAttemptStale => "REFUND_ATTEMPT_STALE",
+            PaymentAmountMismatch => "PAYMENT_AMOUNT_MISMATCH",
+            ItemExists => "ITEM_EXISTS",
+            CapacityBelowUsage => "CAPACITY_BELOW_USAGE",
+            EventCancelled => "EVENT_CANCELLED",
+            LimitReached => "LIMIT_REACHED",
+            PaymentUnavailable => "PAYMENT_UNAVAILABLE",
+            DataDirNodeMismatch => "DATA_DIR_NODE_MISMATCH",
+            DataDirClusterMismatch => "DATA_DIR_CLUSTER_MISMATCH",
+            UnsupportedFormat => "UNSUPPORTED_FORMAT",
+            CorruptData => "CORRUPT_DATA",
+            StorageFailure => "STORAGE_FAILURE",
+            NotLeader => "NOT_LEADER",
+            RaftStopped => "RAFT_STOPPED",
+            TransportFailure => "TRANSPORT_FAILURE",
+            InvalidConfig => "INVALID_CONFIG",
+            PeerTlsInvalid => "PEER_TLS_INVALID",
             Internal => "INTERNAL",
             Other(code) => code,
         }
@@ -228,6 +316,8 @@ impl ErrorCode {
                 | Overloaded
                 | OutcomeUnknown
                 | OutboxFull
+                | PaymentUnavailable
+                | TransportFailure
         )
     }
 
@@ -246,16 +336,43 @@ impl ErrorCode {
             Forbidden => 403,
             PaymentDeclined => 402,
             EventNotFound | SeatNotFound | PoolNotFound | HoldNotFound | BookingNotFound
-            | NodeNotFound | RouteNotFound => 404,
-            SeatUnavailable | PoolExhausted | NoAdjacentSeats | HoldNotActive
-            | HoldLimitReached | ItemInUse | EventExists | IdempotencyKeyReused
-            | AlreadyInitialized | MembershipRefused | RestoreRefused => 409,
+            | RefundNotFound | WebhookNotFound | NodeNotFound | RouteNotFound => 404,
+            MethodNotAllowed => 405,
+            SeatUnavailable
+            | PoolExhausted
+            | NoAdjacentSeats
+            | HoldNotActive
+            | HoldLimitReached
+            | BookingNotActive
+            | RefundNotPending
+            | RefundAttemptStale
+            | PaymentAmountMismatch
+            | ItemInUse
+            | ItemExists
+            | CapacityBelowUsage
+            | EventExists
+            | EventCancelled
+            | LimitReached
+            | IdempotencyKeyReused
+            | AlreadyInitialized
+            | MembershipRefused
+            | RestoreRefused => 409,
             HoldExpired => 410,
             BodyTooLarge => 413,
             RateLimited => 429,
             NoLeader | NoQuorum | NotReady | IndexNotReached | Overloaded | OutcomeUnknown
-            | LeaderTransferFailed | OutboxFull => 503,
-            Internal | Other(_) => 500,
+            | LeaderTransferFailed | OutboxFull | PaymentUnavailable | NotLeader
+            | TransportFailure => 503,
+            DataDirNodeMismatch
+            | DataDirClusterMismatch
+            | UnsupportedFormat
+            | CorruptData
+            | StorageFailure
+            | RaftStopped
+            | InvalidConfig
+            | PeerTlsInvalid
+            | Internal
+            | Other(_) => 500,
         }
     }
 }
@@ -414,8 +531,16 @@ impl Error {
     }
 
     /// The error of a gRPC status: an [`Error::Api`] when the node attached
-    /// `holdfast-error-code`, otherwise a transport-level failure.
-    pub(crate) fn from_status(status: &tonic::Status) -> Error {
+    /// `holdfast-error-code`, otherwise a transport-level failure. For callers of the
+    /// generated gRPC stubs (`holdfast-proto`) who want the SDK's errors.
+    ///
+    /// ```
+    /// # use holdfast_client::{Error, ErrorCode};
+    /// let mut status = tonic::Status::not_found("HOLD_NOT_FOUND: no hold h_9");
+    /// status.metadata_mut().insert("holdfast-error-code", "HOLD_NOT_FOUND".parse().unwrap());
+    /// assert_eq!(Error::from_status(&status).code(), Some(&ErrorCode::HoldNotFound));
+    /// ```
+    pub fn from_status(status: &tonic::Status) -> Error {
         let metadata = status.metadata();
         if let Some(code) = text(metadata, "holdfast-error-code") {
             let details = text(metadata, "holdfast-error-details")
