@@ -85,8 +85,17 @@ fn failures(report: &str) -> Vec<Failure> {
                     let inner = line.strip_prefix('`')?.strip_suffix('`')?;
                     serde_json::from_str::<Value>(inner).ok()
                 });
+                // Stateful sequences are reported under "Stateful tests": the operation
+                // is the one the case's `curl` line calls.
+                let operation = if operation.contains(' ') && operation.contains('/') {
+                    operation.clone()
+                } else {
+                    case.lines()
+                        .find_map(|line| curl_operation(line.trim()))
+                        .unwrap_or_else(|| operation.clone())
+                };
                 found.push(Failure {
-                    operation: operation.clone(),
+                    operation,
                     checks,
                     answer,
                     text: case.chars().take(1500).collect(),
@@ -95,6 +104,38 @@ fn failures(report: &str) -> Vec<Failure> {
         }
     }
     found
+}
+
+/// "METHOD /path" of a `curl -X METHOD ... 'http://host/path?query'` line (the path as sent,
+/// not its template; [`stated_rules`] is looked up with [`template_of`]).
+fn curl_operation(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("curl -X ")?;
+    let method = rest.split_whitespace().next()?;
+    let url = &rest[rest.rfind("http://")? + "http://".len()..];
+    let path = &url[url.find('/')?..];
+    let path = path.split(['?', '\'', ' ', '"']).next().unwrap_or(path);
+    Some(format!("{method} {path}"))
+}
+
+/// The operation ("METHOD /template") that "METHOD /path" calls, among `rules`' keys.
+fn template_of(operation: &str, rules: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
+    let (method, path) = operation.split_once(' ')?;
+    let segments: Vec<&str> = path.split('/').collect();
+    rules
+        .keys()
+        .find(|key| {
+            let Some((key_method, template)) = key.split_once(' ') else {
+                return false;
+            };
+            let parts: Vec<&str> = template.split('/').collect();
+            key_method == method
+                && parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment)
+        })
+        .cloned()
 }
 
 /// The fields each operation's `x-holdfast-rules` names, by "METHOD /path".
@@ -131,6 +172,7 @@ fn is_stated_refusal(failure: &Failure, rules: &BTreeMap<String, BTreeSet<String
     let top = field.split(['[', '.']).next().unwrap_or(field);
     let stated = rules
         .get(&failure.operation)
+        .or_else(|| rules.get(&template_of(&failure.operation, rules)?))
         .is_some_and(|fields| fields.contains(top));
     stated || reason.contains(" bytes")
 }
@@ -253,5 +295,23 @@ fn the_report_parser_reads_schemathesis_junit() {
         BTreeSet::from(["ends_at".to_string()]),
     )]);
     assert!(is_stated_refusal(&found[0], &rules), "a byte limit");
+    assert_eq!(
+        curl_operation(
+            "curl -X PATCH -H 'Idempotency-Key: k' -d '{}' 'http://127.0.0.1:9/admin/events/E?x=1'"
+        ),
+        Some("PATCH /admin/events/E".to_string())
+    );
+    let templates = BTreeMap::from([(
+        "PATCH /admin/events/{event_id}".to_string(),
+        BTreeSet::from(["ends_at".to_string()]),
+    )]);
+    assert_eq!(
+        template_of("PATCH /admin/events/E", &templates).as_deref(),
+        Some("PATCH /admin/events/{event_id}")
+    );
+    assert_eq!(
+        template_of("PATCH /admin/events/E/cancel", &templates),
+        None
+    );
     assert!(!is_stated_refusal(&found[1], &rules));
 }
