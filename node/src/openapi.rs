@@ -123,12 +123,12 @@ pub struct ApiDoc;
     responses((status = 200, description = "The OpenAPI document"))
 )]
 pub async fn openapi_json() -> Response {
-    let mut response = (StatusCode::OK, document_bytes().clone()).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    response
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document_bytes().clone(),
+    )
+        .into_response()
 }
 
 /// The document served at `/openapi.json`, rendered once.
@@ -167,29 +167,25 @@ fn shared_responses(document: &mut Value) {
         };
         for operation in item.values_mut() {
             let has_body = operation.get("requestBody").is_some();
-            let takes_key = operation
-                .get("parameters")
-                .and_then(Value::as_array)
-                .is_some_and(|parameters| {
-                    parameters
-                        .iter()
-                        .any(|parameter| parameter["name"] == "Idempotency-Key")
-                });
-            let has_parameters = operation
-                .get("parameters")
-                .and_then(Value::as_array)
-                .is_some_and(|parameters| !parameters.is_empty());
+            let parameters = operation["parameters"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            let has_parameters = !parameters.is_empty();
+            let takes_key = parameters
+                .iter()
+                .any(|parameter| parameter["name"] == "Idempotency-Key");
             let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
             else {
                 continue;
             };
-            let mut add = |status: u16, codes: &[ErrorCode], why: &str| {
+            // Adds `codes` (all of one status, the registry's) to that status's answer.
+            let mut add = |codes: &[ErrorCode], why: &str| {
                 let names: Vec<&str> = codes.iter().map(|code| code.as_str()).collect();
                 let entry = responses
-                    .entry(status.to_string())
-                    .or_insert_with(|| error_response(""));
+                    .entry(codes[0].http_status().to_string())
+                    .or_insert_with(error_response);
                 let description = entry["description"].as_str().unwrap_or("").to_string();
                 let missing: Vec<&str> = names
                     .iter()
@@ -207,43 +203,36 @@ fn shared_responses(document: &mut Value) {
             };
             if has_body || has_parameters {
                 add(
-                    400,
                     &[ErrorCode::InvalidField, ErrorCode::InvalidJson],
                     "a parameter or the body breaks the rules this document gives",
                 );
             }
             if takes_key {
                 add(
-                    409,
                     &[ErrorCode::IdempotencyKeyReused],
                     "the Idempotency-Key was used with another request",
                 );
             }
             if has_body {
                 add(
-                    413,
                     &[ErrorCode::BodyTooLarge],
                     "the body is larger than the route takes",
                 );
             }
             if role.is_some() {
                 add(
-                    401,
                     &[ErrorCode::Unauthenticated],
                     "keys are configured and none (or an unknown one) was sent",
                 );
                 add(
-                    403,
                     &[ErrorCode::Forbidden],
                     "the key's role may not call this route",
                 );
                 add(
-                    429,
                     &[ErrorCode::RateLimited],
                     "the caller's budget is spent (Retry-After)",
                 );
                 add(
-                    503,
                     &[ErrorCode::Overloaded],
                     "the node serves as many requests as it takes (Retry-After)",
                 );
@@ -252,9 +241,10 @@ fn shared_responses(document: &mut Value) {
     }
 }
 
-fn error_response(description: &str) -> Value {
+/// An error answer with the API's error body and no description yet.
+fn error_response() -> Value {
     json!({
-        "description": description,
+        "description": "",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     })
 }

@@ -5,12 +5,9 @@
 //! for the same error code). The edges are thin siblings over one service layer; this is
 //! what keeps them so.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use holdfast_node::grpc::with_grpc;
-use holdfast_node::SandboxProvider;
-use holdfast_node::{router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig};
+use common::serve;
 use holdfast_proto::booking::booking_service_client::BookingServiceClient;
 use holdfast_proto::booking::*;
 use holdfast_statemachine::ErrorCode;
@@ -414,29 +411,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let replica = LocalReplica::shared(LocalReplicaConfig {
-        min_index_wait: Duration::from_millis(50),
-        ..LocalReplicaConfig::default()
-    });
-    let state = AppState::new(
-        replica,
-        Arc::new(SandboxProvider::default()),
-        HttpConfig::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run_http(
-        with_grpc(router(state.clone()), state),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (address, stop)
-}
-
 struct Node {
     address: String,
     http: reqwest::Client,
@@ -582,6 +556,14 @@ fn booking_fields(status: &str, seats: &[String], amount: u64) -> Value {
     json!({"status": status, "seats": seats, "amount": amount})
 }
 
+fn booking_of_json(body: &Value) -> Value {
+    booking_fields(
+        body["status"].as_str().unwrap_or(""),
+        &serde_json::from_value::<Vec<String>>(body["seats"].clone()).unwrap_or_default(),
+        body["amount"].as_u64().unwrap_or(0),
+    )
+}
+
 async fn over_http(node: &Node, call: &Call) -> (u16, Outcome) {
     let (status, body) = match call {
         Call::Hold {
@@ -652,17 +634,9 @@ async fn over_http(node: &Node, call: &Call) -> (u16, Outcome) {
         Call::Hold { .. } | Call::Extend { .. } | Call::GetHold(_) => hold_of_json(&body),
         Call::Cancel {
             booking: Some(_), ..
-        } => booking_fields(
-            body["status"].as_str().unwrap_or(""),
-            &serde_json::from_value::<Vec<String>>(body["seats"].clone()).unwrap_or_default(),
-            body["amount"].as_u64().unwrap_or(0),
-        ),
+        } => booking_of_json(&body),
         Call::Cancel { .. } => hold_of_json(&body),
-        Call::Confirm { .. } | Call::GetBooking(_) => booking_fields(
-            body["status"].as_str().unwrap_or(""),
-            &serde_json::from_value::<Vec<String>>(body["seats"].clone()).unwrap_or_default(),
-            body["amount"].as_u64().unwrap_or(0),
-        ),
+        Call::Confirm { .. } | Call::GetBooking(_) => booking_of_json(&body),
         Call::Availability { .. } => json!({
             "available": body["summary"]["seats_available"],
             "held": body["summary"]["seats_held"],

@@ -1,40 +1,15 @@
 //! The client-facing gRPC booking service, served on the HTTP port: the same operations,
 //! answers and error codes as the JSON API, over a real socket.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use holdfast_node::grpc::with_grpc;
-use holdfast_node::SandboxProvider;
-use holdfast_node::{router, run_http, AppState, HttpConfig, LocalReplica, LocalReplicaConfig};
+use common::{serve, serve_with};
+use holdfast_node::HttpConfig;
 use holdfast_proto::booking::admin_service_client::AdminServiceClient;
 use holdfast_proto::booking::booking_service_client::BookingServiceClient;
 use holdfast_proto::booking::cluster_service_client::ClusterServiceClient;
 use holdfast_proto::booking::*;
 use tonic::Code;
-
-async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
-    serve_with(HttpConfig::default()).await
-}
-
-async fn serve_with(config: HttpConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let replica = LocalReplica::shared(LocalReplicaConfig {
-        min_index_wait: Duration::from_millis(50),
-        ..LocalReplicaConfig::default()
-    });
-    let state = AppState::new(replica, Arc::new(SandboxProvider::default()), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run_http(
-        with_grpc(router(state.clone()), state),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (address, stop)
-}
 
 fn error_code(status: &tonic::Status) -> &str {
     status
@@ -717,7 +692,7 @@ async fn admin_and_cluster_calls_over_grpc_need_the_roles_http_needs() {
     )
     .unwrap();
     let (address, _stop) = serve_with(HttpConfig {
-        auth_keys: Some(Arc::new(keys)),
+        auth_keys: Some(std::sync::Arc::new(keys)),
         ..HttpConfig::default()
     })
     .await;

@@ -127,11 +127,9 @@ fn properties() -> Vec<(&'static str, &'static str, Value)> {
     );
     let price = integer(0, PRICE_MAX);
     let capacity = integer(0, POOL_CAPACITY_MAX);
-    let tags = json!({"type": "array", "maxItems": TAGS_PER_EVENT_MAX, "uniqueItems": true,
-                      "items": text(TAG_BYTES_MAX, 1)});
     let address = json!({"type": "string", "maxLength": crate::service::cluster::ADDRESS_BYTES_MAX,
                          "pattern": crate::service::cluster::ADDRESS_PATTERN});
-    vec![
+    let mut rules = vec![
         ("HoldBody", "event_id", id()),
         ("HoldBody", "customer_id", id()),
         ("HoldBody", "seats", ids(HOLD_ITEMS_MAX)),
@@ -158,14 +156,11 @@ fn properties() -> Vec<(&'static str, &'static str, Value)> {
         ("CancelBody", "booking_id", id()),
         ("CancelBody", "reason", text(TEXT_BYTES_MAX, 0)),
         ("CreateEventBody", "event_id", id()),
-        ("CreateEventBody", "name", text(TEXT_BYTES_MAX, 0)),
         (
             "CreateEventBody",
             "category",
             string_enum(&["movie", "event", "hotel", "appointment", "other"]),
         ),
-        ("CreateEventBody", "starts_at", time()),
-        ("CreateEventBody", "ends_at", time()),
         (
             "CreateEventBody",
             "currency",
@@ -181,14 +176,6 @@ fn properties() -> Vec<(&'static str, &'static str, Value)> {
             "pools",
             json!({"maxItems": POOLS_PER_EVENT_MAX}),
         ),
-        ("CreateEventBody", "venue", text(LISTING_LABEL_BYTES_MAX, 1)),
-        ("CreateEventBody", "city", text(LISTING_LABEL_BYTES_MAX, 1)),
-        (
-            "CreateEventBody",
-            "description",
-            text(LISTING_TEXT_BYTES_MAX, 1),
-        ),
-        ("CreateEventBody", "tags", tags.clone()),
         ("SeatBody", "id", id()),
         ("SeatBody", "section", id()),
         ("SeatBody", "row", id()),
@@ -250,19 +237,26 @@ fn properties() -> Vec<(&'static str, &'static str, Value)> {
             json!({"maxItems": WEBHOOK_EVENT_TYPES_MAX,
                    "items": string_enum(&holdfast_statemachine::EventType::ALL.map(|event| event.as_str()))}),
         ),
-        ("UpdateEventBody", "name", text(TEXT_BYTES_MAX, 0)),
-        ("UpdateEventBody", "starts_at", time()),
-        ("UpdateEventBody", "ends_at", time()),
-        ("UpdateEventBody", "venue", text(LISTING_LABEL_BYTES_MAX, 1)),
-        ("UpdateEventBody", "city", text(LISTING_LABEL_BYTES_MAX, 1)),
-        (
-            "UpdateEventBody",
-            "description",
-            text(LISTING_TEXT_BYTES_MAX, 1),
-        ),
-        ("UpdateEventBody", "tags", tags),
         ("CancelEventBody", "reason", text(TEXT_BYTES_MAX, 0)),
-    ]
+    ];
+    // The listing: the same rules whether an event is created or changed.
+    for component in ["CreateEventBody", "UpdateEventBody"] {
+        rules.extend([
+            (component, "name", text(TEXT_BYTES_MAX, 0)),
+            (component, "starts_at", time()),
+            (component, "ends_at", time()),
+            (component, "venue", text(LISTING_LABEL_BYTES_MAX, 1)),
+            (component, "city", text(LISTING_LABEL_BYTES_MAX, 1)),
+            (component, "description", text(LISTING_TEXT_BYTES_MAX, 1)),
+            (
+                component,
+                "tags",
+                json!({"type": "array", "maxItems": TAGS_PER_EVENT_MAX, "uniqueItems": true,
+                       "items": text(TAG_BYTES_MAX, 1)}),
+            ),
+        ]);
+    }
+    rules
 }
 
 /// Rules over a whole body (component, keywords merged into the component).
