@@ -236,9 +236,9 @@ struct ServeArgs {
     /// The same on every node.
     #[arg(long, env = "HOLDFAST_RAFT_HEARTBEAT_MS")]
     raft_heartbeat_ms: Option<u64>,
-    /// Shortest Raft election timeout in ms (the longest is twice it); at least twice the
-    /// heartbeat interval. Failover takes about three times it [default: 500]. The same on
-    /// every node.
+    /// Shortest Raft election timeout in ms (the longest, which is also the leader's lease,
+    /// is one and a half times it); at least twice the heartbeat interval. Failover takes
+    /// about three times it [default: 500]. The same on every node.
     #[arg(long, env = "HOLDFAST_RAFT_ELECTION_TIMEOUT_MS")]
     raft_election_timeout_ms: Option<u64>,
     /// What a membership change that leaves the voters unable to survive the loss of one
@@ -981,7 +981,7 @@ mod tests {
         .expect("timers given");
         assert_eq!(config.heartbeat_interval, 400);
         assert_eq!(config.election_timeout_min, 1_000);
-        assert_eq!(config.election_timeout_max, 2_000);
+        assert_eq!(config.election_timeout_max, 1_500);
         // The heartbeat alone keeps the default election timeout (500 ms): 300 ms is too long.
         let error = serve_args(&["--raft-heartbeat-ms", "300"])
             .raft_timers("c")

@@ -487,6 +487,17 @@ impl PeerRpc for PeerService {
         let result = self.replica.elect_on_request(last_log_index).await;
         Ok(Response::new(self.change_response(result)))
     }
+
+    async fn hold_elections(
+        &self,
+        request: Request<HoldElectionsRequest>,
+    ) -> Result<Response<HoldElectionsResponse>, Status> {
+        self.open_from_member(&request)?;
+        let hold_ms = request.into_inner().hold_ms;
+        self.replica
+            .hold_elections(std::time::Duration::from_millis(hold_ms));
+        Ok(Response::new(HoldElectionsResponse {}))
+    }
 }
 
 impl PeerService {

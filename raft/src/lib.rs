@@ -22,6 +22,7 @@
 //! [`Outcome`]: holdfast_statemachine::Outcome
 
 pub mod data_dir;
+pub mod election;
 pub mod error;
 mod legacy;
 pub mod log_store;

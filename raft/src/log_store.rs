@@ -219,15 +219,31 @@ impl LogStore {
         }
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let asked = std::time::Instant::now();
             let _guard = inner.write_lock.lock().expect("log write lock poisoned");
+            let started = std::time::Instant::now();
             let mut options = WriteOptions::default();
             options.set_sync(true);
-            write(&inner, &options)
+            let written = write(&inner, &options);
+            // As etcd's "slow fdatasync": a synced write this slow stalls every election
+            // and commit of this node, and is the disk's doing (or the machine's).
+            let took = started.elapsed();
+            if took >= SLOW_WRITE {
+                tracing::warn!(
+                    took_ms = took.as_millis() as u64,
+                    waited_ms = (started - asked).as_millis() as u64,
+                    "slow synced write to the Raft log"
+                );
+            }
+            written
         })
         .await
         .map_err(|error| write_error(ErrorSubject::Logs, &error))?
     }
 }
+
+/// A synced log write slower than this is logged as a warning.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

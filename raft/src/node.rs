@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::data_dir::{ClusterId, DataDir};
+use crate::election::{prompt_elections, Elections};
 use crate::error::Error;
 use crate::log_store::LogStore;
 use crate::memory::MemoryDisk;
@@ -93,11 +94,19 @@ impl RaftNodeConfig {
 /// Heartbeat interval of [`default_raft_config`], in milliseconds.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 250;
 /// Shortest election timeout of [`default_raft_config`], in milliseconds (the longest is
-/// twice it).
+/// one and a half times it: [`election_timeout_max_ms`]).
 pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 500;
 
-/// openraft settings for Holdfast: heartbeats every 250 ms, elections after 0.5–1 s without
-/// a leader, a snapshot every 10,000 entries, 1 MiB snapshot chunks.
+/// The longest election timeout for a shortest one of `min_ms`: one and a half times it.
+/// It is also the leader's lease (openraft 0.9): how long a voter refuses other candidates
+/// after it last heard from its leader.
+pub fn election_timeout_max_ms(min_ms: u64) -> u64 {
+    min_ms.saturating_add(min_ms / 2)
+}
+
+/// openraft settings for Holdfast: heartbeats every 250 ms, election timeouts of
+/// 0.5–0.75 s and a leader's lease of 0.75 s (see [`raft_config`]), a snapshot every
+/// 10,000 entries, 1 MiB snapshot chunks.
 pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
     raft_config(
         cluster_id,
@@ -107,7 +116,7 @@ pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
 }
 
 /// openraft settings with the given timers: heartbeats every `heartbeat_ms`, elections
-/// after `election_timeout_min_ms` to twice that without a leader.
+/// after `election_timeout_min_ms` to one and a half times that without a leader.
 ///
 /// Two constraints set them:
 /// - openraft 0.9 gives an AppendEntries RPC (heartbeats included) one heartbeat interval
@@ -117,9 +126,12 @@ pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
 ///   200 ms. Raise it for regions farther apart.
 /// - The election timeouts bound failover: openraft 0.9 voters refuse votes while the lease
 ///   of the leader they last heard from runs (`election_timeout_max`), and start their own
-///   election only a lease plus a timeout after they last heard from it, so a new leader
-///   takes 1.5–2 s after the old one fell silent with the defaults; with 1–2 s it took
-///   3.5–4.5 s (BENCHMARKS.md).
+///   election only a lease plus a timeout after they last heard from it, checked on a tick
+///   of one and a half heartbeats: 1.25–1.9 s with the defaults. Holdfast's prompt
+///   elections ([`crate::election`]) stand right after the lease instead, so a new leader
+///   comes about 0.8–1.1 s after the old one fell silent (BENCHMARKS.md, "Failover"). The
+///   range is narrow (one and a half times, not twice): the lease is its longest timeout,
+///   and every failover waits the lease out.
 pub fn raft_config(
     cluster_id: &str,
     heartbeat_ms: u64,
@@ -134,7 +146,7 @@ pub fn raft_config(
         },
         heartbeat_interval: heartbeat_ms,
         election_timeout_min: election_timeout_min_ms,
-        election_timeout_max: election_timeout_min_ms.saturating_mul(2),
+        election_timeout_max: election_timeout_max_ms(election_timeout_min_ms),
         max_payload_entries: 256,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
@@ -167,6 +179,8 @@ pub struct RaftNode {
     stop_server: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<Result<(), Error>>>>,
     peer_contact: crate::network::PeerContact,
+    /// Election nudges, shared by its Raft servers ([`crate::election`]).
+    elections: Elections,
 }
 
 impl RaftNode {
@@ -273,6 +287,13 @@ impl RaftNode {
             (None, None) => unreachable!("a node without a memory disk opens its directory"),
         };
         let (stop_server, _) = watch::channel(false);
+        let elections = Elections::new(raft.clone());
+        let seed = rand::RngCore::next_u64(&mut crate::runtime::RaftRng);
+        tokio::spawn(prompt_elections(
+            elections.clone(),
+            seed,
+            stop_server.subscribe(),
+        ));
         Ok(RaftNode {
             raft,
             state,
@@ -286,6 +307,7 @@ impl RaftNode {
             stop_server,
             server: Mutex::new(None),
             peer_contact,
+            elections,
         })
     }
 
@@ -386,6 +408,7 @@ impl RaftNode {
             self.node_id(),
             self.incarnation(),
             self.tls.is_some(),
+            self.elections.clone(),
         )
     }
 
@@ -403,6 +426,13 @@ impl RaftNode {
             shutdown,
         ));
         *self.server.lock().expect("server lock poisoned") = Some(task);
+    }
+
+    /// Leaves elections to other voters for `span`: this node does not stand on its own
+    /// initiative meanwhile, beyond openraft's own election timer (a leader transfer to
+    /// another voter is under way; see [`crate::election`]).
+    pub fn hold_elections(&self, span: Duration) {
+        self.elections.hold(span);
     }
 
     /// Makes the given nodes the first voters of a new cluster. Call once, on one node.

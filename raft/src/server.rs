@@ -15,6 +15,7 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use crate::data_dir::ClusterId;
+use crate::election::Elections;
 use crate::error::Error;
 use crate::network::INCARNATION_MISMATCH;
 use crate::tls::{check_peer_identity, PeerTls};
@@ -38,6 +39,8 @@ pub struct RaftGrpcService {
     /// certificate names the sender ([`check_peer_identity`]).
     tls_required: bool,
     on_refusal: Option<RefusalHook>,
+    /// This node's election nudges, told of every AppendEntries call ([`crate::election`]).
+    elections: Elections,
 }
 
 impl RaftGrpcService {
@@ -50,6 +53,7 @@ impl RaftGrpcService {
         node_id: NodeId,
         incarnation: u64,
         tls_required: bool,
+        elections: Elections,
     ) -> RaftGrpcService {
         RaftGrpcService {
             raft,
@@ -58,6 +62,7 @@ impl RaftGrpcService {
             incarnation,
             tls_required,
             on_refusal: None,
+            elections,
         }
     }
 
@@ -201,12 +206,19 @@ impl RaftService for RaftGrpcService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let message = self.open(request)?;
+        self.elections.heard().touch();
         reply(&self.raft.append_entries(message).await)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let message = self.open(request)?;
-        reply(&self.raft.vote(message).await)
+        let message: openraft::raft::VoteRequest<NodeId> = self.open(request)?;
+        let (candidate, candidate_log) = (message.vote, message.last_log_id);
+        let answer = self.raft.vote(message).await;
+        if let Ok(response) = &answer {
+            self.elections
+                .answered_a_candidate(candidate, candidate_log, response.last_log_id);
+        }
+        reply(&answer)
     }
 
     async fn install_snapshot(

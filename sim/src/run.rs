@@ -179,7 +179,7 @@ fn run_seeded(config: &RunConfig) -> RunReport {
         .rng_seed(config.seed)
         .epoch(UNIX_EPOCH + Duration::from_millis(SIM_EPOCH_MS))
         .simulation_duration(Duration::from_millis(timeline.give_up_ms + 10_000))
-        // Two milliseconds a step: fine enough for 1–5 ms links, 250 ms heartbeats and 0.5–1 s
+        // Two milliseconds a step: fine enough for 1–5 ms links, 250 ms heartbeats and 0.5–0.75 s
         // election timeouts, and half the cost of turmoil's default of one.
         .tick_duration(Duration::from_millis(2))
         .min_message_latency(Duration::from_millis(1))

@@ -122,13 +122,19 @@ fn a_skipped_seat_check_is_caught_within_three_seeds() {
 #[test]
 fn skipped_fsyncs_are_caught_within_three_seeds() {
     // Caught as what it is: a booking that a client was told about is gone after a power
-    // loss. Any other failure (diverging replicas, a refused restart) does not count.
+    // loss. Any other failure (diverging replicas, a refused restart) does not count, nor
+    // does openraft's own debug assertion against a follower's log going back, which
+    // stops some seeds (seed 0 since the prompt elections of 2026-12-04; seeds 1–4, 6 and
+    // 7 of 0–7 are caught as lost bookings).
     let caught = (0..3).find_map(|seed| {
-        let report = run(&RunConfig {
-            scenario: Some(Scenario::PowerLoss),
-            breakage: Breakage::SkipFsync,
-            ..RunConfig::new(seed)
-        });
+        let report = std::panic::catch_unwind(|| {
+            run(&RunConfig {
+                scenario: Some(Scenario::PowerLoss),
+                breakage: Breakage::SkipFsync,
+                ..RunConfig::new(seed)
+            })
+        })
+        .ok()?;
         failed_check(&report, DURABILITY_CHECK).then_some(report)
     });
     let report = caught.expect("no acknowledged booking was lost to skipped fsyncs in 3 seeds");
@@ -158,16 +164,18 @@ fn a_leader_reading_expiry_from_its_local_clock_is_caught_within_six_seeds() {
 }
 
 #[test]
-fn a_leader_stamping_hours_ahead_without_the_clock_guard_is_caught_within_three_seeds() {
+fn a_leader_stamping_hours_ahead_without_the_clock_guard_is_caught_within_five_seeds() {
     // Seeds where the jumped leader loses its leadership before it stamps are caught by
     // the other checkers (a follower judging by its own clock refuses confirms early).
+    // Measured on 2026-12-04, with prompt elections: seeds 3–7 of 0–7 catch it as such,
+    // seeds 0–2 only as non-linearizable histories.
     first_caught_as(
         Scenario::ClockSkew,
         Breakage::NoClockGuard,
-        3,
+        5,
         "ahead of true time",
     )
-    .expect("a leader stamping hours ahead was not caught as such within 3 seeds");
+    .expect("a leader stamping hours ahead was not caught as such within 5 seeds");
 }
 
 #[test]

@@ -153,6 +153,9 @@ async fn region_cut(launch: Launch, label: &str) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let cut_at = Instant::now();
+    let cut_wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     let mut latencies: Vec<Duration> = acks
         .lock()
         .unwrap()
@@ -229,6 +232,14 @@ async fn region_cut(launch: Launch, label: &str) -> anyhow::Result<()> {
         assert_eq!(stale.status, 200, "{:?}", stale.body);
     }
 
+    if let Ok(dir) = std::env::var("FAILOVER_KEEP_LOGS") {
+        for position in 0..5 {
+            std::fs::write(format!("{dir}/node-{position}.log"), cluster.log(position))?;
+        }
+        println!(
+            "failover ({label}): cut positions {cut:?} at unix ms {cut_wall_ms}; logs in {dir}"
+        );
+    }
     // Heal: every node catches up and every acknowledged hold is there.
     for &position in &cut {
         cluster.set_isolated(position, false).await?;

@@ -203,16 +203,22 @@ impl Inner {
     }
 }
 
-/// Samples the voters' clocks while this node leads, until `stopped`.
+/// Samples the voters' clocks while this node leads, until `stopped`: every
+/// [`SAMPLE_EVERY`], and at once when this node becomes leader (its batcher waits for a
+/// quorum's samples before it proposes, so a new leader's first writes wait one round trip
+/// to its nearest voters, not up to a sampling period). Each sample is kept as it arrives:
+/// a voter that does not answer (its region cut off) delays no other voter's sample.
 pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receiver<bool>) {
     let inner = std::sync::Arc::downgrade(&replica.inner);
+    let mut metrics = replica.inner.node.metrics();
     drop(replica);
     let mut clients: BTreeMap<NodeId, PeerClient> = BTreeMap::new();
     loop {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.is_leader() {
+        let leading = inner.is_leader();
+        if leading {
             let me = inner.node_id();
             let voters: Vec<NodeId> = inner
                 .node
@@ -224,35 +230,32 @@ pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receive
                 .filter(|id| *id != me)
                 .collect();
             clients.retain(|id, _| voters.contains(id));
-            // Every voter at once: one that cannot be reached costs its own timeout, not
-            // the others' samples.
             let inner_ref = &inner;
-            let rounds = voters.into_iter().map(|id| {
-                let cached = clients.remove(&id);
-                async move {
-                    let mut client = match cached {
-                        Some(client) => client,
-                        None => inner_ref.member_client(id, SAMPLE_TIMEOUT).await.ok()?,
-                    };
-                    let sample = inner_ref.sample(&mut client).await?;
-                    Some((id, client, sample))
-                }
-            });
-            let mut measured = Vec::new();
-            for (id, client, sample) in futures::future::join_all(rounds)
-                .await
+            let mut rounds: futures::stream::FuturesUnordered<_> = voters
                 .into_iter()
-                .flatten()
-            {
-                clients.insert(id, client);
-                measured.push((id, sample));
+                .map(|id| {
+                    let cached = clients.remove(&id);
+                    async move {
+                        let mut client = match cached {
+                            Some(client) => client,
+                            None => inner_ref.member_client(id, SAMPLE_TIMEOUT).await.ok()?,
+                        };
+                        let sample = inner_ref.sample(&mut client).await?;
+                        Some((id, client, sample))
+                    }
+                })
+                .collect();
+            while let Some(answer) = futures::StreamExt::next(&mut rounds).await {
+                if let Some((id, client, sample)) = answer {
+                    clients.insert(id, client);
+                    inner
+                        .clock_samples
+                        .samples
+                        .lock()
+                        .expect("clock samples lock")
+                        .insert(id, sample);
+                }
             }
-            inner
-                .clock_samples
-                .samples
-                .lock()
-                .expect("clock samples lock")
-                .extend(measured);
         } else {
             clients.clear();
             inner
@@ -263,8 +266,23 @@ pub async fn run_clock_sampler(replica: RaftReplica, mut stopped: watch::Receive
                 .clear();
         }
         drop(inner);
+        // A follower wakes when it becomes leader; a leader samples again after a period.
+        let became_leader = async {
+            if leading
+                || metrics
+                    .wait_for(|metrics| {
+                        metrics.state == openraft::ServerState::Leader
+                            && metrics.current_leader == Some(metrics.id)
+                    })
+                    .await
+                    .is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = became_leader => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
     }

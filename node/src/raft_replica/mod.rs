@@ -149,7 +149,11 @@ impl Default for RaftReplicaConfig {
             forwards_in_flight_max: 8,
             forward_timeout: Duration::from_secs(8),
             forward_connect_timeout: Duration::from_millis(500),
-            leader_contact_max: Duration::from_millis(1_000),
+            leader_contact_max: Duration::from_millis(
+                holdfast_raft::node::election_timeout_max_ms(
+                    holdfast_raft::node::ELECTION_TIMEOUT_MS_DEFAULT,
+                ),
+            ),
             leader_wait: Duration::from_secs(2),
             commit_timeout: Duration::from_secs(5),
             forwarded_apply_wait: Duration::from_secs(2),
@@ -390,6 +394,12 @@ impl RaftReplica {
     /// leader's log up to `last_log_index`.
     pub async fn elect_on_request(&self, last_log_index: u64) -> Result<(), NodeError> {
         self.inner.elect_on_request(last_log_index).await
+    }
+
+    /// Other voters' side of a leader transfer: leaves the election to its target for
+    /// `hold` (capped at [`transfer::HOLD_MAX`]).
+    pub fn hold_elections(&self, hold: Duration) {
+        self.inner.node.hold_elections(hold.min(transfer::HOLD_MAX));
     }
 }
 

@@ -7,13 +7,17 @@
 //! 1. It stops taking writes and linearizable reads (they wait, bounded, as in an
 //!    election, and then go to the new leader) and waits until the target has every entry
 //!    of its log.
-//! 2. It falls silent (no heartbeats) for one lease plus one heartbeat interval, so every
-//!    voter's lease on it has run out, while the voters' own election timers (a lease plus
-//!    at least `election_timeout_min`) have not.
-//! 3. It asks the target, over the peer service, to start an election now. The target,
-//!    with the longest log, wins it; the old leader steps down on the new term.
+//! 2. It asks the other voters to leave elections to the target for a while
+//!    (`HoldElections`: Holdfast's prompt elections would otherwise make one of them stand
+//!    as soon as the silence outlasts the lease), then falls silent (no heartbeats) for one
+//!    lease plus one heartbeat interval, so every voter's lease on it has run out, while
+//!    the voters' own openraft election timers (a lease plus at least
+//!    `election_timeout_min`) have not.
+//! 3. It asks the target, over the peer service, to start an election now, unless the
+//!    target already stood on its own once its lease ran out (prompt elections). The
+//!    target, with the longest log, wins; the old leader steps down on the new term.
 //!
-//! Writes pause for about a lease (1.25 s with the default timers). Whatever happens, the
+//! Writes pause for about a lease and a heartbeat (1 s with the default timers). Whatever happens, the
 //! leader's heartbeats are switched back on and writes resume; a target that did not take
 //! over is reported as `LEADER_TRANSFER_FAILED`, naming the leader the cluster has.
 
@@ -29,6 +33,10 @@ use crate::replica::{NodeError, NodeId};
 /// How long the target may take to catch up with the leader's log before a transfer
 /// gives up.
 const CATCH_UP_MAX: Duration = Duration::from_secs(3);
+
+/// The longest a voter leaves elections to a transfer's target when asked to
+/// (`HoldElections`): a bound on what a peer's request can make it do.
+pub(super) const HOLD_MAX: Duration = Duration::from_secs(10);
 
 /// Times the leader catches up the target and falls silent before giving up because
 /// entries already on their way kept appending.
@@ -116,11 +124,25 @@ impl Inner {
         let mut rounds = 0;
         let last = loop {
             let last = self.await_caught_up(to).await?;
+            // The other voters would stand on their own once the silence outlasts the
+            // lease (prompt elections, `holdfast_raft::election`): they leave it to the
+            // target for the silence and the election that follows.
+            self.hold_other_voters(to, lease + heartbeat * 4, heartbeat)
+                .await;
             raft.runtime_config().heartbeat(false);
             // The voters' leases and election timers run from the last AppendEntries they
             // received: one more now, so both are measured from here.
             let _ = raft.trigger().heartbeat().await;
-            tokio::time::sleep(lease + heartbeat).await;
+            // The target itself stands once its lease on this leader runs out (prompt
+            // elections; the other voters hold back): that is the handover done.
+            let silent_until = Instant::now() + lease + heartbeat;
+            while Instant::now() < silent_until && self.leader_id() != Some(to) {
+                tokio::time::sleep(LEADER_POLL).await;
+            }
+            if self.leader_id() == Some(to) {
+                tracing::info!(from = self.node_id(), to, "leadership handed over");
+                return Ok(());
+            }
             let metrics = self.node.metrics().borrow().clone();
             if metrics.state != ServerState::Leader {
                 return Err(
@@ -155,6 +177,44 @@ impl Inner {
             }
             tokio::time::sleep(LEADER_POLL).await;
         }
+    }
+
+    /// Asks every voter but this one and `to` not to stand on its own for `hold`, all at
+    /// once, each bounded by `timeout`. Best effort: a voter not reached may stand when the
+    /// leader falls silent, and the transfer then reports who won.
+    async fn hold_other_voters(&self, to: NodeId, hold: Duration, timeout: Duration) {
+        let me = self.node_id();
+        let others: Vec<NodeId> = {
+            let metrics = self.node.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| *id != me && *id != to)
+                .collect()
+        };
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+        let asks = others.into_iter().map(|id| async move {
+            let asked = tokio::time::timeout(timeout, async {
+                let mut client = self.member_client(id, timeout).await?;
+                client
+                    .hold_elections(holdfast_proto::booking::HoldElectionsRequest { hold_ms })
+                    .await
+                    .map_err(|status| NodeError::Internal {
+                        message: status.message().to_owned(),
+                    })?;
+                Ok::<_, NodeError>(())
+            })
+            .await;
+            if !matches!(asked, Ok(Ok(()))) {
+                tracing::warn!(
+                    voter = id,
+                    "could not ask a voter to leave a transfer's election to its target"
+                );
+            }
+        });
+        futures::future::join_all(asks).await;
     }
 
     /// Waits until `to` has every entry of this leader's log and all of it is committed;
