@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"
 cargo build --release --locked -p holdfast-node --bin holdfast
-exec ./target/release/holdfast dev "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/holdfast" dev "$@"

@@ -1,12 +1,13 @@
 //! Automatic batching: concurrent writes from any number of tasks become few `Batch` calls.
 //!
 //! Every hold, extend, confirm and cancel is queued here with its own idempotency key. A
-//! dispatcher task takes what is queued: when no batch is in flight it sends at once (a
-//! lone caller waits for nothing), and while one is in flight everything that arrives
-//! gathers into the next batch, up to the node's limit of operations and bytes. Each
-//! caller gets its own result back; the caller's own retry loop (same key, backoff, its
-//! own deadline) decides what to do with a failure, so one refused operation never
-//! affects its neighbours and a batch lost in transit is retried operation by operation.
+//! dispatcher task takes what is queued: when a slot for a batch is free it sends at once
+//! (a lone caller waits for nothing), and while every slot is busy (two by default)
+//! everything that arrives gathers into the next batch, up to the node's limit of
+//! operations and bytes. Each caller gets its own result back; the caller's own retry
+//! loop (same key, backoff, its own deadline) decides what to do with a failure, so one
+//! refused operation never affects its neighbours and a batch lost in transit is retried
+//! operation by operation.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub(crate) enum BatchFailure {
 pub(crate) type BatchReply = Result<(BatchResult, Meta), BatchFailure>;
 
 struct Pending {
-    operation: batch_operation::Operation,
+    operation: BatchOperation,
     bytes: usize,
     deadline: Instant,
     reply: oneshot::Sender<BatchReply>,
@@ -76,10 +77,13 @@ impl Batcher {
         operation: batch_operation::Operation,
         deadline: Instant,
     ) -> BatchReply {
-        let bytes = BatchOperation {
-            operation: Some(operation.clone()),
-        }
-        .encoded_len();
+        let operation = BatchOperation {
+            operation: Some(operation),
+        };
+        // Its share of the request: the message and the frame `BatchRequest` puts around
+        // each operation (a one-byte key for field 1, and the length).
+        let length = operation.encoded_len();
+        let bytes = 1 + prost::length_delimiter_len(length) + length;
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             operation,
@@ -206,14 +210,7 @@ async fn send(transport: Arc<Transport>, pending: Vec<Pending>, _permit: OwnedSe
         .max(BATCH_TIMEOUT_MIN);
     let (operations, replies): (Vec<_>, Vec<_>) = pending
         .into_iter()
-        .map(|pending| {
-            (
-                BatchOperation {
-                    operation: Some(pending.operation),
-                },
-                pending.reply,
-            )
-        })
+        .map(|pending| (pending.operation, pending.reply))
         .unzip();
     let count = operations.len();
     let node = transport.pick(Route::Leader);

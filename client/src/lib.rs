@@ -18,7 +18,7 @@
 //!   outcome is unknown. Unkeyed calls (admin and cluster changes) are retried only when
 //!   the request certainly never left.
 //! - **Automatic batching.** Concurrent holds, extends, confirms and cancels from any
-//!   number of tasks are gathered into the node's `Batch` call while a batch is in flight;
+//!   number of tasks are gathered into the node's `Batch` call while batches are in flight;
 //!   each keeps its own key and gets its own answer, and a lone caller sends at once.
 //! - **Sessions.** [`Client::session`] reads its own writes on any node with `min_index`.
 //! - **The change stream.** [`Client::watch_changes`] follows the outbox from an index as a

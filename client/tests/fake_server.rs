@@ -350,8 +350,11 @@ async fn concurrent_holds_share_few_batches_and_each_gets_its_own_answer() {
         }),
     };
     let address = serve(fake.clone());
-    // A dead endpoint first: connect succeeds through the live one.
-    let client = Client::connect([dead_address().to_string(), address.to_string()])
+    // A dead endpoint first: connect succeeds through the live one. One batch in flight,
+    // so that everything below gathers behind the first one, which the node holds.
+    let client = Client::builder([dead_address().to_string(), address.to_string()])
+        .max_in_flight_batches(1)
+        .connect()
         .await
         .expect("connect past a dead endpoint");
 

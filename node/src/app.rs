@@ -25,13 +25,15 @@ use crate::payment::PaymentProvider;
 use crate::replica::{self, ReadMeta, ReadRequest, Replica};
 use crate::{admin, booking, cluster, events, reads, search};
 
-/// `X-Holdfast-Applied-Index`.
+/// `X-Holdfast-Applied-Index`: the log index a read was served at, or the index of the
+/// entry that applied a write.
 pub const APPLIED_INDEX_HEADER: HeaderName = HeaderName::from_static("x-holdfast-applied-index");
-/// `X-Holdfast-Node`.
+/// `X-Holdfast-Node`: the id of the node that answered, on every answer of [`router`].
 pub const NODE_HEADER: HeaderName = HeaderName::from_static("x-holdfast-node");
-/// `X-Holdfast-Leader`.
+/// `X-Holdfast-Leader`: the leader the answering node knows; absent when it knows none.
 pub const LEADER_HEADER: HeaderName = HeaderName::from_static("x-holdfast-leader");
-/// `X-Request-Id`.
+/// `X-Request-Id`: the client's own (1–128 printable ASCII characters, no spaces) or else a
+/// new one of 16 hex digits; echoed on the answer and logged in the request's tracing span.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest accepted client `X-Request-Id`; longer ones are replaced.
 pub const REQUEST_ID_CHARS_MAX: usize = 128;
@@ -88,7 +90,10 @@ impl std::ops::Deref for AppState {
 
 /// The shared parts of [`AppState`].
 pub struct Shared {
+    /// The replication seam every read and write goes through (see [`crate::replica`]).
     pub replica: Arc<dyn Replica>,
+    /// The payment provider every confirm charges through; a charge whose answer was lost
+    /// is looked up in it by its key (see [`crate::payment`]).
     pub payments: Arc<dyn PaymentProvider>,
     /// Takes over charges whose confirm got no answer.
     pub charges: ChargeResolver,
@@ -96,7 +101,10 @@ pub struct Shared {
     pub availability_cache: crate::reads::AvailabilityCache,
     /// Rate limits per caller and the cap on requests in flight.
     pub admission: crate::rate::Admission,
+    /// The settings this state was built with, fixed for its lifetime.
     pub config: Arc<HttpConfig>,
+    /// The process-wide Prometheus registry that `GET /metrics` renders
+    /// ([`crate::metrics::install`]).
     pub metrics: PrometheusHandle,
     /// Turns true when the server stops: long-lived answers (`GET /changes`) end, so a
     /// graceful shutdown does not wait for them.

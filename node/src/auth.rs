@@ -159,13 +159,23 @@ fn scope_of(digest: &KeyDigest) -> String {
 /// A keys file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthKeysError {
+    /// The file could not be read (missing, unreadable, or not UTF-8).
     #[error("cannot read the keys file {path}: {source}")]
     Read {
+        /// The path as given, for the message.
         path: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
+    /// The file was read but a line (or the whole file) is not acceptable; nothing of it is
+    /// used.
     #[error("keys file line {line}: {reason}")]
-    Invalid { line: usize, reason: String },
+    Invalid {
+        /// The 1-based line at fault; 0 when the file as a whole is (it lists no key).
+        line: usize,
+        /// What is wrong, in words for the operator.
+        reason: String,
+    },
 }
 
 /// The keys of a keys file, by digest.

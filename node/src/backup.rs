@@ -39,7 +39,9 @@ pub const RESTORE_BODY_BYTES_MAX: usize = RESTORE_CHUNK_BYTES_MAX;
 /// A backup file: the header, then the state bytes (kept apart, so that the state is never
 /// copied to put the header in front of it).
 pub struct BackupFile {
+    /// The log index the state includes, the state's length and its SHA-256.
     pub header: BackupHeader,
+    /// The state machine's snapshot bytes, exactly `header.length` of them.
     pub state: axum::body::Bytes,
 }
 
@@ -189,8 +191,11 @@ pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError>
 /// `POST /cluster/restore`'s answer.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RestoreProgressJson {
+    /// The restore the piece belongs to, as the client chose it.
     pub restore_id: u64,
+    /// Bytes of the state staged so far (all of them once `done`).
     pub received_bytes: u64,
+    /// The length of the whole state bytes, as this piece declared it.
     pub total_bytes: u64,
     /// The backup replaced the state.
     pub done: bool,

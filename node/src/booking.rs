@@ -18,6 +18,8 @@ use crate::wire::{
     BookingJson, CancelBody, ConfirmBody, ErrorBody, ExtendBody, HoldBody, HoldJson,
 };
 
+/// Holds named seats, pool units or the best available seats for a customer, all or none,
+/// for `ttl_seconds` (1–7200, default 600).
 #[utoipa::path(
     post, path = "/booking/hold", tag = "booking",
     request_body = HoldBody,
@@ -42,6 +44,7 @@ pub async fn hold(
     )))
 }
 
+/// Moves an active hold's expiry to `ttl_seconds` from now, capped at its maximum life.
 #[utoipa::path(
     post, path = "/booking/extend", tag = "booking",
     request_body = ExtendBody,
@@ -64,6 +67,8 @@ pub async fn extend(
     )))
 }
 
+/// Charges the payment provider for an active hold, then commits the booking; a retry with
+/// the same `Idempotency-Key` never charges twice.
 #[utoipa::path(
     post, path = "/booking/confirm", tag = "booking",
     request_body = ConfirmBody,
@@ -87,6 +92,7 @@ pub async fn confirm(
     )))
 }
 
+/// Releases a hold, or cancels a booking and records its refund.
 #[utoipa::path(
     post, path = "/booking/cancel", tag = "booking",
     request_body = CancelBody,
@@ -179,7 +185,9 @@ pub struct BatchJson {
 /// One operation's answer: the status and body its own route would have answered.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResultJson {
+    /// The HTTP status the operation's own route would have answered.
     pub status: u16,
+    /// The JSON body that route would have answered: the answer, or `{"error": ...}`.
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
     /// With a `503`: when to retry (its route's `Retry-After`).

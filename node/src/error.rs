@@ -22,10 +22,14 @@ pub const RETRY_AFTER_SECONDS_DEFAULT: u64 = 1;
 pub struct ApiError {
     /// The HTTP status of `code` (kept beside it: every edge reads it).
     pub status: StatusCode,
+    /// The stable code clients match on (API.md), rendered as its `UPPER_SNAKE` name.
     pub code: ErrorCode,
+    /// Human text; what a client acts on is in `code` and `details`.
     pub message: String,
     /// Always a JSON object.
     pub details: Value,
+    /// Seconds to wait before retrying, sent as `Retry-After` (gRPC: `retry-after`
+    /// metadata); `None` sends no such header.
     pub retry_after_seconds: Option<u64>,
     /// Answer with `Connection: close` (HTTP/1 only): the request body was left unread, so
     /// the connection cannot carry another request.

@@ -59,6 +59,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 /// is; `null` clears an optional one.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 pub struct UpdateEventBody {
+    /// At most 256 bytes without control characters; `null` leaves the name as it is.
     #[serde(default)]
     pub name: Option<String>,
     /// RFC 3339.
@@ -69,15 +70,20 @@ pub struct UpdateEventBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub ends_at: Option<Option<String>>,
+    /// 1–128 bytes without control characters.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub venue: Option<Option<String>>,
+    /// 1–128 bytes without control characters.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub city: Option<Option<String>>,
+    /// 1–4096 bytes without control characters.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// Replaces every tag: at most 16, each 1–32 bytes without control characters, none
+    /// named twice; `[]` removes them all.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
 }
@@ -93,16 +99,22 @@ pub struct CancelEventBody {
 /// The answer of `POST /admin/events/{event_id}/cancel`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct EventCancelledJson {
+    /// The cancelled event.
     pub event_id: String,
     /// Always `CANCELLED`.
     pub status: &'static str,
     /// The event's version after the cancellation.
     pub version: u64,
+    /// Holds that were active on the event and are now released.
     pub holds_released: u64,
+    /// Confirmed bookings of the event, now cancelled.
     pub bookings_cancelled: u64,
+    /// Refunds recorded for the cancelled bookings: one per booking that paid more than 0,
+    /// so at most `bookings_cancelled`. The refund worker pays them later.
     pub refunds_recorded: u64,
     /// Sum of the refunds recorded, in minor units.
     pub refund_amount: u64,
+    /// The log index of the cancellation (also `X-Holdfast-Applied-Index`).
     pub applied_index: u64,
 }
 

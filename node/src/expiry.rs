@@ -13,10 +13,21 @@ use crate::replica::{self, NodeError, Proposal, Replica};
 /// Settings of the expiry ticker.
 #[derive(Clone, Debug)]
 pub struct ExpiryConfig {
-    /// How often the leader looks for due holds.
+    /// How often the leader looks for due holds (default 1 s): an expired hold's items are
+    /// freed up to about this long (plus a commit) after its expiry.
     pub check_interval: Duration,
-    /// Holds ended by one entry at most.
+    /// Holds one `ExpireHolds` entry ends at most (default 1,000; clamped to 1..=10,000,
+    /// the state machine's `EXPIRE_HOLDS_PER_ENTRY_MAX`). An entry that ends this many is
+    /// followed at once by another, so a backlog does not wait for the next tick.
     pub holds_per_entry_max: u32,
+}
+
+impl ExpiryConfig {
+    /// [`ExpiryConfig::holds_per_entry_max`] within the state machine's bounds.
+    fn holds_per_entry(&self) -> u32 {
+        self.holds_per_entry_max
+            .clamp(1, holdfast_statemachine::limits::EXPIRE_HOLDS_PER_ENTRY_MAX)
+    }
 }
 
 impl Default for ExpiryConfig {
@@ -34,9 +45,7 @@ pub async fn expire_due_holds(
     replica: &dyn Replica,
     config: &ExpiryConfig,
 ) -> Result<usize, NodeError> {
-    let max_holds = config
-        .holds_per_entry_max
-        .clamp(1, holdfast_statemachine::limits::EXPIRE_HOLDS_PER_ENTRY_MAX);
+    let max_holds = config.holds_per_entry();
     let cluster_ms = replica.cluster_time_ms();
     let (due, meta) = replica::read_now(replica, |machine| {
         let now_ms = machine.now_ms().max(cluster_ms);
@@ -70,7 +79,7 @@ pub async fn run_expiry_ticker(
         // Keep going while a full batch was due: a backlog drains at once, bounded per entry.
         loop {
             match expire_due_holds(&*replica, &config).await {
-                Ok(ended) if ended as u32 >= config.holds_per_entry_max => continue,
+                Ok(ended) if ended as u32 >= config.holds_per_entry() => continue,
                 Ok(_) => break,
                 Err(error) => {
                     tracing::warn!(%error, "could not propose hold expiry");

@@ -37,10 +37,14 @@ impl FaultSwitch {
         self.disk_refuses_writes.clone()
     }
 
+    /// Whether peer links are cut: while this is true every connection this node dials, and
+    /// every read or write on an open peer connection, fails with `ConnectionReset`.
     pub fn is_isolated(&self) -> bool {
         self.isolated.load(Ordering::Relaxed)
     }
 
+    /// Cuts (`true`) or restores (`false`) the peer links; it takes effect at the next poll
+    /// of each peer socket, so open connections fail too.
     pub fn set_isolated(&self, isolated: bool) {
         self.isolated.store(isolated, Ordering::Relaxed);
     }
@@ -60,6 +64,7 @@ pub struct SwitchedStream {
 }
 
 impl SwitchedStream {
+    /// Wraps a peer connection (dialled or accepted) so that it fails while `switch` is on.
     pub fn new(stream: TcpStream, switch: Arc<FaultSwitch>) -> SwitchedStream {
         SwitchedStream { stream, switch }
     }
@@ -114,6 +119,8 @@ pub struct SwitchedTransport {
 }
 
 impl SwitchedTransport {
+    /// A transport whose every connection, and every attempt to make one, goes through
+    /// `switch`.
     pub fn new(switch: Arc<FaultSwitch>) -> SwitchedTransport {
         SwitchedTransport { switch }
     }
@@ -170,14 +177,14 @@ async fn set_faults(
     })
 }
 
-/// `POST /debug/faults {"isolated": true|false}`, for tests only.
+/// `POST /debug/faults {"isolated": true|false, "disk_refuses_writes": true|false}`, for
+/// tests only: sets the switches the body names and answers the state of both.
 pub fn fault_routes(switch: Arc<FaultSwitch>) -> Router {
     Router::new()
         .route("/debug/faults", post(set_faults))
         .with_state(switch)
 }
 
-/// Whether the test-only fault routes are enabled (`HOLDFAST_TEST_FAULTS=1`).
 /// With `HOLDFAST_TEST_FAULTS` on, `HOLDFAST_TEST_CLOCK_OFFSET_MS=N` runs this node's wall
 /// clock N milliseconds ahead (or behind, when negative) of the system's: a bad clock for
 /// the clock guard's tests. `None` otherwise.
@@ -208,6 +215,8 @@ impl crate::replica::WallClock for OffsetClock {
     }
 }
 
+/// Whether the test-only faults (the `/debug/faults` route, the disk switch, [`test_clock`])
+/// are enabled: `HOLDFAST_TEST_FAULTS` is `1` or `true`.
 pub fn test_faults_enabled() -> bool {
     std::env::var("HOLDFAST_TEST_FAULTS").is_ok_and(|value| value == "1" || value == "true")
 }

@@ -41,6 +41,8 @@
 //! **Invariant:** input refused at the edge (400, 413) is never proposed, so it stores
 //! nothing, not even an idempotency record.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod app;
 pub mod auth;

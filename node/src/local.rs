@@ -23,9 +23,11 @@ use crate::replica::{
 /// Settings of a [`LocalReplica`].
 #[derive(Clone, Debug)]
 pub struct LocalReplicaConfig {
+    /// This node's id: it is both the node and the leader in every answer (default 1).
     pub node_id: NodeId,
     /// Shown in `/cluster/status`.
     pub http_addr: String,
+    /// The single member's region in `/cluster/status` (free text, default `local`).
     pub region: String,
     /// The state machine's limits.
     pub state_config: Config,

@@ -26,7 +26,7 @@ pub const REFUNDS_TOTAL: &str = "holdfast_refunds_total";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "holdfast_webhook_deliveries_total";
 /// Payment charges by outcome.
 pub const PAYMENTS_TOTAL: &str = "holdfast_payments_total";
-/// HTTP answers by status class.
+/// HTTP answers of [`crate::router`] by status code (the `status` label, e.g. `201`).
 pub const HTTP_RESPONSES_TOTAL: &str = "holdfast_http_responses_total";
 /// Charges whose confirm got no answer yet and is being proposed again (see
 /// [`crate::charges`]).

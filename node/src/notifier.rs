@@ -96,6 +96,9 @@ pub type PostFuture = Pin<Box<dyn Future<Output = Result<u16, String>> + Send>>;
 /// signature header and the body, answering the status. The notifier bounds every call by
 /// `delivery_timeout` itself, so a poster needs no deadline of its own.
 pub trait WebhookPoster: Send + Sync + 'static {
+    /// Posts `delivery` once, without retrying: `Ok` with the receiver's HTTP status
+    /// (any status, 2xx or not), `Err` with a description when no answer came (connection
+    /// refused, reset, timed out). The notifier counts only a 2xx as delivered.
     fn post(&self, delivery: Delivery) -> PostFuture;
 }
 
@@ -105,6 +108,11 @@ pub struct HttpPoster {
 }
 
 impl HttpPoster {
+    /// A poster whose connect and whole-request timeouts are both `delivery_timeout`, and
+    /// which never follows redirects (a 3xx counts as a refused delivery).
+    ///
+    /// Panics if reqwest cannot build the client (its TLS backend fails to initialise);
+    /// nothing in this configuration can be refused.
     pub fn new(delivery_timeout: Duration) -> HttpPoster {
         let client = reqwest::Client::builder()
             .timeout(delivery_timeout)

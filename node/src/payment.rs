@@ -25,6 +25,7 @@ pub struct ChargeRequest {
     pub hold_id: String,
     /// Minor units.
     pub amount: u64,
+    /// The hold's ISO 4217 currency code (three upper-case letters, as the event stores it).
     pub currency: String,
     /// `card` (the only method today).
     pub method: String,
@@ -35,9 +36,14 @@ pub struct ChargeRequest {
 /// A successful charge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Charge {
+    /// The provider's id of the charge, recorded in the booking's payment and named by a
+    /// refund ([`RefundRequest::payment_id`]).
     pub payment_id: String,
+    /// The hold the charge paid for ([`ChargeRequest::hold_id`]).
     pub hold_id: String,
+    /// The amount charged, in minor units.
     pub amount: u64,
+    /// The ISO 4217 currency code of `amount`.
     pub currency: String,
 }
 
@@ -46,16 +52,32 @@ pub struct Charge {
 pub enum PaymentError {
     /// The instrument was declined (`402 PAYMENT_DECLINED`).
     #[error("payment declined: {reason}")]
-    Declined { reason: String },
+    Declined {
+        /// The provider's explanation, passed to the client in the error's details.
+        reason: String,
+    },
     /// The token or method is not one the provider knows (`400 INVALID_FIELD`).
     #[error("invalid payment {field}: {reason}")]
-    InvalidInstrument { field: String, reason: String },
+    InvalidInstrument {
+        /// The request field at fault, as the client names it (`payment.method` or
+        /// `payment.token`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The idempotency key was used for a different charge (`409 IDEMPOTENCY_KEY_REUSED`).
     #[error("idempotency key {key} was used for another charge")]
-    KeyReused { key: String },
+    KeyReused {
+        /// The scoped key ([`ChargeRequest::idempotency_key`]) that was reused.
+        key: String,
+    },
     /// The provider could not be reached (`503 PAYMENT_UNAVAILABLE`); retry.
     #[error("payment provider unavailable: {message}")]
-    Unavailable { message: String },
+    Unavailable {
+        /// What went wrong: no connection, a timeout, an unreadable answer, or the provider's
+        /// status and message. It becomes the client's error message.
+        message: String,
+    },
 }
 
 /// Money to give back for a charge.
@@ -68,6 +90,7 @@ pub struct RefundRequest {
     pub payment_id: String,
     /// Minor units.
     pub amount: u64,
+    /// The ISO 4217 currency code of `amount`, the charge's.
     pub currency: String,
 }
 
@@ -84,10 +107,17 @@ pub enum RefundError {
     /// The provider refused it for good (unknown charge, already refunded elsewhere, a
     /// refund larger than the charge): trying again cannot help.
     #[error("refund refused: {reason}")]
-    Refused { reason: String },
+    Refused {
+        /// The provider's explanation.
+        reason: String,
+    },
     /// The provider could not be reached or failed; trying again later may succeed.
     #[error("payment provider unavailable: {message}")]
-    Unavailable { message: String },
+    Unavailable {
+        /// What went wrong: no connection, a timeout, an unreadable answer, or the provider's
+        /// status and message.
+        message: String,
+    },
 }
 
 /// A payment provider. Implementations must make [`PaymentProvider::charge`] idempotent on

@@ -43,7 +43,12 @@ pub struct HttpProviderConfig {
     pub base_url: String,
     /// The bearer secret; never logged or printed.
     pub secret: String,
+    /// Longest wait to open a connection to the provider
+    /// ([`PROVIDER_CONNECT_TIMEOUT_DEFAULT`] by default).
     pub connect_timeout: Duration,
+    /// Longest wait for a whole call, connection and answer body included
+    /// ([`PROVIDER_REQUEST_TIMEOUT_DEFAULT`] by default). A call that runs out counts as the
+    /// provider being unavailable, so the caller may retry.
     pub request_timeout: Duration,
     /// Answers longer than this are refused unread.
     pub response_bytes_max: usize,
@@ -78,8 +83,11 @@ impl fmt::Debug for HttpProviderConfig {
 /// Why the provider could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpProviderError {
+    /// The base URL (given here) is not `http://` or `https://`.
     #[error("the payment provider URL must start with http:// or https://: {0}")]
     InvalidUrl(String),
+    /// reqwest refused to build the client (such as a TLS backend that fails to
+    /// initialise); the reason is given.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }

@@ -517,6 +517,7 @@ pub struct ContactLayer {
 }
 
 impl ContactLayer {
+    /// A layer that touches `contact`, the record the replica's `bounded` reads consult.
     pub fn new(contact: Arc<LeaderContact>) -> ContactLayer {
         ContactLayer { contact }
     }
@@ -533,6 +534,9 @@ impl<S> tower::Layer<S> for ContactLayer {
     }
 }
 
+/// The service [`ContactLayer`] wraps around `S`: it passes every request through
+/// unchanged, and first records leader contact when the request's path ends in
+/// `/AppendEntries` (heartbeats included), whatever the call then answers.
 #[derive(Clone)]
 pub struct ContactService<S> {
     inner: S,

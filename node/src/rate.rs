@@ -191,6 +191,8 @@ impl Admission {
         }
     }
 
+    /// The budgets and the in-flight cap of `config`, nothing spent yet. A limit of 0 there
+    /// builds no bucket (or no semaphore), so that check always passes.
     pub fn new(config: AdmissionConfig) -> Admission {
         Admission {
             reads: Budget::new(config.reads_per_second),

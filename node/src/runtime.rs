@@ -27,15 +27,24 @@ use crate::{router, AppState, HttpConfig, SandboxProvider};
 /// Everything a Raft-backed node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// This node's Raft id; it must match the id its data directory records.
     pub node_id: u64,
+    /// The cluster this node belongs to (1 to 64 letters, digits, `.`, `_` or `-`), or
+    /// `""` to resume the one the data directory records or learn one later. A data
+    /// directory of another cluster refuses to open.
     pub cluster_id: String,
+    /// The node's data directory (log, snapshots, meta file), created on first start.
     pub data_dir: PathBuf,
+    /// The region this node advertises to the cluster (`"local"` by default), for the
+    /// placement check and leader preference.
     pub region: String,
     /// The HTTP address other nodes and clients are told (defaults to the bound address).
     pub advertised_http_addr: Option<String>,
     /// The Raft address other nodes dial (defaults to the bound address).
     pub advertised_raft_addr: Option<String>,
+    /// The HTTP edge: body limits, bearer keys, admission limits, server limits.
     pub http: HttpConfig,
+    /// The leader's hold-expiry ticker.
     pub expiry: ExpiryConfig,
     /// The payment provider charges and refunds go through.
     pub payments: PaymentConfig,
@@ -43,6 +52,8 @@ pub struct NodeConfig {
     pub refunds: RefundWorkerConfig,
     /// The leader's webhook notifier.
     pub notifier: NotifierConfig,
+    /// The Raft-backed replica: queues, batching, timeouts, placement policy and leader
+    /// regions.
     pub replica: RaftReplicaConfig,
     /// openraft's settings; `None` for Holdfast's defaults.
     pub raft: Option<openraft::Config>,
@@ -60,6 +71,9 @@ pub struct NodeConfig {
 /// The cluster's first members a node bootstraps from (see `raft_replica::bootstrap`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapMembers {
+    /// The cluster's first members (the `--bootstrap-members` list): the listed member
+    /// with the lowest id initialises the cluster with all of them; a node not listed asks
+    /// a listed one to let it join.
     pub members: Vec<MemberSpec>,
     /// Whether this node, when it is not listed, joins as a voter (else as a learner).
     pub join_as_voter: bool,
@@ -130,18 +144,25 @@ impl PaymentConfig {
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The Raft member did not open: an invalid setting (such as the cluster id), a data
+    /// directory of another node, cluster or format, or a storage failure.
     #[error(transparent)]
     Raft(#[from] holdfast_raft::Error),
+    /// The configured HTTP payment provider could not be built.
     #[error(transparent)]
     Payments(#[from] HttpProviderError),
+    /// A listener's bound address could not be read.
     #[error("cannot read the address of a listener: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// A node that is running. Stop it with [`RunningNode::shutdown`].
 pub struct RunningNode {
+    /// The node's replica, as its HTTP and gRPC edges use it.
     pub replica: RaftReplica,
+    /// The address the HTTP API listener is bound to (not the advertised one).
     pub http_addr: SocketAddr,
+    /// The address the peer listener is bound to (not the advertised one).
     pub raft_addr: SocketAddr,
     node: Arc<RaftNode>,
     stop: watch::Sender<bool>,

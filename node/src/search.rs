@@ -31,15 +31,30 @@ pub const SEARCH_PAGE_DEFAULT: usize = 50;
 /// the query string or a gRPC message.
 #[derive(Clone, Debug, Default)]
 pub struct SearchParams {
+    /// `movie`, `event`, `hotel`, `appointment` or `other`.
     pub category: Option<String>,
+    /// Text to find in the name or the venue, case-insensitively: 1 to
+    /// [`SEARCH_TEXT_BYTES_MAX`] bytes without control characters.
     pub q: Option<String>,
+    /// The city label, compared case-insensitively: 1 to [`LISTING_LABEL_BYTES_MAX`] bytes
+    /// without control characters.
     pub city: Option<String>,
+    /// RFC 3339 (1970 or later): only events that start at or after it.
     pub starts_from: Option<String>,
+    /// RFC 3339 (1970 or later): only events that start at or before it; not before
+    /// `starts_from`.
     pub starts_to: Option<String>,
+    /// Only events with at least this many seats and pool units free, counted together.
     pub min_available: Option<u64>,
+    /// Hotels: the first night, `YYYY-MM-DD`; given together with `nights_to`.
     pub nights_from: Option<String>,
+    /// Hotels: the last night (included), `YYYY-MM-DD`, not before `nights_from` and at
+    /// most [`SEARCH_NIGHTS_MAX`] nights in all; one room type must be free every night.
     pub nights_to: Option<String>,
+    /// Events per page: [`SEARCH_PAGE_DEFAULT`] when absent, 0 refused, more than
+    /// [`SEARCH_PAGE_MAX`] clamped to it.
     pub limit: Option<u64>,
+    /// The previous page's `next_after` (an event id): the page starts after it.
     pub after: Option<String>,
 }
 
@@ -230,9 +245,13 @@ pub fn status_name(listing: &EventListing) -> &'static str {
 /// Pool totals in a listing's summary.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct PoolTotalsJson {
+    /// Units of all the event's pools together.
     pub capacity: u64,
+    /// Units free: `capacity - held - booked`.
     pub available: u64,
+    /// Units in live holds.
     pub held: u64,
+    /// Units in confirmed bookings.
     pub booked: u64,
 }
 
@@ -250,32 +269,46 @@ impl From<PoolTotals> for PoolTotalsJson {
 /// A listing's availability: seat counters and pool totals.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ListingSummaryJson {
+    /// Seats the event has.
     pub seats_total: u64,
+    /// Seats free to hold.
     pub seats_available: u64,
+    /// Seats in live holds.
     pub seats_held: u64,
+    /// Seats in confirmed bookings.
     pub seats_booked: u64,
+    /// The event's pools (general admission, room types), summed.
     pub pools: PoolTotalsJson,
 }
 
 /// One event in `GET /events`, and the answer of `GET /events/{event_id}`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct EventListingJson {
+    /// The event's id, as `GET /events/{event_id}` and `after` take it.
     pub event_id: String,
+    /// The event's display name.
     pub name: String,
+    /// `movie`, `event`, `hotel`, `appointment` or `other`.
     pub category: &'static str,
+    /// Where it takes place (a cinema, an arena, a hotel's own name).
     pub venue: Option<String>,
+    /// The city label searches filter on.
     pub city: Option<String>,
     /// RFC 3339.
     pub starts_at: Option<String>,
     /// RFC 3339.
     pub ends_at: Option<String>,
+    /// Free text about the event.
     pub description: Option<String>,
+    /// Free labels, in the order given, without duplicates.
     pub tags: Vec<String>,
+    /// ISO 4217 code of the event's prices.
     pub currency: String,
     /// `ACTIVE` or `CANCELLED`.
     pub status: &'static str,
     /// The event's own version: changes only when this event changes.
     pub version: u64,
+    /// Seat counters and pool totals as of this read.
     pub summary: ListingSummaryJson,
 }
 
@@ -309,6 +342,7 @@ impl EventListingJson {
 /// `GET /events`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct EventPageJson {
+    /// The matching events, by start time then id; at most the page's `limit`.
     pub events: Vec<EventListingJson>,
     /// Pass as `after` for the next page; present while more events match.
     #[serde(skip_serializing_if = "Option::is_none")]

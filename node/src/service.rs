@@ -49,23 +49,33 @@ pub const CHARGE_REQUEST_SCOPE: &str = "charge:";
 /// A write's answer with the log index that produced it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed<T> {
+    /// The state machine's answer.
     pub value: T,
+    /// The log index that first produced it: the entry's own, or the original entry's when
+    /// the request id was a replay ([`CommittedOutcome::index`]), so a retry's body matches.
     pub index: u64,
 }
 
 /// What a cancel ended: a hold (released) or a booking (with its refund).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cancelled {
+    /// The hold was released; its seats and units are free again.
     Hold(Box<HoldView>),
+    /// The booking was cancelled; the view carries the refund it recorded, if any.
     Booking(Box<BookingView>),
 }
 
 /// One operation of a batch, with its own idempotency key.
 #[derive(Clone, Debug)]
 pub enum Operation {
+    /// A hold, as `POST /booking/hold` takes it.
     Hold(HoldBody),
+    /// An extend, as `POST /booking/extend` takes it.
     Extend(ExtendBody),
+    /// A confirm with its payment, as `POST /booking/confirm` takes it.
     Confirm(ConfirmBody),
+    /// A release of a hold or a cancel of a booking (exactly one of the two ids), as
+    /// `POST /booking/cancel` takes it.
     Cancel(CancelBody),
 }
 
@@ -104,9 +114,13 @@ impl Operation {
 /// An operation's answer, as its own route would have given it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
+    /// A hold was placed (`201 Created`).
     Held(Committed<HoldView>),
+    /// A hold's expiry was pushed later.
     Extended(Committed<HoldView>),
+    /// A hold was charged and became a booking.
     Confirmed(Committed<Box<BookingView>>),
+    /// A hold was released or a booking cancelled.
     Cancelled(Committed<Cancelled>),
 }
 
@@ -243,6 +257,10 @@ impl Owned {
     }
 }
 
+/// How long after now a retried hold's remembered answer must still be remembered for the
+/// retry not to count against the velocity limits (see [`refused_owners`]).
+const RETRY_MARGIN_MS: u64 = 60_000;
+
 /// For a caller whose key is bound to one customer (API.md, Authentication): the refusal of
 /// each operation that is about another customer — a hold naming another `customer_id`,
 /// or another customer's hold or booking (`403 FORBIDDEN`) — or about a hold or booking
@@ -262,10 +280,6 @@ impl Owned {
 /// answer counts only while it will still be remembered a minute from now (in cluster time
 /// as this node would stamp it), so a key about to be forgotten, which would make a new
 /// hold, is counted.
-/// How long after now a retried hold's remembered answer must still be remembered for the
-/// retry not to count against the velocity limits (see [`refused_owners`]).
-const RETRY_MARGIN_MS: u64 = 60_000;
-
 async fn refused_owners(
     state: &AppState,
     caller: &Caller,

@@ -33,9 +33,13 @@ pub struct WebhookBody {
 /// A webhook, without its secret.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WebhookJson {
+    /// `wh_` and a sequence number, never reused; what `DELETE` takes.
     pub webhook_id: String,
+    /// Where deliveries are posted.
     pub url: String,
+    /// The event types it wants, sorted and without duplicates; empty means every type.
     pub events: Vec<&'static str>,
+    /// When it was added (RFC 3339, cluster time).
     pub created_at: String,
     /// Outbox events up to this index are delivered (or not wanted).
     pub delivered_up_to: u64,
@@ -56,6 +60,7 @@ impl WebhookJson {
 /// `GET /admin/webhooks`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WebhookListJson {
+    /// Every webhook the cluster has, without secrets.
     pub webhooks: Vec<WebhookJson>,
 }
 

@@ -339,6 +339,7 @@ impl DataDir {
             .filter(|id| !id.is_empty()))
     }
 
+    /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -348,6 +349,7 @@ impl DataDir {
         &self.cluster
     }
 
+    /// The node this directory belongs to (checked against its meta file by `open`).
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

@@ -16,8 +16,11 @@ use crate::types::{Batch, LogEntry, NodeId, NodeInfo, SnapshotData};
 /// A member as version 1 encoded it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfoV1 {
+    /// Address of the node-to-node gRPC listener (`host:port`).
     pub raft_addr: String,
+    /// Address of the HTTP API (`host:port`).
     pub http_addr: String,
+    /// Region or zone label.
     pub region: String,
 }
 

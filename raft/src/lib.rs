@@ -21,10 +21,13 @@
 //!
 //! [`Outcome`]: holdfast_statemachine::Outcome
 
+#![warn(missing_docs)]
+
 pub mod data_dir;
 pub mod election;
 pub mod error;
 mod legacy;
+mod log_cache;
 pub mod log_store;
 pub mod memory;
 pub mod network;

@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::log_cache::{LogCache, LogCacheLimits};
 use crate::types::{LogEntry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 /// Version of the encoding of every stored log entry and log metadata value. Version 2
@@ -67,6 +68,8 @@ struct Inner {
     write_lock: Mutex<()>,
     /// Tests only: while set, every write fails as a dying disk's would.
     refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The newest entries, decoded (see `log_cache.rs`).
+    cache: Mutex<LogCache>,
 }
 
 /// The error a write gets while [`LogStore::refusing_writes_when`]'s switch is on.
@@ -91,6 +94,7 @@ impl LogStore {
                 path: path.to_owned(),
                 write_lock: Mutex::new(()),
                 refuse_writes: None,
+                cache: Mutex::new(LogCache::new(LogCacheLimits::default())),
             }),
         };
         // Decode what is there now, so a directory written by another format fails at
@@ -193,6 +197,10 @@ impl LogStore {
                 Ok(Some(decode_entry(&value)?.log_id))
             }
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
+        self.inner.cache.lock().expect("log cache lock poisoned")
     }
 
     /// Runs `write` on a blocking thread under the write lock.
@@ -323,6 +331,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&index) => index + 1,
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(&index) => index.checked_add(1),
+            Bound::Excluded(&index) => Some(index),
+            Bound::Unbounded => None,
+        };
+        if let Some(entries) = end.and_then(|end| self.cache().get(start, end)) {
+            return Ok(entries);
+        }
         let mode = IteratorMode::From(&index_key(start), Direction::Forward);
         let mut entries = Vec::new();
         for item in self.inner.db.iterator_cf(self.logs(), mode) {
@@ -402,8 +418,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut written = Vec::new();
         for entry in entries {
-            encoded.push((index_key(entry.log_id.index), encode_entry(&entry)?));
+            let bytes = encode_entry(&entry)?;
+            let length = bytes.len();
+            encoded.push((index_key(entry.log_id.index), bytes));
+            written.push((entry, length));
         }
         let result = self
             .write(move |inner, options| {
@@ -421,7 +441,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .map_err(|error| write_error(ErrorSubject::Logs, &error))
             })
             .await;
-        // The callback fires only now, after the synced write returned.
+        // The callback fires only now, after the synced write returned (and the entries
+        // are in the cache, where openraft's next read of them looks first).
+        if result.is_ok() {
+            self.cache().appended(written);
+        }
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(error) => callback.log_io_completed(Err(std::io::Error::other(error.to_string()))),
@@ -431,6 +455,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Deletes the suffix [log_id.index, end): what remains stays contiguous.
+        self.cache().truncated(log_id.index);
         self.write(move |inner, options| {
             let logs = inner
                 .db
@@ -451,6 +476,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Records the new last purged id and deletes the prefix [0, log_id.index] in one
         // atomic write: a crash leaves either both or neither.
         let bytes = encode_meta(&log_id);
+        self.cache().purged(log_id.index);
         self.write(move |inner, options| {
             let logs = inner
                 .db

@@ -109,6 +109,7 @@ pub struct MemoryDisk {
 }
 
 impl MemoryDisk {
+    /// An empty disk: no log, no vote, no snapshot.
     pub fn new() -> MemoryDisk {
         MemoryDisk::default()
     }

@@ -47,14 +47,22 @@ use crate::types::{Batch, HoldfastRaft, LogId, NodeId, NodeInfo};
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct RaftNodeConfig {
+    /// This node's Raft id. It must be the one the data directory records, and the one the
+    /// peer certificate names when peer TLS is on.
     pub node_id: NodeId,
+    /// The cluster this node belongs to, or `""` to resume the one the data directory
+    /// records or, on a fresh directory, to learn one later (see [`ClusterId`]).
     pub cluster_id: String,
+    /// The node's data directory ([`crate::data_dir`]), created on first start.
     pub data_dir: PathBuf,
     /// This node's addresses; `raft_addr` is what peers dial and what it never dials.
     pub node_info: NodeInfo,
     /// openraft's timers, snapshot policy and batching limits.
     pub raft: openraft::Config,
+    /// The client side of the Raft RPCs: deadlines, reconnects, the largest message (also
+    /// the server's limit; at least twice `raft.snapshot_max_chunk_size`) and peer TLS.
     pub network: NetworkConfig,
+    /// HTTP/2 settings of the listener that [`RaftNode::serve_tcp`] starts.
     pub server: ServerConfig,
     /// Limits of the booking state machine, used when the node starts with no snapshot.
     pub state_machine: holdfast_statemachine::Config,
@@ -311,6 +319,7 @@ impl RaftNode {
         })
     }
 
+    /// This node's Raft id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

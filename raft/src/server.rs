@@ -233,7 +233,9 @@ impl RaftService for RaftGrpcService {
 /// Server-side HTTP/2 settings of the Raft listener.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// Interval of the server's HTTP/2 keepalive pings (default 5 s).
     pub keepalive_interval: Duration,
+    /// A connection whose ping is not answered within this is closed (default 5 s).
     pub keepalive_timeout: Duration,
     /// Bound on concurrent streams per connection.
     pub concurrent_streams_max: u32,

@@ -21,6 +21,7 @@ use crate::types::{Batch, NodeId, NodeInfo};
 /// How to build a test cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
+    /// The cluster id of every node, also openraft's cluster name (default `test-cluster`).
     pub cluster_id: String,
     /// Voters started and initialized by [`Cluster::start`] (ids 1..=voters).
     pub voters: u64,
@@ -364,7 +365,9 @@ pub mod workload {
         Category, Command, CreateEvent, Entry, HoldRequest, PoolQuantity, PoolSpec,
     };
 
+    /// The event that [`create_event`] creates and every [`hold`] holds in.
     pub const EVENT_ID: &str = "load-event";
+    /// The event's one general-admission pool.
     pub const POOL_ID: &str = "GA";
     const BASE_TIME_MS: u64 = 1_800_000_000_000;
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use holdfast_statemachine::{Entry, Outcome};
@@ -44,17 +45,28 @@ impl fmt::Display for NodeInfo {
 ///
 /// Grouping lets the node commit many client commands with one log append and one fsync.
 /// The entries are applied in order; each gets its own [`Outcome`].
+///
+/// The entries are shared: the log store's cache, openraft's replication streams and the
+/// state machine all read the same ones, and a clone of a batch is a reference count. (An
+/// `Arc<[Entry]>` is encoded exactly as a `Vec<Entry>`.)
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
-    pub entries: Vec<Entry>,
+    /// The state machine entries, applied in this order (one [`Outcome`] each). May be
+    /// empty.
+    pub entries: Arc<[Entry]>,
 }
 
 impl Batch {
+    /// A batch of `entries`, applied in order.
+    pub fn new(entries: Vec<Entry>) -> Batch {
+        Batch {
+            entries: entries.into(),
+        }
+    }
+
     /// A batch of one entry.
     pub fn single(entry: Entry) -> Batch {
-        Batch {
-            entries: vec![entry],
-        }
+        Batch::new(vec![entry])
     }
 }
 
@@ -82,7 +94,10 @@ openraft::declare_raft_types!(
 /// (see [`crate::memory`]).
 #[derive(Debug)]
 pub enum SnapshotData {
+    /// An open snapshot file: the current snapshot being sent, or an unlinked temporary
+    /// file that a received snapshot's chunks are written to.
     File(tokio::fs::File),
+    /// The snapshot's bytes, for a store on a [`crate::memory::MemoryDisk`].
     Memory(std::io::Cursor<Vec<u8>>),
 }
 

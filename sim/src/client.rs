@@ -18,7 +18,9 @@ pub const RAFT_PORT: u16 = 7101;
 /// An HTTP answer: its status and its JSON body (`Value::Null` when it had none).
 #[derive(Clone, Debug)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body parsed as JSON; `Value::Null` when it was empty or not JSON.
     pub body: Value,
 }
 

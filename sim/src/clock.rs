@@ -27,6 +27,8 @@ impl SimClock {
         self.offset_ms.store(offset_ms, Ordering::Relaxed);
     }
 
+    /// How far this host's clock is ahead (positive) or behind (negative), in
+    /// milliseconds.
     pub fn offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
     }

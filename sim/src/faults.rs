@@ -105,10 +105,12 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The node ids, in id order.
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|(id, _)| *id).collect()
     }
 
+    /// The region of node `id`; 0 for an id not in the topology.
     pub fn region_of(&self, id: u64) -> u32 {
         self.nodes
             .iter()
@@ -122,8 +124,9 @@ impl Topology {
 pub enum Target {
     /// The node that leads when the action runs (any node if none does).
     Leader,
-    /// A follower at that time.
+    /// A follower at that time (when there is none, the action is skipped).
     Follower,
+    /// The node with this id.
     Node(u64),
 }
 
@@ -135,15 +138,32 @@ pub enum Action {
     /// Splits the nodes in two: these and the rest.
     Partition(Vec<u64>),
     /// Drops everything `from` sends to `to`; the other direction still works.
-    PartitionOneWay { from: Target, to: Target },
+    PartitionOneWay {
+        /// The sender whose messages are dropped.
+        from: Target,
+        /// The node that stops hearing from `from`. When both name one node, nothing
+        /// happens.
+        to: Target,
+    },
     /// Repairs every link between nodes.
     RepairAll,
     /// Upper bound of the random latency of every link.
-    MaxLatency { ms: u64 },
+    MaxLatency {
+        /// The bound, in milliseconds.
+        ms: u64,
+    },
     /// Probability that a message is lost (which breaks its TCP connection).
-    Loss { rate: f64 },
+    Loss {
+        /// Per message, from 0.0 (none lost) to 1.0.
+        rate: f64,
+    },
     /// Kills the node's process; with `power_loss`, unsynced writes are gone too.
-    Crash { target: Target, power_loss: bool },
+    Crash {
+        /// The node to kill.
+        target: Target,
+        /// Whether its in-memory disk also loses what was not synced.
+        power_loss: bool,
+    },
     /// Kills every node at once, losing unsynced writes: a whole-cluster power failure.
     PowerFailureAll,
     /// Kills every node of a region.
@@ -151,7 +171,13 @@ pub enum Action {
     /// Restarts every crashed node.
     RestartAll,
     /// Sets a node's clock offset.
-    ClockOffset { target: Target, offset_ms: i64 },
+    ClockOffset {
+        /// The node whose clock is set.
+        target: Target,
+        /// Ahead (positive) or behind (negative) true time, in milliseconds; replaces the
+        /// node's previous offset.
+        offset_ms: i64,
+    },
     /// Adds the node as a learner (waits until it caught up) and then makes it a voter.
     AddVoter(u64),
     /// Removes a voter from the cluster.
@@ -172,7 +198,10 @@ pub enum Action {
 /// A scheduled action.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Scheduled {
+    /// When, in simulated milliseconds since the start; the harness carries the action out
+    /// before the first simulation step at or after that time.
     pub at_ms: u64,
+    /// What to do.
     pub action: Action,
 }
 

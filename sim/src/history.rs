@@ -21,18 +21,26 @@ pub struct Op {
     pub client: usize,
     /// The node the call was sent to.
     pub node: u64,
+    /// When the call was invoked (its first attempt, for a retried write).
     pub invoked: Micros,
     /// When the answer arrived; `None` when it never did.
     pub completed: Option<Micros>,
+    /// What was asked.
     pub call: Call,
+    /// What the client was told; [`OpResult::Unknown`] until it is told something definite.
     pub result: OpResult,
 }
 
 /// How fresh a read is (API.md's read levels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum ReadLevel {
+    /// `consistency=stale`: the node's local state, however far behind.
     Stale,
+    /// `consistency=bounded`: the local state if the node heard from the leader recently
+    /// (`max_staleness_ms`, default 1000 ms), else the read is forwarded to the leader.
     Bounded,
+    /// `consistency=linearizable`: the leader confirms its leadership with a quorum first.
+    /// Only reads at this level are checked for linearizability.
     Linearizable,
 }
 
@@ -41,21 +49,38 @@ pub enum ReadLevel {
 pub enum Call {
     /// Hold seats and pool units of one event, all or nothing.
     Hold {
+        /// The event held in.
         event_id: String,
+        /// Seat ids (`A-1`); may be empty for a hold of pool units only.
         seats: Vec<String>,
+        /// Pool ids with the number of units held of each.
         pools: Vec<(String, u64)>,
+        /// The hold's time to live, in seconds.
         ttl_seconds: u64,
     },
     /// Confirm a hold (the client got its id from an earlier `Hold`).
-    Confirm { hold_id: String },
-    /// Release a hold.
-    Release { hold_id: String },
+    Confirm {
+        /// The hold to confirm.
+        hold_id: String,
+    },
+    /// Release a hold (`POST /booking/cancel` with a `hold_id`).
+    Release {
+        /// The hold to release.
+        hold_id: String,
+    },
     /// Cancel a booking.
-    Cancel { booking_id: String },
-    /// Read one seat's status.
+    Cancel {
+        /// The booking to cancel (the client got its id from an earlier `Confirm`).
+        booking_id: String,
+    },
+    /// Read one seat's status. One availability request records one such call per checked
+    /// seat, all with the request's interval.
     ReadSeat {
+        /// The event read.
         event_id: String,
+        /// The seat whose status this call records.
         seat_id: String,
+        /// The read's consistency level.
         level: ReadLevel,
     },
 }
@@ -63,8 +88,11 @@ pub enum Call {
 /// What a seat read returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum SeatStatus {
+    /// `AVAILABLE`: neither held nor booked.
     Available,
+    /// `HELD`: part of an active hold.
     Held,
+    /// `BOOKED`: part of an active booking.
     Booked,
 }
 
@@ -73,21 +101,26 @@ pub enum SeatStatus {
 pub enum OpResult {
     /// A hold was created.
     Held {
+        /// The new hold's id.
         hold_id: String,
         /// Cluster time at which the hold expires, Unix milliseconds.
         expires_at_ms: u64,
     },
     /// The hold became a booking.
     Confirmed {
+        /// The new booking's id.
         booking_id: String,
     },
+    /// The hold was released.
     Released,
+    /// The booking was cancelled.
     Cancelled,
     /// A seat read.
     Seat(SeatStatus),
     /// The state machine refused the command (or the node refused it before proposing
     /// it): it certainly changed nothing. `code` is the API's stable error code.
     Rejected {
+        /// The error code, or `NO_CODE` when the answer carried none.
         code: String,
     },
     /// No answer, or an answer that does not say whether the command was applied.
@@ -104,6 +137,7 @@ impl OpResult {
 /// The whole recorded history of one run, in invocation order.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct History {
+    /// Every call, indexed by [`Op::id`].
     pub ops: Vec<Op>,
 }
 

@@ -8,6 +8,8 @@
 //! faults ([`faults`]), and the checkers ([`check`]) judge the recorded [`history`] and the
 //! replicas' final states. The same seed replays the same run.
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod client;
 pub mod clock;

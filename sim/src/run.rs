@@ -56,16 +56,22 @@ impl std::fmt::Display for Breakage {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// Seeds the run: turmoil's network, the fault plan, the customers' choices and
+    /// openraft's election timeouts, so that the same seed replays the same run.
     pub seed: u64,
     /// `None`: the seed's own scenario ([`Scenario::for_seed`]).
     pub scenario: Option<Scenario>,
+    /// How to break the system, to prove a checker catches it ([`Breakage::None`]: don't).
     pub breakage: Breakage,
     /// Simulated customers.
     pub clients: usize,
+    /// When the faults start and heal, when clients stop and when the run gives up.
     pub timeline: Timeline,
 }
 
 impl RunConfig {
+    /// The seed's own scenario on the real system, with six customers and the default
+    /// timeline.
     pub fn new(seed: u64) -> RunConfig {
         RunConfig {
             seed,
@@ -76,6 +82,7 @@ impl RunConfig {
         }
     }
 
+    /// The scenario to run: the forced one, else the seed's own.
     pub fn scenario(&self) -> Scenario {
         self.scenario
             .unwrap_or_else(|| Scenario::for_seed(self.seed))
@@ -85,16 +92,21 @@ impl RunConfig {
 /// What a run did and found.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
+    /// The seed that was run.
     pub seed: u64,
+    /// The scenario that was run.
     pub scenario: Scenario,
+    /// The breakage that was run with.
     pub breakage: Breakage,
     /// Actions carried out, by kind.
     pub faults: BTreeMap<&'static str, usize>,
     /// Every action carried out: (sim milliseconds, what).
     pub fault_log: Vec<(u64, String)>,
+    /// Every checker's outcome, in a fixed order.
     pub checks: Vec<CheckOutcome>,
     /// Client calls recorded, and how many of them got no definite answer.
     pub ops: usize,
+    /// Of [`RunReport::ops`], the calls with no definite answer.
     pub unknown_ops: usize,
     /// A hash of everything observable about the run (history, faults, final states):
     /// the same seed gives the same hash.
@@ -106,6 +118,7 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Whether the simulation ran without an error and every check passed.
     pub fn passed(&self) -> bool {
         self.error.is_none() && self.checks.iter().all(CheckOutcome::passed)
     }
@@ -342,12 +355,19 @@ fn run_seeded(config: &RunConfig) -> RunReport {
     let history = shared.history.borrow().clone();
     let members = harness.members().len();
     let linearizable = linearizability_outcome(&history);
+    let mut convergence = check::convergence::check(&replicas, members);
+    if error.is_none() && !did_converge {
+        convergence.violation(format!(
+            "the members did not reach the same applied index by {} ms",
+            timeline.give_up_ms
+        ));
+    }
     let mut checks = vec![
         harness.invariants.outcome.clone(),
         check::durability::check(&history, &replicas),
         check::expiry::check(&history, &replicas, &harness.leadership),
         check::clock::check(&history),
-        check::convergence::check(&replicas, members),
+        convergence,
         linearizable,
         check::liveness::check(world.recovered_after_ms.get()),
         check::refunds::check(&replicas, &world.payments),
@@ -363,12 +383,6 @@ fn run_seeded(config: &RunConfig) -> RunReport {
             &history,
             shared.outbox_full_answers.get(),
             harness.receiver_back_ms,
-        ));
-    }
-    if error.is_none() && !did_converge {
-        checks[3].violation(format!(
-            "the members did not reach the same applied index by {} ms",
-            timeline.give_up_ms
         ));
     }
     let trace_hash = {

@@ -45,8 +45,12 @@ pub enum ReceiverMode {
     Up,
     /// `500` to everything (it records the delivery as refused).
     Failing,
-    /// `200`, but only after this many milliseconds (longer than the notifier waits).
-    Slow { ms: u64 },
+    /// `200`, but only after this many milliseconds (some draws outlast the notifier's
+    /// one-second delivery timeout in the simulation).
+    Slow {
+        /// The delay before each answer, in milliseconds.
+        ms: u64,
+    },
 }
 
 /// One delivery as the receiver saw it arrive.
@@ -67,7 +71,9 @@ pub struct Received {
 /// What the receiver recorded, and how it answers; shared with the harness.
 #[derive(Debug, Default)]
 pub struct Receiver {
+    /// How it answers the next deliveries; the harness changes it.
     pub mode: Cell<ReceiverMode>,
+    /// Every delivery that arrived, in arrival order, refused ones included.
     pub received: RefCell<Vec<Received>>,
 }
 
@@ -174,6 +180,8 @@ pub struct SimPoster {
 }
 
 impl SimPoster {
+    /// A poster with no connection yet; with `lose_every = Some(n)`, every `n`th delivery
+    /// is answered `200` without being sent.
     pub fn new(lose_every: Option<u64>) -> SimPoster {
         SimPoster {
             connection: Arc::new(Mutex::new(None)),

@@ -27,6 +27,7 @@ pub const CHECKED_SEATS: [&str; 8] = ["A-1", "A-2", "A-3", "A-4", "A-5", "A-6", 
 pub const EXPIRING_SEATS: [&str; 4] = ["X-1", "X-2", "X-3", "X-4"];
 /// The general-admission pool.
 pub const POOL_ID: &str = "GA";
+/// Units in [`POOL_ID`]: few, so that pool holds contend.
 pub const POOL_CAPACITY: u64 = 6;
 /// Time to live of holds on the checked seats: longer than any run.
 pub const LONG_TTL_SECONDS: u64 = 7_200;
@@ -36,6 +37,7 @@ const CLIENT_HOLDS_MAX: usize = 5;
 /// What every simulated client shares: the history and the cluster's entry points.
 #[derive(Debug)]
 pub struct Shared {
+    /// Every call of every client, in invocation order.
     pub history: RefCell<History>,
     /// Set once the cluster is initialised and the event exists.
     pub ready: Cell<bool>,
@@ -97,6 +99,8 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// Customer `c-{index}`, whose choices come from a generator seeded with `seed` and
+    /// `index` (so the same seed replays the same calls).
     pub fn new(index: usize, seed: u64, shared: Rc<Shared>) -> Customer {
         Customer {
             index,

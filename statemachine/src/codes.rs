@@ -13,16 +13,31 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum GrpcCode {
+    /// `INVALID_ARGUMENT`: the request itself is malformed (the 400 codes, and 413).
     InvalidArgument = 3,
+    /// `DEADLINE_EXCEEDED`: the call's deadline passed first. No code of the registry
+    /// maps to it.
     DeadlineExceeded = 4,
+    /// `NOT_FOUND`: the named record does not exist (the 404 codes but `ROUTE_NOT_FOUND`).
     NotFound = 5,
+    /// `ALREADY_EXISTS`: something with that id exists already (an event, seats or pools,
+    /// an initialised cluster).
     AlreadyExists = 6,
+    /// `PERMISSION_DENIED`: a known caller that may not do this (`FORBIDDEN`).
     PermissionDenied = 7,
+    /// `RESOURCE_EXHAUSTED`: the caller is rate limited (`RATE_LIMITED`).
     ResourceExhausted = 8,
+    /// `FAILED_PRECONDITION`: the state does not allow the request now (most 409 codes,
+    /// 410 and 402), or the data directory belongs to another node or cluster or is of a
+    /// format this build cannot read.
     FailedPrecondition = 9,
+    /// `UNIMPLEMENTED`: no such route or method.
     Unimplemented = 12,
+    /// `INTERNAL`: a failure of the node itself (storage, corrupt data, Raft, configuration).
     Internal = 13,
+    /// `UNAVAILABLE`: temporary; retry with the same idempotency key (the 503 codes).
     Unavailable = 14,
+    /// `UNAUTHENTICATED`: no key, or one the node does not know.
     Unauthenticated = 16,
 }
 

@@ -29,11 +29,13 @@ use crate::StateMachine;
 pub struct ChargeIntent {
     /// The charge's idempotency key at the provider, and the confirm's request id.
     pub charge_key: String,
+    /// The hold being paid for, spelled as the state spells hold ids.
     pub hold_id: String,
     /// The provider that is charging (`PaymentRecord::provider`).
     pub provider: String,
     /// Minor units, the hold's amount when the intent was recorded.
     pub amount: u64,
+    /// The ISO 4217 code of the hold's event, the currency to charge in.
     pub currency: String,
     /// Cluster time of the entry that recorded it.
     pub recorded_at_ms: u64,

@@ -24,6 +24,8 @@
 //! assert!(matches!(outcome, Outcome::Held(ref view) if view.amount == 900));
 //! ```
 
+#![warn(missing_docs)]
+
 mod bookings;
 pub mod codes;
 mod command;

@@ -19,7 +19,8 @@ pub const HOLD_TTL_SECONDS_MAX: u32 = 7200;
 pub const HOLD_TTL_SECONDS_DEFAULT: u32 = 600;
 /// Seats listed one by one in one admin command.
 pub const SEATS_PER_COMMAND_MAX: usize = 50_000;
-/// Seats produced by the seat blocks of one admin command.
+/// Seats one event may have: its existing seats plus those an admin command lists or its
+/// seat blocks produce.
 pub const SEATS_PER_EVENT_MAX: usize = 2_000_000;
 /// Rows named by one seat block.
 pub const SEAT_BLOCK_ROWS_MAX: usize = 1_000;

@@ -71,9 +71,15 @@ impl Outbox {
 /// What the outbox holds now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxStatus {
+    /// Events the outbox holds now: not yet acknowledged, trimmed or dropped.
     pub pending: u64,
+    /// Events up to this index were trimmed as acknowledged: by `AckOutbox`, by every
+    /// webhook's `AckWebhook`, or when a webhook was added. 0 before any.
     pub acknowledged_up_to: u64,
+    /// The index of the newest event ever emitted; 0 before any.
     pub last_index: u64,
+    /// Events trimmed unacknowledged while no webhook had a claim on them (see
+    /// [`crate::limits::OUTBOX_UNCLAIMED_EVENTS_MAX`]).
     pub dropped: u64,
     /// Events held plus events promised (see [`StateMachine::outbox_claims`]).
     pub claims: u64,

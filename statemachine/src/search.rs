@@ -142,32 +142,45 @@ impl Event {
 /// Pool totals of an event's availability.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolTotals {
+    /// Sum of the capacities of the event's pools, in units.
     pub capacity: u64,
+    /// Units neither held nor booked: `capacity - held - booked`.
     pub available: u64,
+    /// Units in active holds.
     pub held: u64,
+    /// Units in confirmed bookings.
     pub booked: u64,
 }
 
 /// One event as a search lists it: metadata and availability summary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventListing {
+    /// The event's id.
     pub event_id: String,
+    /// Display name.
     pub name: String,
+    /// The event's category.
     pub category: Category,
+    /// Start in Unix milliseconds, if it has one.
     pub starts_at_ms: Option<u64>,
+    /// Venue, city, end, description and tags.
     pub listing: Listing,
+    /// ISO 4217 code the event's prices are in.
     pub currency: String,
     /// When the event was cancelled, if it was.
     pub cancelled_at_ms: Option<u64>,
     /// The event's version (the ETag of its availability).
     pub version: u64,
+    /// Seat counters.
     pub summary: Summary,
+    /// Unit counters, summed over the event's pools.
     pub pools: PoolTotals,
 }
 
 /// What a search asks for. Every filter that is set must hold (AND).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchQuery {
+    /// Only events of this category.
     pub category: Option<Category>,
     /// Text in the name or the venue, compared case-insensitively; at most
     /// [`SEARCH_TEXT_BYTES_MAX`] bytes.
@@ -193,6 +206,7 @@ pub struct SearchQuery {
 /// A page of search results, by start time then id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchPage {
+    /// The matching events, at most the query's `limit`.
     pub events: Vec<EventListing>,
     /// The event id to pass as `after` for the next page, while more events match.
     pub next_after: Option<String>,

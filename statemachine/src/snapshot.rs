@@ -69,12 +69,26 @@ pub fn snapshot_format_version(bytes: &[u8]) -> Result<u32, SnapshotError> {
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The bytes do not open with [`SNAPSHOT_MAGIC`] and a version (too short, or not a
+    /// snapshot at all).
     #[error("not a Holdfast snapshot (bad magic bytes)")]
     BadMagic,
+    /// The header names a format version this build does not read (below
+    /// [`SNAPSHOT_FORMAT_VERSION_OLDEST_READ`] or above [`SNAPSHOT_FORMAT_VERSION`]);
+    /// nothing after the header was read.
     #[error("snapshot format version {found} is not supported by this build (it reads version {supported})")]
-    UnsupportedVersion { found: u32, supported: u32 },
+    UnsupportedVersion {
+        /// The version the header names.
+        found: u32,
+        /// The newest version this build reads ([`SNAPSHOT_FORMAT_VERSION`]).
+        supported: u32,
+    },
+    /// The body does not decode within its length, or decodes to a state that breaks an
+    /// invariant ([`StateMachine::check_invariants`]); the text says which.
     #[error("snapshot is corrupt: {0}")]
     Corrupt(String),
+    /// The writer failed while a snapshot was written. (A reader that fails is reported
+    /// as `BadMagic` in the header and as `Corrupt` in the body.)
     #[error("snapshot I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }

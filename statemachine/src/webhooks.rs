@@ -22,13 +22,22 @@ pub(crate) const WEBHOOK_ID_PREFIX: &str = "wh_";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EventType {
     // Appended only: a webhook's types are stored by their position in this list.
+    /// `hold.expired`: an `ExpireHolds` entry ended a hold whose time had passed.
     HoldExpired,
+    /// `booking.confirmed`: a hold became a booking.
     BookingConfirmed,
+    /// `booking.cancelled`: a booking was cancelled, by itself or with its event.
     BookingCancelled,
+    /// `refund.recorded`: money is owed back ([`OutboxKind::RefundOwed`]).
     RefundRecorded,
+    /// `refund.paid`: a refund owed was paid out.
     RefundPaid,
+    /// `refund.failed`: a refund was given up.
     RefundFailed,
+    /// `hold.placed`: a hold was made.
     HoldPlaced,
+    /// `hold.released`: a hold was released, by `ReleaseHold` or with its event's
+    /// cancellation.
     HoldReleased,
 }
 
@@ -96,10 +105,16 @@ pub(crate) struct Webhook {
 /// What the API shows of a webhook: never its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookView {
+    /// `wh_` and a number, counted from 1 and never reused.
     pub webhook_id: String,
+    /// Where events are delivered.
     pub url: String,
+    /// The types it wants, sorted and without duplicates; empty means every type.
     pub events: Vec<EventType>,
+    /// Cluster time of the entry that added it, in Unix milliseconds.
     pub created_at_ms: u64,
+    /// Outbox events up to this index are delivered (or not wanted); a new webhook starts
+    /// at the last index there was when it was added.
     pub delivered_up_to: u64,
 }
 
@@ -107,10 +122,17 @@ pub struct WebhookView {
 /// client.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookTarget {
+    /// `wh_` and a number, as in [`WebhookView::webhook_id`].
     pub webhook_id: String,
+    /// Where to deliver.
     pub url: String,
+    /// The key to sign deliveries with; redacted from `Debug`.
     pub secret: String,
+    /// The types it wants, sorted and without duplicates; empty means every type (see
+    /// [`WebhookTarget::wants`]).
     pub events: Vec<EventType>,
+    /// Outbox events up to this index are delivered (or not wanted): deliver from the
+    /// next one.
     pub delivered_up_to: u64,
 }
 

@@ -66,6 +66,7 @@ pub fn chromium_binary() -> Result<PathBuf> {
 pub struct Browser {
     child: Child,
     profile: tempfile::TempDir,
+    /// The first page, attached, with the `Runtime`, `Log` and `Page` domains enabled.
     pub page: Page,
 }
 

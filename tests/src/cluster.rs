@@ -18,13 +18,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One node process and its addresses.
 pub struct NodeHandle {
+    /// The node's Raft id (`--id`): 1, 2, ... in the order the cluster made the nodes.
     pub id: u64,
+    /// The HTTP API's `127.0.0.1:port`.
     pub http_addr: String,
     /// The peer address the other nodes dial (a delay proxy's, with
     /// [`Launch::peer_delay`]).
     pub raft_addr: String,
     /// The peer address the node listens on.
     pub listen_raft_addr: String,
+    /// The node's `--data-dir`, `node-<id>`. Its log sits beside it as `node-<id>.log`
+    /// (and with peer TLS its certificate and key as `node-<id>.crt` and `.key`).
     pub data_dir: PathBuf,
     /// `--region`, and the region it is a member in.
     pub region: String,
@@ -32,10 +36,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// The URL of `path` (which starts with `/`) on the node's HTTP API.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http_addr, path)
     }
 
+    /// Whether this harness started the process and has not seen it end (a process that
+    /// crashed on its own counts as running until [`ProcessCluster::exit_status`] sees it).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -48,8 +55,11 @@ impl NodeHandle {
 /// An HTTP answer: status, the headers the tests look at, and the JSON body.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body parsed as JSON; `Value::Null` when it was empty or not JSON.
     pub body: Value,
+    /// Every header of the answer.
     pub headers: reqwest::header::HeaderMap,
 }
 
@@ -59,10 +69,12 @@ impl Response {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
 
+    /// The value of header `name` (case-insensitive), if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
+    /// The node's applied index when it answered (`X-Holdfast-Applied-Index`), if given.
     pub fn applied_index(&self) -> Option<u64> {
         self.header("x-holdfast-applied-index")
             .and_then(|value| value.parse().ok())
@@ -71,7 +83,10 @@ impl Response {
 
 /// Real processes on 127.0.0.1. Dropping the cluster kills every process it started.
 pub struct ProcessCluster {
+    /// Every node ever made, running or not; a node's index here is its *position*, which
+    /// the methods take (node id = position + 1).
     pub nodes: Vec<NodeHandle>,
+    /// The HTTP client of the helpers: a 15 s timeout per request.
     pub client: reqwest::Client,
     root: tempfile::TempDir,
     binary: PathBuf,
@@ -188,8 +203,11 @@ pub fn holdfastctl_binary() -> PathBuf {
 
 /// What a `holdfastctl` run printed and how it exited.
 pub struct CtlRun {
+    /// The exit code; -1 when a signal ended the process.
     pub code: i32,
+    /// Everything it printed on stdout (lossy UTF-8).
     pub stdout: String,
+    /// Everything it printed on stderr (lossy UTF-8).
     pub stderr: String,
 }
 
@@ -500,6 +518,8 @@ impl ProcessCluster {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Waits until the node answers `GET /healthz` with `200`, polling every 100 ms. Fails
+    /// after 60 s, with the node's last log lines.
     pub async fn wait_healthy(&self, position: usize) -> Result<()> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -606,11 +626,14 @@ impl ProcessCluster {
         Ok(request.send().await?.text().await?)
     }
 
+    /// `GET path` on node `position`. Any status is an `Ok` answer; `Err` means no answer
+    /// (connection refused, or 15 s passed).
     pub async fn get(&self, position: usize, path: &str) -> Result<Response> {
         let request = self.client.get(self.nodes[position].url(path));
         send(request).await
     }
 
+    /// [`ProcessCluster::get`] with extra request `headers` (name, value).
     pub async fn get_with(
         &self,
         position: usize,
@@ -624,6 +647,8 @@ impl ProcessCluster {
         send(request).await
     }
 
+    /// `POST path` with the JSON `body` and, when given, an `Idempotency-Key`; answers as
+    /// [`ProcessCluster::get`].
     pub async fn post(
         &self,
         position: usize,
@@ -638,6 +663,8 @@ impl ProcessCluster {
         send(request).await
     }
 
+    /// `POST path` with `body` sent as it is (labelled `application/json`), for malformed
+    /// and oversized requests; answers as [`ProcessCluster::get`].
     pub async fn post_raw(&self, position: usize, path: &str, body: Vec<u8>) -> Result<Response> {
         let request = self
             .client

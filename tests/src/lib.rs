@@ -1,5 +1,7 @@
 //! Black-box test support: starts real `holdfast serve` processes on 127.0.0.1 and talks to
-//! them over the HTTP API of `shared/API.md`, exactly as an application would.
+//! them over the HTTP API of `docs/API.md`, exactly as an application would.
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod browser;

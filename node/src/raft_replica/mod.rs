@@ -781,7 +781,7 @@ impl Inner {
             request_id: proposal.request_id,
             command: proposal.command,
         }));
-        let commit = self.node.propose(Batch { entries });
+        let commit = self.node.propose(Batch::new(entries));
         let result = match tokio::time::timeout(self.config.commit_timeout, commit).await {
             Ok(result) => result.map_err(|error| match raft_error(error) {
                 NodeError::NotLeader { .. } => NodeError::NoLeader,

@@ -78,23 +78,32 @@ impl View {
 /// An availability request as the client sent it (strings unparsed).
 #[derive(Clone, Debug, Default)]
 pub struct AvailabilityParams {
+    /// The event; required, an id (1 to 64 bytes, no white space, control characters or
+    /// `/`).
     pub event_id: String,
+    /// `summary` or `full`; `full` when absent.
     pub view: Option<String>,
+    /// Only seats of this section (an id), in the full view.
     pub section: Option<String>,
+    /// The previous page's `next_after` (a seat id): the page starts after that seat.
     pub after: Option<String>,
+    /// Seats per page: [`AVAILABILITY_PAGE_SEATS_DEFAULT`] when absent, 0 refused, more
+    /// than [`AVAILABILITY_PAGE_SEATS_MAX`] clamped to it.
     pub limit: Option<u64>,
 }
 
 /// An availability request, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvailabilityQuery {
+    /// The event, a valid id.
     pub event_id: String,
+    /// Which part of the availability to answer.
     pub view: View,
     /// Only seats of this section (full view).
     pub section: Option<String>,
     /// The previous page's `next_after`.
     pub after: Option<String>,
-    /// Seats in the page.
+    /// Seats in the page: 1 to [`AVAILABILITY_PAGE_SEATS_MAX`].
     pub limit: usize,
 }
 
@@ -134,7 +143,9 @@ impl AvailabilityParams {
 /// A page of seats as an edge renders it, with the seat to pass as `after` for the next.
 #[derive(Clone, Debug)]
 pub struct SeatPage<S> {
+    /// The page's seats in the edge's own form (serialised JSON on the HTTP edge).
     pub seats: S,
+    /// The seat id to pass as `after` for the next page, while more seats remain.
     pub next_after: Option<String>,
 }
 
@@ -157,7 +168,10 @@ pub trait SeatPages: Sync {
 /// the page's, see `seats`), and the rendered page of seats in the full view.
 #[derive(Clone, Debug)]
 pub struct Availability<S> {
+    /// The event's description: name, category, start, currency.
     pub info: EventInfo,
+    /// The event's version, seat counters and every pool. Its own `seats` are not the
+    /// answer's: at most one seat when the summary view was asked or the page was kept.
     pub page: AvailabilityPage,
     /// `None` in the summary view.
     pub seats: Option<SeatPage<S>>,
@@ -256,7 +270,11 @@ pub async fn booking(
 /// A page of a customer's history as the client asked for it.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryParams {
+    /// The customer whose bookings to list (an id); a caller bound to a customer may ask
+    /// only for its own.
     pub customer_id: String,
+    /// Bookings per page: [`HISTORY_PAGE_DEFAULT`] when absent, 0 refused, more than
+    /// [`HISTORY_PAGE_MAX`] clamped to it.
     pub limit: Option<u64>,
     /// The previous page's `next_after`.
     pub after: Option<String>,

@@ -48,7 +48,7 @@ async fn group_commit(leader: Arc<RaftNode>, mut queue: mpsc::Receiver<Pending>)
         let leader = Arc::clone(&leader);
         tokio::spawn(async move {
             let (entries, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-            match leader.propose(Batch { entries }).await {
+            match leader.propose(Batch::new(entries)).await {
                 Ok(result) => {
                     for (reply, outcome) in replies.into_iter().zip(result.outcomes) {
                         let _ = reply.send(Ok(outcome));

@@ -17,6 +17,9 @@ use super::CheckOutcome;
 /// scenarios (1.5 s), the clock guard's default tolerance (1 s) and a margin.
 pub const AHEAD_ALLOWED_MS: u64 = 5_000;
 
+/// Checks every hold acknowledged with an expiry: the cluster time it was made at
+/// (`expires_at - ttl`) may be at most [`AHEAD_ALLOWED_MS`] after the true time its answer
+/// arrived. Holds without an answer are not checked.
 pub fn check(history: &History) -> CheckOutcome {
     let mut outcome = CheckOutcome::new("cluster time never runs ahead of true time");
     for op in &history.ops {

@@ -9,6 +9,8 @@ pub fn state_hash(replica: &ReplicaState) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&replica.machine.snapshot_bytes())
 }
 
+/// Checks that `expected_nodes` replicas (the members) are running, and that every one of
+/// `replicas` has the applied index and state hash of the first.
 pub fn check(replicas: &[ReplicaState], expected_nodes: usize) -> CheckOutcome {
     let mut outcome = CheckOutcome::new("replicas converge to identical state");
     outcome.checked = replicas.len();

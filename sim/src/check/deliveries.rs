@@ -31,6 +31,7 @@ const SAMPLE_EVENTS_MAX: usize = 4_096;
 /// as the JSON a webhook receives.
 #[derive(Debug, Default)]
 pub struct OutboxRecord {
+    /// Each outbox index with the event first seen there, as the JSON a webhook receives.
     pub events: BTreeMap<u64, Value>,
     /// Per replica, the highest index already read from it.
     cursors: BTreeMap<u64, u64>,
@@ -66,8 +67,11 @@ impl OutboxRecord {
 
 /// What the delivery checks read.
 pub struct DeliveryRun<'a> {
+    /// Every delivery the receiver saw, in arrival order.
     pub received: &'a [Received],
+    /// The committed outbox as the harness recorded it during the run.
     pub record: &'a OutboxRecord,
+    /// The replicas' final states (the most advanced one gives the webhook's final mark).
     pub replicas: &'a [ReplicaState],
     /// The webhook's mark when it was added (`None`: it never was).
     pub start_mark: Option<u64>,

@@ -5,6 +5,8 @@ use crate::history::{History, OpResult};
 
 use super::{CheckOutcome, ReplicaState};
 
+/// Checks that every booking id a confirm answered with exists on each of `replicas`
+/// (whatever its status).
 pub fn check(history: &History, replicas: &[ReplicaState]) -> CheckOutcome {
     let mut outcome = CheckOutcome::new("every acknowledged confirm on every replica");
     for op in &history.ops {

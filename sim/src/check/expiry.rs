@@ -17,6 +17,10 @@ use super::{CheckOutcome, LeadershipTimeline, ReplicaState};
 /// Twice the harness's sampling interval, and some.
 const SAMPLING_MARGIN_MICROS: u64 = 50_000;
 
+/// Checks both senses of the module documentation: on every replica, each booking a
+/// confirm was answered with; in simulated time, each confirm of an acknowledged hold
+/// when one leader led (by `timeline`) from the hold's answer to the confirm's, with
+/// 50 ms to spare either side. Confirms across a leader change are not counted as checked.
 pub fn check(
     history: &History,
     replicas: &[ReplicaState],

@@ -10,6 +10,7 @@ use super::CheckOutcome;
 /// Accumulates the checks made during a run.
 #[derive(Debug)]
 pub struct InvariantSampler {
+    /// Every sample so far: one checked per sampled state, a violation per broken one.
     pub outcome: CheckOutcome,
 }
 

@@ -89,23 +89,30 @@ pub const DEFAULT_MAX_STATES_PER_SEAT: usize = 1_000_000;
 /// What the checker concluded about one seat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SeatVerdict {
+    /// The seat's event.
     pub event_id: String,
+    /// The seat.
     pub seat_id: String,
     /// The calls on this seat that were checked (dropped and skipped calls not counted).
     pub ops: usize,
+    /// Whether some order explains them.
     pub outcome: Outcome,
 }
 
+/// The result of the search on one seat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Outcome {
+    /// Some order of the calls that respects real time explains every result.
     Linearizable,
     /// No order of the calls explains the results; `explanation` shows the longest order found
     /// and the calls that could not come next.
     NotLinearizable {
+        /// A human-readable account: the order found and the calls it could not place.
         explanation: String,
     },
     /// The search gave up after exploring `explored` configurations.
     Inconclusive {
+        /// Configurations explored before giving up.
         explored: usize,
     },
 }
@@ -113,6 +120,7 @@ pub enum Outcome {
 /// The verdicts of every seat that had at least one checked call, sorted by (event, seat).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// One verdict per seat.
     pub seats: Vec<SeatVerdict>,
 }
 

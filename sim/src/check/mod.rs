@@ -17,6 +17,7 @@ use serde::Serialize;
 /// What one checker concluded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CheckOutcome {
+    /// The property checked, as one sentence (`"replicas converge to identical state"`).
     pub name: &'static str,
     /// How many things it checked (calls, states, bookings, ...).
     pub checked: usize,
@@ -25,6 +26,7 @@ pub struct CheckOutcome {
 }
 
 impl CheckOutcome {
+    /// The outcome of checking `name`, with nothing checked and nothing wrong yet.
     pub fn new(name: &'static str) -> CheckOutcome {
         CheckOutcome {
             name,
@@ -32,6 +34,7 @@ impl CheckOutcome {
         }
     }
 
+    /// Whether the property held: no violation was recorded.
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
@@ -48,8 +51,11 @@ impl CheckOutcome {
 /// One replica's state at the end of a run.
 #[derive(Clone, Debug)]
 pub struct ReplicaState {
+    /// The replica's node.
     pub node_id: u64,
+    /// Index of the last log entry it applied, 0 before any.
     pub applied_index: u64,
+    /// A copy of its state machine as of `applied_index`.
     pub machine: StateMachine,
 }
 

@@ -9,6 +9,9 @@ use holdfast_statemachine::RefundStatus;
 
 use super::{CheckOutcome, ReplicaState};
 
+/// Compares every replica's refunds with what the sandbox `provider` paid: a `REFUNDED`
+/// refund must have been paid, none may have `FAILED`, and the provider may have paid no
+/// more refunds than the best-informed replica knows.
 pub fn check(replicas: &[ReplicaState], provider: &SandboxProvider) -> CheckOutcome {
     let mut outcome = CheckOutcome::new("every refund marked paid was paid once at the provider");
     let mut known_max = 0u64;

@@ -12,17 +12,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The nodes' base URLs and a shared connection pool.
 #[derive(Clone)]
 pub struct Http {
+    /// The shared client: a 10 s timeout per request, keep-alive connections pooled.
     pub client: reqwest::Client,
+    /// The nodes' base URLs (`http://127.0.0.1:7001`); requests name a node by its index.
     pub nodes: Vec<String>,
 }
 
 /// One answer: status and raw body.
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body as it came.
     pub body: Vec<u8>,
 }
 
 impl Answer {
+    /// The body as JSON; `Value::Null` when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -74,6 +79,8 @@ impl Http {
         (answer, class)
     }
 
+    /// `GET path_and_query` on node `node`. Any status is an answer; `Err` carries the
+    /// class `timeout` (10 s passed) or `transport` (no answer) instead.
     pub async fn get(&self, node: usize, path_and_query: &str) -> Result<Answer, Class> {
         let request = self
             .client
@@ -81,6 +88,8 @@ impl Http {
         send(request).await
     }
 
+    /// `POST path` on node `node` with the JSON `body` and, when given, an
+    /// `Idempotency-Key`; answers as [`Http::get`].
     pub async fn post(
         &self,
         node: usize,

@@ -20,12 +20,16 @@ const LATENCY_US_MAX: u64 = 120_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
+    /// A hold (`POST /booking/hold`, or the SDK's hold).
     Hold,
+    /// A confirm of a hold just made (`POST /booking/confirm`, or the SDK's confirm).
     Confirm,
+    /// An availability read (`GET /availability`).
     Read,
 }
 
 impl OpKind {
+    /// The kind's name in reports: `hold`, `confirm` or `read`.
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Hold => "hold",
@@ -48,9 +52,14 @@ pub enum Class {
 
 /// The numbers of one kind of request.
 pub struct KindStats {
+    /// Latency of every recorded request, in microseconds: 1 µs to 120 s with three
+    /// significant digits, longer ones clamped to 120 s.
     pub latency_us: Histogram<u64>,
+    /// Requests that got the answer they asked for ([`Class::Ok`]).
     pub ok: u64,
+    /// Requests refused with `409` ([`Class::Conflict`]).
     pub conflicts: u64,
+    /// The other requests, by their [`Class::Error`] name.
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -73,6 +82,7 @@ impl KindStats {
         }
     }
 
+    /// Every recorded request: ok, conflicts and errors.
     pub fn count(&self) -> u64 {
         self.ok + self.conflicts + self.errors.values().sum::<u64>()
     }
@@ -81,6 +91,7 @@ impl KindStats {
 /// What a client records; merged into the run's totals when it stops.
 #[derive(Default)]
 pub struct Recorder {
+    /// The figures of each kind of request recorded so far.
     pub kinds: BTreeMap<OpKind, KindStats>,
 }
 
@@ -114,18 +125,32 @@ impl Recorder {
 #[derive(Clone, Copy, Debug)]
 pub enum Mode {
     /// `clients` loops, each sending its next request when the last one is answered.
-    Closed { clients: usize },
+    Closed {
+        /// Client loops running at once.
+        clients: usize,
+    },
     /// Requests start at `rate` per second whatever the answers do, at most `in_flight_max`
     /// at once (a request that waits for a slot counts its wait as latency).
-    Open { rate: f64, in_flight_max: usize },
+    Open {
+        /// Requests started per second; a rate below 0.001 counts as 0.001.
+        rate: f64,
+        /// Most requests under way at once; also how many client indexes the requests are
+        /// spread over. Must be at least 1.
+        in_flight_max: usize,
+    },
 }
 
 /// One measured phase.
 pub struct Phase {
+    /// Run first, not recorded (zero: recording from the start).
     pub warmup: Duration,
+    /// Measured, after the warm-up.
     pub duration: Duration,
+    /// Closed or open loop.
     pub mode: Mode,
+    /// Whether to draw a progress bar (on stderr).
     pub progress: bool,
+    /// The phase's name on the progress bar.
     pub label: String,
 }
 
@@ -157,6 +182,10 @@ impl Run {
 /// confirm, a read), recording every request it makes, with `started` as the time the
 /// unit was meant to begin.
 pub trait Workload: Send + Sync + 'static {
+    /// Runs one unit of work: the `sequence`th of `client` in closed loop, the `sequence`th
+    /// of the phase in open loop. It records each request in `recorder` only while
+    /// [`Run::recording`], with its latency measured from `started`, and counts each
+    /// finished request with [`Run::tick`].
     fn step(
         self: Arc<Self>,
         client: usize,
@@ -169,7 +198,10 @@ pub trait Workload: Send + Sync + 'static {
 
 /// The phase's totals and how long it measured.
 pub struct PhaseResult {
+    /// Every client's figures, merged.
     pub recorder: Recorder,
+    /// From the end of the warm-up to the stop. Requests under way at the stop still
+    /// finish and are recorded.
     pub measured: Duration,
 }
 

@@ -131,6 +131,9 @@ pub struct Options {
     /// HTTP request each.
     #[arg(long)]
     pub sdk: bool,
+    /// With `--sdk`: batches the SDK keeps in flight at once (its default when not given).
+    #[arg(long)]
+    pub sdk_batches_in_flight: Option<usize>,
 }
 
 /// Runs the benchmark the options describe and prints its report.
@@ -262,11 +265,11 @@ async fn run_phases(
                 scenarios::create_venue(http, &event_id, venue).await?;
                 let mut sale = FlashSale::new(http.clone(), event_id, venue, options, tag);
                 if options.sdk {
-                    sale.sdk = Some(
-                        holdfast_client::Client::builder(&http.nodes)
-                            .connect()
-                            .await?,
-                    );
+                    let mut builder = holdfast_client::Client::builder(&http.nodes);
+                    if let Some(batches) = options.sdk_batches_in_flight {
+                        builder = builder.max_in_flight_batches(batches);
+                    }
+                    sale.sdk = Some(builder.connect().await?);
                 }
                 let (result, check) = if options.scenario == Scenario::Mixed {
                     let mixed = Arc::new(Mixed { sale });

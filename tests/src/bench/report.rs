@@ -12,16 +12,25 @@ use crate::cluster::ProcessCluster;
 /// The figures of one request kind in one phase.
 #[derive(Clone, Debug, Serialize)]
 pub struct KindReport {
+    /// The kind of request.
     pub kind: OpKind,
+    /// Requests recorded (after the warm-up).
     pub requests: u64,
     /// Requests answered per second (ok, conflicts and errors).
     pub per_second: f64,
+    /// Requests that got the answer they asked for.
     pub ok: u64,
+    /// Requests refused with `409`: the seat or pool was taken.
     pub conflicts: u64,
+    /// The other requests, by class (`http_503_OVERLOADED`, `timeout`, `sdk_deadline`, ...).
     pub errors: std::collections::BTreeMap<String, u64>,
+    /// Median latency, in milliseconds (from the intended start in open loop).
     pub p50_ms: f64,
+    /// 99th percentile latency, in milliseconds.
     pub p99_ms: f64,
+    /// 99.9th percentile latency, in milliseconds.
     pub p999_ms: f64,
+    /// Highest latency, in milliseconds (latencies over 120 s are recorded as 120 s).
     pub max_ms: f64,
 }
 
@@ -46,17 +55,27 @@ impl KindReport {
 /// One phase: its parameters, figures, end-of-run check and the nodes' memory.
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseReport {
+    /// The scenario run.
     pub scenario: Scenario,
+    /// Nodes of the cluster: the local cluster's size, or the number of `--endpoints`.
     pub nodes: usize,
+    /// Seats of the venue, rounded up to whole rows of 20 (not used by `hotel`).
     pub seats: u64,
+    /// Clients in closed loop, or the most requests in flight in open loop.
     pub clients: usize,
     /// `closed`, or `open` at `rate` per second.
     pub mode: String,
+    /// Requests started per second in open loop; `None` in closed loop.
     pub rate: Option<f64>,
+    /// The read level of a `browse` phase.
     pub level: Option<Level>,
+    /// The view of a `browse` phase.
     pub view: Option<View>,
+    /// Seconds measured, from the end of the warm-up to the stop.
     pub measured_seconds: f64,
+    /// One row per kind of request recorded, in the order hold, confirm, read.
     pub kinds: Vec<KindReport>,
+    /// The end-of-run check ([`Check::none`] for read-only phases).
     pub check: Check,
     /// Resident memory of each local node at the end of the phase, MiB.
     pub node_rss_mib: Vec<Option<f64>>,
@@ -65,6 +84,8 @@ pub struct PhaseReport {
 }
 
 impl PhaseReport {
+    /// A phase's parameters, before it runs: the figures are empty until
+    /// [`PhaseReport::finish`].
     pub fn new(options: &Options, nodes: usize, seats: u64, clients: usize) -> PhaseReport {
         PhaseReport {
             scenario: options.scenario,

@@ -21,10 +21,12 @@ const SEATS_PER_SECTION: u64 = SEATS_PER_ROW * ROWS_PER_SECTION;
 /// A venue of `seats` seats in 400-seat sections `S1`, `S2`, ... (rounded up to whole rows).
 #[derive(Clone, Copy, Debug)]
 pub struct Venue {
+    /// Seats in all: a whole number of 20-seat rows.
     pub seats: u64,
 }
 
 impl Venue {
+    /// A venue of `seats` seats rounded up to whole rows of 20 (one row at least).
     pub fn new(seats: u64) -> Venue {
         Venue {
             seats: seats.max(1).div_ceil(SEATS_PER_ROW) * SEATS_PER_ROW,
@@ -125,20 +127,29 @@ async fn confirm(
 
 /// Single-seat holds on one venue, hot and random seats, a share of them confirmed.
 pub struct FlashSale {
+    /// The cluster's nodes.
     pub http: Http,
+    /// The venue's event, created before the sale.
     pub event_id: String,
+    /// The venue on sale.
     pub venue: Venue,
     /// Seats `0..hot_seats` are the hot ones.
     pub hot_seats: u64,
+    /// Share of holds that go for a hot seat (0.0 to 1.0); the others pick any seat.
     pub hot_fraction: f64,
+    /// Share of successful holds that are then confirmed (0.0 to 1.0).
     pub confirm_ratio: f64,
+    /// Whether plain HTTP holds carry an `Idempotency-Key`; confirms and SDK calls always
+    /// do.
     pub keys: bool,
+    /// The run's prefix of idempotency keys ([`run_tag`]).
     pub tag: String,
     /// Successful holds per seat, as the clients were told: more than one is a double
     /// booking (holds outlive the run and nothing is released).
     pub held: Vec<AtomicU32>,
     /// Holds and confirms without a definite answer: they may or may not have happened.
     pub unknown_holds: AtomicU64,
+    /// Confirms that succeeded, as the clients were told.
     pub confirmed: AtomicU64,
     /// Holds and confirms go through the SDK (`--sdk`) instead of plain HTTP.
     pub sdk: Option<holdfast_client::Client>,
@@ -365,11 +376,14 @@ async fn linearizable_summary(http: &Http, node: usize, event_id: &str) -> Resul
 /// The outcome of an end-of-run check.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Check {
+    /// What was checked and counted, in one line.
     pub description: String,
+    /// What was wrong; empty when the check passed.
     pub problems: Vec<String>,
 }
 
 impl Check {
+    /// Whether nothing was wrong.
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
     }
@@ -389,8 +403,13 @@ pub enum View {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
+    /// `consistency=stale`: the answering node's local state.
     Stale,
+    /// `consistency=bounded`: the local state of a node that heard from the leader within
+    /// the default 1000 ms, else the leader's.
     Bounded,
+    /// `consistency=linearizable`: read after the leader confirmed its leadership with a
+    /// quorum.
     Linearizable,
 }
 
@@ -436,10 +455,15 @@ async fn timed_read(
 
 /// Availability reads across every node at one level and view.
 pub struct Browse {
+    /// The cluster's nodes.
     pub http: Http,
+    /// The venue's event, created before the phase.
     pub event_id: String,
+    /// The venue, whose sections a [`View::Section`] read picks from.
     pub venue: Venue,
+    /// The view every read asks for.
     pub view: View,
+    /// The read level of every read.
     pub level: Level,
 }
 
@@ -467,6 +491,7 @@ impl Workload for Browse {
 
 /// 95 % stale reads (half summaries, half 400-seat sections), 5 % flash-sale holds.
 pub struct Mixed {
+    /// The sale that makes the holds; its venue is the one read.
     pub sale: FlashSale,
 }
 
@@ -507,16 +532,26 @@ impl Workload for Mixed {
 /// Multi-night holds over pools: `room_types` × `nights` pools of `rooms` each; a stay is
 /// one room of one type for 1–4 consecutive nights, all or nothing.
 pub struct Hotel {
+    /// The cluster's nodes.
     pub http: Http,
+    /// The hotel's event.
     pub event_id: String,
+    /// Room types, at least one.
     pub room_types: u32,
+    /// Nights on sale, at least one.
     pub nights: u32,
+    /// Rooms of each type per night, at least one: each pool's capacity.
     pub rooms: u64,
+    /// Share of successful holds that are then confirmed (0.0 to 1.0).
     pub confirm_ratio: f64,
+    /// Whether holds carry an `Idempotency-Key`; confirms always do.
     pub keys: bool,
+    /// The run's prefix of idempotency keys ([`run_tag`]).
     pub tag: String,
     /// Room nights granted per pool (type-major), as the clients were told.
     pub granted: Vec<AtomicU64>,
+    /// Holds that ended in an error (neither `201` nor `409`): each may have taken up to
+    /// four room nights.
     pub unknown_holds: AtomicU64,
 }
 
@@ -545,6 +580,9 @@ impl Hotel {
         format!("R{}-N{}", room_type + 1, night + 1)
     }
 
+    /// Creates the hotel's event through node 0: a pool `R<type>-N<night>` (both counted
+    /// from 1) of `rooms` rooms per room type and night. Fails unless the node answers
+    /// `201`.
     pub async fn create(&self) -> Result<()> {
         let mut pools = Vec::new();
         for room_type in 0..self.room_types {
