@@ -60,6 +60,11 @@ impl<T> Default for IdMap<T> {
 }
 
 impl<T> IdMap<T> {
+    /// Records stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// The chunk and slot of `id`, when it lies inside the stored window.
     fn locate(&self, id: u64) -> Option<(usize, usize)> {
         let offset = usize::try_from(id.checked_sub(self.base)?).ok()?;
