@@ -757,6 +757,14 @@ impl FlushAndRewind for tokio::fs::File {
 mod tests {
     use super::*;
 
+    /// Entry `index` of term 1, one command.
+    fn entry(index: u64, command: holdfast_statemachine::Entry) -> LogEntry {
+        LogEntry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::types::Batch::single(command)),
+        }
+    }
+
     #[test]
     fn a_snapshot_file_of_an_unknown_format_is_refused() {
         let directory = tempfile::tempdir().unwrap();
@@ -799,10 +807,6 @@ mod tests {
     async fn apply_and_reads_go_on_while_a_snapshot_holds_its_copy() {
         let directory = tempfile::tempdir().unwrap();
         let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
-        let entry = |index: u64, command| LogEntry {
-            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(crate::types::Batch::single(command)),
-        };
         let workload = crate::testing::workload::create_event(10);
         store.apply([entry(1, workload)]).await.unwrap();
         // A snapshot encoding the shadow holds its lock for as long as it takes; apply and
@@ -840,10 +844,6 @@ mod tests {
     async fn the_shadow_catches_up_on_its_own_thread() {
         let directory = tempfile::tempdir().unwrap();
         let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
-        let entry = |index: u64, command| LogEntry {
-            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(crate::types::Batch::single(command)),
-        };
         store
             .apply([entry(1, crate::testing::workload::create_event(10))])
             .await
