@@ -145,9 +145,15 @@ impl Inner {
             }
             let metrics = self.node.metrics().borrow().clone();
             if metrics.state != ServerState::Leader {
-                return Err(
-                    self.transfer_failed(to, "this node lost its leadership during the handover")
-                );
+                // The target's candidacy (a newer term) ended this leadership before the
+                // election's outcome reached this node: wait for it.
+                return self
+                    .await_leader(
+                        to,
+                        lease * 2,
+                        "this node lost its leadership during the handover",
+                    )
+                    .await;
             }
             if metrics.last_log_index.unwrap_or(0) == last {
                 break last;
@@ -166,14 +172,27 @@ impl Inner {
         raft.runtime_config().heartbeat(true);
         asked?;
 
-        let deadline = Instant::now() + lease * 2;
+        self.await_leader(to, lease * 2, "it did not win its election in time")
+            .await
+    }
+
+    /// Waits up to `within` for `to` to lead; fails with `why` (and who leads) otherwise.
+    async fn await_leader(&self, to: NodeId, within: Duration, why: &str) -> Result<(), NodeError> {
+        let deadline = Instant::now() + within;
         loop {
-            if self.leader_id() == Some(to) {
-                tracing::info!(from = self.node_id(), to, "leadership handed over");
-                return Ok(());
+            match self.leader_id() {
+                Some(leader) if leader == to => {
+                    tracing::info!(from = self.node_id(), to, "leadership handed over");
+                    return Ok(());
+                }
+                // A third voter won: the transfer is over, and failed.
+                Some(leader) if leader != self.node_id() => {
+                    return Err(self.transfer_failed(to, why));
+                }
+                _ => {}
             }
             if Instant::now() >= deadline {
-                return Err(self.transfer_failed(to, "it did not win its election in time"));
+                return Err(self.transfer_failed(to, why));
             }
             tokio::time::sleep(LEADER_POLL).await;
         }
