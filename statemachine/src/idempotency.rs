@@ -325,13 +325,7 @@ impl IdempotencyTable {
 
     /// The records, oldest first; the iterator knows its length (serde sequences need it).
     pub fn records(&self) -> impl ExactSizeIterator<Item = &Record> {
-        Counted {
-            records: self
-                .records
-                .iter_from(self.first_position)
-                .map(|(_, record)| record),
-            left: self.records.len(),
-        }
+        self.records.values()
     }
 
     pub fn from_records(records: Vec<Record>) -> IdempotencyTable {
@@ -344,28 +338,6 @@ impl IdempotencyTable {
         table
     }
 }
-
-/// An iterator over records that knows how many are left.
-struct Counted<I> {
-    records: I,
-    left: usize,
-}
-
-impl<'a, I: Iterator<Item = &'a Record>> Iterator for Counted<I> {
-    type Item = &'a Record;
-
-    fn next(&mut self) -> Option<&'a Record> {
-        let record = self.records.next()?;
-        self.left -= 1;
-        Some(record)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl<'a, I: Iterator<Item = &'a Record>> ExactSizeIterator for Counted<I> {}
 
 #[cfg(test)]
 mod tests {

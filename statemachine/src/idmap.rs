@@ -155,6 +155,15 @@ impl<T> IdMap<T> {
             })
     }
 
+    /// The records in ascending id order, without their ids; the iterator knows its length
+    /// (serde sequences need it).
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        Counted {
+            values: self.iter().map(|(_, value)| value),
+            left: self.len,
+        }
+    }
+
     /// Records in ascending id order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> + '_ {
         let base = self.base;
@@ -167,6 +176,28 @@ impl<T> IdMap<T> {
             })
     }
 }
+
+/// An iterator over an [`IdMap`]'s values that knows how many are left.
+struct Counted<I> {
+    values: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let value = self.values.next()?;
+        self.left -= 1;
+        Some(value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 impl<T> std::ops::Index<&u64> for IdMap<T> {
     type Output = T;
