@@ -183,6 +183,15 @@ fn build_holdfast() -> Result<PathBuf> {
     // features differently and would build a second copy of everything, RocksDB's C++
     // included, instead of finding the binary that the test build already made.
     build.args(["build", "--quiet", "--workspace", "--tests"]);
+    // Without the variables `cargo test` sets for this test process: build scripts that
+    // watch one of them (ring's watches CARGO_MANIFEST_DIR) would otherwise see it change
+    // and rebuild, and with them everything above (rustls, tonic, the node): about two
+    // minutes inside the first process test of every suite, and again in the next build.
+    for (name, _) in std::env::vars_os() {
+        if is_set_by_cargo_for_tests(&name.to_string_lossy()) {
+            build.env_remove(&name);
+        }
+    }
     if release {
         build.arg("--release");
     }
@@ -191,6 +200,26 @@ fn build_holdfast() -> Result<PathBuf> {
         bail!("cargo build of holdfast failed");
     }
     Ok(profile_dir.join("holdfast"))
+}
+
+/// Whether `cargo test` sets the environment variable `name` for the test binaries it runs
+/// (the "Environment variables Cargo sets for crates" of Cargo's book), as opposed to what
+/// the caller set (CARGO_TARGET_DIR, CARGO_HOME, CARGO_INCREMENTAL...), which a nested
+/// build must keep.
+fn is_set_by_cargo_for_tests(name: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+        "CARGO_MANIFEST_",
+    ];
+    const NAMES: [&str; 4] = [
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || NAMES.contains(&name)
 }
 
 /// `holdfastctl`, built next to `holdfast` by the same workspace build.
@@ -766,6 +795,35 @@ impl ProcessCluster {
                 bail!("the other nodes elected no new leader within {STARTUP_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_set_by_cargo_for_tests;
+
+    #[test]
+    fn a_nested_build_drops_what_cargo_test_set_and_keeps_what_the_caller_set() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_EXE_holdfast",
+            "CARGO_CRATE_NAME",
+            "CARGO_TARGET_TMPDIR",
+        ] {
+            assert!(is_set_by_cargo_for_tests(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_INCREMENTAL",
+            "CARGO_TERM_COLOR",
+            "PATH",
+        ] {
+            assert!(!is_set_by_cargo_for_tests(name), "{name}");
         }
     }
 }
