@@ -228,7 +228,7 @@ struct ServeArgs {
     #[arg(long, env = "HOLDFAST_BATCH_ENTRIES_MAX")]
     batch_entries_max: Option<usize>,
     /// Raft entries of client commands proposed and not yet committed at once; while they
-    /// commit, new commands gather into the next entry [default: 2].
+    /// commit, new commands gather into the next entry [default: 1].
     #[arg(long, env = "HOLDFAST_BATCHES_IN_FLIGHT_MAX")]
     batches_in_flight_max: Option<usize>,
     /// Raft heartbeat interval in ms; an AppendEntries call fails after one interval, so it

@@ -87,7 +87,9 @@ pub struct RaftReplicaConfig {
     pub entry_bytes_max: usize,
     /// Raft entries proposed and not yet committed at once. Small on purpose: while they
     /// commit, new commands gather into the next entry, so one entry (one append, one
-    /// fsync per node, one replication round) carries many commands.
+    /// fsync per node, one replication round) carries many commands. One by default:
+    /// measured with 64 HTTP clients on three nodes, a second entry in flight carried few
+    /// commands and made the p99 four times longer (BENCHMARKS.md, 2026-12-05).
     pub batches_in_flight_max: usize,
     /// Batches a follower has forwarded to the leader and not yet had answered, at once.
     /// Larger than `batches_in_flight_max`: the leader coalesces them into its own entries.
@@ -145,7 +147,7 @@ impl Default for RaftReplicaConfig {
             proposals_queued_max: 16_384,
             batch_entries_max: 512,
             entry_bytes_max: 8 * 1024 * 1024,
-            batches_in_flight_max: 2,
+            batches_in_flight_max: 1,
             forwards_in_flight_max: 8,
             forward_timeout: Duration::from_secs(8),
             forward_connect_timeout: Duration::from_millis(500),
@@ -424,6 +426,18 @@ async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        // A slot first, then the group: what arrives while the batches in flight commit
+        // joins this group. (Formed before the wait, a group would leave behind everything
+        // that arrived during it for one more commit, and carry few commands itself: with
+        // 64 HTTP clients a third of the commands per entry, and a p99 four times longer.)
+        let slots = if strong.is_leader() {
+            &in_flight
+        } else {
+            &forwards_in_flight
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let batch_max = strong.config.batch_entries_max.max(1);
         let bytes_max = strong.config.entry_bytes_max;
         let mut entries = first.proposals.len();
@@ -447,14 +461,6 @@ async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver
             bytes += next.bytes;
             group.push(next);
         }
-        let slots = if strong.is_leader() {
-            &in_flight
-        } else {
-            &forwards_in_flight
-        };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         tokio::spawn(async move {
             strong.commit_group(group).await;
             drop(permit);
