@@ -114,7 +114,8 @@ pub fn election_timeout_max_ms(min_ms: u64) -> u64 {
 
 /// openraft settings for Holdfast: heartbeats every 250 ms, election timeouts of
 /// 0.5–0.75 s and a leader's lease of 0.75 s (see [`raft_config`]), a snapshot every
-/// 10,000 entries, 1 MiB snapshot chunks.
+/// 10,000 entries (each node a little sooner: [`staggered_snapshots`]), 1 MiB snapshot
+/// chunks.
 pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
     raft_config(
         cluster_id,
@@ -161,6 +162,19 @@ pub fn raft_config(
         snapshot_max_chunk_size: 1024 * 1024,
         ..Default::default()
     }
+}
+
+/// `config` with its snapshot interval shortened by a tenth per node id modulo 3
+/// (`LogsSinceLast(10_000)` becomes 10,000, 9,000 or 8,000 entries), so that the members
+/// of a cluster, which apply the same entries, do not all snapshot at the same entry: while
+/// one encodes and writes its snapshot (CPU and disk, see `state_store.rs`), a quorum of
+/// the others commits at full speed. Snapshots stay at most the configured interval apart.
+pub fn staggered_snapshots(mut config: openraft::Config, node_id: NodeId) -> openraft::Config {
+    if let SnapshotPolicy::LogsSinceLast(every) = config.snapshot_policy {
+        let shorter = every / 10 * (node_id % 3);
+        config.snapshot_policy = SnapshotPolicy::LogsSinceLast(every - shorter);
+    }
+    config
 }
 
 /// What a committed [`Batch`] produced.
@@ -212,9 +226,7 @@ impl RaftNode {
         if let Some(tls) = &config.network.tls {
             tls.check_names_node(config.node_id)?;
         }
-        let raft_config = config
-            .raft
-            .clone()
+        let raft_config = staggered_snapshots(config.raft.clone(), config.node_id)
             .validate()
             .map_err(|error| Error::InvalidConfig {
                 message: error.to_string(),
@@ -649,5 +661,29 @@ fn client_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo
         RaftError::Fatal(fatal) => Error::Fatal {
             message: fatal.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_members_of_a_three_node_cluster_snapshot_at_different_entries() {
+        let every = |node_id| match staggered_snapshots(default_raft_config("c"), node_id)
+            .snapshot_policy
+        {
+            SnapshotPolicy::LogsSinceLast(every) => every,
+            SnapshotPolicy::Never => panic!("snapshots switched off"),
+        };
+        assert_eq!([every(1), every(2), every(3)], [9_000, 8_000, 10_000]);
+        // Never more than the configured interval apart.
+        assert!((1..=100).all(|node_id| every(node_id) <= 10_000));
+        let mut never = default_raft_config("c");
+        never.snapshot_policy = SnapshotPolicy::Never;
+        assert!(matches!(
+            staggered_snapshots(never, 2).snapshot_policy,
+            SnapshotPolicy::Never
+        ));
     }
 }
