@@ -231,6 +231,10 @@ struct ServeArgs {
     /// commit, new commands gather into the next entry [default: 1].
     #[arg(long, env = "HOLDFAST_BATCHES_IN_FLIGHT_MAX")]
     batches_in_flight_max: Option<usize>,
+    /// On a follower: groups of writes forwarded to the leader and not yet answered, at
+    /// once; the leader coalesces them into its own entries [default: 8].
+    #[arg(long, env = "HOLDFAST_FORWARDS_IN_FLIGHT_MAX")]
+    forwards_in_flight_max: Option<usize>,
     /// Raft heartbeat interval in ms; an AppendEntries call fails after one interval, so it
     /// must exceed the slowest round trip between voters plus an fsync [default: 250].
     /// The same on every node.
@@ -411,6 +415,7 @@ impl ServeArgs {
             proposals_queued_max,
             batch_entries_max,
             batches_in_flight_max,
+            forwards_in_flight_max,
             raft_heartbeat_ms,
             raft_election_timeout_ms,
             placement,
@@ -643,6 +648,9 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     }
     if let Some(in_flight) = args.batches_in_flight_max {
         config.replica.batches_in_flight_max = in_flight.max(1);
+    }
+    if let Some(in_flight) = args.forwards_in_flight_max {
+        config.replica.forwards_in_flight_max = in_flight.max(1);
     }
     if let Some(placement) = &args.placement {
         config.replica.placement = placement

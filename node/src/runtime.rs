@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub replica: RaftReplicaConfig,
     /// openraft's settings; `None` for Holdfast's defaults.
     pub raft: Option<openraft::Config>,
+    /// Each member snapshots at its own interval (`holdfast_raft::node::staggered_snapshots`);
+    /// on by default.
+    pub stagger_snapshots: bool,
     /// Test-only clock faults (all off by default); see [`ClockFaults`].
     pub clock_faults: ClockFaults,
     /// The state machine's limits for a new cluster (a restored snapshot brings its own).
@@ -96,6 +99,7 @@ impl NodeConfig {
             notifier: NotifierConfig::default(),
             replica: RaftReplicaConfig::default(),
             raft: None,
+            stagger_snapshots: true,
             clock_faults: ClockFaults::default(),
             state_machine: holdfast_statemachine::Config::default(),
             peer_tls: None,
@@ -300,6 +304,7 @@ where
     if let Some(raft) = config.raft.clone() {
         raft_config.raft = raft;
     }
+    raft_config.stagger_snapshots = config.stagger_snapshots;
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
     raft_config.memory_disk = memory_disk;
     raft_config.refuse_writes = refuse_writes;

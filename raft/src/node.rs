@@ -73,6 +73,9 @@ pub struct RaftNodeConfig {
     pub memory_disk: Option<MemoryDisk>,
     /// Tests only: while set, the log store's writes fail (a dying disk).
     pub refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Shortens `raft`'s snapshot interval by node id ([`staggered_snapshots`]); on by
+    /// default.
+    pub stagger_snapshots: bool,
 }
 
 impl RaftNodeConfig {
@@ -95,6 +98,7 @@ impl RaftNodeConfig {
             linearizable_read_timeout: Duration::from_secs(2),
             memory_disk: None,
             refuse_writes: None,
+            stagger_snapshots: true,
         }
     }
 }
@@ -226,7 +230,12 @@ impl RaftNode {
         if let Some(tls) = &config.network.tls {
             tls.check_names_node(config.node_id)?;
         }
-        let raft_config = staggered_snapshots(config.raft.clone(), config.node_id)
+        let raft_config = if config.stagger_snapshots {
+            staggered_snapshots(config.raft.clone(), config.node_id)
+        } else {
+            config.raft.clone()
+        };
+        let raft_config = raft_config
             .validate()
             .map_err(|error| Error::InvalidConfig {
                 message: error.to_string(),
