@@ -304,7 +304,10 @@ where
     if let Some(raft) = config.raft.clone() {
         raft_config.raft = raft;
     }
-    raft_config.stagger_snapshots = config.stagger_snapshots;
+    if config.stagger_snapshots {
+        raft_config.raft =
+            holdfast_raft::node::staggered_snapshots(raft_config.raft, config.node_id);
+    }
     raft_config.linearizable_read_timeout = config.replica.linearizable_timeout;
     raft_config.memory_disk = memory_disk;
     raft_config.refuse_writes = refuse_writes;

@@ -73,9 +73,6 @@ pub struct RaftNodeConfig {
     pub memory_disk: Option<MemoryDisk>,
     /// Tests only: while set, the log store's writes fail (a dying disk).
     pub refuse_writes: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// Shortens `raft`'s snapshot interval by node id ([`staggered_snapshots`]); on by
-    /// default.
-    pub stagger_snapshots: bool,
 }
 
 impl RaftNodeConfig {
@@ -98,7 +95,6 @@ impl RaftNodeConfig {
             linearizable_read_timeout: Duration::from_secs(2),
             memory_disk: None,
             refuse_writes: None,
-            stagger_snapshots: true,
         }
     }
 }
@@ -118,7 +114,7 @@ pub fn election_timeout_max_ms(min_ms: u64) -> u64 {
 
 /// openraft settings for Holdfast: heartbeats every 250 ms, election timeouts of
 /// 0.5–0.75 s and a leader's lease of 0.75 s (see [`raft_config`]), a snapshot every
-/// 10,000 entries (each node a little sooner: [`staggered_snapshots`]), 1 MiB snapshot
+/// 10,000 entries (a node shortens it by its id: [`staggered_snapshots`]), 1 MiB snapshot
 /// chunks.
 pub fn default_raft_config(cluster_id: &str) -> openraft::Config {
     raft_config(
@@ -230,12 +226,9 @@ impl RaftNode {
         if let Some(tls) = &config.network.tls {
             tls.check_names_node(config.node_id)?;
         }
-        let raft_config = if config.stagger_snapshots {
-            staggered_snapshots(config.raft.clone(), config.node_id)
-        } else {
-            config.raft.clone()
-        };
-        let raft_config = raft_config
+        let raft_config = config
+            .raft
+            .clone()
             .validate()
             .map_err(|error| Error::InvalidConfig {
                 message: error.to_string(),

@@ -379,8 +379,8 @@ fn encode_snapshot(
     })
 }
 
-/// Writes an encoded snapshot file and makes it durable.
-/// Writes a snapshot file, flushed to the disk a [`SNAPSHOT_SYNC_BYTES`] chunk at a time.
+/// Writes an encoded snapshot file and makes it durable, flushed to the disk a
+/// [`SNAPSHOT_SYNC_BYTES`] chunk at a time.
 ///
 /// Written whole and synced once, the file's tens of megabytes sat dirty in the page cache
 /// until the end, and the log's next fsync (on ext4 a journal commit, which in its default
