@@ -111,6 +111,8 @@ pub struct Shared {
     streams_stop: tokio::sync::watch::Sender<bool>,
     /// One place per change stream open (`HttpConfig::change_streams_max`).
     pub change_streams: Arc<tokio::sync::Semaphore>,
+    /// One backup at a time on this node (see [`crate::backup::take`]).
+    pub backups: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -134,6 +136,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: crate::metrics::install(),
             streams_stop: tokio::sync::watch::channel(false).0,
+            backups: tokio::sync::Semaphore::new(1),
         }))
     }
 

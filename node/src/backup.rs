@@ -60,13 +60,12 @@ impl BackupFile {
     }
 }
 
-/// One backup at a time per node: each holds a copy of the state in memory.
-static BACKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Takes a backup (the service layer of both edges). A second backup asked for meanwhile
-/// waits for the first.
+/// Takes a backup (the service layer of both edges). One at a time per node, as each holds
+/// a copy of the state in memory: a second backup asked for meanwhile waits for the first.
+/// (Nodes sharing a process, as `holdfast dev` runs them, do not wait for each other.)
 pub async fn take(state: &AppState) -> Result<BackupFile, ApiError> {
-    let _one_at_a_time = BACKUPS
+    let _one_at_a_time = state
+        .backups
         .acquire()
         .await
         .map_err(|_| ApiError::internal("the backup gate is closed"))?;
