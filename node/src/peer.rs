@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::raft_replica::{decode, encode_outcome, LeaderContact, RaftReplica};
-use crate::replica::{ClusterStatus, MemberSpec, NodeError, Proposal, Replica};
+use crate::replica::{ClusterStatus, MemberSpec, NodeError, Proposal, Replica, WallClock};
 
 /// gRPC metadata of the peer envelope: the sender's cluster id (binary, any bytes).
 const CLUSTER_ID_KEY: &str = "holdfast-cluster-id-bin";
@@ -563,6 +563,70 @@ where
     }
 }
 
+/// Stamps each peer answer's `Date` header from the node's wall clock ([`WallClock`]),
+/// before hyper would stamp it from the operating system's. The same time in production;
+/// in a simulation the host's simulated clock, so that the bytes a node sends do not
+/// depend on when the run happens. (An HTTP/2 date is Huffman-coded, so its length varies
+/// with the time; a different length can split a stream into a different number of
+/// writes, and each write is a message whose latency the simulation draws from its
+/// seeded generator: one more write changed every later draw, and the run.)
+#[derive(Clone, Debug)]
+pub struct DateLayer {
+    clock: Arc<dyn WallClock>,
+}
+
+impl DateLayer {
+    /// A layer that dates answers by `clock`.
+    pub fn new(clock: Arc<dyn WallClock>) -> DateLayer {
+        DateLayer { clock }
+    }
+}
+
+impl<S> tower::Layer<S> for DateLayer {
+    type Service = DateService<S>;
+
+    fn layer(&self, inner: S) -> DateService<S> {
+        DateService {
+            inner,
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// The service [`DateLayer`] wraps around `S`.
+#[derive(Clone, Debug)]
+pub struct DateService<S> {
+    inner: S,
+    clock: Arc<dyn WallClock>,
+}
+
+impl<S, Body, ResponseBody> tower::Service<http::Request<Body>> for DateService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let answer = self.inner.call(request);
+        let clock = self.clock.clone();
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(clock.now_ms());
+            if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+                response.headers_mut().insert(http::header::DATE, date);
+            }
+            Ok(response)
+        })
+    }
+}
+
 /// A socket the peer listener can serve: what tonic's server needs of a connection. TCP
 /// in production (through the fault switch), turmoil's TCP in the simulations.
 pub trait PeerConnection:
@@ -591,6 +655,7 @@ pub async fn serve_peers<Incoming, Io, IoError>(
     node: &RaftNode,
     replica: RaftReplica,
     contact: Arc<LeaderContact>,
+    clock: Arc<dyn WallClock>,
     message_bytes_max: usize,
     incoming: Incoming,
     shutdown: impl std::future::Future<Output = ()> + Send,
@@ -614,8 +679,39 @@ where
         .max_concurrent_streams(Some(256))
         .tcp_nodelay(true)
         .layer(ContactLayer::new(contact))
+        .layer(DateLayer::new(clock))
         .add_service(node.grpc_service_observed(std::sync::Arc::new(refused_from)))
         .add_service(peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, ServiceExt};
+
+    #[derive(Debug)]
+    struct FixedClock(u64);
+
+    impl WallClock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn peer_answers_are_dated_by_the_nodes_clock() {
+        // 2026-01-01T00:00:00.750Z: what a simulation's host reads, not the machine's time.
+        let clock = Arc::new(FixedClock(1_767_225_600_750));
+        let service =
+            DateLayer::new(clock).layer(tower::service_fn(|_: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            }));
+        let response = service.oneshot(http::Request::new(())).await.unwrap();
+        assert_eq!(
+            response.headers().get(http::header::DATE).unwrap(),
+            "Thu, 01 Jan 2026 00:00:00 GMT"
+        );
+    }
 }

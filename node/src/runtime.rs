@@ -322,7 +322,7 @@ where
         transport,
         config.replica.clone(),
         contact.clone(),
-        ClusterClock::new(clock, config.clock_faults),
+        ClusterClock::new(clock.clone(), config.clock_faults),
     );
 
     let (stop, stopped) = watch::channel(false);
@@ -338,6 +338,7 @@ where
                 &node,
                 replica,
                 contact,
+                clock,
                 message_bytes_max,
                 raft_incoming,
                 shutdown,
