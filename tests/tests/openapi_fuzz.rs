@@ -85,12 +85,13 @@ fn failures(report: &str) -> Vec<Failure> {
                     let inner = line.strip_prefix('`')?.strip_suffix('`')?;
                     serde_json::from_str::<Value>(inner).ok()
                 });
-                // Stateful sequences are reported under "Stateful tests": the operation
-                // is the one the case's `curl` line calls.
+                // Stateful sequences are reported under "Stateful tests", with one `curl`
+                // line per step in the order they ran: the failing call is the last.
                 let operation = if operation.contains(' ') && operation.contains('/') {
                     operation.clone()
                 } else {
                     case.lines()
+                        .rev()
                         .find_map(|line| curl_operation(line.trim()))
                         .unwrap_or_else(|| operation.clone())
                 };
@@ -283,9 +284,24 @@ fn the_report_parser_reads_schemathesis_junit() {
     `{"error":{"code":"X","message":"&lt;m&gt;","details":{}}}`
 </failure></testcase>
     <testcase name="GET /events" time="1"/>
+    <testcase name="Stateful tests" time="1"><failure type="failure" message="ST202">1. Test Case ID: c
+
+- ST202 Schema-valid request rejected
+
+[400] Bad Request:
+
+    `{"error":{"code":"INVALID_FIELD","message":"m","details":{"field":"ends_at","reason":"must not be before starts_at"}}}`
+
+Reproduce with:
+
+    curl -X POST -H 'Content-Type: application/json' -d '{"seats": []}' http://127.0.0.1:9/admin/events/0/seats
+    curl -X PATCH -H 'Content-Type: application/json' -d '{"starts_at": "2030-01-01T00:00:00Z"}' http://127.0.0.1:9/admin/events/0
+</failure></testcase>
     </testsuite></testsuites>"#;
     let found = failures(report);
-    assert_eq!(found.len(), 2);
+    assert_eq!(found.len(), 3);
+    // A stateful sequence's failure is its last step's.
+    assert_eq!(found[2].operation, "PATCH /admin/events/0");
     assert_eq!(found[0].operation, "POST /admin/events");
     assert_eq!(found[0].checks, ["ST202"]);
     assert_eq!(found[1].checks, ["ST103"]);
@@ -314,4 +330,5 @@ fn the_report_parser_reads_schemathesis_junit() {
         None
     );
     assert!(!is_stated_refusal(&found[1], &rules));
+    assert!(is_stated_refusal(&found[2], &templates), "a stated rule");
 }
