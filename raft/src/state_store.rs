@@ -41,7 +41,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
@@ -150,6 +150,8 @@ struct Shared {
     next_snapshot_sequence: AtomicU64,
     /// Size of the last snapshot built, to size the next one's buffer.
     last_snapshot_bytes: AtomicU64,
+    /// Set while a command that may take long applies (see [`StateMachineStore::read`]).
+    long_apply: AtomicBool,
 }
 
 impl Shared {
@@ -176,6 +178,21 @@ fn follow_shadow(shared: Weak<Shared>, woken: Receiver<()>) {
         };
         let mut shadow = shared.shadow.lock().expect("shadow lock poisoned");
         shared.catch_up(&mut shadow);
+    }
+}
+
+/// Runs `blocking` so that the async worker it is called on, if any, hands its other
+/// tasks to another thread meanwhile (`tokio::task::block_in_place`). On a
+/// single-threaded runtime (a simulation's), where nothing else could run meanwhile
+/// anyway, and off any runtime, it just runs it.
+fn off_worker<T>(blocking: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    if multi_thread {
+        tokio::task::block_in_place(blocking)
+    } else {
+        blocking()
     }
 }
 
@@ -273,15 +290,29 @@ impl StateMachineStore {
                 snapshot_files: tokio::sync::Mutex::new(()),
                 next_snapshot_sequence: AtomicU64::new(1),
                 last_snapshot_bytes: AtomicU64::new(0),
+                long_apply: AtomicBool::new(false),
             }
         });
         StateMachineStore { shared }
     }
 
     /// Runs `read` on the current state. Keep it short: apply waits meanwhile.
+    ///
+    /// While a long command applies ([`holdfast_statemachine::Command::may_take_long`], up
+    /// to a second or so), the read waits for it off its async worker, whose other tasks go
+    /// on (heartbeats, the peer server): a node whose workers all waited on the state's
+    /// lock would hear nothing from its leader and stand for election once the apply ended.
+    /// (A read that checked just before such an apply began waits on its worker, as every
+    /// read does for the microseconds of an ordinary apply.)
     pub fn read<T>(&self, read: impl FnOnce(&AppliedState) -> T) -> T {
-        let state = self.shared.state.read().expect("state lock poisoned");
-        read(&state)
+        let read_state = || {
+            let state = self.shared.state.read().expect("state lock poisoned");
+            read(&state)
+        };
+        if self.shared.long_apply.load(Ordering::Acquire) {
+            return off_worker(read_state);
+        }
+        read_state()
     }
 
     /// The index of the last applied entry.
@@ -607,8 +638,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<LogEntry> = entries.into_iter().collect();
-        let mut replies = Vec::with_capacity(entries.len());
-        {
+        let apply = || {
+            let mut replies = Vec::with_capacity(entries.len());
             let mut state = self.shared.state.write().expect("state lock poisoned");
             for entry in &entries {
                 let mut outcomes = Vec::new();
@@ -618,7 +649,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 apply_entry(&mut state, entry, |outcome| outcomes.push(outcome));
                 replies.push(outcomes);
             }
-        }
+            replies
+        };
+        // Creating a million-seat event takes this task's worker for about a second. Tasks
+        // queued behind it on that worker (a heartbeat's replication, the peer server's
+        // connection) would wait as long, and followers that hear nothing for a lease stand
+        // for election: so a long apply hands the worker's other tasks to another thread
+        // first, and reads meanwhile wait off their workers too (see `read`).
+        let long = entries.iter().any(|entry| match &entry.payload {
+            EntryPayload::Normal(batch) => batch.entries.iter().any(|e| e.command.may_take_long()),
+            _ => false,
+        });
+        let replies = if long {
+            self.shared.long_apply.store(true, Ordering::Release);
+            let replies = off_worker(apply);
+            self.shared.long_apply.store(false, Ordering::Release);
+            replies
+        } else {
+            apply()
+        };
         // The shadow follows outside the state's lock, on its own thread; while a snapshot
         // encodes it, the entries wait in its queue.
         let behind = {
@@ -776,6 +825,86 @@ mod tests {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(crate::types::Batch::single(command)),
         }
+    }
+
+    /// A large event: `seats` seats in rows of 1,000.
+    fn seated_event(seats: u32) -> holdfast_statemachine::Entry {
+        let mut entry = crate::testing::workload::create_event(1);
+        if let holdfast_statemachine::Command::CreateEvent(create) = &mut entry.command {
+            create.seat_blocks = vec![holdfast_statemachine::SeatBlock {
+                section: "S".into(),
+                rows: (0..seats.div_ceil(1_000))
+                    .map(|row| row.to_string())
+                    .collect(),
+                seats_per_row: 1_000,
+                price: 100,
+            }];
+        }
+        entry
+    }
+
+    /// On one async worker: while a long command applies (an event of 300,000 seats) and
+    /// a read waits for it, a third task still runs. (Applied and read on the worker
+    /// itself, both would hold it: heartbeats on such a node wait out the apply, and its
+    /// followers stand for election.)
+    #[test]
+    fn a_long_apply_and_a_read_behind_it_leave_the_worker_to_other_tasks() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let directory = tempfile::tempdir().unwrap();
+            let mut store =
+                StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
+            let applying = Arc::new(AtomicBool::new(true));
+            let reading = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let (store, applying, reading) = (store.clone(), applying.clone(), reading.clone());
+                tokio::spawn(async move {
+                    while !store.shared.long_apply.load(Ordering::Acquire)
+                        && applying.load(Ordering::Acquire)
+                    {
+                        tokio::task::yield_now().await;
+                    }
+                    reading.store(true, Ordering::Release);
+                    let index = store.applied_index();
+                    reading.store(false, Ordering::Release);
+                    index
+                })
+            };
+            let meanwhile = {
+                let (applying, reading) = (applying.clone(), reading.clone());
+                tokio::spawn(async move {
+                    let mut saw_both_waiting = false;
+                    while applying.load(Ordering::Acquire) {
+                        saw_both_waiting |= reading.load(Ordering::Acquire);
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    saw_both_waiting
+                })
+            };
+            let applier = tokio::spawn(async move {
+                let replies = store
+                    .apply([entry(1, seated_event(300_000))])
+                    .await
+                    .unwrap();
+                applying.store(false, Ordering::Release);
+                replies
+            });
+            let replies = applier.await.unwrap();
+            assert!(
+                matches!(replies[0][0], Outcome::EventCreated(_)),
+                "{:?}",
+                replies[0]
+            );
+            assert_eq!(reader.await.unwrap(), 1, "the read waited for the apply");
+            assert!(
+                meanwhile.await.unwrap(),
+                "another task ran while the apply and the read waited"
+            );
+        });
     }
 
     #[test]

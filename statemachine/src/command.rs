@@ -201,6 +201,23 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying the command may take long: its work grows with an event's
+    /// inventory or the state's size rather than with the command's own (creating an event
+    /// or adding seats, up to millions of them; cancelling an event, every hold and booking
+    /// of it; a restore's last piece, the whole state). A node applies such a command off
+    /// its async workers, so that heartbeats and answers do not wait for it.
+    pub fn may_take_long(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateEvent(_)
+                | Command::AddSeats { .. }
+                | Command::CancelEvent { .. }
+                | Command::RestoreChunk(_)
+        )
+    }
+}
+
 /// One piece of a backup's state bytes, as `holdfastctl restore` sends them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreChunk {
