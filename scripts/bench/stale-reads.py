@@ -136,6 +136,12 @@ def main():
             raise SystemExit(f"create event: {status} {body}")
         wait(lambda: call("GET", follower.url + "/availability?event_id=bench&view=summary&consistency=stale")[0] == 200,
              "the event on the follower")
+        # Holds through a follower would measure forwarding: follow a leader that changed.
+        now_leading = wait(leader_id, "a leader")
+        if now_leading != leader.id:
+            print(f"the leader changed while the event was created: node {now_leading} now", flush=True)
+            leader = next(n for n in nodes if n.id == now_leading)
+            follower = next(n for n in nodes if n.id != leader.id)
         reads = lambda s: wrk_command("summary.lua", follower.url, s, a.read_connections, a.wrk_threads, ["bench"])
         holds = lambda s: wrk_command("hold.lua", leader.url, s, a.hold_connections, a.wrk_threads,
                                          [str(rows * 1000), "bench"])
