@@ -563,68 +563,19 @@ where
     }
 }
 
-/// Stamps each peer answer's `Date` header from the node's wall clock ([`WallClock`]),
-/// before hyper would stamp it from the operating system's. The same time in production;
-/// in a simulation the host's simulated clock, so that the bytes a node sends do not
-/// depend on when the run happens. (An HTTP/2 date is Huffman-coded, so its length varies
-/// with the time; a different length can split a stream into a different number of
-/// writes, and each write is a message whose latency the simulation draws from its
-/// seeded generator: one more write changed every later draw, and the run.)
-#[derive(Clone, Debug)]
-pub struct DateLayer {
-    clock: Arc<dyn WallClock>,
-}
-
-impl DateLayer {
-    /// A layer that dates answers by `clock`.
-    pub fn new(clock: Arc<dyn WallClock>) -> DateLayer {
-        DateLayer { clock }
+/// `response` with its `Date` header set from the node's wall clock ([`WallClock`]),
+/// before hyper would set it from the operating system's. The same time in production; in
+/// a simulation the host's simulated clock, so that the bytes a node sends do not depend
+/// on when the run happens. (An HTTP/2 date is Huffman-coded, so its length varies with
+/// the time; a different length can split a stream into a different number of writes, and
+/// each write is a message whose latency the simulation draws from its seeded generator:
+/// one more write changed every later draw, and the run.)
+fn dated<Body>(clock: &dyn WallClock, mut response: http::Response<Body>) -> http::Response<Body> {
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(clock.now_ms());
+    if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(http::header::DATE, date);
     }
-}
-
-impl<S> tower::Layer<S> for DateLayer {
-    type Service = DateService<S>;
-
-    fn layer(&self, inner: S) -> DateService<S> {
-        DateService {
-            inner,
-            clock: self.clock.clone(),
-        }
-    }
-}
-
-/// The service [`DateLayer`] wraps around `S`.
-#[derive(Clone, Debug)]
-pub struct DateService<S> {
-    inner: S,
-    clock: Arc<dyn WallClock>,
-}
-
-impl<S, Body, ResponseBody> tower::Service<http::Request<Body>> for DateService<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let answer = self.inner.call(request);
-        let clock = self.clock.clone();
-        Box::pin(async move {
-            let mut response = answer.await?;
-            let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(clock.now_ms());
-            if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
-                response.headers_mut().insert(http::header::DATE, date);
-            }
-            Ok(response)
-        })
-    }
+    response
 }
 
 /// A socket the peer listener can serve: what tonic's server needs of a connection. TCP
@@ -679,7 +630,9 @@ where
         .max_concurrent_streams(Some(256))
         .tcp_nodelay(true)
         .layer(ContactLayer::new(contact))
-        .layer(DateLayer::new(clock))
+        .layer(tower::util::MapResponseLayer::new(
+            move |response: http::Response<tonic::body::Body>| dated(&*clock, response),
+        ))
         .add_service(node.grpc_service_observed(std::sync::Arc::new(refused_from)))
         .add_service(peer)
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -689,7 +642,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower::{Layer, ServiceExt};
 
     #[derive(Debug)]
     struct FixedClock(u64);
@@ -700,15 +652,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn peer_answers_are_dated_by_the_nodes_clock() {
+    #[test]
+    fn peer_answers_are_dated_by_the_nodes_clock() {
         // 2026-01-01T00:00:00.750Z: what a simulation's host reads, not the machine's time.
-        let clock = Arc::new(FixedClock(1_767_225_600_750));
-        let service =
-            DateLayer::new(clock).layer(tower::service_fn(|_: http::Request<()>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(()))
-            }));
-        let response = service.oneshot(http::Request::new(())).await.unwrap();
+        let clock = FixedClock(1_767_225_600_750);
+        let response = dated(&clock, http::Response::new(()));
         assert_eq!(
             response.headers().get(http::header::DATE).unwrap(),
             "Thu, 01 Jan 2026 00:00:00 GMT"
