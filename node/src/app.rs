@@ -223,19 +223,14 @@ pub fn router(state: AppState) -> Router {
         .merge(read_routes)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Inside `authorize`: an authenticated caller is limited by its key.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::rate::admit,
-        ))
-        // The last layer is the outermost: refusals by `authorize` get a request id too.
+        // Authentication, then admission (`rate::admit`, called by `authorize`: an
+        // authenticated caller is limited by its key). One middleware for both, and one
+        // for the request's context and CORS below: each `from_fn` layer costs a boxed
+        // future and a clone of the service under it on every request.
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // The dashboard's static pages need no key: merged outside `authorize`.
         .merge(crate::ui::routes())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::ui::member_cors,
-        ))
+        // The last layer is the outermost: refusals by `authorize` get a request id too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -281,7 +276,9 @@ async fn request_context(State(state): State<AppState>, request: Request, next: 
         path = %request.uri().path(),
     );
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = crate::ui::member_cors(&state, request, next)
+        .instrument(span.clone())
+        .await;
     let status = response.status();
     span.in_scope(|| {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

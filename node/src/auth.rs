@@ -359,7 +359,7 @@ pub async fn authorize(
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|info| info.0.ip());
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            crate::rate::admit(&state, request, next).await
         }
         Err(error) => {
             let unauthenticated = error.status == StatusCode::UNAUTHORIZED;

@@ -233,13 +233,11 @@ impl Admission {
     }
 }
 
-/// The middleware: the caller's budget for this kind of request, then a place among the
-/// requests in flight, held until the answer is built. Runs inside `authorize`, so an
-/// authenticated caller is limited by its key.
-pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if crate::auth::required_role(request.uri().path()).is_none() {
-        return next.run(request).await;
-    }
+/// Admission of an authenticated HTTP request (called by [`crate::auth::authorize`], in the
+/// same middleware, so an authenticated caller is limited by its key): the caller's budget
+/// for this kind of request, then a place among the requests in flight, held until the
+/// answer is built.
+pub async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     let key = CallerKey::of(
         request.extensions().get::<Caller>(),
         request

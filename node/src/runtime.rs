@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use holdfast_raft::{MemoryDisk, NodeInfo, PeerTls, RaftNode, RaftNodeConfig, Transport};
@@ -426,6 +427,9 @@ where
     })
 }
 
+/// How often [`RunningNode::raft_failed`] looks at Raft's running state.
+const RAFT_FAILED_POLL: Duration = Duration::from_millis(100);
+
 impl RunningNode {
     /// The Raft member.
     pub fn node(&self) -> &Arc<RaftNode> {
@@ -435,13 +439,21 @@ impl RunningNode {
     /// Waits until Raft stops on a fatal error (a storage failure, say) and answers why.
     /// Such a node can neither apply nor vote any more: the caller stops it and exits,
     /// so that its supervisor sees the failure and a healthy node can take its place.
+    ///
+    /// It looks every [`RAFT_FAILED_POLL`] instead of waking at each change of the Raft
+    /// metrics: they change several times per entry, and this future is awaited on the
+    /// process's main thread (outside the worker pool), where every wake-up was a thread
+    /// switch of its own (about a thousand a second per node under load).
     pub async fn raft_failed(&self) -> String {
-        let mut metrics = self.node.metrics();
+        let metrics = self.node.metrics();
+        let mut poll = tokio::time::interval(RAFT_FAILED_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            poll.tick().await;
+            if let Err(fatal) = &metrics.borrow().running_state {
                 return fatal.to_string();
             }
-            if metrics.changed().await.is_err() {
+            if metrics.has_changed().is_err() {
                 return "raft stopped".into();
             }
         }

@@ -238,12 +238,13 @@ fn shared_with_members(path: &str) -> bool {
     matches!(path, "/cluster/status" | "/healthz" | "/readyz")
 }
 
-/// Middleware: lets a dashboard served by another member of the cluster read this node's
+/// Run by the request-context middleware (`app.rs`), around everything else: lets a
+/// dashboard served by another member of the cluster read this node's
 /// `/cluster/status`, `/healthz` and `/readyz` (CORS for exactly those paths and for
 /// exactly the members' origins; everything else stays same-origin). Preflights are
 /// answered here, before authorisation, because browsers send them without the key; the
 /// `GET` that follows still needs one when the node has keys.
-pub async fn member_cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn member_cors(state: &AppState, request: Request, next: Next) -> Response {
     let origin = request
         .headers()
         .get(header::ORIGIN)
@@ -252,7 +253,7 @@ pub async fn member_cors(State(state): State<AppState>, request: Request, next: 
     let Some(origin) = origin.filter(|_| shared_with_members(request.uri().path())) else {
         return next.run(request).await;
     };
-    if !member_origins(&state).contains(&origin) {
+    if !member_origins(state).contains(&origin) {
         return next.run(request).await;
     }
     let Ok(allowed) = HeaderValue::from_str(&origin) else {

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod applied;
 pub mod data_dir;
 pub mod election;
 pub mod error;

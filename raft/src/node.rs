@@ -532,24 +532,20 @@ impl RaftNode {
 
     /// Waits until this node has applied at least `index` (read-your-writes with
     /// `min_index`). Returns `false` when `timeout` passed first, and fails with
-    /// [`Error::Fatal`] only if Raft stopped.
+    /// [`Error::Fatal`] only if Raft stopped (looked at when the wait ends: a stopped Raft
+    /// applies nothing more, so the wait runs to its timeout).
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<bool, Error> {
-        let mut metrics = self.raft.metrics();
-        let reached = tokio::time::timeout(
-            timeout,
-            metrics.wait_for(|metrics| {
-                metrics
-                    .last_applied
-                    .is_some_and(|applied| applied.index >= index)
+        let Some(applied) = self.state.applied_waiter(index) else {
+            return Ok(true);
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(timeout, applied).await {
+            return Ok(true);
+        }
+        match &self.raft.metrics().borrow().running_state {
+            Err(fatal) => Err(Error::Fatal {
+                message: format!("raft stopped: {fatal}"),
             }),
-        )
-        .await;
-        match reached {
-            Err(_) => Ok(false),
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(_)) => Err(Error::Fatal {
-                message: "raft stopped".into(),
-            }),
+            Ok(()) => Ok(false),
         }
     }
 

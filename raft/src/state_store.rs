@@ -53,6 +53,7 @@ use openraft::{
 };
 use tokio::io::AsyncSeekExt;
 
+use crate::applied::AppliedWaiters;
 use crate::data_dir::sync_parent_dir;
 use crate::error::Error;
 use crate::memory::MemoryDisk;
@@ -152,6 +153,8 @@ struct Shared {
     last_snapshot_bytes: AtomicU64,
     /// Set while a command that may take long applies (see [`StateMachineStore::read`]).
     long_apply: AtomicBool,
+    /// Who waits for which applied index ([`StateMachineStore::applied_waiter`]).
+    applied_waiters: AppliedWaiters,
 }
 
 impl Shared {
@@ -281,6 +284,7 @@ impl StateMachineStore {
                 }
             };
             Shared {
+                applied_waiters: AppliedWaiters::new(state.applied_index()),
                 shadow: Mutex::new(state.clone()),
                 shadow_behind: Mutex::new(VecDeque::new()),
                 shadow_wake,
@@ -318,6 +322,12 @@ impl StateMachineStore {
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         self.read(AppliedState::applied_index)
+    }
+
+    /// `None` if the entry at `index` is applied already; else what completes once it is
+    /// (each waiter is woken once, when its index is applied: see `applied.rs`).
+    pub fn applied_waiter(&self, index: u64) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.shared.applied_waiters.wait(index)
     }
 
     /// The snapshot bytes of the state machine (not the file with its metadata): equal on
@@ -668,6 +678,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         } else {
             apply()
         };
+        if let Some(last) = entries.last() {
+            self.shared.applied_waiters.applied(last.log_id.index);
+        }
         // The shadow follows outside the state's lock, on its own thread; while a snapshot
         // encodes it, the entries wait in its queue.
         let behind = {
@@ -775,6 +788,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             *shadow = restored.clone();
             let mut state = self.shared.state.write().expect("state lock poisoned");
             *state = restored;
+        }
+        if let Some(last) = meta.last_log_id {
+            self.shared.applied_waiters.applied(last.index);
         }
         *self
             .shared
