@@ -31,7 +31,9 @@
 //! itself, so that a run replays the same way every time.
 //!
 //! The shadow's queue is bounded in effect: past [`SHADOW_QUEUE_CATCH_UP`] entries behind,
-//! apply catches the shadow up itself whenever the shadow is not locked.
+//! apply catches the shadow up itself whenever the shadow is not locked. Its thread is
+//! woken once [`SHADOW_WAKE_AT`] entries are queued (or for a command that may take long),
+//! not for every entry; a snapshot or backup applies what is queued before it encodes.
 //!
 //! **Invariant:** the applied log id and membership live in the same struct as the state,
 //! under the same lock, so they never disagree with it. At start the store restores the
@@ -69,6 +71,10 @@ const SNAPSHOT_FILE_MAGIC: [u8; 8] = *b"HFRSNAP\0";
 /// Raft entries the shadow may be behind before apply catches it up itself (each entry is
 /// a batch of up to a few thousand commands, shared with the log cache, not copied).
 const SHADOW_QUEUE_CATCH_UP: usize = 1024;
+/// Entries queued for the shadow before its thread is woken (sooner for a command that may
+/// take long). Waking it for every entry cost a thread switch per entry on every node;
+/// whatever is still queued when a snapshot or backup begins is applied first by it.
+const SHADOW_WAKE_AT: usize = 16;
 const CURRENT_SNAPSHOT_FILE_NAME: &str = "current.snapshot";
 /// Snapshot metadata is a log id and a membership: small. A larger length means a corrupt
 /// or foreign file, refused before allocating.
@@ -689,6 +695,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             queue.len()
         };
         if let Some(wake) = &self.shared.shadow_wake {
+            if behind < SHADOW_WAKE_AT && !long {
+                return Ok(replies);
+            }
             if behind <= SHADOW_QUEUE_CATCH_UP {
                 match wake.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => return Ok(replies),
@@ -1006,7 +1015,9 @@ mod tests {
             .apply([entry(1, crate::testing::workload::create_event(10))])
             .await
             .unwrap();
-        for index in 2..=5 {
+        // Enough entries to wake the thread (it is not woken for each).
+        let last = SHADOW_WAKE_AT as u64 + 1;
+        for index in 2..=last {
             store
                 .apply([entry(index, crate::testing::workload::hold(index - 1))])
                 .await
@@ -1014,7 +1025,7 @@ mod tests {
         }
         // No snapshot asks for it: the thread alone brings the copy to the state.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.shared.shadow.lock().unwrap().applied_index() < 5 {
+        while store.shared.shadow.lock().unwrap().applied_index() < last {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the shadow stayed behind"
