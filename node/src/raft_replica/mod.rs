@@ -16,6 +16,13 @@
 //! locally when this node heard from the leader within `max_staleness_ms` (a follower
 //! counts the last AppendEntries it received; the leader its last quorum acknowledgement),
 //! and otherwise takes the linearizable path. `min_index` waits, bounded, for that index.
+//!
+//! By concern: `batcher.rs` (the queue, the batcher, group commit on the leader),
+//! `forward.rs` (a follower's forwarding and the leader's side of it), `reads.rs` (read
+//! index and staleness), `membership.rs` (membership changes and their safety checks),
+//! `transfer.rs` (leader transfer), `preference.rs` and `placement.rs` (regions),
+//! `clock_guard.rs` (cluster time), `bootstrap.rs` (self-bootstrap); this file holds the
+//! seam's implementation, the node's view of who leads, and the cluster status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,13 +42,17 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
+mod batcher;
 mod bootstrap;
 mod clock_guard;
+mod forward;
 mod membership;
 mod placement;
 mod preference;
+mod reads;
 mod transfer;
 
+use batcher::{run_batcher, Pending};
 pub use bootstrap::{run_bootstrap, Bootstrap};
 pub use clock_guard::{agreed_time, run_clock_sampler};
 pub use placement::{region_loss_risk, PlacementPolicy};
@@ -174,31 +185,6 @@ impl Default for RaftReplicaConfig {
     }
 }
 
-/// Proposals of one caller, waiting for the batcher.
-struct Pending {
-    proposals: Vec<Proposal>,
-    reply: oneshot::Sender<Result<Vec<CommittedOutcome>, NodeError>>,
-    /// Forwarded by a follower: committed only while this node leads, never forwarded
-    /// again (no forwarding loops).
-    forwarded: bool,
-    /// The encoded size of the proposals ([`proposal_bytes`]), counted against
-    /// [`RaftReplicaConfig::entry_bytes_max`].
-    bytes: usize,
-}
-
-/// Room for what a state machine entry adds to its command in a Raft entry (time, request
-/// id framing) and for the entry's own framing.
-const ENTRY_OVERHEAD_BYTES: usize = 64;
-
-/// The bytes `proposal` adds to a Raft entry: its command encoded as the log encodes it,
-/// its request id, and [`ENTRY_OVERHEAD_BYTES`].
-fn proposal_bytes(proposal: &Proposal) -> usize {
-    let mut size = bincode::enc::write::SizeWriter::default();
-    bincode::serde::encode_into_writer(&proposal.command, &mut size, bincode::config::standard())
-        .expect("counting the bytes of a command cannot fail");
-    size.bytes_written + proposal.request_id.as_ref().map_or(0, String::len) + ENTRY_OVERHEAD_BYTES
-}
-
 /// When this node last heard from a leader, in milliseconds since `epoch`. Updated by the
 /// peer gRPC server on every AppendEntries it receives (heartbeats included).
 #[derive(Debug)]
@@ -321,43 +307,6 @@ impl RaftReplica {
         &self.inner.node
     }
 
-    /// Commits a batch that a follower forwarded. Only the leader does this; anywhere else
-    /// it fails with `NO_LEADER` rather than forward again (no forwarding loops).
-    ///
-    /// The batch joins this node's own bounded queue (full → `OVERLOADED`), so the leader
-    /// coalesces forwarded batches with its own commands into few Raft entries. Answers the
-    /// highest log index among the outcomes (the entry the follower must apply) and the
-    /// outcomes in order.
-    pub async fn commit_forwarded(
-        &self,
-        proposals: Vec<Proposal>,
-    ) -> Result<(u64, Vec<Outcome>), NodeError> {
-        if !self.inner.is_leader() {
-            return Err(NodeError::NoLeader);
-        }
-        let answers = self.inner.submit(proposals, true).await?;
-        // The follower answers its client once it has applied the entry, and learns that
-        // it committed from the next AppendEntries: send one now rather than at the next
-        // heartbeat (up to a heartbeat interval later).
-        // At most one every couple of milliseconds: under load the next entry carries it.
-        let now_ms = self.inner.contact.epoch_ms();
-        let last = self.inner.commit_nudged_ms.load(Ordering::Relaxed);
-        if last + COMMIT_NUDGE_EVERY_MS <= now_ms
-            && self
-                .inner
-                .commit_nudged_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let _ = self.inner.node.raft().trigger().heartbeat().await;
-        }
-        let index = answers.iter().map(|answer| answer.index).max().unwrap_or(0);
-        Ok((
-            index,
-            answers.into_iter().map(|answer| answer.outcome).collect(),
-        ))
-    }
-
     /// The read index for a follower's linearizable read: confirms leadership with a
     /// quorum and answers the index the follower must apply before reading.
     pub async fn read_index(&self) -> Result<u64, NodeError> {
@@ -405,69 +354,6 @@ impl RaftReplica {
     }
 }
 
-async fn run_batcher(inner: std::sync::Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
-    let (in_flight, forwards_in_flight) = match inner.upgrade() {
-        Some(inner) => (
-            Arc::new(Semaphore::new(inner.config.batches_in_flight_max.max(1))),
-            Arc::new(Semaphore::new(inner.config.forwards_in_flight_max.max(1))),
-        ),
-        None => return,
-    };
-    // Proposals taken from the queue that did not fit the last group.
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(pending) => pending,
-            None => match receiver.recv().await {
-                Some(pending) => pending,
-                None => return,
-            },
-        };
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        // A slot first, then the group: what arrives while the batches in flight commit
-        // joins this group. (Formed before the wait, a group would leave behind everything
-        // that arrived during it for one more commit, and carry few commands itself: with
-        // 64 HTTP clients a third of the commands per entry, and a p99 four times longer.)
-        let slots = if strong.is_leader() {
-            &in_flight
-        } else {
-            &forwards_in_flight
-        };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let batch_max = strong.config.batch_entries_max.max(1);
-        let bytes_max = strong.config.entry_bytes_max;
-        let mut entries = first.proposals.len();
-        let mut bytes = first.bytes;
-        let mut group = vec![first];
-        // A group ends at `batch_max` commands or before it would pass `bytes_max` bytes;
-        // the proposals that did not fit open the next group.
-        while entries < batch_max {
-            let next = match carried.take() {
-                Some(pending) => pending,
-                None => match receiver.try_recv() {
-                    Ok(pending) => pending,
-                    Err(_) => break,
-                },
-            };
-            if bytes.saturating_add(next.bytes) > bytes_max {
-                carried = Some(next);
-                break;
-            }
-            entries += next.proposals.len();
-            bytes += next.bytes;
-            group.push(next);
-        }
-        tokio::spawn(async move {
-            strong.commit_group(group).await;
-            drop(permit);
-        });
-    }
-}
-
 fn raft_error(error: holdfast_raft::Error) -> NodeError {
     use holdfast_raft::Error;
     match error {
@@ -484,30 +370,6 @@ fn raft_error(error: holdfast_raft::Error) -> NodeError {
     }
 }
 
-/// Turns a forwarding failure (transport or deadline) into the answer the client gets: the
-/// batch was sent, so the write may or may not have committed (`OUTCOME_UNKNOWN`, never
-/// "not committed"); a keyed retry is the safe next step.
-fn forward_status(status: tonic::Status) -> NodeError {
-    match status.code() {
-        // The leader answers its refusals in the reply; a failed call is the transport
-        // (a reset connection is `Unknown`) or a deadline, after the batch was sent.
-        tonic::Code::Unavailable
-        | tonic::Code::DeadlineExceeded
-        | tonic::Code::Cancelled
-        | tonic::Code::Unknown
-        | tonic::Code::Aborted
-        | tonic::Code::Internal => NodeError::OutcomeUnknown {
-                message: format!(
-                    "the leader did not answer a forwarded write ({}); retry with the same Idempotency-Key",
-                    status.message()
-                ),
-        },
-        _ => NodeError::Internal {
-            message: format!("forwarding to the leader failed: {status}"),
-        },
-    }
-}
-
 /// Where a batch goes: this node leads, or another node it believes in does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
@@ -517,10 +379,6 @@ enum Target {
 
 /// How often a waiting write or a forwarded one looks at the leader again.
 const LEADER_POLL: Duration = Duration::from_millis(20);
-
-/// Shortest time between two early commit notices to the followers (see
-/// [`RaftReplica::commit_forwarded`]).
-const COMMIT_NUDGE_EVERY_MS: u64 = 2;
 
 /// How long a follower waits for the leader to answer a forwarded leader transfer (catch
 /// up, a lease of silence, an election).
@@ -621,432 +479,6 @@ impl Inner {
             time_ms: state.machine.now_ms(),
             applied_at: state.applied_at,
         })
-    }
-
-    async fn commit_group(&self, mut group: Vec<Pending>) {
-        // Only to a leader this node believes in; unsent batches wait (bounded) for one
-        // and are refused with NO_LEADER (not committed: never sent) when none comes.
-        let (target, leader) = loop {
-            let Some(target) = self.await_believed_leader().await else {
-                for pending in group {
-                    let _ = pending.reply.send(Err(NodeError::NoLeader));
-                }
-                return;
-            };
-            let leader = target == Target::Here;
-            if leader {
-                // A new leader stamps nothing before it can compare its clock with a
-                // quorum's (looked at by the first batch of each term only: voters that
-                // cannot be sampled, e.g. of an older version, leave it stamping near the
-                // log's time instead).
-                let term = self.node.metrics().borrow().current_term;
-                if self.clock_awaited_term.swap(term, Ordering::Relaxed) != term
-                    && !self.clock_ready()
-                {
-                    self.await_clock_ready().await;
-                }
-            }
-            // A leader transfer that began meanwhile: wait for the next leader instead.
-            if leader && self.handing_over() {
-                continue;
-            }
-            break (target, leader);
-        };
-        if !leader {
-            // Batches forwarded to this node while it led are not forwarded again.
-            let (forwarded, own): (Vec<Pending>, Vec<Pending>) =
-                group.into_iter().partition(|pending| pending.forwarded);
-            for pending in forwarded {
-                let _ = pending.reply.send(Err(NodeError::NoLeader));
-            }
-            group = own;
-            if group.is_empty() {
-                return;
-            }
-        }
-        let proposals: Vec<Proposal> = group
-            .iter()
-            .flat_map(|p| p.proposals.iter().cloned())
-            .collect();
-        let result = match target {
-            Target::Here => self.commit_as_leader(proposals).await,
-            Target::Leader(leader_id) => self.forward(leader_id, proposals).await,
-        };
-        match result {
-            Ok((index, outcomes)) => {
-                let now_ms = self.node.read_stale(|state| state.machine.now_ms());
-                let mut outcomes = outcomes.into_iter();
-                let mut table = self
-                    .request_index
-                    .lock()
-                    .expect("request index lock poisoned");
-                for pending in group {
-                    let answers: Vec<CommittedOutcome> = pending
-                        .proposals
-                        .iter()
-                        .map(|proposal| {
-                            let outcome = outcomes.next().expect("one outcome per proposal");
-                            // A refusal the state machine does not remember under the
-                            // id is not the id's first index either.
-                            let remembered = !matches!(
-                                &outcome,
-                                Outcome::Rejected(rejection)
-                                    if rejection.refuses_the_request_itself()
-                            );
-                            let index = match &proposal.request_id {
-                                Some(id) if remembered => table.record(id, index, now_ms),
-                                _ => index,
-                            };
-                            CommittedOutcome { outcome, index }
-                        })
-                        .collect();
-                    let _ = pending.reply.send(Ok(answers));
-                }
-            }
-            Err(error) => {
-                for pending in group {
-                    let _ = pending.reply.send(Err(error.clone()));
-                }
-            }
-        }
-    }
-
-    /// Puts proposals into the bounded queue for the batcher and waits for their answers.
-    async fn submit(
-        &self,
-        proposals: Vec<Proposal>,
-        forwarded: bool,
-    ) -> Result<Vec<CommittedOutcome>, NodeError> {
-        if proposals.is_empty() {
-            return Ok(Vec::new());
-        }
-        let bytes = proposals.iter().map(proposal_bytes).sum::<usize>();
-        if bytes > self.config.entry_bytes_max {
-            return Err(NodeError::InvalidField {
-                field: "command".into(),
-                reason: format!(
-                    "encodes to {bytes} bytes; one Raft entry carries at most {}",
-                    self.config.entry_bytes_max
-                ),
-            });
-        }
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Pending {
-                proposals,
-                reply,
-                forwarded,
-                bytes,
-            })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => NodeError::Overloaded {
-                    message: format!("{} proposals are waiting", self.config.proposals_queued_max),
-                },
-                mpsc::error::TrySendError::Closed(_) => NodeError::NotReady {
-                    message: "the node is shutting down".into(),
-                },
-            })?;
-        answer.await.unwrap_or_else(|_| {
-            Err(NodeError::Internal {
-                message: "the batcher stopped".into(),
-            })
-        })
-    }
-
-    /// Stamps and proposes a batch on this node, which must be the leader.
-    async fn commit_as_leader(
-        &self,
-        proposals: Vec<Proposal>,
-    ) -> Result<(u64, Vec<Outcome>), NodeError> {
-        if !self.is_leader() {
-            return Err(NodeError::NoLeader);
-        }
-        let time_ms = self
-            .clock
-            .stamp_guarded(self.applied_time(), |wall, applied| {
-                self.clock_ceiling(wall, applied, true)
-            });
-        let count = proposals.len();
-        // A new cluster's first write keys its ids (see `holdfast_statemachine`'s `ids.rs`):
-        // the key goes in ahead of the batch, so no hold, booking or refund is ever made
-        // with a sequential id. Its answer is not one of the proposals'.
-        let key_ids = self.wants_id_key();
-        let mut entries = Vec::with_capacity(count + usize::from(key_ids));
-        if key_ids {
-            use rand::Rng;
-            entries.push(Entry {
-                time_ms,
-                request_id: None,
-                command: Command::SetIdKey {
-                    key: holdfast_raft::runtime::RaftRng.gen(),
-                },
-            });
-        }
-        entries.extend(proposals.into_iter().map(|proposal| Entry {
-            time_ms,
-            request_id: proposal.request_id,
-            command: proposal.command,
-        }));
-        let commit = self.node.propose(Batch::new(entries));
-        let result = match tokio::time::timeout(self.config.commit_timeout, commit).await {
-            Ok(result) => result.map_err(|error| match raft_error(error) {
-                NodeError::NotLeader { .. } => NodeError::NoLeader,
-                other => other,
-            })?,
-            Err(_) => {
-                return Err(NodeError::OutcomeUnknown {
-                    message: format!(
-                        "the write was not committed within {:?}; its outcome is unknown: retry with the same Idempotency-Key",
-                        self.config.commit_timeout
-                    ),
-                })
-            }
-        };
-        let mut outcomes = result.outcomes;
-        if key_ids && !outcomes.is_empty() {
-            outcomes.remove(0);
-        }
-        if outcomes.len() != count {
-            return Err(NodeError::Internal {
-                message: "the state machine answered a different number of outcomes".into(),
-            });
-        }
-        Ok((result.log_id.index, outcomes))
-    }
-
-    /// A gRPC client to the peer service of leader `expected` (the current leader when
-    /// `None`), cached until it fails.
-    async fn leader_client(&self, expected: Option<NodeId>) -> Result<PeerClient, NodeError> {
-        let (leader_id, info) = self.node.leader().ok_or(NodeError::NoLeader)?;
-        if leader_id == self.node_id() || expected.is_some_and(|expected| expected != leader_id) {
-            return Err(NodeError::NoLeader);
-        }
-        {
-            let cached = self
-                .leader_client
-                .lock()
-                .expect("leader client lock poisoned");
-            if let Some((id, client)) = cached.as_ref() {
-                if *id == leader_id {
-                    return Ok(client.clone());
-                }
-            }
-        }
-        let info = info.ok_or(NodeError::NoLeader)?;
-        let endpoint = peer_endpoint(
-            self.node.peer_tls(),
-            &info.raft_addr,
-            leader_id,
-            self.config.forward_timeout,
-        )
-        .map_err(|error| NodeError::Internal {
-            message: error.to_string(),
-        })?
-        .connect_timeout(self.config.forward_connect_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true);
-        let channel = self.transport.connect(endpoint).await.map_err(|error| {
-            tracing::debug!(%error, leader_id, "cannot reach the leader");
-            NodeError::NoLeader
-        })?;
-        let client = peer_client(
-            channel,
-            self.peer_envelope(leader_id),
-            self.config.message_bytes_max,
-        );
-        *self
-            .leader_client
-            .lock()
-            .expect("leader client lock poisoned") = Some((leader_id, client.clone()));
-        Ok(client)
-    }
-
-    /// The envelope of this node's calls to node `to`'s peer service.
-    fn peer_envelope(&self, to: NodeId) -> PeerEnvelope {
-        PeerEnvelope::new(&self.node.cluster_id(), self.node_id(), to)
-    }
-
-    fn forget_leader_client(&self) {
-        *self
-            .leader_client
-            .lock()
-            .expect("leader client lock poisoned") = None;
-    }
-
-    /// Sends a batch to leader `leader_id` and waits (bounded) until this node applied it.
-    /// Not connected: `NO_LEADER` (nothing was sent). Sent, and the leader changed or fell
-    /// silent before it answered: `OUTCOME_UNKNOWN` at once, not after the deadline.
-    async fn forward(
-        &self,
-        leader_id: NodeId,
-        proposals: Vec<Proposal>,
-    ) -> Result<(u64, Vec<Outcome>), NodeError> {
-        let mut client = self.leader_client(Some(leader_id)).await?;
-        let request = ProposeRequest {
-            format_version: PROPOSE_WIRE_FORMAT_VERSION,
-            commands: proposals
-                .iter()
-                .map(|proposal| ProposedCommand {
-                    request_id: proposal.request_id.clone(),
-                    command: encode_command(&proposal.command),
-                })
-                .collect(),
-        };
-        let mut request = tonic::Request::new(request);
-        request.set_timeout(self.config.forward_timeout);
-        let answer = tokio::select! {
-            answer = client.propose(request) => answer,
-            () = self.leader_lost(leader_id) => {
-                self.forget_leader_client();
-                return Err(NodeError::OutcomeUnknown {
-                    message: format!(
-                        "leader {leader_id} changed or fell silent before it answered a forwarded write; retry with the same Idempotency-Key"
-                    ),
-                });
-            }
-        };
-        let response = match answer {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                self.forget_leader_client();
-                return Err(forward_status(status));
-            }
-        };
-        if let Some(error) = response.error {
-            return Err(NodeError::from_code(&error.code, error.message));
-        }
-        if response.outcomes.len() != proposals.len() {
-            return Err(NodeError::Internal {
-                message: "the leader answered a different number of outcomes".into(),
-            });
-        }
-        let outcomes = response
-            .outcomes
-            .iter()
-            .map(|bytes| decode(bytes))
-            .collect::<Result<Vec<Outcome>, _>>()?;
-        // Read-your-writes on this node: wait (bounded) until it applied the entry too.
-        let _ = self
-            .node
-            .wait_applied(response.log_index, self.config.forwarded_apply_wait)
-            .await;
-        Ok((response.log_index, outcomes))
-    }
-
-    /// The read index for linearizable reads, confirmed with a quorum. Concurrent reads
-    /// share confirmations: a read waits for the running one to finish and then uses the
-    /// next one that started after it arrived (never one that started before: that one
-    /// may predate a write the read must see), so a burst of reads costs one quorum round
-    /// trip instead of one each. A failed confirmation is shared the same way.
-    async fn leader_read_index(&self) -> Result<u64, NodeError> {
-        let arrived = Instant::now();
-        let mut last = self.read_confirmation.lock().await;
-        if let Some((started, answer)) = &*last {
-            if *started >= arrived {
-                return answer.clone();
-            }
-        }
-        let started = Instant::now();
-        let answer = self.confirm_read_index().await;
-        *last = Some((started, answer.clone()));
-        answer
-    }
-
-    async fn confirm_read_index(&self) -> Result<u64, NodeError> {
-        // A confirmation would renew the followers' lease on a leader handing over: wait
-        // (bounded) for the handover, and refuse rather than confirm during one.
-        self.handover_finished().await;
-        if self.handing_over() {
-            return Err(NodeError::NoLeader);
-        }
-        if !self.is_leader() {
-            return Err(NodeError::NoLeader);
-        }
-        let read_log_id = self.node.ensure_linearizable().await.map_err(raft_error)?;
-        let applied = self.node.state().applied_index();
-        Ok(read_log_id.map_or(applied, |log_id| log_id.index.max(applied)))
-    }
-
-    async fn linearizable(&self) -> Result<(), NodeError> {
-        let deadline = self.config.linearizable_timeout;
-        self.handover_finished().await;
-        if self.handing_over() {
-            return Err(NodeError::NoQuorum {
-                message: "this leader is handing its leadership over".into(),
-            });
-        }
-        let read_index = if self.is_leader() {
-            self.leader_read_index().await?
-        } else {
-            let mut client = self
-                .leader_client(None)
-                .await
-                .map_err(|_| NodeError::NoQuorum {
-                    message: "no leader is reachable to confirm the read".into(),
-                })?;
-            let mut request = tonic::Request::new(ReadIndexRequest {});
-            request.set_timeout(deadline);
-            let response = match client.read_index(request).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => {
-                    self.forget_leader_client();
-                    return Err(NodeError::NoQuorum {
-                        message: format!(
-                            "the leader did not confirm the read: {}",
-                            status.message()
-                        ),
-                    });
-                }
-            };
-            if let Some(error) = response.error {
-                return Err(NodeError::NoQuorum {
-                    message: error.message,
-                });
-            }
-            self.contact.touch();
-            response.read_index
-        };
-        if !self
-            .node
-            .wait_applied(read_index, deadline)
-            .await
-            .map_err(raft_error)?
-        {
-            return Err(NodeError::NoQuorum {
-                message: format!(
-                    "this node did not apply the read index {read_index} within {deadline:?}"
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    fn heard_from_leader_within(&self, max_staleness_ms: u64) -> bool {
-        if self.is_leader() {
-            let metrics = self.node.metrics();
-            let quorum_ack = metrics.borrow().millis_since_quorum_ack;
-            return quorum_ack.is_some_and(|age| age <= max_staleness_ms);
-        }
-        self.leader_id().is_some()
-            && self
-                .contact
-                .age_ms()
-                .is_some_and(|age| age <= max_staleness_ms)
-    }
-
-    /// Whether the state still wants its id key (a new cluster); once it does not, never
-    /// asked again.
-    fn wants_id_key(&self) -> bool {
-        if self.ids_keyed.load(Ordering::Relaxed) {
-            return false;
-        }
-        let wants = self.node.read_stale(|state| state.machine.wants_id_key());
-        if !wants {
-            self.ids_keyed.store(true, Ordering::Relaxed);
-        }
-        wants
     }
 }
 
