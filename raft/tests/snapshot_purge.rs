@@ -20,8 +20,17 @@ async fn wait_for_purge(node: &RaftNode, index: u64) {
     .expect("raft running");
 }
 
-fn installed_snapshot(node: &RaftNode) -> Option<u64> {
-    node.metrics().borrow().snapshot.map(|log_id| log_id.index)
+/// Whether `node` installed a snapshot of `index` or later. openraft publishes the
+/// snapshot in its metrics after the state store has installed it (and woken whoever waits
+/// for the index in `wait_applied`), so this waits for the metrics, bounded.
+async fn installed_snapshot(node: &RaftNode, index: u64) -> bool {
+    let mut metrics = node.metrics();
+    tokio::time::timeout(
+        TIMEOUT,
+        metrics.wait_for(|metrics| metrics.snapshot.is_some_and(|log_id| log_id.index >= index)),
+    )
+    .await
+    .is_ok_and(|waited| waited.is_ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +65,7 @@ async fn lagging_nodes_catch_up_by_snapshot_after_purge() {
     let leader = cluster.node(cluster.leader(TIMEOUT).await.expect("leader"));
     leader.trigger_snapshot().await.expect("snapshot triggered");
     wait_for_purge(&leader, last_index).await;
-    assert!(installed_snapshot(&leader).is_some_and(|index| index >= last_index));
+    assert!(installed_snapshot(&leader, last_index).await);
 
     // A new learner: the log it would need is gone, so it gets the snapshot.
     let learner = cluster.add_learner(4).await.expect("learner added");
@@ -68,7 +77,7 @@ async fn lagging_nodes_catch_up_by_snapshot_after_purge() {
         "learner caught up"
     );
     assert!(
-        installed_snapshot(&learner).is_some_and(|index| index >= last_index),
+        installed_snapshot(&learner, last_index).await,
         "learner installed a snapshot"
     );
 
@@ -82,7 +91,7 @@ async fn lagging_nodes_catch_up_by_snapshot_after_purge() {
         "returning node caught up"
     );
     assert!(
-        installed_snapshot(&returned).is_some_and(|index| index >= last_index),
+        installed_snapshot(&returned, last_index).await,
         "returning node installed a snapshot"
     );
 
