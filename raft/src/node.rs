@@ -44,6 +44,9 @@ use crate::tls::PeerTls;
 use crate::transport::Transport;
 use crate::types::{Batch, HoldfastRaft, LogId, NodeId, NodeInfo};
 
+/// How often a long [`RaftNode::wait_applied`] looks whether Raft stopped.
+const STOPPED_POLL: Duration = Duration::from_millis(100);
+
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct RaftNodeConfig {
@@ -532,20 +535,39 @@ impl RaftNode {
 
     /// Waits until this node has applied at least `index` (read-your-writes with
     /// `min_index`). Returns `false` when `timeout` passed first, and fails with
-    /// [`Error::Fatal`] only if Raft stopped (looked at when the wait ends: a stopped Raft
-    /// applies nothing more, so the wait runs to its timeout).
+    /// [`Error::Fatal`] if Raft stopped (a stopped Raft applies nothing more: a waiter
+    /// looks at Raft's running state every 100 ms of a long wait, so a shutdown
+    /// or a storage failure does not hold it to its timeout).
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<bool, Error> {
-        let Some(applied) = self.state.applied_waiter(index) else {
+        let Some(mut applied) = self.state.applied_waiter(index) else {
             return Ok(true);
         };
-        if let Ok(Ok(())) = tokio::time::timeout(timeout, applied).await {
-            return Ok(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(STOPPED_POLL);
+            match tokio::time::timeout(slice, &mut applied).await {
+                Ok(Ok(())) => return Ok(true),
+                // The store was dropped: nothing more will be applied here.
+                Ok(Err(_)) => return self.stopped_or(false),
+                Err(_) => {
+                    self.stopped_or(false)?;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                }
+            }
         }
+    }
+
+    /// `Err(Fatal)` if Raft stopped, else `Ok(otherwise)`.
+    fn stopped_or(&self, otherwise: bool) -> Result<bool, Error> {
         match &self.raft.metrics().borrow().running_state {
             Err(fatal) => Err(Error::Fatal {
                 message: format!("raft stopped: {fatal}"),
             }),
-            Ok(()) => Ok(false),
+            Ok(()) => Ok(otherwise),
         }
     }
 

@@ -191,11 +191,14 @@ fn follow_shadow(shared: Weak<Shared>, woken: Receiver<()>) {
 }
 
 /// The nice value the snapshot thread runs at (0 is normal, 19 the lowest priority).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const SNAPSHOT_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`] (on Linux the
 /// nice value is per thread). A thread that may not lower it runs at normal priority.
+/// Elsewhere (where the call would renice the whole process) it does nothing.
 fn background_priority() {
+    #[cfg(target_os = "linux")]
     if let Err(error) = rustix::process::setpriority_process(None, SNAPSHOT_NICE) {
         tracing::debug!(%error, "the snapshot thread keeps its priority");
     }
@@ -1028,6 +1031,7 @@ mod tests {
         assert!(reopened.state_snapshot_bytes() == expected);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_snapshot_thread_alone_runs_at_background_priority() {
         let before = rustix::process::getpriority_process(None).unwrap();

@@ -205,3 +205,30 @@ async fn a_voter_whose_data_directory_was_wiped_is_refused_under_its_old_id() {
     assert_eq!(recorded(victim), Some(old_incarnation));
     cluster.shutdown().await.expect("shutdown");
 }
+
+/// A task waiting for an index this node will never apply learns that Raft stopped soon
+/// after it does, not at the end of its own (here ten-minute) wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_an_index_ends_when_raft_stops() {
+    let cluster = Cluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster starts");
+    let leader_id = cluster.leader(TIMEOUT).await.expect("leader");
+    let node = cluster.node(leader_id);
+    let waiting = tokio::spawn({
+        let node = std::sync::Arc::clone(&node);
+        async move {
+            node.wait_applied(u64::MAX / 2, Duration::from_secs(600))
+                .await
+        }
+    });
+    node.shutdown().await.expect("raft stops");
+    let answer = tokio::time::timeout(TIMEOUT, waiting)
+        .await
+        .expect("the wait ended long before its own timeout")
+        .expect("the waiting task did not panic");
+    assert!(
+        matches!(answer, Err(holdfast_raft::Error::Fatal { .. })),
+        "{answer:?}"
+    );
+}

@@ -24,11 +24,11 @@ pub(super) struct Pending {
 
 /// Room for what a state machine entry adds to its command in a Raft entry (time, request
 /// id framing) and for the entry's own framing.
-pub(super) const ENTRY_OVERHEAD_BYTES: usize = 64;
+const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// The bytes `proposal` adds to a Raft entry: its command encoded as the log encodes it,
 /// its request id, and [`ENTRY_OVERHEAD_BYTES`].
-pub(super) fn proposal_bytes(proposal: &Proposal) -> usize {
+fn proposal_bytes(proposal: &Proposal) -> usize {
     let mut size = bincode::enc::write::SizeWriter::default();
     bincode::serde::encode_into_writer(&proposal.command, &mut size, bincode::config::standard())
         .expect("counting the bytes of a command cannot fail");
@@ -102,7 +102,7 @@ pub(super) async fn run_batcher(
 }
 
 impl Inner {
-    pub(super) async fn commit_group(&self, mut group: Vec<Pending>) {
+    async fn commit_group(&self, mut group: Vec<Pending>) {
         // Only to a leader this node believes in; unsent batches wait (bounded) for one
         // and are refused with NO_LEADER (not committed: never sent) when none comes.
         let (target, leader) = loop {
@@ -295,7 +295,7 @@ impl Inner {
 
     /// Whether the state still wants its id key (a new cluster); once it does not, never
     /// asked again.
-    pub(super) fn wants_id_key(&self) -> bool {
+    fn wants_id_key(&self) -> bool {
         if self.ids_keyed.load(Ordering::Relaxed) {
             return false;
         }

@@ -13,7 +13,7 @@ use super::*;
 /// Turns a forwarding failure (transport or deadline) into the answer the client gets: the
 /// batch was sent, so the write may or may not have committed (`OUTCOME_UNKNOWN`, never
 /// "not committed"); a keyed retry is the safe next step.
-pub(super) fn forward_status(status: tonic::Status) -> NodeError {
+fn forward_status(status: tonic::Status) -> NodeError {
     match status.code() {
         // The leader answers its refusals in the reply; a failed call is the transport
         // (a reset connection is `Unknown`) or a deadline, after the batch was sent.
@@ -36,7 +36,7 @@ pub(super) fn forward_status(status: tonic::Status) -> NodeError {
 
 /// Shortest time between two early commit notices to the followers (see
 /// [`RaftReplica::commit_forwarded`]).
-pub(super) const COMMIT_NUDGE_EVERY_MS: u64 = 2;
+const COMMIT_NUDGE_EVERY_MS: u64 = 2;
 
 impl RaftReplica {
     /// Commits a batch that a follower forwarded. Only the leader does this; anywhere else

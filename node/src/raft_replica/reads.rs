@@ -26,7 +26,7 @@ impl Inner {
         answer
     }
 
-    pub(super) async fn confirm_read_index(&self) -> Result<u64, NodeError> {
+    async fn confirm_read_index(&self) -> Result<u64, NodeError> {
         // A confirmation would renew the followers' lease on a leader handing over: wait
         // (bounded) for the handover, and refuse rather than confirm during one.
         self.handover_finished().await;
