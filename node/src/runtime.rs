@@ -450,8 +450,8 @@ impl RunningNode {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             poll.tick().await;
-            if let Err(fatal) = &metrics.borrow().running_state {
-                return fatal.to_string();
+            if let Some(fatal) = self.node.fatal() {
+                return fatal;
             }
             if metrics.has_changed().is_err() {
                 return "raft stopped".into();

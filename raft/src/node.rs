@@ -550,9 +550,9 @@ impl RaftNode {
             match tokio::time::timeout(slice, &mut applied).await {
                 Ok(Ok(())) => return Ok(true),
                 // The store was dropped: nothing more will be applied here.
-                Ok(Err(_)) => return self.stopped_or(false),
+                Ok(Err(_)) => return self.running().map(|()| false),
                 Err(_) => {
-                    self.stopped_or(false)?;
+                    self.running()?;
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(false);
                     }
@@ -561,13 +561,22 @@ impl RaftNode {
         }
     }
 
-    /// `Err(Fatal)` if Raft stopped, else `Ok(otherwise)`.
-    fn stopped_or(&self, otherwise: bool) -> Result<bool, Error> {
+    /// Why Raft stopped (a fatal error, or a shutdown), if it did: such a node neither
+    /// applies nor votes any more.
+    pub fn fatal(&self) -> Option<String> {
         match &self.raft.metrics().borrow().running_state {
-            Err(fatal) => Err(Error::Fatal {
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => None,
+        }
+    }
+
+    /// `Err(Fatal)` if Raft stopped.
+    fn running(&self) -> Result<(), Error> {
+        match self.fatal() {
+            Some(fatal) => Err(Error::Fatal {
                 message: format!("raft stopped: {fatal}"),
             }),
-            Ok(()) => Ok(otherwise),
+            None => Ok(()),
         }
     }
 

@@ -543,10 +543,7 @@ impl Replica for RaftReplica {
     }
 
     fn fatal(&self) -> Option<String> {
-        match &self.inner.node.metrics().borrow().running_state {
-            Err(fatal) => Some(fatal.to_string()),
-            Ok(()) => None,
-        }
+        self.inner.node.fatal()
     }
 
     async fn prepare_read(&self, request: ReadRequest) -> Result<(), NodeError> {
