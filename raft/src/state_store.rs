@@ -30,10 +30,14 @@
 //! same contract (replaced atomically, synced) and no thread: apply catches the shadow up
 //! itself, so that a run replays the same way every time.
 //!
-//! The shadow's queue is bounded in effect: past [`SHADOW_QUEUE_CATCH_UP`] entries behind,
-//! apply catches the shadow up itself whenever the shadow is not locked. Its thread is
-//! woken once [`SHADOW_WAKE_AT`] entries are queued (or for a command that may take long),
-//! not for every entry; a snapshot or backup applies what is queued before it encodes.
+//! The shadow's queue is bounded: past [`SHADOW_QUEUE_CATCH_UP`] entries behind, apply
+//! catches the shadow up itself whenever the shadow is not locked; and past
+//! [`SHADOW_BEHIND_COMMANDS_MAX`] commands behind (a snapshot at background priority on a
+//! saturated machine has held the copy for seconds), apply waits for the snapshot to let
+//! go and then catches the shadow up: a stall, logged, in place of memory without bound.
+//! Its thread is woken once [`SHADOW_WAKE_AT`] entries are queued (or for a command that
+//! may take long), not for every entry; a snapshot or backup applies what is queued before
+//! it encodes.
 //!
 //! **Invariant:** the applied log id and membership live in the same struct as the state,
 //! under the same lock, so they never disagree with it. At start the store restores the
@@ -75,6 +79,10 @@ const SHADOW_QUEUE_CATCH_UP: usize = 1024;
 /// take long). Waking it for every entry cost a thread switch per entry on every node;
 /// whatever is still queued when a snapshot or backup begins is applied first by it.
 const SHADOW_WAKE_AT: usize = 16;
+/// Commands the shadow may be behind before apply waits for a snapshot that holds it (about
+/// 300 bytes each in memory, so some 80 MB). A snapshot of a 1,000,000-seat state encodes in
+/// about half a second of a core; at this bound apply had gone on for seconds meanwhile.
+const SHADOW_BEHIND_COMMANDS_MAX: usize = 256 * 1024;
 const CURRENT_SNAPSHOT_FILE_NAME: &str = "current.snapshot";
 /// Snapshot metadata is a log id and a membership: small. A larger length means a corrupt
 /// or foreign file, refused before allocating.
@@ -146,7 +154,9 @@ struct Shared {
     shadow: Mutex<AppliedState>,
     /// Entries applied to `state` and not yet to `shadow`, in log order. Locked only to
     /// append or take entries, never while applying.
-    shadow_behind: Mutex<VecDeque<LogEntry>>,
+    shadow_behind: Mutex<ShadowQueue>,
+    /// [`SHADOW_BEHIND_COMMANDS_MAX`], or less in a test.
+    shadow_behind_max: std::sync::atomic::AtomicUsize,
     /// Wakes the shadow's thread; `None` in a simulation (apply catches the shadow up).
     shadow_wake: Option<SyncSender<()>>,
     place: Place,
@@ -163,15 +173,32 @@ struct Shared {
     applied_waiters: AppliedWaiters,
 }
 
+/// The entries the shadow has yet to apply, and how many commands they hold.
+#[derive(Default)]
+struct ShadowQueue {
+    entries: VecDeque<LogEntry>,
+    commands: usize,
+}
+
+impl ShadowQueue {
+    fn push(&mut self, entry: LogEntry) {
+        self.commands += match &entry.payload {
+            EntryPayload::Normal(batch) => batch.entries.len().max(1),
+            _ => 1,
+        };
+        self.entries.push_back(entry);
+    }
+}
+
 impl Shared {
     /// Applies to the shadow (locked by the caller) every entry the state applied before.
     fn catch_up(&self, shadow: &mut AppliedState) {
         loop {
             let behind = std::mem::take(&mut *self.shadow_behind.lock().expect("queue poisoned"));
-            if behind.is_empty() {
+            if behind.entries.is_empty() {
                 return;
             }
-            for entry in &behind {
+            for entry in &behind.entries {
                 apply_entry(shadow, entry, |_| {});
             }
         }
@@ -306,7 +333,8 @@ impl StateMachineStore {
             Shared {
                 applied_waiters: AppliedWaiters::new(state.applied_index()),
                 shadow: Mutex::new(state.clone()),
-                shadow_behind: Mutex::new(VecDeque::new()),
+                shadow_behind: Mutex::new(ShadowQueue::default()),
+                shadow_behind_max: std::sync::atomic::AtomicUsize::new(SHADOW_BEHIND_COMMANDS_MAX),
                 shadow_wake,
                 state: RwLock::new(state),
                 place,
@@ -465,6 +493,7 @@ fn write_snapshot_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// The state is encoded rather than cloned: its bytes are written in one sequential pass
 /// into a buffer sized by the last snapshot.
 fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
+    let started = std::time::Instant::now();
     let mut shadow = shared.shadow.lock().expect("shadow lock poisoned");
     shared.catch_up(&mut shadow);
     let state = &*shadow;
@@ -484,6 +513,18 @@ fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
     shared
         .last_snapshot_bytes
         .store(bytes.len() as u64, Ordering::Relaxed);
+    let queued = shared
+        .shadow_behind
+        .lock()
+        .expect("queue poisoned")
+        .commands;
+    tracing::info!(
+        snapshot = %meta.snapshot_id,
+        bytes = bytes.len(),
+        encode_ms = started.elapsed().as_millis() as u64,
+        commands_queued_meanwhile = queued,
+        "snapshot encoded"
+    );
     (meta, bytes)
 }
 
@@ -713,11 +754,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         // The shadow follows outside the state's lock, on its own thread; while a snapshot
         // encodes it, the entries wait in its queue.
-        let behind = {
+        let (behind, commands) = {
             let mut queue = self.shared.shadow_behind.lock().expect("queue poisoned");
-            queue.extend(entries);
-            queue.len()
+            for entry in entries {
+                queue.push(entry);
+            }
+            (queue.entries.len(), queue.commands)
         };
+        if commands > self.shared.shadow_behind_max.load(Ordering::Relaxed) {
+            // A snapshot has held the copy so long that its queue reached the bound: wait
+            // for it rather than let the queue grow (off the async worker meanwhile).
+            let started = std::time::Instant::now();
+            off_worker(|| {
+                let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
+                self.shared.catch_up(&mut shadow);
+            });
+            tracing::warn!(
+                commands,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "the snapshot copy fell {commands} commands behind while a snapshot held it: apply waited for the snapshot"
+            );
+            return Ok(replies);
+        }
         if let Some(wake) = &self.shared.shadow_wake {
             if behind < SHADOW_WAKE_AT && !long {
                 return Ok(replies);
@@ -813,11 +871,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // (this holds the snapshot files' lock), and the queue belongs to the old state.
             let restored = AppliedState::restored(machine, meta);
             let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
-            self.shared
-                .shadow_behind
-                .lock()
-                .expect("queue poisoned")
-                .clear();
+            *self.shared.shadow_behind.lock().expect("queue poisoned") = ShadowQueue::default();
             *shadow = restored.clone();
             let mut state = self.shared.state.write().expect("state lock poisoned");
             *state = restored;
@@ -1031,6 +1085,48 @@ mod tests {
         assert!(reopened.state_snapshot_bytes() == expected);
     }
 
+    // Holding the shadow's lock across apply stands for a snapshot that holds the copy.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_waits_for_a_snapshot_once_the_copy_is_too_far_behind() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
+        store
+            .apply([entry(1, crate::testing::workload::create_event(10))])
+            .await
+            .unwrap();
+        store.shared.shadow_behind_max.store(4, Ordering::Relaxed);
+        let holds = |first: u64, count: u64| LogEntry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), first),
+            payload: EntryPayload::Normal(crate::types::Batch::new(
+                (first..first + count)
+                    .map(crate::testing::workload::hold)
+                    .collect(),
+            )),
+        };
+        let shared = store.shared.clone();
+        // As a snapshot does: lock the copy and catch it up, then encode (hold) it.
+        let mut encoding = shared.shadow.lock().unwrap();
+        shared.catch_up(&mut encoding);
+        // Within the bound, apply goes on while the copy is held.
+        store.apply([holds(2, 3)]).await.unwrap();
+        assert_eq!(store.applied_index(), 2);
+        // Past it, apply waits for the snapshot to let go of the copy.
+        let mut applying = store.clone();
+        let mut past = tokio::spawn(async move { applying.apply([holds(3, 2)]).await });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut past).await;
+        assert!(waited.is_err(), "apply went on past the bound");
+        assert_eq!(shared.shadow_behind.lock().unwrap().commands, 5);
+        drop(encoding);
+        let replies = past.await.unwrap().unwrap();
+        assert_eq!(replies[0].len(), 2);
+        // It caught the copy up itself: nothing is queued, the copy is the state.
+        assert_eq!(shared.shadow_behind.lock().unwrap().commands, 0);
+        assert_eq!(shared.shadow.lock().unwrap().applied_index(), 3);
+        let expected = store.state_snapshot_bytes();
+        assert!(shared.shadow.lock().unwrap().machine.snapshot_bytes() == expected);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn the_snapshot_thread_alone_runs_at_background_priority() {
@@ -1076,7 +1172,13 @@ mod tests {
         }
         let expected = store.state_snapshot_bytes();
         assert!(store.shared.shadow.lock().unwrap().machine.snapshot_bytes() == expected);
-        assert!(store.shared.shadow_behind.lock().unwrap().is_empty());
+        assert!(store
+            .shared
+            .shadow_behind
+            .lock()
+            .unwrap()
+            .entries
+            .is_empty());
     }
 
     #[tokio::test]
