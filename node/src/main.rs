@@ -235,6 +235,10 @@ struct ServeArgs {
     /// once; the leader coalesces them into its own entries [default: 8].
     #[arg(long, env = "HOLDFAST_FORWARDS_IN_FLIGHT_MAX")]
     forwards_in_flight_max: Option<usize>,
+    /// On a follower: while a forward is out, another is sent only once this many commands
+    /// wait; fewer gather until the one out is answered [default: 128].
+    #[arg(long, env = "HOLDFAST_FORWARD_OVERLAP_COMMANDS")]
+    forward_overlap_commands: Option<usize>,
     /// Raft heartbeat interval in ms; an AppendEntries call fails after one interval, so it
     /// must exceed the slowest round trip between voters plus an fsync [default: 250].
     /// The same on every node.
@@ -416,6 +420,7 @@ impl ServeArgs {
             batch_entries_max,
             batches_in_flight_max,
             forwards_in_flight_max,
+            forward_overlap_commands,
             raft_heartbeat_ms,
             raft_election_timeout_ms,
             placement,
@@ -651,6 +656,9 @@ async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     }
     if let Some(in_flight) = args.forwards_in_flight_max {
         config.replica.forwards_in_flight_max = in_flight.max(1);
+    }
+    if let Some(overlap) = args.forward_overlap_commands {
+        config.replica.forward_overlap_commands = overlap.max(1);
     }
     if let Some(placement) = &args.placement {
         config.replica.placement = placement

@@ -50,6 +50,10 @@ pub const BATCH_OPERATIONS_TOTAL: &str = "holdfast_batch_operations_total";
 pub const REFUSED_AT_ADMISSION_TOTAL: &str = "holdfast_refused_at_admission_total";
 /// Latency of a whole batch call, seconds.
 pub const BATCH_SECONDS: &str = "holdfast_batch_seconds";
+/// Groups of writes a follower forwarded to the leader.
+pub const FORWARDS_TOTAL: &str = "holdfast_forwards_total";
+/// Commands carried by those groups.
+pub const FORWARDED_COMMANDS_TOTAL: &str = "holdfast_forwarded_commands_total";
 
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -99,6 +103,14 @@ fn describe() {
     metrics::describe_counter!(HTTP_RESPONSES_TOTAL, "HTTP answers by status class.");
     metrics::describe_counter!(BATCHES_TOTAL, "Batch calls answered.");
     metrics::describe_counter!(BATCH_OPERATIONS_TOTAL, "Operations carried by batch calls.");
+    metrics::describe_counter!(
+        FORWARDS_TOTAL,
+        "Groups of writes this node forwarded to the leader."
+    );
+    metrics::describe_counter!(
+        FORWARDED_COMMANDS_TOTAL,
+        "Commands carried by the groups this node forwarded to the leader."
+    );
     metrics::describe_counter!(
         REFUSED_AT_ADMISSION_TOTAL,
         "Requests refused by a rate limit or the in-flight cap, by budget."
@@ -153,6 +165,12 @@ pub fn count_cancel(kind: &'static str, outcome: String) {
 pub fn count_batch(operations: usize) {
     metrics::counter!(BATCHES_TOTAL).increment(1);
     metrics::counter!(BATCH_OPERATIONS_TOTAL).increment(operations as u64);
+}
+
+/// Counts one group of `commands` commands forwarded to the leader.
+pub fn count_forward(commands: usize) {
+    metrics::counter!(FORWARDS_TOTAL).increment(1);
+    metrics::counter!(FORWARDED_COMMANDS_TOTAL).increment(commands as u64);
 }
 
 /// Records the time since `started` into a latency histogram.

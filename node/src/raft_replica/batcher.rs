@@ -35,6 +35,51 @@ fn proposal_bytes(proposal: &Proposal) -> usize {
     size.bytes_written + proposal.request_id.as_ref().map_or(0, String::len) + ENTRY_OVERHEAD_BYTES
 }
 
+/// A group being formed: the callers' proposals, their commands and encoded bytes.
+struct Group {
+    pending: Vec<Pending>,
+    commands: usize,
+    bytes: usize,
+}
+
+impl Group {
+    fn of(first: Pending) -> Group {
+        Group {
+            commands: first.proposals.len(),
+            bytes: first.bytes,
+            pending: vec![first],
+        }
+    }
+
+    /// Adds `next` if it fits under `bytes_max`; hands it back otherwise.
+    fn add(&mut self, next: Pending, bytes_max: usize) -> Option<Pending> {
+        if self.bytes.saturating_add(next.bytes) > bytes_max {
+            return Some(next);
+        }
+        self.commands += next.proposals.len();
+        self.bytes += next.bytes;
+        self.pending.push(next);
+        None
+    }
+}
+
+/// One forward out, counted in the batcher's watch until it is dropped (answered, failed,
+/// or its task unwound).
+struct ForwardOut(watch::Sender<usize>);
+
+impl ForwardOut {
+    fn count(out: &watch::Sender<usize>) -> ForwardOut {
+        out.send_modify(|out| *out += 1);
+        ForwardOut(out.clone())
+    }
+}
+
+impl Drop for ForwardOut {
+    fn drop(&mut self) {
+        self.0.send_modify(|out| *out = out.saturating_sub(1));
+    }
+}
+
 pub(super) async fn run_batcher(
     inner: std::sync::Weak<Inner>,
     mut receiver: mpsc::Receiver<Pending>,
@@ -46,6 +91,8 @@ pub(super) async fn run_batcher(
         ),
         None => return,
     };
+    // A follower's forwards out (sent and not yet answered).
+    let (forwards_out, mut forwards_idle) = watch::channel(0usize);
     // Proposals taken from the queue that did not fit the last group.
     let mut carried: Option<Pending> = None;
     loop {
@@ -59,11 +106,40 @@ pub(super) async fn run_batcher(
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        // A slot first, then the group: what arrives while the batches in flight commit
-        // joins this group. (Formed before the wait, a group would leave behind everything
-        // that arrived during it for one more commit, and carry few commands itself: with
-        // 64 HTTP clients a third of the commands per entry, and a p99 four times longer.)
-        let slots = if strong.is_leader() {
+        let leader = strong.is_leader();
+        let batch_max = strong.config.batch_entries_max.max(1);
+        let bytes_max = strong.config.entry_bytes_max;
+        let mut group = Group::of(first);
+        // A follower forwards as Nagle's rule sends: at once when no forward is out (a lone
+        // caller waits for nothing), and while one is out, only once a good group's worth
+        // waits ([`RaftReplicaConfig::forward_overlap_commands`]); until then what arrives
+        // gathers into this group. The leader takes a forwarded group into its next entry
+        // anyway, so several small forwards out at once only cost a call each: with 64
+        // HTTP clients on a follower, eight forwards out gave 8,800-9,000 holds/s and one
+        // 10,300-10,500 (BENCHMARKS.md, 2026-12-05). Far from the leader, a busy follower
+        // still fills groups to the threshold and sends them side by side.
+        if !leader {
+            let overlap = strong.config.forward_overlap_commands.clamp(1, batch_max);
+            while group.commands < overlap && carried.is_none() {
+                tokio::select! {
+                    biased;
+                    idle = forwards_idle.wait_for(|&out| out == 0) => {
+                        let _ = idle;
+                        break;
+                    }
+                    next = receiver.recv() => match next {
+                        Some(next) => carried = group.add(next, bytes_max),
+                        None => break,
+                    },
+                }
+            }
+        }
+        // A slot first, then the rest of the group: what arrives while the batches in
+        // flight commit joins this group. (Formed before the wait, a group would leave
+        // behind everything that arrived during it for one more commit, and carry few
+        // commands itself: with 64 HTTP clients a third of the commands per entry, and a
+        // p99 four times longer.)
+        let slots = if leader {
             &in_flight
         } else {
             &forwards_in_flight
@@ -71,32 +147,19 @@ pub(super) async fn run_batcher(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let batch_max = strong.config.batch_entries_max.max(1);
-        let bytes_max = strong.config.entry_bytes_max;
-        let mut entries = first.proposals.len();
-        let mut bytes = first.bytes;
-        let mut group = vec![first];
         // A group ends at `batch_max` commands or before it would pass `bytes_max` bytes;
         // the proposals that did not fit open the next group.
-        while entries < batch_max {
-            let next = match carried.take() {
-                Some(pending) => pending,
-                None => match receiver.try_recv() {
-                    Ok(pending) => pending,
-                    Err(_) => break,
-                },
-            };
-            if bytes.saturating_add(next.bytes) > bytes_max {
-                carried = Some(next);
-                break;
+        while group.commands < batch_max && carried.is_none() {
+            match receiver.try_recv() {
+                Ok(next) => carried = group.add(next, bytes_max),
+                Err(_) => break,
             }
-            entries += next.proposals.len();
-            bytes += next.bytes;
-            group.push(next);
         }
+        let out = (!leader).then(|| ForwardOut::count(&forwards_out));
         tokio::spawn(async move {
-            strong.commit_group(group).await;
+            strong.commit_group(group.pending).await;
             drop(permit);
+            drop(out);
         });
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! A follower sends a group to the leader's peer gRPC service (`Propose`) over one cached
 //! HTTP/2 connection ([`Inner::leader_client`]), at most
-//! [`RaftReplicaConfig::forwards_in_flight_max`] groups at once, and answers its callers once
+//! [`RaftReplicaConfig::forwards_in_flight_max`] groups at once, and with one out, another
+//! only once [`RaftReplicaConfig::forward_overlap_commands`] commands wait (Nagle's rule,
+//! in the batcher), and answers its callers once
 //! it has applied the entry itself (read-your-writes on the follower). A forward that was
 //! sent and then lost its leader answers `OUTCOME_UNKNOWN` at once. The leader
 //! ([`RaftReplica::commit_forwarded`]) puts forwarded groups into its own queue, so they
@@ -161,6 +163,7 @@ impl Inner {
                 })
                 .collect(),
         };
+        crate::metrics::count_forward(proposals.len());
         let mut request = tonic::Request::new(request);
         request.set_timeout(self.config.forward_timeout);
         let answer = tokio::select! {

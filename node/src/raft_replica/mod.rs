@@ -38,7 +38,7 @@ use holdfast_proto::PROPOSE_WIRE_FORMAT_VERSION;
 use holdfast_raft::{Batch, NodeInfo, RaftNode, Transport};
 use holdfast_statemachine::{Command, Entry, Outcome, StateMachine};
 use openraft::{ChangeMembers, ServerState};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
@@ -105,6 +105,10 @@ pub struct RaftReplicaConfig {
     /// Batches a follower has forwarded to the leader and not yet had answered, at once.
     /// Larger than `batches_in_flight_max`: the leader coalesces them into its own entries.
     pub forwards_in_flight_max: usize,
+    /// While a forward is out, a follower sends another (up to `forwards_in_flight_max`)
+    /// only once this many commands wait; fewer gather until the one out is answered
+    /// (Nagle's rule: few large forwards rather than many small ones).
+    pub forward_overlap_commands: usize,
     /// Deadline of a forwarded write or read-index request to the leader.
     pub forward_timeout: Duration,
     /// How long a follower tries to open a connection to the leader's peer service.
@@ -160,6 +164,7 @@ impl Default for RaftReplicaConfig {
             entry_bytes_max: 8 * 1024 * 1024,
             batches_in_flight_max: 1,
             forwards_in_flight_max: 8,
+            forward_overlap_commands: 128,
             forward_timeout: Duration::from_secs(8),
             forward_connect_timeout: Duration::from_millis(500),
             leader_contact_max: Duration::from_millis(
