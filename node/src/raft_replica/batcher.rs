@@ -63,9 +63,10 @@ impl Group {
     }
 }
 
-/// One forward out, counted in the batcher's watch until it is dropped (answered, failed,
-/// or its task unwound).
-struct ForwardOut(watch::Sender<usize>);
+/// One forward out, counted in the batcher's watch until it is dropped: when the leader
+/// answers (before the follower waits to apply the entry), when it fails, or when its task
+/// unwinds.
+pub(super) struct ForwardOut(watch::Sender<usize>);
 
 impl ForwardOut {
     fn count(out: &watch::Sender<usize>) -> ForwardOut {
@@ -157,15 +158,15 @@ pub(super) async fn run_batcher(
         }
         let out = (!leader).then(|| ForwardOut::count(&forwards_out));
         tokio::spawn(async move {
-            strong.commit_group(group.pending).await;
+            strong.commit_group(group.pending, out).await;
             drop(permit);
-            drop(out);
         });
     }
 }
 
 impl Inner {
-    async fn commit_group(&self, mut group: Vec<Pending>) {
+    /// Commits or forwards `group`; `out` counts the forward out until the leader answers.
+    async fn commit_group(&self, mut group: Vec<Pending>, out: Option<ForwardOut>) {
         // Only to a leader this node believes in; unsent batches wait (bounded) for one
         // and are refused with NO_LEADER (not committed: never sent) when none comes.
         let (target, leader) = loop {
@@ -212,7 +213,7 @@ impl Inner {
             .collect();
         let result = match target {
             Target::Here => self.commit_as_leader(proposals).await,
-            Target::Leader(leader_id) => self.forward(leader_id, proposals).await,
+            Target::Leader(leader_id) => self.forward(leader_id, proposals, out).await,
         };
         match result {
             Ok((index, outcomes)) => {

@@ -151,6 +151,7 @@ impl Inner {
         &self,
         leader_id: NodeId,
         proposals: Vec<Proposal>,
+        out: Option<super::batcher::ForwardOut>,
     ) -> Result<(u64, Vec<Outcome>), NodeError> {
         let mut client = self.leader_client(Some(leader_id)).await?;
         let request = ProposeRequest {
@@ -177,6 +178,9 @@ impl Inner {
                 });
             }
         };
+        // Answered (or failed): the batcher may send the next group while this one waits
+        // to be applied here.
+        drop(out);
         let response = match answer {
             Ok(response) => response.into_inner(),
             Err(status) => {
