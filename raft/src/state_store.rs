@@ -923,6 +923,16 @@ mod tests {
     use super::*;
 
     /// Entry `index` of term 1, one command.
+    /// A store in `directory` that applied one entry: an event of 10 seats.
+    async fn store_with_event(directory: &Path) -> StateMachineStore {
+        let mut store = StateMachineStore::open(directory, StateMachine::default()).unwrap();
+        store
+            .apply([entry(1, crate::testing::workload::create_event(10))])
+            .await
+            .unwrap();
+        store
+    }
+
     fn entry(index: u64, command: holdfast_statemachine::Entry) -> LogEntry {
         LogEntry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
@@ -1090,11 +1100,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn apply_waits_for_a_snapshot_once_the_copy_is_too_far_behind() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
-        store
-            .apply([entry(1, crate::testing::workload::create_event(10))])
-            .await
-            .unwrap();
+        let mut store = store_with_event(directory.path()).await;
         store.shared.shadow_behind_max.store(4, Ordering::Relaxed);
         let holds = |first: u64, count: u64| LogEntry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), first),
@@ -1148,11 +1154,7 @@ mod tests {
     #[tokio::test]
     async fn the_shadow_catches_up_on_its_own_thread() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
-        store
-            .apply([entry(1, crate::testing::workload::create_event(10))])
-            .await
-            .unwrap();
+        let mut store = store_with_event(directory.path()).await;
         // Enough entries to wake the thread (it is not woken for each).
         let last = SHADOW_WAKE_AT as u64 + 1;
         for index in 2..=last {
