@@ -80,7 +80,8 @@ const SHADOW_QUEUE_CATCH_UP: usize = 1024;
 /// whatever is still queued when a snapshot or backup begins is applied first by it.
 const SHADOW_WAKE_AT: usize = 16;
 /// Commands the shadow may be behind before apply waits for a snapshot that holds it (about
-/// 300 bytes each in memory, so some 80 MB). A snapshot of a 1,000,000-seat state encodes in
+/// 300 bytes each in memory, so some 80 MB; up to twice that while a catch-up applies what
+/// it took and apply queues the next). A snapshot of a 1,000,000-seat state encodes in
 /// about half a second of a core; at this bound apply had gone on for seconds meanwhile.
 const SHADOW_BEHIND_COMMANDS_MAX: usize = 256 * 1024;
 const CURRENT_SNAPSHOT_FILE_NAME: &str = "current.snapshot";
@@ -493,9 +494,9 @@ fn write_snapshot_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// The state is encoded rather than cloned: its bytes are written in one sequential pass
 /// into a buffer sized by the last snapshot.
 fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
-    let started = std::time::Instant::now();
     let mut shadow = shared.shadow.lock().expect("shadow lock poisoned");
     shared.catch_up(&mut shadow);
+    let started = std::time::Instant::now();
     let state = &*shadow;
     let snapshot_id = match state.last_applied {
         Some(log_id) => format!("{}-{}-{sequence}", log_id.leader_id.term, log_id.index),
@@ -509,15 +510,16 @@ fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
     let hint = shared.last_snapshot_bytes.load(Ordering::Relaxed);
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     encode_snapshot(&mut bytes, &meta, &state.machine).expect("encoding into memory cannot fail");
-    drop(shadow);
-    shared
-        .last_snapshot_bytes
-        .store(bytes.len() as u64, Ordering::Relaxed);
+    // What apply queued for the copy while it was encoded (read before letting go of it).
     let queued = shared
         .shadow_behind
         .lock()
         .expect("queue poisoned")
         .commands;
+    drop(shadow);
+    shared
+        .last_snapshot_bytes
+        .store(bytes.len() as u64, Ordering::Relaxed);
     tracing::info!(
         snapshot = %meta.snapshot_id,
         bytes = bytes.len(),
@@ -922,7 +924,6 @@ impl FlushAndRewind for tokio::fs::File {
 mod tests {
     use super::*;
 
-    /// Entry `index` of term 1, one command.
     /// A store in `directory` that applied one entry: an event of 10 seats.
     async fn store_with_event(directory: &Path) -> StateMachineStore {
         let mut store = StateMachineStore::open(directory, StateMachine::default()).unwrap();
@@ -933,6 +934,7 @@ mod tests {
         store
     }
 
+    /// Entry `index` of term 1, one command.
     fn entry(index: u64, command: holdfast_statemachine::Entry) -> LogEntry {
         LogEntry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
@@ -1119,9 +1121,16 @@ mod tests {
         assert_eq!(store.applied_index(), 2);
         // Past it, apply waits for the snapshot to let go of the copy.
         let mut applying = store.clone();
-        let mut past = tokio::spawn(async move { applying.apply([holds(3, 2)]).await });
-        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut past).await;
-        assert!(waited.is_err(), "apply went on past the bound");
+        let past = tokio::spawn(async move { applying.apply([holds(3, 2)]).await });
+        // It queued its entry for the copy (5 commands behind, past the bound of 4)...
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while shared.shadow_behind.lock().unwrap().commands < 5 {
+            assert!(std::time::Instant::now() < deadline, "apply never ran");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // ...and waits for the copy while the snapshot holds it.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!past.is_finished(), "apply went on past the bound");
         assert_eq!(shared.shadow_behind.lock().unwrap().commands, 5);
         drop(encoding);
         let replies = past.await.unwrap().unwrap();

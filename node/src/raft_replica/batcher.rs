@@ -166,7 +166,7 @@ pub(super) async fn run_batcher(
 
 impl Inner {
     /// Commits or forwards `group`; `out` counts the forward out until the leader answers.
-    async fn commit_group(&self, mut group: Vec<Pending>, out: Option<ForwardOut>) {
+    async fn commit_group(&self, mut group: Vec<Pending>, mut out: Option<ForwardOut>) {
         // Only to a leader this node believes in; unsent batches wait (bounded) for one
         // and are refused with NO_LEADER (not committed: never sent) when none comes.
         let (target, leader) = loop {
@@ -178,6 +178,9 @@ impl Inner {
             };
             let leader = target == Target::Here;
             if leader {
+                // Formed on a follower, this group is not forwarded after all: the next
+                // group need not wait for it (the clock check below may take a while).
+                drop(out.take());
                 // A new leader stamps nothing before it can compare its clock with a
                 // quorum's (looked at by the first batch of each term only: voters that
                 // cannot be sampled, e.g. of an older version, leave it stamping near the
