@@ -156,8 +156,6 @@ struct Shared {
     /// Entries applied to `state` and not yet to `shadow`, in log order. Locked only to
     /// append or take entries, never while applying.
     shadow_behind: Mutex<ShadowQueue>,
-    /// [`SHADOW_BEHIND_COMMANDS_MAX`], or less in a test.
-    shadow_behind_max: std::sync::atomic::AtomicUsize,
     /// Wakes the shadow's thread; `None` in a simulation (apply catches the shadow up).
     shadow_wake: Option<SyncSender<()>>,
     place: Place,
@@ -175,13 +173,28 @@ struct Shared {
 }
 
 /// The entries the shadow has yet to apply, and how many commands they hold.
-#[derive(Default)]
 struct ShadowQueue {
     entries: VecDeque<LogEntry>,
     commands: usize,
+    /// [`SHADOW_BEHIND_COMMANDS_MAX`], or less in a test.
+    commands_max: usize,
 }
 
 impl ShadowQueue {
+    fn new() -> ShadowQueue {
+        ShadowQueue {
+            entries: VecDeque::new(),
+            commands: 0,
+            commands_max: SHADOW_BEHIND_COMMANDS_MAX,
+        }
+    }
+
+    /// Takes every queued entry, leaving the queue empty.
+    fn take(&mut self) -> VecDeque<LogEntry> {
+        self.commands = 0;
+        std::mem::take(&mut self.entries)
+    }
+
     fn push(&mut self, entry: LogEntry) {
         self.commands += match &entry.payload {
             EntryPayload::Normal(batch) => batch.entries.len().max(1),
@@ -195,11 +208,11 @@ impl Shared {
     /// Applies to the shadow (locked by the caller) every entry the state applied before.
     fn catch_up(&self, shadow: &mut AppliedState) {
         loop {
-            let behind = std::mem::take(&mut *self.shadow_behind.lock().expect("queue poisoned"));
-            if behind.entries.is_empty() {
+            let behind = self.shadow_behind.lock().expect("queue poisoned").take();
+            if behind.is_empty() {
                 return;
             }
-            for entry in &behind.entries {
+            for entry in &behind {
                 apply_entry(shadow, entry, |_| {});
             }
         }
@@ -334,8 +347,7 @@ impl StateMachineStore {
             Shared {
                 applied_waiters: AppliedWaiters::new(state.applied_index()),
                 shadow: Mutex::new(state.clone()),
-                shadow_behind: Mutex::new(ShadowQueue::default()),
-                shadow_behind_max: std::sync::atomic::AtomicUsize::new(SHADOW_BEHIND_COMMANDS_MAX),
+                shadow_behind: Mutex::new(ShadowQueue::new()),
                 shadow_wake,
                 state: RwLock::new(state),
                 place,
@@ -756,14 +768,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         // The shadow follows outside the state's lock, on its own thread; while a snapshot
         // encodes it, the entries wait in its queue.
-        let (behind, commands) = {
+        let (behind, commands, over_bound) = {
             let mut queue = self.shared.shadow_behind.lock().expect("queue poisoned");
             for entry in entries {
                 queue.push(entry);
             }
-            (queue.entries.len(), queue.commands)
+            (
+                queue.entries.len(),
+                queue.commands,
+                queue.commands > queue.commands_max,
+            )
         };
-        if commands > self.shared.shadow_behind_max.load(Ordering::Relaxed) {
+        if over_bound {
             // A snapshot has held the copy so long that its queue reached the bound: wait
             // for it rather than let the queue grow (off the async worker meanwhile).
             let started = std::time::Instant::now();
@@ -873,7 +889,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // (this holds the snapshot files' lock), and the queue belongs to the old state.
             let restored = AppliedState::restored(machine, meta);
             let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
-            *self.shared.shadow_behind.lock().expect("queue poisoned") = ShadowQueue::default();
+            self.shared
+                .shadow_behind
+                .lock()
+                .expect("queue poisoned")
+                .take();
             *shadow = restored.clone();
             let mut state = self.shared.state.write().expect("state lock poisoned");
             *state = restored;
@@ -1103,7 +1123,7 @@ mod tests {
     async fn apply_waits_for_a_snapshot_once_the_copy_is_too_far_behind() {
         let directory = tempfile::tempdir().unwrap();
         let mut store = store_with_event(directory.path()).await;
-        store.shared.shadow_behind_max.store(4, Ordering::Relaxed);
+        store.shared.shadow_behind.lock().unwrap().commands_max = 4;
         let holds = |first: u64, count: u64| LogEntry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), first),
             payload: EntryPayload::Normal(crate::types::Batch::new(

@@ -124,10 +124,7 @@ pub(super) async fn run_batcher(
             while group.commands < overlap && carried.is_none() {
                 tokio::select! {
                     biased;
-                    idle = forwards_idle.wait_for(|&out| out == 0) => {
-                        let _ = idle;
-                        break;
-                    }
+                    _ = forwards_idle.wait_for(|&out| out == 0) => break,
                     next = receiver.recv() => match next {
                         Some(next) => carried = group.add(next, bytes_max),
                         None => break,
