@@ -11,47 +11,36 @@
 //! version. The whole file is what a leader streams to a follower, so the follower gets
 //! the metadata and checks the format before it installs anything.
 //!
-//! **How a snapshot avoids stopping apply and reads:** the store keeps a second copy of the
-//! state, the *shadow*, which applies the same entries a little later: after each apply
-//! has released the state's lock, the entries it applied are queued for the shadow, and a
-//! thread of the shadow's own catches it up (unless a snapshot is encoding it right then;
-//! it catches up once the snapshot lets go). Apply does not wait for it, so the answers of
-//! a commit go out as soon as the state has applied it. A snapshot locks only the shadow: it applies what is queued, encodes the
-//! shadow as of its applied log id (at most the state's) and writes it, while apply and
-//! reads go on against the state itself. The price is memory (two copies of the state) and
-//! applying every entry twice (about a microsecond a hold); the gain is that building a
-//! snapshot of any size never stops apply or reads (encoding a 1,000,000-seat state with
-//! 500,000 holds under the state's lock stalled both for 0.2–0.7 s).
+//! **How a snapshot avoids stopping apply and reads:** it encodes a *frozen* copy of the
+//! state ([`holdfast_statemachine::FrozenState`]) taken under the state's read lock. The
+//! state keeps its large parts (seats, rows, holds, bookings, refunds, idempotency records,
+//! the outbox) in shared chunks, so the freeze clones a pointer per chunk — 0.7–0.9 ms for
+//! the apply benchmark's 1,000,000-seat state with its holds, bookings, idempotency records
+//! and outbox (a 118 MB snapshot) — and apply goes on at once,
+//! copying a chunk the first time it writes one the frozen copy still holds. The snapshot
+//! then encodes the copy on a thread of its own while apply and reads go on against the
+//! state. (Encoding the state itself under its lock stalled both for 0.2–0.7 s at that
+//! size; the copy that replaced that, a second state applying every entry again, cost each
+//! node a fifth of its processor time under load and twice the memory.)
 //!
 //! **Invariant:** the snapshot on disk is replaced atomically: written to a temporary file,
 //! fsynced, renamed over `current.snapshot`, and the directory fsynced. A crash leaves the
 //! old snapshot or the new one, never a torn one.
 //! In a simulation the snapshot lives on a [`MemoryDisk`] instead of in files, with the
-//! same contract (replaced atomically, synced) and no thread: apply catches the shadow up
-//! itself, so that a run replays the same way every time.
-//!
-//! The shadow's queue is bounded: past [`SHADOW_QUEUE_CATCH_UP`] entries behind, apply
-//! catches the shadow up itself whenever the shadow is not locked; and past
-//! [`SHADOW_BEHIND_COMMANDS_MAX`] commands behind (a snapshot at background priority on a
-//! saturated machine has held the copy for seconds), apply waits for the snapshot to let
-//! go and then catches the shadow up: a stall, logged, in place of memory without bound.
-//! Its thread is woken once [`SHADOW_WAKE_AT`] entries are queued (or for a command that
-//! may take long), not for every entry; a snapshot or backup applies what is queued before
-//! it encodes.
+//! same contract (replaced atomically, synced) and no thread, so that a run replays the
+//! same way every time.
 //!
 //! **Invariant:** the applied log id and membership live in the same struct as the state,
 //! under the same lock, so they never disagree with it. At start the store restores the
 //! last snapshot; openraft then re-applies the log from there up to the committed id.
 
-use std::collections::VecDeque;
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 
-use holdfast_statemachine::{Outcome, StateMachine};
+use holdfast_statemachine::{FrozenState, Outcome, StateMachine};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
@@ -72,18 +61,6 @@ pub const SNAPSHOT_FILE_FORMAT_VERSION: u32 = 1;
 
 const SNAPSHOT_FILE_MAGIC: [u8; 8] = *b"HFRSNAP\0";
 
-/// Raft entries the shadow may be behind before apply catches it up itself (each entry is
-/// a batch of up to a few thousand commands, shared with the log cache, not copied).
-const SHADOW_QUEUE_CATCH_UP: usize = 1024;
-/// Entries queued for the shadow before its thread is woken (sooner for a command that may
-/// take long). Waking it for every entry cost a thread switch per entry on every node;
-/// whatever is still queued when a snapshot or backup begins is applied first by it.
-const SHADOW_WAKE_AT: usize = 16;
-/// Commands the shadow may be behind before apply waits for a snapshot that holds it (about
-/// 300 bytes each in memory, so some 80 MB; up to twice that while a catch-up applies what
-/// it took and apply queues the next). A snapshot of a 1,000,000-seat state encodes in
-/// about half a second of a core; at this bound apply had gone on for seconds meanwhile.
-const SHADOW_BEHIND_COMMANDS_MAX: usize = 256 * 1024;
 const CURRENT_SNAPSHOT_FILE_NAME: &str = "current.snapshot";
 /// Snapshot metadata is a log id and a membership: small. A larger length means a corrupt
 /// or foreign file, refused before allocating.
@@ -151,13 +128,6 @@ enum Place {
 
 struct Shared {
     state: RwLock<AppliedState>,
-    /// The copy that snapshots encode (see the module documentation).
-    shadow: Mutex<AppliedState>,
-    /// Entries applied to `state` and not yet to `shadow`, in log order. Locked only to
-    /// append or take entries, never while applying.
-    shadow_behind: Mutex<ShadowQueue>,
-    /// Wakes the shadow's thread; `None` in a simulation (apply catches the shadow up).
-    shadow_wake: Option<SyncSender<()>>,
     place: Place,
     /// Metadata of `current.snapshot`, if there is one.
     current_snapshot: Mutex<Option<SnapshotMeta>>,
@@ -170,65 +140,6 @@ struct Shared {
     long_apply: AtomicBool,
     /// Who waits for which applied index ([`StateMachineStore::applied_waiter`]).
     applied_waiters: AppliedWaiters,
-}
-
-/// The entries the shadow has yet to apply, and how many commands they hold.
-struct ShadowQueue {
-    entries: VecDeque<LogEntry>,
-    commands: usize,
-    /// [`SHADOW_BEHIND_COMMANDS_MAX`], or less in a test.
-    commands_max: usize,
-}
-
-impl ShadowQueue {
-    fn new() -> ShadowQueue {
-        ShadowQueue {
-            entries: VecDeque::new(),
-            commands: 0,
-            commands_max: SHADOW_BEHIND_COMMANDS_MAX,
-        }
-    }
-
-    /// Takes every queued entry, leaving the queue empty.
-    fn take(&mut self) -> VecDeque<LogEntry> {
-        self.commands = 0;
-        std::mem::take(&mut self.entries)
-    }
-
-    fn push(&mut self, entry: LogEntry) {
-        self.commands += match &entry.payload {
-            EntryPayload::Normal(batch) => batch.entries.len().max(1),
-            _ => 1,
-        };
-        self.entries.push_back(entry);
-    }
-}
-
-impl Shared {
-    /// Applies to the shadow (locked by the caller) every entry the state applied before.
-    fn catch_up(&self, shadow: &mut AppliedState) {
-        loop {
-            let behind = self.shadow_behind.lock().expect("queue poisoned").take();
-            if behind.is_empty() {
-                return;
-            }
-            for entry in &behind {
-                apply_entry(shadow, entry, |_| {});
-            }
-        }
-    }
-}
-
-/// The shadow's thread: catches the shadow up each time apply queues entries for it, and
-/// ends with the store (when the last handle drops, so does the sender it waits on).
-fn follow_shadow(shared: Weak<Shared>, woken: Receiver<()>) {
-    while woken.recv().is_ok() {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let mut shadow = shared.shadow.lock().expect("shadow lock poisoned");
-        shared.catch_up(&mut shadow);
-    }
 }
 
 /// The nice value the snapshot thread runs at (0 is normal, 19 the lowest priority).
@@ -325,38 +236,15 @@ impl StateMachineStore {
         state: AppliedState,
         current_snapshot: Option<SnapshotMeta>,
     ) -> StateMachineStore {
-        let shared = Arc::new_cyclic(|store| {
-            // One pending wake is enough: the thread takes everything queued when it wakes.
-            let shadow_wake = match place {
-                Place::Memory(_) => None,
-                Place::Files(_) => {
-                    let (wake, woken) = std::sync::mpsc::sync_channel(1);
-                    let store = store.clone();
-                    match std::thread::Builder::new()
-                        .name("holdfast-shadow".into())
-                        .spawn(move || follow_shadow(store, woken))
-                    {
-                        Ok(_) => Some(wake),
-                        Err(error) => {
-                            tracing::warn!(%error, "no thread for the snapshot copy: apply catches it up");
-                            None
-                        }
-                    }
-                }
-            };
-            Shared {
-                applied_waiters: AppliedWaiters::new(state.applied_index()),
-                shadow: Mutex::new(state.clone()),
-                shadow_behind: Mutex::new(ShadowQueue::new()),
-                shadow_wake,
-                state: RwLock::new(state),
-                place,
-                current_snapshot: Mutex::new(current_snapshot),
-                snapshot_files: tokio::sync::Mutex::new(()),
-                next_snapshot_sequence: AtomicU64::new(1),
-                last_snapshot_bytes: AtomicU64::new(0),
-                long_apply: AtomicBool::new(false),
-            }
+        let shared = Arc::new(Shared {
+            applied_waiters: AppliedWaiters::new(state.applied_index()),
+            state: RwLock::new(state),
+            place,
+            current_snapshot: Mutex::new(current_snapshot),
+            snapshot_files: tokio::sync::Mutex::new(()),
+            next_snapshot_sequence: AtomicU64::new(1),
+            last_snapshot_bytes: AtomicU64::new(0),
+            long_apply: AtomicBool::new(false),
         });
         StateMachineStore { shared }
     }
@@ -398,18 +286,16 @@ impl StateMachineStore {
     }
 
     /// A backup: the state machine's snapshot bytes as of every entry applied so far, with
-    /// the index of the last of them. Encoded from the shadow copy, like a snapshot, so
-    /// apply and reads go on meanwhile; blocking (run it off the async workers).
+    /// the index of the last of them. Encoded from a frozen copy, like a snapshot, so apply
+    /// and reads go on meanwhile; blocking (run it off the async workers).
     pub fn backup_bytes(&self) -> (u64, Vec<u8>) {
-        let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
-        self.shared.catch_up(&mut shadow);
+        let (index, frozen) = self.read(|state| (state.applied_index(), state.machine.frozen()));
         let hint = self.shared.last_snapshot_bytes.load(Ordering::Relaxed);
         let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-        shadow
-            .machine
+        frozen
             .write_snapshot(&mut bytes)
             .expect("writing a snapshot into memory cannot fail");
-        (shadow.applied_index(), bytes)
+        (index, bytes)
     }
 
     /// Opens the current snapshot for reading, as openraft streams it to a follower.
@@ -467,7 +353,7 @@ fn snapshot_error(
 fn encode_snapshot(
     writer: &mut impl Write,
     meta: &SnapshotMeta,
-    machine: &StateMachine,
+    machine: &FrozenState,
 ) -> std::io::Result<()> {
     let meta_bytes = serde_json::to_vec(meta).expect("snapshot metadata serialises");
     let meta_length = u32::try_from(meta_bytes.len()).expect("snapshot metadata below 4 GiB");
@@ -499,17 +385,10 @@ fn write_snapshot_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.sync_all().map_err(|error| Error::storage(path, error))
 }
 
-/// Encodes the shadow copy of the state, caught up with every entry applied so far, as a
-/// snapshot file's bytes. Only the shadow is locked meanwhile: apply queues its entries for
-/// the shadow and goes on, and reads never wait (see the module documentation).
-///
-/// The state is encoded rather than cloned: its bytes are written in one sequential pass
-/// into a buffer sized by the last snapshot.
-fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
-    let mut shadow = shared.shadow.lock().expect("shadow lock poisoned");
-    shared.catch_up(&mut shadow);
-    let started = std::time::Instant::now();
-    let state = &*shadow;
+/// The state as of every entry applied so far, frozen (see the module documentation), with
+/// the metadata of a snapshot of it. The state's read lock is held only while freezing.
+fn freeze(shared: &Shared, sequence: u64) -> (SnapshotMeta, FrozenState) {
+    let state = shared.state.read().expect("state lock poisoned");
     let snapshot_id = match state.last_applied {
         Some(log_id) => format!("{}-{}-{sequence}", log_id.leader_id.term, log_id.index),
         None => format!("0-0-{sequence}"),
@@ -519,24 +398,32 @@ fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
         last_membership: state.last_membership.clone(),
         snapshot_id,
     };
+    (meta, state.machine.frozen())
+}
+
+/// Encodes the state, frozen as of every entry applied so far, as a snapshot file's bytes.
+/// Apply and reads wait only for the freeze (see the module documentation).
+///
+/// The state is encoded rather than cloned: its bytes are written in one sequential pass
+/// into a buffer sized by the last snapshot.
+fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
+    let started = std::time::Instant::now();
+    let (meta, frozen) = freeze(shared, sequence);
+    let frozen_us = started.elapsed().as_micros() as u64;
     let hint = shared.last_snapshot_bytes.load(Ordering::Relaxed);
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-    encode_snapshot(&mut bytes, &meta, &state.machine).expect("encoding into memory cannot fail");
-    // What apply queued for the copy while it was encoded (read before letting go of it).
-    let queued = shared
-        .shadow_behind
-        .lock()
-        .expect("queue poisoned")
-        .commands;
-    drop(shadow);
+    encode_snapshot(&mut bytes, &meta, &frozen).expect("encoding into memory cannot fail");
+    let encode_ms = started.elapsed().as_millis() as u64;
+    // What apply copied meanwhile is freed with the copy, here rather than on apply's path.
+    drop(frozen);
     shared
         .last_snapshot_bytes
         .store(bytes.len() as u64, Ordering::Relaxed);
     tracing::info!(
         snapshot = %meta.snapshot_id,
         bytes = bytes.len(),
-        encode_ms = started.elapsed().as_millis() as u64,
-        commands_queued_meanwhile = queued,
+        freeze_us = frozen_us,
+        encode_ms,
         "snapshot encoded"
     );
     (meta, bytes)
@@ -766,50 +653,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if let Some(last) = entries.last() {
             self.shared.applied_waiters.applied(last.log_id.index);
         }
-        // The shadow follows outside the state's lock, on its own thread; while a snapshot
-        // encodes it, the entries wait in its queue.
-        let (behind, commands, over_bound) = {
-            let mut queue = self.shared.shadow_behind.lock().expect("queue poisoned");
-            for entry in entries {
-                queue.push(entry);
-            }
-            (
-                queue.entries.len(),
-                queue.commands,
-                queue.commands > queue.commands_max,
-            )
-        };
-        if over_bound {
-            // A snapshot has held the copy so long that its queue reached the bound: wait
-            // for it rather than let the queue grow (off the async worker meanwhile).
-            let started = std::time::Instant::now();
-            off_worker(|| {
-                let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
-                self.shared.catch_up(&mut shadow);
-            });
-            tracing::warn!(
-                commands,
-                waited_ms = started.elapsed().as_millis() as u64,
-                "the snapshot copy fell {commands} commands behind while a snapshot held it: apply waited for the snapshot"
-            );
-            return Ok(replies);
-        }
-        if let Some(wake) = &self.shared.shadow_wake {
-            if behind < SHADOW_WAKE_AT && !long {
-                return Ok(replies);
-            }
-            if behind <= SHADOW_QUEUE_CATCH_UP {
-                match wake.try_send(()) {
-                    Ok(()) | Err(TrySendError::Full(())) => return Ok(replies),
-                    Err(TrySendError::Disconnected(())) => {}
-                }
-            }
-        }
-        match self.shared.shadow.try_lock() {
-            Ok(mut shadow) => self.shared.catch_up(&mut shadow),
-            Err(std::sync::TryLockError::WouldBlock) => {}
-            Err(std::sync::TryLockError::Poisoned(_)) => panic!("shadow lock poisoned"),
-        }
         Ok(replies)
     }
 
@@ -884,20 +727,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
         };
         // Both paths above checked the snapshot against `meta` before keeping it.
-        {
-            // Shadow first (the order every path takes): no snapshot can be encoding now
-            // (this holds the snapshot files' lock), and the queue belongs to the old state.
-            let restored = AppliedState::restored(machine, meta);
-            let mut shadow = self.shared.shadow.lock().expect("shadow lock poisoned");
-            self.shared
-                .shadow_behind
-                .lock()
-                .expect("queue poisoned")
-                .take();
-            *shadow = restored.clone();
-            let mut state = self.shared.state.write().expect("state lock poisoned");
-            *state = restored;
-        }
+        let restored = AppliedState::restored(machine, meta);
+        let replaced = std::mem::replace(
+            &mut *self.shared.state.write().expect("state lock poisoned"),
+            restored,
+        );
+        // The old state is freed after the lock is let go.
+        drop(replaced);
         if let Some(last) = meta.last_log_id {
             self.shared.applied_waiters.applied(last.index);
         }
@@ -1077,89 +913,40 @@ mod tests {
         assert!(reopened.state_snapshot_bytes() == expected);
     }
 
-    // Holding the shadow's lock across apply is the point: it stands for a snapshot
-    // encoding the copy while apply goes on.
-    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
-    async fn apply_and_reads_go_on_while_a_snapshot_holds_its_copy() {
+    async fn apply_and_reads_go_on_while_a_snapshot_encodes_its_frozen_copy() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
-        let workload = crate::testing::workload::create_event(10);
-        store.apply([entry(1, workload)]).await.unwrap();
-        // A snapshot encoding the shadow holds its lock for as long as it takes; apply and
-        // reads must not wait for it.
-        let shared = store.shared.clone();
-        let encoding = shared.shadow.lock().unwrap();
+        let mut store = store_with_event(directory.path()).await;
+        let before = store.state_snapshot_bytes();
+        // A snapshot freezes the state, then encodes the copy while apply goes on.
+        let (meta, frozen) = freeze(&store.shared, 0);
+        assert_eq!(meta.last_log_id.map(|log_id| log_id.index), Some(1));
         let replies = store
             .apply([entry(2, crate::testing::workload::hold(1))])
             .await
             .unwrap();
-        assert_eq!(replies[0].len(), 1);
         assert!(
             matches!(replies[0][0], Outcome::Held(_)),
             "{:?}",
             replies[0]
         );
         assert_eq!(store.applied_index(), 2);
-        // The copy stays where the lock found it (its thread may not have reached entry 1).
-        assert!(encoding.applied_index() <= 1);
-        drop(encoding);
-        // The next snapshot catches the copy up: it is the state as of entry 2.
+        // The copy is the state as of entry 1, byte for byte, though the state moved on.
+        let mut encoded = Vec::new();
+        frozen.write_snapshot(&mut encoded).unwrap();
+        assert!(encoded == before);
+        assert!(store.state_snapshot_bytes() != before);
+        drop(frozen);
+        // The next snapshot is the state as of entry 2, and a reopened store restores it.
         let snapshot = store.build_snapshot().await.unwrap();
         assert_eq!(
             snapshot.meta.last_log_id.map(|log_id| log_id.index),
             Some(2)
         );
         let expected = store.state_snapshot_bytes();
-        assert!(store.shared.shadow.lock().unwrap().machine.snapshot_bytes() == expected);
         drop(store);
         let reopened = StateMachineStore::open(directory.path(), StateMachine::default()).unwrap();
         assert!(reopened.state_snapshot_bytes() == expected);
-    }
-
-    // Holding the shadow's lock across apply stands for a snapshot that holds the copy.
-    #[allow(clippy::await_holding_lock)]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn apply_waits_for_a_snapshot_once_the_copy_is_too_far_behind() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut store = store_with_event(directory.path()).await;
-        store.shared.shadow_behind.lock().unwrap().commands_max = 4;
-        let holds = |first: u64, count: u64| LogEntry {
-            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), first),
-            payload: EntryPayload::Normal(crate::types::Batch::new(
-                (first..first + count)
-                    .map(crate::testing::workload::hold)
-                    .collect(),
-            )),
-        };
-        let shared = store.shared.clone();
-        // As a snapshot does: lock the copy and catch it up, then encode (hold) it.
-        let mut encoding = shared.shadow.lock().unwrap();
-        shared.catch_up(&mut encoding);
-        // Within the bound, apply goes on while the copy is held.
-        store.apply([holds(2, 3)]).await.unwrap();
-        assert_eq!(store.applied_index(), 2);
-        // Past it, apply waits for the snapshot to let go of the copy.
-        let mut applying = store.clone();
-        let past = tokio::spawn(async move { applying.apply([holds(3, 2)]).await });
-        // It queued its entry for the copy (5 commands behind, past the bound of 4)...
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while shared.shadow_behind.lock().unwrap().commands < 5 {
-            assert!(std::time::Instant::now() < deadline, "apply never ran");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        // ...and waits for the copy while the snapshot holds it.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(!past.is_finished(), "apply went on past the bound");
-        assert_eq!(shared.shadow_behind.lock().unwrap().commands, 5);
-        drop(encoding);
-        let replies = past.await.unwrap().unwrap();
-        assert_eq!(replies[0].len(), 2);
-        // It caught the copy up itself: nothing is queued, the copy is the state.
-        assert_eq!(shared.shadow_behind.lock().unwrap().commands, 0);
-        assert_eq!(shared.shadow.lock().unwrap().applied_index(), 3);
-        let expected = store.state_snapshot_bytes();
-        assert!(shared.shadow.lock().unwrap().machine.snapshot_bytes() == expected);
     }
 
     #[cfg(target_os = "linux")]
@@ -1178,38 +965,6 @@ mod tests {
             before,
             "the caller's own priority is unchanged"
         );
-    }
-
-    #[tokio::test]
-    async fn the_shadow_catches_up_on_its_own_thread() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut store = store_with_event(directory.path()).await;
-        // Enough entries to wake the thread (it is not woken for each).
-        let last = SHADOW_WAKE_AT as u64 + 1;
-        for index in 2..=last {
-            store
-                .apply([entry(index, crate::testing::workload::hold(index - 1))])
-                .await
-                .unwrap();
-        }
-        // No snapshot asks for it: the thread alone brings the copy to the state.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.shared.shadow.lock().unwrap().applied_index() < last {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the shadow stayed behind"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let expected = store.state_snapshot_bytes();
-        assert!(store.shared.shadow.lock().unwrap().machine.snapshot_bytes() == expected);
-        assert!(store
-            .shared
-            .shadow_behind
-            .lock()
-            .unwrap()
-            .entries
-            .is_empty());
     }
 
     #[tokio::test]

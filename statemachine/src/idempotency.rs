@@ -215,6 +215,18 @@ impl std::fmt::Debug for IdempotencyTable {
 }
 
 impl IdempotencyTable {
+    /// The records, sharing their chunks (see `cowvec.rs`), without the index: what a
+    /// snapshot encodes.
+    pub fn frozen(&self) -> IdempotencyTable {
+        IdempotencyTable {
+            records: self.records.clone(),
+            first_position: self.first_position,
+            index: ProbeTable::default(),
+            hasher: self.hasher,
+            scratch: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -26,27 +27,42 @@ const CHUNK: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Chunk<T> {
-    slots: Box<[Option<T>]>,
     used: usize,
+    slots: [Option<T>; CHUNK],
 }
 
 impl<T> Chunk<T> {
-    fn new() -> Chunk<T> {
-        Chunk {
-            slots: (0..CHUNK).map(|_| None).collect(),
+    fn new() -> Arc<Chunk<T>> {
+        Arc::new(Chunk {
             used: 0,
-        }
+            slots: std::array::from_fn(|_| None),
+        })
     }
 }
 
 /// A map from sequential ids to records. The first and the last chunk always hold a
 /// record, so equal contents have equal representations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Chunks are shared between clones, as [`crate::cowvec::CowVec`]'s are: a clone (a frozen
+/// state that a snapshot encodes) costs a pointer per chunk, and a write copies the chunk
+/// it lands in if a clone still holds it.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct IdMap<T> {
     /// The id of the first slot of `chunks[0]`, a multiple of [`CHUNK`].
     base: u64,
-    chunks: VecDeque<Chunk<T>>,
+    chunks: VecDeque<Arc<Chunk<T>>>,
     len: usize,
+}
+
+/// A clone shares every chunk (see [`IdMap`]).
+impl<T> Clone for IdMap<T> {
+    fn clone(&self) -> Self {
+        IdMap {
+            base: self.base,
+            chunks: self.chunks.clone(),
+            len: self.len,
+        }
+    }
 }
 
 impl<T> Default for IdMap<T> {
@@ -81,9 +97,25 @@ impl<T> IdMap<T> {
         self.get(id).is_some()
     }
 
+    /// Records in ascending id order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> + '_ {
+        let base = self.base;
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.slots.iter())
+            .enumerate()
+            .filter_map(move |(offset, slot)| {
+                slot.as_ref().map(|value| (base + offset as u64, value))
+            })
+    }
+}
+
+impl<T: Clone> IdMap<T> {
+    /// The record of `id`, its chunk copied first if a clone shares it.
     pub fn get_mut(&mut self, id: &u64) -> Option<&mut T> {
         let (chunk, slot) = self.locate(*id)?;
-        self.chunks[chunk].slots[slot].as_mut()
+        self.chunks[chunk].slots[slot].as_ref()?;
+        Arc::make_mut(&mut self.chunks[chunk]).slots[slot].as_mut()
     }
 
     /// Inserts or replaces the record of `id`, returning the one it replaced. Ids are
@@ -101,7 +133,7 @@ impl<T> IdMap<T> {
         while offset / CHUNK >= self.chunks.len() {
             self.chunks.push_back(Chunk::new());
         }
-        let chunk = &mut self.chunks[offset / CHUNK];
+        let chunk = Arc::make_mut(&mut self.chunks[offset / CHUNK]);
         let slot = &mut chunk.slots[offset % CHUNK];
         if slot.is_some() {
             return slot.replace(value);
@@ -115,8 +147,10 @@ impl<T> IdMap<T> {
 
     pub fn remove(&mut self, id: &u64) -> Option<T> {
         let (chunk, slot) = self.locate(*id)?;
-        let removed = self.chunks[chunk].slots[slot].take()?;
-        self.chunks[chunk].used -= 1;
+        self.chunks[chunk].slots[slot].as_ref()?;
+        let chunk = Arc::make_mut(&mut self.chunks[chunk]);
+        let removed = chunk.slots[slot].take()?;
+        chunk.used -= 1;
         self.len -= 1;
         while self.chunks.front().is_some_and(|chunk| chunk.used == 0) {
             self.chunks.pop_front();
@@ -130,7 +164,9 @@ impl<T> IdMap<T> {
         }
         Some(removed)
     }
+}
 
+impl<T> IdMap<T> {
     /// Records with an id of at least `first`, in ascending id order. Starts at the chunk of
     /// `first`, so the cost does not grow with the records before it.
     pub fn iter_from(&self, first: u64) -> impl Iterator<Item = (u64, &T)> + '_ {
@@ -162,18 +198,6 @@ impl<T> IdMap<T> {
             values: self.iter().map(|(_, value)| value),
             left: self.len,
         }
-    }
-
-    /// Records in ascending id order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> + '_ {
-        let base = self.base;
-        self.chunks
-            .iter()
-            .flat_map(|chunk| chunk.slots.iter())
-            .enumerate()
-            .filter_map(move |(offset, slot)| {
-                slot.as_ref().map(|value| (base + offset as u64, value))
-            })
     }
 }
 
@@ -217,11 +241,11 @@ impl<T: Serialize> Serialize for IdMap<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for IdMap<T> {
+impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for IdMap<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IdMap<T>, D::Error> {
         struct IdMapVisitor<T>(PhantomData<T>);
 
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for IdMapVisitor<T> {
+        impl<'de, T: Deserialize<'de> + Clone> Visitor<'de> for IdMapVisitor<T> {
             type Value = IdMap<T>;
 
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,6 +10,7 @@ use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Category, CreateEvent, Listing, PoolSpec, SeatBlock, SeatSpec};
+use crate::cowvec::CowVec;
 use crate::limits::*;
 use crate::outcome::{
     AvailabilityPage, EventChange, EventInfo, Outcome, PoolView, Rejection, SeatStatus, SeatView,
@@ -77,14 +78,14 @@ impl std::fmt::Debug for SeatIndex {
 }
 
 impl SeatIndex {
-    fn find(&self, seats: &[Seat], id: &str) -> Option<u32> {
+    fn find(&self, seats: &CowVec<Seat>, id: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(id);
         self.table
             .find(hash, |&position| &*seats[position as usize].id == id)
             .copied()
     }
 
-    fn insert(&mut self, seats: &[Seat], position: u32) {
+    fn insert(&mut self, seats: &CowVec<Seat>, position: u32) {
         let hash = self.hasher.hash_one(&*seats[position as usize].id);
         let hasher = &self.hasher;
         self.table.insert_unique(hash, position, |&other| {
@@ -92,14 +93,14 @@ impl SeatIndex {
         });
     }
 
-    fn reserve(&mut self, seats: &[Seat], additional: usize) {
+    fn reserve(&mut self, seats: &CowVec<Seat>, additional: usize) {
         let hasher = &self.hasher;
         self.table.reserve(additional, |&other| {
             hasher.hash_one(&*seats[other as usize].id)
         });
     }
 
-    fn remove(&mut self, seats: &[Seat], id: &str) {
+    fn remove(&mut self, seats: &CowVec<Seat>, id: &str) {
         let hash = self.hasher.hash_one(id);
         if let Ok(entry) = self
             .table
@@ -157,7 +158,7 @@ impl RowIndex {
     }
 
     /// The position of the row `name` of `section`.
-    fn row(&self, rows: &[Row], section: &str, name: &str, key: &mut String) -> Option<u32> {
+    fn row(&self, rows: &CowVec<Row>, section: &str, name: &str, key: &mut String) -> Option<u32> {
         let hash = self.hash(section, name, key);
         self.table
             .find(hash, |&(row, _)| {
@@ -168,7 +169,7 @@ impl RowIndex {
     }
 
     /// Takes in `rows[row]`, the row after the last one it knows.
-    fn add_row(&mut self, rows: &[Row], row: usize, key: &mut String) {
+    fn add_row(&mut self, rows: &CowVec<Row>, row: usize, key: &mut String) {
         debug_assert_eq!(row, self.runs.len());
         let hash = self.hash(&rows[row].section, &rows[row].name, key);
         self.table
@@ -177,13 +178,13 @@ impl RowIndex {
     }
 
     /// Recomputes the runs of rows that gained seats.
-    fn refresh_runs(&mut self, rows: &[Row], seats: &[Seat], touched: &[u32]) {
+    fn refresh_runs(&mut self, rows: &CowVec<Row>, seats: &CowVec<Seat>, touched: &[u32]) {
         for &row in touched {
             self.runs[row as usize] = run_of(&rows[row as usize], seats);
         }
     }
 
-    fn rebuild(&mut self, rows: &[Row], seats: &[Seat]) {
+    fn rebuild(&mut self, rows: &CowVec<Row>, seats: &CowVec<Seat>) {
         self.table.clear();
         self.runs.clear();
         let mut key = String::new();
@@ -196,7 +197,7 @@ impl RowIndex {
 
     /// Where the block seat named `id` would be, if it is one: its row's first position
     /// plus its distance from the row's first number. Not checked against the seat itself.
-    fn candidate(&self, rows: &[Row], id: &str) -> Option<u32> {
+    fn candidate(&self, rows: &CowVec<Row>, id: &str) -> Option<u32> {
         // `{prefix}-{number}`, the number at most nine digits (so it fits a u32).
         let bytes = id.as_bytes();
         let digits = bytes
@@ -228,7 +229,7 @@ impl RowIndex {
     }
 
     /// The position of the block seat named `id`, if it is one.
-    fn find(&self, rows: &[Row], seats: &[Seat], id: &str) -> Option<u32> {
+    fn find(&self, rows: &CowVec<Row>, seats: &CowVec<Seat>, id: &str) -> Option<u32> {
         let position = self.candidate(rows, id)?;
         let seat = &seats[position as usize];
         (*seat.id == *id && seat.state != SeatState::Removed).then_some(position)
@@ -237,7 +238,7 @@ impl RowIndex {
 
 /// `(first number, first position)` of a row whose seats are numbered and placed
 /// consecutively.
-fn run_of(row: &Row, seats: &[Seat]) -> Option<(u32, u32)> {
+fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<(u32, u32)> {
     let &first = row.seats.first()?;
     let first_number = seats[first as usize].number;
     let consecutive = row.seats.iter().enumerate().all(|(offset, &position)| {
@@ -366,8 +367,9 @@ pub(crate) struct Event {
     pub currency: String,
     /// Bumped by every change to the event; the ETag of its availability.
     pub version: u64,
-    pub rows: Vec<Row>,
-    pub seats: Vec<Seat>,
+    /// In shared chunks, as is `seats`: a frozen copy for a snapshot shares them.
+    pub rows: CowVec<Row>,
+    pub seats: CowVec<Seat>,
     pub pools: BTreeMap<String, Pool>,
     /// Venue, city, end, description and tags.
     pub listing: Listing,
@@ -388,6 +390,28 @@ pub(crate) struct Event {
 }
 
 impl Event {
+    /// The event's canonical fields, sharing its seats and rows (see `cowvec.rs`), without
+    /// the derived indexes: what a snapshot encodes.
+    pub fn frozen(&self) -> Event {
+        Event {
+            name: self.name.clone(),
+            category: self.category,
+            starts_at_ms: self.starts_at_ms,
+            currency: self.currency.clone(),
+            version: self.version,
+            rows: self.rows.clone(),
+            seats: self.seats.clone(),
+            pools: self.pools.clone(),
+            listing: self.listing.clone(),
+            cancelled_at_ms: self.cancelled_at_ms,
+            index: SeatIndex::default(),
+            row_index: RowIndex::default(),
+            summary: Summary::default(),
+            customer_holds: CustomerHolds::default(),
+            section_rows: HashMap::new(),
+        }
+    }
+
     /// Asks the processor to fetch the record of block seat `id`, which a lookup of the
     /// seat reads (found through the small row table, which is in the cache anyway).
     pub fn prefetch_seat(&self, id: &str) {
@@ -760,8 +784,8 @@ impl StateMachine {
             starts_at_ms: create.starts_at_ms,
             currency: create.currency.clone(),
             version: 1,
-            rows: Vec::new(),
-            seats: Vec::new(),
+            rows: CowVec::default(),
+            seats: CowVec::default(),
             pools: BTreeMap::new(),
             listing: create.listing.clone(),
             cancelled_at_ms: None,
@@ -1040,7 +1064,6 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
             row
         })
         .collect();
-    event.seats.reserve(new_seats.seats.len());
     event.index.reserve(&event.seats, new_seats.seats.len());
     for seat in new_seats.seats {
         let row = rows[seat.row as usize];

@@ -29,6 +29,7 @@
 mod bookings;
 pub mod codes;
 mod command;
+mod cowvec;
 pub mod decode;
 mod fastcode;
 mod holds;
@@ -65,7 +66,7 @@ pub use search::{EventListing, PoolTotals, SearchPage, SearchQuery};
 /// The list type of a [`HoldView`]'s seats.
 pub use smallvec::SmallVec;
 pub use snapshot::{
-    snapshot_format_version, SnapshotError, SNAPSHOT_FORMAT_VERSION,
+    snapshot_format_version, FrozenState, SnapshotError, SNAPSHOT_FORMAT_VERSION,
     SNAPSHOT_FORMAT_VERSION_OLDEST_READ, SNAPSHOT_MAGIC,
 };
 pub use state::StateMachine;

@@ -27,7 +27,7 @@
 //! The outbox notifies; it is not the record of money owed: refunds stay in the refunds
 //! table (`pending_refunds`) until they are marked done.
 
-use std::collections::VecDeque;
+use crate::cowvec::CowVec;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +39,8 @@ use crate::StateMachine;
 /// Unacknowledged events in index order (see the module's documentation for the bound).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Outbox {
-    pub events: VecDeque<OutboxEvent>,
+    /// In shared chunks: a frozen copy for a snapshot shares them.
+    pub events: CowVec<OutboxEvent>,
     /// The index the next event gets (indexes start at 1).
     pub next_index: u64,
     pub acknowledged_up_to: u64,
@@ -53,7 +54,7 @@ impl Outbox {
         if self.next_index == 0 {
             self.next_index = 1;
         }
-        self.events.push_back(OutboxEvent {
+        self.events.push(OutboxEvent {
             index: self.next_index,
             time_ms,
             kind,
@@ -193,7 +194,7 @@ impl StateMachine {
             .partition_point(|event| event.index <= after);
         self.outbox
             .events
-            .range(start..)
+            .iter_from(start)
             .take(limit)
             .cloned()
             .collect()

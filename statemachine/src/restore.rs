@@ -28,6 +28,8 @@
 //! checks the format version of the first piece, so a backup this build cannot read is
 //! refused before anything is staged.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -54,22 +56,29 @@ pub(crate) struct Staging {
     pub(crate) restore_id: u64,
     pub(crate) total_bytes: u64,
     pub(crate) sha256: [u8; 32],
-    /// Encoded as one byte string (length, then the bytes), not byte by byte.
+    /// Encoded as one byte string (length, then the bytes), not byte by byte. Shared with
+    /// a frozen copy of the state that a snapshot encodes (see `cowvec.rs`): the next piece
+    /// copies it, once, if the copy is still being encoded.
     #[serde(with = "byte_string")]
-    pub(crate) data: Vec<u8>,
+    pub(crate) data: Arc<Vec<u8>>,
 }
 
-/// `Vec<u8>` as a serde byte string, which bincode writes and reads in one piece.
+/// Bytes as a serde byte string, which bincode writes and reads in one piece.
 mod byte_string {
+    use std::sync::Arc;
+
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Arc<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
+    ) -> Result<Arc<Vec<u8>>, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = Vec<u8>;
@@ -83,7 +92,7 @@ mod byte_string {
                 Ok(bytes)
             }
         }
-        deserializer.deserialize_byte_buf(Visitor)
+        deserializer.deserialize_byte_buf(Visitor).map(Arc::new)
     }
 }
 
@@ -165,7 +174,7 @@ impl StateMachine {
                         "pieces go in order: the next piece starts at byte {staged}"
                     )));
                 }
-                staging.data.extend_from_slice(&chunk.data);
+                Arc::make_mut(&mut staging.data).extend_from_slice(&chunk.data);
             }
             _ => {
                 // A first piece starts a restore, replacing one that was abandoned.
@@ -178,7 +187,7 @@ impl StateMachine {
                     restore_id: chunk.restore_id,
                     total_bytes: chunk.total_bytes,
                     sha256: chunk.sha256,
-                    data: chunk.data.clone(),
+                    data: Arc::new(chunk.data.clone()),
                 });
             }
         }
@@ -188,7 +197,7 @@ impl StateMachine {
             return Ok(progress(staged, false));
         }
         let staging = self.restores.staging.take().expect("staged above");
-        if <[u8; 32]>::from(Sha256::digest(&staging.data)) != staging.sha256 {
+        if <[u8; 32]>::from(Sha256::digest(staging.data.as_slice())) != staging.sha256 {
             return Err(refused(
                 "the restored bytes do not match their SHA-256: nothing was restored",
             ));

@@ -180,7 +180,61 @@ fn encode<T: Serialize, W: Write>(value: &T, writer: &mut W) -> Result<(), Snaps
         })
 }
 
+/// The canonical state as of one moment, sharing its large parts with the live state: the
+/// seats and rows of every event, the holds, bookings, refunds, idempotency records and the
+/// outbox are kept in shared chunks (`cowvec.rs`, `idmap.rs`), so taking it costs a pointer
+/// per chunk plus the small fields, and apply goes on at once, copying a chunk the first
+/// time it writes one this copy still holds. Encoding it gives exactly the bytes the state
+/// would have given then ([`StateMachine::write_snapshot`]).
+///
+/// This is how a snapshot is built without stopping apply or reads for longer than the
+/// freeze: lock the state, call [`StateMachine::frozen`], let go, encode.
+pub struct FrozenState {
+    /// A state with the canonical fields only (derived indexes empty): encoded, never
+    /// applied to or read.
+    state: StateMachine,
+}
+
+impl FrozenState {
+    /// Writes the frozen state as a snapshot (see [`StateMachine::write_snapshot`]).
+    pub fn write_snapshot<W: Write>(&self, writer: W) -> Result<(), SnapshotError> {
+        self.state.write_snapshot(writer)
+    }
+
+    /// The frozen state as snapshot bytes.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        self.state.snapshot_bytes()
+    }
+}
+
 impl StateMachine {
+    /// The canonical state as of now, sharing its large parts with this one (see
+    /// [`FrozenState`]). Costs a pointer per chunk of every large sequence and a copy of
+    /// each event's description; the derived indexes are left out.
+    pub fn frozen(&self) -> FrozenState {
+        let mut state = StateMachine::new(self.config.clone());
+        state.now_ms = self.now_ms;
+        state.last_hold = self.last_hold;
+        state.last_booking = self.last_booking;
+        state.last_refund = self.last_refund;
+        state.events = self
+            .events
+            .iter()
+            .map(|(id, event)| (id.clone(), event.frozen()))
+            .collect();
+        state.holds = self.holds.clone();
+        state.bookings = self.bookings.clone();
+        state.refunds = self.refunds.clone();
+        state.idempotency = self.idempotency.frozen();
+        state.outbox = self.outbox.clone();
+        state.retired_nodes = self.retired_nodes.clone();
+        state.webhooks = self.webhooks.clone();
+        state.restores = self.restores.clone();
+        state.charge_intents = self.charge_intents.clone();
+        state.ids = self.ids;
+        FrozenState { state }
+    }
+
     /// Writes the whole state to `writer`.
     ///
     /// bincode frames nothing: a struct is its fields one after another, a sequence its

@@ -1255,6 +1255,72 @@ fn ended_holds_are_forgotten_after_their_retention() {
     harness.state.check_invariants().unwrap();
 }
 
+/// A frozen copy (what a snapshot encodes while apply goes on) shares the state's chunks;
+/// every kind of write after it — holds, confirms, releases, cancels, new seats, the
+/// outbox's trimming — copies what it touches, so the copy still encodes its own moment.
+#[test]
+fn a_frozen_state_keeps_its_moment_across_many_chunks() {
+    let mut harness = Harness::with_config(Config {
+        outbox_events_max: 700,
+        ..Config::default()
+    });
+    let mut create = cinema_event("film");
+    create.seat_blocks = vec![SeatBlock {
+        section: "S".into(),
+        rows: (1..=12).map(|row| row.to_string()).collect(),
+        seats_per_row: 250,
+        price: 900,
+    }];
+    assert!(harness.run(Command::CreateEvent(create)).is_success());
+    let seat = |n: usize| format!("S-{}-{}", n / 250 + 1, n % 250 + 1);
+    let mut holds = Vec::new();
+    for n in (0..3_000).step_by(3) {
+        let id = seat(n);
+        let key = format!("k{n}");
+        let request = hold_request("film", &format!("c{n}"), &[id.as_str()], &[]);
+        match harness.run_keyed(&key, Command::Hold(request)) {
+            Outcome::Held(view) => holds.push(view),
+            other => panic!("hold of {id}: {other:?}"),
+        }
+    }
+    let frozen = harness.state.frozen();
+    let bytes = harness.state.snapshot_bytes();
+    assert_eq!(frozen.snapshot_bytes(), bytes);
+    for (i, hold) in holds.iter().enumerate() {
+        harness.advance(1);
+        match i % 3 {
+            0 => assert!(harness.confirm(hold).is_success()),
+            1 => assert!(harness
+                .run(Command::ReleaseHold {
+                    hold_id: hold.hold_id.to_string(),
+                })
+                .is_success()),
+            _ => {}
+        }
+    }
+    for n in (1..3_000).step_by(3) {
+        harness.held(&format!("late{n}"), &[seat(n).as_str()]);
+    }
+    assert!(harness
+        .run(Command::AddSeats {
+            event_id: "film".into(),
+            seats: vec![],
+            seat_blocks: vec![SeatBlock {
+                section: "T".into(),
+                rows: vec!["1".into()],
+                seats_per_row: 600,
+                price: 1_000,
+            }],
+        })
+        .is_success());
+    assert_ne!(harness.state.snapshot_bytes(), bytes);
+    assert_eq!(frozen.snapshot_bytes(), bytes, "the frozen copy changed");
+    harness.state.check_invariants().unwrap();
+    // And it restores to the state as it was.
+    let restored = StateMachine::from_snapshot_bytes(&frozen.snapshot_bytes()).unwrap();
+    assert_eq!(restored.snapshot_bytes(), bytes);
+}
+
 #[test]
 fn snapshots_round_trip_to_identical_bytes() {
     let mut harness = Harness::cinema();

@@ -3,8 +3,10 @@
 //! After every step: the outcome's code matches the model's prediction, every seat's status
 //! and every pool's counters match the model, and `check_invariants` holds (a seat is in at
 //! most one active hold or booking, `held + booked <= capacity`, summaries equal a recount).
-//! A snapshot taken mid-sequence restores an identical state, and applying the recorded log
-//! again from scratch gives identical snapshot bytes.
+//! A snapshot taken mid-sequence restores an identical state, a frozen copy taken
+//! mid-sequence (what snapshots encode while apply goes on) keeps the bytes of its moment
+//! whatever is applied after it, and applying the recorded log again from scratch gives
+//! identical snapshot bytes.
 
 mod common;
 
@@ -52,6 +54,7 @@ enum Op {
         key: usize,
     },
     Snapshot,
+    Freeze,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -67,6 +70,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u64..5_000).prop_map(|ms| Op::ClockSkewBack { ms }),
         1 => (0usize..6).prop_map(|key| Op::KeyedRetry { key }),
         1 => Just(Op::Snapshot),
+        1 => Just(Op::Freeze),
     ]
 }
 
@@ -267,6 +271,8 @@ struct Run {
     log: Vec<Entry>,
     /// Keyed commands already sent, with their first outcome.
     keyed: Vec<(String, Command, Outcome)>,
+    /// Frozen copies taken so far, with the snapshot bytes of the state when each was.
+    frozen: Vec<(FrozenState, Vec<u8>)>,
 }
 
 impl Run {
@@ -289,6 +295,7 @@ impl Run {
             },
             log: Vec::new(),
             keyed: Vec::new(),
+            frozen: Vec::new(),
         };
         let create = CreateEvent {
             event_id: "m".into(),
@@ -334,7 +341,11 @@ impl Run {
         // Ops that apply an entry stamped with the leader's clock move the state's time.
         if !matches!(
             op,
-            Op::Advance { .. } | Op::ClockSkewBack { .. } | Op::Snapshot | Op::KeyedRetry { .. }
+            Op::Advance { .. }
+                | Op::ClockSkewBack { .. }
+                | Op::Snapshot
+                | Op::Freeze
+                | Op::KeyedRetry { .. }
         ) {
             self.model.now = self.model.now.max(self.model.clock);
         }
@@ -463,6 +474,13 @@ impl Run {
                 self.state = restored;
                 return Ok(());
             }
+            Op::Freeze => {
+                let frozen = self.state.frozen();
+                let bytes = self.state.snapshot_bytes();
+                prop_assert_eq!(frozen.snapshot_bytes(), bytes.clone());
+                self.frozen.push((frozen, bytes));
+                return Ok(());
+            }
         };
         prop_assert_eq!(code(&outcome), expected, "op {:?} gave {:?}", op, outcome);
         Ok(())
@@ -526,5 +544,9 @@ proptest! {
         }
         prop_assert_eq!(batched_outcomes, outcomes);
         prop_assert_eq!(batched.snapshot_bytes(), run.state.snapshot_bytes());
+        // Every frozen copy still encodes its own moment, whatever was applied since.
+        for (frozen, bytes) in &run.frozen {
+            prop_assert_eq!(&frozen.snapshot_bytes(), bytes);
+        }
     }
 }
