@@ -53,6 +53,13 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_INCARNATION: &[u8] = b"incarnation";
+/// RocksDB flushes the files it writes in the background (memtable flushes, compactions)
+/// to the disk this many bytes at a time, instead of syncing each whole file at its end.
+/// Synced at the end, a flush's tens of megabytes sat dirty in the page cache, and the
+/// log's next fsync (on ext4 a journal commit, which in its default `data=ordered` mode
+/// writes such data first) waited for all of them: every write in flight stalled. The
+/// snapshot file is written the same way (`state_store.rs`, `write_snapshot_file`).
+const BYTES_PER_SYNC: u64 = 1024 * 1024;
 
 /// The RocksDB log store. Cloning it gives another handle on the same database (openraft
 /// uses clones as log readers).
@@ -83,6 +90,7 @@ impl LogStore {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        options.set_bytes_per_sync(BYTES_PER_SYNC);
         let families = [LOGS, META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));

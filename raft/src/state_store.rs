@@ -149,6 +149,10 @@ const SNAPSHOT_NICE: i32 = 10;
 /// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`] (on Linux the
 /// nice value is per thread). A thread that may not lower it runs at normal priority.
 /// Elsewhere (where the call would renice the whole process) it does nothing.
+///
+/// (Linux's idle class, `SCHED_IDLE`, was tried instead: 3 % more holds a second, but the
+/// snapshot took up to twice as long to encode and the requests' p99.9 grew by a quarter;
+/// see BENCHMARKS.md.)
 fn background_priority() {
     #[cfg(target_os = "linux")]
     if let Err(error) = rustix::process::setpriority_process(None, SNAPSHOT_NICE) {
@@ -402,14 +406,18 @@ fn freeze(shared: &Shared, sequence: u64) -> (SnapshotMeta, FrozenState) {
 }
 
 /// Encodes the state, frozen as of every entry applied so far, as a snapshot file's bytes.
-/// Apply and reads wait only for the freeze (see the module documentation).
+/// Apply and reads wait only for the freeze (see the module documentation). `then` runs
+/// between the two: the snapshot thread lowers its priority there, once it no longer holds
+/// the state's lock (a thread at low priority that held it would keep apply waiting while
+/// others ran).
 ///
 /// The state is encoded rather than cloned: its bytes are written in one sequential pass
 /// into a buffer sized by the last snapshot.
-fn encode_current(shared: &Shared, sequence: u64) -> (SnapshotMeta, Vec<u8>) {
+fn encode_current(shared: &Shared, sequence: u64, then: impl FnOnce()) -> (SnapshotMeta, Vec<u8>) {
     let started = std::time::Instant::now();
     let (meta, frozen) = freeze(shared, sequence);
     let frozen_us = started.elapsed().as_micros() as u64;
+    then();
     let hint = shared.last_snapshot_bytes.load(Ordering::Relaxed);
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     encode_snapshot(&mut bytes, &meta, &frozen).expect("encoding into memory cannot fail");
@@ -559,13 +567,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Place::Files(snapshot_dir) => {
                 let snapshot_dir = snapshot_dir.clone();
                 // Encoding takes a while on a large state (half a second of a core for a
-                // million seats): off the async workers, on a thread of its own that runs
-                // at background priority, so that on a busy machine it takes the time the
-                // request path leaves over rather than stretching the requests' tail.
+                // million seats): off the async workers, on a thread of its own that freezes
+                // the state at normal priority and then encodes it at nice 10, so that on a
+                // busy machine it takes the time the request path leaves over rather than
+                // stretching the requests' tail.
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 let build = move || {
-                    background_priority();
-                    let (meta, bytes) = encode_current(&shared, sequence);
+                    let (meta, bytes) = encode_current(&shared, sequence, background_priority);
                     let temporary = snapshot_dir.join(format!("building-{sequence}.tmp"));
                     let written = write_snapshot_file(&temporary, &bytes).and_then(|()| {
                         let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
@@ -589,7 +597,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 meta
             }
             Place::Memory(disk) => {
-                let (meta, bytes) = encode_current(&shared, sequence);
+                let (meta, bytes) = encode_current(&shared, sequence, || {});
                 disk.put_snapshot(meta.clone(), bytes);
                 meta
             }
