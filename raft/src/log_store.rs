@@ -55,10 +55,11 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_INCARNATION: &[u8] = b"incarnation";
 /// RocksDB flushes the files it writes in the background (memtable flushes, compactions)
 /// to the disk this many bytes at a time, instead of syncing each whole file at its end.
-/// Synced at the end, a flush's tens of megabytes sat dirty in the page cache, and the
-/// log's next fsync (on ext4 a journal commit, which in its default `data=ordered` mode
-/// writes such data first) waited for all of them: every write in flight stalled. The
-/// snapshot file is written the same way (`state_store.rs`, `write_snapshot_file`).
+/// Synced only at the end, a flush leaves tens of megabytes dirty in the page cache, and
+/// the log's next fsync (on ext4 a journal commit, which in its default `data=ordered`
+/// mode writes such data first) can wait for all of them, as it did for the snapshot file
+/// before that was written the same way (`state_store.rs`, `write_snapshot_file`). Via the
+/// leader it measured 4 % more holds a second (BENCHMARKS.md).
 const BYTES_PER_SYNC: u64 = 1024 * 1024;
 
 /// The RocksDB log store. Cloning it gives another handle on the same database (openraft
