@@ -7,8 +7,12 @@
 //! for a rule JSON Schema cannot state, which the document then names — in the
 //! operation's `x-holdfast-rules` (rules between fields, e.g. `ends_at` not before
 //! `starts_at`), or as a byte limit (`x-max-bytes`: JSON Schema's `maxLength` counts
-//! characters). Every other failure (an undocumented status, a schema-violating request
-//! accepted, a response that breaks its schema, a server error) fails the test.
+//! characters). And one artefact of schemathesis itself: it unquotes a path parameter
+//! before quoting it (`quote_all` in its `transport/serialization.py`, "to keep quoting
+//! idempotent"), so a schema-valid id holding a literal escape such as `%07` goes out as
+//! the character it escapes, which the node rightly refuses (`is_unquoted_path_escape`).
+//! Every other failure (an undocumented status, a schema-violating request accepted, a
+//! response that breaks its schema, a server error) fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +47,8 @@ fn repository_root() -> PathBuf {
 #[derive(Debug)]
 struct Failure {
     operation: String,
+    /// "METHOD /path" of the request as sent (its last `curl` line), if the case has one.
+    sent: Option<String>,
     checks: Vec<String>,
     answer: Option<Value>,
     text: String,
@@ -87,16 +93,18 @@ fn failures(report: &str) -> Vec<Failure> {
                 });
                 // Stateful sequences are reported under "Stateful tests", with one `curl`
                 // line per step in the order they ran: the failing call is the last.
+                let sent = case
+                    .lines()
+                    .rev()
+                    .find_map(|line| curl_operation(line.trim()));
                 let operation = if operation.contains(' ') && operation.contains('/') {
                     operation.clone()
                 } else {
-                    case.lines()
-                        .rev()
-                        .find_map(|line| curl_operation(line.trim()))
-                        .unwrap_or_else(|| operation.clone())
+                    sent.clone().unwrap_or_else(|| operation.clone())
                 };
                 found.push(Failure {
                     operation,
+                    sent,
                     checks,
                     answer,
                     text: case.chars().take(1500).collect(),
@@ -178,6 +186,36 @@ fn is_stated_refusal(failure: &Failure, rules: &BTreeMap<String, BTreeSet<String
     stated || reason.contains(" bytes")
 }
 
+/// Whether `failure` is schemathesis sending a schema-valid id that holds a literal escape
+/// (`%07`) as the character it escapes (see the module documentation): the node refused an
+/// id for a character the document forbids (a control character, white space or `/`), and
+/// the path as sent holds an escape of one.
+fn is_unquoted_path_escape(failure: &Failure) -> bool {
+    if failure.checks.is_empty() || failure.checks.iter().any(|check| check != "ST202") {
+        return false;
+    }
+    let Some(details) = failure.answer.as_ref().map(|answer| &answer["error"]) else {
+        return false;
+    };
+    let reason = details["details"]["reason"].as_str().unwrap_or("");
+    if details["code"] != "INVALID_FIELD" || !reason.contains("control characters") {
+        return false;
+    }
+    let Some((_, path)) = failure
+        .sent
+        .as_deref()
+        .and_then(|sent| sent.split_once(' '))
+    else {
+        return false;
+    };
+    path.split('%').skip(1).any(|after| {
+        after
+            .get(..2)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .is_some_and(|byte| byte <= b' ' || byte == b'/' || byte == 0x7F)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_the_document_does_not_state() -> Result<()> {
     let schemathesis = schemathesis()?;
@@ -243,7 +281,7 @@ async fn schemathesis_finds_nothing_the_document_does_not_state() -> Result<()> 
     let found = failures(&report);
     let unexpected: Vec<&Failure> = found
         .iter()
-        .filter(|failure| !is_stated_refusal(failure, &rules))
+        .filter(|failure| !is_stated_refusal(failure, &rules) && !is_unquoted_path_escape(failure))
         .collect();
     ensure!(
         unexpected.is_empty(),
@@ -331,4 +369,40 @@ Reproduce with:
     );
     assert!(!is_stated_refusal(&found[1], &rules));
     assert!(is_stated_refusal(&found[2], &templates), "a stated rule");
+}
+
+#[test]
+fn an_id_sent_with_its_literal_escape_decoded_is_schemathesis_own() {
+    let case = |path: &str, reason: &str| {
+        format!(
+            r#"<testsuites><testsuite><testcase name="POST /admin/events/{{event_id}}/pools" time="1"><failure type="failure" message="ST202">1. Test Case ID: a
+
+- ST202 Schema-valid request rejected
+
+[400] Bad Request:
+
+    `{{"error":{{"code":"INVALID_FIELD","message":"m","details":{{"field":"event_id","reason":"{reason}"}}}}}}`
+
+Reproduce with:
+
+    curl -X POST -H 'Content-Type: application/json' -d '{{}}' 'http://127.0.0.1:9{path}'
+</failure></testcase></testsuite></testsuites>"#
+        )
+    };
+    let forbidden = "must not contain spaces, control characters or '/'";
+    let found = failures(&case("/admin/events/Z%3F.WP%07/pools", forbidden));
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].sent.as_deref(),
+        Some("POST /admin/events/Z%3F.WP%07/pools")
+    );
+    assert!(
+        is_unquoted_path_escape(&found[0]),
+        "%07 is a control character"
+    );
+    // A printable escape, or another refusal, is not this artefact.
+    let printable = failures(&case("/admin/events/Z%3F.WP/pools", forbidden));
+    assert!(!is_unquoted_path_escape(&printable[0]));
+    let other = failures(&case("/admin/events/Z%07/pools", "must be 1 to 64 bytes"));
+    assert!(!is_unquoted_path_escape(&other[0]));
 }
