@@ -21,7 +21,7 @@ mod constraints;
 #[openapi(
     info(
         title = "Holdfast HTTP API",
-        description = "A replicated booking cluster: availability, holds, confirms, cancels. Errors are {\"error\": {\"code\", \"message\", \"details\"}}."
+        description = "A replicated booking cluster: availability, holds, confirms, cancels. Errors are {\"error\": {\"code\", \"message\", \"details\"}}. Integer fields take JSON integers: a number written with a fraction or an exponent (1.0, 1e3) is refused with 400 INVALID_FIELD, even when its value is whole."
     ),
     paths(
         crate::reads::availability,
