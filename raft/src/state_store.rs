@@ -390,9 +390,18 @@ fn write_snapshot_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.sync_all().map_err(|error| Error::storage(path, error))
 }
 
+/// The state frozen for a snapshot: its metadata, the copy, and how long the freeze took
+/// (waiting for the read lock included).
+struct Frozen {
+    meta: SnapshotMeta,
+    state: FrozenState,
+    took: std::time::Duration,
+}
+
 /// The state as of every entry applied so far, frozen (see the module documentation), with
 /// the metadata of a snapshot of it. The state's read lock is held only while freezing.
-fn freeze(shared: &Shared, sequence: u64) -> (SnapshotMeta, FrozenState) {
+fn freeze(shared: &Shared, sequence: u64) -> Frozen {
+    let started = std::time::Instant::now();
     let state = shared.state.read().expect("state lock poisoned");
     let snapshot_id = match state.last_applied {
         Some(log_id) => format!("{}-{}-{sequence}", log_id.leader_id.term, log_id.index),
@@ -403,36 +412,37 @@ fn freeze(shared: &Shared, sequence: u64) -> (SnapshotMeta, FrozenState) {
         last_membership: state.last_membership.clone(),
         snapshot_id,
     };
-    (meta, state.machine.frozen())
+    let frozen = state.machine.frozen();
+    drop(state);
+    Frozen {
+        meta,
+        state: frozen,
+        took: started.elapsed(),
+    }
 }
 
-/// Encodes the state, frozen as of every entry applied so far, as a snapshot file's bytes.
-/// Apply and reads wait only for the freeze (see the module documentation). `then` runs
-/// between the two: the snapshot thread lowers its priority there, once it no longer holds
-/// the state's lock (a thread at low priority that held it would keep apply waiting while
-/// others ran).
+/// Encodes a frozen state as a snapshot file's bytes; apply and reads go on meanwhile (see
+/// the module documentation).
 ///
 /// The state is encoded rather than cloned: its bytes are written in one sequential pass
 /// into a buffer sized by the last snapshot.
-fn encode_current(shared: &Shared, sequence: u64, then: impl FnOnce()) -> (SnapshotMeta, Vec<u8>) {
+fn encode(shared: &Shared, frozen: Frozen) -> (SnapshotMeta, Vec<u8>) {
     let started = std::time::Instant::now();
-    let (meta, frozen) = freeze(shared, sequence);
-    let frozen_us = started.elapsed().as_micros() as u64;
-    then();
-    let encode_started = std::time::Instant::now();
     let hint = shared.last_snapshot_bytes.load(Ordering::Relaxed);
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-    encode_snapshot(&mut bytes, &meta, &frozen).expect("encoding into memory cannot fail");
-    let encode_ms = encode_started.elapsed().as_millis() as u64;
+    encode_snapshot(&mut bytes, &frozen.meta, &frozen.state)
+        .expect("encoding into memory cannot fail");
+    let encode_ms = started.elapsed().as_millis() as u64;
     // What apply copied meanwhile is freed with the copy, here rather than on apply's path.
-    drop(frozen);
+    let Frozen { meta, state, took } = frozen;
+    drop(state);
     shared
         .last_snapshot_bytes
         .store(bytes.len() as u64, Ordering::Relaxed);
     tracing::info!(
         snapshot = %meta.snapshot_id,
         bytes = bytes.len(),
-        freeze_us = frozen_us,
+        freeze_us = took.as_micros() as u64,
         encode_ms,
         "snapshot encoded"
     );
@@ -575,7 +585,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 // stretching the requests' tail.
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 let build = move || {
-                    let (meta, bytes) = encode_current(&shared, sequence, background_priority);
+                    // Frozen at normal priority: a thread at low priority that held the
+                    // state's lock would keep apply waiting while others ran.
+                    let frozen = freeze(&shared, sequence);
+                    background_priority();
+                    let (meta, bytes) = encode(&shared, frozen);
                     let temporary = snapshot_dir.join(format!("building-{sequence}.tmp"));
                     let written = write_snapshot_file(&temporary, &bytes).and_then(|()| {
                         let current = snapshot_dir.join(CURRENT_SNAPSHOT_FILE_NAME);
@@ -599,7 +613,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 meta
             }
             Place::Memory(disk) => {
-                let (meta, bytes) = encode_current(&shared, sequence, || {});
+                let (meta, bytes) = encode(&shared, freeze(&shared, sequence));
                 disk.put_snapshot(meta.clone(), bytes);
                 meta
             }
@@ -929,7 +943,11 @@ mod tests {
         let mut store = store_with_event(directory.path()).await;
         let before = store.state_snapshot_bytes();
         // A snapshot freezes the state, then encodes the copy while apply goes on.
-        let (meta, frozen) = freeze(&store.shared, 0);
+        let Frozen {
+            meta,
+            state: frozen,
+            ..
+        } = freeze(&store.shared, 0);
         assert_eq!(meta.last_log_id.map(|log_id| log_id.index), Some(1));
         let replies = store
             .apply([entry(2, crate::testing::workload::hold(1))])

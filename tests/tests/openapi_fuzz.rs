@@ -176,17 +176,9 @@ fn is_stated_refusal(
     rules: &BTreeMap<String, BTreeSet<String>>,
     integers_stated: bool,
 ) -> bool {
-    if failure.checks.is_empty() || failure.checks.iter().any(|check| check != "ST202") {
-        return false;
-    }
-    let Some(details) = failure.answer.as_ref().map(|answer| &answer["error"]) else {
+    let Some((field, reason)) = refused_field(failure) else {
         return false;
     };
-    if details["code"] != "INVALID_FIELD" {
-        return false;
-    }
-    let field = details["details"]["field"].as_str().unwrap_or("");
-    let reason = details["details"]["reason"].as_str().unwrap_or("");
     // `seat_blocks[0].rows` → `seat_blocks`: rules name the top-level field.
     let top = field.split(['[', '.']).next().unwrap_or(field);
     let stated = rules
@@ -197,19 +189,27 @@ fn is_stated_refusal(
     stated || reason.contains(" bytes") || (integers_stated && whole_float)
 }
 
+/// The field and reason of `failure` when it is only a schema-valid request refused with
+/// `400 INVALID_FIELD` (ST202 alone).
+fn refused_field(failure: &Failure) -> Option<(&str, &str)> {
+    if failure.checks.is_empty() || failure.checks.iter().any(|check| check != "ST202") {
+        return None;
+    }
+    let details = &failure.answer.as_ref()?["error"];
+    if details["code"] != "INVALID_FIELD" {
+        return None;
+    }
+    let field = details["details"]["field"].as_str().unwrap_or("");
+    let reason = details["details"]["reason"].as_str().unwrap_or("");
+    Some((field, reason))
+}
+
 /// Whether `failure` is schemathesis sending a schema-valid id that holds a literal escape
 /// (`%07`) as the character it escapes (see the module documentation): the node refused an
 /// id for a character the document forbids (a control character, white space or `/`), and
 /// the path as sent holds an escape of one.
 fn is_unquoted_path_escape(failure: &Failure) -> bool {
-    if failure.checks.is_empty() || failure.checks.iter().any(|check| check != "ST202") {
-        return false;
-    }
-    let Some(details) = failure.answer.as_ref().map(|answer| &answer["error"]) else {
-        return false;
-    };
-    let reason = details["details"]["reason"].as_str().unwrap_or("");
-    if details["code"] != "INVALID_FIELD" || !reason.contains("control characters") {
+    if !refused_field(failure).is_some_and(|(_, reason)| reason.contains("control characters")) {
         return false;
     }
     let Some((_, path)) = failure
