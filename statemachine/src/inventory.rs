@@ -116,19 +116,38 @@ impl SeatIndex {
 /// A block's seat is named `{section}-{row}-{number}`, and a block lays each row's seats out
 /// at consecutive positions in number order. For such a row, a seat's position is the row's
 /// first position plus the seat's distance from the row's first number: found by a lookup in
-/// the small, cache-resident table of rows and one read of the seat itself, where the
-/// [`SeatIndex`] probes a table as large as the venue. Every answer is checked against the
-/// seat's own id (ids are unique within an event), and anything not found this way (listed
-/// seats, rows that are not one run, removed seats) is looked up in the [`SeatIndex`].
+/// the table of rows and one read of the seat itself, where the [`SeatIndex`] probes a table
+/// as large as the venue. Every answer is checked against the seat's own id (ids are unique
+/// within an event), and anything not found this way (listed seats, rows that are not one
+/// run, removed seats) is looked up in the [`SeatIndex`].
+///
+/// A row's slot holds everything a lookup reads: the row's key (inline when short, as
+/// block rows' keys are) and its run. A lookup reads one slot and nothing it points to; the
+/// rows themselves (and their names on the heap) are read only when seats are added.
 #[derive(Clone, Default)]
 pub(crate) struct RowIndex {
-    /// `(row position, hash)`, hashed by the row's `{section}-{name}`, the part of a block
-    /// seat's id before its number.
-    table: hashbrown::HashTable<(u32, u64)>,
+    table: hashbrown::HashTable<RowSlot>,
     hasher: hashbrown::DefaultHashBuilder,
-    /// Per row: `(first number, first position)` when its seats are numbered and placed
-    /// consecutively.
-    runs: Vec<Option<(u32, u32)>>,
+}
+
+/// One row in a [`RowIndex`].
+#[derive(Clone, Debug)]
+struct RowSlot {
+    /// `{section}-{name}`, the part of a block seat's id before its number.
+    key: CompactString,
+    /// The row's position in [`Event::rows`].
+    row: u32,
+    /// The row's run, when its seats are numbered and placed consecutively.
+    run: Option<Run>,
+}
+
+/// Seats numbered `first_number..first_number + len` at positions
+/// `first_position..first_position + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    first_number: u32,
+    first_position: u32,
+    len: u32,
 }
 
 impl std::fmt::Debug for RowIndex {
@@ -137,18 +156,8 @@ impl std::fmt::Debug for RowIndex {
     }
 }
 
-/// Whether `prefix` is `{section}-{name}`.
-fn names_row(prefix: &str, row: &Row) -> bool {
-    let (section, name) = (row.section.as_bytes(), row.name.as_bytes());
-    let prefix = prefix.as_bytes();
-    prefix.len() == section.len() + 1 + name.len()
-        && prefix.starts_with(section)
-        && prefix[section.len()] == b'-'
-        && prefix.ends_with(name)
-}
-
 impl RowIndex {
-    /// Hashes `{section}-{name}`, built in `key` (a buffer reused between calls).
+    /// Builds `{section}-{name}` in `key` (a buffer reused between calls) and hashes it.
     fn hash(&self, section: &str, name: &str, key: &mut String) -> u64 {
         key.clear();
         key.push_str(section);
@@ -158,35 +167,46 @@ impl RowIndex {
     }
 
     /// The position of the row `name` of `section`.
-    fn row(&self, rows: &CowVec<Row>, section: &str, name: &str, key: &mut String) -> Option<u32> {
+    fn row(&self, section: &str, name: &str, key: &mut String) -> Option<u32> {
         let hash = self.hash(section, name, key);
         self.table
-            .find(hash, |&(row, _)| {
-                let row = &rows[row as usize];
-                *row.section == *section && *row.name == *name
-            })
-            .map(|&(row, _)| row)
+            .find(hash, |slot| slot.key == key.as_str())
+            .map(|slot| slot.row)
     }
 
-    /// Takes in `rows[row]`, the row after the last one it knows.
+    /// Takes in `rows[row]`, the row after the last one it knows, with no run yet.
     fn add_row(&mut self, rows: &CowVec<Row>, row: usize, key: &mut String) {
-        debug_assert_eq!(row, self.runs.len());
+        debug_assert_eq!(row, self.table.len());
         let hash = self.hash(&rows[row].section, &rows[row].name, key);
+        let slot = RowSlot {
+            key: CompactString::from(key.as_str()),
+            row: row as u32,
+            run: None,
+        };
+        let hasher = &self.hasher;
         self.table
-            .insert_unique(hash, (row as u32, hash), |&(_, hash)| hash);
-        self.runs.push(None);
+            .insert_unique(hash, slot, |slot| hasher.hash_one(slot.key.as_str()));
     }
 
     /// Recomputes the runs of rows that gained seats.
     fn refresh_runs(&mut self, rows: &CowVec<Row>, seats: &CowVec<Seat>, touched: &[u32]) {
+        let mut key = String::new();
         for &row in touched {
-            self.runs[row as usize] = run_of(&rows[row as usize], seats);
+            let hash = self.hash(
+                &rows[row as usize].section,
+                &rows[row as usize].name,
+                &mut key,
+            );
+            if let Some(slot) = self.table.find_mut(hash, |slot| slot.row == row) {
+                slot.run = run_of(&rows[row as usize], seats);
+            }
         }
     }
 
     fn rebuild(&mut self, rows: &CowVec<Row>, seats: &CowVec<Seat>) {
         self.table.clear();
-        self.runs.clear();
+        self.table
+            .reserve(rows.len(), |slot| self.hasher.hash_one(slot.key.as_str()));
         let mut key = String::new();
         for row in 0..rows.len() {
             self.add_row(rows, row, &mut key);
@@ -197,7 +217,7 @@ impl RowIndex {
 
     /// Where the block seat named `id` would be, if it is one: its row's first position
     /// plus its distance from the row's first number. Not checked against the seat itself.
-    fn candidate(&self, rows: &CowVec<Row>, id: &str) -> Option<u32> {
+    fn candidate(&self, id: &str) -> Option<u32> {
         // `{prefix}-{number}`, the number at most nine digits (so it fits a u32).
         let bytes = id.as_bytes();
         let digits = bytes
@@ -217,35 +237,42 @@ impl RowIndex {
             .fold(0u32, |number, digit| number * 10 + u32::from(digit - b'0'));
         let prefix = &id[..dash];
         let hash = self.hasher.hash_one(prefix);
-        let &(row, _) = self
-            .table
-            .find(hash, |&(row, _)| names_row(prefix, &rows[row as usize]))?;
-        let (first_number, first_position) = self.runs[row as usize]?;
-        let offset = number.checked_sub(first_number)?;
-        if offset as usize >= rows[row as usize].seats.len() {
-            return None;
-        }
-        Some(first_position + offset)
+        let run = self.table.find(hash, |slot| slot.key == prefix)?.run?;
+        let offset = number.checked_sub(run.first_number)?;
+        (offset < run.len).then_some(run.first_position + offset)
     }
 
     /// The position of the block seat named `id`, if it is one.
-    fn find(&self, rows: &CowVec<Row>, seats: &CowVec<Seat>, id: &str) -> Option<u32> {
-        let position = self.candidate(rows, id)?;
+    fn find(&self, seats: &CowVec<Seat>, id: &str) -> Option<u32> {
+        let position = self.candidate(id)?;
         let seat = &seats[position as usize];
         (*seat.id == *id && seat.state != SeatState::Removed).then_some(position)
     }
+
+    /// Per row, in row order, `(first number, first position)` of its run.
+    #[cfg(test)]
+    fn runs(&self) -> Vec<Option<(u32, u32)>> {
+        let mut runs = vec![None; self.table.len()];
+        for slot in &self.table {
+            runs[slot.row as usize] = slot.run.map(|run| (run.first_number, run.first_position));
+        }
+        runs
+    }
 }
 
-/// `(first number, first position)` of a row whose seats are numbered and placed
-/// consecutively.
-fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<(u32, u32)> {
+/// The run of a row whose seats are numbered and placed consecutively.
+fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<Run> {
     let &first = row.seats.first()?;
     let first_number = seats[first as usize].number;
     let consecutive = row.seats.iter().enumerate().all(|(offset, &position)| {
         position == first + offset as u32
             && seats[position as usize].number == first_number.wrapping_add(offset as u32)
     });
-    consecutive.then_some((first_number, first))
+    consecutive.then_some(Run {
+        first_number,
+        first_position: first,
+        len: row.seats.len() as u32,
+    })
 }
 
 /// Active holds per customer of one event, for the per-customer limit. A hold looks its
@@ -413,9 +440,9 @@ impl Event {
     }
 
     /// Asks the processor to fetch the record of block seat `id`, which a lookup of the
-    /// seat reads (found through the small row table, which is in the cache anyway).
+    /// seat reads (found through one slot of the row table).
     pub fn prefetch_seat(&self, id: &str) {
-        if let Some(position) = self.row_index.candidate(&self.rows, id) {
+        if let Some(position) = self.row_index.candidate(id) {
             if let Some(seat) = self.seats.get(position as usize) {
                 crate::prefetch::prefetch_all(seat);
             }
@@ -424,7 +451,7 @@ impl Event {
 
     pub fn seat_position(&self, id: &str) -> Option<u32> {
         self.row_index
-            .find(&self.rows, &self.seats, id)
+            .find(&self.seats, id)
             .or_else(|| self.index.find(&self.seats, id))
     }
 
@@ -1045,7 +1072,7 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
         .rows
         .iter()
         .map(|&(section, name)| {
-            if let Some(row) = event.row_index.row(&event.rows, section, name, &mut key) {
+            if let Some(row) = event.row_index.row(section, name, &mut key) {
                 return row;
             }
             let row = event.rows.len() as u32;
@@ -1223,7 +1250,7 @@ mod tests {
         assert_lookups_agree(&state.events["e"], &extras);
         // Rows B-7, C-1 (a gap), A-1, A-2 and A-x/y-1, in the order their seats came.
         assert_eq!(
-            state.events["e"].row_index.runs,
+            state.events["e"].row_index.runs(),
             [
                 Some((1, 0)),
                 None,
@@ -1251,7 +1278,7 @@ mod tests {
         );
         assert_lookups_agree(&state.events["e"], &extras);
         assert_eq!(state.events["e"].seat_position("A-2-3"), None);
-        let runs = &state.events["e"].row_index.runs;
+        let runs = &state.events["e"].row_index.runs();
         assert_eq!(runs[2], None, "A-1-6 sits apart from the rest of its row");
         assert_eq!(runs[5], Some((1, 17)), "the new row D-1");
 
@@ -1259,8 +1286,8 @@ mod tests {
         let restored = StateMachine::from_snapshot_bytes(&state.snapshot_bytes()).unwrap();
         assert_lookups_agree(&restored.events["e"], &extras);
         assert_eq!(
-            restored.events["e"].row_index.runs,
-            state.events["e"].row_index.runs
+            restored.events["e"].row_index.runs(),
+            state.events["e"].row_index.runs()
         );
     }
 }
