@@ -665,19 +665,23 @@ fn cluster_time(
 /// state machine still remembers (after a restart or snapshot install), a replay reports
 /// its own index: the answer is still the original one, only `applied_index` differs.
 ///
-/// Recorded for every committed write under one lock, so it is built for that: one
-/// allocation per id (shared by the map and the age queue), a fast seeded hash
-/// (foldhash, as the state machine's tables), and room for up to
+/// Recorded for every committed write under one lock, so it is built for that: an id is
+/// kept as its 128-bit fingerprint (seeded XXH3, the seed drawn when the table is made),
+/// so recording one allocates nothing and forgetting one reads nothing but its slot; a
+/// fast seeded hash (foldhash, as the state machine's tables); and room for up to
 /// [`REQUEST_INDEX_PRESIZED_MAX`] ids reserved up front, so that growing never rehashes a
 /// large table while commits wait behind the lock (it was 11 % of a leader's CPU and a
 /// stall of tens of milliseconds at each doubling under the SDK's batches). Memory is
-/// touched only as ids arrive.
+/// touched only as ids arrive. Two of a million ids share a fingerprint with a probability
+/// of about 10^-27; if they did, a replay of one would report the other's index (its answer
+/// is the state machine's, unaffected).
 #[derive(Debug)]
 pub struct RequestIndexTable {
-    first_index: hashbrown::HashMap<Arc<str>, u64>,
-    order: VecDeque<(u64, Arc<str>)>,
+    first_index: hashbrown::HashMap<u128, u64>,
+    order: VecDeque<(u64, u128)>,
     retention_ms: u64,
     entries_max: usize,
+    seed: u64,
 }
 
 /// The most ids a [`RequestIndexTable`] reserves room for when it is made.
@@ -693,26 +697,27 @@ impl RequestIndexTable {
             order: VecDeque::with_capacity(presized),
             retention_ms,
             entries_max,
+            seed: rand::random(),
         }
     }
 
     /// Records that `request_id` was applied at `index` at log time `now_ms`, and returns
     /// the index that first answered it.
     pub fn record(&mut self, request_id: &str, index: u64, now_ms: u64) -> u64 {
-        while let Some((stored_at, _)) = self.order.front() {
+        while let Some(&(stored_at, _)) = self.order.front() {
             if stored_at.saturating_add(self.retention_ms) > now_ms {
                 break;
             }
             self.forget_oldest();
         }
-        if let Some(&first) = self.first_index.get(request_id) {
+        let id = xxhash_rust::xxh3::xxh3_128_with_seed(request_id.as_bytes(), self.seed);
+        if let Some(&first) = self.first_index.get(&id) {
             return first;
         }
         if self.order.len() >= self.entries_max {
             self.forget_oldest();
         }
-        let id: Arc<str> = Arc::from(request_id);
-        self.first_index.insert(Arc::clone(&id), index);
+        self.first_index.insert(id, index);
         self.order.push_back((now_ms, id));
         index
     }
