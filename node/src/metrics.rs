@@ -153,12 +153,17 @@ pub fn outcome_label(code: holdfast_statemachine::ErrorCode) -> String {
 
 /// Counts one booking outcome.
 pub fn count(name: &'static str, outcome: String) {
-    metrics::counter!(name, "outcome" => outcome).increment(1);
+    count_n(name, outcome, 1);
 }
 
-/// Counts one cancel of `kind` (`hold` or `booking`).
-pub fn count_cancel(kind: &'static str, outcome: String) {
-    metrics::counter!(CANCELS_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
+/// Counts `n` operations of `name` with `outcome`.
+pub fn count_n(name: &'static str, outcome: String, n: u64) {
+    metrics::counter!(name, "outcome" => outcome).increment(n);
+}
+
+/// Counts `n` cancels of `kind` (`hold` or `booking`) with `outcome`.
+pub fn count_cancel_n(kind: &'static str, outcome: String, n: u64) {
+    metrics::counter!(CANCELS_TOTAL, "kind" => kind, "outcome" => outcome).increment(n);
 }
 
 /// Counts one batch call of `operations` operations.

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use holdfast_statemachine::{
-    BookingView, ChargeIntent, Command, HoldStatus, HoldView, Outcome, PaymentRecord, Rejection,
+    BookingView, ChargeIntent, Command, ErrorCode, HoldStatus, HoldView, Outcome, PaymentRecord,
+    Rejection,
 };
 use serde_json::json;
 
@@ -222,11 +223,42 @@ fn answer_of(committed: CommittedOutcome) -> Result<Answer, ApiError> {
 
 /// Counts one finished operation in the per-route metrics.
 fn count(kind: Kind, result: &Result<Answer, ApiError>) {
+    count_n(kind, result.as_ref().err().map(|error| error.code), 1);
+}
+
+/// Counts `n` operations of `kind` that succeeded (`None`) or failed with `code`.
+fn count_n(kind: Kind, code: Option<ErrorCode>, n: u64) {
+    let label = |success: &str| code.map_or_else(|| success.to_string(), metrics::outcome_label);
     match kind {
-        Kind::Hold => metrics::count(metrics::HOLDS_TOTAL, label(result, "held")),
-        Kind::ReleaseHold => metrics::count_cancel("hold", label(result, "cancelled")),
-        Kind::CancelBooking => metrics::count_cancel("booking", label(result, "cancelled")),
+        Kind::Hold => metrics::count_n(metrics::HOLDS_TOTAL, label("held"), n),
+        Kind::ReleaseHold => metrics::count_cancel_n("hold", label("cancelled"), n),
+        Kind::CancelBooking => metrics::count_cancel_n("booking", label("cancelled"), n),
         Kind::Extend | Kind::Confirm => {}
+    }
+}
+
+/// The outcomes of a batch's operations, counted together and recorded once per kind and
+/// outcome when the batch ends (a metric's lookup costs more than the count).
+#[derive(Default)]
+struct Tally(Vec<(Kind, Option<ErrorCode>, u64)>);
+
+impl Tally {
+    fn add(&mut self, kind: Kind, result: &Result<Answer, ApiError>) {
+        let code = result.as_ref().err().map(|error| error.code);
+        match self
+            .0
+            .iter_mut()
+            .find(|(counted, counted_code, _)| *counted == kind && *counted_code == code)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.0.push((kind, code, 1)),
+        }
+    }
+
+    fn record(self) {
+        for (kind, code, n) in self.0 {
+            count_n(kind, code, n);
+        }
     }
 }
 
@@ -284,7 +316,7 @@ async fn refused_owners(
     state: &AppState,
     caller: &Caller,
     owned: &[Owned],
-    request_ids: &[Option<String>],
+    request_ids: &[Option<&str>],
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
     let mut refusals = refused_by_owner(state, caller, owned).await?;
     // Only holds are counted: an extend, release, confirm or cancel reads nothing more.
@@ -305,7 +337,7 @@ async fn refused_owners(
             .zip(request_ids)
             .map(|(owned, request_id)| {
                 matches!(owned, Owned::Customer(_))
-                    && !request_id.as_deref().is_some_and(|request_id| {
+                    && !request_id.is_some_and(|request_id| {
                         machine.remembers_request_at(request_id, remembered_until)
                     })
             })
@@ -381,11 +413,10 @@ async fn single(
     let request_id = key.request_id(operation.route());
     let owned = Owned::of(&operation);
     let command = command_of(operation)?;
-    if let Some(refusal) =
-        refused_owners(state, caller, &[owned], std::slice::from_ref(&request_id))
-            .await?
-            .pop()
-            .flatten()
+    if let Some(refusal) = refused_owners(state, caller, &[owned], &[request_id.as_deref()])
+        .await?
+        .pop()
+        .flatten()
     {
         return Err(refusal);
     }
@@ -884,7 +915,12 @@ pub async fn batch(
     let started = Instant::now();
     let count_all = items.len();
     let mut answers: Vec<Option<Result<Answer, ApiError>>> = vec![None; count_all];
-    let mut checked = Vec::new(); // (position, kind, owner, proposal) of each valid one
+    let mut tally = Tally::default();
+    // The valid operations, in three lists of one entry each: (position, kind), owner,
+    // proposal.
+    let mut checked = Vec::with_capacity(count_all);
+    let mut owned = Vec::with_capacity(count_all);
+    let mut proposals = Vec::with_capacity(count_all);
     let mut confirms = Vec::new();
     for (position, item) in items.into_iter().enumerate() {
         let (key, operation) = match item {
@@ -900,51 +936,48 @@ pub async fn batch(
         }
         let request_id = key.request_id(operation.route());
         let kind = operation.kind();
-        let owned = Owned::of(&operation);
+        let owner = Owned::of(&operation);
         match command_of(operation) {
-            Ok(command) => checked.push((
-                position,
-                kind,
-                owned,
-                Proposal {
+            Ok(command) => {
+                checked.push((position, kind));
+                owned.push(owner);
+                proposals.push(Proposal {
                     request_id,
                     command,
-                },
-            )),
+                });
+            }
             Err(error) => {
                 let result = Err(error);
-                count(kind, &result);
+                tally.add(kind, &result);
                 answers[position] = Some(result);
             }
         }
     }
-    let owned: Vec<Owned> = checked
+    let request_ids: Vec<Option<&str>> = proposals
         .iter()
-        .map(|(_, _, owned, _)| owned.clone())
-        .collect();
-    let request_ids: Vec<Option<String>> = checked
-        .iter()
-        .map(|(_, _, _, proposal)| proposal.request_id.clone())
+        .map(|proposal| proposal.request_id.as_deref())
         .collect();
     let refusals = match refused_owners(state, caller, &owned, &request_ids).await {
         Ok(refusals) => refusals,
         Err(error) => vec![Some(error); owned.len()],
     };
-    let mut proposals = Vec::new();
-    let mut proposed = Vec::new(); // (position, operation kind) of each proposal
-    for ((position, kind, _, proposal), refusal) in checked.into_iter().zip(refusals) {
+    let mut proposed = Vec::with_capacity(checked.len()); // (position, kind) of each proposal
+    let mut kept = Vec::with_capacity(checked.len());
+    for (((position, kind), proposal), refusal) in checked.into_iter().zip(proposals).zip(refusals)
+    {
         match refusal {
             Some(error) => {
                 let result = Err(error);
-                count(kind, &result);
+                tally.add(kind, &result);
                 answers[position] = Some(result);
             }
             None => {
-                proposals.push(proposal);
+                kept.push(proposal);
                 proposed.push((position, kind));
             }
         }
     }
+    let proposals = kept;
     let commit = async {
         if proposals.is_empty() {
             return Ok(Vec::new());
@@ -964,7 +997,7 @@ pub async fn batch(
         Ok(outcomes) if outcomes.len() == proposed.len() => {
             for ((position, kind), outcome) in proposed.into_iter().zip(outcomes) {
                 let result = answer_of(outcome);
-                count(kind, &result);
+                tally.add(kind, &result);
                 answers[position] = Some(result);
             }
         }
@@ -982,7 +1015,7 @@ pub async fn batch(
             let error = ApiError::from(error);
             for (position, kind) in proposed {
                 let result = Err(error.clone());
-                count(kind, &result);
+                tally.add(kind, &result);
                 answers[position] = Some(result);
             }
         }
@@ -990,10 +1023,34 @@ pub async fn batch(
     for (position, result) in confirmed {
         answers[position] = Some(result);
     }
+    tally.record();
     metrics::observe(metrics::BATCH_SECONDS, started);
     metrics::count_batch(count_all);
     answers
         .into_iter()
         .map(|answer| answer.unwrap_or_else(|| Err(ApiError::internal("operation not answered"))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_each_kind_and_outcome_once() {
+        let mut tally = Tally::default();
+        let unavailable = || ApiError::new(ErrorCode::SeatUnavailable, "taken");
+        tally.add(Kind::Hold, &Err(unavailable()));
+        tally.add(Kind::Hold, &Err(ApiError::new(ErrorCode::InvalidField, "bad")));
+        tally.add(Kind::Hold, &Err(unavailable()));
+        tally.add(Kind::ReleaseHold, &Err(unavailable()));
+        assert_eq!(
+            tally.0,
+            [
+                (Kind::Hold, Some(ErrorCode::SeatUnavailable), 2),
+                (Kind::Hold, Some(ErrorCode::InvalidField), 1),
+                (Kind::ReleaseHold, Some(ErrorCode::SeatUnavailable), 1),
+            ]
+        );
+    }
 }
