@@ -1041,7 +1041,10 @@ mod tests {
         let mut tally = Tally::default();
         let unavailable = || ApiError::new(ErrorCode::SeatUnavailable, "taken");
         tally.add(Kind::Hold, &Err(unavailable()));
-        tally.add(Kind::Hold, &Err(ApiError::new(ErrorCode::InvalidField, "bad")));
+        tally.add(
+            Kind::Hold,
+            &Err(ApiError::new(ErrorCode::InvalidField, "bad")),
+        );
         tally.add(Kind::Hold, &Err(unavailable()));
         tally.add(Kind::ReleaseHold, &Err(unavailable()));
         assert_eq!(

@@ -195,7 +195,7 @@ pub(crate) enum Lookup<'a> {
 pub(crate) struct IdempotencyTable {
     records: IdMap<Record>,
     first_position: u64,
-    index: ProbeTable<u32>,
+    index: ProbeTable,
     hasher: DefaultHashBuilder,
     /// Reused encoding buffer (fingerprints and outcomes); not state.
     scratch: Vec<u8>,

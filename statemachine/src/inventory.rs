@@ -288,7 +288,7 @@ fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<Run> {
 /// store before it, on a path that writes fresh memory.
 #[derive(Clone, Default)]
 pub(crate) struct CustomerHolds {
-    index: ProbeTable<u32>,
+    index: ProbeTable,
     /// Customers with holds, and free entries (no holds, empty id) listed in `free`.
     entries: Vec<CustomerEntry>,
     free: Vec<u32>,
