@@ -81,6 +81,19 @@ impl<T> CowVec<T> {
         Some(&self.chunks[chunk][slot])
     }
 
+    /// Asks the processor to fetch element `index`, if there is one, and the line of its
+    /// chunk that a read of it checks (the chunk's length), without reading either: the two
+    /// misses overlap instead of the second waiting for the first.
+    pub fn prefetch(&self, index: usize) {
+        if index >= self.len {
+            return;
+        }
+        let (chunk, slot) = self.locate(index);
+        let chunk: &Chunk<T> = &self.chunks[chunk];
+        crate::prefetch::prefetch(chunk);
+        crate::prefetch::prefetch_all(chunk.as_ptr().wrapping_add(slot));
+    }
+
     pub fn front(&self) -> Option<&T> {
         self.get(0)
     }

@@ -443,9 +443,7 @@ impl Event {
     /// seat reads (found through one slot of the row table).
     pub fn prefetch_seat(&self, id: &str) {
         if let Some(position) = self.row_index.candidate(id) {
-            if let Some(seat) = self.seats.get(position as usize) {
-                crate::prefetch::prefetch_all(seat);
-            }
+            self.seats.prefetch(position as usize);
         }
     }
 

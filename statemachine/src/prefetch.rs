@@ -9,10 +9,11 @@ pub(crate) fn prefetch<T>(value: &T) {
     prefetch_address((value as *const T).cast());
 }
 
-/// [`prefetch`] of every line `value` spans (a record may straddle two).
+/// [`prefetch`] of every line the value at `value` spans (a record may straddle two). The
+/// pointer is not read through: it may be dangling, and costs nothing then.
 #[inline(always)]
-pub(crate) fn prefetch_all<T>(value: &T) {
-    let first: *const u8 = (value as *const T).cast();
+pub(crate) fn prefetch_all<T>(value: *const T) {
+    let first: *const u8 = value.cast();
     prefetch_address(first);
     let last = first.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
     if (last as usize) / 64 != (first as usize) / 64 {
