@@ -21,9 +21,7 @@ async fn propose_holds(
     let mut sequence = range.start;
     while sequence < range.end {
         let end = (sequence + batch_size).min(range.end);
-        let batch = Batch {
-            entries: (sequence..end).map(workload::hold).collect(),
-        };
+        let batch = Batch::new((sequence..end).map(workload::hold).collect());
         let result = cluster
             .propose(batch, TIMEOUT)
             .await

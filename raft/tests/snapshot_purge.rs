@@ -52,9 +52,7 @@ async fn lagging_nodes_catch_up_by_snapshot_after_purge() {
 
     let mut last_index = 0;
     for first in (0..2_000).step_by(20) {
-        let batch = Batch {
-            entries: (first..first + 20).map(workload::hold).collect(),
-        };
+        let batch = Batch::new((first..first + 20).map(workload::hold).collect());
         last_index = cluster
             .propose(batch, TIMEOUT)
             .await
