@@ -773,7 +773,7 @@ impl Client {
             Route::Leader,
             Retry::Safe,
             |node, timeout, deadline| {
-                let operation = operation.clone();
+                let operation = &operation;
                 async move {
                     let transport = &self.shared.transport;
                     if let Some(batcher) = &self.shared.batcher {
@@ -790,7 +790,7 @@ impl Client {
                         }
                     }
                     let mut service = Client::booking_service(&node);
-                    match operation {
+                    match operation.clone() {
                         Operation::Hold(request) => self
                             .unary(&node, service.create_hold(self.request(request, timeout)))
                             .await
@@ -827,9 +827,9 @@ impl Client {
     /// let hold = client.hold(HoldRequest::new("E", "c-1").seat("A-1").pool("GA", 2)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        let key = request.idempotency_key.clone().unwrap_or_else(new_key);
-        let operation = Operation::Hold(request.to_proto(key)?);
+    pub async fn hold(&self, mut request: HoldRequest) -> Result<Hold> {
+        let key = request.idempotency_key.take().unwrap_or_else(new_key);
+        let operation = Operation::Hold(request.into_proto(key)?);
         match self.write("hold", operation).await? {
             Outcome::Hold(hold) => Ok((*hold).into()),
             _ => Err(Error::Protocol("a hold answered something else".into())),

@@ -571,7 +571,7 @@ impl HoldRequest {
         self
     }
 
-    pub(crate) fn to_proto(&self, key: String) -> Result<pb::HoldRequest> {
+    pub(crate) fn into_proto(self, key: String) -> Result<pb::HoldRequest> {
         if self.seats.is_empty() && self.pools.is_empty() && self.best_available.is_none() {
             return Err(Error::InvalidArgument(
                 "a hold needs seats, pools or best_available".into(),
@@ -579,9 +579,9 @@ impl HoldRequest {
         }
         Ok(pb::HoldRequest {
             idempotency_key: Some(key),
-            event_id: self.event_id.clone(),
-            customer_id: self.customer_id.clone(),
-            seats: self.seats.clone(),
+            event_id: self.event_id,
+            customer_id: self.customer_id,
+            seats: self.seats,
             pools: pools_to_proto(&self.pools),
             best_available: self.best_available.as_ref().map(|best| pb::BestAvailable {
                 count: i64::from(best.count),
