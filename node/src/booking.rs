@@ -116,30 +116,43 @@ pub async fn cancel(
 
 /// An answer as its route's JSON, with the index that produced it.
 fn answer(answer: Answer) -> Response {
-    let status = answer.status();
     let (index, json) = answer_json(&answer);
-    write_answer(status, index, &json)
+    write_answer(answer.status(), index, &json)
 }
 
-/// The JSON of an answer (API.md's shape for its route) and its index.
-fn answer_json(answer: &Answer) -> (u64, serde_json::Value) {
+/// The JSON of an answer (API.md's shape for its route), written as its own type.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswerJson {
+    Hold(Box<HoldJson>),
+    Booking(Box<BookingJson>),
+}
+
+/// The JSON of an answer and its index.
+fn answer_json(answer: &Answer) -> (u64, AnswerJson) {
     match answer {
         Answer::Held(held) | Answer::Extended(held) => (
             held.index,
-            to_json(&HoldJson::from_view(&held.value, Some(held.index))),
+            AnswerJson::Hold(Box::new(HoldJson::from_view(&held.value, Some(held.index)))),
         ),
         Answer::Confirmed(booked) => (
             booked.index,
-            to_json(&BookingJson::from_view(&booked.value, Some(booked.index))),
+            AnswerJson::Booking(Box::new(BookingJson::from_view(
+                &booked.value,
+                Some(booked.index),
+            ))),
         ),
         Answer::Cancelled(cancelled) => match &cancelled.value {
             Cancelled::Hold(view) => (
                 cancelled.index,
-                to_json(&HoldJson::from_view(view, Some(cancelled.index))),
+                AnswerJson::Hold(Box::new(HoldJson::from_view(view, Some(cancelled.index)))),
             ),
             Cancelled::Booking(view) => (
                 cancelled.index,
-                to_json(&BookingJson::from_view(view, Some(cancelled.index))),
+                AnswerJson::Booking(Box::new(BookingJson::from_view(
+                    view,
+                    Some(cancelled.index),
+                ))),
             ),
         },
     }
@@ -223,7 +236,7 @@ pub async fn batch(
         .map(|result| match result {
             Ok(answer) => BatchResultJson {
                 status: answer.status().as_u16(),
-                body: answer_json(&answer).1,
+                body: to_json(&answer_json(&answer).1),
                 retry_after_seconds: None,
             },
             Err(error) => BatchResultJson {
