@@ -123,7 +123,9 @@ impl SeatIndex {
 ///
 /// A row's slot holds everything a lookup reads: the row's key (inline when short, as
 /// block rows' keys are) and its run. A lookup reads one slot and nothing it points to; the
-/// rows themselves (and their names on the heap) are read only when seats are added.
+/// rows themselves (and their names on the heap) are read only when seats are added. Two
+/// rows may share a key (section `A-1` row `2` and section `A` row `1-2`): a lookup takes
+/// the first, and the check against the seat's id sends a miss to the [`SeatIndex`].
 #[derive(Clone, Default)]
 pub(crate) struct RowIndex {
     table: hashbrown::HashTable<RowSlot>,
@@ -166,11 +168,15 @@ impl RowIndex {
         self.hasher.hash_one(key.as_str())
     }
 
-    /// The position of the row `name` of `section`.
-    fn row(&self, section: &str, name: &str, key: &mut String) -> Option<u32> {
+    /// The position of the row `name` of `section`. Compared with the row itself: two rows
+    /// can share a key (section `A-1` row `2`, section `A` row `1-2`).
+    fn row(&self, rows: &CowVec<Row>, section: &str, name: &str, key: &mut String) -> Option<u32> {
         let hash = self.hash(section, name, key);
         self.table
-            .find(hash, |slot| slot.key == key.as_str())
+            .find(hash, |slot| {
+                let row = &rows[slot.row as usize];
+                *row.section == *section && *row.name == *name
+            })
             .map(|slot| slot.row)
     }
 
@@ -1070,7 +1076,7 @@ fn insert_seats(event: &mut Event, new_seats: NewSeats) {
         .rows
         .iter()
         .map(|&(section, name)| {
-            if let Some(row) = event.row_index.row(section, name, &mut key) {
+            if let Some(row) = event.row_index.row(&event.rows, section, name, &mut key) {
                 return row;
             }
             let row = event.rows.len() as u32;
@@ -1258,15 +1264,20 @@ mod tests {
             ]
         );
 
-        // Seats added to a block row after the fact, and a removed seat.
+        // Seats added to a block row after the fact, a listed seat in a row of its own
+        // whose key (`A-x-y-1`) is the block row `A-x`/`y-1`'s, and a removed seat.
         apply(
             &mut state,
             Command::AddSeats {
                 event_id: "e".into(),
-                seats: vec![listed("A-1-6", "A", "1", 6)],
+                seats: vec![listed("A-1-6", "A", "1", 6), listed("Z-1", "A-x-y", "1", 1)],
                 seat_blocks: vec![block("D", &["1"], 2)],
             },
         );
+        let event = &state.events["e"];
+        let own_row =
+            &event.rows[event.seats[event.seat_position("Z-1").unwrap() as usize].row as usize];
+        assert_eq!((&*own_row.section, &*own_row.name), ("A-x-y", "1"));
         apply(
             &mut state,
             Command::RemoveSeat {

@@ -40,7 +40,8 @@ const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
 const SLOTS_MIN: usize = 16;
 
 /// Old slots whose entries move to the new table with each insert while the table grows.
-/// The move is over after an eighth of the inserts that fill the new table to its limit.
+/// The move is over after a quarter of the inserts that take the new table to its limit
+/// (an old table of `n` slots moves in `n / 8` inserts; the next growth is `n / 2` away).
 const MOVE_PER_INSERT: usize = 8;
 
 /// An empty slot: a probe that meets one stops.
@@ -170,7 +171,8 @@ impl ProbeTable {
     fn grow(&mut self, entries: usize) {
         self.move_some(self.old.len());
         let slots = (entries * 2).next_power_of_two().max(SLOTS_MIN);
-        // `vec![0; n]` allocates zeroed memory: fresh pages are zeroed when first written.
+        // A `vec!` of zeros allocates zeroed memory: fresh pages are zeroed when first
+        // written.
         let new = vec![EMPTY; slots].into_boxed_slice();
         self.old = std::mem::replace(&mut self.slots, new);
         self.moved = 0;
