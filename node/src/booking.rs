@@ -121,11 +121,23 @@ fn answer(answer: Answer) -> Response {
 }
 
 /// The JSON of an answer (API.md's shape for its route), written as its own type.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum AnswerJson {
+pub enum AnswerJson {
+    /// A hold's answer.
     Hold(Box<HoldJson>),
+    /// A booking's answer.
     Booking(Box<BookingJson>),
+}
+
+/// A batch result's body: what the operation's own route would have answered.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ResultBody {
+    /// The answer.
+    Answer(AnswerJson),
+    /// `{"error": ...}`.
+    Error(serde_json::Value),
 }
 
 /// The JSON of an answer and its index.
@@ -156,13 +168,6 @@ fn answer_json(answer: &Answer) -> (u64, AnswerJson) {
             ),
         },
     }
-}
-
-/// A serialisable answer as a JSON value; these answers are plain data that always encode.
-fn to_json(value: &impl Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_else(|error| {
-        ApiError::internal(format!("could not encode the answer: {error}")).body()
-    })
 }
 
 /// `POST /booking/batch`.
@@ -202,7 +207,7 @@ pub struct BatchResultJson {
     pub status: u16,
     /// The JSON body that route would have answered: the answer, or `{"error": ...}`.
     #[schema(value_type = Object)]
-    pub body: serde_json::Value,
+    pub body: ResultBody,
     /// With a `503`: when to retry (its route's `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
@@ -236,12 +241,12 @@ pub async fn batch(
         .map(|result| match result {
             Ok(answer) => BatchResultJson {
                 status: answer.status().as_u16(),
-                body: to_json(&answer_json(&answer).1),
+                body: ResultBody::Answer(answer_json(&answer).1),
                 retry_after_seconds: None,
             },
             Err(error) => BatchResultJson {
                 status: error.status.as_u16(),
-                body: error.body(),
+                body: ResultBody::Error(error.body()),
                 retry_after_seconds: error.retry_after_seconds,
             },
         })

@@ -139,11 +139,14 @@ impl Answer {
 /// the error that parsing it gave (answered in its place, nothing proposed).
 pub type BatchItem = Result<(IdempotencyKey, Operation), ApiError>;
 
-fn label<T>(result: &Result<T, ApiError>, success: &str) -> String {
-    match result {
-        Ok(_) => success.to_string(),
-        Err(error) => outcome_label(error.code),
-    }
+/// The error code of a result that failed.
+fn code_of<T>(result: &Result<T, ApiError>) -> Option<ErrorCode> {
+    result.as_ref().err().map(|error| error.code)
+}
+
+/// A metric's outcome label: `success`, or the failure's code.
+fn label(code: Option<ErrorCode>, success: &str) -> String {
+    code.map_or_else(|| success.to_string(), outcome_label)
 }
 
 /// Proposes one command; a system failure becomes its API error.
@@ -223,16 +226,15 @@ fn answer_of(committed: CommittedOutcome) -> Result<Answer, ApiError> {
 
 /// Counts one finished operation in the per-route metrics.
 fn count(kind: Kind, result: &Result<Answer, ApiError>) {
-    count_n(kind, result.as_ref().err().map(|error| error.code), 1);
+    count_n(kind, code_of(result), 1);
 }
 
 /// Counts `n` operations of `kind` that succeeded (`None`) or failed with `code`.
 fn count_n(kind: Kind, code: Option<ErrorCode>, n: u64) {
-    let label = |success: &str| code.map_or_else(|| success.to_string(), metrics::outcome_label);
     match kind {
-        Kind::Hold => metrics::count_n(metrics::HOLDS_TOTAL, label("held"), n),
-        Kind::ReleaseHold => metrics::count_cancel_n("hold", label("cancelled"), n),
-        Kind::CancelBooking => metrics::count_cancel_n("booking", label("cancelled"), n),
+        Kind::Hold => metrics::count_n(metrics::HOLDS_TOTAL, label(code, "held"), n),
+        Kind::ReleaseHold => metrics::count_cancel_n("hold", label(code, "cancelled"), n),
+        Kind::CancelBooking => metrics::count_cancel_n("booking", label(code, "cancelled"), n),
         Kind::Extend | Kind::Confirm => {}
     }
 }
@@ -244,7 +246,7 @@ struct Tally(Vec<(Kind, Option<ErrorCode>, u64)>);
 
 impl Tally {
     fn add(&mut self, kind: Kind, result: &Result<Answer, ApiError>) {
-        let code = result.as_ref().err().map(|error| error.code);
+        let code = code_of(result);
         match self
             .0
             .iter_mut()
@@ -486,7 +488,7 @@ pub async fn confirm(
         Err(error) if error.details.get("refund").is_some() => {
             format!("refunded_{}", outcome_label(error.code))
         }
-        _ => label(&result, "confirmed"),
+        _ => label(code_of(&result), "confirmed"),
     };
     metrics::count(metrics::CONFIRMS_TOTAL, outcome);
     result
