@@ -9,7 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
+    // A batch answer holds up to a thousand results: each result's answer is boxed, so a
+    // result is as small as an error, not as large as a cancellation (a hold and a
+    // booking inline, near a kilobyte), and the results' list stays a small allocation.
+    let batch_result = ".holdfast.booking.v1.BatchResult.outcome";
     tonic_prost_build::configure()
+        .boxed(format!("{batch_result}.hold"))
+        .boxed(format!("{batch_result}.booking"))
+        .boxed(format!("{batch_result}.cancelled"))
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

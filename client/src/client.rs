@@ -405,9 +405,9 @@ fn api_error_of(error: pb::Error) -> Error {
 fn outcome_of(result: pb::BatchResult) -> Result<Outcome> {
     use pb::batch_result::Outcome as Answer;
     match result.outcome {
-        Some(Answer::Hold(hold)) => Ok(Outcome::Hold(Box::new(hold))),
-        Some(Answer::Booking(booking)) => Ok(Outcome::Booking(Box::new(booking))),
-        Some(Answer::Cancelled(cancelled)) => Ok(Outcome::Cancelled(Box::new(cancelled))),
+        Some(Answer::Hold(hold)) => Ok(Outcome::Hold(hold)),
+        Some(Answer::Booking(booking)) => Ok(Outcome::Booking(booking)),
+        Some(Answer::Cancelled(cancelled)) => Ok(Outcome::Cancelled(cancelled)),
         Some(Answer::Error(error)) => Err(api_error_of(error)),
         None => Err(Error::Protocol(format!(
             "a batch result with status {} and no outcome",

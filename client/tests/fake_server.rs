@@ -168,7 +168,7 @@ impl BookingService for Fake {
                 Some(Operation::Hold(hold)) => match self.apply_hold(&hold) {
                     Ok(hold) => pb::BatchResult {
                         status: 201,
-                        outcome: Some(pb::batch_result::Outcome::Hold(hold)),
+                        outcome: Some(pb::batch_result::Outcome::Hold(Box::new(hold))),
                     },
                     Err((error, status)) => pb::BatchResult {
                         status,

@@ -680,24 +680,24 @@ impl BookingService for GrpcBooking {
                     let (index, outcome) = match answer {
                         service::Answer::Held(held) | service::Answer::Extended(held) => (
                             held.index,
-                            batch_result::Outcome::Hold(hold_message(
+                            batch_result::Outcome::Hold(Box::new(hold_message(
                                 &held.value,
                                 Some(held.index),
-                            )),
+                            ))),
                         ),
                         service::Answer::Confirmed(booked) => (
                             booked.index,
-                            batch_result::Outcome::Booking(booking_message(
+                            batch_result::Outcome::Booking(Box::new(booking_message(
                                 &booked.value,
                                 Some(booked.index),
-                            )),
+                            ))),
                         ),
                         service::Answer::Cancelled(cancelled) => (
                             cancelled.index,
-                            batch_result::Outcome::Cancelled(cancelled_message(
+                            batch_result::Outcome::Cancelled(Box::new(cancelled_message(
                                 &cancelled.value,
                                 cancelled.index,
-                            )),
+                            ))),
                         ),
                     };
                     applied_index = applied_index.max(index);

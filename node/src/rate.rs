@@ -24,6 +24,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use holdfast_statemachine::{CompactString, ErrorCode};
 use tokio::sync::Semaphore;
@@ -101,26 +102,36 @@ impl CallerKey {
     }
 }
 
+/// The buckets' hasher: foldhash, seeded per map (hashbrown's default), rather than
+/// governor's SipHash: a hold in a sale is often the first of its customer id, so the
+/// per-customer budget hashes a new key on every hold.
+type BucketHasher = hashbrown::DefaultHashBuilder;
+
 /// One budget: a bucket per key (a caller, a customer), or nothing when switched off.
 struct Budget<K: Clone + std::hash::Hash + Eq = CallerKey> {
-    limiter: Option<DefaultKeyedRateLimiter<K>>,
+    limiter: Option<DefaultKeyedRateLimiter<K, NoOpMiddleware, BucketHasher>>,
     checks: AtomicU64,
 }
 
 impl<K: Clone + std::hash::Hash + Eq> Budget<K> {
     fn new(per_second: u32) -> Budget<K> {
-        Budget {
-            limiter: NonZeroU32::new(per_second)
-                .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
-            checks: AtomicU64::new(0),
-        }
+        Budget::of(NonZeroU32::new(per_second).map(Quota::per_second))
     }
 
     /// `per_minute` a minute, in a burst of as many.
     fn per_minute(per_minute: u32) -> Budget<K> {
+        Budget::of(NonZeroU32::new(per_minute).map(Quota::per_minute))
+    }
+
+    fn of(quota: Option<Quota>) -> Budget<K> {
         Budget {
-            limiter: NonZeroU32::new(per_minute)
-                .map(|rate| RateLimiter::keyed(Quota::per_minute(rate))),
+            limiter: quota.map(|quota| {
+                RateLimiter::dashmap_with_clock_and_hasher(
+                    quota,
+                    DefaultClock::default(),
+                    BucketHasher::default(),
+                )
+            }),
             checks: AtomicU64::new(0),
         }
     }

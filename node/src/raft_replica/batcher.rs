@@ -63,6 +63,32 @@ impl Group {
     }
 }
 
+/// Where a committed group's request ids are read from, in the order of its proposals: the
+/// entries the leader proposed (the proposals are their last ones) or the proposals a
+/// follower forwarded.
+enum RequestIds {
+    Entries(Arc<Vec<Entry>>),
+    Proposals(Vec<Proposal>),
+}
+
+impl RequestIds {
+    /// The ids of the last `count` proposals.
+    fn last(&self, count: usize) -> Box<dyn Iterator<Item = Option<&str>> + '_> {
+        match self {
+            RequestIds::Entries(entries) => Box::new(
+                entries[entries.len().saturating_sub(count)..]
+                    .iter()
+                    .map(|entry| entry.request_id.as_deref()),
+            ),
+            RequestIds::Proposals(proposals) => Box::new(
+                proposals[proposals.len().saturating_sub(count)..]
+                    .iter()
+                    .map(|proposal| proposal.request_id.as_deref()),
+            ),
+        }
+    }
+}
+
 /// One forward out, counted in the batcher's watch until it is dropped: when the leader
 /// answers (before the follower waits to apply the entry), when it fails, or when its task
 /// unwinds.
@@ -207,28 +233,38 @@ impl Inner {
                 return;
             }
         }
-        let proposals: Vec<Proposal> = group
-            .iter()
-            .flat_map(|p| p.proposals.iter().cloned())
-            .collect();
+        // The proposals move out of their callers' lists into one (commands are not
+        // copied); each caller's count says which outcomes are its.
+        let counts: Vec<usize> = group.iter().map(|p| p.proposals.len()).collect();
+        let total = counts.iter().sum();
+        let mut proposals = Vec::with_capacity(total);
+        for pending in &mut group {
+            proposals.append(&mut pending.proposals);
+        }
         let result = match target {
-            Target::Here => self.commit_as_leader(proposals).await,
-            Target::Leader(leader_id) => self.forward(leader_id, proposals, out).await,
+            Target::Here => self
+                .commit_entries(proposals)
+                .await
+                .map(|(index, outcomes, ids)| (index, outcomes, RequestIds::Entries(ids))),
+            Target::Leader(leader_id) => self
+                .forward(leader_id, &proposals, out)
+                .await
+                .map(|(index, outcomes)| (index, outcomes, RequestIds::Proposals(proposals))),
         };
         match result {
-            Ok((index, outcomes)) => {
+            Ok((index, outcomes, ids)) => {
                 let now_ms = self.node.read_stale(|state| state.machine.now_ms());
                 let mut outcomes = outcomes.into_iter();
+                let mut ids = ids.last(total);
                 let mut table = self
                     .request_index
                     .lock()
                     .expect("request index lock poisoned");
-                for pending in group {
-                    let answers: Vec<CommittedOutcome> = pending
-                        .proposals
-                        .iter()
-                        .map(|proposal| {
+                for (pending, count) in group.into_iter().zip(counts) {
+                    let answers: Vec<CommittedOutcome> = (0..count)
+                        .map(|_| {
                             let outcome = outcomes.next().expect("one outcome per proposal");
+                            let request_id = ids.next().expect("one request id per proposal");
                             // A refusal the state machine does not remember under the
                             // id is not the id's first index either.
                             let remembered = !matches!(
@@ -236,7 +272,7 @@ impl Inner {
                                 Outcome::Rejected(rejection)
                                     if rejection.refuses_the_request_itself()
                             );
-                            let index = match &proposal.request_id {
+                            let index = match request_id {
                                 Some(id) if remembered => table.record(id, index, now_ms),
                                 _ => index,
                             };
@@ -301,6 +337,17 @@ impl Inner {
         &self,
         proposals: Vec<Proposal>,
     ) -> Result<(u64, Vec<Outcome>), NodeError> {
+        self.commit_entries(proposals)
+            .await
+            .map(|(index, outcomes, _)| (index, outcomes))
+    }
+
+    /// [`Inner::commit_as_leader`], also handing back the committed entries, whose last
+    /// ones are the proposals (so their request ids need not be copied beforehand).
+    async fn commit_entries(
+        &self,
+        proposals: Vec<Proposal>,
+    ) -> Result<(u64, Vec<Outcome>, Arc<Vec<Entry>>), NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NoLeader);
         }
@@ -330,7 +377,9 @@ impl Inner {
             request_id: proposal.request_id,
             command: proposal.command,
         }));
-        let commit = self.node.propose(Batch::new(entries));
+        let batch = Batch::new(entries);
+        let entries = Arc::clone(&batch.entries);
+        let commit = self.node.propose(batch);
         let result = match tokio::time::timeout(self.config.commit_timeout, commit).await {
             Ok(result) => result.map_err(|error| match raft_error(error) {
                 NodeError::NotLeader { .. } => NodeError::NoLeader,
@@ -354,7 +403,7 @@ impl Inner {
                 message: "the state machine answered a different number of outcomes".into(),
             });
         }
-        Ok((result.log_id.index, outcomes))
+        Ok((result.log_id.index, outcomes, entries))
     }
 
     /// Whether the state still wants its id key (a new cluster); once it does not, never

@@ -150,7 +150,7 @@ impl Inner {
     pub(super) async fn forward(
         &self,
         leader_id: NodeId,
-        proposals: Vec<Proposal>,
+        proposals: &[Proposal],
         out: Option<super::batcher::ForwardOut>,
     ) -> Result<(u64, Vec<Outcome>), NodeError> {
         let mut client = self.leader_client(Some(leader_id)).await?;
