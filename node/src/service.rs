@@ -116,9 +116,9 @@ impl Operation {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// A hold was placed (`201 Created`).
-    Held(Committed<HoldView>),
+    Held(Committed<Box<HoldView>>),
     /// A hold's expiry was pushed later.
-    Extended(Committed<HoldView>),
+    Extended(Committed<Box<HoldView>>),
     /// A hold was charged and became a booking.
     Confirmed(Committed<Box<BookingView>>),
     /// A hold was released or a booking cancelled.
@@ -213,7 +213,7 @@ fn answer_of(committed: CommittedOutcome) -> Result<Answer, ApiError> {
         Outcome::Held(value) => Ok(Answer::Held(Committed { value, index })),
         Outcome::Extended(value) => Ok(Answer::Extended(Committed { value, index })),
         Outcome::Released(view) => Ok(Answer::Cancelled(Committed {
-            value: Cancelled::Hold(Box::new(view)),
+            value: Cancelled::Hold(view),
             index,
         })),
         Outcome::BookingCancelled(view) => Ok(Answer::Cancelled(Committed {
@@ -431,7 +431,7 @@ pub async fn hold(
     caller: &Caller,
     key: IdempotencyKey,
     body: HoldBody,
-) -> Result<Committed<HoldView>, ApiError> {
+) -> Result<Committed<Box<HoldView>>, ApiError> {
     let started = Instant::now();
     let result = single(state, caller, key, Operation::Hold(body)).await;
     metrics::observe(metrics::HOLD_SECONDS, started);
@@ -448,7 +448,7 @@ pub async fn extend(
     caller: &Caller,
     key: IdempotencyKey,
     body: ExtendBody,
-) -> Result<Committed<HoldView>, ApiError> {
+) -> Result<Committed<Box<HoldView>>, ApiError> {
     match single(state, caller, key, Operation::Extend(body)).await? {
         Answer::Extended(extended) => Ok(extended),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),

@@ -99,9 +99,9 @@ impl StateMachine {
         self.emit(OutboxKind::RefundPaid {
             refund_id: refund_id.to_string(),
         });
-        Ok(Outcome::RefundMarked(
+        Ok(Outcome::RefundMarked(Box::new(
             self.refund_view(id).expect("refund exists"),
-        ))
+        )))
     }
 
     /// Records a failed attempt to pay a pending refund (see `Command::RefundAttemptFailed`).
@@ -146,9 +146,9 @@ impl StateMachine {
                 reason: reason.to_string(),
             });
         }
-        Ok(Outcome::RefundAttemptRecorded(
+        Ok(Outcome::RefundAttemptRecorded(Box::new(
             self.refund_view(id).expect("refund exists"),
-        ))
+        )))
     }
 
     pub(crate) fn refund_view_of(&self, id: u64, refund: &Refund, hold_id: &str) -> RefundView {

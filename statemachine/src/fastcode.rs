@@ -226,7 +226,7 @@ mod tests {
             };
             let mut fast = Vec::new();
             held(&view, &mut fast);
-            prop_assert_eq!(fast, bincode_bytes(&Outcome::Held(view)));
+            prop_assert_eq!(fast, bincode_bytes(&Outcome::Held(Box::new(view))));
         }
 
         #[test]

@@ -334,7 +334,7 @@ pub(crate) fn answer_as_made(
     view.status = HoldStatus::Active;
     view.expires_at_ms = expires_at_ms;
     view.booking_id = None;
-    Some(Outcome::Held(view))
+    Some(Outcome::Held(Box::new(view)))
 }
 
 /// Rebuilds the answers that request-id records keep by reference
@@ -442,7 +442,7 @@ impl StateMachine {
             currency: view.currency.clone(),
             expires_at_ms: view.expires_at_ms,
         });
-        Ok(Outcome::Held(view))
+        Ok(Outcome::Held(Box::new(view)))
     }
 
     /// Finds an active, unexpired hold.
@@ -496,7 +496,7 @@ impl StateMachine {
         hold.expires_at_ms = expires_at_ms;
         self.expiry_queue.insert(expires_at_ms, id);
         let hold = &self.holds[&id];
-        Ok(Outcome::Extended(self.hold_view(id, hold)))
+        Ok(Outcome::Extended(Box::new(self.hold_view(id, hold))))
     }
 
     /// Releases an active hold. A hold whose time has passed but that no expiry entry has
@@ -520,7 +520,7 @@ impl StateMachine {
         self.end_hold(id, HoldStatus::Released, None);
         self.emit_released(id);
         let hold = &self.holds[&id];
-        Ok(Outcome::Released(self.hold_view(id, hold)))
+        Ok(Outcome::Released(Box::new(self.hold_view(id, hold))))
     }
 
     /// Tells the outbox that hold `id` was released.

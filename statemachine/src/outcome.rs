@@ -18,25 +18,29 @@ pub enum Outcome {
     /// `RemoveSeat`, `RemovePool` or `UpdateEvent`.
     InventoryChanged(EventChange),
     /// `Hold` succeeded: the new hold, active.
-    Held(HoldView),
+    ///
+    /// Boxed, as every answer larger than a refusal is: outcomes travel in lists of up to a
+    /// thousand (one per command of an entry), are moved several times on their way to
+    /// their callers, and a list of unboxed views would be a quarter of a megabyte to
+    /// allocate and copy for each entry.
+    Held(Box<HoldView>),
     /// `ExtendHold` succeeded: the hold with its new expiry.
-    Extended(HoldView),
+    Extended(Box<HoldView>),
     /// `ReleaseHold` succeeded: the hold, released, its items available again.
-    Released(HoldView),
+    Released(Box<HoldView>),
     /// `Confirm` succeeded: the new booking, or the booking this payment already bought
     /// for this hold (a retry whose request id was forgotten).
     ///
-    /// Boxed, as is every booking answer: a booking is more than twice the size of the
-    /// next largest answer, and every outcome is moved a few times on its way out.
+    /// Boxed, as every booking answer is (see [`Outcome::Held`]).
     Confirmed(Box<BookingView>),
     /// `CancelBooking` succeeded: the booking, cancelled, with the refund recorded for it
     /// when its payment was more than 0.
     BookingCancelled(Box<BookingView>),
     /// `MarkRefunded` succeeded: the refund, now `Refunded`.
-    RefundMarked(RefundView),
+    RefundMarked(Box<RefundView>),
     /// A failed attempt to pay a refund was recorded; the view says whether the refund is
     /// still `Pending` (to be tried again) or `Failed` for good.
-    RefundAttemptRecorded(RefundView),
+    RefundAttemptRecorded(Box<RefundView>),
     /// `ExpireHolds` ended these holds, earliest expiry first.
     HoldsExpired {
         /// The holds ended, at most `max_holds`; empty when none was due.

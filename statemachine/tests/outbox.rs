@@ -335,7 +335,7 @@ proptest! {
                 },
             };
             match &outcome {
-                Outcome::Held(view) => holds.push(view.clone()),
+                Outcome::Held(view) => holds.push((**view).clone()),
                 Outcome::Confirmed(view) => bookings.push(view.booking_id.to_string()),
                 Outcome::BookingCancelled(view) => {
                     refunds.extend(view.refund.as_ref().map(|refund| refund.refund_id.clone()))

@@ -65,7 +65,7 @@ impl Harness {
 
     pub fn held(&mut self, customer: &str, seats: &[&str]) -> HoldView {
         match self.hold(customer, seats, &[]) {
-            Outcome::Held(view) => view,
+            Outcome::Held(view) => *view,
             other => panic!("expected a hold, got {other:?}"),
         }
     }
