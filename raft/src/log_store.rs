@@ -67,7 +67,14 @@ const BYTES_PER_SYNC: u64 = 1024 * 1024;
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Inner>,
+    /// The buffer to encode the next appended entry into: the last one's size and an
+    /// eighth (entries of one workload are of similar sizes), at most
+    /// [`ENTRY_BYTES_HINT_MAX`].
+    entry_bytes_hint: usize,
 }
+
+/// The largest buffer an entry is encoded into up front (a larger entry grows it).
+const ENTRY_BYTES_HINT_MAX: usize = 1 << 20;
 
 struct Inner {
     db: DB,
@@ -105,6 +112,7 @@ impl LogStore {
                 refuse_writes: None,
                 cache: Mutex::new(LogCache::new(LogCacheLimits::default())),
             }),
+            entry_bytes_hint: 0,
         };
         // Decode what is there now, so a directory written by another format fails at
         // start with a clear message rather than later inside Raft.
@@ -277,10 +285,26 @@ fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
     encode_versioned(serde_json::to_vec(value).expect("log metadata serialises"))
 }
 
-fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, StorageError> {
-    let body = bincode::serde::encode_to_vec(entry, bincode::config::standard())
-        .map_err(|error| StorageIOError::write_log_entry(entry.log_id, AnyError::new(&error)))?;
-    Ok(encode_versioned(body))
+fn encode_entry(entry: &LogEntry, capacity: usize) -> Result<Vec<u8>, StorageError> {
+    encode_after(&[LOG_ENTRY_FORMAT_VERSION], entry, capacity).map_err(|error| {
+        StorageIOError::write_log_entry(entry.log_id, AnyError::new(&error)).into()
+    })
+}
+
+/// `prefix`, then `value` in bincode's standard encoding, written straight into one buffer
+/// of `capacity` bytes (a guess, such as the size of the last such value) that grows only
+/// when the guess was short. (`bincode::serde::encode_to_vec` starts from an empty vector:
+/// a batch of a thousand holds grew through a dozen reallocations, each copying what was
+/// written so far into fresh memory.)
+pub(crate) fn encode_after<T: Serialize>(
+    prefix: &[u8],
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    let mut bytes = Vec::with_capacity(capacity.max(prefix.len()));
+    bytes.extend_from_slice(prefix);
+    bincode::serde::encode_into_std_write(value, &mut bytes, bincode::config::standard())?;
+    Ok(bytes)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -429,8 +453,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut encoded = Vec::new();
         let mut written = Vec::new();
         for entry in entries {
-            let bytes = encode_entry(&entry)?;
+            let bytes = encode_entry(&entry, self.entry_bytes_hint)?;
             let length = bytes.len();
+            self.entry_bytes_hint = length.saturating_add(length / 8).min(ENTRY_BYTES_HINT_MAX);
             encoded.push((index_key(entry.log_id.index), bytes));
             written.push((entry, length));
         }
@@ -538,7 +563,7 @@ mod tests {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
             payload: openraft::EntryPayload::Blank,
         };
-        let bytes = encode_entry(&entry).unwrap();
+        let bytes = encode_entry(&entry, 0).unwrap();
         assert_eq!(bytes[0], LOG_ENTRY_FORMAT_VERSION);
         assert_eq!(decode_entry(&bytes).unwrap(), entry);
     }
@@ -562,7 +587,7 @@ mod tests {
                 BTreeMap::from([(1, member(0xfeed))]),
             )),
         };
-        assert_eq!(decode_entry(&encode_entry(&entry).unwrap()).unwrap(), entry);
+        assert_eq!(decode_entry(&encode_entry(&entry, 0).unwrap()).unwrap(), entry);
 
         // An entry as the previous build wrote it: version byte 1, members without one.
         let old = openraft::Entry::<TypeConfigV1> {

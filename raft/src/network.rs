@@ -163,6 +163,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: None,
             connect_failures: 0,
             reconnect_at: None,
+            entry_bytes_hint: 0,
         }
     }
 }
@@ -180,6 +181,9 @@ pub struct Connection {
     client: Option<RaftServiceClient<Channel>>,
     connect_failures: u32,
     reconnect_at: Option<Instant>,
+    /// The encoded bytes per entry of the last AppendEntries that carried entries: the
+    /// next one's buffer is sized from it.
+    entry_bytes_hint: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -398,9 +402,22 @@ impl Connection {
 fn encode_payload<T: Serialize, E: std::error::Error>(
     value: &T,
 ) -> Result<Vec<u8>, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
+    encode_payload_into(value, 0)
+}
+
+/// [`encode_payload`] into a buffer of `capacity` bytes to begin with.
+#[allow(clippy::result_large_err)]
+fn encode_payload_into<T: Serialize, E: std::error::Error>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>> {
+    crate::log_store::encode_after(&[], value, capacity)
         .map_err(|error| RPCError::Network(NetworkError::new(&error)))
 }
+
+/// Room for what an AppendEntries request carries besides its entries (vote, previous log
+/// id, commit index), when sizing its buffer.
+const APPEND_ENTRIES_FRAME_BYTES: usize = 256;
 
 fn decode_reply(reply: RaftReply) -> Result<Vec<u8>, CallError> {
     if reply.format_version != RAFT_WIRE_FORMAT_VERSION {
@@ -423,8 +440,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         // not fit, send the longest prefix that does and answer `PartialSuccess` up to it:
         // openraft then sends the rest in the next RPC (its documented contract for
         // partial sends). The follower commits no further than what it received.
-        let mut payload = encode_payload(&request)?;
         let limit = self.payload_bytes_max();
+        let capacity = self
+            .entry_bytes_hint
+            .saturating_mul(request.entries.len())
+            .saturating_add(APPEND_ENTRIES_FRAME_BYTES)
+            .min(limit);
+        let mut payload = encode_payload_into(&request, capacity)?;
+        if let Some(per_entry) = payload.len().checked_div(request.entries.len()) {
+            self.entry_bytes_hint = per_entry.saturating_add(per_entry / 8);
+        }
         if payload.len() <= limit {
             return self
                 .rpc_encoded(RpcKind::AppendEntries, payload, &option)

@@ -134,6 +134,10 @@ pub struct Options {
     /// With `--sdk`: batches the SDK keeps in flight at once (its default when not given).
     #[arg(long)]
     pub sdk_batches_in_flight: Option<usize>,
+    /// With `--sdk`: most operations in one of the SDK's batches (its default when not
+    /// given).
+    #[arg(long)]
+    pub sdk_max_batch: Option<usize>,
 }
 
 /// Runs the benchmark the options describe and prints its report.
@@ -268,6 +272,9 @@ async fn run_phases(
                     let mut builder = holdfast_client::Client::builder(&http.nodes);
                     if let Some(batches) = options.sdk_batches_in_flight {
                         builder = builder.max_in_flight_batches(batches);
+                    }
+                    if let Some(operations) = options.sdk_max_batch {
+                        builder = builder.max_batch(operations);
                     }
                     sale.sdk = Some(builder.connect().await?);
                 }
