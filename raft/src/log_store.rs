@@ -587,7 +587,10 @@ mod tests {
                 BTreeMap::from([(1, member(0xfeed))]),
             )),
         };
-        assert_eq!(decode_entry(&encode_entry(&entry, 0).unwrap()).unwrap(), entry);
+        assert_eq!(
+            decode_entry(&encode_entry(&entry, 0).unwrap()).unwrap(),
+            entry
+        );
 
         // An entry as the previous build wrote it: version byte 1, members without one.
         let old = openraft::Entry::<TypeConfigV1> {
