@@ -22,6 +22,8 @@ const DOWN_FOR: Duration = Duration::from_millis(1500);
 pub(crate) const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most nodes the SDK keeps connections to (endpoints plus members learned).
 const NODES_MAX: usize = 64;
+// `Transport::pick` keeps which nodes are down in the bits of a u64.
+const _: () = assert!(NODES_MAX <= 64);
 
 /// One node: its address, its connection and what the SDK learned about it.
 #[derive(Debug)]
@@ -218,32 +220,45 @@ impl Transport {
         }
     }
 
-    /// The node a call should try next.
+    /// The node a call should try next: among the nodes not marked down (all of them when
+    /// every one is), the leader for [`Route::Leader`], one of the caller's region in turn
+    /// for [`Route::Near`], and otherwise the current default node. Every call asks, so it
+    /// looks through the list in place rather than copying it (copies cost an allocation
+    /// and a reference count on every node per call).
     pub(crate) fn pick(&self, route: Route) -> Arc<Node> {
-        let nodes = self.nodes();
-        let healthy: Vec<&Arc<Node>> = nodes.iter().filter(|node| !node.is_down()).collect();
-        let candidates: Vec<&Arc<Node>> = if healthy.is_empty() {
-            nodes.iter().collect()
-        } else {
-            healthy
+        let nodes = self.nodes.read().expect("nodes lock");
+        // Bit i: node i is down (a client keeps at most NODES_MAX = 64 nodes).
+        let down = nodes.iter().enumerate().fold(0u64, |down, (i, node)| {
+            down | u64::from(node.is_down()) << i
+        });
+        let all_down = down.count_ones() as usize == nodes.len();
+        let candidates = || {
+            nodes
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| all_down || down & (1 << i) == 0)
+                .map(|(_, node)| node)
         };
         match route {
             Route::Leader => {
                 if let Some(leader) = self.leader_id() {
-                    if let Some(node) = candidates.iter().find(|node| node.id() == Some(leader)) {
-                        return (*node).clone();
+                    if let Some(node) = candidates().find(|node| node.id() == Some(leader)) {
+                        return Arc::clone(node);
                     }
                 }
             }
             Route::Near => {
                 if let Some(region) = &self.region {
-                    let near: Vec<&&Arc<Node>> = candidates
-                        .iter()
-                        .filter(|node| *node.region.read().expect("region lock") == *region)
-                        .collect();
-                    if !near.is_empty() {
+                    let near = || {
+                        candidates()
+                            .filter(|node| *node.region.read().expect("region lock") == *region)
+                    };
+                    let count = near().count();
+                    if count > 0 {
                         let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
-                        return (*near[turn % near.len()]).clone();
+                        if let Some(node) = near().nth(turn % count) {
+                            return Arc::clone(node);
+                        }
                     }
                 }
             }
@@ -251,7 +266,11 @@ impl Transport {
         }
         // Stay on one node until it fails (its connection is warm); move on when it does.
         let start = self.cursor.load(Ordering::Relaxed);
-        candidates[start % candidates.len()].clone()
+        let count = candidates().count();
+        let node = candidates()
+            .nth(start % count.max(1))
+            .expect("a client knows at least one node");
+        Arc::clone(node)
     }
 
     /// Moves the default node on after `node` failed.
