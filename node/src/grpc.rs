@@ -404,10 +404,10 @@ fn cancelled_message(cancelled: &service::Cancelled, index: u64) -> Cancelled {
     }
 }
 
-fn error_message(error: &ApiError) -> Error {
+fn error_message(error: ApiError) -> Error {
     Error {
         code: error.code.as_str().to_string(),
-        message: error.message.clone(),
+        message: error.message,
         details_json: error.details.to_string(),
         retry_after_seconds: error
             .retry_after_seconds
@@ -708,7 +708,7 @@ impl BookingService for GrpcBooking {
                 }
                 Err(error) => BatchResult {
                     status: error.status.as_u16().into(),
-                    outcome: Some(batch_result::Outcome::Error(error_message(&error))),
+                    outcome: Some(batch_result::Outcome::Error(error_message(error))),
                 },
             })
             .collect();
