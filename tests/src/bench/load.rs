@@ -17,6 +17,8 @@ use serde::Serialize;
 const LATENCY_US_MAX: u64 = 120_000_000;
 /// Significant digits of the latency histograms.
 const LATENCY_DIGITS: u8 = 2;
+/// Recorders the closed-loop clients of a phase share.
+const RECORDER_SHARDS: usize = 8;
 
 /// What one request was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -55,9 +57,10 @@ pub enum Class {
 /// The numbers of one kind of request.
 pub struct KindStats {
     /// Latency of every recorded request, in microseconds: 1 µs to 120 s with two
-    /// significant digits (within 1 %), longer ones clamped to 120 s. (Three digits made
-    /// each client's histogram 136 KiB: with a thousand clients, every record was a cache
-    /// miss, and recording took 8 % of the benchmark process's CPU beside the nodes.)
+    /// significant digits (within 1 %), longer ones clamped to 120 s. (Three digits, and a
+    /// histogram per client, made a thousand histograms of 136 KiB each: every record was
+    /// a cache miss, and recording took 8 % of the benchmark process's CPU beside the
+    /// nodes.)
     pub latency_us: Histogram<u64>,
     /// Requests that got the answer they asked for ([`Class::Ok`]).
     pub ok: u64,
@@ -219,9 +222,22 @@ pub async fn drive<W: Workload>(workload: Arc<W>, phase: &Phase) -> PhaseResult 
         totals: Mutex::new(Recorder::default()),
     });
     let bar = progress_bar(phase);
+    // Closed-loop clients share a few recorders (client i the (i mod n)th): a recorder
+    // per client made a thousand histograms, and every record a cache miss.
+    let shards: Vec<Arc<Mutex<Recorder>>> = (0..RECORDER_SHARDS)
+        .map(|_| Arc::new(Mutex::new(Recorder::default())))
+        .collect();
     let tasks = match phase.mode {
         Mode::Closed { clients } => (0..clients)
-            .map(|client| tokio::spawn(closed_client(workload.clone(), client, run.clone())))
+            .map(|client| {
+                let recorder = shards[client % RECORDER_SHARDS].clone();
+                tokio::spawn(closed_client(
+                    workload.clone(),
+                    client,
+                    recorder,
+                    run.clone(),
+                ))
+            })
             .collect::<Vec<_>>(),
         Mode::Open {
             rate,
@@ -262,6 +278,9 @@ pub async fn drive<W: Workload>(workload: Arc<W>, phase: &Phase) -> PhaseResult 
     for task in tasks {
         let _ = task.await;
     }
+    for shard in &shards {
+        merge_into_totals(shard, &run);
+    }
     bar.finish_and_clear();
     let recorder = std::mem::take(&mut *run.totals.lock().expect("totals lock"));
     PhaseResult { recorder, measured }
@@ -281,8 +300,12 @@ fn progress_bar(phase: &Phase) -> ProgressBar {
     bar
 }
 
-async fn closed_client<W: Workload>(workload: Arc<W>, client: usize, run: Arc<Run>) {
-    let recorder = Arc::new(Mutex::new(Recorder::default()));
+async fn closed_client<W: Workload>(
+    workload: Arc<W>,
+    client: usize,
+    recorder: Arc<Mutex<Recorder>>,
+    run: Arc<Run>,
+) {
     let mut sequence = 0;
     while !run.stopping() {
         workload
@@ -297,7 +320,6 @@ async fn closed_client<W: Workload>(workload: Arc<W>, client: usize, run: Arc<Ru
             .await;
         sequence += 1;
     }
-    merge_into_totals(&recorder, &run);
 }
 
 async fn open_dispatcher<W: Workload>(
