@@ -291,19 +291,17 @@ fn encode_entry(entry: &LogEntry, capacity: usize) -> Result<Vec<u8>, StorageErr
     })
 }
 
-/// `prefix`, then `value` in bincode's standard encoding, written straight into one buffer
-/// of `capacity` bytes (a guess, such as the size of the last such value) that grows only
-/// when the guess was short. (`bincode::serde::encode_to_vec` starts from an empty vector:
-/// a batch of a thousand holds grew through a dozen reallocations, each copying what was
-/// written so far into fresh memory.)
+/// `prefix`, then `value` in bincode's standard encoding, in one buffer of `capacity`
+/// bytes (a guess, such as the size of the last such value) that grows only when the guess
+/// was short.
 pub(crate) fn encode_after<T: Serialize>(
     prefix: &[u8],
     value: &T,
     capacity: usize,
-) -> Result<Vec<u8>, bincode::error::EncodeError> {
+) -> Result<Vec<u8>, holdfast_statemachine::encode::EncodeError> {
     let mut bytes = Vec::with_capacity(capacity.max(prefix.len()));
     bytes.extend_from_slice(prefix);
-    bincode::serde::encode_into_std_write(value, &mut bytes, bincode::config::standard())?;
+    holdfast_statemachine::encode::append(value, &mut bytes)?;
     Ok(bytes)
 }
 

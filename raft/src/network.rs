@@ -354,7 +354,7 @@ impl Connection {
         Response: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = encode_payload(request)?;
+        let payload = encode_payload(request, 0)?;
         self.rpc_encoded(kind, payload, option).await
     }
 
@@ -397,17 +397,10 @@ impl Connection {
     }
 }
 
+/// `value` encoded as a payload, into a buffer of `capacity` bytes to begin with.
 // openraft's own error type, as the RPC methods answer it.
 #[allow(clippy::result_large_err)]
 fn encode_payload<T: Serialize, E: std::error::Error>(
-    value: &T,
-) -> Result<Vec<u8>, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>> {
-    encode_payload_into(value, 0)
-}
-
-/// [`encode_payload`] into a buffer of `capacity` bytes to begin with.
-#[allow(clippy::result_large_err)]
-fn encode_payload_into<T: Serialize, E: std::error::Error>(
     value: &T,
     capacity: usize,
 ) -> Result<Vec<u8>, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>> {
@@ -446,7 +439,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             .saturating_mul(request.entries.len())
             .saturating_add(APPEND_ENTRIES_FRAME_BYTES)
             .min(limit);
-        let mut payload = encode_payload_into(&request, capacity)?;
+        let mut payload = encode_payload(&request, capacity)?;
         if let Some(per_entry) = payload.len().checked_div(request.entries.len()) {
             self.entry_bytes_hint = per_entry.saturating_add(per_entry / 8);
         }
@@ -467,7 +460,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             }
             let keep = part.entries.len() / 2;
             part.entries.truncate(keep);
-            payload = encode_payload(&part)?;
+            payload = encode_payload(&part, capacity)?;
         }
         let last_sent = part.entries.last().map(|entry| entry.log_id);
         let response: AppendEntriesResponse<NodeId> = self

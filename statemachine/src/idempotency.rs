@@ -21,22 +21,10 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
-/// bincode's writer for a `Vec`, appending without going through `std::io::Write`.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl bincode::enc::write::Writer for VecWriter<'_> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
 /// Encodes `value` into `scratch` (cleared first) in bincode's standard encoding.
 fn encode_into<T: Serialize>(value: &T, scratch: &mut Vec<u8>) {
     scratch.clear();
-    bincode::serde::encode_into_writer(value, VecWriter(scratch), bincode_config())
-        .expect("encoding into memory cannot fail");
+    crate::encode::append(value, scratch).expect("encoding into memory cannot fail");
 }
 
 /// A stable 64-bit fingerprint of a command: xxh3 over its canonical bincode encoding, so

@@ -31,6 +31,7 @@ pub mod codes;
 mod command;
 mod cowvec;
 pub mod decode;
+pub mod encode;
 mod fastcode;
 mod holds;
 mod idempotency;

@@ -63,28 +63,22 @@ impl Group {
     }
 }
 
-/// Where a committed group's request ids are read from, in the order of its proposals: the
-/// entries the leader proposed (the proposals are their last ones) or the proposals a
-/// follower forwarded.
+/// Where a committed group's request ids are read from: the entries the leader proposed
+/// (the proposals are their last ones, after any entry the leader put first) or the
+/// proposals a follower forwarded.
 enum RequestIds {
     Entries(Arc<Vec<Entry>>),
     Proposals(Vec<Proposal>),
 }
 
 impl RequestIds {
-    /// The ids of the last `count` proposals.
-    fn last(&self, count: usize) -> Box<dyn Iterator<Item = Option<&str>> + '_> {
+    /// The request id of the group's `n`th proposal of `count`.
+    fn get(&self, n: usize, count: usize) -> Option<&str> {
         match self {
-            RequestIds::Entries(entries) => Box::new(
-                entries[entries.len().saturating_sub(count)..]
-                    .iter()
-                    .map(|entry| entry.request_id.as_deref()),
-            ),
-            RequestIds::Proposals(proposals) => Box::new(
-                proposals[proposals.len().saturating_sub(count)..]
-                    .iter()
-                    .map(|proposal| proposal.request_id.as_deref()),
-            ),
+            RequestIds::Entries(entries) => {
+                entries[entries.len() - count + n].request_id.as_deref()
+            }
+            RequestIds::Proposals(proposals) => proposals[n].request_id.as_deref(),
         }
     }
 }
@@ -255,16 +249,16 @@ impl Inner {
             Ok((index, outcomes, ids)) => {
                 let now_ms = self.node.read_stale(|state| state.machine.now_ms());
                 let mut outcomes = outcomes.into_iter();
-                let mut ids = ids.last(total);
+                let mut next = 0;
                 let mut table = self
                     .request_index
                     .lock()
                     .expect("request index lock poisoned");
                 for (pending, count) in group.into_iter().zip(counts) {
-                    let answers: Vec<CommittedOutcome> = (0..count)
-                        .map(|_| {
+                    let answers: Vec<CommittedOutcome> = (next..next + count)
+                        .map(|n| {
                             let outcome = outcomes.next().expect("one outcome per proposal");
-                            let request_id = ids.next().expect("one request id per proposal");
+                            let request_id = ids.get(n, total);
                             // A refusal the state machine does not remember under the
                             // id is not the id's first index either.
                             let remembered = !matches!(
@@ -279,6 +273,7 @@ impl Inner {
                             CommittedOutcome { outcome, index }
                         })
                         .collect();
+                    next += count;
                     let _ = pending.reply.send(Ok(answers));
                 }
             }
