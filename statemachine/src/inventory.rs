@@ -9,6 +9,7 @@ use hashbrown::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunkdeque::ChunkDeque;
 use crate::command::{Category, CreateEvent, Listing, PoolSpec, SeatBlock, SeatSpec};
 use crate::cowvec::CowVec;
 use crate::limits::*;
@@ -285,7 +286,7 @@ fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<Run> {
 /// customer up once: the tag is computed once and handed to the later update.
 ///
 /// Customers sit in a slab of 32-byte entries (id and count; a forgotten customer's entry
-/// is reused), found through a [`ProbeTable`] of slab positions: a customer's first hold,
+/// is reused), in chunks so that it grows without copying (see `chunkdeque.rs`), found through a [`ProbeTable`] of slab positions: a customer's first hold,
 /// the usual case in a sale, reads one line of the index and no entry, and that line can
 /// be prefetched ([`CustomerHolds::prefetch`]).
 ///
@@ -296,8 +297,8 @@ fn run_of(row: &Row, seats: &CowVec<Seat>) -> Option<Run> {
 pub(crate) struct CustomerHolds {
     index: ProbeTable,
     /// Customers with holds, and free entries (no holds, empty id) listed in `free`.
-    entries: Vec<CustomerEntry>,
-    free: Vec<u32>,
+    entries: ChunkDeque<CustomerEntry>,
+    free: ChunkDeque<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
@@ -347,13 +348,13 @@ impl CustomerHolds {
             id: CompactString::from(customer_id),
             holds: 1,
         };
-        let at = match self.free.pop() {
+        let at = match self.free.pop_back() {
             Some(at) => {
                 self.entries[at as usize] = entry;
                 at
             }
             None => {
-                self.entries.push(entry);
+                self.entries.push_back(entry);
                 u32::try_from(self.entries.len() - 1).expect("customers of one event fit u32")
             }
         };
@@ -372,7 +373,7 @@ impl CustomerHolds {
         if entry.holds == 0 {
             *entry = CustomerEntry::default();
             self.index.remove(tag, |other| other == at);
-            self.free.push(at);
+            self.free.push_back(at);
         }
     }
 

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod bookings;
+mod chunkdeque;
 pub mod codes;
 mod command;
 mod cowvec;

@@ -2,15 +2,17 @@
 //! expire, ended holds by when they ended.
 //!
 //! Nearly every insert is the newest key: a new hold expires after the holds before it with
-//! the same TTL, and its id is the highest yet. Those keys are appended to a sorted ring
-//! (`run`) in constant time; a B-tree would search its whole right edge for each of them. A
+//! the same TTL, and its id is the highest yet. Those keys are appended to a sorted queue
+//! (`run`, in chunks: see `chunkdeque.rs`) in constant time; a B-tree would search its whole right edge for each of them. A
 //! key that is not above every key in the run (a shorter TTL than the holds before it, an
 //! extension) goes into a B-tree beside it (`others`). Removing a key from the run marks it
 //! dead in place (found by binary search), so a removal moves nothing; dead keys are dropped
 //! when they reach the front, which they do within the longest life of a hold, so they cost
 //! at most 16 bytes per hold the state keeps anyway. Every query merges the two in order.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
+
+use crate::chunkdeque::ChunkDeque;
 
 /// Marks a dead key in the run. Hold ids are sequence numbers far below 2^63.
 const DEAD: u64 = 1 << 63;
@@ -19,7 +21,7 @@ const DEAD: u64 = 1 << 63;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimeQueue {
     /// Keys in ascending order, some marked [`DEAD`]; the front one is alive.
-    run: VecDeque<(u64, u64)>,
+    run: ChunkDeque<(u64, u64)>,
     /// Dead keys in `run`.
     dead: usize,
     /// Keys that arrived below the end of `run`.
