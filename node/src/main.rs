@@ -298,6 +298,14 @@ struct ServeArgs {
     #[arg(long, env = "HOLDFAST_ALLOW_SANDBOX_PAYMENTS")]
     #[serde(default)]
     allow_sandbox_payments: bool,
+    /// Let the kernel back this node's memory with transparent huge pages. Off by default:
+    /// the state grows with every hold, and a huge page is cleared (and, with the kernel's
+    /// default `defrag` setting, compacted for) all at once on first touch, which stalled
+    /// apply and every answer behind it for milliseconds at a time (BENCHMARKS.md,
+    /// 2026-12-05 evening).
+    #[arg(long, env = "HOLDFAST_TRANSPARENT_HUGE_PAGES")]
+    #[serde(default)]
+    transparent_huge_pages: bool,
     /// Base URL of the http payment provider.
     #[arg(long, env = "HOLDFAST_PAYMENT_URL")]
     payment_url: Option<String>,
@@ -445,6 +453,7 @@ impl ServeArgs {
         );
         self.single_node |= file.single_node;
         self.allow_sandbox_payments |= file.allow_sandbox_payments;
+        self.transparent_huge_pages |= file.transparent_huge_pages;
         Ok(self)
     }
 
@@ -606,6 +615,8 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::Tcp
 
 async fn serve(args: ServeArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     let args = args.merge_file()?;
+    // Before the state is built: every allocation from here on is the state's.
+    transparent_huge_pages(args.transparent_huge_pages);
     if args.single_node {
         return serve_single_node(args, signal).await;
     }
@@ -823,6 +834,7 @@ async fn dev(args: DevArgs, signal: ShutdownSignal) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 9 {
         bail!("--nodes must be 1 to 9");
     }
+    transparent_huge_pages(false);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -940,6 +952,31 @@ async fn load_demo_data(node: &RunningNode) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Switches transparent huge pages off for this process (and what it starts), unless
+/// `keep`.
+///
+/// The allocator (mimalloc) asks for huge pages on its large regions when the kernel offers
+/// them on request (`/sys/kernel/mm/transparent_hugepage/enabled` set to `madvise`, as on
+/// Debian, or `always`). A huge page is cleared whole, 2 MiB at once, the first time any
+/// byte of it is written, after the kernel has compacted memory to find one: the state
+/// machine's tables grow into fresh memory with every hold, so apply stalled for about 5 ms
+/// every couple of megabytes of growth on this project's VM (the apply bench's first sale:
+/// 750,000 holds a second with them, 1,430,000 without; the wrk tail at p99.9 about 40 ms
+/// with them, 25 without). Latency-sensitive databases ask the same of their hosts (Redis
+/// warns at start when huge pages are on; MongoDB long recommended switching them off).
+fn transparent_huge_pages(keep: bool) {
+    if keep {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    match nix::sys::prctl::set_thp_disable(true) {
+        Ok(()) => tracing::debug!("transparent huge pages off for this process"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot switch transparent huge pages off for this process")
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -1039,5 +1076,18 @@ mod tests {
             toml::from_str("allow_sandbox_payments = true\nchange_streams_max = 3\n").unwrap();
         assert!(file.allow_sandbox_payments);
         assert_eq!(file.change_streams_max, Some(3));
+    }
+
+    #[test]
+    fn transparent_huge_pages_are_off_unless_asked_for() {
+        assert!(!serve_args(&[]).transparent_huge_pages);
+        assert!(serve_args(&["--transparent-huge-pages"]).transparent_huge_pages);
+        let file: ServeArgs = toml::from_str("transparent_huge_pages = true\n").unwrap();
+        assert!(file.transparent_huge_pages);
+        // What `serve` does before it builds anything (for this test process too, which
+        // does not mind).
+        transparent_huge_pages(false);
+        #[cfg(target_os = "linux")]
+        assert!(nix::sys::prctl::get_thp_disable().unwrap());
     }
 }

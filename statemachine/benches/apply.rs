@@ -1,10 +1,12 @@
 //! Single-threaded apply throughput of the booking state machine.
 //!
-//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --keyed N --holds-only --one-by-one]`
+//! `cargo bench -p holdfast-statemachine --bench apply [-- --seats N --holds N --keyed N --holds-only --one-by-one --transparent-huge-pages]`
 //!
 //! `--holds-only` stops after the hold phases, for profiling them (`perf record`, or
 //! `valgrind --tool=callgrind` for instruction counts, which do not vary from run to run).
 //! `--keyed N` sets how many of the holds carry an idempotency key (half by default).
+//! `--transparent-huge-pages` leaves the kernel's transparent huge pages on, which the
+//! node switches off for itself (see `holdfast serve --transparent-huge-pages`).
 //!
 //! Reports holds, confirms and expiries applied per second, availability-summary latency
 //! (on a small and on the large event, to show it does not grow with the venue), and the
@@ -38,6 +40,8 @@ struct Options {
     keyed: Option<u32>,
     holds_only: bool,
     one_by_one: bool,
+    /// Leave transparent huge pages on, as the node does only when asked.
+    huge_pages: bool,
 }
 
 fn options() -> Options {
@@ -47,6 +51,7 @@ fn options() -> Options {
         keyed: None,
         holds_only: false,
         one_by_one: false,
+        huge_pages: false,
     };
     let arguments: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -58,6 +63,7 @@ fn options() -> Options {
             "--keyed" => options.keyed = Some(value().expect("--keyed N")),
             "--holds-only" => options.holds_only = true,
             "--one-by-one" => options.one_by_one = true,
+            "--transparent-huge-pages" => options.huge_pages = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
         index += 1;
@@ -272,6 +278,10 @@ fn rate(count: u64, elapsed: Duration) -> String {
 
 fn main() {
     let options = options();
+    // As the node does at its start (`holdfast serve`), unless asked to keep them.
+    if !options.huge_pages {
+        nix::sys::prctl::set_thp_disable(true).expect("prctl(PR_SET_THP_DISABLE)");
+    }
     ONE_BY_ONE.store(options.one_by_one, Ordering::Relaxed);
     let mut state = StateMachine::default();
     let mut time_ms = 1_700_000_000_000u64;
