@@ -302,7 +302,7 @@ struct ServeArgs {
     /// the state grows with every hold, and a huge page is cleared (and, with the kernel's
     /// default `defrag` setting, compacted for) all at once on first touch, which stalled
     /// apply and every answer behind it for milliseconds at a time (BENCHMARKS.md,
-    /// 2026-12-05 evening).
+    /// 2026-12-05 late evening).
     #[arg(long, env = "HOLDFAST_TRANSPARENT_HUGE_PAGES")]
     #[serde(default)]
     transparent_huge_pages: bool,
