@@ -43,3 +43,58 @@ async fn every_path_the_node_serves_is_documented() {
         "paths in /openapi.json that docs/API.md does not mention: {missing:?}"
     );
 }
+
+/// OpenAPI's integer formats are signed: an `int32` or `int64` label on a range it cannot
+/// hold (a `u32` seat number, a `u64` node id) tells a client the node refuses values it
+/// takes — schemathesis sent a seat number of 2,147,483,648 as a request to be refused.
+#[tokio::test]
+async fn every_integer_format_holds_the_range_it_labels() {
+    fn walk(value: &serde_json::Value, path: &str, wrong: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(format) = map.get("format").and_then(|format| format.as_str()) {
+                    let bits = match format {
+                        "int32" => Some(32),
+                        "int64" => Some(64),
+                        _ => None,
+                    };
+                    if let Some(bits) = bits {
+                        let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+                        let bound = |key: &str| {
+                            map.get(key).map(|value| {
+                                value
+                                    .as_i64()
+                                    .map(i128::from)
+                                    .or_else(|| value.as_u64().map(i128::from))
+                            })
+                        };
+                        let low = bound("minimum").is_some_and(|b| b.is_none_or(|b| b < min));
+                        let high = bound("maximum").is_some_and(|b| b.is_none_or(|b| b > max));
+                        if low || high {
+                            wrong.push(format!("{path}: {format} {map:?}"));
+                        }
+                    }
+                }
+                for (key, value) in map {
+                    walk(value, &format!("{path}/{key}"), wrong);
+                }
+            }
+            serde_json::Value::Array(values) => {
+                for (at, value) in values.iter().enumerate() {
+                    walk(value, &format!("{path}/{at}"), wrong);
+                }
+            }
+            _ => {}
+        }
+    }
+    let openapi = openapi().await;
+    let mut wrong = Vec::new();
+    walk(&openapi, "", &mut wrong);
+    assert!(
+        wrong.is_empty(),
+        "formats that cannot hold their range: {wrong:#?}"
+    );
+    let number = &openapi["components"]["schemas"]["SeatBody"]["properties"]["number"];
+    assert_eq!(number["maximum"], u64::from(u32::MAX));
+    assert_eq!(number["format"], "int64", "{number}");
+}

@@ -400,6 +400,63 @@ pub fn apply(document: &mut Value) {
             .unwrap_or_else(|| panic!("the OpenAPI document has no schema {component}"));
         merge(target, &rule);
     }
+    fit_integer_formats(document);
+}
+
+/// Gives every integer schema the format its range fits, or none: OpenAPI's `int32` and
+/// `int64` are signed, and utoipa labels a `u32` field `int32` and a `u64` one `int64`, so a
+/// seat number the node takes up to 4,294,967,295 read as at most 2,147,483,647 to a client
+/// (schemathesis sent 2,147,483,648 as a request the node should refuse, and it was right
+/// to accept it).
+fn fit_integer_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let integer = match map.get("type") {
+                Some(Value::String(kind)) => kind == "integer",
+                Some(Value::Array(kinds)) => kinds.iter().any(|kind| kind == "integer"),
+                _ => false,
+            };
+            if integer {
+                // A bound that is not a whole number fits no integer format.
+                let bound = |key: &str| {
+                    map.get(key).map(|value| {
+                        value
+                            .as_i64()
+                            .map(i128::from)
+                            .or_else(|| value.as_u64().map(i128::from))
+                    })
+                };
+                let (minimum, maximum) = (bound("minimum"), bound("maximum"));
+                let fits = |bits: u32| {
+                    let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+                    minimum.is_none_or(|minimum| minimum.is_some_and(|minimum| minimum >= min))
+                        && maximum
+                            .is_none_or(|maximum| maximum.is_some_and(|maximum| maximum <= max))
+                };
+                let format = if fits(32) && map.get("format") == Some(&json!("int32")) {
+                    Some("int32")
+                } else if fits(64) {
+                    Some("int64")
+                } else {
+                    None
+                };
+                match format {
+                    Some(format) if map.contains_key("format") => {
+                        map.insert("format".into(), json!(format));
+                    }
+                    Some(_) => {}
+                    None => {
+                        map.remove("format");
+                    }
+                }
+            }
+            for value in map.values_mut() {
+                fit_integer_formats(value);
+            }
+        }
+        Value::Array(values) => values.iter_mut().for_each(fit_integer_formats),
+        _ => {}
+    }
 }
 
 /// `type: [T, "null"]`: the property may be `null` (an `Option` without a value).
