@@ -171,6 +171,18 @@ fn apply_batched(
     elapsed
 }
 
+/// Prints [`LONGEST_BATCH_NS`] for the phase `what`.
+fn report_longest_batch(what: &str) {
+    println!(
+        "{:<44} {:>14}",
+        format!("  longest batch of {BATCH} ({what})"),
+        format!(
+            "{:.2} ms",
+            LONGEST_BATCH_NS.load(Ordering::Relaxed) as f64 / 1e6
+        )
+    );
+}
+
 fn expire_entry(time_ms: u64) -> Entry {
     Entry {
         time_ms,
@@ -329,14 +341,7 @@ fn main() {
     let [keyed, plain] = first.run(&mut state, &mut holds);
     keyed.report("holds, single seat, with idempotency key");
     plain.report("holds, single seat, without key");
-    println!(
-        "{:<44} {:>14}",
-        format!("  longest batch of {BATCH} (first sale)"),
-        format!(
-            "{:.2} ms",
-            LONGEST_BATCH_NS.load(Ordering::Relaxed) as f64 / 1e6
-        )
-    );
+    report_longest_batch("first sale");
     if options.holds_only {
         return;
     }
@@ -420,6 +425,7 @@ fn main() {
         }
     };
     let confirm_count = holds.len().div_ceil(2);
+    LONGEST_BATCH_NS.store(0, Ordering::Relaxed);
     let confirm_elapsed = apply_batched(&mut state, confirm_count, confirm_entry, |outcome| {
         assert!(outcome.is_success())
     });
@@ -428,6 +434,7 @@ fn main() {
         "confirms",
         rate(confirm_count as u64, confirm_elapsed)
     );
+    report_longest_batch("confirms");
 
     let summary_calls = 2_000_000u32;
     for event in ["small", "arena"] {

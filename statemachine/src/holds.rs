@@ -705,8 +705,7 @@ impl StateMachine {
             currency,
         });
         self.customer_bookings
-            .entry(booking.customer_id.clone())
-            .or_default()
+            .get_or_default(booking.customer_id.clone())
             .push(booking_id);
         self.payment_uses.insert(
             payment_key(&payment.provider, &payment.payment_id),

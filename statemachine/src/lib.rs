@@ -49,6 +49,7 @@ mod prefetch;
 mod probetable;
 mod restore;
 mod search;
+mod shardedmap;
 mod snapshot;
 mod state;
 mod timequeue;

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 
 use compact_str::CompactString;
-use hashbrown::HashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::PoolQuantity;
@@ -15,6 +14,7 @@ use crate::inventory::Event;
 use crate::limits::Config;
 use crate::outbox::Outbox;
 use crate::outcome::{BookingStatus, HoldStatus, Outcome, RefundStatus, Rejection};
+use crate::shardedmap::ShardedMap;
 use crate::timequeue::TimeQueue;
 
 pub(crate) const HOLD_ID_PREFIX: &str = "h_";
@@ -211,7 +211,7 @@ pub struct StateMachine {
     /// Ended holds by `(ended_at_ms, hold)`, pruned after their retention.
     pub(crate) ended_holds: TimeQueue,
     /// Bookings of each customer in ascending id order. Looked up, never iterated.
-    pub(crate) customer_bookings: HashMap<CompactString, Vec<u64>>,
+    pub(crate) customer_bookings: ShardedMap<CompactString, Vec<u64>>,
     /// Events that are not cancelled, by start time and by category (see `search.rs`).
     pub(crate) search_index: crate::search::SearchIndex,
     /// Ids of the refunds still `Pending`, so the refund worker and `GET /refunds` find them
@@ -220,7 +220,7 @@ pub struct StateMachine {
     /// What each payment went to, by `(provider, payment_id)`: a confirm retried after its
     /// idempotency key was forgotten must answer the booking its payment already bought,
     /// never record a refund of it (see `holds.rs`, `StateMachine::confirm`).
-    pub(crate) payment_uses: HashMap<PaymentKey, PaymentUse>,
+    pub(crate) payment_uses: ShardedMap<PaymentKey, PaymentUse>,
     /// Where the notifier delivers outbox events (canonical; serialised after the outbox).
     pub(crate) webhooks: crate::webhooks::Webhooks,
     /// A backup restore in progress, or the one that made this state (canonical;
@@ -258,10 +258,10 @@ impl StateMachine {
             retired_nodes: BTreeSet::new(),
             expiry_queue: TimeQueue::default(),
             ended_holds: TimeQueue::default(),
-            customer_bookings: HashMap::new(),
+            customer_bookings: ShardedMap::default(),
             search_index: crate::search::SearchIndex::default(),
             pending_refunds: BTreeSet::new(),
-            payment_uses: HashMap::new(),
+            payment_uses: ShardedMap::default(),
             webhooks: crate::webhooks::Webhooks::default(),
             restores: crate::restore::Restores::default(),
             charge_intents: crate::intents::ChargeIntents::default(),
@@ -566,8 +566,7 @@ impl StateMachine {
         self.customer_bookings.clear();
         for (id, booking) in self.bookings.iter() {
             self.customer_bookings
-                .entry(booking.customer_id.clone())
-                .or_default()
+                .get_or_default(booking.customer_id.clone())
                 .push(id);
         }
         self.pending_refunds = self
@@ -610,8 +609,8 @@ pub(crate) enum PaymentUse {
 pub(crate) fn payment_uses(
     bookings: &IdMap<Booking>,
     refunds: &IdMap<Refund>,
-) -> HashMap<PaymentKey, PaymentUse> {
-    let mut uses = HashMap::new();
+) -> ShardedMap<PaymentKey, PaymentUse> {
+    let mut uses = ShardedMap::default();
     for (id, refund) in refunds.iter() {
         if refund.booking.is_none() {
             uses.insert(
