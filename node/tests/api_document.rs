@@ -52,28 +52,26 @@ async fn every_integer_format_holds_the_range_it_labels() {
     fn walk(value: &serde_json::Value, path: &str, wrong: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(map) => {
-                if let Some(format) = map.get("format").and_then(|format| format.as_str()) {
-                    let bits = match format {
-                        "int32" => Some(32),
-                        "int64" => Some(64),
-                        _ => None,
-                    };
-                    if let Some(bits) = bits {
-                        let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
-                        let bound = |key: &str| {
-                            map.get(key).map(|value| {
-                                value
-                                    .as_i64()
-                                    .map(i128::from)
-                                    .or_else(|| value.as_u64().map(i128::from))
-                            })
-                        };
-                        let low = bound("minimum").is_some_and(|b| b.is_none_or(|b| b < min));
-                        let high = bound("maximum").is_some_and(|b| b.is_none_or(|b| b > max));
-                        if low || high {
-                            wrong.push(format!("{path}: {format} {map:?}"));
-                        }
+                let within = |key: &str, low: i64, high: i64| {
+                    map.get(key).is_none_or(|bound| {
+                        bound
+                            .as_i64()
+                            .is_some_and(|bound| (low..=high).contains(&bound))
+                    })
+                };
+                let fits = match map.get("format").and_then(|format| format.as_str()) {
+                    Some("int32") => {
+                        let (low, high) = (i64::from(i32::MIN), i64::from(i32::MAX));
+                        within("minimum", low, high) && within("maximum", low, high)
                     }
+                    Some("int64") => {
+                        within("minimum", i64::MIN, i64::MAX)
+                            && within("maximum", i64::MIN, i64::MAX)
+                    }
+                    _ => true,
+                };
+                if !fits {
+                    wrong.push(format!("{path}: {map:?}"));
                 }
                 for (key, value) in map {
                     walk(value, &format!("{path}/{key}"), wrong);

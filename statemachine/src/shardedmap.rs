@@ -88,18 +88,26 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
             .map(|(_, value)| value)
     }
 
+    /// The entry of `key` in its table.
+    fn entry<'a>(
+        hasher: &DefaultHashBuilder,
+        shards: &'a mut [HashTable<(K, V)>],
+        key: &K,
+    ) -> Entry<'a, (K, V)> {
+        let (shard, hash) = Self::place(hasher.hash_one(key));
+        shards[shard].entry(
+            hash,
+            |(stored, _)| stored == key,
+            |(stored, _)| Self::place(hasher.hash_one(stored)).1,
+        )
+    }
+
     /// The value of `key`, inserted as `V::default()` if it had none.
     pub fn get_or_default(&mut self, key: K) -> &mut V
     where
         V: Default,
     {
-        let (shard, hash) = Self::place(self.hasher.hash_one(&key));
-        let hasher = &self.hasher;
-        match self.shards[shard].entry(
-            hash,
-            |(stored, _)| *stored == key,
-            |(stored, _)| Self::place(hasher.hash_one(stored)).1,
-        ) {
+        match Self::entry(&self.hasher, &mut self.shards, &key) {
             Entry::Occupied(entry) => &mut entry.into_mut().1,
             Entry::Vacant(entry) => {
                 self.len += 1;
@@ -110,13 +118,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 
     /// Sets `key` to `value`; the value it had, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let (shard, hash) = Self::place(self.hasher.hash_one(&key));
-        let hasher = &self.hasher;
-        match self.shards[shard].entry(
-            hash,
-            |(stored, _)| *stored == key,
-            |(stored, _)| Self::place(hasher.hash_one(stored)).1,
-        ) {
+        match Self::entry(&self.hasher, &mut self.shards, &key) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 self.len += 1;
