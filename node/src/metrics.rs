@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::replica::{self, Replica};
 
@@ -59,6 +59,19 @@ const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of the storage stages that take well under a millisecond when all is well (an
+/// append's fsync, an apply, a snapshot's freeze), so that their tails show.
+const STAGE_BUCKETS_SECONDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The histograms with [`STAGE_BUCKETS_SECONDS`] (recorded by `holdfast_raft`).
+const STAGES: [&str; 3] = [
+    holdfast_raft::metrics::LOG_APPEND_SECONDS,
+    holdfast_raft::metrics::APPLY_SECONDS,
+    holdfast_raft::metrics::SNAPSHOT_FREEZE_SECONDS,
+];
+
 /// Events whose seat gauges a scrape reports at most (bounds the scrape's cost).
 pub const EVENTS_REPORTED_MAX: usize = 1_000;
 
@@ -73,9 +86,16 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS_SECONDS)
-                .expect("the latency buckets are not empty");
+            let builder = STAGES.into_iter().fold(
+                PrometheusBuilder::new()
+                    .set_buckets(&LATENCY_BUCKETS_SECONDS)
+                    .expect("the latency buckets are not empty"),
+                |builder, stage| {
+                    builder
+                        .set_buckets_for_metric(Matcher::Full(stage.into()), &STAGE_BUCKETS_SECONDS)
+                        .expect("the stage buckets are not empty")
+                },
+            );
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program's): then
@@ -134,6 +154,26 @@ fn describe() {
         "Latency of availability reads."
     );
     metrics::describe_histogram!(HOLD_SECONDS, metrics::Unit::Seconds, "Latency of holds.");
+    metrics::describe_histogram!(
+        holdfast_raft::metrics::LOG_APPEND_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to write and fsync one append of Raft log entries."
+    );
+    metrics::describe_histogram!(
+        holdfast_raft::metrics::APPLY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time apply held the state for one batch of committed entries."
+    );
+    metrics::describe_histogram!(
+        holdfast_raft::metrics::SNAPSHOT_FREEZE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time a snapshot's freeze held the state (apply and reads waited)."
+    );
+    metrics::describe_histogram!(
+        holdfast_raft::metrics::SNAPSHOT_ENCODE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to encode a frozen state as a snapshot, off apply's path."
+    );
     metrics::describe_histogram!(
         CONFIRM_SECONDS,
         metrics::Unit::Seconds,

@@ -31,6 +31,7 @@ mod legacy;
 mod log_cache;
 pub mod log_store;
 pub mod memory;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod runtime;

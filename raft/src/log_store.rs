@@ -457,6 +457,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             encoded.push((index_key(entry.log_id.index), bytes));
             written.push((entry, length));
         }
+        let started = std::time::Instant::now();
         let result = self
             .write(move |inner, options| {
                 let logs = inner
@@ -473,6 +474,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .map_err(|error| write_error(ErrorSubject::Logs, &error))
             })
             .await;
+        metrics::histogram!(crate::metrics::LOG_APPEND_SECONDS).record(started.elapsed());
         // The callback fires only now, after the synced write returned (and the entries
         // are in the cache, where openraft's next read of them looks first).
         if result.is_ok() {

@@ -432,7 +432,10 @@ fn encode(shared: &Shared, frozen: Frozen) -> (SnapshotMeta, Vec<u8>) {
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     encode_snapshot(&mut bytes, &frozen.meta, &frozen.state)
         .expect("encoding into memory cannot fail");
-    let encode_ms = started.elapsed().as_millis() as u64;
+    let encoding = started.elapsed();
+    let encode_ms = encoding.as_millis() as u64;
+    metrics::histogram!(crate::metrics::SNAPSHOT_ENCODE_SECONDS).record(encoding);
+    metrics::histogram!(crate::metrics::SNAPSHOT_FREEZE_SECONDS).record(frozen.took);
     // What apply copied meanwhile is freed with the copy, here rather than on apply's path.
     let Frozen { meta, state, took } = frozen;
     drop(state);
@@ -647,6 +650,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let apply = || {
             let mut replies = Vec::with_capacity(entries.len());
             let mut state = self.shared.state.write().expect("state lock poisoned");
+            let started = std::time::Instant::now();
             for entry in &entries {
                 let mut outcomes = Vec::new();
                 if let EntryPayload::Normal(batch) = &entry.payload {
@@ -655,6 +659,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 apply_entry(&mut state, entry, |outcome| outcomes.push(outcome));
                 replies.push(outcomes);
             }
+            metrics::histogram!(crate::metrics::APPLY_SECONDS).record(started.elapsed());
             replies
         };
         // Creating a million-seat event takes this task's worker for about a second. Tasks

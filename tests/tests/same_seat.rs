@@ -54,6 +54,18 @@ async fn fifty_clients_one_seat_exactly_one_hold() -> anyhow::Result<()> {
         "{metrics}"
     );
     assert!(metrics.contains("holdfast_term"), "{metrics}");
+    // The storage stages' histograms: the leader appended and applied the holds.
+    for stage in ["holdfast_log_append_seconds", "holdfast_apply_seconds"] {
+        let count = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{stage}_count ")))
+            .and_then(|count| count.trim().parse::<u64>().ok());
+        assert!(count.is_some_and(|count| count > 0), "{stage}: {metrics}");
+    }
+    assert!(
+        metrics.contains("holdfast_log_append_seconds_bucket{le=\"0.0001\"}"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("holdfast_event_pool_units{event_id=\"race\",state=\"available\"} 10"),
         "{metrics}"
