@@ -154,26 +154,27 @@ fn describe() {
         "Latency of availability reads."
     );
     metrics::describe_histogram!(HOLD_SECONDS, metrics::Unit::Seconds, "Latency of holds.");
-    metrics::describe_histogram!(
-        holdfast_raft::metrics::LOG_APPEND_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to write and fsync one append of Raft log entries."
-    );
-    metrics::describe_histogram!(
-        holdfast_raft::metrics::APPLY_SECONDS,
-        metrics::Unit::Seconds,
-        "Time apply held the state for one batch of committed entries."
-    );
-    metrics::describe_histogram!(
-        holdfast_raft::metrics::SNAPSHOT_FREEZE_SECONDS,
-        metrics::Unit::Seconds,
-        "Time a snapshot's freeze held the state (apply and reads waited)."
-    );
-    metrics::describe_histogram!(
-        holdfast_raft::metrics::SNAPSHOT_ENCODE_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to encode a frozen state as a snapshot, off apply's path."
-    );
+    let stages = [
+        (
+            holdfast_raft::metrics::LOG_APPEND_SECONDS,
+            "Time to write and fsync one append of Raft log entries.",
+        ),
+        (
+            holdfast_raft::metrics::APPLY_SECONDS,
+            "Time apply held the state for one batch of committed entries.",
+        ),
+        (
+            holdfast_raft::metrics::SNAPSHOT_FREEZE_SECONDS,
+            "Time a snapshot's freeze held the state (apply and reads waited).",
+        ),
+        (
+            holdfast_raft::metrics::SNAPSHOT_ENCODE_SECONDS,
+            "Time to encode a frozen state as a snapshot, off apply's path.",
+        ),
+    ];
+    for (name, help) in stages {
+        metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
+    }
     metrics::describe_histogram!(
         CONFIRM_SECONDS,
         metrics::Unit::Seconds,
