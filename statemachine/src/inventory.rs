@@ -1142,6 +1142,43 @@ fn insert_pools(event: &mut Event, pools: &[PoolSpec]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Customers spread over many chunks of the slab (`chunkdeque.rs`, 2,048 entries a
+    /// chunk), forgotten and their entries reused, counted as a map would.
+    #[test]
+    fn customer_counts_hold_across_chunks_and_reuse() {
+        let mut holds = CustomerHolds::default();
+        let mut model: std::collections::HashMap<String, u32> = Default::default();
+        let name = |n: u32| format!("customer-{n}");
+        for round in 0..3u32 {
+            for n in 0..9_000u32 {
+                if (n + round) % 4 != 0 {
+                    let id = name(n);
+                    holds.add(holds.tag(&id), &id);
+                    *model.entry(id).or_default() += 1;
+                }
+            }
+            for n in (0..9_000u32).filter(|n| n % 5 == round) {
+                let id = name(n);
+                if let Some(count) = model.get_mut(&id) {
+                    holds.remove_one(&id);
+                    *count -= 1;
+                    if *count == 0 {
+                        model.remove(&id);
+                    }
+                }
+            }
+        }
+        for n in 0..9_000u32 {
+            let id = name(n);
+            let expected = model.get(&id).copied().unwrap_or(0);
+            assert_eq!(holds.count(holds.tag(&id), &id), expected, "{id}");
+        }
+        assert_eq!(
+            holds.total(),
+            model.values().map(|&count| u64::from(count)).sum::<u64>()
+        );
+    }
     use crate::command::{Command, Entry};
     use crate::StateMachine;
 

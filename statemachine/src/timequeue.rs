@@ -181,6 +181,44 @@ mod tests {
         assert_eq!(queue.len(), 3);
     }
 
+    /// A run many chunks long (`chunkdeque.rs`, 4,096 keys a chunk): removals in the middle
+    /// and at the front, searches and order across chunk boundaries, against a `BTreeSet`.
+    #[test]
+    fn a_long_run_across_chunks_matches_a_btreeset() {
+        let mut queue = TimeQueue::default();
+        let mut model = std::collections::BTreeSet::new();
+        for hold in 0..20_000u64 {
+            // Mostly in order (the run), every 97th key out of order (beside it).
+            let time = if hold % 97 == 0 {
+                hold / 2
+            } else {
+                1_000_000 + hold
+            };
+            assert_eq!(queue.insert(time, hold), model.insert((time, hold)));
+        }
+        for hold in (0..20_000u64).filter(|hold| hold % 3 == 0 || (4_000..8_300).contains(hold)) {
+            let time = if hold % 97 == 0 {
+                hold / 2
+            } else {
+                1_000_000 + hold
+            };
+            assert_eq!(queue.remove(time, hold), model.remove(&(time, hold)));
+        }
+        for _ in 0..5_000 {
+            assert_eq!(queue.pop_first(), model.pop_first());
+        }
+        assert_eq!(queue.len(), model.len());
+        assert!(queue.iter().eq(model.iter().copied()));
+        for hold in (0..20_000u64).step_by(7) {
+            let time = if hold % 97 == 0 {
+                hold / 2
+            } else {
+                1_000_000 + hold
+            };
+            assert_eq!(queue.contains(time, hold), model.contains(&(time, hold)));
+        }
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u64, u64),
