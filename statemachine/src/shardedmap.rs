@@ -27,7 +27,6 @@ const SHARDS: usize = 256;
 pub(crate) struct ShardedMap<K, V> {
     hasher: DefaultHashBuilder,
     shards: Box<[HashTable<(K, V)>]>,
-    len: usize,
 }
 
 impl<K, V> Default for ShardedMap<K, V> {
@@ -35,7 +34,6 @@ impl<K, V> Default for ShardedMap<K, V> {
         ShardedMap {
             hasher: DefaultHashBuilder::default(),
             shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
-            len: 0,
         }
     }
 }
@@ -57,7 +55,7 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for ShardedMap<K, V> {
 /// Equal when they hold the same entries, wherever they sit.
 impl<K: Hash + Eq, V: PartialEq> PartialEq for ShardedMap<K, V> {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len
+        self.len() == other.len()
             && self
                 .shards
                 .iter()
@@ -72,9 +70,8 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         ((hash >> 56) as usize, hash.rotate_right(8))
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(HashTable::len).sum()
     }
 
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
@@ -109,10 +106,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     {
         match Self::entry(&self.hasher, &mut self.shards, &key) {
             Entry::Occupied(entry) => &mut entry.into_mut().1,
-            Entry::Vacant(entry) => {
-                self.len += 1;
-                &mut entry.insert((key, V::default())).into_mut().1
-            }
+            Entry::Vacant(entry) => &mut entry.insert((key, V::default())).into_mut().1,
         }
     }
 
@@ -121,7 +115,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         match Self::entry(&self.hasher, &mut self.shards, &key) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
-                self.len += 1;
                 entry.insert((key, value));
                 None
             }
@@ -132,7 +125,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         for shard in self.shards.iter_mut() {
             *shard = HashTable::new();
         }
-        self.len = 0;
     }
 
     /// The entries of the largest table (for the tests).

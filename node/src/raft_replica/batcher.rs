@@ -64,20 +64,21 @@ impl Group {
 }
 
 /// Where a committed group's request ids are read from: the entries the leader proposed
-/// (the proposals are their last ones, after any entry the leader put first) or the
-/// proposals a follower forwarded.
+/// (the proposals are their last ones, from `first` on, after any entry the leader put
+/// first) or the proposals a follower forwarded.
 enum RequestIds {
-    Entries(Arc<Vec<Entry>>),
+    Entries {
+        entries: Arc<Vec<Entry>>,
+        first: usize,
+    },
     Proposals(Vec<Proposal>),
 }
 
 impl RequestIds {
-    /// The request id of the group's `n`th proposal of `count`.
-    fn get(&self, n: usize, count: usize) -> Option<&str> {
+    /// The request id of the group's `n`th proposal.
+    fn get(&self, n: usize) -> Option<&str> {
         match self {
-            RequestIds::Entries(entries) => {
-                entries[entries.len() - count + n].request_id.as_deref()
-            }
+            RequestIds::Entries { entries, first } => entries[first + n].request_id.as_deref(),
             RequestIds::Proposals(proposals) => proposals[n].request_id.as_deref(),
         }
     }
@@ -236,10 +237,14 @@ impl Inner {
             proposals.append(&mut pending.proposals);
         }
         let result = match target {
-            Target::Here => self
-                .commit_entries(proposals)
-                .await
-                .map(|(index, outcomes, ids)| (index, outcomes, RequestIds::Entries(ids))),
+            Target::Here => {
+                self.commit_entries(proposals)
+                    .await
+                    .map(|(index, outcomes, entries)| {
+                        let first = entries.len() - total;
+                        (index, outcomes, RequestIds::Entries { entries, first })
+                    })
+            }
             Target::Leader(leader_id) => self
                 .forward(leader_id, &proposals, out)
                 .await
@@ -258,7 +263,7 @@ impl Inner {
                     let answers: Vec<CommittedOutcome> = (next..next + count)
                         .map(|n| {
                             let outcome = outcomes.next().expect("one outcome per proposal");
-                            let request_id = ids.get(n, total);
+                            let request_id = ids.get(n);
                             // A refusal the state machine does not remember under the
                             // id is not the id's first index either.
                             let remembered = !matches!(
